@@ -1,0 +1,26 @@
+//! The Cohort MPC engine.
+//!
+//! Everything a party needs to take part in a secure multiparty computation,
+//! independent of how the process is deployed (local `cohort run`, or a
+//! Kubernetes pod managed by the operator):
+//!
+//! - [`ring`]: arithmetic in Z_2^64 over vectors;
+//! - [`fixed`]: the fixed-point encoding of real numbers into the ring;
+//! - [`sharing`]: additive secret sharing and the secret-holding types;
+//! - [`prg`]: the AES-CTR pseudorandom generator used to expand seeds;
+//! - [`preprocessing`]: correlated randomness (Beaver triples, division
+//!   pairs) and where it comes from (today: a trusted dealer);
+//! - [`program`]: the program language, its compiler and the circuit IR;
+//! - [`transport`]: the mutually authenticated TLS mesh between parties;
+//! - [`protocol`]: the `additive-semi-honest` protocol steps;
+//! - [`executor`]: runs a compiled circuit layer by layer over the mesh.
+
+pub mod executor;
+pub mod fixed;
+pub mod preprocessing;
+pub mod prg;
+pub mod program;
+pub mod protocol;
+pub mod ring;
+pub mod sharing;
+pub mod transport;

@@ -1,0 +1,168 @@
+//! The circuit IR: what the compiler emits and the executor runs.
+//!
+//! The IR is a list of vector-valued nodes in topological order (every
+//! operand precedes its user). It is deliberately *type-agnostic*: every
+//! value is a vector (or scalar) of elements of the ring Z_2^64, and the
+//! compiler has already inserted the scaling and truncation that the
+//! source-level `int`/`fixed` types require. Types survive only where
+//! values cross the boundary of the computation: inputs are encoded with
+//! their [`ElemType`] and outputs decoded with theirs.
+//!
+//! Whether a node is public or secret is derived, not declared: inputs are
+//! secret, constants and lengths are public, and every other node is public
+//! exactly when all its operands are. Only two operations ever need
+//! communication, and only when an operand is secret:
+//! [`Op::Mul`] with both operands secret (a Beaver multiplication) and
+//! [`Op::DivPublic`] with a secret dividend (a probabilistic division by a
+//! public divisor, which is also how fixed-point truncation is expressed).
+//! The executor groups those by multiplicative depth into layers, one
+//! communication round per layer.
+
+use std::fmt;
+
+/// Index of a node in [`Circuit::nodes`].
+pub type ValueId = usize;
+
+/// Index of a party in [`Circuit::parties`] (the job's party list, in order).
+pub type PartyIndex = usize;
+
+/// A position in the program source, for errors that can only be detected
+/// once input lengths are known (e.g. elementwise operands of different
+/// lengths). 1-based line and column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Span {
+    pub line: u32,
+    pub column: u32,
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}, column {}", self.line, self.column)
+    }
+}
+
+/// The element type of an input or output, used only to encode inputs into
+/// the ring and decode outputs from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ElemType {
+    /// A 64-bit two's-complement integer.
+    Int,
+    /// A fixed-point number with [`Circuit::frac_bits`] fractional bits.
+    Fixed,
+}
+
+/// Whether an input is one value or a vector of values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum InputShape {
+    Scalar,
+    /// A vector whose (public) length the owner declares at run time.
+    Vector,
+}
+
+/// Who provides an input.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Owners {
+    /// Exactly one party owns the input.
+    Party(PartyIndex),
+    /// Every party contributes its own value (`from each`): a per-party list.
+    Each,
+}
+
+/// A declared input.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct InputDecl {
+    /// Source name; the key under which parties provide data.
+    pub name: String,
+    pub elem: ElemType,
+    pub shape: InputShape,
+    pub owners: Owners,
+    pub span: Span,
+}
+
+impl InputDecl {
+    /// Whether `party` provides a value for this input.
+    pub fn is_owned_by(&self, party: PartyIndex) -> bool {
+        match self.owners {
+            Owners::Party(p) => p == party,
+            Owners::Each => true,
+        }
+    }
+}
+
+/// One operation. Operands are earlier nodes. Elementwise binary operations
+/// broadcast a scalar operand over a vector operand; two vector operands must
+/// have the same length (checked by the executor once lengths are known).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// Party `party`'s value of input `input` (index into
+    /// [`Circuit::inputs`]). Secret. For an `Owners::Party(p)` input, `party`
+    /// is `p`; for `Owners::Each` there is one `Input` node per party.
+    Input { input: usize, party: PartyIndex },
+    /// A public scalar, already encoded in the ring (fixed-point constants
+    /// are scaled by the compiler).
+    Const(u64),
+    /// The public length of a vector, as a scalar integer.
+    Len(ValueId),
+    /// Elementwise addition.
+    Add(ValueId, ValueId),
+    /// Elementwise subtraction.
+    Sub(ValueId, ValueId),
+    /// Elementwise negation.
+    Neg(ValueId),
+    /// Elementwise ring product (no truncation). Local when at least one
+    /// operand is public; a Beaver multiplication when both are secret.
+    Mul(ValueId, ValueId),
+    /// Elementwise signed division of the first operand by the second, a
+    /// public positive scalar, rounding toward negative infinity. Exact
+    /// when the dividend is public; when it is secret the result may be
+    /// one greater or one less than the exact floor (see
+    /// `protocol::division`). A divisor that is not positive at run time
+    /// is an error reported at this node's span.
+    DivPublic(ValueId, ValueId),
+    /// The sum of a vector's elements (a scalar). Local.
+    Sum(ValueId),
+    /// The concatenation of vectors and scalars, in order. Local.
+    Concat(Vec<ValueId>),
+}
+
+impl Op {
+    /// The operands of this operation, in order.
+    pub fn operands(&self) -> Vec<ValueId> {
+        match self {
+            Op::Input { .. } | Op::Const(_) => Vec::new(),
+            Op::Len(a) | Op::Neg(a) | Op::Sum(a) => vec![*a],
+            Op::Add(a, b) | Op::Sub(a, b) | Op::Mul(a, b) | Op::DivPublic(a, b) => vec![*a, *b],
+            Op::Concat(parts) => parts.clone(),
+        }
+    }
+}
+
+/// A node: an operation and where in the source it comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Node {
+    pub op: Op,
+    pub span: Span,
+}
+
+/// A declared output.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct OutputDecl {
+    pub name: String,
+    pub value: ValueId,
+    pub elem: ElemType,
+    /// Parties that learn this output, in ascending order, no duplicates.
+    pub recipients: Vec<PartyIndex>,
+    pub span: Span,
+}
+
+/// A compiled program, ready to be instantiated with input lengths and run.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Circuit {
+    /// Fractional bits of the fixed-point encoding (default 16).
+    pub frac_bits: u32,
+    /// The job's parties, in order; [`PartyIndex`] indexes this list.
+    pub parties: Vec<String>,
+    pub inputs: Vec<InputDecl>,
+    pub nodes: Vec<Node>,
+    pub outputs: Vec<OutputDecl>,
+}
