@@ -1,1 +1,131 @@
-//! (in progress)
+//! Correlated randomness for the online phase, and where it comes from.
+//!
+//! The online phase of `additive-semi-honest` consumes two kinds of
+//! material, both additively shared among the parties:
+//!
+//! - **Beaver triples** `([a], [b], [c])` with `c = a * b`, `a`, `b`
+//!   uniform in Z_2^64: one per secret-by-secret multiplication.
+//! - **Division pairs** for a public divisor `d`: `([r], [m], [q])` with `r`
+//!   uniform in Z_2^64, `m` the most significant bit of `r` (0 or 1, shared
+//!   as a ring element) and `q = floor((r mod 2^63) / d)`: one per element
+//!   of a secure division by a public value (fixed-point truncation is
+//!   division by `2^f`). See `protocol::division`.
+//!
+//! What a job consumes is a [`MaterialPlan`]: one [`Demand`] per layer of
+//! the circuit, computed from public information only (the circuit and the
+//! input lengths), so every party and the material's producer agree on it.
+//! A [`MaterialSource`] hands a party its shares layer by layer. Material is
+//! consumed exactly once — reusing a triple leaks the difference of the
+//! inputs it masked — and every [`LayerMaterial`] carries a [`MaterialTag`]
+//! that the parties compare before using it, so mismatched material is an
+//! error, never a wrong result.
+//!
+//! Today's producer is a trusted dealer ([`dealer`]): a third party that
+//! sees all the randomness it deals (but no input). The interface is the
+//! seam where dealer-free (OT-based) generation slots in.
+
+pub mod dealer;
+
+use crate::sharing::Share;
+use std::fmt;
+use std::future::Future;
+
+/// What one layer consumes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Demand {
+    /// Number of Beaver triples.
+    pub triples: usize,
+    /// Division pairs needed, as (divisor, count), divisors ascending and
+    /// distinct, counts positive.
+    pub div_pairs: Vec<(u64, usize)>,
+}
+
+impl Demand {
+    pub fn is_empty(&self) -> bool {
+        self.triples == 0 && self.div_pairs.is_empty()
+    }
+}
+
+/// What a whole job consumes: one [`Demand`] per layer, in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MaterialPlan {
+    pub layers: Vec<Demand>,
+}
+
+impl MaterialPlan {
+    pub fn total_triples(&self) -> usize {
+        self.layers.iter().map(|l| l.triples).sum()
+    }
+    pub fn total_div_pairs(&self) -> usize {
+        self.layers.iter().flat_map(|l| &l.div_pairs).map(|(_, n)| n).sum()
+    }
+}
+
+/// Identifies the material of one layer. Equal at every party exactly when
+/// the parties hold shares of the same material (derived from the ids of
+/// the batches the layer was assembled from). Public.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MaterialTag(pub u64);
+
+impl fmt::Display for MaterialTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// One party's shares of a batch of Beaver triples (`a`, `b`, `c` have
+/// equal lengths).
+#[derive(Debug)]
+pub struct TripleShares {
+    pub a: Share,
+    pub b: Share,
+    pub c: Share,
+}
+
+/// One party's shares of a batch of division pairs for one divisor.
+#[derive(Debug)]
+pub struct DivPairShares {
+    pub divisor: u64,
+    /// Shares of `r`, uniform in Z_2^64.
+    pub r: Share,
+    /// Shares of the top bit of `r` (0 or 1).
+    pub msb: Share,
+    /// Shares of `floor((r mod 2^63) / divisor)`.
+    pub q: Share,
+}
+
+/// Everything one layer consumes, for one party.
+#[derive(Debug)]
+pub struct LayerMaterial {
+    pub tag: MaterialTag,
+    pub triples: TripleShares,
+    /// In the order of [`Demand::div_pairs`].
+    pub div_pairs: Vec<DivPairShares>,
+}
+
+/// Why material could not be provided.
+#[derive(Debug, thiserror::Error)]
+pub enum PreprocessingError {
+    #[error("the material source is closed or exhausted ({0})")]
+    Exhausted(String),
+    #[error("material batch {0} was already consumed; refusing to reuse it")]
+    Reused(String),
+    #[error("material does not match the plan: {0}")]
+    Mismatch(String),
+    #[error("malformed material batch: {0}")]
+    Malformed(String),
+    #[error(transparent)]
+    Entropy(#[from] crate::prg::EntropyError),
+}
+
+/// A party's supply of preprocessed material.
+pub trait MaterialSource: Send {
+    /// The material for layer `layer` (0-based) of the plan, which must be
+    /// requested once per layer in order. Never yields the same material
+    /// twice.
+    fn next_layer(
+        &mut self,
+        layer: usize,
+        demand: &Demand,
+    ) -> impl Future<Output = Result<LayerMaterial, PreprocessingError>> + Send;
+}
