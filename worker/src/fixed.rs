@@ -29,7 +29,9 @@ pub const SAFE_BOUND: u64 = 1 << 62;
 pub enum EncodeError {
     #[error("not a finite number")]
     NotFinite,
-    #[error("out of range: fixed-point values with {frac_bits} fractional bits must lie strictly between -{limit} and {limit}")]
+    #[error(
+        "out of range: fixed-point values with {frac_bits} fractional bits must lie strictly between -{limit} and {limit}"
+    )]
     FixedOutOfRange { frac_bits: u32, limit: f64 },
     #[error("out of range: integers must lie strictly between -2^62 and 2^62")]
     IntOutOfRange,

@@ -13,10 +13,12 @@
 //! - [`program`]: the program language, its compiler and the circuit IR;
 //! - [`transport`]: the mutually authenticated TLS mesh between parties;
 //! - [`protocol`]: the `additive-semi-honest` protocol steps;
-//! - [`executor`]: runs a compiled circuit layer by layer over the mesh.
+//! - [`executor`]: runs a compiled circuit layer by layer over the mesh;
+//! - [`local`]: a whole federation in one process (tests, examples, benches).
 
 pub mod executor;
 pub mod fixed;
+pub mod local;
 pub mod preprocessing;
 pub mod prg;
 pub mod program;

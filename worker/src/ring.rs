@@ -81,15 +81,10 @@ pub fn to_le_bytes(xs: &[u64]) -> Vec<u8> {
 /// Parse little-endian bytes into elements; `None` unless the length is a
 /// multiple of 8.
 pub fn from_le_bytes(bytes: &[u8]) -> Option<Vec<u64>> {
-    if bytes.len() % 8 != 0 {
+    if !bytes.len().is_multiple_of(8) {
         return None;
     }
-    Some(
-        bytes
-            .chunks_exact(8)
-            .map(|c| u64::from_le_bytes(c.try_into().expect("chunk of 8")))
-            .collect(),
-    )
+    Some(bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("chunk of 8"))).collect())
 }
 
 #[cfg(test)]

@@ -1,1 +1,25 @@
-//! (in progress)
+//! Runs a compiled circuit among the parties, layer by layer.
+//!
+//! [`plan`] turns a circuit and the declared input lengths into an
+//! [`Instance`]: shapes, layers and the material plan. [`run`] executes an
+//! instance for one party over an established [`crate::transport::Mesh`]:
+//!
+//! 1. **setup** — every party announces the consent digest (program, party
+//!    list, protocol) and the lengths of its inputs; a party that disagrees
+//!    ends the job here, before any input is shared;
+//! 2. **input sharing** — each input owner sends every other party a fresh
+//!    PRG seed per input, keeping `input - sum PRG(seed)` as its share;
+//! 3. **layers** — local operations run as soon as their operands exist;
+//!    all multiplications and divisions of a layer open their masked values
+//!    in ONE round, after checking every party holds the same material;
+//! 4. **output** — each party sends its shares of an output to that output's
+//!    recipients only; recipients reconstruct.
+//!
+//! A job therefore takes `3 + D` rounds, `D` the circuit's interactive
+//! depth, independent of vector lengths.
+
+pub mod plan;
+pub mod run;
+
+pub use plan::{InputLengths, Instance, Layer, PlanError};
+pub use run::{ExecuteOptions, JobError, JobOutput, JobStats, OutputValue, OwnInputs, execute};

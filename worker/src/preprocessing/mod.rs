@@ -129,3 +129,37 @@ pub trait MaterialSource: Send {
         demand: &Demand,
     ) -> impl Future<Output = Result<LayerMaterial, PreprocessingError>> + Send;
 }
+
+/// Material drawn from another source ahead of time and held in memory, so
+/// that the online phase runs without waiting for generation (used to
+/// measure the online phase alone).
+#[derive(Debug, Default)]
+pub struct Prefetched {
+    layers: std::collections::VecDeque<(usize, LayerMaterial)>,
+}
+
+impl Prefetched {
+    /// Draw every layer of `plan` from `source` now.
+    pub async fn drain<S: MaterialSource>(
+        source: &mut S,
+        plan: &MaterialPlan,
+    ) -> Result<Prefetched, PreprocessingError> {
+        let mut layers = std::collections::VecDeque::with_capacity(plan.layers.len());
+        for (index, demand) in plan.layers.iter().enumerate() {
+            layers.push_back((index, source.next_layer(index, demand).await?));
+        }
+        Ok(Prefetched { layers })
+    }
+}
+
+impl MaterialSource for Prefetched {
+    async fn next_layer(&mut self, layer: usize, _demand: &Demand) -> Result<LayerMaterial, PreprocessingError> {
+        match self.layers.pop_front() {
+            Some((index, material)) if index == layer => Ok(material),
+            Some((index, _)) => {
+                Err(PreprocessingError::Mismatch(format!("asked for layer {layer}, holding layer {index}")))
+            }
+            None => Err(PreprocessingError::Exhausted("no prefetched material left".into())),
+        }
+    }
+}

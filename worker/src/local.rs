@@ -1,0 +1,191 @@
+//! A whole federation inside one process, over real loopback TLS.
+//!
+//! Every party gets its own CA, certificate and listener, and talks to the
+//! others through the same [`Mesh`] a deployed worker uses; material comes
+//! from an in-process [trusted dealer](crate::preprocessing::dealer). This
+//! is what examples, benchmarks and the engine's tests drive. (`cohort
+//! run` goes one step further and runs each party as its own process.)
+
+use crate::executor::{ExecuteOptions, JobError, JobOutput, OwnInputs, execute};
+use crate::preprocessing::dealer::{DealerSource, spawn_local_dealer};
+use crate::preprocessing::{MaterialPlan, PreprocessingError};
+use crate::program::ir::Circuit;
+use crate::program::program_hash;
+use crate::protocol::{PROTOCOL_NAME, SUPPORTED_VERSIONS};
+use crate::transport::{
+    JobId, Limits, Mesh, MeshConfig, PartyCa, PeerAddr, ProtocolOffer, Step, Timeouts, TlsIdentity, TransportError,
+    TransportErrorKind,
+};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::net::TcpListener;
+
+/// The federation name local runs use in certificates.
+pub const FEDERATION: &str = "local";
+
+/// Parties of a local federation: per party, a bound loopback listener and
+/// a TLS identity issued by that party's own CA.
+pub struct LocalFederation {
+    pub names: Vec<String>,
+    pub listeners: Vec<Arc<TcpListener>>,
+    pub identities: Vec<Arc<TlsIdentity>>,
+    pub timeouts: Timeouts,
+    pub limits: Limits,
+}
+
+impl LocalFederation {
+    /// Parties named `names`, each with a fresh CA valid for a day.
+    pub async fn new(names: Vec<String>) -> Result<LocalFederation, TransportError> {
+        let mut listeners = Vec::new();
+        for _ in &names {
+            let listener = TcpListener::bind("127.0.0.1:0").await.map_err(local_io)?;
+            listeners.push(Arc::new(listener));
+        }
+        let lifetime = Duration::from_secs(24 * 3600);
+        let cas = names.iter().map(|n| PartyCa::generate(FEDERATION, n, lifetime)).collect::<Result<Vec<_>, _>>()?;
+        // Each peer is trusted only through its own CA (pinned), as in a
+        // federation where every party runs its own CA.
+        let peer_cas: Vec<(String, String)> = names.iter().cloned().zip(cas.iter().map(PartyCa::cert_pem)).collect();
+        let now = SystemTime::now();
+        let mut identities = Vec::new();
+        for (name, ca) in names.iter().zip(&cas) {
+            let dns = ["localhost".to_string()];
+            let leaf = ca.issue_party_cert(name, &dns, now - Duration::from_secs(60), now + lifetime)?;
+            let chain = format!("{}\n{}", leaf.cert_pem, ca.cert_pem());
+            let peers: Vec<(String, String)> = peer_cas.iter().filter(|(peer, _)| peer != name).cloned().collect();
+            identities.push(Arc::new(TlsIdentity::from_pem_pinned(FEDERATION, name, &chain, &leaf.key_pem, &peers)?));
+        }
+        Ok(LocalFederation { names, listeners, identities, timeouts: Timeouts::default(), limits: Limits::default() })
+    }
+
+    /// `n` parties named `party-0` … `party-{n-1}`.
+    pub async fn with_parties(n: usize) -> Result<LocalFederation, TransportError> {
+        LocalFederation::new((0..n).map(|i| format!("party-{i}")).collect()).await
+    }
+
+    /// The mesh configuration of party `me`.
+    pub fn config(&self, me: usize) -> Result<MeshConfig, TransportError> {
+        let mut parties = Vec::new();
+        for (name, listener) in self.names.iter().zip(&self.listeners) {
+            parties.push(PeerAddr { name: name.clone(), addr: listener.local_addr().map_err(local_io)? });
+        }
+        Ok(MeshConfig {
+            federation: FEDERATION.to_string(),
+            self_index: me,
+            parties,
+            identity: self.identities[me].clone(),
+            protocol: ProtocolOffer {
+                name: PROTOCOL_NAME.to_string(),
+                min_version: SUPPORTED_VERSIONS.0,
+                max_version: SUPPORTED_VERSIONS.1,
+            },
+            limits: self.limits,
+            timeouts: self.timeouts,
+        })
+    }
+
+    /// Establish every party's mesh for `job`, concurrently.
+    pub async fn meshes(&self, job: JobId) -> Result<Vec<Mesh>, TransportError> {
+        let mut tasks = Vec::new();
+        for me in 0..self.names.len() {
+            let cfg = self.config(me)?;
+            let listener = self.listeners[me].clone();
+            tasks.push(tokio::spawn(async move { Mesh::establish(&cfg, &listener, job).await }));
+        }
+        let mut meshes = Vec::new();
+        for task in tasks {
+            meshes.push(task.await.expect("mesh task panicked")?);
+        }
+        Ok(meshes)
+    }
+
+    /// The consent digest of `source` for this federation's party list.
+    pub fn consent(&self, source: &str) -> [u8; 32] {
+        consent_digest(source, &self.names)
+    }
+
+    /// Run a compiled program once: every party with its own inputs, a
+    /// fresh mesh, and a fresh in-process trusted dealer. Results are per
+    /// party, in party order.
+    pub async fn run(
+        &self,
+        circuit: Arc<Circuit>,
+        consent: [u8; 32],
+        inputs: Vec<OwnInputs>,
+    ) -> Result<Vec<Result<JobOutput, JobError>>, TransportError> {
+        let meshes = self.meshes(JobId::random()).await?;
+        let hub = DealerHub::new(self.names.len());
+        let mut tasks = Vec::new();
+        for (me, (mesh, own)) in meshes.into_iter().zip(inputs).enumerate() {
+            let (circuit, hub) = (circuit.clone(), hub.clone());
+            tasks.push(tokio::spawn(async move {
+                let options = ExecuteOptions::new(consent);
+                let result = execute(&mesh, &circuit, &own, &options, |plan| async move { hub.take(me, plan) }).await;
+                mesh.close().await;
+                result
+            }));
+        }
+        let mut results = Vec::new();
+        for task in tasks {
+            results.push(task.await.expect("party task panicked"));
+        }
+        Ok(results)
+    }
+}
+
+/// The digest parties compare before sharing inputs: SHA-256 over the
+/// program text, the party list and the protocol name.
+pub fn consent_digest(source: &str, parties: &[String]) -> [u8; 32] {
+    let mut text = String::from(PROTOCOL_NAME);
+    for party in parties {
+        text.push('\n');
+        text.push_str(party);
+    }
+    text.push('\n');
+    text.push_str(&hex(&program_hash(source)));
+    program_hash(&text)
+}
+
+/// A socket problem on this side, before any peer is involved.
+fn local_io(e: std::io::Error) -> TransportError {
+    TransportError::new(None, Step::Handshake, TransportErrorKind::Io(e))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A plan and the per-party streams not yet taken.
+type DealtPlan = (MaterialPlan, Vec<Option<DealerSource>>);
+
+/// Hands each party its stream from one in-process trusted dealer, which
+/// the first party to present the job's material plan starts. Every party
+/// must present the same plan (it is derived from public information).
+#[derive(Clone)]
+pub struct DealerHub {
+    inner: Arc<Mutex<Option<DealtPlan>>>,
+    parties: usize,
+    max_batch: usize,
+}
+
+impl DealerHub {
+    pub fn new(parties: usize) -> DealerHub {
+        DealerHub { inner: Arc::new(Mutex::new(None)), parties, max_batch: 1 << 16 }
+    }
+
+    /// Party `party`'s stream for `plan`.
+    pub fn take(&self, party: usize, plan: MaterialPlan) -> Result<DealerSource, PreprocessingError> {
+        let mut guard = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (existing, sources) = guard.get_or_insert_with(|| {
+            let sources = spawn_local_dealer(plan.clone(), self.parties, self.max_batch);
+            (plan.clone(), sources.into_iter().map(Some).collect())
+        });
+        if *existing != plan {
+            return Err(PreprocessingError::Mismatch("parties presented different material plans".into()));
+        }
+        sources
+            .get_mut(party)
+            .and_then(Option::take)
+            .ok_or_else(|| PreprocessingError::Exhausted(format!("the stream of party {party} was already taken")))
+    }
+}

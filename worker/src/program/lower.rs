@@ -1,0 +1,708 @@
+//! Type checking and lowering: an [`ast::Program`] to an [`ir::Circuit`].
+//!
+//! One pass does both. Each expression is checked and evaluated to a
+//! [`Val`]: a compile-time constant (folded exactly, in `i64` or `f64`, and
+//! encoded once when it meets a runtime value), a circuit node with its
+//! source type (`int`/`fixed`, scalar/vector), or a per-party list (the
+//! nodes of an input `from each`, one per party).
+//!
+//! The IR is type-agnostic ring arithmetic, so this pass inserts the
+//! fixed-point scaling: an `int` meeting a `fixed` is multiplied by `2^f`,
+//! a product of two `fixed` values is truncated (`DivPublic` by `2^f`),
+//! `dot` and `variance` truncate each product before summing (so the range
+//! limit bounds each product, not the sum), and every division
+//! yields `fixed`. Identical operations are shared (hash-consing), so e.g.
+//! `mean(x)` and `variance(x)` in one program compute `sum(x)` once.
+//! `docs/language.md` documents every rule and its round cost.
+
+use std::collections::HashMap;
+
+use super::CompileError;
+use super::ast::{BinOp, Expr, ExprKind, Name, OwnerSpec, Program, Recipients, Stmt};
+use super::ir::{Circuit, ElemType, InputDecl, InputShape, Node, Op, OutputDecl, Owners, PartyIndex, Span, ValueId};
+use crate::fixed::{FixedPoint, SAFE_BOUND};
+use crate::ring::from_signed;
+
+/// The built-in functions, for error messages.
+const FUNCTIONS: &[&str] = &["aggregate", "concat", "dot", "len", "mean", "sum", "variance"];
+
+fn err(span: Span, message: impl Into<String>) -> CompileError {
+    CompileError { line: span.line, column: span.column, message: message.into() }
+}
+
+/// Scalar or vector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shape {
+    Scalar,
+    Vector,
+}
+
+impl From<InputShape> for Shape {
+    fn from(s: InputShape) -> Self {
+        match s {
+            InputShape::Scalar => Shape::Scalar,
+            InputShape::Vector => Shape::Vector,
+        }
+    }
+}
+
+/// A compile-time constant (always a public scalar).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Const {
+    Int(i64),
+    Fixed(f64),
+}
+
+impl Const {
+    fn as_f64(self) -> f64 {
+        match self {
+            Const::Int(i) => i as f64,
+            Const::Fixed(x) => x,
+        }
+    }
+}
+
+/// The checked value of an expression.
+#[derive(Clone, Debug)]
+enum Val {
+    Const(Const),
+    /// A circuit node; public exactly when it does not depend on an input.
+    Node {
+        id: ValueId,
+        elem: ElemType,
+        shape: Shape,
+    },
+    /// A per-party list: the nodes of an input `from each`, in party order.
+    List {
+        parts: Vec<ValueId>,
+        elem: ElemType,
+        shape: Shape,
+    },
+}
+
+fn elem_name(e: ElemType) -> &'static str {
+    match e {
+        ElemType::Int => "int",
+        ElemType::Fixed => "fixed",
+    }
+}
+
+fn describe(v: &Val) -> String {
+    match v {
+        Val::Const(Const::Int(_)) => "an int constant".into(),
+        Val::Const(Const::Fixed(_)) => "a fixed constant".into(),
+        Val::Node { elem, shape: Shape::Scalar, .. } => format!("{} {} scalar", article(*elem), elem_name(*elem)),
+        Val::Node { elem, shape: Shape::Vector, .. } => format!("{} {} vector", article(*elem), elem_name(*elem)),
+        Val::List { elem, shape, .. } => format!(
+            "a per-party list of {} {}",
+            elem_name(*elem),
+            if *shape == Shape::Vector { "vectors" } else { "scalars" }
+        ),
+    }
+}
+
+fn article(e: ElemType) -> &'static str {
+    match e {
+        ElemType::Int => "an",
+        ElemType::Fixed => "a",
+    }
+}
+
+/// A lowered operand: node, element type, shape.
+#[derive(Clone, Copy)]
+struct Operand {
+    id: ValueId,
+    elem: ElemType,
+    shape: Shape,
+}
+
+struct Lowerer {
+    fp: FixedPoint,
+    parties: Vec<String>,
+    nodes: Vec<Node>,
+    secret: Vec<bool>,
+    cse: HashMap<Op, ValueId>,
+    inputs: Vec<InputDecl>,
+    outputs: Vec<OutputDecl>,
+    /// Variables: value and where defined.
+    env: HashMap<String, (Val, Span)>,
+}
+
+/// Check and lower a parsed program for the job's `parties`.
+pub fn lower(program: &Program, parties: &[String]) -> Result<Circuit, CompileError> {
+    let frac_bits = program.frac_bits.map(|(f, _)| f).unwrap_or(crate::fixed::DEFAULT_FRAC_BITS);
+    let fp = FixedPoint::new(frac_bits).ok_or_else(|| {
+        let span = program.frac_bits.map(|(_, s)| s).unwrap_or_default();
+        err(span, "unsupported number of fractional bits")
+    })?;
+    let mut lw = Lowerer {
+        fp,
+        parties: parties.to_vec(),
+        nodes: Vec::new(),
+        secret: Vec::new(),
+        cse: HashMap::new(),
+        inputs: Vec::new(),
+        outputs: Vec::new(),
+        env: HashMap::new(),
+    };
+    for stmt in &program.stmts {
+        lw.stmt(stmt)?;
+    }
+    Ok(Circuit { frac_bits, parties: lw.parties, inputs: lw.inputs, nodes: lw.nodes, outputs: lw.outputs })
+}
+
+impl Lowerer {
+    // ---- node construction -------------------------------------------
+
+    fn push(&mut self, op: Op, span: Span) -> ValueId {
+        let shareable = !matches!(op, Op::Input { .. });
+        if shareable && let Some(&id) = self.cse.get(&op) {
+            return id;
+        }
+        let secret = match &op {
+            Op::Input { .. } => true,
+            Op::Len(_) | Op::Const(_) => false,
+            other => other.operands().iter().any(|&a| self.secret[a]),
+        };
+        let id = self.nodes.len();
+        if shareable {
+            self.cse.insert(op.clone(), id);
+        }
+        self.nodes.push(Node { op, span });
+        self.secret.push(secret);
+        id
+    }
+
+    fn konst(&mut self, v: u64, span: Span) -> ValueId {
+        self.push(Op::Const(v), span)
+    }
+
+    fn scale(&self) -> u64 {
+        self.fp.scale()
+    }
+
+    fn is_public(&self, v: &Val) -> bool {
+        match v {
+            Val::Const(_) => true,
+            Val::Node { id, .. } => !self.secret[*id],
+            Val::List { .. } => false,
+        }
+    }
+
+    /// Multiply by the public constant `k` (the ring element).
+    fn mul_const(&mut self, id: ValueId, k: u64, span: Span) -> ValueId {
+        if k == 1 {
+            return id;
+        }
+        let c = self.konst(k, span);
+        self.push(Op::Mul(id, c), span)
+    }
+
+    /// Divide by the public positive constant `k`.
+    fn div_const(&mut self, id: ValueId, k: u64, span: Span) -> ValueId {
+        if k == 1 {
+            return id;
+        }
+        let c = self.konst(k, span);
+        self.push(Op::DivPublic(id, c), span)
+    }
+
+    /// Encode a constant as `elem` (an int constant may become fixed; a
+    /// fixed constant never becomes int).
+    fn encode_const(&self, c: Const, elem: ElemType, span: Span) -> Result<u64, CompileError> {
+        match (c, elem) {
+            (Const::Int(i), ElemType::Int) => Ok(from_signed(i)),
+            (c, _) => {
+                let x = c.as_f64();
+                self.check_fixed(x, span)?;
+                self.fp.encode(x).map_err(|_| self.fixed_range_error(span))
+            }
+        }
+    }
+
+    fn fixed_range_error(&self, span: Span) -> CompileError {
+        err(
+            span,
+            format!(
+                "fixed-point constant out of range: with {} fractional bits, values must lie strictly between -2^{} and 2^{}",
+                self.fp.frac_bits(),
+                62 - self.fp.frac_bits(),
+                62 - self.fp.frac_bits()
+            ),
+        )
+    }
+
+    fn check_fixed(&self, x: f64, span: Span) -> Result<(), CompileError> {
+        if !x.is_finite() || (x * self.scale() as f64).round().abs() >= SAFE_BOUND as f64 {
+            return Err(self.fixed_range_error(span));
+        }
+        Ok(())
+    }
+
+    fn check_int(&self, x: Option<i64>, span: Span) -> Result<Const, CompileError> {
+        match x {
+            Some(v) if v.unsigned_abs() < SAFE_BOUND => Ok(Const::Int(v)),
+            _ => Err(err(span, "integer constant out of range: integers must lie strictly between -2^62 and 2^62")),
+        }
+    }
+
+    /// Materialize a value as a node (constants become `Const` nodes).
+    /// `want` = `Some(Fixed)` promotes an int to fixed.
+    fn operand(&mut self, v: &Val, span: Span, want: Option<ElemType>) -> Result<Operand, CompileError> {
+        match v {
+            Val::Const(c) => {
+                let elem = match (c, want) {
+                    (Const::Int(_), Some(ElemType::Fixed)) | (Const::Fixed(_), _) => ElemType::Fixed,
+                    (Const::Int(_), _) => ElemType::Int,
+                };
+                let enc = self.encode_const(*c, elem, span)?;
+                Ok(Operand { id: self.konst(enc, span), elem, shape: Shape::Scalar })
+            }
+            Val::Node { id, elem, shape } => {
+                if want == Some(ElemType::Fixed) && *elem == ElemType::Int {
+                    let scaled = self.mul_const(*id, self.scale(), span);
+                    Ok(Operand { id: scaled, elem: ElemType::Fixed, shape: *shape })
+                } else {
+                    Ok(Operand { id: *id, elem: *elem, shape: *shape })
+                }
+            }
+            Val::List { .. } => Err(list_misuse(span)),
+        }
+    }
+
+    fn vector(&mut self, func: &str, v: &Val, span: Span) -> Result<Operand, CompileError> {
+        match v {
+            Val::Node { id, elem, shape: Shape::Vector } => Ok(Operand { id: *id, elem: *elem, shape: Shape::Vector }),
+            Val::List { .. } => Err(err(
+                span,
+                format!(
+                    "`{func}` expects a vector, found {}; use concat(...) or aggregate(...) to make one",
+                    describe(v)
+                ),
+            )),
+            other => Err(err(span, format!("`{func}` expects a vector, found {}", describe(other)))),
+        }
+    }
+
+    fn party_index(&self, name: &Name) -> Result<PartyIndex, CompileError> {
+        self.parties.iter().position(|p| *p == name.text).ok_or_else(|| {
+            err(name.span, format!("unknown party `{}`; the job's parties are: {}", name.text, self.parties.join(", ")))
+        })
+    }
+
+    fn bind(&mut self, name: &Name, val: Val) -> Result<(), CompileError> {
+        if let Some((_, at)) = self.env.get(&name.text) {
+            return Err(err(name.span, format!("`{}` is already defined at {at}", name.text)));
+        }
+        self.env.insert(name.text.clone(), (val, name.span));
+        Ok(())
+    }
+
+    // ---- statements ----------------------------------------------------
+
+    fn stmt(&mut self, stmt: &Stmt) -> Result<(), CompileError> {
+        match stmt {
+            Stmt::Input { name, elem, shape, owners, .. } => {
+                if let Some((_, at)) = self.env.get(&name.text) {
+                    return Err(err(name.span, format!("`{}` is already defined at {at}", name.text)));
+                }
+                let index = self.inputs.len();
+                let (owners, val) = match owners {
+                    OwnerSpec::Party(p) => {
+                        let party = self.party_index(p)?;
+                        let id = self.push(Op::Input { input: index, party }, name.span);
+                        (Owners::Party(party), Val::Node { id, elem: *elem, shape: (*shape).into() })
+                    }
+                    OwnerSpec::Each => {
+                        let parts = (0..self.parties.len())
+                            .map(|party| self.push(Op::Input { input: index, party }, name.span));
+                        let parts = parts.collect();
+                        (Owners::Each, Val::List { parts, elem: *elem, shape: (*shape).into() })
+                    }
+                };
+                self.inputs.push(InputDecl {
+                    name: name.text.clone(),
+                    elem: *elem,
+                    shape: *shape,
+                    owners,
+                    span: name.span,
+                });
+                self.bind(name, val)
+            }
+            Stmt::Let { name, value, .. } => {
+                let v = self.expr(value)?;
+                self.bind(name, v)
+            }
+            Stmt::Output { name, value, to, .. } => {
+                if let Some(first) = self.outputs.iter().find(|o| o.name == name.text) {
+                    return Err(err(
+                        name.span,
+                        format!("duplicate output `{}` (first declared at {})", name.text, first.span),
+                    ));
+                }
+                let v = self.expr(value)?;
+                if let Val::List { .. } = v {
+                    return Err(err(
+                        value.span,
+                        format!("cannot output {}; use concat(...) or aggregate(...)", describe(&v)),
+                    ));
+                }
+                let op = self.operand(&v, value.span, None)?;
+                let recipients = match to {
+                    Recipients::All => (0..self.parties.len()).collect(),
+                    Recipients::Parties(names) => {
+                        let mut r = names.iter().map(|n| self.party_index(n)).collect::<Result<Vec<_>, _>>()?;
+                        r.sort_unstable();
+                        r.dedup();
+                        r
+                    }
+                };
+                self.outputs.push(OutputDecl {
+                    name: name.text.clone(),
+                    value: op.id,
+                    elem: op.elem,
+                    recipients,
+                    span: name.span,
+                });
+                // `output x = x` re-exports a variable; otherwise the output
+                // name becomes a variable too.
+                if value.kind != ExprKind::Var(name.text.clone()) {
+                    self.bind(name, v)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    // ---- expressions ---------------------------------------------------
+
+    fn expr(&mut self, e: &Expr) -> Result<Val, CompileError> {
+        match &e.kind {
+            ExprKind::Int(v) => Ok(Val::Const(Const::Int(*v))),
+            ExprKind::Float(x) => {
+                self.check_fixed(*x, e.span)?;
+                Ok(Val::Const(Const::Fixed(*x)))
+            }
+            ExprKind::Var(name) => match self.env.get(name) {
+                Some((v, _)) => Ok(v.clone()),
+                None if FUNCTIONS.contains(&name.as_str()) => {
+                    Err(err(e.span, format!("`{name}` is a function; call it with arguments, e.g. `{name}(x)`")))
+                }
+                None => Err(err(e.span, format!("unknown identifier `{name}`"))),
+            },
+            ExprKind::Neg(inner) => {
+                let v = self.expr(inner)?;
+                match v {
+                    Val::Const(Const::Int(i)) => Ok(Val::Const(Const::Int(-i))),
+                    Val::Const(Const::Fixed(x)) => Ok(Val::Const(Const::Fixed(-x))),
+                    Val::Node { id, elem, shape } => Ok(Val::Node { id: self.push(Op::Neg(id), e.span), elem, shape }),
+                    Val::List { .. } => Err(list_misuse(inner.span)),
+                }
+            }
+            ExprKind::Binary { op, op_span, lhs, rhs } => {
+                let l = self.expr(lhs)?;
+                let r = self.expr(rhs)?;
+                if let Val::List { .. } = l {
+                    return Err(list_misuse(lhs.span));
+                }
+                if let Val::List { .. } = r {
+                    return Err(list_misuse(rhs.span));
+                }
+                self.binary(*op, *op_span, &l, lhs.span, &r, rhs.span)
+            }
+            ExprKind::Index { base, party } => {
+                let v = self.expr(base)?;
+                let Val::List { parts, elem, shape } = v else {
+                    return Err(err(
+                        base.span,
+                        format!(
+                            "only a per-party list (an input `from each`) can be indexed by party; found {}",
+                            describe(&v)
+                        ),
+                    ));
+                };
+                let p = self.party_index(party)?;
+                Ok(Val::Node { id: parts[p], elem, shape })
+            }
+            ExprKind::Call { name, args } => {
+                let vals = args.iter().map(|a| self.expr(a)).collect::<Result<Vec<_>, _>>()?;
+                let spans: Vec<Span> = args.iter().map(|a| a.span).collect();
+                self.call(name, &vals, &spans)
+            }
+        }
+    }
+
+    fn fold(&self, op: BinOp, l: Const, r: Const, span: Span) -> Result<Val, CompileError> {
+        let c = match (op, l, r) {
+            (BinOp::Add, Const::Int(a), Const::Int(b)) => self.check_int(a.checked_add(b), span)?,
+            (BinOp::Sub, Const::Int(a), Const::Int(b)) => self.check_int(a.checked_sub(b), span)?,
+            (BinOp::Mul, Const::Int(a), Const::Int(b)) => self.check_int(a.checked_mul(b), span)?,
+            (op, l, r) => {
+                let (a, b) = (l.as_f64(), r.as_f64());
+                let x = match op {
+                    BinOp::Add => a + b,
+                    BinOp::Sub => a - b,
+                    BinOp::Mul => a * b,
+                    BinOp::Div => {
+                        if b == 0.0 {
+                            return Err(err(span, "division by zero"));
+                        }
+                        a / b
+                    }
+                };
+                self.check_fixed(x, span)?;
+                Const::Fixed(x)
+            }
+        };
+        Ok(Val::Const(c))
+    }
+
+    fn binary(&mut self, op: BinOp, span: Span, l: &Val, ls: Span, r: &Val, rs: Span) -> Result<Val, CompileError> {
+        if let (Val::Const(a), Val::Const(b)) = (l, r) {
+            return self.fold(op, *a, *b, span);
+        }
+        match op {
+            BinOp::Add | BinOp::Sub => {
+                let fixed = elem_of(l) == ElemType::Fixed || elem_of(r) == ElemType::Fixed;
+                let want = fixed.then_some(ElemType::Fixed);
+                let a = self.operand(l, ls, want)?;
+                let b = self.operand(r, rs, want)?;
+                let node = if op == BinOp::Add { Op::Add(a.id, b.id) } else { Op::Sub(a.id, b.id) };
+                let id = self.push(node, span);
+                Ok(Val::Node { id, elem: a.elem, shape: join(a.shape, b.shape) })
+            }
+            BinOp::Mul => self.mul(span, l, ls, r, rs),
+            BinOp::Div => self.div(span, l, ls, r, rs),
+        }
+    }
+
+    fn mul(&mut self, span: Span, l: &Val, ls: Span, r: &Val, rs: Span) -> Result<Val, CompileError> {
+        // A constant factor: no truncation unless it is a fixed constant
+        // with a fractional part multiplying a fixed value.
+        let konst = match (l, r) {
+            (Val::Const(c), other) => Some((*c, other, rs)),
+            (other, Val::Const(c)) => Some((*c, other, ls)),
+            _ => None,
+        };
+        if let Some((c, other, other_span)) = konst {
+            let x = self.operand(other, other_span, None)?;
+            let (k, elem, truncate) = match (c, x.elem) {
+                (Const::Int(k), e) => (from_signed(k), e, false),
+                (Const::Fixed(v), ElemType::Fixed) if v.fract() == 0.0 => {
+                    (from_signed(v as i64), ElemType::Fixed, false)
+                }
+                (Const::Fixed(_), ElemType::Fixed) => {
+                    (self.encode_const(c, ElemType::Fixed, span)?, ElemType::Fixed, true)
+                }
+                (Const::Fixed(_), ElemType::Int) => {
+                    (self.encode_const(c, ElemType::Fixed, span)?, ElemType::Fixed, false)
+                }
+            };
+            let c_id = self.konst(k, span);
+            let mut id = self.push(Op::Mul(x.id, c_id), span);
+            if truncate {
+                id = self.div_const(id, self.scale(), span);
+            }
+            return Ok(Val::Node { id, elem, shape: x.shape });
+        }
+        let a = self.operand(l, ls, None)?;
+        let b = self.operand(r, rs, None)?;
+        let mut id = self.push(Op::Mul(a.id, b.id), span);
+        let elem = if a.elem == ElemType::Fixed && b.elem == ElemType::Fixed {
+            id = self.div_const(id, self.scale(), span);
+            ElemType::Fixed
+        } else if a.elem == ElemType::Fixed || b.elem == ElemType::Fixed {
+            ElemType::Fixed
+        } else {
+            ElemType::Int
+        };
+        Ok(Val::Node { id, elem, shape: join(a.shape, b.shape) })
+    }
+
+    fn div(&mut self, span: Span, l: &Val, ls: Span, r: &Val, rs: Span) -> Result<Val, CompileError> {
+        if !self.is_public(r) {
+            return Err(err(span, "division by a secret value is not supported; the divisor must be public"));
+        }
+        // The divisor: a positive public scalar node, whether it is
+        // fixed-encoded, and whether the quotient must be negated.
+        let (divisor, divisor_fixed, negate) = match r {
+            Val::Const(c) => {
+                let v = c.as_f64();
+                if v == 0.0 {
+                    return Err(err(rs, "division by zero"));
+                }
+                let negate = v < 0.0;
+                match c {
+                    Const::Int(k) => (self.konst(k.unsigned_abs(), rs), false, negate),
+                    Const::Fixed(x) if x.fract() == 0.0 => (self.konst(x.abs() as u64, rs), false, negate),
+                    Const::Fixed(x) => {
+                        let enc = self.encode_const(Const::Fixed(x.abs()), ElemType::Fixed, rs)?;
+                        if enc == 0 {
+                            return Err(err(
+                                rs,
+                                format!("divisor rounds to zero with {} fractional bits", self.fp.frac_bits()),
+                            ));
+                        }
+                        (self.konst(enc, rs), true, negate)
+                    }
+                }
+            }
+            _ => {
+                let d = self.operand(r, rs, None)?;
+                if d.shape != Shape::Scalar {
+                    return Err(err(rs, format!("the divisor must be a scalar, found {}", describe(r))));
+                }
+                (d.id, d.elem == ElemType::Fixed, false)
+            }
+        };
+        let x = self.operand(l, ls, Some(ElemType::Fixed))?;
+        let mut dividend = x.id;
+        if divisor_fixed {
+            dividend = self.mul_const(dividend, self.scale(), span);
+        }
+        let mut id = self.push(Op::DivPublic(dividend, divisor), span);
+        if negate {
+            id = self.push(Op::Neg(id), span);
+        }
+        Ok(Val::Node { id, elem: ElemType::Fixed, shape: x.shape })
+    }
+
+    fn call(&mut self, name: &Name, args: &[Val], spans: &[Span]) -> Result<Val, CompileError> {
+        let f = name.text.as_str();
+        let span = name.span;
+        let arity = |n: usize| -> Result<(), CompileError> {
+            if args.len() == n {
+                Ok(())
+            } else {
+                let plural = if n == 1 { "" } else { "s" };
+                Err(err(span, format!("`{f}` takes {n} argument{plural}, found {}", args.len())))
+            }
+        };
+        match f {
+            "sum" => {
+                arity(1)?;
+                let v = self.vector(f, &args[0], spans[0])?;
+                Ok(Val::Node { id: self.push(Op::Sum(v.id), span), elem: v.elem, shape: Shape::Scalar })
+            }
+            "len" => {
+                arity(1)?;
+                if let Val::List { .. } = args[0] {
+                    return Err(err(
+                        spans[0],
+                        "`len` of a per-party list is not defined; use len(concat(x)) for the total number of \
+                         elements or len(x[PARTY]) for one party's",
+                    ));
+                }
+                let v = self.vector(f, &args[0], spans[0])?;
+                Ok(Val::Node { id: self.push(Op::Len(v.id), span), elem: ElemType::Int, shape: Shape::Scalar })
+            }
+            "dot" => {
+                arity(2)?;
+                let a = self.vector(f, &args[0], spans[0])?;
+                let b = self.vector(f, &args[1], spans[1])?;
+                let mut p = self.push(Op::Mul(a.id, b.id), span);
+                let elem = match (a.elem, b.elem) {
+                    (ElemType::Int, ElemType::Int) => ElemType::Int,
+                    (ElemType::Fixed, ElemType::Fixed) => {
+                        // Truncate every product before summing: the range
+                        // limit 2^(62-2f) then applies to each product, not
+                        // to their sum, and the truncation's stochastic
+                        // rounding keeps the sum unbiased.
+                        p = self.div_const(p, self.scale(), span);
+                        ElemType::Fixed
+                    }
+                    _ => ElemType::Fixed,
+                };
+                let id = self.push(Op::Sum(p), span);
+                Ok(Val::Node { id, elem, shape: Shape::Scalar })
+            }
+            "mean" => {
+                arity(1)?;
+                let v = self.vector(f, &args[0], spans[0])?;
+                let n = self.push(Op::Len(v.id), span);
+                let s = self.push(Op::Sum(v.id), span);
+                let s = if v.elem == ElemType::Int { self.mul_const(s, self.scale(), span) } else { s };
+                Ok(Val::Node { id: self.push(Op::DivPublic(s, n), span), elem: ElemType::Fixed, shape: Shape::Scalar })
+            }
+            "variance" => {
+                arity(1)?;
+                let v = self.vector(f, &args[0], spans[0])?;
+                let n = self.push(Op::Len(v.id), span);
+                let s1 = self.push(Op::Sum(v.id), span);
+                let sq = self.push(Op::Mul(v.id, v.id), span);
+                let (mean, mean_sq) = if v.elem == ElemType::Int {
+                    let s2 = self.push(Op::Sum(sq), span);
+                    // Sums are exact integers; scale them to fixed, divide by n.
+                    let s1 = self.mul_const(s1, self.scale(), span);
+                    let s2 = self.mul_const(s2, self.scale(), span);
+                    (self.push(Op::DivPublic(s1, n), span), self.push(Op::DivPublic(s2, n), span))
+                } else {
+                    // Truncate each square before summing, so that the range
+                    // limit 2^(62-2f) bounds each square rather than their
+                    // sum (a sum of squares outgrows it quickly).
+                    let sq = self.div_const(sq, self.scale(), span);
+                    let s2 = self.push(Op::Sum(sq), span);
+                    (self.push(Op::DivPublic(s1, n), span), self.push(Op::DivPublic(s2, n), span))
+                };
+                let m2 = self.push(Op::Mul(mean, mean), span);
+                let m2 = self.div_const(m2, self.scale(), span);
+                Ok(Val::Node { id: self.push(Op::Sub(mean_sq, m2), span), elem: ElemType::Fixed, shape: Shape::Scalar })
+            }
+            "concat" => {
+                if args.is_empty() {
+                    return Err(err(span, "`concat` takes at least 1 argument, found 0"));
+                }
+                let fixed = args.iter().any(|a| elem_of(a) == ElemType::Fixed);
+                let want = fixed.then_some(ElemType::Fixed);
+                let mut parts = Vec::new();
+                for (a, s) in args.iter().zip(spans) {
+                    match a {
+                        Val::List { parts: ps, elem, shape } => {
+                            for &p in ps {
+                                let node = Val::Node { id: p, elem: *elem, shape: *shape };
+                                parts.push(self.operand(&node, *s, want)?.id);
+                            }
+                        }
+                        other => parts.push(self.operand(other, *s, want)?.id),
+                    }
+                }
+                let elem = if fixed { ElemType::Fixed } else { ElemType::Int };
+                Ok(Val::Node { id: self.push(Op::Concat(parts), span), elem, shape: Shape::Vector })
+            }
+            "aggregate" => {
+                arity(1)?;
+                let Val::List { parts, elem, shape } = &args[0] else {
+                    return Err(err(
+                        spans[0],
+                        format!(
+                            "`aggregate` expects a per-party list (an input `from each`), found {}",
+                            describe(&args[0])
+                        ),
+                    ));
+                };
+                let mut acc = parts[0];
+                for &p in &parts[1..] {
+                    acc = self.push(Op::Add(acc, p), span);
+                }
+                Ok(Val::Node { id: acc, elem: *elem, shape: *shape })
+            }
+            _ => Err(err(span, format!("unknown function `{f}`; the functions are: {}", FUNCTIONS.join(", ")))),
+        }
+    }
+}
+
+fn elem_of(v: &Val) -> ElemType {
+    match v {
+        Val::Const(Const::Int(_)) => ElemType::Int,
+        Val::Const(Const::Fixed(_)) => ElemType::Fixed,
+        Val::Node { elem, .. } | Val::List { elem, .. } => *elem,
+    }
+}
+
+fn join(a: Shape, b: Shape) -> Shape {
+    if a == Shape::Vector || b == Shape::Vector { Shape::Vector } else { Shape::Scalar }
+}
+
+fn list_misuse(span: Span) -> CompileError {
+    err(span, "a per-party list (an input `from each`) cannot be used here; use concat(x), aggregate(x) or x[PARTY]")
+}

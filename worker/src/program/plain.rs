@@ -1,0 +1,271 @@
+//! Plaintext reference semantics of the IR.
+//!
+//! [`evaluate`] runs a [`Circuit`] on cleartext ring values. It is the
+//! oracle the MPC executor is tested against, and what the compiler tests
+//! use to check lowering. Semantics match the executor's, except that
+//! `DivPublic` here is the *exact* floor division of the signed dividend
+//! ([`crate::ring::floor_div`]); the secure protocol may be off by one.
+//!
+//! ```
+//! use cohort_worker::program::{compile, plain::{evaluate, PlainInputs}};
+//! let parties = vec!["a".to_string(), "b".to_string()];
+//! let c = compile("input x: int[] from each\noutput s = sum(aggregate(x))", &parties).unwrap();
+//! let inputs = PlainInputs::new().set(0, 0, vec![1, 2]).set(0, 1, vec![10, 20]);
+//! assert_eq!(evaluate(&c, &inputs).unwrap(), vec![vec![33]]);
+//! ```
+
+use std::collections::HashMap;
+
+use super::ir::{Circuit, InputShape, Op, PartyIndex, Span};
+use crate::ring::{floor_div, to_signed};
+
+/// Input values per (input index, party): the ring-encoded values each owner
+/// provides. A scalar input is a vector of length 1.
+#[derive(Clone, Debug, Default)]
+pub struct PlainInputs {
+    values: HashMap<(usize, PartyIndex), Vec<u64>>,
+}
+
+impl PlainInputs {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Builder form of [`PlainInputs::insert`].
+    pub fn set(mut self, input: usize, party: PartyIndex, values: Vec<u64>) -> Self {
+        self.insert(input, party, values);
+        self
+    }
+
+    /// Party `party`'s values for input `input` (an index into
+    /// [`Circuit::inputs`]); replaces earlier values.
+    pub fn insert(&mut self, input: usize, party: PartyIndex, values: Vec<u64>) {
+        self.values.insert((input, party), values);
+    }
+
+    pub fn get(&self, input: usize, party: PartyIndex) -> Option<&[u64]> {
+        self.values.get(&(input, party)).map(Vec::as_slice)
+    }
+}
+
+/// Why evaluation failed, and at which source position.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{span}: {kind}")]
+pub struct EvalError {
+    pub span: Span,
+    pub kind: EvalErrorKind,
+}
+
+/// The kinds of evaluation failure. Messages carry only public facts
+/// (lengths, party indices, public divisors), never secret values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EvalErrorKind {
+    #[error("no value for input `{name}` from party {party}")]
+    MissingInput { input: usize, party: PartyIndex, name: String },
+    #[error("scalar input `{name}` from party {party} must have exactly one value, found {len}")]
+    NotAScalar { input: usize, party: PartyIndex, name: String, len: usize },
+    #[error("elementwise operands have different lengths ({left} and {right})")]
+    LengthMismatch { left: usize, right: usize },
+    #[error("the divisor {divisor} is not positive")]
+    NonPositiveDivisor { divisor: i64 },
+    #[error("the divisor must be a scalar")]
+    DivisorNotScalar,
+    #[error("invalid circuit: {0}")]
+    InvalidCircuit(String),
+}
+
+/// A value during evaluation: elements and whether it is a scalar.
+#[derive(Clone, Debug)]
+struct Value {
+    data: Vec<u64>,
+    scalar: bool,
+}
+
+impl Value {
+    fn scalar(v: u64) -> Self {
+        Value { data: vec![v], scalar: true }
+    }
+}
+
+fn elementwise(a: &Value, b: &Value, span: Span, f: impl Fn(u64, u64) -> u64) -> Result<Value, EvalError> {
+    let data = match (a.scalar, b.scalar) {
+        (true, true) => vec![f(a.data[0], b.data[0])],
+        (true, false) => b.data.iter().map(|&y| f(a.data[0], y)).collect(),
+        (false, true) => a.data.iter().map(|&x| f(x, b.data[0])).collect(),
+        (false, false) => {
+            if a.data.len() != b.data.len() {
+                return Err(EvalError {
+                    span,
+                    kind: EvalErrorKind::LengthMismatch { left: a.data.len(), right: b.data.len() },
+                });
+            }
+            a.data.iter().zip(&b.data).map(|(&x, &y)| f(x, y)).collect()
+        }
+    };
+    Ok(Value { data, scalar: a.scalar && b.scalar })
+}
+
+/// Evaluate `circuit` on cleartext `inputs`: one ring vector per output, in
+/// [`Circuit::outputs`] order (a scalar output is a vector of length 1).
+pub fn evaluate(circuit: &Circuit, inputs: &PlainInputs) -> Result<Vec<Vec<u64>>, EvalError> {
+    let mut values: Vec<Value> = Vec::with_capacity(circuit.nodes.len());
+    for (i, node) in circuit.nodes.iter().enumerate() {
+        let span = node.span;
+        let invalid = |msg: String| EvalError { span, kind: EvalErrorKind::InvalidCircuit(msg) };
+        if let Some(&bad) = node.op.operands().iter().find(|&&a| a >= i) {
+            return Err(invalid(format!("node {i} uses node {bad}, which does not precede it")));
+        }
+        let v = |id: usize| &values[id];
+        let value = match &node.op {
+            Op::Input { input, party } => {
+                let decl = circuit
+                    .inputs
+                    .get(*input)
+                    .ok_or_else(|| invalid(format!("node {i} reads unknown input {input}")))?;
+                let data = inputs.get(*input, *party).ok_or_else(|| EvalError {
+                    span,
+                    kind: EvalErrorKind::MissingInput { input: *input, party: *party, name: decl.name.clone() },
+                })?;
+                let scalar = decl.shape == InputShape::Scalar;
+                if scalar && data.len() != 1 {
+                    return Err(EvalError {
+                        span,
+                        kind: EvalErrorKind::NotAScalar {
+                            input: *input,
+                            party: *party,
+                            name: decl.name.clone(),
+                            len: data.len(),
+                        },
+                    });
+                }
+                Value { data: data.to_vec(), scalar }
+            }
+            Op::Const(c) => Value::scalar(*c),
+            Op::Len(a) => Value::scalar(if v(*a).scalar { 1 } else { v(*a).data.len() as u64 }),
+            Op::Add(a, b) => elementwise(v(*a), v(*b), span, u64::wrapping_add)?,
+            Op::Sub(a, b) => elementwise(v(*a), v(*b), span, u64::wrapping_sub)?,
+            Op::Mul(a, b) => elementwise(v(*a), v(*b), span, u64::wrapping_mul)?,
+            Op::Neg(a) => Value { data: v(*a).data.iter().map(|x| x.wrapping_neg()).collect(), scalar: v(*a).scalar },
+            Op::DivPublic(a, b) => {
+                let d = v(*b);
+                if !d.scalar {
+                    return Err(EvalError { span, kind: EvalErrorKind::DivisorNotScalar });
+                }
+                let divisor = to_signed(d.data[0]);
+                if divisor <= 0 {
+                    return Err(EvalError { span, kind: EvalErrorKind::NonPositiveDivisor { divisor } });
+                }
+                let x = v(*a);
+                Value { data: x.data.iter().map(|&e| floor_div(e, divisor as u64)).collect(), scalar: x.scalar }
+            }
+            Op::Sum(a) => Value::scalar(crate::ring::sum(&v(*a).data)),
+            Op::Concat(parts) => {
+                let data = parts.iter().flat_map(|&p| v(p).data.iter().copied()).collect();
+                Value { data, scalar: false }
+            }
+        };
+        values.push(value);
+    }
+    circuit
+        .outputs
+        .iter()
+        .map(|o| {
+            values.get(o.value).map(|v| v.data.clone()).ok_or_else(|| EvalError {
+                span: o.span,
+                kind: EvalErrorKind::InvalidCircuit(format!("output `{}` names unknown node {}", o.name, o.value)),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::program::ir::{ElemType, InputDecl, Node, OutputDecl, Owners};
+    use crate::ring::from_signed;
+
+    fn circuit(nodes: Vec<Op>, input_shape: InputShape) -> Circuit {
+        Circuit {
+            frac_bits: 16,
+            parties: vec!["a".into(), "b".into()],
+            inputs: vec![InputDecl {
+                name: "x".into(),
+                elem: ElemType::Int,
+                shape: input_shape,
+                owners: Owners::Each,
+                span: Span { line: 1, column: 7 },
+            }],
+            nodes: nodes
+                .into_iter()
+                .enumerate()
+                .map(|(i, op)| Node { op, span: Span { line: i as u32 + 1, column: 1 } })
+                .collect(),
+            outputs: vec![OutputDecl {
+                name: "o".into(),
+                value: 0,
+                elem: ElemType::Int,
+                recipients: vec![0, 1],
+                span: Span::default(),
+            }],
+        }
+    }
+
+    #[test]
+    fn ops_and_broadcasting() {
+        let mut c = circuit(
+            vec![
+                Op::Input { input: 0, party: 0 },
+                Op::Const(from_signed(-7)),
+                Op::Mul(0, 1),
+                Op::Const(2),
+                Op::DivPublic(2, 3),
+                Op::Concat(vec![4, 1]),
+                Op::Len(5),
+                Op::Sum(5),
+                Op::Neg(5),
+                Op::Sub(5, 8),
+            ],
+            InputShape::Vector,
+        );
+        for v in [4, 5, 6, 7, 9] {
+            c.outputs.push(OutputDecl { value: v, ..c.outputs[0].clone() });
+        }
+        let out = evaluate(&c, &PlainInputs::new().set(0, 0, vec![1, 2, 0])).unwrap();
+        let signed = |v: &Vec<u64>| v.iter().map(|&x| to_signed(x)).collect::<Vec<_>>();
+        assert_eq!(signed(&out[1]), vec![-4, -7, 0]);
+        assert_eq!(signed(&out[2]), vec![-4, -7, 0, -7]);
+        assert_eq!(out[3], vec![4]);
+        assert_eq!(signed(&out[4]), vec![-18]);
+        assert_eq!(signed(&out[5]), vec![-8, -14, 0, -14]);
+    }
+
+    #[test]
+    fn errors_carry_spans() {
+        let c = circuit(vec![Op::Input { input: 0, party: 1 }], InputShape::Vector);
+        let e = evaluate(&c, &PlainInputs::new().set(0, 0, vec![1])).unwrap_err();
+        assert_eq!(e.span, Span { line: 1, column: 1 });
+        assert!(matches!(e.kind, EvalErrorKind::MissingInput { input: 0, party: 1, .. }));
+
+        let c = circuit(vec![Op::Input { input: 0, party: 0 }], InputShape::Scalar);
+        let e = evaluate(&c, &PlainInputs::new().set(0, 0, vec![1, 2])).unwrap_err();
+        assert!(matches!(e.kind, EvalErrorKind::NotAScalar { len: 2, .. }));
+
+        let c = circuit(
+            vec![Op::Input { input: 0, party: 0 }, Op::Input { input: 0, party: 1 }, Op::Add(0, 1)],
+            InputShape::Vector,
+        );
+        let e = evaluate(&c, &PlainInputs::new().set(0, 0, vec![1, 2]).set(0, 1, vec![1])).unwrap_err();
+        assert_eq!(e.span.line, 3);
+        assert_eq!(e.kind, EvalErrorKind::LengthMismatch { left: 2, right: 1 });
+        assert_eq!(e.to_string(), "line 3, column 1: elementwise operands have different lengths (2 and 1)");
+
+        for d in [0, from_signed(-2)] {
+            let c = circuit(vec![Op::Const(5), Op::Const(d), Op::DivPublic(0, 1)], InputShape::Vector);
+            let e = evaluate(&c, &PlainInputs::new()).unwrap_err();
+            assert!(matches!(e.kind, EvalErrorKind::NonPositiveDivisor { .. }));
+        }
+
+        let c = circuit(vec![Op::Add(0, 1)], InputShape::Vector);
+        assert!(matches!(evaluate(&c, &PlainInputs::new()).unwrap_err().kind, EvalErrorKind::InvalidCircuit(_)));
+    }
+}

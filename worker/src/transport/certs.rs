@@ -1,0 +1,302 @@
+//! Certificates for party identities, built on `rcgen`.
+//!
+//! This module owns how a party's identity is written into a certificate:
+//! every party runs its own CA ([`PartyCa`]) and issues its workers leaf
+//! certificates carrying exactly one URI SAN, [`party_uri`]
+//! (`spiffe://<federation>/party/<party>`), usable both as TLS client and
+//! server. It also owns reading that identity back out of a certificate
+//! ([`party_identity`]) and the naming rules for federations and parties.
+//!
+//! Private keys are held in [`CertifiedKey`], whose `Debug` redacts the key
+//! and which zeroizes it on drop.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType, SerialNumber,
+};
+use zeroize::Zeroize;
+
+use super::error::TransportError;
+
+/// The URI SAN naming `party` of `federation`: `spiffe://<federation>/party/<party>`.
+pub fn party_uri(federation: &str, party: &str) -> String {
+    format!("spiffe://{federation}/party/{party}")
+}
+
+/// Check a federation or party name: 1 to 63 characters of ASCII letters,
+/// digits, `-`, `.` and `_`, starting with a letter or digit.
+pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
+    let ok_len = (1..=63).contains(&name.len());
+    let ok_first = name.as_bytes().first().is_some_and(|c| c.is_ascii_alphanumeric());
+    let ok_chars = name.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_'));
+    if ok_len && ok_first && ok_chars {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid {what} name {:?}: use 1 to 63 ASCII letters, digits, '-', '.' or '_', starting with a letter or digit",
+            truncate(name, 80)
+        ))
+    }
+}
+
+pub(crate) fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
+/// The identity a certificate claims.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PartyIdentity {
+    /// A party of the expected federation.
+    Party(String),
+    /// A single URI SAN that does not name a party of this federation.
+    Foreign(String),
+}
+
+impl fmt::Display for PartyIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PartyIdentity::Party(p) => f.write_str(p),
+            PartyIdentity::Foreign(uri) => write!(f, "{:?}", truncate(uri, 120)),
+        }
+    }
+}
+
+/// Read the party identity from a DER certificate: it must carry exactly one
+/// URI SAN. `Err` explains why no identity could be read.
+pub fn party_identity(federation: &str, cert_der: &[u8]) -> Result<PartyIdentity, String> {
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(cert_der).map_err(|_| "the certificate cannot be parsed".to_string())?;
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|_| "the subject alternative name extension is invalid".to_string())?
+        .ok_or_else(|| "the certificate has no subject alternative names".to_string())?;
+    let uris: Vec<&str> = san
+        .value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            x509_parser::extensions::GeneralName::URI(u) => Some(*u),
+            _ => None,
+        })
+        .collect();
+    let uri = match uris.as_slice() {
+        [] => return Err("the certificate has no URI SAN".into()),
+        [one] => *one,
+        _ => {
+            return Err(format!("the certificate has {} URI SANs, expected one", uris.len()));
+        }
+    };
+    let prefix = format!("spiffe://{federation}/party/");
+    match uri.strip_prefix(&prefix) {
+        Some(name) if validate_name("party", name).is_ok() => Ok(PartyIdentity::Party(name.to_string())),
+        _ => Ok(PartyIdentity::Foreign(uri.to_string())),
+    }
+}
+
+/// A PEM certificate and its PEM private key. `Debug` redacts the key, and
+/// the key is zeroized on drop.
+pub struct CertifiedKey {
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    /// The private key (PKCS#8), PEM. Secret.
+    pub key_pem: String,
+}
+
+impl fmt::Debug for CertifiedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertifiedKey").field("cert_pem", &self.cert_pem).field("key_pem", &"[redacted]").finish()
+    }
+}
+
+impl Drop for CertifiedKey {
+    fn drop(&mut self) {
+        self.key_pem.zeroize();
+    }
+}
+
+/// A party's own certificate authority. Each party runs its own CA; the
+/// other parties trust it for that party's workers.
+pub struct PartyCa {
+    federation: String,
+    party: String,
+    cert_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl fmt::Debug for PartyCa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PartyCa")
+            .field("federation", &self.federation)
+            .field("party", &self.party)
+            .field("key", &"[redacted]")
+            .finish()
+    }
+}
+
+/// Back-date certificates slightly to tolerate clock skew between parties.
+const CLOCK_SKEW: Duration = Duration::from_secs(300);
+
+impl PartyCa {
+    /// Generate a new CA (ECDSA P-256) for `party` of `federation`, valid
+    /// from five minutes ago for `lifetime`.
+    pub fn generate(federation: &str, party: &str, lifetime: Duration) -> Result<PartyCa, TransportError> {
+        validate_name("federation", federation).map_err(TransportError::certificate)?;
+        validate_name("party", party).map_err(TransportError::certificate)?;
+        let now = SystemTime::now();
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, format!("cohort federation {federation}"));
+        dn.push(DnType::CommonName, format!("cohort CA of party {party}"));
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.serial_number = Some(random_serial()?);
+        params.not_before = rcgen::date_time_ymd(1970, 1, 1) + cert_time(now.checked_sub(CLOCK_SKEW).unwrap_or(now))?;
+        params.not_after = rcgen::date_time_ymd(1970, 1, 1)
+            + cert_time(now.checked_add(lifetime).ok_or_else(|| TransportError::certificate("CA lifetime too long"))?)?;
+        let key =
+            KeyPair::generate().map_err(|e| TransportError::certificate(format!("CA key generation failed: {e}")))?;
+        let cert = params
+            .self_signed(&key)
+            .map_err(|e| TransportError::certificate(format!("CA self-signing failed: {e}")))?;
+        Ok(PartyCa {
+            federation: federation.to_string(),
+            party: party.to_string(),
+            cert_pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        })
+    }
+
+    /// The CA certificate, PEM (what other parties put in their trust bundle).
+    pub fn cert_pem(&self) -> String {
+        self.cert_pem.clone()
+    }
+
+    /// The federation this CA belongs to.
+    pub fn federation(&self) -> &str {
+        &self.federation
+    }
+
+    /// The party this CA belongs to.
+    pub fn party(&self) -> &str {
+        &self.party
+    }
+
+    /// Issue a leaf for a worker of `party`: URI SAN
+    /// `spiffe://<federation>/party/<party>` plus the given DNS names (or IP
+    /// addresses, when a string parses as one); usable as TLS client and
+    /// server; valid from `not_before` to `not_after`.
+    pub fn issue_party_cert(
+        &self,
+        party: &str,
+        dns_names: &[String],
+        not_before: SystemTime,
+        not_after: SystemTime,
+    ) -> Result<CertifiedKey, TransportError> {
+        validate_name("party", party).map_err(TransportError::certificate)?;
+        if not_after <= not_before {
+            return Err(TransportError::certificate("certificate not_after must be later than not_before"));
+        }
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, format!("cohort federation {}", self.federation));
+        dn.push(DnType::CommonName, party.to_string());
+        params.distinguished_name = dn;
+        let uri = party_uri(&self.federation, party);
+        let mut sans = vec![SanType::URI(
+            uri.try_into().map_err(|_| TransportError::certificate("party URI is not a valid IA5 string"))?,
+        )];
+        for name in dns_names {
+            match name.parse::<std::net::IpAddr>() {
+                Ok(ip) => sans.push(SanType::IpAddress(ip)),
+                Err(_) => sans.push(SanType::DnsName(
+                    name.clone()
+                        .try_into()
+                        .map_err(|_| TransportError::certificate(format!("invalid DNS name {name:?}")))?,
+                )),
+            }
+        }
+        params.subject_alt_names = sans;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        params.serial_number = Some(random_serial()?);
+        params.not_before = rcgen::date_time_ymd(1970, 1, 1) + cert_time(not_before)?;
+        params.not_after = rcgen::date_time_ymd(1970, 1, 1) + cert_time(not_after)?;
+        let key =
+            KeyPair::generate().map_err(|e| TransportError::certificate(format!("key generation failed: {e}")))?;
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(|e| TransportError::certificate(format!("signing failed: {e}")))?;
+        Ok(CertifiedKey { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+    }
+}
+
+fn random_serial() -> Result<SerialNumber, TransportError> {
+    let mut serial = [0u8; 16];
+    getrandom::fill(&mut serial).map_err(|e| TransportError::certificate(format!("random source failed: {e}")))?;
+    serial[0] &= 0x7f; // positive
+    serial[0] |= 0x01; // no leading zero byte
+    Ok(SerialNumber::from_slice(&serial))
+}
+
+/// Latest time an X.509 certificate here may carry (9999-12-31T23:59:59Z).
+const MAX_CERT_SECS: u64 = 253_402_300_799;
+
+/// Seconds since the Unix epoch of a certificate validity bound. (rcgen's
+/// time type is then built as `date_time_ymd(1970, 1, 1) + secs`, which avoids
+/// depending on the `time` crate directly.)
+fn cert_time(t: SystemTime) -> Result<Duration, TransportError> {
+    let since = t
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| TransportError::certificate("certificate times before 1970 are not supported"))?;
+    if since.as_secs() > MAX_CERT_SECS {
+        return Err(TransportError::certificate("certificate times after 9999-12-31 are not supported"));
+    }
+    Ok(Duration::from_secs(since.as_secs()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(validate_name("party", "bank-a").is_ok());
+        assert!(validate_name("party", "").is_err());
+        assert!(validate_name("party", "a/b").is_err());
+        assert!(validate_name("party", "-a").is_err());
+        assert!(validate_name("party", &"a".repeat(64)).is_err());
+        assert_eq!(party_uri("fed", "bank-a"), "spiffe://fed/party/bank-a");
+    }
+
+    #[test]
+    fn issued_leaf_carries_identity() {
+        let ca = PartyCa::generate("fed", "bank-a", Duration::from_secs(3600)).expect("ca");
+        let now = SystemTime::now();
+        let leaf = ca
+            .issue_party_cert("bank-a", &["localhost".into(), "127.0.0.1".into()], now, now + Duration::from_secs(600))
+            .expect("leaf");
+        let dbg = format!("{leaf:?}");
+        assert!(dbg.contains("[redacted]") && !dbg.contains("PRIVATE KEY"));
+        assert!(!format!("{ca:?}").contains("PRIVATE KEY"));
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::PemObject;
+        let der = CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes()).expect("pem");
+        assert_eq!(party_identity("fed", &der), Ok(PartyIdentity::Party("bank-a".into())));
+        assert!(matches!(party_identity("other-fed", &der), Ok(PartyIdentity::Foreign(_))));
+        assert!(ca.issue_party_cert("bank-a", &[], now, now - Duration::from_secs(1)).is_err());
+    }
+}

@@ -1,0 +1,1051 @@
+//! The full mesh of mutually authenticated TLS connections for one job.
+//!
+//! This module owns connection establishment ([`Mesh::establish`]: dial the
+//! lower-indexed parties, accept the higher-indexed ones, TLS 1.3 with
+//! identity checks, then the version hello), and the per-peer machinery
+//! afterwards:
+//!
+//! - a **reader task** per peer reads frames, checks every header before
+//!   reading the body (magic, version, job, step, size), reads the bodies of
+//!   a message's fragments straight into one buffer, and pushes complete
+//!   messages into a bounded queue; it stops after the first failure
+//!   (disconnect, malformed or oversized frame, TLS error), which it queues
+//!   last. Its memory is bounded by a budget of `queue_frames` frames not yet
+//!   taken by `recv` (a single message may exceed the budget, up to
+//!   `max_message_bytes`);
+//! - a **writer task** per peer takes whole messages from a bounded queue
+//!   (`queue_frames` frames), splits them into frames of at most
+//!   `max_frame_bytes`, writes them through a 256 KiB buffer and flushes
+//!   once per message;
+//! - [`Mesh::recv`] takes the next message, checks its step and enforces the
+//!   per-round timeout. A failure is sticky: every later `recv` from that
+//!   peer reports it again.
+//!
+//! Every error names the peer and the step. Payload bytes never appear in
+//! an error or a log line.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter, ReadHalf, WriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::{Instant, sleep, sleep_until, timeout, timeout_at};
+use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
+use tracing::{debug, info};
+
+use super::certs::validate_name;
+use super::error::{TransportError, TransportErrorKind};
+use super::frame::{FrameHeader, HEADER_LEN, JobId, Step, frame_count};
+use super::hello::{Hello, Reply, read_hello, read_reply, status, write_all};
+use super::tls::{ReportSlot, TlsIdentity};
+
+/// Capacity of the per-peer write buffer.
+const WRITE_BUFFER: usize = 256 * 1024;
+/// Longest wait for a graceful close (flush + close_notify) per mesh.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// A party's name and network address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerAddr {
+    /// Party name, as in its certificate's URI SAN.
+    pub name: String,
+    /// Where its worker listens.
+    pub addr: SocketAddr,
+}
+
+/// The protocol this party runs and the versions it supports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProtocolOffer {
+    /// Protocol name (must be identical at every party), 1..=255 bytes.
+    pub name: String,
+    /// Lowest supported version.
+    pub min_version: u32,
+    /// Highest supported version.
+    pub max_version: u32,
+}
+
+/// Size limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest frame payload sent or accepted (default 4 MiB). Larger
+    /// messages are split into several frames.
+    pub max_frame_bytes: usize,
+    /// Largest message sent or accepted (default 512 MiB).
+    pub max_message_bytes: usize,
+    /// Frames queued per peer and direction (default 64).
+    pub queue_frames: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_frame_bytes: 4 * 1024 * 1024, max_message_bytes: 512 * 1024 * 1024, queue_frames: 64 }
+    }
+}
+
+/// Time limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Bound on establishing the whole mesh (default 30 s).
+    pub connect: Duration,
+    /// Bound on receiving one message, or on waiting for send queue space
+    /// (default 30 s).
+    pub round: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { connect: Duration::from_secs(30), round: Duration::from_secs(30) }
+    }
+}
+
+/// Everything needed to establish one party's side of the mesh.
+#[derive(Clone, Debug)]
+pub struct MeshConfig {
+    /// Federation name (part of every party URI).
+    pub federation: String,
+    /// This party's index into `parties`.
+    pub self_index: usize,
+    /// All parties including this one, in job order (the same at every party).
+    pub parties: Vec<PeerAddr>,
+    /// This party's certificate, key and trusted CAs.
+    pub identity: Arc<TlsIdentity>,
+    /// Protocol name and supported versions.
+    pub protocol: ProtocolOffer,
+    /// Size limits.
+    pub limits: Limits,
+    /// Time limits.
+    pub timeouts: Timeouts,
+}
+
+/// One complete message as delivered by a reader task. It holds permits of
+/// the peer's inbound frame budget until `recv` takes it.
+struct Message {
+    step: Step,
+    body: Vec<u8>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+/// An item for a writer task.
+enum Outgoing {
+    Message {
+        step: Step,
+        payload: Vec<u8>,
+        _permit: OwnedSemaphorePermit,
+    },
+    /// Raw bytes for fault-injection tests.
+    Raw(Vec<u8>),
+}
+
+/// Receive-side state of one peer.
+struct Inbound {
+    rx: mpsc::Receiver<Result<Message, TransportErrorKind>>,
+    /// Sticky failure: reported by every later `recv`.
+    failed: Option<TransportErrorKind>,
+}
+
+/// The connection to one peer.
+struct Link {
+    out: Option<mpsc::Sender<Outgoing>>,
+    permits: Arc<Semaphore>,
+    writer_failure: Arc<Mutex<Option<TransportErrorKind>>>,
+    inbound: tokio::sync::Mutex<Inbound>,
+    sent: Arc<AtomicU64>,
+    received: Arc<AtomicU64>,
+    writer: Option<JoinHandle<()>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        if let Some(h) = &self.writer {
+            h.abort();
+        }
+        if let Some(h) = &self.reader {
+            h.abort();
+        }
+    }
+}
+
+impl Link {
+    fn writer_failure(&self) -> Option<TransportErrorKind> {
+        match self.writer_failure.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+}
+
+/// The established mesh of one job: one TLS connection to every other party.
+///
+/// `Send + Sync`; all methods take `&self`, so sends and receives to and from
+/// different peers can run concurrently. Dropping the mesh aborts its tasks
+/// and closes every socket; [`Mesh::close`] first flushes queued messages.
+pub struct Mesh {
+    job: JobId,
+    self_index: usize,
+    names: Vec<String>,
+    version: u32,
+    limits: Limits,
+    timeouts: Timeouts,
+    links: Vec<Option<Link>>,
+    sent: Arc<AtomicU64>,
+    received: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Mesh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mesh")
+            .field("job", &self.job.to_string())
+            .field("self_index", &self.self_index)
+            .field("parties", &self.names)
+            .field("protocol_version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+fn validate(cfg: &MeshConfig) -> Result<(), TransportError> {
+    let bad = |m: String| Err(TransportError::config(Step::Handshake, m));
+    let n = cfg.parties.len();
+    if n == 0 || cfg.self_index >= n {
+        return bad(format!("self_index {} is not an index into the {n} parties", cfg.self_index));
+    }
+    if let Err(m) = validate_name("federation", &cfg.federation) {
+        return bad(m);
+    }
+    for (i, p) in cfg.parties.iter().enumerate() {
+        if let Err(m) = validate_name("party", &p.name) {
+            return bad(m);
+        }
+        if cfg.parties[..i].iter().any(|q| q.name == p.name) {
+            return bad(format!("party {} is listed twice", p.name));
+        }
+    }
+    let me = &cfg.parties[cfg.self_index].name;
+    if cfg.identity.federation() != cfg.federation || cfg.identity.party() != me {
+        return bad(format!(
+            "the TLS identity is for party {} of federation {}, but this is party {me} of federation {}",
+            cfg.identity.party(),
+            cfg.identity.federation(),
+            cfg.federation
+        ));
+    }
+    let p = &cfg.protocol;
+    if p.name.is_empty() || p.name.len() > 255 {
+        return bad("the protocol name must be 1 to 255 bytes".into());
+    }
+    if p.min_version > p.max_version {
+        return bad(format!("empty protocol version range {}..={}", p.min_version, p.max_version));
+    }
+    let l = &cfg.limits;
+    if l.max_frame_bytes == 0 || l.max_frame_bytes as u64 > u32::MAX as u64 {
+        return bad("max_frame_bytes must be between 1 and 4 GiB - 1".into());
+    }
+    if l.max_message_bytes == 0 {
+        return bad("max_message_bytes must be at least 1".into());
+    }
+    if l.queue_frames == 0 || l.queue_frames > 65_536 {
+        return bad("queue_frames must be between 1 and 65536".into());
+    }
+    if cfg.timeouts.connect.is_zero() || cfg.timeouts.round.is_zero() {
+        return bad("timeouts must be non-zero".into());
+    }
+    Ok(())
+}
+
+/// What establishment needs, shared with the dial and accept tasks.
+struct Ctx {
+    identity: Arc<TlsIdentity>,
+    names: Vec<String>,
+    me: usize,
+    job: JobId,
+    protocol: ProtocolOffer,
+}
+
+impl Ctx {
+    fn inbound_names(&self) -> Vec<String> {
+        self.names[self.me + 1..].to_vec()
+    }
+}
+
+fn handshake_err(peer: &str, kind: TransportErrorKind) -> TransportError {
+    TransportError::new(Some(peer), Step::Handshake, kind)
+}
+
+type Established = (usize, TlsStream<TcpStream>, u32);
+
+/// Outcome of one failed dial attempt.
+enum Attempt {
+    /// Worth retrying until the deadline (connection refused, reset, EOF
+    /// before any TLS alert).
+    Retry(TransportErrorKind),
+    /// Final (certificate refused, version mismatch, wrong job, ...).
+    Fatal(TransportErrorKind),
+}
+
+fn take_report(report: &ReportSlot) -> (Option<String>, Option<super::error::TlsFailure>) {
+    let mut g = match report.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    (g.claimed.clone(), g.failure.take())
+}
+
+/// Classify a failure while dialing: a verifier report or a TLS alert is
+/// final; a plain disconnect or I/O error is retried.
+fn classify_dial(kind: TransportErrorKind, report: &ReportSlot) -> Attempt {
+    if let (_, Some(failure)) = take_report(report) {
+        return Attempt::Fatal(TransportErrorKind::Tls(failure));
+    }
+    match kind {
+        TransportErrorKind::Disconnected | TransportErrorKind::Io(_) => Attempt::Retry(kind),
+        other => Attempt::Fatal(other),
+    }
+}
+
+async fn dial_once(ctx: &Ctx, j: usize, addr: SocketAddr) -> Result<Established, Attempt> {
+    let name = &ctx.names[j];
+    let tcp = TcpStream::connect(addr).await.map_err(|e| Attempt::Retry(TransportErrorKind::from_io(e)))?;
+    let _ = tcp.set_nodelay(true);
+    let report = ReportSlot::default();
+    let config = ctx.identity.client_config(name, report.clone()).map_err(|e| Attempt::Fatal(e.kind))?;
+    let mut tls = TlsConnector::from(config)
+        .connect(rustls::pki_types::ServerName::IpAddress(addr.ip().into()), tcp)
+        .await
+        .map_err(|e| classify_dial(TransportErrorKind::from_io(e), &report))?;
+    let hello = Hello {
+        job: ctx.job,
+        party: ctx.names[ctx.me].clone(),
+        protocol: ctx.protocol.name.clone(),
+        min_version: ctx.protocol.min_version,
+        max_version: ctx.protocol.max_version,
+    };
+    write_all(&mut tls, &hello.encode()).await.map_err(|k| classify_dial(k, &report))?;
+    // In TLS 1.3 the acceptor checks our certificate after our side of the
+    // handshake is done: a refusal arrives here, as an alert.
+    let reply = read_reply(&mut tls).await.map_err(|k| classify_dial(k, &report))?;
+    let p = &ctx.protocol;
+    let fatal = |k| Err(Attempt::Fatal(k));
+    match reply.status {
+        status::OK => {
+            if reply.version < p.min_version || reply.version > p.max_version {
+                return fatal(TransportErrorKind::Malformed(format!(
+                    "version hello: the peer chose version {} outside our range {}..={}",
+                    reply.version, p.min_version, p.max_version
+                )));
+            }
+            Ok((j, TlsStream::Client(tls), reply.version))
+        }
+        status::WRONG_JOB => fatal(TransportErrorKind::WrongJob),
+        status::PROTOCOL_MISMATCH => {
+            fatal(TransportErrorKind::ProtocolMismatch { ours: p.name.clone(), theirs: reply.protocol })
+        }
+        status::VERSION_MISMATCH => fatal(TransportErrorKind::VersionMismatch {
+            our_min: p.min_version,
+            our_max: p.max_version,
+            their_min: reply.min_version,
+            their_max: reply.max_version,
+        }),
+        _ => fatal(TransportErrorKind::Handshake(format!("the peer refused our hello: {}", reply.reason))),
+    }
+}
+
+/// Dial party `j` until connected, refused, or the deadline passes.
+async fn dial(
+    ctx: Arc<Ctx>,
+    j: usize,
+    addr: SocketAddr,
+    deadline: Instant,
+    connect_timeout: Duration,
+) -> Result<Established, TransportError> {
+    let name = ctx.names[j].clone();
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        match timeout_at(deadline, dial_once(&ctx, j, addr)).await {
+            Ok(Ok(est)) => return Ok(est),
+            Ok(Err(Attempt::Fatal(k))) => return Err(handshake_err(&name, k)),
+            Ok(Err(Attempt::Retry(k))) => {
+                debug!(peer = %name, error = %k, "dial attempt failed; retrying");
+                sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(500));
+            }
+            Err(_) => {
+                return Err(handshake_err(
+                    &name,
+                    TransportErrorKind::Timeout {
+                        after: connect_timeout,
+                        waiting_for: "the connection to be established",
+                    },
+                ));
+            }
+        }
+    }
+}
+
+/// Outcome of one inbound connection.
+enum InboundOutcome {
+    /// Authenticated as party `index`; its hello has been read.
+    Ready { index: usize, stream: Box<TlsStream<TcpStream>>, hello: Hello },
+    /// Dropped without affecting establishment (e.g. a connection closed
+    /// before the TLS handshake: a port scan, or a stale dial).
+    Ignored(String),
+    /// Establishment fails (certificate refused, garbage hello, ...).
+    Failed(TransportError),
+}
+
+async fn inbound(ctx: Arc<Ctx>, tcp: TcpStream, deadline: Instant) -> InboundOutcome {
+    let _ = tcp.set_nodelay(true);
+    let inbound_names = ctx.inbound_names();
+    let label = inbound_names.join(" or ");
+    let report = ReportSlot::default();
+    let config = match ctx.identity.server_config(&inbound_names, report.clone()) {
+        Ok(c) => c,
+        Err(e) => return InboundOutcome::Failed(e),
+    };
+    let mut tls = match timeout_at(deadline, TlsAcceptor::from(config).accept(tcp)).await {
+        Err(_) => return InboundOutcome::Ignored("TLS handshake did not finish in time".into()),
+        Ok(Err(e)) => {
+            let (claimed, failure) = take_report(&report);
+            let peer = claimed.filter(|c| inbound_names.contains(c)).unwrap_or(label);
+            if let Some(f) = failure {
+                return InboundOutcome::Failed(handshake_err(&peer, TransportErrorKind::Tls(f)));
+            }
+            return match TransportErrorKind::from_io(e) {
+                k @ TransportErrorKind::Tls(_) => InboundOutcome::Failed(handshake_err(&peer, k)),
+                other => InboundOutcome::Ignored(format!("inbound connection failed before authentication: {other}")),
+            };
+        }
+        Ok(Ok(s)) => s,
+    };
+    let (claimed, _) = take_report(&report);
+    let Some(index) = claimed.as_ref().and_then(|c| ctx.names.iter().position(|n| n == c)).filter(|&i| i > ctx.me)
+    else {
+        // The verifier accepts only names of inbound peers; unreachable in
+        // practice, but never trust a connection we cannot attribute.
+        return InboundOutcome::Failed(handshake_err(
+            &label,
+            TransportErrorKind::Handshake("could not attribute an authenticated connection".into()),
+        ));
+    };
+    let name = &ctx.names[index];
+    match timeout_at(deadline, read_hello(&mut tls)).await {
+        Err(_) => InboundOutcome::Ignored(format!("party {name} sent no hello in time")),
+        Ok(Err(TransportErrorKind::Disconnected)) => {
+            InboundOutcome::Ignored(format!("party {name} disconnected before its hello"))
+        }
+        Ok(Err(k)) => InboundOutcome::Failed(handshake_err(name, k)),
+        Ok(Ok(hello)) => InboundOutcome::Ready { index, stream: Box::new(TlsStream::Server(tls)), hello },
+    }
+}
+
+/// Check an authenticated peer's hello, send the reply, and return the
+/// agreed version (or the error, after telling the peer).
+async fn answer_hello(
+    ctx: &Ctx,
+    already_connected: bool,
+    index: usize,
+    stream: &mut TlsStream<TcpStream>,
+    hello: &Hello,
+    deadline: Instant,
+) -> Result<u32, TransportError> {
+    let name = &ctx.names[index];
+    let p = &ctx.protocol;
+    let (st, version, reason, outcome) = if hello.job != ctx.job {
+        (status::WRONG_JOB, 0, "the hello is for a different job".to_string(), Err(TransportErrorKind::WrongJob))
+    } else if hello.party != *name {
+        let m = format!("the hello names party {:?} but the certificate identifies party {name}", hello.party);
+        (status::REFUSED, 0, m.clone(), Err(TransportErrorKind::Handshake(m)))
+    } else if already_connected {
+        let m = format!("party {name} is already connected (duplicate connection)");
+        (status::REFUSED, 0, m.clone(), Err(TransportErrorKind::Handshake(m)))
+    } else if hello.protocol != p.name {
+        (
+            status::PROTOCOL_MISMATCH,
+            0,
+            "protocol mismatch".to_string(),
+            Err(TransportErrorKind::ProtocolMismatch { ours: p.name.clone(), theirs: hello.protocol.clone() }),
+        )
+    } else {
+        let lo = p.min_version.max(hello.min_version);
+        let hi = p.max_version.min(hello.max_version);
+        if lo > hi {
+            (
+                status::VERSION_MISMATCH,
+                0,
+                "no common protocol version".to_string(),
+                Err(TransportErrorKind::VersionMismatch {
+                    our_min: p.min_version,
+                    our_max: p.max_version,
+                    their_min: hello.min_version,
+                    their_max: hello.max_version,
+                }),
+            )
+        } else {
+            (status::OK, hi, String::new(), Ok(hi))
+        }
+    };
+    let reply = Reply {
+        status: st,
+        version,
+        min_version: p.min_version,
+        max_version: p.max_version,
+        protocol: p.name.clone(),
+        reason,
+    };
+    let written = timeout_at(deadline, write_all(stream, &reply.encode())).await;
+    match (outcome, written) {
+        (Err(kind), _) => {
+            // Let the refusal reach the peer before the socket goes away.
+            let _ = timeout(Duration::from_millis(200), stream.shutdown()).await;
+            Err(handshake_err(name, kind))
+        }
+        (Ok(v), Ok(Ok(()))) => Ok(v),
+        (Ok(_), Ok(Err(k))) => Err(handshake_err(name, k)),
+        (Ok(_), Err(_)) => {
+            Err(handshake_err(name, TransportErrorKind::Handshake("could not send the hello reply in time".into())))
+        }
+    }
+}
+
+impl Mesh {
+    /// Establish the full mesh for one job.
+    ///
+    /// Party `i` dials every party `j < i` and accepts every party `j > i` on
+    /// `listener` (bound in advance; one `establish` at a time per listener).
+    /// TLS 1.3 only, mutual authentication: each side verifies the peer's
+    /// chain against its trusted CAs and that the peer's URI SAN is exactly
+    /// [`party_uri`](super::party_uri)`(federation, expected peer)`. Then the
+    /// dialer sends its hello (job id, party name, protocol name, version
+    /// range) and the acceptor checks the job, that the name matches the
+    /// certificate and a not-yet-connected peer, the protocol name, and
+    /// replies with the highest common version or a refusal.
+    ///
+    /// Connection refusals and connections closed before authentication are
+    /// retried (dialer) or ignored (acceptor) until `timeouts.connect`; a
+    /// refused certificate, wrong job, protocol or version mismatch fails
+    /// at once with an error naming the (claimed or expected) party.
+    pub async fn establish(cfg: &MeshConfig, listener: &TcpListener, job: JobId) -> Result<Mesh, TransportError> {
+        validate(cfg)?;
+        let n = cfg.parties.len();
+        let me = cfg.self_index;
+        let names: Vec<String> = cfg.parties.iter().map(|p| p.name.clone()).collect();
+        let deadline = Instant::now() + cfg.timeouts.connect;
+        let ctx = Arc::new(Ctx {
+            identity: cfg.identity.clone(),
+            names: names.clone(),
+            me,
+            job,
+            protocol: cfg.protocol.clone(),
+        });
+
+        let mut streams: Vec<Option<(TlsStream<TcpStream>, u32)>> = (0..n).map(|_| None).collect();
+        let mut dialers = JoinSet::new();
+        for (j, peer) in cfg.parties.iter().enumerate().take(me) {
+            dialers.spawn(dial(ctx.clone(), j, peer.addr, deadline, cfg.timeouts.connect));
+        }
+        let max_pending = 2 * n + 4;
+        let mut handshakes: JoinSet<InboundOutcome> = JoinSet::new();
+        let mut missing = n - 1;
+        while missing > 0 {
+            let want_accept = streams[me + 1..].iter().any(Option::is_none) && handshakes.len() < max_pending;
+            tokio::select! {
+                biased;
+                _ = sleep_until(deadline) => {
+                    let waiting: Vec<&str> = (0..n)
+                        .filter(|&j| j != me && streams[j].is_none())
+                        .map(|j| names[j].as_str())
+                        .collect();
+                    return Err(TransportError::new(
+                        Some(&waiting.join(", ")),
+                        Step::Handshake,
+                        TransportErrorKind::Timeout {
+                            after: cfg.timeouts.connect,
+                            waiting_for: "the connection to be established",
+                        },
+                    ));
+                }
+                Some(res) = dialers.join_next(), if !dialers.is_empty() => match res {
+                    Ok(Ok((j, stream, v))) => {
+                        debug!(job = %job, peer = %names[j], version = v, "connected (dialed)");
+                        streams[j] = Some((stream, v));
+                        missing -= 1;
+                    }
+                    Ok(Err(e)) => return Err(e),
+                    Err(e) => {
+                        return Err(TransportError::config(
+                            Step::Handshake,
+                            format!("dial task failed: {e}"),
+                        ));
+                    }
+                },
+                Some(res) = handshakes.join_next(), if !handshakes.is_empty() => match res {
+                    Ok(InboundOutcome::Ready { index, mut stream, hello }) => {
+                        let v = answer_hello(
+                            &ctx,
+                            streams[index].is_some(),
+                            index,
+                            &mut stream,
+                            &hello,
+                            deadline,
+                        )
+                        .await?;
+                        debug!(job = %job, peer = %names[index], version = v, "connected (accepted)");
+                        streams[index] = Some((*stream, v));
+                        missing -= 1;
+                    }
+                    Ok(InboundOutcome::Ignored(reason)) => {
+                        debug!(job = %job, %reason, "ignored an inbound connection");
+                    }
+                    Ok(InboundOutcome::Failed(e)) => return Err(e),
+                    Err(e) => {
+                        return Err(TransportError::config(
+                            Step::Handshake,
+                            format!("accept task failed: {e}"),
+                        ));
+                    }
+                },
+                acc = listener.accept(), if want_accept => match acc {
+                    Ok((tcp, _)) => {
+                        handshakes.spawn(inbound(ctx.clone(), tcp, deadline));
+                    }
+                    Err(e) => {
+                        // E.g. out of file descriptors: back off briefly.
+                        debug!(error = %e, "accept failed");
+                        sleep(Duration::from_millis(20)).await;
+                    }
+                },
+            }
+        }
+        drop(dialers);
+        drop(handshakes);
+
+        let sent = Arc::new(AtomicU64::new(0));
+        let received = Arc::new(AtomicU64::new(0));
+        let mut version = cfg.protocol.max_version;
+        let mut links = Vec::with_capacity(n);
+        for (j, slot) in streams.into_iter().enumerate() {
+            match slot {
+                None => links.push(None),
+                Some((stream, v)) => {
+                    version = version.min(v);
+                    links.push(Some(start_link(stream, &names[j], job, cfg.limits, cfg.timeouts, &sent, &received)));
+                }
+            }
+        }
+        info!(job = %job, party = %names[me], peers = n - 1, version, "mesh established");
+        Ok(Mesh {
+            job,
+            self_index: me,
+            names,
+            version,
+            limits: cfg.limits,
+            timeouts: cfg.timeouts,
+            links,
+            sent,
+            received,
+        })
+    }
+
+    /// This party's index.
+    pub fn self_index(&self) -> usize {
+        self.self_index
+    }
+
+    /// Number of parties, including this one.
+    pub fn party_count(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Name of party `index` (panics if out of range, like slice indexing).
+    pub fn party_name(&self, index: usize) -> &str {
+        &self.names[index]
+    }
+
+    /// The job this mesh serves.
+    pub fn job(&self) -> JobId {
+        self.job
+    }
+
+    /// Highest protocol version every connected peer agreed (minimum over
+    /// peers of the pairwise agreements; the same at every party).
+    pub fn protocol_version(&self) -> u32 {
+        self.version
+    }
+
+    /// Total bytes this party wrote to the network for this mesh (frame
+    /// headers and payload, not TLS overhead).
+    pub fn bytes_sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Bytes written to `peer` (0 for self or an unknown index).
+    pub fn bytes_sent_to(&self, peer: usize) -> u64 {
+        self.links.get(peer).and_then(Option::as_ref).map_or(0, |l| l.sent.load(Ordering::Relaxed))
+    }
+
+    /// Total frame bytes (headers and payload) read from all peers.
+    pub fn bytes_received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    /// Frame bytes read from `peer` (0 for self or an unknown index).
+    pub fn bytes_received_from(&self, peer: usize) -> u64 {
+        self.links.get(peer).and_then(Option::as_ref).map_or(0, |l| l.received.load(Ordering::Relaxed))
+    }
+
+    fn link(&self, peer: usize, step: Step) -> Result<(&Link, &str), TransportError> {
+        match self.links.get(peer).and_then(Option::as_ref) {
+            Some(l) => Ok((l, &self.names[peer])),
+            None => Err(TransportError::config(
+                step,
+                format!("no peer with index {peer} (this is party {} of {})", self.self_index, self.names.len()),
+            )),
+        }
+    }
+
+    /// Queue one message for `peer`, tagged with this job and `step`.
+    ///
+    /// Messages larger than `max_frame_bytes` are split into frames and
+    /// reassembled by the receiver. Waits (at most `timeouts.round`) while
+    /// the bounded per-peer send queue is full. Returns once queued; a write
+    /// failure is reported by the next `send` to that peer. Messages larger
+    /// than `max_message_bytes` are refused.
+    pub async fn send(&self, peer: usize, step: Step, payload: Vec<u8>) -> Result<(), TransportError> {
+        let (link, name) = self.link(peer, step)?;
+        let err = |k| TransportError::new(Some(name), step, k);
+        if payload.len() > self.limits.max_message_bytes {
+            return Err(err(TransportErrorKind::MessageTooLarge {
+                size: payload.len() as u64,
+                max: self.limits.max_message_bytes as u64,
+            }));
+        }
+        if let Some(k) = link.writer_failure() {
+            return Err(err(k));
+        }
+        let frames = frame_count(payload.len(), self.limits.max_frame_bytes).min(self.limits.queue_frames) as u32;
+        let failed = || err(link.writer_failure().unwrap_or(TransportErrorKind::Disconnected));
+        let permit = match timeout(self.timeouts.round, link.permits.clone().acquire_many_owned(frames)).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(_closed)) => return Err(failed()),
+            Err(_) => {
+                return Err(err(TransportErrorKind::Timeout {
+                    after: self.timeouts.round,
+                    waiting_for: "send queue space (the peer is not reading)",
+                }));
+            }
+        };
+        let Some(out) = &link.out else {
+            return Err(failed());
+        };
+        out.send(Outgoing::Message { step, payload, _permit: permit }).await.map_err(|_| failed())
+    }
+
+    /// The next message from `peer`, which must carry this job and exactly
+    /// `step`.
+    ///
+    /// Fails (naming the peer and `step`) after `timeouts.round` without a
+    /// complete message, when the peer disconnects, sends a malformed frame,
+    /// a frame for another job or step, or a frame larger than
+    /// `max_frame_bytes` (checked from the header, before reading the body).
+    /// A failure is sticky: later calls for this peer return it again.
+    pub async fn recv(&self, peer: usize, step: Step) -> Result<Vec<u8>, TransportError> {
+        let (link, name) = self.link(peer, step)?;
+        let err = |k| TransportError::new(Some(name), step, k);
+        let deadline = Instant::now() + self.timeouts.round;
+        let Ok(mut guard) = timeout_at(deadline, link.inbound.lock()).await else {
+            return Err(err(TransportErrorKind::Timeout {
+                after: self.timeouts.round,
+                waiting_for: "a concurrent receive from the same peer",
+            }));
+        };
+        let state = &mut *guard;
+        if let Some(k) = &state.failed {
+            return Err(err(k.clone()));
+        }
+        match self.recv_locked(state, step, deadline).await {
+            Ok(msg) => Ok(msg),
+            Err(k) => {
+                debug!(job = %self.job, peer = %name, %step, error = %k, "receive failed");
+                state.failed = Some(k.clone());
+                Err(err(k))
+            }
+        }
+    }
+
+    async fn recv_locked(
+        &self,
+        state: &mut Inbound,
+        step: Step,
+        deadline: Instant,
+    ) -> Result<Vec<u8>, TransportErrorKind> {
+        match timeout_at(deadline, state.rx.recv()).await {
+            Err(_) => {
+                Err(TransportErrorKind::Timeout { after: self.timeouts.round, waiting_for: "a complete message" })
+            }
+            Ok(None) => Err(TransportErrorKind::Disconnected),
+            Ok(Some(Err(k))) => Err(k),
+            Ok(Some(Ok(msg))) if msg.step != step => {
+                Err(TransportErrorKind::UnexpectedStep { expected: step, got: msg.step })
+            }
+            Ok(Some(Ok(msg))) => Ok(msg.body),
+        }
+    }
+
+    /// Fault injection for tests: write `bytes` to `peer` as they are, with
+    /// no framing. Never use outside tests.
+    #[doc(hidden)]
+    pub async fn send_raw(&self, peer: usize, bytes: Vec<u8>) -> Result<(), TransportError> {
+        let (link, name) = self.link(peer, Step::Handshake)?;
+        let failed = || {
+            TransportError::new(
+                Some(name),
+                Step::Handshake,
+                link.writer_failure().unwrap_or(TransportErrorKind::Disconnected),
+            )
+        };
+        match &link.out {
+            Some(out) => out.send(Outgoing::Raw(bytes)).await.map_err(|_| failed()),
+            None => Err(failed()),
+        }
+    }
+
+    /// Shut the mesh down: flush queued messages and send TLS close_notify
+    /// to every peer (best effort, bounded), then release all tasks and
+    /// sockets. Dropping a `Mesh` releases everything too, without flushing.
+    pub async fn close(mut self) {
+        let grace = Instant::now() + self.timeouts.round.min(CLOSE_GRACE);
+        let mut writers = Vec::new();
+        for link in self.links.iter_mut().flatten() {
+            link.out = None; // the writer drains its queue, then shuts down
+            if let Some(h) = link.writer.take() {
+                writers.push(h);
+            }
+        }
+        for h in writers {
+            let abort = h.abort_handle();
+            if timeout_at(grace, h).await.is_err() {
+                abort.abort();
+            }
+        }
+        // Readers are aborted when `self` drops.
+    }
+}
+
+fn start_link(
+    stream: TlsStream<TcpStream>,
+    name: &str,
+    job: JobId,
+    limits: Limits,
+    timeouts: Timeouts,
+    total_sent: &Arc<AtomicU64>,
+    total_received: &Arc<AtomicU64>,
+) -> Link {
+    let (rd, wr) = tokio::io::split(stream);
+    let (in_tx, in_rx) = mpsc::channel(limits.queue_frames);
+    let (out_tx, out_rx) = mpsc::channel(limits.queue_frames);
+    let permits = Arc::new(Semaphore::new(limits.queue_frames));
+    let writer_failure = Arc::new(Mutex::new(None));
+    let sent = Arc::new(AtomicU64::new(0));
+    let received = Arc::new(AtomicU64::new(0));
+    let reader = tokio::spawn(reader_task(
+        rd,
+        in_tx,
+        ReaderCtx {
+            job,
+            limits,
+            budget: Arc::new(Semaphore::new(limits.queue_frames)),
+            counters: [received.clone(), total_received.clone()],
+        },
+    ));
+    let writer = tokio::spawn(writer_task(
+        BufWriter::with_capacity(WRITE_BUFFER, wr),
+        out_rx,
+        WriterCtx {
+            peer: name.to_string(),
+            job,
+            max_frame: limits.max_frame_bytes,
+            round: timeouts.round,
+            counters: [sent.clone(), total_sent.clone()],
+            failure: writer_failure.clone(),
+            permits: permits.clone(),
+        },
+    ));
+    Link {
+        out: Some(out_tx),
+        permits,
+        writer_failure,
+        inbound: tokio::sync::Mutex::new(Inbound { rx: in_rx, failed: None }),
+        sent,
+        received,
+        writer: Some(writer),
+        reader: Some(reader),
+    }
+}
+
+type Conn = TlsStream<TcpStream>;
+
+struct ReaderCtx {
+    job: JobId,
+    limits: Limits,
+    /// Inbound frame budget: one permit per frame read and not yet taken by
+    /// `recv` (at most `queue_frames` per message, so one message larger
+    /// than the budget still gets through).
+    budget: Arc<Semaphore>,
+    counters: [Arc<AtomicU64>; 2],
+}
+
+async fn reader_task(mut rd: ReadHalf<Conn>, tx: mpsc::Sender<Result<Message, TransportErrorKind>>, ctx: ReaderCtx) {
+    if let Err(k) = read_messages(&mut rd, &tx, &ctx).await {
+        let _ = tx.send(Err(k)).await;
+    }
+}
+
+/// Read frames and reassemble messages until the connection fails (`Err`)
+/// or the mesh is gone (`Ok`). Fragments are read straight into the message
+/// buffer: no intermediate copy, no zero-filling.
+async fn read_messages(
+    rd: &mut ReadHalf<Conn>,
+    tx: &mpsc::Sender<Result<Message, TransportErrorKind>>,
+    ctx: &ReaderCtx,
+) -> Result<(), TransportErrorKind> {
+    let max_message = ctx.limits.max_message_bytes as u64;
+    let mut partial: Option<Message> = None;
+    let mut held = 0usize;
+    loop {
+        let mut header = [0u8; HEADER_LEN];
+        rd.read_exact(&mut header).await.map_err(TransportErrorKind::from_io)?;
+        let h = FrameHeader::decode(&header, ctx.job, ctx.limits.max_frame_bytes)?;
+        let mut msg = match partial.take() {
+            None => {
+                held = 0;
+                Message { step: h.step, body: Vec::new(), _permit: None }
+            }
+            Some(m) if m.step == h.step => m,
+            Some(m) => {
+                return Err(TransportErrorKind::Malformed(format!(
+                    "a fragment of a message for step {} carried step {}",
+                    m.step, h.step
+                )));
+            }
+        };
+        let size = msg.body.len() as u64 + h.len as u64;
+        if size > max_message {
+            return Err(TransportErrorKind::MessageTooLarge { size, max: max_message });
+        }
+        if held < ctx.limits.queue_frames {
+            // Waits while `recv` is behind: backpressure down to TCP.
+            let Ok(p) = ctx.budget.clone().acquire_owned().await else {
+                return Ok(());
+            };
+            match &mut msg._permit {
+                Some(all) => all.merge(p),
+                None => msg._permit = Some(p),
+            }
+            held += 1;
+        }
+        // `h.len <= max_frame_bytes` was checked from the header, so this
+        // reservation is bounded.
+        let len = h.len as usize;
+        if msg.body.is_empty() {
+            msg.body.reserve_exact(len);
+        } else {
+            msg.body.reserve(len); // amortized doubling across fragments
+        }
+        let target = msg.body.len() + len;
+        let mut body = (&mut *rd).take(len as u64);
+        while msg.body.len() < target {
+            let n = body.read_buf(&mut msg.body).await.map_err(TransportErrorKind::from_io)?;
+            if n == 0 {
+                return Err(TransportErrorKind::Disconnected);
+            }
+        }
+        for c in &ctx.counters {
+            c.fetch_add((HEADER_LEN + len) as u64, Ordering::Relaxed);
+        }
+        if h.last {
+            if tx.send(Ok(msg)).await.is_err() {
+                return Ok(()); // the mesh is gone
+            }
+        } else {
+            partial = Some(msg);
+        }
+    }
+}
+
+struct WriterCtx {
+    peer: String,
+    job: JobId,
+    max_frame: usize,
+    round: Duration,
+    counters: [Arc<AtomicU64>; 2],
+    failure: Arc<Mutex<Option<TransportErrorKind>>>,
+    permits: Arc<Semaphore>,
+}
+
+impl WriterCtx {
+    fn count(&self, n: usize) {
+        for c in &self.counters {
+            c.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+async fn write_message(
+    w: &mut BufWriter<WriteHalf<Conn>>,
+    ctx: &WriterCtx,
+    step: Step,
+    payload: &[u8],
+) -> std::io::Result<()> {
+    let count = frame_count(payload.len(), ctx.max_frame);
+    let mut chunks = payload.chunks(ctx.max_frame.max(1));
+    for i in 0..count {
+        let chunk = chunks.next().unwrap_or(&[]);
+        let header = FrameHeader { job: ctx.job, step, last: i + 1 == count, len: chunk.len() as u32 }.encode();
+        w.write_all(&header).await?;
+        w.write_all(chunk).await?;
+        ctx.count(HEADER_LEN + chunk.len());
+    }
+    w.flush().await
+}
+
+async fn writer_task(mut w: BufWriter<WriteHalf<Conn>>, mut rx: mpsc::Receiver<Outgoing>, ctx: WriterCtx) {
+    let result: Result<(), TransportErrorKind> = async {
+        while let Some(item) = rx.recv().await {
+            let write = async {
+                match &item {
+                    Outgoing::Message { step, payload, .. } => write_message(&mut w, &ctx, *step, payload).await,
+                    Outgoing::Raw(bytes) => {
+                        w.write_all(bytes).await?;
+                        w.flush().await
+                    }
+                }
+            };
+            match timeout(ctx.round, write).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(TransportErrorKind::from_io(e)),
+                Err(_) => {
+                    return Err(TransportErrorKind::Timeout {
+                        after: ctx.round,
+                        waiting_for: "the peer to read our data",
+                    });
+                }
+            }
+            drop(item); // releases the queue permits
+        }
+        // All senders gone (close): flush and send close_notify.
+        let _ = timeout(CLOSE_GRACE, w.shutdown()).await;
+        Ok(())
+    }
+    .await;
+    if let Err(k) = result {
+        debug!(peer = %ctx.peer, error = %k, "writer stopped");
+        match ctx.failure.lock() {
+            Ok(mut g) => *g = Some(k),
+            Err(p) => *p.into_inner() = Some(k),
+        }
+    }
+    ctx.permits.close();
+}

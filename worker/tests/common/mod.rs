@@ -1,0 +1,62 @@
+//! Shared helpers for the engine's integration tests, on top of
+//! `cohort_worker::local` (a federation in one process over loopback TLS).
+
+#![allow(dead_code)]
+
+use cohort_worker::executor::{JobError, JobOutput, OwnInputs};
+use cohort_worker::local::LocalFederation;
+use cohort_worker::program::compile;
+use cohort_worker::program::ir::Circuit;
+use std::sync::Arc;
+
+pub use cohort_worker::local::DealerHub;
+
+/// Party inputs: (input name, values) pairs, per party.
+pub type PartyInputs = Vec<Vec<(&'static str, Vec<f64>)>>;
+
+pub async fn federation(n: usize) -> LocalFederation {
+    LocalFederation::with_parties(n).await.expect("local federation")
+}
+
+/// Run `source` among a fresh federation of `inputs.len()` parties.
+pub async fn run_program(source: &str, inputs: PartyInputs) -> Vec<Result<JobOutput, JobError>> {
+    run_on(&federation(inputs.len()).await, source, inputs).await
+}
+
+/// Run `source` on an existing federation.
+pub async fn run_on(
+    federation: &LocalFederation,
+    source: &str,
+    inputs: PartyInputs,
+) -> Vec<Result<JobOutput, JobError>> {
+    let circuit = Arc::new(compile(source, &federation.names).expect("program compiles"));
+    let own = inputs.iter().map(|i| own_inputs(&circuit, i).expect("inputs encode")).collect();
+    federation.run(circuit, federation.consent(source), own).await.expect("meshes establish")
+}
+
+pub fn own_inputs(circuit: &Circuit, inputs: &[(&str, Vec<f64>)]) -> Result<OwnInputs, JobError> {
+    let mut own = OwnInputs::new();
+    for (name, values) in inputs {
+        own.insert_values(circuit, name, values)?;
+    }
+    Ok(own)
+}
+
+/// The named output as seen by one party, decoded.
+pub fn output(result: &JobOutput, name: &str, frac_bits: u32) -> Option<Vec<f64>> {
+    result.outputs.iter().find(|o| o.name == name).expect("output exists").decode(frac_bits)
+}
+
+/// Deterministic pseudorandom reals in `[-bound, bound]` with 2^-8 steps.
+pub fn sample(len: usize, bound: f64, seed: u64) -> Vec<f64> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let unit = (state >> 11) as f64 / (1u64 << 53) as f64;
+            ((unit * 2.0 - 1.0) * bound * 256.0).round() / 256.0
+        })
+        .collect()
+}

@@ -1,0 +1,708 @@
+//! Transport tests over real loopback sockets and real TLS 1.3: every party
+//! runs its own CA, parties establish a mesh, exchange messages, and the
+//! faults of the issue are injected (disconnect, stall, corrupted and
+//! oversized frames; untrusted, expired and wrong-party certificates).
+//! Every fault must end in the documented error, naming the peer and the
+//! step, within the timeout and without a panic, and the same listeners must
+//! then serve the next job.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use cohort_worker::transport::frame::{FrameHeader, HEADER_LEN, wire_bytes};
+use cohort_worker::transport::{
+    CertifiedKey, JobId, Limits, Mesh, MeshConfig, PartyCa, PeerAddr, ProtocolOffer, Step, Timeouts, TlsFailure,
+    TlsIdentity, TransportError, TransportErrorKind,
+};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+const FED: &str = "test-fed";
+const PROTOCOL: &str = "additive-semi-honest";
+const MAX_FRAME: usize = 64 * 1024;
+const CONNECT: Duration = Duration::from_secs(2);
+const ROUND: Duration = Duration::from_secs(1);
+/// Generous slack on top of a timeout: only proves "no hang".
+const SLACK: Duration = Duration::from_secs(5);
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn _assert_mesh_is_send_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Mesh>();
+}
+
+/// Parties of one federation, each with its own CA and a bound listener.
+struct Fed {
+    names: Vec<String>,
+    cas: Vec<PartyCa>,
+    listeners: Vec<Arc<TcpListener>>,
+    bundle: String,
+}
+
+impl Fed {
+    async fn new(n: usize) -> Fed {
+        let names: Vec<String> = (0..n).map(|i| format!("bank-{}", (b'a' + i as u8) as char)).collect();
+        let cas: Vec<PartyCa> = names.iter().map(|p| PartyCa::generate(FED, p, 24 * HOUR).expect("CA")).collect();
+        let bundle = cas.iter().map(|c| c.cert_pem()).collect::<String>();
+        let mut listeners = Vec::new();
+        for _ in 0..n {
+            listeners.push(Arc::new(TcpListener::bind("127.0.0.1:0").await.expect("bind")));
+        }
+        Fed { names, cas, listeners, bundle }
+    }
+
+    fn leaf(&self, i: usize) -> CertifiedKey {
+        leaf_from(&self.cas[i], &self.names[i], SystemTime::now() - HOUR, SystemTime::now() + HOUR)
+    }
+
+    fn identity(&self, i: usize) -> Arc<TlsIdentity> {
+        self.identity_with(i, &self.names[i], &self.leaf(i))
+    }
+
+    fn identity_with(&self, _i: usize, party: &str, leaf: &CertifiedKey) -> Arc<TlsIdentity> {
+        Arc::new(TlsIdentity::from_pem(FED, party, &leaf.cert_pem, &leaf.key_pem, &self.bundle).expect("identity"))
+    }
+
+    fn peers(&self) -> Vec<PeerAddr> {
+        self.names
+            .iter()
+            .zip(&self.listeners)
+            .map(|(name, l)| PeerAddr { name: name.clone(), addr: l.local_addr().expect("addr") })
+            .collect()
+    }
+
+    fn config(&self, i: usize) -> MeshConfig {
+        self.config_with(i, self.identity(i))
+    }
+
+    fn config_with(&self, i: usize, identity: Arc<TlsIdentity>) -> MeshConfig {
+        MeshConfig {
+            federation: FED.into(),
+            self_index: i,
+            parties: self.peers(),
+            identity,
+            protocol: ProtocolOffer { name: PROTOCOL.into(), min_version: 1, max_version: 1 },
+            limits: Limits { max_frame_bytes: MAX_FRAME, ..Limits::default() },
+            timeouts: Timeouts { connect: CONNECT, round: ROUND },
+        }
+    }
+
+    fn configs(&self) -> Vec<MeshConfig> {
+        (0..self.names.len()).map(|i| self.config(i)).collect()
+    }
+}
+
+fn leaf_from(ca: &PartyCa, party: &str, not_before: SystemTime, not_after: SystemTime) -> CertifiedKey {
+    ca.issue_party_cert(party, &["localhost".into(), "127.0.0.1".into()], not_before, not_after).expect("leaf")
+}
+
+/// Run `establish` for every (config, listener, job) concurrently.
+async fn establish_each(runs: Vec<(MeshConfig, Arc<TcpListener>, JobId)>) -> Vec<Result<Mesh, TransportError>> {
+    let start = Instant::now();
+    let handles: Vec<_> = runs
+        .into_iter()
+        .map(|(cfg, listener, job)| tokio::spawn(async move { Mesh::establish(&cfg, &listener, job).await }))
+        .collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.expect("establish must not panic"));
+    }
+    assert!(start.elapsed() < CONNECT + SLACK, "establish hung");
+    out
+}
+
+async fn establish_all(fed: &Fed, cfgs: Vec<MeshConfig>) -> Vec<Mesh> {
+    let job = JobId::random();
+    let runs = cfgs.into_iter().zip(&fed.listeners).map(|(c, l)| (c, l.clone(), job)).collect();
+    establish_each(runs).await.into_iter().map(|r| r.expect("establish")).collect()
+}
+
+fn payload(from: usize, to: usize, k: usize, len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i as u64 * 31 + from as u64 * 7 + to as u64 * 13 + k as u64 * 101) as u8).collect()
+}
+
+/// One party's part of an all-to-all round: send `len` bytes to every
+/// other party at `step` while receiving and checking theirs.
+async fn exchange_one(m: &Mesh, step: Step, len: usize) {
+    let me = m.self_index();
+    let n = m.party_count();
+    let sends = async {
+        for to in (0..n).filter(|&j| j != me) {
+            m.send(to, step, payload(me, to, 0, len)).await.expect("send");
+        }
+    };
+    let recvs = async {
+        for from in (0..n).filter(|&j| j != me) {
+            let got = m.recv(from, step).await.expect("recv");
+            assert!(got == payload(from, me, 0, len), "wrong bytes from {from}");
+        }
+    };
+    tokio::join!(sends, recvs);
+}
+
+/// An all-to-all round, every party concurrently.
+async fn exchange_all(meshes: &[Mesh], step: Step, len: usize) {
+    join_all(meshes.iter().map(|m| exchange_one(m, step, len)).collect()).await;
+}
+
+/// Minimal `join_all`: poll every future until all are done.
+async fn join_all<F: std::future::Future<Output = ()>>(futs: Vec<F>) {
+    let mut futs: Vec<Option<std::pin::Pin<Box<F>>>> = futs.into_iter().map(|f| Some(Box::pin(f))).collect();
+    std::future::poll_fn(move |cx| {
+        let mut pending = false;
+        for slot in futs.iter_mut() {
+            if let Some(f) = slot {
+                if f.as_mut().poll(cx).is_ready() {
+                    *slot = None;
+                } else {
+                    pending = true;
+                }
+            }
+        }
+        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+    })
+    .await
+}
+
+fn tls_failure(e: &TransportError) -> &TlsFailure {
+    match &e.kind {
+        TransportErrorKind::Tls(f) => f,
+        other => panic!("expected a TLS failure, got {other:?} ({e})"),
+    }
+}
+
+/// After a fault: a fresh job on the same listeners works.
+async fn next_job_works(fed: &Fed) {
+    let meshes = establish_all(fed, fed.configs()).await;
+    exchange_all(&meshes, Step::Setup, 1000).await;
+    for m in meshes {
+        m.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn happy_path_three_parties_sizes_and_versions() {
+    let fed = Fed::new(3).await;
+    let mut cfgs = fed.configs();
+    // Pairwise highest common versions: a-b 3, a-c 3, b-c 4 -> mesh 3.
+    for (cfg, (lo, hi)) in cfgs.iter_mut().zip([(1, 3), (2, 5), (3, 4)]) {
+        cfg.protocol.min_version = lo;
+        cfg.protocol.max_version = hi;
+    }
+    let meshes = establish_all(&fed, cfgs).await;
+    for m in &meshes {
+        assert_eq!(m.protocol_version(), 3);
+        assert_eq!(m.party_count(), 3);
+        assert_eq!(m.party_name(1), "bank-b");
+    }
+    let job = meshes[0].job();
+    assert!(meshes.iter().all(|m| m.job() == job));
+
+    let sizes = [0, 1, 1000, MAX_FRAME, MAX_FRAME + 1, 2 * MAX_FRAME + 17, 300_000];
+    let steps = [Step::Setup, Step::Input, Step::Layer(0), Step::Layer(7), Step::Output];
+    let mut expected_sent = 0u64;
+    for (k, &len) in sizes.iter().enumerate() {
+        let step = steps[k % steps.len()];
+        exchange_all(&meshes, step, len).await;
+        expected_sent += 2 * wire_bytes(len, MAX_FRAME);
+    }
+    for m in &meshes {
+        assert_eq!(m.bytes_sent(), expected_sent);
+        let me = m.self_index();
+        let per_peer: u64 = (0..3).filter(|&j| j != me).map(|j| m.bytes_sent_to(j)).sum();
+        assert_eq!(per_peer, expected_sent);
+        assert_eq!(m.bytes_received(), expected_sent);
+    }
+    for m in meshes {
+        m.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_limits_split_large_messages() {
+    let fed = Fed::new(2).await;
+    let mut cfgs = fed.configs();
+    for c in &mut cfgs {
+        c.limits = Limits::default();
+    }
+    let meshes = establish_all(&fed, cfgs).await;
+    let len = 9 * 1024 * 1024 + 5; // three frames of at most 4 MiB
+    exchange_all(&meshes, Step::Layer(1), len).await;
+    assert_eq!(meshes[0].bytes_sent(), len as u64 + 3 * HEADER_LEN as u64);
+    for m in meshes {
+        m.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disjoint_versions_and_protocol_mismatch_are_refused() {
+    let fed = Fed::new(2).await;
+    let mut cfgs = fed.configs();
+    cfgs[0].protocol.min_version = 1;
+    cfgs[0].protocol.max_version = 2;
+    cfgs[1].protocol.min_version = 3;
+    cfgs[1].protocol.max_version = 4;
+    let job = JobId::random();
+    let res = establish_each(vec![
+        (cfgs[0].clone(), fed.listeners[0].clone(), job),
+        (cfgs[1].clone(), fed.listeners[1].clone(), job),
+    ])
+    .await;
+    let a = res[0].as_ref().expect_err("a refuses");
+    let b = res[1].as_ref().expect_err("b refuses");
+    assert_eq!(a.peer.as_deref(), Some("bank-b"));
+    assert_eq!(a.step, Step::Handshake);
+    assert!(
+        matches!(a.kind, TransportErrorKind::VersionMismatch { our_min: 1, our_max: 2, their_min: 3, their_max: 4 }),
+        "{a}"
+    );
+    assert_eq!(b.peer.as_deref(), Some("bank-a"));
+    assert!(
+        matches!(b.kind, TransportErrorKind::VersionMismatch { our_min: 3, our_max: 4, their_min: 1, their_max: 2 }),
+        "{b}"
+    );
+    assert!(b.to_string().contains("no common protocol version"), "{b}");
+
+    let mut cfgs = fed.configs();
+    cfgs[1].protocol.name = "spdz-online".into();
+    let res = establish_each(vec![
+        (cfgs[0].clone(), fed.listeners[0].clone(), job),
+        (cfgs[1].clone(), fed.listeners[1].clone(), job),
+    ])
+    .await;
+    for r in &res {
+        let e = r.as_ref().expect_err("protocol mismatch");
+        assert!(matches!(e.kind, TransportErrorKind::ProtocolMismatch { .. }), "{e}");
+    }
+    next_job_works(&fed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_job_is_refused() {
+    let fed = Fed::new(2).await;
+    let cfgs = fed.configs();
+    let res = establish_each(vec![
+        (cfgs[0].clone(), fed.listeners[0].clone(), JobId([1; 16])),
+        (cfgs[1].clone(), fed.listeners[1].clone(), JobId([2; 16])),
+    ])
+    .await;
+    let a = res[0].as_ref().expect_err("a");
+    let b = res[1].as_ref().expect_err("b");
+    assert!(matches!(a.kind, TransportErrorKind::WrongJob), "{a}");
+    assert_eq!(a.peer.as_deref(), Some("bank-b"));
+    assert!(matches!(b.kind, TransportErrorKind::WrongJob), "{b}");
+    assert_eq!(b.peer.as_deref(), Some("bank-a"));
+    next_job_works(&fed).await;
+}
+
+/// Establish a two-party mesh where party `bad` uses `identity` (and,
+/// optionally, its own view of the party list). Returns both results.
+async fn establish_pair(
+    fed: &Fed,
+    cfg_a: MeshConfig,
+    cfg_b: MeshConfig,
+) -> (Result<Mesh, TransportError>, Result<Mesh, TransportError>) {
+    let job = JobId::random();
+    let mut res =
+        establish_each(vec![(cfg_a, fed.listeners[0].clone(), job), (cfg_b, fed.listeners[1].clone(), job)]).await;
+    let b = res.pop().expect("b");
+    let a = res.pop().expect("a");
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn untrusted_ca_is_refused_both_directions() {
+    let fed = Fed::new(2).await;
+    let outsider = PartyCa::generate(FED, "bank-b", 24 * HOUR).expect("outsider CA");
+    let now = SystemTime::now();
+
+    // The dialer (bank-b) presents a certificate from a CA nobody trusts.
+    let leaf = leaf_from(&outsider, "bank-b", now - HOUR, now + HOUR);
+    let b_cfg = fed.config_with(1, fed.identity_with(1, "bank-b", &leaf));
+    let (a, b) = establish_pair(&fed, fed.config(0), b_cfg).await;
+    let a = a.expect_err("bank-a refuses");
+    assert_eq!(a.peer.as_deref(), Some("bank-b"));
+    assert_eq!(a.step, Step::Handshake);
+    assert_eq!(tls_failure(&a), &TlsFailure::UntrustedIssuer { party: "bank-b".into() });
+    assert!(a.to_string().contains("untrusted issuer"), "{a}");
+    let b = b.expect_err("bank-b learns it was refused");
+    assert_eq!(b.peer.as_deref(), Some("bank-a"));
+    assert!(b.to_string().contains("unknown CA"), "{b}");
+
+    // The acceptor (bank-a) presents a certificate from a CA nobody trusts
+    // (this time a CA of another name, above one impersonating bank-b's).
+    let outsider_a = PartyCa::generate(FED, "mallory", 24 * HOUR).expect("outsider CA");
+    let leaf = leaf_from(&outsider_a, "bank-a", now - HOUR, now + HOUR);
+    let a_cfg = fed.config_with(0, fed.identity_with(0, "bank-a", &leaf));
+    let (a, b) = establish_pair(&fed, a_cfg, fed.config(1)).await;
+    let b = b.expect_err("bank-b refuses");
+    assert_eq!(b.peer.as_deref(), Some("bank-a"));
+    assert_eq!(tls_failure(&b), &TlsFailure::UntrustedIssuer { party: "bank-a".into() });
+    let a = a.expect_err("bank-a learns it was refused");
+    assert_eq!(a.peer.as_deref(), Some("bank-b"));
+    assert!(a.to_string().contains("unknown CA"), "{a}");
+
+    next_job_works(&fed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_for_the_wrong_party_is_refused() {
+    let fed = Fed::new(2).await;
+    let now = SystemTime::now();
+
+    // bank-b's worker runs with a (validly issued) certificate for bank-c:
+    // from its point of view it is "bank-c" at bank-b's address.
+    let leaf = leaf_from(&fed.cas[1], "bank-c", now - HOUR, now + HOUR);
+    let mut b_cfg = fed.config_with(1, fed.identity_with(1, "bank-c", &leaf));
+    b_cfg.parties[1].name = "bank-c".into();
+    let (a, b) = establish_pair(&fed, fed.config(0), b_cfg).await;
+    let a = a.expect_err("bank-a refuses");
+    assert_eq!(a.peer.as_deref(), Some("bank-b"));
+    assert_eq!(tls_failure(&a), &TlsFailure::WrongIdentity { expected: "bank-b".into(), got: "bank-c".into() });
+    assert!(a.to_string().contains("wrong identity: expected party bank-b"), "{a}");
+    let b = b.expect_err("refused");
+    assert!(b.to_string().contains("bad certificate"), "{b}");
+
+    // bank-a's listener is served by a worker certified as bank-z.
+    let leaf = leaf_from(&fed.cas[0], "bank-z", now - HOUR, now + HOUR);
+    let mut a_cfg = fed.config_with(0, fed.identity_with(0, "bank-z", &leaf));
+    a_cfg.parties[0].name = "bank-z".into();
+    let (a, b) = establish_pair(&fed, a_cfg, fed.config(1)).await;
+    let b = b.expect_err("bank-b refuses");
+    assert_eq!(b.peer.as_deref(), Some("bank-a"));
+    assert_eq!(tls_failure(&b), &TlsFailure::WrongIdentity { expected: "bank-a".into(), got: "bank-z".into() });
+    assert!(a.is_err());
+
+    next_job_works(&fed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_certificate_is_refused_both_directions() {
+    let fed = Fed::new(2).await;
+    let now = SystemTime::now();
+
+    let leaf = leaf_from(&fed.cas[1], "bank-b", now - 3 * HOUR, now - HOUR);
+    let b_cfg = fed.config_with(1, fed.identity_with(1, "bank-b", &leaf));
+    let (a, b) = establish_pair(&fed, fed.config(0), b_cfg).await;
+    let a = a.expect_err("bank-a refuses");
+    assert_eq!(a.peer.as_deref(), Some("bank-b"));
+    assert!(matches!(tls_failure(&a), TlsFailure::Expired { party, .. } if party == "bank-b"));
+    assert!(a.to_string().contains("certificate of party bank-b expired at"), "{a}");
+    let b = b.expect_err("refused");
+    assert!(b.to_string().contains("expired"), "{b}");
+
+    let leaf = leaf_from(&fed.cas[0], "bank-a", now - 3 * HOUR, now - HOUR);
+    let a_cfg = fed.config_with(0, fed.identity_with(0, "bank-a", &leaf));
+    let (a, b) = establish_pair(&fed, a_cfg, fed.config(1)).await;
+    let b = b.expect_err("bank-b refuses");
+    assert!(matches!(tls_failure(&b), TlsFailure::Expired { party, .. } if party == "bank-a"));
+    assert!(a.is_err());
+
+    next_job_works(&fed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pinned_trust_refuses_a_peer_ca_vouching_for_another_party() {
+    let fed = Fed::new(3).await;
+    let now = SystemTime::now();
+    let pinned = |i: usize, leaf: &CertifiedKey| {
+        let cas: Vec<(String, String)> =
+            fed.names.iter().zip(&fed.cas).map(|(n, c)| (n.clone(), c.cert_pem())).collect();
+        Arc::new(
+            TlsIdentity::from_pem_pinned(FED, &fed.names[i], &leaf.cert_pem, &leaf.key_pem, &cas)
+                .expect("pinned identity"),
+        )
+    };
+    // Honest parties with pinned trust work.
+    let cfgs: Vec<MeshConfig> = (0..3).map(|i| fed.config_with(i, pinned(i, &fed.leaf(i)))).collect();
+    let meshes = establish_all(&fed, cfgs).await;
+    exchange_all(&meshes, Step::Setup, 10).await;
+    drop(meshes);
+
+    // bank-c's CA issues a "bank-b" certificate: refused by pinned bank-a.
+    let forged = leaf_from(&fed.cas[2], "bank-b", now - HOUR, now + HOUR);
+    let rogue = fed.config_with(1, fed.identity_with(1, "bank-b", &forged));
+    let mut a_cfg = fed.config_with(0, pinned(0, &fed.leaf(0)));
+    a_cfg.parties.truncate(2);
+    let mut rogue = rogue;
+    rogue.parties.truncate(2);
+    let (a, _b) = establish_pair(&fed, a_cfg, rogue).await;
+    let a = a.expect_err("refused");
+    assert_eq!(tls_failure(&a), &TlsFailure::UntrustedIssuer { party: "bank-b".into() });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_disconnect_ends_the_job_on_every_other_party() {
+    let fed = Fed::new(3).await;
+    let mut meshes = establish_all(&fed, fed.configs()).await;
+    exchange_all(&meshes, Step::Input, 5000).await;
+    // bank-c crashes.
+    let c = meshes.pop().expect("c");
+    drop(c);
+    let start = Instant::now();
+    let (ra, rb) = tokio::join!(meshes[0].recv(2, Step::Layer(1)), meshes[1].recv(2, Step::Layer(1)));
+    assert!(start.elapsed() < ROUND + SLACK);
+    for r in [ra, rb] {
+        let e = r.expect_err("disconnect");
+        assert!(matches!(e.kind, TransportErrorKind::Disconnected), "{e}");
+        assert_eq!(e.peer.as_deref(), Some("bank-c"));
+        assert_eq!(e.step, Step::Layer(1));
+        assert_eq!(e.to_string(), "party bank-c, step layer 1: peer closed the connection");
+    }
+    // Sticky: asked again, the same error, at once.
+    let e = meshes[0].recv(2, Step::Layer(2)).await.expect_err("sticky");
+    assert!(matches!(e.kind, TransportErrorKind::Disconnected));
+    drop(meshes);
+    next_job_works(&fed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_mid_frame_is_reported() {
+    let fed = Fed::new(2).await;
+    let meshes = establish_all(&fed, fed.configs()).await;
+    let job = meshes[1].job();
+    let mut raw = FrameHeader { job, step: Step::Output, last: true, len: 1000 }.encode().to_vec();
+    raw.extend_from_slice(&[9u8; 10]); // 990 bytes never come
+    meshes[1].send_raw(0, raw).await.expect("raw");
+    let mut it = meshes.into_iter();
+    let a = it.next().expect("a");
+    let b = it.next().expect("b");
+    b.close().await;
+    let e = a.recv(1, Step::Output).await.expect_err("disconnect");
+    assert!(matches!(e.kind, TransportErrorKind::Disconnected), "{e}");
+    assert_eq!(e.peer.as_deref(), Some("bank-b"));
+    drop(a);
+    next_job_works(&fed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_peer_times_out_naming_peer_and_step() {
+    let fed = Fed::new(2).await;
+    let meshes = establish_all(&fed, fed.configs()).await;
+    let start = Instant::now();
+    let e = meshes[0].recv(1, Step::Layer(2)).await.expect_err("stall");
+    let elapsed = start.elapsed();
+    assert!(elapsed >= ROUND - Duration::from_millis(50) && elapsed < ROUND + SLACK);
+    assert!(matches!(e.kind, TransportErrorKind::Timeout { .. }), "{e}");
+    assert_eq!(e.peer.as_deref(), Some("bank-b"));
+    assert_eq!(e.step, Step::Layer(2));
+    assert!(e.to_string().starts_with("party bank-b, step layer 2: timed out"), "{e}");
+    drop(meshes);
+    next_job_works(&fed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_that_never_reads_makes_send_time_out() {
+    let fed = Fed::new(2).await;
+    let meshes = establish_all(&fed, fed.configs()).await;
+    let start = Instant::now();
+    let mut err = None;
+    for k in 0..2048 {
+        if let Err(e) = meshes[0].send(1, Step::Layer(0), vec![k as u8; 1 << 20]).await {
+            err = Some(e);
+            break;
+        }
+    }
+    let e = err.expect("sending 2 GiB to a peer that never reads must fail");
+    assert!(start.elapsed() < 4 * ROUND + SLACK);
+    assert!(matches!(e.kind, TransportErrorKind::Timeout { .. }), "{e}");
+    assert_eq!(e.peer.as_deref(), Some("bank-b"));
+    drop(meshes);
+    next_job_works(&fed).await;
+}
+
+/// Inject `raw` from bank-b to bank-a and return bank-a's receive error.
+async fn inject(fed: &Fed, make: impl FnOnce(JobId) -> Vec<u8>, step: Step) -> TransportError {
+    let meshes = establish_all(fed, fed.configs()).await;
+    let raw = make(meshes[1].job());
+    meshes[1].send_raw(0, raw).await.expect("raw");
+    let start = Instant::now();
+    let e = meshes[0].recv(1, step).await.expect_err("fault");
+    assert!(start.elapsed() < ROUND + SLACK);
+    assert_eq!(e.peer.as_deref(), Some("bank-b"));
+    assert_eq!(e.step, step);
+    let shown = format!("{e} {e:?}");
+    assert!(!shown.contains("SENTINEL"), "payload bytes leaked into an error: {shown}");
+    e
+}
+
+fn header(job: JobId, step: Step, last: bool, len: u32) -> Vec<u8> {
+    FrameHeader { job, step, last, len }.encode().to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupted_frames_are_malformed_errors() {
+    let fed = Fed::new(2).await;
+    let body = b"SECRET-SENTINEL-SECRET-SENTINEL";
+
+    // Bad magic.
+    let e = inject(
+        &fed,
+        |job| {
+            let mut h = header(job, Step::Setup, true, body.len() as u32);
+            h[0] ^= 0xff;
+            h.extend_from_slice(body);
+            h
+        },
+        Step::Setup,
+    )
+    .await;
+    assert!(matches!(&e.kind, TransportErrorKind::Malformed(m) if m.contains("magic")), "{e}");
+
+    // Pure garbage that happens to be payload-like.
+    let e = inject(&fed, |_| body.repeat(4), Step::Setup).await;
+    assert!(matches!(e.kind, TransportErrorKind::Malformed(_)), "{e}");
+
+    // Unknown flag bits.
+    let e = inject(
+        &fed,
+        |job| {
+            let mut h = header(job, Step::Setup, true, 0);
+            h[5] = 0xf1;
+            h
+        },
+        Step::Setup,
+    )
+    .await;
+    assert!(matches!(e.kind, TransportErrorKind::Malformed(_)), "{e}");
+
+    // A frame for another job.
+    let e = inject(
+        &fed,
+        |_| {
+            let mut h = header(JobId([0xee; 16]), Step::Setup, true, body.len() as u32);
+            h.extend_from_slice(body);
+            h
+        },
+        Step::Setup,
+    )
+    .await;
+    assert!(matches!(e.kind, TransportErrorKind::WrongJob), "{e}");
+
+    // A well-formed frame for another step.
+    let e = inject(
+        &fed,
+        |job| {
+            let mut h = header(job, Step::Layer(4), true, body.len() as u32);
+            h.extend_from_slice(body);
+            h
+        },
+        Step::Layer(3),
+    )
+    .await;
+    assert!(
+        matches!(e.kind, TransportErrorKind::UnexpectedStep { expected: Step::Layer(3), got: Step::Layer(4) }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("expected a message for step layer 3"), "{e}");
+
+    // Fragments of one message switching step midway.
+    let e = inject(
+        &fed,
+        |job| {
+            let mut h = header(job, Step::Input, false, 4);
+            h.extend_from_slice(b"abcd");
+            h.extend(header(job, Step::Output, true, 4));
+            h.extend_from_slice(b"efgh");
+            h
+        },
+        Step::Input,
+    )
+    .await;
+    assert!(matches!(&e.kind, TransportErrorKind::Malformed(m) if m.contains("fragment")), "{e}");
+
+    next_job_works(&fed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_frames_are_refused_from_the_header() {
+    let fed = Fed::new(2).await;
+    // Only the header is sent: if the receiver waited for the body, this
+    // would be a timeout, not FrameTooLarge.
+    for len in [MAX_FRAME as u32 + 1, u32::MAX] {
+        let e = inject(&fed, |job| header(job, Step::Layer(0), true, len), Step::Layer(0)).await;
+        match e.kind {
+            TransportErrorKind::FrameTooLarge { size, max } => {
+                assert_eq!((size, max), (len as u64, MAX_FRAME as u64));
+            }
+            other => panic!("expected FrameTooLarge, got {other:?}"),
+        }
+    }
+    next_job_works(&fed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_messages_are_refused() {
+    let fed = Fed::new(2).await;
+    let mut cfgs = fed.configs();
+    cfgs[0].limits.max_message_bytes = 3 * MAX_FRAME;
+    // bank-b allows itself more than bank-a accepts.
+    let meshes = establish_all(&fed, cfgs).await;
+    let e = meshes[0].send(1, Step::Output, vec![0; 3 * MAX_FRAME + 1]).await.expect_err("too large to send");
+    assert!(matches!(e.kind, TransportErrorKind::MessageTooLarge { .. }), "{e}");
+    meshes[1].send(0, Step::Output, vec![0; 5 * MAX_FRAME]).await.expect("bank-b may send it");
+    let e = meshes[0].recv(1, Step::Output).await.expect_err("too large to receive");
+    assert!(matches!(e.kind, TransportErrorKind::MessageTooLarge { .. }), "{e}");
+    assert_eq!(e.peer.as_deref(), Some("bank-b"));
+    drop(meshes);
+    next_job_works(&fed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stray_connections_do_not_disturb_establishment() {
+    let fed = Fed::new(2).await;
+    let addr = fed.listeners[0].local_addr().expect("addr");
+    // One connection that never speaks, one that closes at once.
+    let _silent = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    drop(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+    next_job_works(&fed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absent_peer_times_out_naming_it() {
+    let fed = Fed::new(3).await;
+    // bank-c never shows up.
+    let job = JobId::random();
+    let cfgs = fed.configs();
+    let res = establish_each(vec![
+        (cfgs[0].clone(), fed.listeners[0].clone(), job),
+        (cfgs[1].clone(), fed.listeners[1].clone(), job),
+    ])
+    .await;
+    for r in res {
+        let e = r.expect_err("timeout");
+        assert!(matches!(e.kind, TransportErrorKind::Timeout { .. }), "{e}");
+        assert_eq!(e.peer.as_deref(), Some("bank-c"), "{e}");
+        assert_eq!(e.step, Step::Handshake);
+    }
+    // Only bank-c shows up: its dials land in listeners nobody serves, so
+    // the TLS handshakes stall until the connect timeout.
+    let res = establish_each(vec![(cfgs[2].clone(), fed.listeners[2].clone(), job)]).await;
+    let e = res.into_iter().next().expect("one").expect_err("timeout");
+    assert!(matches!(e.kind, TransportErrorKind::Timeout { .. }), "{e}");
+    assert_eq!(e.peer.as_deref(), Some("bank-a, bank-b"), "{e}");
+    // The stale connections left in the backlogs do not disturb the next job.
+    next_job_works(&fed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_configuration_is_reported() {
+    let fed = Fed::new(2).await;
+    let mut cfg = fed.config(0);
+    cfg.self_index = 5;
+    let e = Mesh::establish(&cfg, &fed.listeners[0], JobId::random()).await.expect_err("bad index");
+    assert!(matches!(e.kind, TransportErrorKind::Config(_)), "{e}");
+    let cfg = fed.config_with(0, fed.identity(1));
+    let e = Mesh::establish(&cfg, &fed.listeners[0], JobId::random()).await.expect_err("identity of another party");
+    assert!(matches!(e.kind, TransportErrorKind::Config(_)), "{e}");
+    // A certificate naming another party cannot be loaded as our identity.
+    let leaf = fed.leaf(1);
+    let e = TlsIdentity::from_pem(FED, "bank-a", &leaf.cert_pem, &leaf.key_pem, &fed.bundle).expect_err("mismatch");
+    assert!(e.to_string().contains("names bank-b"), "{e}");
+    // A key that does not match the certificate.
+    let other = fed.leaf(0);
+    let e =
+        TlsIdentity::from_pem(FED, "bank-a", &other.cert_pem, &leaf.key_pem, &fed.bundle).expect_err("key mismatch");
+    assert!(!e.to_string().contains("PRIVATE KEY"));
+}
