@@ -148,7 +148,10 @@ fn layer_tag(layer: usize, ids: &[BatchId]) -> MaterialTag {
 /// within a Tokio runtime) and deals the plan layer by layer in batches of
 /// at most `max_batch` items (see [`split_demand`]), skipping empty layers,
 /// into a bounded channel per party: generation runs ahead of the online
-/// phase by a few batches and then waits. If the dealer fails, every party
+/// phase by a few batches and then waits. The dealer hands each batch to
+/// every party in turn, so the parties must consume concurrently (each in
+/// its own task, as the executor does): a party that stops reading stalls
+/// the others once its buffer is full. If the dealer fails, every party
 /// receives the error; if a party drops its source, the dealer stops and
 /// the others see their streams close.
 pub fn spawn_local_dealer(plan: MaterialPlan, parties: usize, max_batch: usize) -> Vec<DealerSource> {
