@@ -33,14 +33,22 @@ async fn one_job(federation: &LocalFederation, prefetch: bool) -> Duration {
     lengths.0[1][1] = Some(MULTS);
     let plan = Instance::new(&circuit, &lengths).expect("plan").plan;
     let hub = DealerHub::new(n);
-    let mut prefetched = Vec::new();
+    // The dealer deals to all parties in lockstep, so drain their streams
+    // concurrently.
+    let mut drains = Vec::new();
     for me in 0..n {
-        if prefetch {
+        let (hub, plan) = (hub.clone(), plan.clone());
+        drains.push(tokio::spawn(async move {
+            if !prefetch {
+                return None;
+            }
             let mut stream = hub.take(me, plan.clone()).expect("dealer stream");
-            prefetched.push(Some(Prefetched::drain(&mut stream, &plan).await.expect("material")));
-        } else {
-            prefetched.push(None);
-        }
+            Some(Prefetched::drain(&mut stream, &plan).await.expect("material"))
+        }));
+    }
+    let mut prefetched = Vec::new();
+    for drain in drains {
+        prefetched.push(drain.await.expect("drain task"));
     }
     let meshes = federation.meshes(JobId::random()).await.expect("meshes");
     let consent = federation.consent(PROGRAM);
