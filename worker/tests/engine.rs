@@ -107,6 +107,7 @@ input x: fixed[] from party-0
 input y: fixed[] from {last}
 input s: fixed from {last}
 input k: int from party-0
+input edge: fixed[] from party-0
 output add = a + b
 output sub = a - b
 output neg = -a
@@ -125,6 +126,7 @@ output dotf = dot(x, y)
 output meanf = mean(x)
 output mixed = a * x
 output chain = (x * y) * s
+output edge_linear = -edge + 0.5 * 2 - edge * 3
 "
     );
     let fp = FixedPoint::default();
@@ -138,7 +140,11 @@ output chain = (x * y) * s
     let s = vec![-1.5];
     let k = vec![-3.0];
     let mut party_inputs: PartyInputs = vec![Vec::new(); n];
-    party_inputs[0] = vec![("a", a), ("x", x), ("k", k)];
+    // The fixed-point range edges, for linear operations (which wrap
+    // exactly in the ring whatever the intermediate magnitudes).
+    let edge_max = fp.max_abs() - 1.0;
+    let edge = vec![edge_max, -edge_max, fp.ulp(), -fp.ulp(), 0.0];
+    party_inputs[0] = vec![("a", a), ("x", x), ("k", k), ("edge", edge)];
     party_inputs[n - 1].extend([("b", b), ("y", y), ("s", s)]);
 
     let federation = federation(n).await;

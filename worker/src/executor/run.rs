@@ -449,7 +449,9 @@ impl Job<'_> {
         let first = self.me == 0;
         let width = instance.width(id);
         let get = |v: &ValueId| values[*v].as_ref().expect("operands are evaluated before their users");
-        let expand = |v: &ValueId| -> Vec<u64> {
+        // Operands as this party's share of a `width`-element value. Copies
+        // are `Share`s, so they are wiped when dropped.
+        let expand = |v: &ValueId| -> Share {
             let (elems, public) = match get(v) {
                 Value::Public(p) => (p.as_slice(), true),
                 Value::Secret(s) => (s.expose(), false),
@@ -457,24 +459,24 @@ impl Job<'_> {
             // A public value enters a share as itself at party 0 and as
             // zero elsewhere, so that the shares still sum correctly.
             if public && !first {
-                return vec![0; width];
+                return Share::zeros(width);
             }
-            if elems.len() == width { elems.to_vec() } else { vec![elems[0]; width] }
+            Share::new(if elems.len() == width { elems.to_vec() } else { vec![elems[0]; width] })
         };
         let out = match op {
             Op::Add(a, b) => {
                 let mut x = expand(a);
-                ring::add_assign(&mut x, &expand(b));
+                ring::add_assign(x.expose_mut(), expand(b).expose());
                 x
             }
             Op::Sub(a, b) => {
                 let mut x = expand(a);
-                ring::sub_assign(&mut x, &expand(b));
+                ring::sub_assign(x.expose_mut(), expand(b).expose());
                 x
             }
             Op::Neg(a) => {
                 let mut x = expand(a);
-                ring::neg_assign(&mut x);
+                ring::neg_assign(x.expose_mut());
                 x
             }
             Op::Mul(a, b) => {
@@ -486,23 +488,24 @@ impl Job<'_> {
                 };
                 let mut x = expand(secret);
                 if public.len() == 1 {
-                    ring::scale_assign(&mut x, public[0]);
+                    ring::scale_assign(x.expose_mut(), public[0]);
                 } else {
-                    ring::mul_assign(&mut x, public);
+                    ring::mul_assign(x.expose_mut(), public);
                 }
                 x
             }
             Op::Sum(a) => match get(a) {
-                Value::Secret(s) => vec![ring::sum(s.expose())],
+                Value::Secret(s) => Share::new(vec![ring::sum(s.expose())]),
                 Value::Public(_) => unreachable!("the sum of a public vector is public"),
             },
             Op::Concat(parts) => {
-                let mut out = Vec::with_capacity(width);
+                let mut out = Share::new(Vec::with_capacity(width));
                 for p in parts {
+                    let elems = out.expose_mut();
                     match get(p) {
-                        Value::Secret(s) => out.extend_from_slice(s.expose()),
-                        Value::Public(v) if first => out.extend_from_slice(v),
-                        Value::Public(v) => out.extend(std::iter::repeat_n(0, v.len())),
+                        Value::Secret(s) => elems.extend_from_slice(s.expose()),
+                        Value::Public(v) if first => elems.extend_from_slice(v),
+                        Value::Public(v) => elems.extend(std::iter::repeat_n(0, v.len())),
                     }
                 }
                 out
@@ -511,7 +514,7 @@ impl Job<'_> {
                 unreachable!("not a secret local operation")
             }
         };
-        Share::new(out)
+        out
     }
 
     /// Step 3, one layer: mask, open everything in one round, finish.
@@ -532,10 +535,11 @@ impl Job<'_> {
         let triples = material.triples.a.len();
 
         // Mask: [tag][d for every mul][e for every mul][c for every division].
-        let secret_at = |v: ValueId, width: usize| -> Vec<u64> {
+        let secret_at = |v: ValueId, width: usize| -> std::borrow::Cow<'_, Share> {
             match values[v].as_ref().expect("operand ready") {
-                Value::Secret(s) if s.len() == width => s.expose().to_vec(),
-                Value::Secret(s) => vec![s.expose()[0]; width],
+                Value::Secret(s) if s.len() == width => std::borrow::Cow::Borrowed(s),
+                // A scalar broadcast over a vector: a copy, wiped on drop.
+                Value::Secret(s) => std::borrow::Cow::Owned(Share::new(vec![s.expose()[0]; width])),
                 Value::Public(_) => unreachable!("interactive operands are secret"),
             }
         };
@@ -547,7 +551,7 @@ impl Job<'_> {
             let w = instance.width(id);
             let (a, b) =
                 (&material.triples.a.expose()[offset..offset + w], &material.triples.b.expose()[offset..offset + w]);
-            beaver::mask(&secret_at(x, w), &secret_at(y, w), a, b, &mut d, &mut e);
+            beaver::mask(secret_at(x, w).expose(), secret_at(y, w).expose(), a, b, &mut d, &mut e);
             offset += w;
         }
         let mut masked = Vec::with_capacity(1 + 2 * triples);
@@ -559,7 +563,7 @@ impl Job<'_> {
             for &id in nodes {
                 let Op::DivPublic(x, _) = self.circuit.nodes[id].op else { unreachable!() };
                 let w = instance.width(id);
-                division.mask(&secret_at(x, w), &pairs.r.expose()[offset..offset + w], first, &mut masked);
+                division.mask(secret_at(x, w).expose(), &pairs.r.expose()[offset..offset + w], first, &mut masked);
                 offset += w;
             }
         }
