@@ -463,7 +463,7 @@ impl Job<'_> {
             }
             Share::new(if elems.len() == width { elems.to_vec() } else { vec![elems[0]; width] })
         };
-        let out = match op {
+        match op {
             Op::Add(a, b) => {
                 let mut x = expand(a);
                 ring::add_assign(x.expose_mut(), expand(b).expose());
@@ -513,8 +513,7 @@ impl Job<'_> {
             Op::Input { .. } | Op::Const(_) | Op::Len(_) | Op::DivPublic(..) => {
                 unreachable!("not a secret local operation")
             }
-        };
-        out
+        }
     }
 
     /// Step 3, one layer: mask, open everything in one round, finish.
