@@ -255,26 +255,18 @@ async fn round_counts_do_not_depend_on_lengths() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mismatched_programs_are_refused_at_setup() {
     let federation = federation(3).await;
-    let circuit = Arc::new(compile(SALARY_STATS, &federation.names).unwrap());
-    let meshes = federation.meshes(JobId::random()).await.unwrap();
     let hub = DealerHub::new(3);
-    let mut tasks = Vec::new();
-    for (me, mesh) in meshes.into_iter().enumerate() {
-        let (circuit, hub) = (circuit.clone(), hub.clone());
-        // Party 2 applied a different program (its consent digest differs).
-        let digest = if me == 2 { federation.consent("output other = 1") } else { federation.consent(SALARY_STATS) };
-        tasks.push(tokio::spawn(async move {
-            let own = own_inputs(&circuit, &[("salaries", vec![1.0, 2.0])]).unwrap();
-            let result =
-                execute(&mesh, &circuit, &own, &ExecuteOptions::new(digest), |plan| async move { hub.take(me, plan) })
-                    .await;
-            // Flush what was queued, so peers see our messages, not a reset.
-            mesh.close().await;
-            result
-        }));
-    }
-    for (me, t) in tasks.into_iter().enumerate() {
-        let err = t.await.unwrap().expect_err("mismatch is refused");
+    // Party 2 applied a different program (its consent digest differs).
+    let parties = (0..3)
+        .map(|me| {
+            let digest =
+                if me == 2 { federation.consent("output other = 1") } else { federation.consent(SALARY_STATS) };
+            (digest, hub.clone())
+        })
+        .collect();
+    let results = run_parties(&federation, SALARY_STATS, parties, ("salaries", vec![1.0, 2.0])).await;
+    for (me, result) in results.into_iter().enumerate() {
+        let err = result.expect_err("mismatch is refused");
         match &err {
             JobError::Protocol { party, step: Step::Setup, reason } => {
                 assert!(reason.contains("different program"), "{err}");
@@ -285,6 +277,35 @@ async fn mismatched_programs_are_refused_at_setup() {
             other => panic!("party {me}: unexpected error {other}"),
         }
     }
+}
+
+/// Run `source` where each party uses its own consent digest and dealer
+/// (to inject disagreement), every party providing `input`.
+async fn run_parties(
+    federation: &LocalFederation,
+    source: &str,
+    parties: Vec<([u8; 32], DealerHub)>,
+    input: (&'static str, Vec<f64>),
+) -> Vec<Result<cohort_worker::executor::JobOutput, JobError>> {
+    let circuit = Arc::new(compile(source, &federation.names).unwrap());
+    let meshes = federation.meshes(JobId::random()).await.unwrap();
+    let mut tasks = Vec::new();
+    for (me, (mesh, (digest, hub))) in meshes.into_iter().zip(parties).enumerate() {
+        let (circuit, input) = (circuit.clone(), input.clone());
+        tasks.push(tokio::spawn(async move {
+            let own = own_inputs(&circuit, &[input]).unwrap();
+            let options = ExecuteOptions::new(digest);
+            let result = execute(&mesh, &circuit, &own, &options, |plan| async move { hub.take(me, plan) }).await;
+            // Flush what was queued, so peers see our messages, not a reset.
+            mesh.close().await;
+            result
+        }));
+    }
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.expect("party task"));
+    }
+    results
 }
 
 /// Run a job where party `victim` misbehaves through `sabotage` (given its
@@ -374,27 +395,13 @@ async fn a_stalled_party_times_out_naming_it() {
 async fn mismatched_material_is_detected_before_use() {
     let federation = federation(3).await;
     let source = "input x: fixed[] from each\nlet all = concat(x)\noutput p = dot(all, all)";
-    let circuit = Arc::new(compile(source, &federation.names).unwrap());
-    let meshes = federation.meshes(JobId::random()).await.unwrap();
     // Party 2 draws from a different dealer than parties 0 and 1.
     let (hub, rogue) = (DealerHub::new(3), DealerHub::new(3));
     let digest = federation.consent(source);
-    let mut tasks = Vec::new();
-    for (me, mesh) in meshes.into_iter().enumerate() {
-        let circuit = circuit.clone();
-        let hub = if me == 2 { rogue.clone() } else { hub.clone() };
-        tasks.push(tokio::spawn(async move {
-            let own = own_inputs(&circuit, &[("x", vec![1.0, 2.0])]).unwrap();
-            let result =
-                execute(&mesh, &circuit, &own, &ExecuteOptions::new(digest), |plan| async move { hub.take(me, plan) })
-                    .await;
-            // Flush what was queued, so peers see our messages, not a reset.
-            mesh.close().await;
-            result
-        }));
-    }
-    for t in tasks {
-        let err = t.await.unwrap().expect_err("mismatched material is refused");
+    let parties = (0..3).map(|me| (digest, if me == 2 { rogue.clone() } else { hub.clone() })).collect();
+    let results = run_parties(&federation, source, parties, ("x", vec![1.0, 2.0])).await;
+    for result in results {
+        let err = result.expect_err("mismatched material is refused");
         assert!(err.to_string().contains("material mismatch"), "{err}");
     }
 }
