@@ -113,14 +113,29 @@ impl LocalFederation {
         consent: [u8; 32],
         inputs: Vec<OwnInputs>,
     ) -> Result<Vec<Result<JobOutput, JobError>>, TransportError> {
-        let meshes = self.meshes(JobId::random()).await?;
         let hub = DealerHub::new(self.names.len());
+        let parties = inputs.into_iter().map(|inputs| PartyRun { consent, dealer: hub.clone(), inputs }).collect();
+        self.run_parties(circuit, parties).await
+    }
+
+    /// Run a compiled program once, each party with its own consent digest
+    /// and dealer (tests use this to make parties disagree).
+    pub async fn run_parties(
+        &self,
+        circuit: Arc<Circuit>,
+        parties: Vec<PartyRun>,
+    ) -> Result<Vec<Result<JobOutput, JobError>>, TransportError> {
+        let meshes = self.meshes(JobId::random()).await?;
         let mut tasks = Vec::new();
-        for (me, (mesh, own)) in meshes.into_iter().zip(inputs).enumerate() {
-            let (circuit, hub) = (circuit.clone(), hub.clone());
+        for (me, (mesh, party)) in meshes.into_iter().zip(parties).enumerate() {
+            let circuit = circuit.clone();
             tasks.push(tokio::spawn(async move {
+                let PartyRun { consent, dealer, inputs } = party;
                 let options = ExecuteOptions::new(consent);
-                let result = execute(&mesh, &circuit, &own, &options, |plan| async move { hub.take(me, plan) }).await;
+                let result =
+                    execute(&mesh, &circuit, &inputs, &options, |plan| async move { dealer.take(me, plan) }).await;
+                // Flush what was queued, so peers see this party's last
+                // messages rather than a reset connection.
                 mesh.close().await;
                 result
             }));
@@ -131,6 +146,15 @@ impl LocalFederation {
         }
         Ok(results)
     }
+}
+
+/// One party's part in a local run.
+pub struct PartyRun {
+    /// The consent digest this party presents.
+    pub consent: [u8; 32],
+    /// Where this party draws its material.
+    pub dealer: DealerHub,
+    pub inputs: OwnInputs,
 }
 
 /// The digest parties compare before sharing inputs: SHA-256 over the

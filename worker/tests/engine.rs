@@ -6,7 +6,7 @@ mod common;
 
 use cohort_worker::executor::{ExecuteOptions, Instance, JobError, execute};
 use cohort_worker::fixed::FixedPoint;
-use cohort_worker::local::LocalFederation;
+use cohort_worker::local::{LocalFederation, PartyRun};
 use cohort_worker::program::ir::ElemType;
 use cohort_worker::program::{compile, plain};
 use cohort_worker::ring::to_signed;
@@ -288,24 +288,15 @@ async fn run_parties(
     input: (&'static str, Vec<f64>),
 ) -> Vec<Result<cohort_worker::executor::JobOutput, JobError>> {
     let circuit = Arc::new(compile(source, &federation.names).unwrap());
-    let meshes = federation.meshes(JobId::random()).await.unwrap();
-    let mut tasks = Vec::new();
-    for (me, (mesh, (digest, hub))) in meshes.into_iter().zip(parties).enumerate() {
-        let (circuit, input) = (circuit.clone(), input.clone());
-        tasks.push(tokio::spawn(async move {
-            let own = own_inputs(&circuit, &[input]).unwrap();
-            let options = ExecuteOptions::new(digest);
-            let result = execute(&mesh, &circuit, &own, &options, |plan| async move { hub.take(me, plan) }).await;
-            // Flush what was queued, so peers see our messages, not a reset.
-            mesh.close().await;
-            result
-        }));
-    }
-    let mut results = Vec::new();
-    for task in tasks {
-        results.push(task.await.expect("party task"));
-    }
-    results
+    let parties = parties
+        .into_iter()
+        .map(|(consent, dealer)| PartyRun {
+            consent,
+            dealer,
+            inputs: own_inputs(&circuit, std::slice::from_ref(&input)).unwrap(),
+        })
+        .collect();
+    federation.run_parties(circuit, parties).await.unwrap()
 }
 
 /// Run a job where party `victim` misbehaves through `sabotage` (given its

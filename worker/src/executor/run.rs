@@ -278,6 +278,19 @@ impl Job<'_> {
         JobError::Protocol { party: self.mesh.party_name(party).to_string(), step, reason: reason.into() }
     }
 
+    /// The same message for every peer (one copy each; none for this party).
+    fn to_every_peer(&self, message: Vec<u8>) -> Vec<Vec<u8>> {
+        let mut messages = vec![Vec::new(); self.n];
+        let last = self.peers().last();
+        for peer in self.peers().filter(|p| Some(*p) != last) {
+            messages[peer] = message.clone();
+        }
+        if let Some(last) = last {
+            messages[last] = message;
+        }
+        messages
+    }
+
     /// One round: send `messages[p]` to every peer `p` and receive one
     /// message from each, concurrently (so large messages cannot deadlock),
     /// all within the job's deadline.
@@ -318,7 +331,7 @@ impl Job<'_> {
             mine.extend_from_slice(&(*index as u32).to_le_bytes());
             mine.extend_from_slice(&(values.len() as u64).to_le_bytes());
         }
-        let received = self.exchange(Step::Setup, vec![mine; self.n]).await?;
+        let received = self.exchange(Step::Setup, self.to_every_peer(mine)).await?;
 
         let mut lengths = InputLengths(vec![vec![None; self.n]; self.circuit.inputs.len()]);
         for (index, values) in &inputs.0 {
@@ -569,7 +582,7 @@ impl Job<'_> {
 
         // Open: one round, everyone's masked shares summed.
         let bytes = ring::to_le_bytes(&masked);
-        let received = self.exchange(step, vec![bytes; self.n]).await?;
+        let received = self.exchange(step, self.to_every_peer(bytes)).await?;
         let mut opened = masked;
         for peer in self.peers() {
             let theirs = ring::from_le_bytes(&received[peer]).filter(|v| v.len() == opened.len()).ok_or_else(|| {
