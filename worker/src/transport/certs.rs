@@ -21,9 +21,65 @@ use zeroize::Zeroize;
 
 use super::error::TransportError;
 
-/// The URI SAN naming `party` of `federation`: `spiffe://<federation>/party/<party>`.
-pub fn party_uri(federation: &str, party: &str) -> String {
-    format!("spiffe://{federation}/party/{party}")
+/// The URI SAN naming a principal of `federation`: for a party name,
+/// `spiffe://<federation>/party/<party>`; for a service principal
+/// `<role>/<name>` (see [`Role`]), `spiffe://<federation>/<role>/<name>`.
+pub fn party_uri(federation: &str, principal: &str) -> String {
+    if principal.contains('/') {
+        format!("spiffe://{federation}/{principal}")
+    } else {
+        format!("spiffe://{federation}/party/{principal}")
+    }
+}
+
+/// Principals of a federation that are not parties. A principal is written
+/// as a plain party name (`bank-a`) or as `<role>/<name>` (`dealer/main`,
+/// `controller/operator`); party names cannot contain `/`, so the two never
+/// collide, and the transport compares principals as strings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// A trusted dealer serving preprocessing material.
+    Dealer,
+    /// The client allowed to use a worker's control API (the operator, or
+    /// `cohort run`).
+    Controller,
+}
+
+impl Role {
+    /// The URI path segment of the role.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Dealer => "dealer",
+            Role::Controller => "controller",
+        }
+    }
+
+    /// The principal `<role>/<name>`.
+    pub fn principal(self, name: &str) -> String {
+        format!("{}/{name}", self.as_str())
+    }
+}
+
+/// Check a principal: a party name, or `dealer/<name>` / `controller/<name>`.
+pub fn validate_principal(principal: &str) -> Result<(), String> {
+    match principal.split_once('/') {
+        None => validate_name("party", principal),
+        Some((role, name)) if role == Role::Dealer.as_str() || role == Role::Controller.as_str() => {
+            validate_name(role, name)
+        }
+        Some(_) => Err(format!(
+            "invalid principal {:?}: use a party name, dealer/<name> or controller/<name>",
+            truncate(principal, 80)
+        )),
+    }
+}
+
+/// A principal in words, for messages: `party bank-a`, `dealer main`.
+pub fn describe(principal: &str) -> String {
+    match principal.split_once('/') {
+        Some((role, name)) => format!("{role} {name}"),
+        None => format!("party {principal}"),
+    }
 }
 
 /// Check a federation or party name: 1 to 63 characters of ASCII letters,
@@ -56,7 +112,8 @@ pub(crate) fn truncate(s: &str, max: usize) -> String {
 /// The identity a certificate claims.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PartyIdentity {
-    /// A party of the expected federation.
+    /// A principal of the expected federation: a party name, or
+    /// `<role>/<name>` for a dealer or controller.
     Party(String),
     /// A single URI SAN that does not name a party of this federation.
     Foreign(String),
@@ -96,9 +153,16 @@ pub fn party_identity(federation: &str, cert_der: &[u8]) -> Result<PartyIdentity
             return Err(format!("the certificate has {} URI SANs, expected one", uris.len()));
         }
     };
-    let prefix = format!("spiffe://{federation}/party/");
-    match uri.strip_prefix(&prefix) {
-        Some(name) if validate_name("party", name).is_ok() => Ok(PartyIdentity::Party(name.to_string())),
+    let prefix = format!("spiffe://{federation}/");
+    let principal = match uri.strip_prefix(&prefix) {
+        Some(path) => path.strip_prefix("party/").unwrap_or(path),
+        None => return Ok(PartyIdentity::Foreign(uri.to_string())),
+    };
+    // `party/x/y` must not pass as principal `x/y`: only bare party names
+    // follow `party/`.
+    let is_party_path = uri[prefix.len()..].starts_with("party/");
+    match validate_principal(principal) {
+        Ok(()) if is_party_path != principal.contains('/') => Ok(PartyIdentity::Party(principal.to_string())),
         _ => Ok(PartyIdentity::Foreign(uri.to_string())),
     }
 }
@@ -151,12 +215,12 @@ impl PartyCa {
     /// from five minutes ago for `lifetime`.
     pub fn generate(federation: &str, party: &str, lifetime: Duration) -> Result<PartyCa, TransportError> {
         validate_name("federation", federation).map_err(TransportError::certificate)?;
-        validate_name("party", party).map_err(TransportError::certificate)?;
+        validate_principal(party).map_err(TransportError::certificate)?;
         let now = SystemTime::now();
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::OrganizationName, format!("cohort federation {federation}"));
-        dn.push(DnType::CommonName, format!("cohort CA of party {party}"));
+        dn.push(DnType::CommonName, format!("cohort CA of {}", describe(party)));
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages =
@@ -204,7 +268,7 @@ impl PartyCa {
         not_before: SystemTime,
         not_after: SystemTime,
     ) -> Result<CertifiedKey, TransportError> {
-        validate_name("party", party).map_err(TransportError::certificate)?;
+        validate_principal(party).map_err(TransportError::certificate)?;
         if not_after <= not_before {
             return Err(TransportError::certificate("certificate not_after must be later than not_before"));
         }
@@ -280,6 +344,25 @@ mod tests {
         assert!(validate_name("party", "-a").is_err());
         assert!(validate_name("party", &"a".repeat(64)).is_err());
         assert_eq!(party_uri("fed", "bank-a"), "spiffe://fed/party/bank-a");
+        assert_eq!(party_uri("fed", "dealer/main"), "spiffe://fed/dealer/main");
+        assert!(validate_principal("controller/operator").is_ok());
+        assert!(validate_principal("dealer/").is_err());
+        assert!(validate_principal("admin/x").is_err());
+        assert_eq!(describe("dealer/main"), "dealer main");
+        assert_eq!(describe("bank-a"), "party bank-a");
+    }
+
+    #[test]
+    fn service_principals_round_trip() {
+        let ca = PartyCa::generate("fed", "dealer/main", Duration::from_secs(3600)).expect("ca");
+        let now = SystemTime::now();
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::PemObject;
+        for principal in ["dealer/main", "controller/operator"] {
+            let leaf = ca.issue_party_cert(principal, &[], now, now + Duration::from_secs(600)).expect("leaf");
+            let der = CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes()).expect("pem");
+            assert_eq!(party_identity("fed", &der), Ok(PartyIdentity::Party(principal.into())));
+        }
     }
 
     #[test]

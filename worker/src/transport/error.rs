@@ -12,6 +12,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::frame::Step;
+use super::certs::describe;
 
 /// A transport failure: the peer it concerns (when known), the protocol step
 /// it happened in, and what happened.
@@ -54,7 +55,7 @@ impl TransportError {
 impl fmt::Display for TransportError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.peer {
-            Some(p) => write!(f, "party {p}, step {}: {}", self.step, self.kind),
+            Some(p) => write!(f, "{}, step {}: {}", describe(p), self.step, self.kind),
             None => write!(f, "step {}: {}", self.step, self.kind),
         }
     }
@@ -195,13 +196,13 @@ impl TransportErrorKind {
 #[non_exhaustive]
 pub enum TlsFailure {
     /// The certificate does not chain to a CA we trust for that party.
-    #[error("certificate of party {party} is not signed by a trusted CA (untrusted issuer)")]
+    #[error("certificate of {} is not signed by a trusted CA (untrusted issuer)", describe(.party))]
     UntrustedIssuer {
         /// Party whose certificate it is (claimed or expected).
         party: String,
     },
     /// The certificate's validity period has ended.
-    #[error("certificate of party {party} expired at {not_after} (checked at {checked_at})")]
+    #[error("certificate of {} expired at {not_after} (checked at {checked_at})", describe(.party))]
     Expired {
         /// Party whose certificate it is.
         party: String,
@@ -211,7 +212,7 @@ pub enum TlsFailure {
         checked_at: String,
     },
     /// The certificate's validity period has not started.
-    #[error("certificate of party {party} is not valid before {not_before} (checked at {checked_at})")]
+    #[error("certificate of {} is not valid before {not_before} (checked at {checked_at})", describe(.party))]
     NotYetValid {
         /// Party whose certificate it is.
         party: String,
@@ -221,7 +222,7 @@ pub enum TlsFailure {
         checked_at: String,
     },
     /// A valid certificate, but for another identity than the expected peer.
-    #[error("wrong identity: expected party {expected}, the certificate names {got}")]
+    #[error("wrong identity: expected {}, the certificate names {got}", describe(.expected))]
     WrongIdentity {
         /// The party (or parties, `a or b`) we expected.
         expected: String,
@@ -230,7 +231,7 @@ pub enum TlsFailure {
         got: String,
     },
     /// The certificate carries no (or more than one) party identity.
-    #[error("certificate presented as party {party} carries no usable party identity: {reason}")]
+    #[error("certificate presented as {} carries no usable identity: {reason}", describe(.party))]
     MissingIdentity {
         /// The party we expected.
         party: String,
@@ -238,7 +239,7 @@ pub enum TlsFailure {
         reason: String,
     },
     /// Another defect of the certificate (bad signature, bad encoding, ...).
-    #[error("certificate of party {party} is invalid: {reason}")]
+    #[error("certificate of {} is invalid: {reason}", describe(.party))]
     InvalidCertificate {
         /// Party whose certificate it is.
         party: String,

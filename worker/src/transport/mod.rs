@@ -24,7 +24,7 @@ mod hello;
 pub mod mesh;
 pub mod tls;
 
-pub use certs::{CertifiedKey, PartyCa, party_uri};
+pub use certs::{CertifiedKey, PartyCa, Role, describe, party_uri, validate_principal};
 pub use error::{TlsFailure, TransportError, TransportErrorKind};
 pub use frame::{JobId, Step};
 pub use mesh::{Limits, Mesh, MeshConfig, PeerAddr, ProtocolOffer, Timeouts};

@@ -36,7 +36,7 @@ use rustls::{
     SignatureScheme,
 };
 
-use super::certs::{PartyIdentity, party_identity, validate_name};
+use super::certs::{PartyIdentity, party_identity, validate_name, validate_principal};
 use super::error::{TlsFailure, TransportError, cert_failure};
 
 /// One party's TLS identity and trust: its certificate chain and private
@@ -124,7 +124,7 @@ impl TlsIdentity {
         let (provider, certified, not_after) = load_own(federation, party, cert_chain_pem, key_pem)?;
         let mut map = HashMap::new();
         for (peer, pem) in peer_cas {
-            validate_name("party", peer).map_err(TransportError::certificate)?;
+            validate_principal(peer).map_err(TransportError::certificate)?;
             let anchors = trust_anchors(&provider, pem, &format!("the CA bundle of party {peer}"))?;
             if map.insert(peer.clone(), anchors).is_some() {
                 return Err(TransportError::certificate(format!("party {peer} is listed twice among the peer CAs")));
@@ -223,7 +223,7 @@ type OwnParts = (Arc<CryptoProvider>, Arc<rustls::sign::CertifiedKey>, SystemTim
 
 fn load_own(federation: &str, party: &str, cert_chain_pem: &str, key_pem: &str) -> Result<OwnParts, TransportError> {
     validate_name("federation", federation).map_err(TransportError::certificate)?;
-    validate_name("party", party).map_err(TransportError::certificate)?;
+    validate_principal(party).map_err(TransportError::certificate)?;
     let chain = CertificateDer::pem_slice_iter(cert_chain_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| TransportError::certificate(format!("cannot parse our certificate chain PEM: {e}")))?;
