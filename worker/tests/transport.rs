@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime};
 
 use cohort_worker::transport::frame::{FrameHeader, HEADER_LEN, wire_bytes};
 use cohort_worker::transport::{
-    CertifiedKey, JobId, Limits, Mesh, MeshConfig, PartyCa, PeerAddr, ProtocolOffer, Step, Timeouts, TlsFailure,
-    TlsIdentity, TransportError, TransportErrorKind,
+    CertifiedKey, InboundSource, JobId, Limits, Mesh, MeshConfig, PartyCa, PeerAddr, ProtocolOffer, Router,
+    RouterLimits, Step, Timeouts, TlsFailure, TlsIdentity, TransportError, TransportErrorKind,
 };
 use tokio::net::TcpListener;
 use tokio::time::Instant;
@@ -705,4 +705,65 @@ async fn invalid_configuration_is_reported() {
     let e =
         TlsIdentity::from_pem(FED, "bank-a", &other.cert_pem, &leaf.key_pem, &fed.bundle).expect_err("key mismatch");
     assert!(!e.to_string().contains("PRIVATE KEY"));
+}
+
+/// Establish the meshes of `jobs` concurrently, every party taking its
+/// inbound connections from its router; party `late` registers each job
+/// only after `delay` (its peers' connections wait parked).
+async fn routed_jobs(cfgs: &[MeshConfig], routers: &[Arc<Router>], jobs: &[JobId], late: usize) -> Vec<Mesh> {
+    let mut handles = Vec::new();
+    for &job in jobs {
+        for (i, router) in routers.iter().enumerate() {
+            let (cfg, router) = (cfgs[i].clone(), router.clone());
+            handles.push(tokio::spawn(async move {
+                if i == late {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                let mut registration = router.register(job).expect("register");
+                Mesh::establish_from(&cfg, InboundSource::Routed(registration.connections()), job).await
+            }));
+        }
+    }
+    let mut meshes = Vec::new();
+    for h in handles {
+        meshes.push(h.await.expect("no panic").expect("routed establish"));
+    }
+    meshes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn router_serves_concurrent_jobs_on_one_port_and_parks_early_dials() {
+    let mut fed = Fed::new(3).await;
+    let cfgs = fed.configs();
+    // The routers take over the federation's listeners: one port per party.
+    let mut routers = Vec::new();
+    for (i, listener) in std::mem::take(&mut fed.listeners).into_iter().enumerate() {
+        let listener = Arc::try_unwrap(listener).expect("sole owner");
+        let peers = fed.names.iter().filter(|n| **n != fed.names[i]).cloned().collect();
+        routers.push(Arc::new(Router::spawn(listener, fed.identity(i), peers, RouterLimits::default())));
+    }
+    // Two jobs at once; party 0 (dialed by everyone else) registers late,
+    // so its peers' connections wait parked.
+    let jobs = [JobId::random(), JobId::random()];
+    let meshes = routed_jobs(&cfgs, &routers, &jobs, 0).await;
+    for job_meshes in meshes.chunks(3) {
+        exchange_all(job_meshes, Step::Layer(0), 1000).await;
+    }
+    // The same job id cannot take connections twice at once.
+    let registration = routers[1].register(jobs[0]).expect("register");
+    assert!(routers[1].register(jobs[0]).is_err());
+    drop(registration);
+    // A party outside the federation is refused; the routers keep serving.
+    let stranger_ca = PartyCa::generate(FED, "bank-z", HOUR).expect("CA");
+    let stranger = leaf_from(&stranger_ca, "bank-z", SystemTime::now() - HOUR, SystemTime::now() + HOUR);
+    let mut bad = cfgs[2].clone();
+    bad.identity = fed.identity_with(2, "bank-z", &stranger);
+    bad.parties[2].name = "bank-z".into();
+    bad.timeouts.connect = Duration::from_millis(500);
+    let job = JobId::random();
+    let _hold = routers[0].register(job).expect("register");
+    let refused = Mesh::establish(&bad, &TcpListener::bind("127.0.0.1:0").await.expect("bind"), job).await;
+    assert!(refused.is_err(), "a stranger must not connect");
+    let meshes = routed_jobs(&cfgs, &routers, &[JobId::random()], 2).await;
+    exchange_all(&meshes, Step::Output, 10).await;
 }

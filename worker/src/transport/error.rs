@@ -11,8 +11,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::frame::Step;
 use super::certs::describe;
+use super::frame::Step;
 
 /// A transport failure: the peer it concerns (when known), the protocol step
 /// it happened in, and what happened.

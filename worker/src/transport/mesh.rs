@@ -269,6 +269,25 @@ impl Ctx {
     fn inbound_names(&self) -> Vec<String> {
         self.names[self.me + 1..].to_vec()
     }
+
+    /// Take an authenticated connection: it must come from a party that, in
+    /// this job's party order, dials us.
+    fn attribute(&self, accepted: Accepted) -> Result<(usize, Box<TlsStream<TcpStream>>, Hello), TransportError> {
+        match self.names.iter().position(|n| *n == accepted.principal) {
+            Some(index) if index > self.me => Ok((index, accepted.stream, accepted.hello)),
+            Some(_) => Err(handshake_err(
+                &accepted.principal,
+                TransportErrorKind::Handshake(
+                    "it dialed us, but in this job's party order we dial it: the parties disagree on the party list"
+                        .into(),
+                ),
+            )),
+            None => Err(handshake_err(
+                &accepted.principal,
+                TransportErrorKind::Handshake("it is not a party of this job".into()),
+            )),
+        }
+    }
 }
 
 fn handshake_err(peer: &str, kind: TransportErrorKind) -> TransportError {
@@ -385,59 +404,121 @@ async fn dial(
     }
 }
 
+/// An inbound connection that passed mutual TLS authentication and whose
+/// version hello has been read, but not yet answered. Produced by
+/// [`authenticate`]; a [`Router`](super::Router) hands it to the job it
+/// names.
+pub struct Accepted {
+    principal: String,
+    stream: Box<TlsStream<TcpStream>>,
+    hello: Hello,
+}
+
+impl Accepted {
+    /// The job the peer's hello names (not yet checked against anything).
+    pub fn job(&self) -> JobId {
+        self.hello.job
+    }
+
+    /// The party its certificate authenticates.
+    pub fn party(&self) -> &str {
+        &self.principal
+    }
+}
+
+impl std::fmt::Debug for Accepted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Accepted").field("party", &self.principal).field("job", &self.hello.job.to_string()).finish()
+    }
+}
+
 /// Outcome of one inbound connection.
-enum InboundOutcome {
-    /// Authenticated as party `index`; its hello has been read.
-    Ready { index: usize, stream: Box<TlsStream<TcpStream>>, hello: Hello },
+pub enum AuthOutcome {
+    /// Authenticated as one of the accepted principals; its hello was read.
+    Ready(Accepted),
     /// Dropped without affecting establishment (e.g. a connection closed
     /// before the TLS handshake: a port scan, or a stale dial).
     Ignored(String),
-    /// Establishment fails (certificate refused, garbage hello, ...).
+    /// The peer is refused (certificate refused, garbage hello, ...).
     Failed(TransportError),
 }
 
-async fn inbound(ctx: Arc<Ctx>, tcp: TcpStream, deadline: Instant) -> InboundOutcome {
+/// Authenticate one inbound TCP connection: a TLS 1.3 handshake that
+/// accepts only the `accepted` principals (each through the CAs trusted for
+/// it), then read the dialer's hello. Nothing is answered yet.
+pub async fn authenticate(
+    identity: &TlsIdentity,
+    accepted: &[String],
+    tcp: TcpStream,
+    deadline: Instant,
+) -> AuthOutcome {
     let _ = tcp.set_nodelay(true);
-    let inbound_names = ctx.inbound_names();
-    let label = inbound_names.join(" or ");
+    let label = accepted.join(" or ");
     let report = ReportSlot::default();
-    let config = match ctx.identity.server_config(&inbound_names, report.clone()) {
+    let config = match identity.server_config(accepted, report.clone()) {
         Ok(c) => c,
-        Err(e) => return InboundOutcome::Failed(e),
+        Err(e) => return AuthOutcome::Failed(e),
     };
     let mut tls = match timeout_at(deadline, TlsAcceptor::from(config).accept(tcp)).await {
-        Err(_) => return InboundOutcome::Ignored("TLS handshake did not finish in time".into()),
+        Err(_) => return AuthOutcome::Ignored("TLS handshake did not finish in time".into()),
         Ok(Err(e)) => {
             let (claimed, failure) = take_report(&report);
-            let peer = claimed.filter(|c| inbound_names.contains(c)).unwrap_or(label);
+            let peer = claimed.filter(|c| accepted.contains(c)).unwrap_or(label);
             if let Some(f) = failure {
-                return InboundOutcome::Failed(handshake_err(&peer, TransportErrorKind::Tls(f)));
+                return AuthOutcome::Failed(handshake_err(&peer, TransportErrorKind::Tls(f)));
             }
             return match TransportErrorKind::from_io(e) {
-                k @ TransportErrorKind::Tls(_) => InboundOutcome::Failed(handshake_err(&peer, k)),
-                other => InboundOutcome::Ignored(format!("inbound connection failed before authentication: {other}")),
+                k @ TransportErrorKind::Tls(_) => AuthOutcome::Failed(handshake_err(&peer, k)),
+                other => AuthOutcome::Ignored(format!("inbound connection failed before authentication: {other}")),
             };
         }
         Ok(Ok(s)) => s,
     };
     let (claimed, _) = take_report(&report);
-    let Some(index) = claimed.as_ref().and_then(|c| ctx.names.iter().position(|n| n == c)).filter(|&i| i > ctx.me)
-    else {
-        // The verifier accepts only names of inbound peers; unreachable in
+    let Some(principal) = claimed.filter(|c| accepted.contains(c)) else {
+        // The verifier accepts only the listed principals; unreachable in
         // practice, but never trust a connection we cannot attribute.
-        return InboundOutcome::Failed(handshake_err(
+        return AuthOutcome::Failed(handshake_err(
             &label,
             TransportErrorKind::Handshake("could not attribute an authenticated connection".into()),
         ));
     };
-    let name = &ctx.names[index];
     match timeout_at(deadline, read_hello(&mut tls)).await {
-        Err(_) => InboundOutcome::Ignored(format!("party {name} sent no hello in time")),
+        Err(_) => AuthOutcome::Ignored(format!("party {principal} sent no hello in time")),
         Ok(Err(TransportErrorKind::Disconnected)) => {
-            InboundOutcome::Ignored(format!("party {name} disconnected before its hello"))
+            AuthOutcome::Ignored(format!("party {principal} disconnected before its hello"))
         }
-        Ok(Err(k)) => InboundOutcome::Failed(handshake_err(name, k)),
-        Ok(Ok(hello)) => InboundOutcome::Ready { index, stream: Box::new(TlsStream::Server(tls)), hello },
+        Ok(Err(k)) => AuthOutcome::Failed(handshake_err(&principal, k)),
+        Ok(Ok(hello)) => AuthOutcome::Ready(Accepted { principal, stream: Box::new(TlsStream::Server(tls)), hello }),
+    }
+}
+
+/// Where [`Mesh::establish_from`] takes inbound connections from.
+pub enum InboundSource<'a> {
+    /// Accept on this listener, for this job only.
+    Listener(&'a TcpListener),
+    /// Take connections a [`Router`](super::Router) authenticated and
+    /// routed to this job (one listener serving many jobs).
+    Routed(&'a mut mpsc::Receiver<Accepted>),
+}
+
+/// The next routed connection; pending forever when there is no router or
+/// it has gone (the deadline then ends establishment).
+async fn recv_routed(routed: &mut Option<&mut mpsc::Receiver<Accepted>>) -> Option<Accepted> {
+    match routed {
+        Some(rx) => match rx.recv().await {
+            Some(a) => Some(a),
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// Accept on `listener`; pending forever without one.
+async fn accept_on(listener: Option<&TcpListener>) -> std::io::Result<TcpStream> {
+    match listener {
+        Some(l) => l.accept().await.map(|(tcp, _)| tcp),
+        None => std::future::pending().await,
     }
 }
 
@@ -528,7 +609,22 @@ impl Mesh {
     /// refused certificate, wrong job, protocol or version mismatch fails
     /// at once with an error naming the (claimed or expected) party.
     pub async fn establish(cfg: &MeshConfig, listener: &TcpListener, job: JobId) -> Result<Mesh, TransportError> {
+        Mesh::establish_from(cfg, InboundSource::Listener(listener), job).await
+    }
+
+    /// [`Mesh::establish`] with inbound connections from `inbound`: a
+    /// listener of this job's own, or the connections a
+    /// [`Router`](super::Router) routes to this job.
+    pub async fn establish_from(
+        cfg: &MeshConfig,
+        inbound: InboundSource<'_>,
+        job: JobId,
+    ) -> Result<Mesh, TransportError> {
         validate(cfg)?;
+        let (listener, mut routed) = match inbound {
+            InboundSource::Listener(l) => (Some(l), None),
+            InboundSource::Routed(rx) => (None, Some(rx)),
+        };
         let n = cfg.parties.len();
         let me = cfg.self_index;
         let names: Vec<String> = cfg.parties.iter().map(|p| p.name.clone()).collect();
@@ -547,10 +643,13 @@ impl Mesh {
             dialers.spawn(dial(ctx.clone(), j, peer.addr, deadline, cfg.timeouts.connect));
         }
         let max_pending = 2 * n + 4;
-        let mut handshakes: JoinSet<InboundOutcome> = JoinSet::new();
+        let mut handshakes: JoinSet<AuthOutcome> = JoinSet::new();
         let mut missing = n - 1;
+        let inbound_names = ctx.inbound_names();
         while missing > 0 {
-            let want_accept = streams[me + 1..].iter().any(Option::is_none) && handshakes.len() < max_pending;
+            let want_inbound = streams[me + 1..].iter().any(Option::is_none);
+            let want_accept = listener.is_some() && want_inbound && handshakes.len() < max_pending;
+            let want_routed = routed.is_some() && want_inbound;
             tokio::select! {
                 biased;
                 _ = sleep_until(deadline) => {
@@ -582,24 +681,18 @@ impl Mesh {
                     }
                 },
                 Some(res) = handshakes.join_next(), if !handshakes.is_empty() => match res {
-                    Ok(InboundOutcome::Ready { index, mut stream, hello }) => {
-                        let v = answer_hello(
-                            &ctx,
-                            streams[index].is_some(),
-                            index,
-                            &mut stream,
-                            &hello,
-                            deadline,
-                        )
-                        .await?;
+                    Ok(AuthOutcome::Ready(accepted)) => {
+                        let (index, mut stream, hello) = ctx.attribute(accepted)?;
+                        let v = answer_hello(&ctx, streams[index].is_some(), index, &mut stream, &hello, deadline)
+                            .await?;
                         debug!(job = %job, peer = %names[index], version = v, "connected (accepted)");
                         streams[index] = Some((*stream, v));
                         missing -= 1;
                     }
-                    Ok(InboundOutcome::Ignored(reason)) => {
+                    Ok(AuthOutcome::Ignored(reason)) => {
                         debug!(job = %job, %reason, "ignored an inbound connection");
                     }
-                    Ok(InboundOutcome::Failed(e)) => return Err(e),
+                    Ok(AuthOutcome::Failed(e)) => return Err(e),
                     Err(e) => {
                         return Err(TransportError::config(
                             Step::Handshake,
@@ -607,9 +700,17 @@ impl Mesh {
                         ));
                     }
                 },
-                acc = listener.accept(), if want_accept => match acc {
-                    Ok((tcp, _)) => {
-                        handshakes.spawn(inbound(ctx.clone(), tcp, deadline));
+                Some(accepted) = recv_routed(&mut routed), if want_routed => {
+                    let (index, mut stream, hello) = ctx.attribute(accepted)?;
+                    let v = answer_hello(&ctx, streams[index].is_some(), index, &mut stream, &hello, deadline).await?;
+                    debug!(job = %job, peer = %names[index], version = v, "connected (routed)");
+                    streams[index] = Some((*stream, v));
+                    missing -= 1;
+                },
+                acc = accept_on(listener), if want_accept => match acc {
+                    Ok(tcp) => {
+                        let (identity, accepted) = (ctx.identity.clone(), inbound_names.clone());
+                        handshakes.spawn(async move { authenticate(&identity, &accepted, tcp, deadline).await });
                     }
                     Err(e) => {
                         // E.g. out of file descriptors: back off briefly.

@@ -1,5 +1,5 @@
 //! The party-to-party transport: a full mesh of mutually authenticated
-//! TLS 1.3 connections, one per pair of parties, for one job at a time.
+//! TLS 1.3 connections, one per pair of parties and job.
 //!
 //! - [`certs`]: each party's own CA ([`PartyCa`]) and the worker leaf
 //!   certificates carrying the party identity as a URI SAN
@@ -10,6 +10,8 @@
 //! - `hello`: the version hello that follows the TLS handshake;
 //! - [`mesh`]: establishing the mesh ([`Mesh::establish`]) and sending and
 //!   receiving framed messages with bounded queues and timeouts;
+//! - [`router`]: one peer port serving many jobs ([`Router`]), routing
+//!   authenticated connections by the job their hello names;
 //! - [`error`]: [`TransportError`], which always names the peer and step.
 //!
 //! Faults (a peer that disconnects, stalls, or sends garbage; a certificate
@@ -22,10 +24,12 @@ pub mod error;
 pub mod frame;
 mod hello;
 pub mod mesh;
+pub mod router;
 pub mod tls;
 
 pub use certs::{CertifiedKey, PartyCa, Role, describe, party_uri, validate_principal};
 pub use error::{TlsFailure, TransportError, TransportErrorKind};
 pub use frame::{JobId, Step};
-pub use mesh::{Limits, Mesh, MeshConfig, PeerAddr, ProtocolOffer, Timeouts};
+pub use mesh::{Accepted, InboundSource, Limits, Mesh, MeshConfig, PeerAddr, ProtocolOffer, Timeouts};
+pub use router::{Registration, Router, RouterLimits};
 pub use tls::TlsIdentity;
