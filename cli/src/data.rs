@@ -1,0 +1,424 @@
+//! Party data files: the secret input values a run file points at.
+//!
+//! Two formats (documented in `docs/run-file.md`):
+//!
+//! - **CSV** ([`DataFormat::Csv`]): a header row, comma-separated fields,
+//!   optional double quotes (RFC 4180), whitespace around fields trimmed,
+//!   blank lines skipped, LF or CRLF line ends. One named column is read.
+//! - **Lines** ([`DataFormat::Lines`]): one number per line; blank lines and
+//!   lines whose first non-blank character is `#` are skipped.
+//!
+//! Values are parsed for an [`ElemType`] and checked against the range the
+//! engine can encode, so a file that loads is a file the executor accepts.
+//!
+//! The values are secrets. [`Values`] redacts `Debug` (only the count is
+//! shown) and zeroizes on drop, and no [`DataError`] ever carries or prints
+//! a value: errors name the file, the 1-based line (counting the header),
+//! the field (`column "NAME"` or `value`) and the reason, nothing else.
+
+use cohort_worker::fixed::{self, EncodeError, FixedPoint, SAFE_BOUND};
+use cohort_worker::program::ir::ElemType;
+use cohort_worker::sharing::Secret;
+use std::fmt;
+use std::io;
+use std::num::IntErrorKind;
+use std::path::{Path, PathBuf};
+use zeroize::{Zeroize, Zeroizing};
+
+/// Most values one data file may hold: the executor's default bound on a
+/// declared input length (`ExecuteOptions::max_vector_len`).
+pub const MAX_VALUES: usize = 1 << 27;
+
+/// How a data file is laid out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DataFormat {
+    /// CSV with a header row; read the column with this (trimmed) name.
+    Csv { column: String },
+    /// Plain text, one number per line.
+    Lines,
+}
+
+/// Parsed input values, ready to encode. Redacts `Debug`, zeroizes on drop.
+#[derive(Clone, PartialEq)]
+pub enum Values {
+    /// `int` values, each with `|x| < 2^62`.
+    Int(Vec<i64>),
+    /// `fixed` values, each finite and encodable with the program's
+    /// fractional bits.
+    Fixed(Vec<f64>),
+}
+
+impl Values {
+    pub fn len(&self) -> usize {
+        match self {
+            Values::Int(v) => v.len(),
+            Values::Fixed(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn elem(&self) -> ElemType {
+        match self {
+            Values::Int(_) => ElemType::Int,
+            Values::Fixed(_) => ElemType::Fixed,
+        }
+    }
+
+    /// Encode into the ring (`fp` applies to `fixed` values). Cannot fail
+    /// for values produced by [`read_values`] with the same format; the
+    /// error carries no value.
+    pub fn encode(&self, fp: FixedPoint) -> Result<Secret, EncodeError> {
+        let encoded = match self {
+            Values::Int(v) => v.iter().map(|x| fixed::encode_int(*x)).collect::<Result<Vec<u64>, _>>()?,
+            Values::Fixed(v) => v.iter().map(|x| fp.encode(*x)).collect::<Result<Vec<u64>, _>>()?,
+        };
+        Ok(Secret::new(encoded))
+    }
+
+    /// The values as reals (integers converted exactly below 2^53). For
+    /// APIs that take `f64`; prefer [`Values::encode`], which keeps every
+    /// integer exact.
+    pub fn to_f64(&self) -> Zeroizing<Vec<f64>> {
+        Zeroizing::new(match self {
+            Values::Int(v) => v.iter().map(|x| *x as f64).collect(),
+            Values::Fixed(v) => v.clone(),
+        })
+    }
+}
+
+impl fmt::Debug for Values {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self {
+            Values::Int(_) => "Int",
+            Values::Fixed(_) => "Fixed",
+        };
+        write!(f, "Values::{kind}(<{} redacted values>)", self.len())
+    }
+}
+
+impl Zeroize for Values {
+    fn zeroize(&mut self) {
+        match self {
+            Values::Int(v) => v.zeroize(),
+            Values::Fixed(v) => v.zeroize(),
+        }
+    }
+}
+
+impl Drop for Values {
+    fn drop(&mut self) {
+        self.zeroize();
+    }
+}
+
+/// Why a data file cannot be read. Never carries a value from the file.
+#[derive(Debug, thiserror::Error)]
+#[error("{}{}: {}{}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default(), field.as_ref().map(|f| format!("{f}: ")).unwrap_or_default(), kind)]
+pub struct DataError {
+    /// The data file, as resolved against the run file's directory.
+    pub file: PathBuf,
+    /// 1-based line (the header is line 1), when the problem has one.
+    pub line: Option<u64>,
+    /// `column "NAME"` or `value`, when the problem is in one field.
+    pub field: Option<String>,
+    pub kind: DataErrorKind,
+}
+
+/// The reason part of a [`DataError`].
+#[derive(Debug, thiserror::Error)]
+pub enum DataErrorKind {
+    #[error("cannot read: {0}")]
+    Io(#[source] io::Error),
+    #[error("not valid UTF-8")]
+    NotUtf8,
+    #[error("the file is empty: a CSV file needs a header row")]
+    NoHeader,
+    #[error("no column {column:?} in the header; the columns are {available}")]
+    MissingColumn { column: String, available: String },
+    #[error(
+        "no column {column:?}: the first row does not look like a header (a CSV file needs a header row naming its columns)"
+    )]
+    HeaderLooksLikeData { column: String },
+    #[error("column {column:?} appears more than once in the header")]
+    DuplicateColumn { column: String },
+    #[error("the row has {found} fields but the header has {expected}")]
+    Ragged { found: u64, expected: u64 },
+    #[error("malformed CSV")]
+    Csv,
+    #[error("empty")]
+    Empty,
+    #[error("not a number")]
+    NotANumber,
+    #[error("not a number (is this a CSV file? give the input a `column`)")]
+    NotANumberMaybeCsv,
+    #[error("not a finite number")]
+    NotFinite,
+    #[error("not an integer")]
+    NotAnInteger,
+    #[error("out of range for int (|x| must be below 2^62)")]
+    IntOutOfRange,
+    #[error("out of range for fixed point with {frac_bits} fractional bits (|x| must be below 2^{limit_log2})")]
+    FixedOutOfRange { frac_bits: u32, limit_log2: u32 },
+    #[error("unsupported fixed-point precision of {0} fractional bits")]
+    Precision(u32),
+    #[error("more than {MAX_VALUES} values")]
+    TooMany,
+    /// A scalar input's file must hold exactly one value (counts are
+    /// public: input lengths are announced to every party).
+    #[error("the input is a scalar and needs exactly one value, the file has {0}")]
+    ScalarCount(usize),
+}
+
+/// Read one input's values from `file`, parsed as `elem` (with
+/// `frac_bits` fractional bits for `fixed`).
+pub fn read_values(file: &Path, format: &DataFormat, elem: ElemType, frac_bits: u32) -> Result<Values, DataError> {
+    let err =
+        |line: Option<u64>, field: Option<String>, kind| DataError { file: file.to_path_buf(), line, field, kind };
+    let fp = FixedPoint::new(frac_bits).ok_or_else(|| err(None, None, DataErrorKind::Precision(frac_bits)))?;
+    let bytes = Zeroizing::new(std::fs::read(file).map_err(|e| err(None, None, DataErrorKind::Io(e)))?);
+    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+    let mut parser = ValueParser { elem, fp, values: Values::empty(elem) };
+    match format {
+        DataFormat::Lines => {
+            let text = std::str::from_utf8(body).map_err(|e| {
+                let line = body[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() as u64 + 1;
+                err(Some(line), None, DataErrorKind::NotUtf8)
+            })?;
+            let csv_like = file.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+            let mut first = true;
+            for (i, raw) in text.lines().enumerate() {
+                let field = raw.trim();
+                if field.is_empty() || field.starts_with('#') {
+                    continue;
+                }
+                let line = i as u64 + 1;
+                parser.push(field).map_err(|kind| {
+                    let kind = match kind {
+                        DataErrorKind::NotANumber if first && csv_like => DataErrorKind::NotANumberMaybeCsv,
+                        k => k,
+                    };
+                    err(Some(line), Some("value".into()), kind)
+                })?;
+                first = false;
+            }
+        }
+        DataFormat::Csv { column } => {
+            let mut reader =
+                csv::ReaderBuilder::new().has_headers(false).trim(csv::Trim::All).flexible(false).from_reader(body);
+            let mut record = csv::StringRecord::new();
+            let csv_err = |e: csv::Error| {
+                let line = e.position().map(|p| LineCounter::new(body).line_at(p.byte()));
+                let kind = match e.kind() {
+                    csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+                        DataErrorKind::Ragged { found: *len, expected: *expected_len }
+                    }
+                    csv::ErrorKind::Utf8 { .. } => DataErrorKind::NotUtf8,
+                    _ => DataErrorKind::Csv,
+                };
+                // An I/O error cannot happen reading from memory.
+                err(line, None, kind)
+            };
+            if !reader.read_record(&mut record).map_err(csv_err)? {
+                return Err(err(None, None, DataErrorKind::NoHeader));
+            }
+            let header_line = record.position().map_or(1, |p| LineCounter::new(body).line_at(p.byte()));
+            let matches: Vec<usize> = record.iter().enumerate().filter(|(_, h)| h == column).map(|(i, _)| i).collect();
+            let index = match matches[..] {
+                [i] => i,
+                // A first row of numbers is data, not a header: say so
+                // without echoing it.
+                [] if record.iter().any(|h| h.is_empty() || parse_real(unquote(h)).is_some()) => {
+                    let kind = DataErrorKind::HeaderLooksLikeData { column: column.clone() };
+                    return Err(err(Some(header_line), None, kind));
+                }
+                [] => {
+                    let available = record.iter().map(|h| format!("{h:?}")).collect::<Vec<_>>().join(", ");
+                    let kind = DataErrorKind::MissingColumn { column: column.clone(), available };
+                    return Err(err(Some(header_line), None, kind));
+                }
+                _ => {
+                    let kind = DataErrorKind::DuplicateColumn { column: column.clone() };
+                    return Err(err(Some(header_line), None, kind));
+                }
+            };
+            let field_name = format!("column {column:?}");
+            // The reader counts lines by record ends, not by the line breaks
+            // inside quoted fields: count physical lines from byte offsets.
+            let mut lines = LineCounter::new(body);
+            while reader.read_record(&mut record).map_err(csv_err)? {
+                let line = record.position().map_or(0, |p| lines.line_at(p.byte()));
+                let field = unquote(&record[index]);
+                parser.push(field).map_err(|kind| err(Some(line), Some(field_name.clone()), kind))?;
+            }
+        }
+    }
+    Ok(parser.values)
+}
+
+/// 1-based physical line numbers of records, from their byte offsets
+/// (which must not decrease).
+struct LineCounter<'a> {
+    body: &'a [u8],
+    offset: usize,
+    line: u64,
+}
+
+impl<'a> LineCounter<'a> {
+    fn new(body: &'a [u8]) -> Self {
+        LineCounter { body, offset: 0, line: 1 }
+    }
+
+    fn line_at(&mut self, offset: u64) -> u64 {
+        let end = usize::try_from(offset).unwrap_or(usize::MAX).min(self.body.len());
+        if end > self.offset {
+            self.line += self.body[self.offset..end].iter().filter(|&&b| b == b'\n').count() as u64;
+            self.offset = end;
+        }
+        // A record's offset may be that of the blank lines before it.
+        while let Some(&b) = self.body.get(self.offset).filter(|b| matches!(b, b'\r' | b'\n')) {
+            self.line += u64::from(b == b'\n');
+            self.offset += 1;
+        }
+        self.line
+    }
+}
+
+/// A field written ` "1.5" ` (whitespace before the quote) is not quoted
+/// by RFC 4180 rules, so the CSV reader keeps the quotes: drop one pair.
+/// Numbers never contain quotes, so this changes nothing else.
+fn unquote(field: &str) -> &str {
+    match field.strip_prefix('"').and_then(|f| f.strip_suffix('"')) {
+        Some(inner) => inner.trim(),
+        None => field,
+    }
+}
+
+impl Values {
+    fn empty(elem: ElemType) -> Values {
+        match elem {
+            ElemType::Int => Values::Int(Vec::new()),
+            ElemType::Fixed => Values::Fixed(Vec::new()),
+        }
+    }
+}
+
+struct ValueParser {
+    elem: ElemType,
+    fp: FixedPoint,
+    values: Values,
+}
+
+impl ValueParser {
+    fn push(&mut self, field: &str) -> Result<(), DataErrorKind> {
+        if self.values.len() >= MAX_VALUES {
+            return Err(DataErrorKind::TooMany);
+        }
+        match &mut self.values {
+            Values::Int(v) => v.push(parse_int(field)?),
+            Values::Fixed(v) => v.push(parse_fixed(field, self.fp)?),
+        }
+        debug_assert_eq!(self.values.elem(), self.elem);
+        Ok(())
+    }
+}
+
+/// An `int` value: optional sign, decimal digits, optionally a fractional
+/// part of zeros only (`12.0`). Parsed as an integer, never through `f64`.
+pub fn parse_int(field: &str) -> Result<i64, DataErrorKind> {
+    if field.is_empty() {
+        return Err(DataErrorKind::Empty);
+    }
+    let digits = match field.split_once('.') {
+        Some((whole, frac)) if !whole.is_empty() && frac.bytes().all(|b| b == b'0') => whole,
+        _ => field,
+    };
+    match digits.parse::<i64>() {
+        Ok(x) if x.unsigned_abs() < SAFE_BOUND => Ok(x),
+        Ok(_) => Err(DataErrorKind::IntOutOfRange),
+        Err(e) if matches!(e.kind(), IntErrorKind::PosOverflow | IntErrorKind::NegOverflow) => {
+            Err(DataErrorKind::IntOutOfRange)
+        }
+        Err(_) => match parse_real(field) {
+            Some(_) => Err(DataErrorKind::NotAnInteger),
+            None => Err(DataErrorKind::NotANumber),
+        },
+    }
+}
+
+/// A `fixed` value: a decimal real (`-12.5`, `3`, `1e-3`), finite, and
+/// encodable in `fp`.
+pub fn parse_fixed(field: &str, fp: FixedPoint) -> Result<f64, DataErrorKind> {
+    if field.is_empty() {
+        return Err(DataErrorKind::Empty);
+    }
+    let x = parse_real(field).ok_or(DataErrorKind::NotANumber)?;
+    match fp.encode(x) {
+        Ok(_) => Ok(x),
+        Err(EncodeError::NotFinite) => Err(DataErrorKind::NotFinite),
+        Err(_) => Err(DataErrorKind::FixedOutOfRange { frac_bits: fp.frac_bits(), limit_log2: 62 - fp.frac_bits() }),
+    }
+}
+
+/// Decimal real syntax: sign, digits with an optional point, optional
+/// exponent; or `inf`/`infinity`/`nan` in any case (which parse, and are
+/// then refused as not finite). Rejects Rust-only forms such as `1_000`
+/// (`f64::from_str` already does) and hexadecimal.
+fn parse_real(field: &str) -> Option<f64> {
+    let ok_chars = field.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.' | b'e' | b'E'));
+    let word = field.trim_start_matches(['+', '-']).to_ascii_lowercase();
+    let special = matches!(word.as_str(), "inf" | "infinity" | "nan");
+    if !ok_chars && !special {
+        return None;
+    }
+    field.parse::<f64>().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ints() {
+        assert_eq!(parse_int("42").unwrap(), 42);
+        assert_eq!(parse_int("-7").unwrap(), -7);
+        assert_eq!(parse_int("+7").unwrap(), 7);
+        assert_eq!(parse_int("12.000").unwrap(), 12);
+        assert_eq!(parse_int("4611686018427387903").unwrap(), (1 << 62) - 1);
+        assert!(matches!(parse_int("4611686018427387904"), Err(DataErrorKind::IntOutOfRange)));
+        assert!(matches!(parse_int("-4611686018427387904"), Err(DataErrorKind::IntOutOfRange)));
+        assert!(matches!(parse_int("99999999999999999999999"), Err(DataErrorKind::IntOutOfRange)));
+        assert!(matches!(parse_int("1.5"), Err(DataErrorKind::NotAnInteger)));
+        assert!(matches!(parse_int("1e3"), Err(DataErrorKind::NotAnInteger)));
+        assert!(matches!(parse_int(".0"), Err(DataErrorKind::NotAnInteger)));
+        assert!(matches!(parse_int("abc"), Err(DataErrorKind::NotANumber)));
+        assert!(matches!(parse_int("1_000"), Err(DataErrorKind::NotANumber)));
+        assert!(matches!(parse_int(""), Err(DataErrorKind::Empty)));
+    }
+
+    #[test]
+    fn fixeds() {
+        let fp = FixedPoint::default();
+        assert_eq!(parse_fixed("-12.5", fp).unwrap(), -12.5);
+        assert_eq!(parse_fixed("1e-3", fp).unwrap(), 1e-3);
+        assert_eq!(parse_fixed(".5", fp).unwrap(), 0.5);
+        assert!(matches!(parse_fixed("NaN", fp), Err(DataErrorKind::NotFinite)));
+        assert!(matches!(parse_fixed("-inf", fp), Err(DataErrorKind::NotFinite)));
+        assert!(matches!(parse_fixed("1e400", fp), Err(DataErrorKind::NotFinite)));
+        assert!(matches!(parse_fixed("70368744177664", fp), Err(DataErrorKind::FixedOutOfRange { .. })));
+        assert_eq!(parse_fixed("70368744177663", fp).unwrap(), 70368744177663.0);
+        assert!(matches!(parse_fixed("0x10", fp), Err(DataErrorKind::NotANumber)));
+        assert!(matches!(parse_fixed("1,5", fp), Err(DataErrorKind::NotANumber)));
+    }
+
+    #[test]
+    fn values_debug_is_redacted() {
+        let v = Values::Fixed(vec![123.456, 789.0]);
+        let shown = format!("{v:?}");
+        assert_eq!(shown, "Values::Fixed(<2 redacted values>)");
+        let secret = Values::Int(vec![5, -6]).encode(FixedPoint::default()).unwrap();
+        assert_eq!(secret.expose(), &[5, (-6i64) as u64]);
+    }
+}
