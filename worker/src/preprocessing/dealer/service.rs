@@ -270,19 +270,21 @@ fn check_request(req: &Request) -> Result<(), String> {
     Ok(())
 }
 
+/// Items (triples plus division pairs) of one layer, saturating.
+fn layer_items(l: &Demand) -> u64 {
+    l.div_pairs.iter().fold(l.triples as u64, |acc, &(_, n)| acc.saturating_add(n as u64))
+}
+
 /// Total items of a plan (saturating).
 pub(crate) fn plan_items(plan: &MaterialPlan) -> u64 {
-    plan.layers.iter().map(|l| l.triples as u64 + l.div_pairs.iter().map(|&(_, n)| n as u64).sum::<u64>()).sum()
+    plan.layers.iter().fold(0u64, |acc, l| acc.saturating_add(layer_items(l)))
 }
 
 /// Number of batches a plan splits into at `max_items` per batch (empty
 /// layers yield none).
 pub(crate) fn batch_count(plan: &MaterialPlan, max_items: usize) -> u64 {
     let max = max_items.max(1) as u64;
-    plan.layers
-        .iter()
-        .map(|l| (l.triples as u64 + l.div_pairs.iter().map(|&(_, n)| n as u64).sum::<u64>()).div_ceil(max))
-        .sum()
+    plan.layers.iter().fold(0u64, |acc, l| acc.saturating_add(layer_items(l).div_ceil(max)))
 }
 
 fn put_name(out: &mut Vec<u8>, name: &str) {
