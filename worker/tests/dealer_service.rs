@@ -611,3 +611,29 @@ fn the_cohort_dealer_binary_names_an_unreadable_file() {
     assert!(out.stdout.is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_party_that_stops_reading_fails_the_job_for_the_others() {
+    let fed = federation(2);
+    let mut cfg = config(&fed);
+    cfg.timeouts.stall = Duration::from_millis(800);
+    let server = serve(&fed, cfg).await;
+    // The last party receives 8 bytes per triple: far more than the
+    // buffers between the dealer and a party that never reads.
+    let plan = MaterialPlan { layers: vec![Demand { triples: 4 << 20, div_pairs: vec![] }] };
+    let opts = DrawOptions { max_batch_items: 1 << 16, ..options() };
+    let ep = server.endpoint();
+    let job = JobId::random();
+    let (a, b) = tokio::join!(
+        draw(&fed.parties[0], &ep, job, &fed.names, &plan, &opts),
+        draw(&fed.parties[1], &ep, job, &fed.names, &plan, &opts),
+    );
+    let (mut reader, _stalled) = (a.unwrap(), b.unwrap());
+    let err = tokio::time::timeout(Duration::from_secs(30), reader.next_layer(0, &plan.layers[0]))
+        .await
+        .expect("the reading party is not held beyond the stall timeout")
+        .unwrap_err();
+    let m = err.to_string();
+    assert!(m.contains("party party-1 did not read its material"), "{m}");
+    server.shutdown().await;
+}

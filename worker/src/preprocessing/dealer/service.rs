@@ -563,9 +563,13 @@ enum Frame {
     Failure(Failure),
 }
 
+/// Why a party's connection task stopped taking frames (set before it
+/// drops its receiver, read by the dealing task).
+type StopReason = Arc<Mutex<Option<String>>>;
+
 /// What a waiting party learns once its job is complete or failed.
 enum Outcome {
-    Go { rx: mpsc::Receiver<Frame>, batches: u64, batch_items: usize },
+    Go { rx: mpsc::Receiver<Frame>, why: StopReason, batches: u64, batch_items: usize },
     Refused(Failure),
 }
 
@@ -758,11 +762,14 @@ impl Shared {
         let Gathering { parties, plan, batch_items, waiters, permit, .. } = g;
         let batches = batch_count(&plan, batch_items);
         let mut senders = Vec::with_capacity(parties.len());
+        let mut whys = Vec::with_capacity(parties.len());
         for waiter in waiters.into_iter().flatten() {
             let (tx, rx) = mpsc::channel(self.config.limits.buffer_batches);
             // A party whose connection is gone shows up as a closed stream.
-            let _ = waiter.send(Outcome::Go { rx, batches, batch_items });
+            let why = StopReason::default();
+            let _ = waiter.send(Outcome::Go { rx, why: why.clone(), batches, batch_items });
             senders.push(tx);
+            whys.push(why);
         }
         info!(
             job = %job,
@@ -775,7 +782,7 @@ impl Shared {
         );
         let stall = self.config.timeouts.stall;
         tokio::spawn(async move {
-            deal_job(job, &parties, &plan, batch_items, &senders, stall).await;
+            deal_job(job, &parties, &plan, batch_items, &senders, &whys, stall).await;
             drop(permit);
         });
     }
@@ -788,6 +795,7 @@ async fn deal_job(
     plan: &MaterialPlan,
     batch_items: usize,
     senders: &[mpsc::Sender<Frame>],
+    whys: &[StopReason],
     stall: Duration,
 ) {
     let fail = |failure: Failure| {
@@ -830,7 +838,11 @@ async fn deal_job(
             for (i, (tx, bytes)) in senders.iter().zip(encoded).enumerate() {
                 let reason = match timeout(stall, tx.send(Frame::Batch(bytes))).await {
                     Ok(Ok(())) => continue,
-                    Ok(Err(_)) => format!("job {job}: party {} disconnected from the trusted dealer", parties[i]),
+                    Ok(Err(_)) => {
+                        let why = whys[i].lock().ok().and_then(|w| w.clone());
+                        let why = why.unwrap_or_else(|| "disconnected from the trusted dealer".into());
+                        format!("job {job}: party {} {why}", parties[i])
+                    }
                     Err(_) => format!("job {job}: party {} did not read its material within {stall:?}", parties[i]),
                 };
                 let code = FailureCode::Stream;
@@ -914,13 +926,13 @@ async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr,
         }),
         Err(f) => Outcome::Refused(f),
     };
-    let (mut rx, batches, batch_items) = match outcome {
+    let (mut rx, why, batches, batch_items) = match outcome {
         Outcome::Refused(f) => {
             info!(job = %job, party = %party, reason = %f.reason, "request refused");
             refuse(&mut tls, &f, t.handshake).await;
             return;
         }
-        Outcome::Go { rx, batches, batch_items } => (rx, batches, batch_items),
+        Outcome::Go { rx, why, batches, batch_items } => (rx, why, batches, batch_items),
     };
     let mut ready = Vec::with_capacity(16);
     ready.extend_from_slice(&batches.to_le_bytes());
@@ -930,9 +942,14 @@ async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr,
         tls.write_all(&[PROTOCOL_VERSION]).await?;
         write_frame(&mut tls, kind::READY, &ready).await
     };
+    let stop = |reason: String| {
+        info!(job = %job, party = %party, %reason, "stream to the party stopped");
+        if let Ok(mut w) = why.lock() {
+            *w = Some(reason);
+        }
+    };
     if !matches!(timeout(t.stall, started).await, Ok(Ok(()))) {
-        info!(job = %job, party = %party, "party went away before its stream started");
-        return;
+        return stop("went away before its stream started".into());
     }
     let mut frames = 0u64;
     while let Some(frame) = rx.recv().await {
@@ -943,14 +960,8 @@ async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr,
         };
         match timeout(t.stall, write_frame(&mut tls, k, &body)).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                info!(job = %job, party = %party, error = %e, "party disconnected during its stream");
-                return;
-            }
-            Err(_) => {
-                info!(job = %job, party = %party, "party stopped reading its stream");
-                return;
-            }
+            Ok(Err(e)) => return stop(format!("disconnected from the trusted dealer ({e})")),
+            Err(_) => return stop(format!("did not read its material within {:?}", t.stall)),
         }
         frames += 1;
         if last {
