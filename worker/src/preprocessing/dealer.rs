@@ -20,8 +20,10 @@
 //!   [`DealerBatch::from_bytes`]; layout in the `wire` submodule);
 //! - streaming: [`DealerSource`], a [`MaterialSource`](super::MaterialSource)
 //!   fed by a bounded channel of batches, and [`spawn_local_dealer`], which
-//!   runs a dealer in-process for local runs and tests (the `cohort-dealer`
-//!   process that serves batches over TLS is a separate component).
+//!   runs a dealer in-process for local runs and tests;
+//! - the networked dealer: [`service`] (the `cohort-dealer` process's server,
+//!   serving each party its batches over mutually authenticated TLS 1.3)
+//!   and [`client`] ([`client::draw`], how a worker draws its stream).
 //!
 //! # Construction: PRG-seed compression
 //!
@@ -71,6 +73,8 @@
 //! The record of consumed ids is in memory; a durable ledger belongs to the
 //! component that stores material (the preprocessing pool).
 
+pub mod client;
+pub mod service;
 mod source;
 mod wire;
 

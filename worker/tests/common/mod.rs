@@ -1,7 +1,7 @@
 //! Shared helpers for the engine's integration tests, on top of
 //! `cohort_worker::local` (a federation in one process over loopback TLS).
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use cohort_worker::executor::{JobError, JobOutput, OwnInputs};
 use cohort_worker::local::LocalFederation;
@@ -10,6 +10,8 @@ use cohort_worker::program::ir::Circuit;
 use std::sync::Arc;
 
 pub use cohort_worker::local::DealerHub;
+
+pub mod material;
 
 /// Party inputs: (input name, values) pairs, per party.
 pub type PartyInputs = Vec<Vec<(&'static str, Vec<f64>)>>;

@@ -1,0 +1,176 @@
+//! `cohort-dealer`: the networked trusted dealer. A TRUSTED THIRD PARTY: it
+//! learns every Beaver triple and division pair it deals (never an input or
+//! an output), so every party of the federation must trust whoever runs it
+//! not to collude with any party. See `docs/security.md`.
+//!
+//! It serves the federation's parties over mutually authenticated TLS 1.3
+//! (protocol: `cohort_worker::preprocessing::dealer::service`), prints
+//! `listening on ADDR` on stdout once bound, logs to stderr (filter with
+//! `RUST_LOG`, default `info`), and stops on SIGTERM or ctrl-c.
+
+use clap::Parser;
+use cohort_worker::preprocessing::dealer::service::{DealerConfig, DealerLimits, DealerServer, DealerTimeouts};
+use cohort_worker::transport::{Role, TlsIdentity};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// The Cohort trusted dealer (a TRUSTED THIRD PARTY that learns all the
+/// preprocessing material it deals).
+#[derive(Debug, Parser)]
+#[command(name = "cohort-dealer", version, about, long_about = None)]
+struct Args {
+    /// Federation name (part of every certificate identity).
+    #[arg(long)]
+    federation: String,
+    /// This dealer's name; its certificate must name `dealer/<name>`.
+    #[arg(long, default_value = "main")]
+    name: String,
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
+    #[arg(long)]
+    listen: SocketAddr,
+    /// The dealer's certificate chain, PEM.
+    #[arg(long)]
+    cert: PathBuf,
+    /// The dealer's private key, PEM.
+    #[arg(long)]
+    key: PathBuf,
+    /// A bundle of the parties' CA certificates, PEM (trusted for every
+    /// party not pinned with --peer-ca).
+    #[arg(long)]
+    trust: Option<PathBuf>,
+    /// A party's own CA bundle, `NAME=PEM`: that party is trusted only
+    /// through it. Repeatable.
+    #[arg(long = "peer-ca", value_name = "NAME=PEM")]
+    peer_ca: Vec<String>,
+    /// A party of the federation this dealer serves. Repeat for each.
+    #[arg(long = "party", value_name = "NAME", required = true)]
+    parties: Vec<String>,
+    /// Seconds for a client's TLS handshake and request.
+    #[arg(long, default_value_t = 10)]
+    handshake_timeout: u64,
+    /// Seconds within which every party of a job must ask.
+    #[arg(long, default_value_t = 60)]
+    gather_timeout: u64,
+    /// Seconds a party's stream may stall before its job fails.
+    #[arg(long, default_value_t = 120)]
+    stall_timeout: u64,
+    /// Largest batch dealt, in items.
+    #[arg(long, default_value_t = DealerLimits::default().max_batch_items)]
+    max_batch_items: usize,
+    /// Jobs gathering or being dealt at once.
+    #[arg(long, default_value_t = DealerLimits::default().max_jobs)]
+    max_jobs: usize,
+}
+
+fn read(path: &Path, what: &str) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {what} {}: {e}", path.display()))
+}
+
+fn identity(args: &Args) -> Result<TlsIdentity, String> {
+    let principal = Role::Dealer.principal(&args.name);
+    let cert = read(&args.cert, "the certificate file")?;
+    let key = read(&args.key, "the key file")?;
+    let tls_err = |e: cohort_worker::transport::TransportError| format!("TLS identity: {e}");
+    if args.peer_ca.is_empty() {
+        let Some(trust) = &args.trust else {
+            return Err("give the parties' CAs with --trust and/or --peer-ca NAME=PEM".into());
+        };
+        let bundle = read(trust, "the trust bundle")?;
+        return TlsIdentity::from_pem(&args.federation, &principal, &cert, &key, &bundle).map_err(tls_err);
+    }
+    let bundle = match &args.trust {
+        Some(path) => Some(read(path, "the trust bundle")?),
+        None => None,
+    };
+    let mut pinned: Vec<(String, String)> = Vec::new();
+    for spec in &args.peer_ca {
+        let Some((name, path)) = spec.split_once('=') else {
+            return Err(format!("--peer-ca {spec:?}: expected NAME=PEM"));
+        };
+        if !args.parties.iter().any(|p| p == name) {
+            return Err(format!("--peer-ca names {name}, which is not one of the --party names"));
+        }
+        pinned.push((name.to_string(), read(Path::new(path), &format!("the CA of party {name}"))?));
+    }
+    for party in &args.parties {
+        if pinned.iter().any(|(n, _)| n == party) {
+            continue;
+        }
+        match &bundle {
+            Some(b) => pinned.push((party.clone(), b.clone())),
+            None => return Err(format!("no CA for party {party}: add --peer-ca {party}=PEM or --trust")),
+        }
+    }
+    TlsIdentity::from_pem_pinned(&args.federation, &principal, &cert, &key, &pinned).map_err(tls_err)
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let identity = Arc::new(identity(&args)?);
+    let mut config = DealerConfig::new(args.parties.clone());
+    config.limits.max_batch_items = args.max_batch_items;
+    config.limits.max_jobs = args.max_jobs;
+    config.timeouts = DealerTimeouts {
+        handshake: Duration::from_secs(args.handshake_timeout),
+        gather: Duration::from_secs(args.gather_timeout),
+        stall: Duration::from_secs(args.stall_timeout),
+        ..DealerTimeouts::default()
+    };
+    let listener =
+        TcpListener::bind(args.listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let server = DealerServer::new(listener, identity, config).map_err(|e| e.to_string())?;
+    let addr = server.local_addr().map_err(|e| format!("cannot read the bound address: {e}"))?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on {addr}").and_then(|()| out.flush()).map_err(|e| format!("stdout: {e}"))?;
+    }
+    server.run(shutdown_signal()).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cohort-dealer: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cohort-dealer: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
