@@ -14,6 +14,7 @@
 //! - [`transport`]: the mutually authenticated TLS mesh between parties;
 //! - [`protocol`]: the `additive-semi-honest` protocol steps;
 //! - [`executor`]: runs a compiled circuit layer by layer over the mesh;
+//! - [`service`]: the `cohort-worker` process (peer port, control API, metrics);
 //! - [`local`]: a whole federation in one process (tests, examples, benches).
 
 pub mod executor;
@@ -24,5 +25,6 @@ pub mod prg;
 pub mod program;
 pub mod protocol;
 pub mod ring;
+pub mod service;
 pub mod sharing;
 pub mod transport;

@@ -68,6 +68,16 @@ pub enum Owners {
     Each,
 }
 
+impl Owners {
+    /// Whether `party` provides (its own part of) the input.
+    pub fn includes(&self, party: PartyIndex) -> bool {
+        match self {
+            Owners::Party(p) => *p == party,
+            Owners::Each => true,
+        }
+    }
+}
+
 /// A declared input.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct InputDecl {

@@ -348,7 +348,15 @@ impl ServerCertVerifier for PeerServerVerifier {
             )
         });
         if let Err(e) = chain.map_err(chain_error) {
-            let failure = cert_failure(&self.expected, &e);
+            // A certificate naming someone else is reported as such: with
+            // pinned trust its chain fails too, but "wrong identity" is what
+            // an operator can act on (e.g. a misrouted endpoint).
+            let failure = match &identity {
+                Ok(PartyIdentity::Party(p)) if *p != self.expected => {
+                    TlsFailure::WrongIdentity { expected: self.expected.clone(), got: p.clone() }
+                }
+                _ => cert_failure(&self.expected, &e),
+            };
             record(&self.report, |r| r.failure = Some(failure));
             return Err(e);
         }

@@ -1,0 +1,392 @@
+//! A local federation of real processes: one `cohort-worker` per party and
+//! one `cohort-dealer`, on loopback, with ephemeral certificates.
+//!
+//! [`Federation::start`] creates a private working directory, a CA per
+//! party (each party trusts every peer only through that peer's CA), a CA
+//! for the controller (this process) and one for the dealer, writes each
+//! worker's configuration, starts the processes and waits until each has
+//! bound its ports. [`Federation::run`] submits a job to every worker
+//! through its control API and waits for all of them. Dropping the
+//! federation kills the processes and removes the directory.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use cohort_worker::service::api::{JobRequest, JobStatus, JobTimeouts};
+use cohort_worker::service::control::{ControlClient, ControlError};
+use cohort_worker::transport::{JobId, PartyCa, Role, TlsIdentity, TransportError};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The federation name local runs use.
+pub const FEDERATION: &str = "local";
+/// The controller principal's name (`controller/cohort`).
+const CONTROLLER: &str = "cohort";
+/// The dealer principal's name (`dealer/main`).
+const DEALER: &str = "main";
+/// How long a process may take to bind its ports.
+const STARTUP: Duration = Duration::from_secs(30);
+
+/// Why a local federation could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error("certificates: {0}")]
+    Certificates(#[from] TransportError),
+    #[error("{process} did not start: {reason}")]
+    Start { process: String, reason: String },
+    #[error(transparent)]
+    Control(Box<ControlError>),
+}
+
+impl From<ControlError> for LaunchError {
+    fn from(e: ControlError) -> LaunchError {
+        LaunchError::Control(Box::new(e))
+    }
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LaunchError {
+    let what = what.into();
+    move |source| LaunchError::Io { what, source }
+}
+
+/// Where the binaries are and how the processes behave.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub worker_bin: PathBuf,
+    pub dealer_bin: PathBuf,
+    /// `RUST_LOG` for the processes.
+    pub log: String,
+    /// Where process logs go: `None` inherits stderr.
+    pub log_dir: Option<PathBuf>,
+    /// Jobs' time limits.
+    pub timeouts: JobTimeouts,
+}
+
+impl Options {
+    /// Binaries next to the running executable (how `cargo build` and an
+    /// install lay them out), overridable by `COHORT_WORKER_BIN` and
+    /// `COHORT_DEALER_BIN`.
+    pub fn beside_current_exe() -> Options {
+        let dir = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or_default();
+        let pick = |var: &str, name: &str| {
+            std::env::var_os(var)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX)))
+        };
+        Options {
+            worker_bin: pick("COHORT_WORKER_BIN", "cohort-worker"),
+            dealer_bin: pick("COHORT_DEALER_BIN", "cohort-dealer"),
+            log: std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            log_dir: None,
+            timeouts: JobTimeouts::default(),
+        }
+    }
+}
+
+/// One party's worker process.
+pub struct WorkerProcess {
+    pub name: String,
+    pub child: Child,
+    /// Its configuration file.
+    pub config: PathBuf,
+    pub peer: String,
+    pub control: String,
+    pub metrics: String,
+    pub client: ControlClient,
+}
+
+/// A running local federation.
+pub struct Federation {
+    pub dir: PathBuf,
+    pub workers: Vec<WorkerProcess>,
+    pub dealer: Option<Child>,
+    pub controller: Arc<TlsIdentity>,
+    /// Each party's CA (tests issue certificates from them).
+    pub cas: BTreeMap<String, PartyCa>,
+    options: Options,
+    keep_dir: bool,
+}
+
+impl Drop for Federation {
+    fn drop(&mut self) {
+        for w in &mut self.workers {
+            let _ = w.child.start_kill();
+        }
+        if let Some(dealer) = &mut self.dealer {
+            let _ = dealer.start_kill();
+        }
+        if !self.keep_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Write `contents` to `path`, readable only by this user when `private`.
+fn write_file(path: &Path, contents: &str, private: bool) -> Result<(), LaunchError> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if private {
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    let mut file = options.open(path).map_err(io(format!("cannot create {}", path.display())))?;
+    file.write_all(contents.as_bytes()).map_err(io(format!("cannot write {}", path.display())))
+}
+
+/// A CA, and a leaf of `principal` issued by it, written as `<stem>-ca.pem`,
+/// `<stem>.crt` (chain) and `<stem>.key`.
+fn credentials(dir: &Path, stem: &str, principal: &str) -> Result<(PartyCa, (PathBuf, PathBuf, PathBuf)), LaunchError> {
+    let lifetime = Duration::from_secs(24 * 3600);
+    let ca = PartyCa::generate(FEDERATION, principal, lifetime)?;
+    let now = SystemTime::now();
+    let leaf = ca.issue_party_cert(
+        principal,
+        &["localhost".into(), "127.0.0.1".into()],
+        now - Duration::from_secs(60),
+        now + lifetime,
+    )?;
+    let (ca_path, cert_path, key_path) =
+        (dir.join(format!("{stem}-ca.pem")), dir.join(format!("{stem}.crt")), dir.join(format!("{stem}.key")));
+    write_file(&ca_path, &ca.cert_pem(), false)?;
+    write_file(&cert_path, &format!("{}{}", leaf.cert_pem, ca.cert_pem()), false)?;
+    write_file(&key_path, &leaf.key_pem, true)?;
+    Ok((ca, (ca_path, cert_path, key_path)))
+}
+
+/// A free loopback port (bound, read, released: the process that uses it
+/// binds it moments later).
+fn free_port() -> Result<u16, LaunchError> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(io("cannot reserve a loopback port"))?;
+    Ok(l.local_addr().map_err(io("cannot reserve a loopback port"))?.port())
+}
+
+/// Read lines from a child's stdout until one satisfies `parse`.
+async fn await_line<T>(process: &str, child: &mut Child, parse: impl Fn(&str) -> Option<T>) -> Result<T, LaunchError> {
+    let start = |reason: String| LaunchError::Start { process: process.to_string(), reason };
+    let stdout = child.stdout.take().ok_or_else(|| start("no stdout".into()))?;
+    let mut lines = BufReader::new(stdout).lines();
+    let found = tokio::time::timeout(STARTUP, async {
+        while let Some(line) = lines.next_line().await.map_err(|e| start(e.to_string()))? {
+            if let Some(found) = parse(&line) {
+                return Ok(found);
+            }
+        }
+        let status = child.wait().await.map(|s| s.to_string()).unwrap_or_default();
+        Err(start(format!("it exited ({status}); its log says why")))
+    })
+    .await
+    .map_err(|_| start(format!("not listening after {STARTUP:?}")))??;
+    // Keep draining stdout so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(found)
+}
+
+impl Federation {
+    /// Start a dealer and one worker per party in a fresh directory.
+    pub async fn start(parties: &[String], options: &Options) -> Result<Federation, LaunchError> {
+        let dir = std::env::temp_dir().join(format!("cohort-run-{}", JobId::random()));
+        std::fs::create_dir_all(&dir).map_err(io(format!("cannot create {}", dir.display())))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(io(format!("cannot restrict {}", dir.display())))?;
+        }
+        let mut party_files = PartyFiles::new();
+        let mut cas = BTreeMap::new();
+        for name in parties {
+            let (ca, files) = credentials(&dir, name, name)?;
+            party_files.insert(name.clone(), files);
+            cas.insert(name.clone(), ca);
+        }
+        let mut federation = Federation {
+            dir: dir.clone(),
+            workers: Vec::new(),
+            dealer: None,
+            controller: Arc::new(controller_identity(&dir, &party_files)?),
+            cas,
+            options: options.clone(),
+            keep_dir: std::env::var_os("COHORT_KEEP_DIR").is_some(),
+        };
+        let (_, (dealer_ca, dealer_cert, dealer_key)) = credentials(&dir, "dealer", &Role::Dealer.principal(DEALER))?;
+
+        // The dealer, trusting each party through its own CA.
+        let mut dealer = Command::new(&options.dealer_bin);
+        dealer
+            .args(["--federation", FEDERATION, "--name", DEALER, "--listen", "127.0.0.1:0"])
+            .arg("--cert")
+            .arg(&dealer_cert)
+            .arg("--key")
+            .arg(&dealer_key);
+        for (name, (ca, _, _)) in &party_files {
+            dealer.arg("--party").arg(name).arg("--peer-ca").arg(format!("{name}={}", ca.display()));
+        }
+        let dealer = federation.dealer.insert(spawn(&mut dealer, "cohort-dealer", options, "dealer")?);
+        let dealer_addr = await_line("cohort-dealer", dealer, |line| {
+            line.strip_prefix("listening on ").map(|a| a.trim().to_string())
+        })
+        .await?;
+
+        // Workers: peer ports are reserved first, since every worker's
+        // configuration names every peer's endpoint.
+        let ports = parties.iter().map(|_| free_port()).collect::<Result<Vec<_>, _>>()?;
+        let controller_ca = dir.join("controller-ca.pem");
+        for (i, name) in parties.iter().enumerate() {
+            let (_, cert, key) = &party_files[name];
+            let peer_cas: BTreeMap<String, String> = party_files
+                .iter()
+                .filter(|(peer, _)| *peer != name)
+                .map(|(peer, (ca, _, _))| (peer.clone(), ca.display().to_string()))
+                .collect();
+            let config = serde_json::json!({
+                "federation": FEDERATION,
+                "party": name,
+                "listen": {"peer": format!("127.0.0.1:{}", ports[i]), "control": "127.0.0.1:0", "metrics": "127.0.0.1:0"},
+                "tls": {"cert": cert, "key": key, "peerCas": peer_cas},
+                "controller": {"name": CONTROLLER, "ca": controller_ca},
+                "parties": parties.iter().zip(&ports)
+                    .map(|(p, port)| serde_json::json!({"name": p, "endpoint": format!("127.0.0.1:{port}")}))
+                    .collect::<Vec<_>>(),
+                "dealer": {"name": DEALER, "endpoint": dealer_addr, "ca": dealer_ca},
+                "resultsDir": dir.join(format!("{name}-results")),
+            });
+            // JSON is YAML: the worker reads it as its YAML configuration.
+            let path = dir.join(format!("{name}.yaml"));
+            write_file(&path, &config.to_string(), false)?;
+            let mut cmd = Command::new(&options.worker_bin);
+            cmd.arg("--config").arg(&path);
+            let child = spawn(&mut cmd, "cohort-worker", options, name)?;
+            federation.workers.push(WorkerProcess {
+                name: name.clone(),
+                child,
+                config: path,
+                peer: format!("127.0.0.1:{}", ports[i]),
+                control: String::new(),
+                metrics: String::new(),
+                client: ControlClient::new(federation.controller.clone(), "", name.clone()),
+            });
+        }
+        for i in 0..federation.workers.len() {
+            federation.await_worker(i).await?;
+        }
+        Ok(federation)
+    }
+
+    /// Wait for worker `i` to bind its ports, and connect its client.
+    async fn await_worker(&mut self, i: usize) -> Result<(), LaunchError> {
+        let w = &mut self.workers[i];
+        let process = format!("cohort-worker of {}", w.name);
+        let (control, metrics) = await_line(&process, &mut w.child, |line| {
+            let v: serde_json::Value = serde_json::from_str(line).ok()?;
+            Some((v.get("control")?.as_str()?.to_string(), v.get("metrics")?.as_str()?.to_string()))
+        })
+        .await?;
+        w.client = ControlClient::new(self.controller.clone(), control.clone(), w.name.clone());
+        (w.control, w.metrics) = (control, metrics);
+        Ok(())
+    }
+
+    /// The files of `party`'s credentials: (CA, certificate chain, key).
+    pub fn party_files(&self, party: &str) -> (PathBuf, PathBuf, PathBuf) {
+        (
+            self.dir.join(format!("{party}-ca.pem")),
+            self.dir.join(format!("{party}.crt")),
+            self.dir.join(format!("{party}.key")),
+        )
+    }
+
+    /// Kill worker `i` at once (SIGKILL).
+    pub async fn kill_worker(&mut self, i: usize) -> Result<(), LaunchError> {
+        let w = &mut self.workers[i];
+        w.child.kill().await.map_err(io(format!("cannot kill the worker of {}", w.name)))
+    }
+
+    /// (Re)start worker `i` from its configuration file (killing it first if
+    /// it runs), e.g. after a test changed its files.
+    pub async fn restart_worker(&mut self, i: usize) -> Result<(), LaunchError> {
+        let _ = self.workers[i].child.kill().await;
+        let mut cmd = Command::new(&self.options.worker_bin);
+        cmd.arg("--config").arg(&self.workers[i].config);
+        let name = self.workers[i].name.clone();
+        self.workers[i].child = spawn(&mut cmd, "cohort-worker", &self.options, &format!("{name}-restarted"))?;
+        self.await_worker(i).await
+    }
+
+    /// Submit `program` with each party's inputs to every worker, and wait
+    /// for every party's final status. `on_wait` is called about once a
+    /// second while waiting (progress).
+    pub async fn run(
+        &self,
+        program: &str,
+        inputs: Vec<BTreeMap<String, Vec<serde_json::Number>>>,
+        timeouts: JobTimeouts,
+        mut on_wait: impl FnMut(Duration),
+    ) -> Result<Vec<JobStatus>, LaunchError> {
+        let id = JobId::random().to_string();
+        let parties: Vec<String> = self.workers.iter().map(|w| w.name.clone()).collect();
+        for (w, inputs) in self.workers.iter().zip(inputs) {
+            let request =
+                JobRequest { id: id.clone(), program: program.into(), parties: parties.clone(), inputs, timeouts };
+            w.client.submit(&request).await?;
+        }
+        let started = std::time::Instant::now();
+        let mut reported = Duration::ZERO;
+        let mut statuses = Vec::new();
+        for w in &self.workers {
+            loop {
+                let status = w.client.status(&id).await?;
+                if status.phase.is_final() {
+                    statuses.push(status);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                if started.elapsed() >= reported + Duration::from_secs(1) {
+                    reported = started.elapsed();
+                    on_wait(reported);
+                }
+            }
+        }
+        Ok(statuses)
+    }
+}
+
+fn spawn(cmd: &mut Command, what: &str, options: &Options, log_name: &str) -> Result<Child, LaunchError> {
+    cmd.env("RUST_LOG", &options.log).stdin(Stdio::null()).stdout(Stdio::piped()).kill_on_drop(true);
+    match &options.log_dir {
+        Some(dir) => {
+            let path = dir.join(format!("{log_name}.log"));
+            let file = std::fs::File::create(&path).map_err(io(format!("cannot create {}", path.display())))?;
+            cmd.stderr(file);
+        }
+        None => {
+            cmd.stderr(Stdio::inherit());
+        }
+    }
+    cmd.spawn().map_err(|e| LaunchError::Start { process: what.into(), reason: format!("cannot execute it: {e}") })
+}
+
+/// Party files by name: (CA, certificate chain, key).
+type PartyFiles = BTreeMap<String, (PathBuf, PathBuf, PathBuf)>;
+
+/// This process's identity as the workers' controller (principal
+/// `controller/cohort`, its own CA), trusting each party through that
+/// party's CA.
+fn controller_identity(dir: &Path, parties: &PartyFiles) -> Result<TlsIdentity, LaunchError> {
+    let principal = Role::Controller.principal(CONTROLLER);
+    let (_, (_, cert, key)) = credentials(dir, "controller", &principal)?;
+    let read = |p: &Path| std::fs::read_to_string(p).map_err(io(format!("cannot read {}", p.display())));
+    let (cert, key) = (read(&cert)?, zeroize::Zeroizing::new(read(&key)?));
+    let mut trust = Vec::new();
+    for (name, (ca, _, _)) in parties {
+        trust.push((name.clone(), read(ca)?));
+    }
+    Ok(TlsIdentity::from_pem_pinned(FEDERATION, &principal, &cert, &key, &trust)?)
+}

@@ -1,0 +1,126 @@
+//! `cohort-worker`: one party's worker process. See
+//! `cohort_worker::service` and `docs/worker.md`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use cohort_worker::service::Worker;
+use cohort_worker::service::config::WorkerConfig;
+use tracing::{info, warn};
+
+/// One party's Cohort worker: the peer protocol port, the control API and
+/// the metrics endpoint.
+#[derive(Parser, Debug)]
+#[command(name = "cohort-worker", version)]
+struct Args {
+    /// The worker's configuration file (YAML; see docs/worker.md).
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Override `listen.peer`.
+    #[arg(long)]
+    listen_peer: Option<String>,
+    /// Override `listen.control`.
+    #[arg(long)]
+    listen_control: Option<String>,
+    /// Override `listen.metrics`.
+    #[arg(long)]
+    listen_metrics: Option<String>,
+    /// Override `resultsDir`.
+    #[arg(long)]
+    results_dir: Option<PathBuf>,
+    /// Log lines as JSON objects instead of text.
+    #[arg(long)]
+    log_json: bool,
+    /// How long a SIGTERM waits for running jobs before exiting.
+    #[arg(long, default_value = "30s", value_parser = cohort_worker::service::config::parse_duration)]
+    shutdown_grace: Duration,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if args.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("cohort-worker: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let mut config = WorkerConfig::read(&args.config).map_err(|e| e.to_string())?;
+    if let Some(a) = args.listen_peer {
+        config.listen.peer = a;
+    }
+    if let Some(a) = args.listen_control {
+        config.listen.control = a;
+    }
+    if let Some(a) = args.listen_metrics {
+        config.listen.metrics = a;
+    }
+    if let Some(d) = args.results_dir {
+        config.results_dir = Some(d);
+    }
+    let loaded = config.load(&args.config).map_err(|e| e.to_string())?;
+    let (party, federation) = (loaded.config.party.clone(), loaded.config.federation.clone());
+    let worker = Worker::start(loaded).await.map_err(|e| e.to_string())?;
+    info!(%party, %federation, peer = %worker.peer_addr, control = %worker.control_addr,
+        metrics = %worker.metrics_addr, "worker listening");
+    // One line on stdout for whoever started us (e.g. `cohort run` with
+    // port 0): where each port is bound.
+    println!(
+        "{}",
+        serde_json::json!({
+            "event": "listening",
+            "party": party,
+            "peer": worker.peer_addr.to_string(),
+            "control": worker.control_addr.to_string(),
+            "metrics": worker.metrics_addr.to_string(),
+        })
+    );
+    shutdown_signal().await;
+    info!("shutting down: draining");
+    worker.jobs.drain();
+    let deadline = tokio::time::Instant::now() + args.shutdown_grace;
+    while worker.jobs.load().1 > 0 {
+        if tokio::time::Instant::now() >= deadline {
+            warn!(active = worker.jobs.load().1, "shutdown grace over; abandoning running jobs");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,181 @@
+//! The control API's messages (JSON over HTTP/1.1 over mutual TLS).
+//!
+//! | method and path          | body → reply                              |
+//! |--------------------------|-------------------------------------------|
+//! | `POST /v1/jobs`          | [`JobRequest`] → [`JobStatus`] (201; 200 when the same job was already submitted; 409 when another job has that id) |
+//! | `GET /v1/jobs/{id}`      | → [`JobStatus`] (404 when unknown)        |
+//! | `DELETE /v1/jobs/{id}`   | → [`JobStatus`]: cancels a running job    |
+//! | `GET /v1/health`         | → [`Health`]                              |
+//! | `POST /v1/drain`         | → [`Health`]: refuse new jobs from now on |
+//!
+//! Errors are [`ApiError`] bodies with a 4xx/5xx status. A [`JobRequest`]
+//! carries this party's inputs, so its `Debug` prints only their sizes; a
+//! [`JobStatus`] carries outputs only for a job that succeeded and only the
+//! outputs this party receives, and goes only to the controller.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A job as the controller submits it to one party's worker. Every party's
+/// controller submits the same id, program, party list and protocol; only
+/// the inputs differ.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct JobRequest {
+    /// The job id: 32 hex digits, the same at every party, never reused.
+    pub id: String,
+    /// The program source.
+    pub program: String,
+    /// The job's parties in order (each must be in the worker's
+    /// federation); this worker's party must be one of them.
+    pub parties: Vec<String>,
+    /// This party's inputs by input name. Integers for `int` inputs (kept
+    /// exact up to 2^62), reals for `fixed` ones. Secret.
+    #[serde(default)]
+    pub inputs: BTreeMap<String, Vec<serde_json::Number>>,
+    /// Time limits; the worker's defaults where absent.
+    #[serde(default)]
+    pub timeouts: JobTimeouts,
+}
+
+impl fmt::Debug for JobRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sizes: BTreeMap<&str, usize> = self.inputs.iter().map(|(k, v)| (k.as_str(), v.len())).collect();
+        f.debug_struct("JobRequest")
+            .field("id", &self.id)
+            .field("parties", &self.parties)
+            .field("program_bytes", &self.program.len())
+            .field("input_lengths", &sizes)
+            .field("timeouts", &self.timeouts)
+            .finish()
+    }
+}
+
+/// Time limits of a job, in seconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct JobTimeouts {
+    /// Establishing the connections to every peer.
+    pub connect_seconds: Option<f64>,
+    /// Waiting for any one message.
+    pub round_seconds: Option<f64>,
+    /// The whole job, from submission.
+    pub total_seconds: Option<f64>,
+}
+
+/// Where a job is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    /// Accepted; connecting to the peers.
+    Pending,
+    /// Connected; the protocol is running.
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl Phase {
+    /// Whether the job has finished (successfully or not).
+    pub fn is_final(self) -> bool {
+        matches!(self, Phase::Succeeded | Phase::Failed | Phase::Cancelled)
+    }
+}
+
+/// Why a job failed: which party and step, and what happened. Never a
+/// secret value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Failure {
+    /// The party the failure concerns, when one does (a peer that
+    /// disconnected, disagreed or sent garbage).
+    pub party: Option<String>,
+    /// The protocol step (e.g. `handshake`, `setup`, `layer 2`).
+    pub step: Option<String>,
+    /// The whole message.
+    pub message: String,
+}
+
+/// The public cost of a job at this party.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    pub rounds: u32,
+    pub layers: u32,
+    pub bytes_sent: u64,
+    pub triples_used: u64,
+    pub div_pairs_used: u64,
+    pub protocol_version: u32,
+    /// From submission to the end of the job.
+    pub wall_seconds: f64,
+}
+
+/// One output this party received: a number, or a list for vectors.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OutputValue {
+    Scalar(f64),
+    Vector(Vec<f64>),
+}
+
+impl fmt::Debug for OutputValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OutputValue::Scalar(_) => f.write_str("Scalar([redacted])"),
+            OutputValue::Vector(v) => write!(f, "Vector([{} redacted])", v.len()),
+        }
+    }
+}
+
+/// A job's state as the worker reports it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobStatus {
+    pub id: String,
+    pub phase: Phase,
+    /// SHA-256 of the program source, hex.
+    pub program_hash: String,
+    /// The step running now (while `Running`).
+    pub step: Option<String>,
+    pub failure: Option<Failure>,
+    pub stats: Option<Stats>,
+    /// The outputs this party receives (only once `Succeeded`).
+    pub outputs: Option<BTreeMap<String, OutputValue>>,
+}
+
+/// The worker's state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Health {
+    pub party: String,
+    pub federation: String,
+    /// `ok`, or `draining` once drain was requested.
+    pub status: String,
+    pub draining: bool,
+    /// Jobs not yet finished.
+    pub active_jobs: usize,
+    pub protocol: String,
+    pub min_version: u32,
+    pub max_version: u32,
+    /// Seconds until this worker's certificate expires (negative once expired).
+    pub certificate_expires_in_seconds: f64,
+}
+
+/// An error reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub error: String,
+}
+
+/// Describe a JSON decoding error without quoting the document: serde_json's
+/// own message can quote the offending value, and a request carries inputs.
+pub(crate) fn redacted_json_error(e: &serde_json::Error) -> String {
+    let kind = match e.classify() {
+        serde_json::error::Category::Io => "i/o",
+        serde_json::error::Category::Syntax => "syntax",
+        serde_json::error::Category::Data => "data (a missing, unknown or mistyped field)",
+        serde_json::error::Category::Eof => "unexpected end",
+    };
+    format!("{kind} error at line {}, column {}", e.line(), e.column())
+}

@@ -1,0 +1,323 @@
+//! The worker's configuration file (YAML) and what it loads: addresses,
+//! the TLS identity and trust, the controller allowed on the control API,
+//! the dealer, limits and default timeouts.
+//!
+//! ```yaml
+//! federation: consortium
+//! party: bank-a
+//! listen: {peer: "0.0.0.0:7443", control: "0.0.0.0:7444", metrics: "0.0.0.0:9464"}
+//! tls:
+//!   cert: /etc/cohort/tls/tls.crt         # chain, leaf first
+//!   key: /etc/cohort/tls/tls.key
+//!   peerCas: {bank-b: /etc/cohort/trust/bank-b.pem, bank-c: /etc/cohort/trust/bank-c.pem}
+//! controller: {name: operator, ca: /etc/cohort/trust/bank-a.pem}
+//! parties:                                 # the federation, this party included
+//!   - {name: bank-a, endpoint: "mpc.bank-a.example:7443"}
+//!   - {name: bank-b, endpoint: "mpc.bank-b.example:7443"}
+//!   - {name: bank-c, endpoint: "mpc.bank-c.example:7443"}
+//! dealer: {name: main, endpoint: "dealer.example:7500", ca: /etc/cohort/trust/dealer.pem}   # optional
+//! limits: {maxJobs: 4, maxVectorLen: 16777216}
+//! timeouts: {connect: 30s, round: 30s, total: 10m}
+//! resultsDir: /var/lib/cohort/results     # optional: results are written here before a job succeeds
+//! ```
+//!
+//! Relative paths are relative to the configuration file. Every peer is
+//! trusted only through its own CA (`peerCas`); the controller and the
+//! dealer likewise through theirs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::transport::{Role, TlsIdentity, validate_principal};
+
+/// The configuration as written in the file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WorkerConfig {
+    pub federation: String,
+    pub party: String,
+    pub listen: Listen,
+    pub tls: TlsFiles,
+    pub controller: Controller,
+    pub parties: Vec<PartyEndpoint>,
+    #[serde(default)]
+    pub dealer: Option<DealerEndpoint>,
+    #[serde(default)]
+    pub limits: ServiceLimits,
+    #[serde(default)]
+    pub timeouts: DefaultTimeouts,
+    #[serde(default)]
+    pub results_dir: Option<PathBuf>,
+}
+
+/// Addresses to listen on (`host:port`; port 0 picks a free port, which
+/// the worker prints on stdout once bound).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    /// The party-to-party protocol port (mutual TLS).
+    pub peer: String,
+    /// The control API (mutual TLS, controller only).
+    pub control: String,
+    /// `/metrics`, `/healthz`, `/readyz` (plain HTTP).
+    pub metrics: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TlsFiles {
+    /// This worker's certificate chain (PEM, leaf first).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+    /// Each peer party's CA bundle (PEM).
+    pub peer_cas: BTreeMap<String, PathBuf>,
+}
+
+/// The only client the control API accepts: principal `controller/<name>`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Controller {
+    pub name: String,
+    /// CA bundle that issues the controller's certificate.
+    pub ca: PathBuf,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartyEndpoint {
+    pub name: String,
+    /// `host:port` of the party's peer port.
+    pub endpoint: String,
+}
+
+/// A trusted dealer (a TRUSTED THIRD PARTY) serving material.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DealerEndpoint {
+    /// Principal `dealer/<name>`.
+    pub name: String,
+    pub endpoint: String,
+    pub ca: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServiceLimits {
+    /// Jobs running at once; more are refused (429).
+    #[serde(default = "default_max_jobs")]
+    pub max_jobs: usize,
+    /// Largest input vector a party may declare.
+    #[serde(default = "default_max_vector_len")]
+    pub max_vector_len: usize,
+    /// Largest control API request body.
+    #[serde(default = "default_max_request_bytes")]
+    pub max_request_bytes: usize,
+    /// Finished jobs remembered for status queries (oldest forgotten first).
+    #[serde(default = "default_history")]
+    pub history: usize,
+}
+
+fn default_max_jobs() -> usize {
+    4
+}
+fn default_max_vector_len() -> usize {
+    1 << 24
+}
+fn default_max_request_bytes() -> usize {
+    512 << 20
+}
+fn default_history() -> usize {
+    1000
+}
+
+impl Default for ServiceLimits {
+    fn default() -> Self {
+        ServiceLimits {
+            max_jobs: default_max_jobs(),
+            max_vector_len: default_max_vector_len(),
+            max_request_bytes: default_max_request_bytes(),
+            history: default_history(),
+        }
+    }
+}
+
+/// Default time limits of jobs that do not set their own.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultTimeouts {
+    #[serde(default = "default_connect", deserialize_with = "de_duration")]
+    pub connect: Duration,
+    #[serde(default = "default_round", deserialize_with = "de_duration")]
+    pub round: Duration,
+    #[serde(default = "default_total", deserialize_with = "de_duration")]
+    pub total: Duration,
+}
+
+fn default_connect() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_round() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_total() -> Duration {
+    Duration::from_secs(600)
+}
+
+impl Default for DefaultTimeouts {
+    fn default() -> Self {
+        DefaultTimeouts { connect: default_connect(), round: default_round(), total: default_total() }
+    }
+}
+
+fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_duration(&text).map_err(serde::de::Error::custom)
+}
+
+/// Parse `500ms`, `30s`, `10m`, `1h` (a positive integer and a unit).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| format!("invalid duration {text:?}: expected e.g. 500ms, 30s, 10m, 1h"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => return Err(format!("invalid duration {text:?}: the unit must be ms, s, m or h")),
+    };
+    if d.is_zero() {
+        return Err(format!("invalid duration {text:?}: must be positive"));
+    }
+    Ok(d)
+}
+
+/// A configuration problem: which file or field, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {reason}")]
+    Parse { path: PathBuf, reason: String },
+    #[error("{path}: {field}: {reason}")]
+    Invalid { path: PathBuf, field: String, reason: String },
+}
+
+/// A loaded configuration: the file's settings and the TLS identity built
+/// from the files it names.
+pub struct Loaded {
+    pub config: WorkerConfig,
+    pub identity: Arc<TlsIdentity>,
+    /// The controller principal (`controller/<name>`).
+    pub controller: String,
+    /// The dealer principal (`dealer/<name>`), when a dealer is configured.
+    pub dealer: Option<String>,
+}
+
+impl WorkerConfig {
+    /// Read and check the file at `path`.
+    pub fn read(path: &Path) -> Result<WorkerConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let mut config: WorkerConfig = serde_saphyr::from_str(&text)
+            .map_err(|e| ConfigError::Parse { path: path.into(), reason: e.to_string() })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.tls.cert);
+        fix(&mut self.tls.key);
+        self.tls.peer_cas.values_mut().for_each(fix);
+        fix(&mut self.controller.ca);
+        if let Some(d) = &mut self.dealer {
+            fix(&mut d.ca);
+        }
+        if let Some(r) = &mut self.results_dir {
+            fix(r);
+        }
+    }
+
+    /// Check the settings and load the TLS identity. `path` names the file
+    /// in errors.
+    pub fn load(self, path: &Path) -> Result<Loaded, ConfigError> {
+        let invalid =
+            |field: &str, reason: String| ConfigError::Invalid { path: path.into(), field: field.into(), reason };
+        crate::transport::certs::validate_name("federation", &self.federation).map_err(|r| invalid("federation", r))?;
+        crate::transport::certs::validate_name("party", &self.party).map_err(|r| invalid("party", r))?;
+        let mut seen = std::collections::BTreeSet::new();
+        for p in &self.parties {
+            crate::transport::certs::validate_name("party", &p.name).map_err(|r| invalid("parties", r))?;
+            if !seen.insert(p.name.as_str()) {
+                return Err(invalid("parties", format!("party {} is listed twice", p.name)));
+            }
+        }
+        if !seen.contains(self.party.as_str()) {
+            return Err(invalid("parties", format!("this party ({}) is not listed", self.party)));
+        }
+        for p in &self.parties {
+            if p.name != self.party && !self.tls.peer_cas.contains_key(&p.name) {
+                return Err(invalid("tls.peerCas", format!("no CA is given for party {}", p.name)));
+            }
+        }
+        for name in self.tls.peer_cas.keys() {
+            if !seen.contains(name.as_str()) || *name == self.party {
+                return Err(invalid("tls.peerCas", format!("{name} is not a peer party of this federation")));
+            }
+        }
+        if self.limits.max_jobs == 0 {
+            return Err(invalid("limits.maxJobs", "must be at least 1".into()));
+        }
+        let controller = Role::Controller.principal(&self.controller.name);
+        validate_principal(&controller).map_err(|r| invalid("controller.name", r))?;
+        let dealer = match &self.dealer {
+            Some(d) => {
+                let principal = Role::Dealer.principal(&d.name);
+                validate_principal(&principal).map_err(|r| invalid("dealer.name", r))?;
+                Some(principal)
+            }
+            None => None,
+        };
+        let read = |p: &Path| std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.into(), source });
+        let cert = read(&self.tls.cert)?;
+        let key = zeroize::Zeroizing::new(read(&self.tls.key)?);
+        let mut trusted = Vec::new();
+        for (name, ca) in &self.tls.peer_cas {
+            trusted.push((name.clone(), read(ca)?));
+        }
+        trusted.push((controller.clone(), read(&self.controller.ca)?));
+        if let (Some(d), Some(principal)) = (&self.dealer, &dealer) {
+            trusted.push((principal.clone(), read(&d.ca)?));
+        }
+        let identity = TlsIdentity::from_pem_pinned(&self.federation, &self.party, &cert, &key, &trusted)
+            .map_err(|e| invalid("tls", e.kind.to_string()))?;
+        Ok(Loaded { config: self, identity: Arc::new(identity), controller, dealer })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        for bad in ["", "s", "10", "0s", "1.5s", "-1s", "10d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,321 @@
+//! The control API: HTTP/1.1 with JSON bodies (see [`super::api`]) over
+//! mutual TLS 1.3. The server accepts exactly one client principal, the
+//! configured controller (`controller/<name>`, trusted through its own CA);
+//! [`ControlClient`] is that controller's side (used by `cohort run` and the
+//! operator).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tracing::info;
+
+use super::api::{ApiError, Health, JobRequest, JobStatus};
+use super::jobs::{Jobs, SubmitError};
+use crate::protocol::{PROTOCOL_NAME, SUPPORTED_VERSIONS};
+use crate::transport::tls::ReportSlot;
+use crate::transport::{TlsIdentity, TransportError, TransportErrorKind, describe};
+
+/// Time a client has to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound on one control connection.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(300);
+
+type Body = Full<Bytes>;
+
+/// What the control server needs.
+pub(crate) struct ControlServer {
+    pub(crate) identity: Arc<TlsIdentity>,
+    pub(crate) controller: String,
+    pub(crate) jobs: Arc<Jobs>,
+    pub(crate) max_request_bytes: usize,
+    pub(crate) health: Arc<dyn Fn() -> Health + Send + Sync>,
+}
+
+impl ControlServer {
+    /// Serve the control API on `listener` until the task is dropped.
+    pub(crate) async fn serve(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let Ok((tcp, peer)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            };
+            let server = self.clone();
+            tokio::spawn(async move {
+                let _ = tcp.set_nodelay(true);
+                let report = ReportSlot::default();
+                let config =
+                    match server.identity.server_config(std::slice::from_ref(&server.controller), report.clone()) {
+                        Ok(c) => c,
+                        Err(e) => return info!(error = %e, "control API: TLS setup failed"),
+                    };
+                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, TlsAcceptor::from(config).accept(tcp)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        let why = report.lock().ok().and_then(|mut r| r.failure.take());
+                        return match why {
+                            Some(f) => info!(%peer, reason = %f, "control API: refused a client"),
+                            None => info!(%peer, error = %e, "control API: TLS handshake failed"),
+                        };
+                    }
+                    Err(_) => return info!(%peer, "control API: TLS handshake timed out"),
+                };
+                let service = hyper::service::service_fn(move |req| {
+                    let server = server.clone();
+                    async move { Ok::<_, std::convert::Infallible>(server.handle(req).await) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HANDSHAKE_TIMEOUT)
+                    .serve_connection(TokioIo::new(tls), service);
+                let _ = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await;
+            });
+        }
+    }
+
+    async fn handle(&self, req: Request<hyper::body::Incoming>) -> Response<Body> {
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match (&method, segments.as_slice()) {
+            (&Method::POST, ["v1", "jobs"]) => {
+                let body = match Limited::new(req.into_body(), self.max_request_bytes).collect().await {
+                    Ok(b) => b.to_bytes(),
+                    Err(_) => {
+                        return error(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            format!("the request body is unreadable or larger than {} bytes", self.max_request_bytes),
+                        );
+                    }
+                };
+                // serde_json's messages can quote the offending value (an
+                // input): report only its position and category.
+                let request: JobRequest = match serde_json::from_slice(&body) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            format!("invalid job request: {}", super::api::redacted_json_error(&e)),
+                        );
+                    }
+                };
+                match self.jobs.submit(request) {
+                    Ok((status, true)) => json(StatusCode::CREATED, &status),
+                    Ok((status, false)) => json(StatusCode::OK, &status),
+                    Err(e @ SubmitError::Invalid(_)) => error(StatusCode::BAD_REQUEST, e.to_string()),
+                    Err(e @ SubmitError::Conflict(_)) => error(StatusCode::CONFLICT, e.to_string()),
+                    Err(e @ SubmitError::Draining) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+                    Err(e @ SubmitError::Busy(_)) => error(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
+                }
+            }
+            (&Method::GET, ["v1", "jobs", id]) => match self.jobs.status(id) {
+                Some(status) => json(StatusCode::OK, &status),
+                None => error(StatusCode::NOT_FOUND, format!("no job {id}")),
+            },
+            (&Method::DELETE, ["v1", "jobs", id]) => match self.jobs.cancel(id) {
+                Some(status) => json(StatusCode::OK, &status),
+                None => error(StatusCode::NOT_FOUND, format!("no job {id}")),
+            },
+            (&Method::GET, ["v1", "health"]) => json(StatusCode::OK, &(self.health)()),
+            (&Method::POST, ["v1", "drain"]) => {
+                self.jobs.drain();
+                info!("draining: no new jobs are admitted");
+                json(StatusCode::OK, &(self.health)())
+            }
+            _ => error(StatusCode::NOT_FOUND, format!("no endpoint {method} {path}")),
+        }
+    }
+}
+
+/// Serialize `value` as the reply.
+fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    match serde_json::to_vec(value) {
+        Ok(body) => reply(status, body),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode the reply: {e}")),
+    }
+}
+
+fn error(status: StatusCode, message: String) -> Response<Body> {
+    let body = serde_json::to_vec(&ApiError { error: message }).unwrap_or_default();
+    reply(status, body)
+}
+
+fn reply(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    response
+}
+
+/// The health document of a worker.
+pub(crate) fn health(identity: &TlsIdentity, jobs: &Jobs, expires_in: f64) -> Health {
+    let (draining, active_jobs) = jobs.load();
+    Health {
+        party: identity.party().to_string(),
+        federation: identity.federation().to_string(),
+        status: if draining { "draining" } else { "ok" }.into(),
+        draining,
+        active_jobs,
+        protocol: PROTOCOL_NAME.into(),
+        min_version: SUPPORTED_VERSIONS.0,
+        max_version: SUPPORTED_VERSIONS.1,
+        certificate_expires_in_seconds: expires_in,
+    }
+}
+
+/// A control API call that failed: which worker, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("worker of {worker} at {endpoint}: {reason}")]
+    Connect { worker: String, endpoint: String, reason: String },
+    #[error("worker of {worker}: {source}")]
+    Tls { worker: String, source: TransportError },
+    #[error("worker of {worker} answered {status}: {message}")]
+    Api { worker: String, status: u16, message: String },
+    #[error("worker of {worker}: {reason}")]
+    Protocol { worker: String, reason: String },
+}
+
+impl ControlError {
+    /// The HTTP status of an API refusal.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ControlError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// The controller's client for one worker.
+#[derive(Clone)]
+pub struct ControlClient {
+    identity: Arc<TlsIdentity>,
+    endpoint: String,
+    party: String,
+    timeout: Duration,
+}
+
+impl ControlClient {
+    /// A client of the worker of `party` at `endpoint` (`host:port`),
+    /// authenticating as `identity` (a controller principal) and accepting
+    /// only a certificate for `party`.
+    pub fn new(identity: Arc<TlsIdentity>, endpoint: impl Into<String>, party: impl Into<String>) -> ControlClient {
+        ControlClient { identity, endpoint: endpoint.into(), party: party.into(), timeout: Duration::from_secs(30) }
+    }
+
+    /// Submit a job (idempotent for the same id, program and parties).
+    pub async fn submit(&self, request: &JobRequest) -> Result<JobStatus, ControlError> {
+        let body = serde_json::to_vec(request).map_err(|e| self.protocol(format!("cannot encode the request: {e}")))?;
+        self.call(Method::POST, "/v1/jobs", Some(body)).await
+    }
+
+    pub async fn status(&self, id: &str) -> Result<JobStatus, ControlError> {
+        self.call(Method::GET, &format!("/v1/jobs/{id}"), None).await
+    }
+
+    pub async fn cancel(&self, id: &str) -> Result<JobStatus, ControlError> {
+        self.call(Method::DELETE, &format!("/v1/jobs/{id}"), None).await
+    }
+
+    pub async fn health(&self) -> Result<Health, ControlError> {
+        self.call(Method::GET, "/v1/health", None).await
+    }
+
+    pub async fn drain(&self) -> Result<Health, ControlError> {
+        self.call(Method::POST, "/v1/drain", None).await
+    }
+
+    /// Poll a job every `every` until it has finished.
+    pub async fn wait(&self, id: &str, every: Duration) -> Result<JobStatus, ControlError> {
+        loop {
+            let status = self.status(id).await?;
+            if status.phase.is_final() {
+                return Ok(status);
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    fn protocol(&self, reason: String) -> ControlError {
+        ControlError::Protocol { worker: self.party.clone(), reason }
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<T, ControlError> {
+        match tokio::time::timeout(self.timeout, self.call_inner(method, path, body)).await {
+            Ok(result) => result,
+            Err(_) => Err(self.protocol(format!("no answer within {:?}", self.timeout))),
+        }
+    }
+
+    async fn call_inner<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<T, ControlError> {
+        let connect = |reason: String| ControlError::Connect {
+            worker: self.party.clone(),
+            endpoint: self.endpoint.clone(),
+            reason,
+        };
+        let tcp = TcpStream::connect(&self.endpoint).await.map_err(|e| connect(e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        let report = ReportSlot::default();
+        let tls_err = |source: TransportError| ControlError::Tls { worker: self.party.clone(), source };
+        let config = self.identity.client_config(&self.party, report.clone()).map_err(tls_err)?;
+        let server_name =
+            rustls::pki_types::ServerName::IpAddress(tcp.peer_addr().map_err(|e| connect(e.to_string()))?.ip().into());
+        let tls = TlsConnector::from(config).connect(server_name, tcp).await.map_err(|e| {
+            let failure = report.lock().ok().and_then(|mut r| r.failure.take());
+            let kind = match failure {
+                Some(f) => TransportErrorKind::Tls(f),
+                None => TransportErrorKind::from_io(e),
+            };
+            tls_err(TransportError::new(Some(&self.party), crate::transport::Step::Handshake, kind))
+        })?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| self.protocol(format!("HTTP handshake failed: {e}")))?;
+        let driver = tokio::spawn(conn);
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, describe(&self.party).replace(' ', "-"))
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| self.protocol(format!("cannot build the request: {e}")))?;
+        let response = sender.send_request(request).await.map_err(|e| {
+            // A refused client certificate shows up as a failed request.
+            self.protocol(format!("request failed (is this client the worker's configured controller?): {e}"))
+        })?;
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| self.protocol(format!("reading the reply failed: {e}")))?
+            .to_bytes();
+        driver.abort();
+        if !status.is_success() {
+            let message = serde_json::from_slice::<ApiError>(&bytes)
+                .map(|e| e.error)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned());
+            return Err(ControlError::Api { worker: self.party.clone(), status: status.as_u16(), message });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| self.protocol(format!("malformed reply: {e}")))
+    }
+}

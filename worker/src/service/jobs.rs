@@ -1,0 +1,592 @@
+//! The jobs of one worker: admission, running, status, cancellation,
+//! draining, and the durable record of results.
+//!
+//! A job is admitted once per id. Submitting the same id again with the
+//! same program and party list returns the existing job (so a controller
+//! that restarts and resubmits never runs a job twice); with anything else
+//! it is a conflict. At most `limits.maxJobs` jobs run at once and a
+//! draining worker admits none. Admission registers the job with the
+//! peer [`Router`] at once, so peers that dial early are not lost.
+//!
+//! A job then connects to its peers, runs the protocol with material from
+//! the configured dealer, and — when a results directory is configured —
+//! writes its result there (fsync, then rename) *before* it reports
+//! `Succeeded`. Results found there at start-up are served again.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+use tokio::task::AbortHandle;
+use tracing::{info, warn};
+
+use super::api::{self, Failure, JobRequest, JobStatus, Phase, Stats};
+use super::config::Loaded;
+use super::metrics::Metrics;
+use crate::executor::{ExecuteOptions, JobError, JobOutput, OwnInputs, execute};
+use crate::fixed::{self, FixedPoint};
+use crate::local::consent_digest;
+use crate::preprocessing::dealer::DealerSource;
+use crate::preprocessing::dealer::client::{DealerEndpoint, DrawOptions, draw};
+use crate::preprocessing::{MaterialPlan, PreprocessingError};
+use crate::program::ir::{Circuit, ElemType};
+use crate::program::{compile, program_hash};
+use crate::protocol::{PROTOCOL_NAME, SUPPORTED_VERSIONS};
+use crate::transport::{
+    InboundSource, JobId, Limits, Mesh, MeshConfig, PeerAddr, ProtocolOffer, Registration, Router, Step, Timeouts,
+    TransportError, TransportErrorKind,
+};
+
+/// Why a submission was not admitted.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("job {0} exists with a different program or party list")]
+    Conflict(String),
+    #[error("the worker is draining and admits no new jobs")]
+    Draining,
+    #[error("{0} jobs are already running (limits.maxJobs)")]
+    Busy(usize),
+}
+
+/// Parse a job id: 32 hex digits.
+pub fn parse_job_id(text: &str) -> Result<JobId, String> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 32 || !bytes.iter().all(u8::is_ascii_hexdigit) {
+        return Err("a job id is 32 hexadecimal digits".into());
+    }
+    let mut id = [0u8; 16];
+    for (i, pair) in bytes.chunks_exact(2).enumerate() {
+        let hex = std::str::from_utf8(pair).map_err(|_| "invalid job id".to_string())?;
+        id[i] = u8::from_str_radix(hex, 16).map_err(|_| "invalid job id".to_string())?;
+    }
+    Ok(JobId(id))
+}
+
+struct Entry {
+    fingerprint: String,
+    status: JobStatus,
+    task: Option<AbortHandle>,
+}
+
+#[derive(Default)]
+struct Table {
+    jobs: HashMap<String, Entry>,
+    finished: VecDeque<String>,
+    draining: bool,
+}
+
+/// Everything a job needs from its worker.
+pub(crate) struct Context {
+    pub(crate) loaded: Loaded,
+    pub(crate) router: Router,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+/// The worker's jobs.
+pub struct Jobs {
+    ctx: Arc<Context>,
+    table: Mutex<Table>,
+    slots: Arc<Semaphore>,
+}
+
+/// What is stored for a finished job in the results directory.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    fingerprint: String,
+    status: JobStatus,
+}
+
+impl Jobs {
+    pub(crate) fn new(ctx: Arc<Context>) -> Arc<Jobs> {
+        let slots = Arc::new(Semaphore::new(ctx.loaded.config.limits.max_jobs));
+        let jobs = Arc::new(Jobs { ctx, table: Mutex::new(Table::default()), slots });
+        jobs.load_results();
+        jobs
+    }
+
+    fn table(&self) -> MutexGuard<'_, Table> {
+        // Every update leaves the table consistent; keep using it after a
+        // panic elsewhere.
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Results from an earlier run of this worker.
+    fn load_results(&self) {
+        let Some(dir) = &self.ctx.loaded.config.results_dir else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let mut table = self.table();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            match std::fs::read(&path).map_err(|e| e.to_string()).and_then(|b| {
+                serde_json::from_slice::<Stored>(&b)
+                    .map_err(|e| format!("not a result file: {}", api::redacted_json_error(&e)))
+            }) {
+                Ok(stored) => {
+                    let id = stored.status.id.clone();
+                    table.finished.push_back(id.clone());
+                    table.jobs.insert(id, Entry { fingerprint: stored.fingerprint, status: stored.status, task: None });
+                }
+                Err(reason) => warn!(file = %path.display(), %reason, "skipped a file in the results directory"),
+            }
+        }
+    }
+
+    /// Admit a job and start it. Returns its status and whether it is new.
+    pub fn submit(self: &Arc<Self>, request: JobRequest) -> Result<(JobStatus, bool), SubmitError> {
+        let job = parse_job_id(&request.id).map_err(SubmitError::Invalid)?;
+        let fingerprint = fingerprint(&request);
+        let mut table = self.table();
+        if let Some(existing) = table.jobs.get(&request.id) {
+            return if existing.fingerprint == fingerprint {
+                Ok((existing.status.clone(), false))
+            } else {
+                Err(SubmitError::Conflict(request.id))
+            };
+        }
+        if table.draining {
+            return Err(SubmitError::Draining);
+        }
+        let slot = self.slots.clone().try_acquire_owned().map_err(|_| SubmitError::Busy(self.max_jobs()))?;
+        let mut status = JobStatus {
+            id: request.id.clone(),
+            phase: Phase::Pending,
+            program_hash: format!("sha256:{}", hex(&program_hash(&request.program))),
+            step: Some("connecting".into()),
+            failure: None,
+            stats: None,
+            outputs: None,
+        };
+        // Everything that can be checked alone is checked now; a job that
+        // fails here still gets a status, and its peers see it never
+        // connect.
+        let prepared = self.prepare(job, &request);
+        let task = match prepared {
+            Err(message) => {
+                status.phase = Phase::Failed;
+                status.step = None;
+                status.failure = Some(Failure { party: Some(self.party().to_string()), step: None, message });
+                None
+            }
+            Ok(prepared) => {
+                let jobs = self.clone();
+                let id = request.id.clone();
+                let handle = tokio::spawn(async move {
+                    let _slot = slot;
+                    let started = Instant::now();
+                    let result = jobs.run(job, &id, prepared).await;
+                    jobs.finish(&id, result, started.elapsed()).await;
+                });
+                Some(handle.abort_handle())
+            }
+        };
+        info!(job = %request.id, parties = ?request.parties, phase = ?status.phase, "job admitted");
+        let failed_early = task.is_none();
+        table.jobs.insert(request.id.clone(), Entry { fingerprint, status: status.clone(), task });
+        if failed_early {
+            self.ctx.metrics.job_finished("failed", None);
+            Self::remember_finished(&mut table, &request.id, self.ctx.loaded.config.limits.history);
+        } else {
+            self.ctx.metrics.jobs_active.inc();
+        }
+        Ok((status, true))
+    }
+
+    fn max_jobs(&self) -> usize {
+        self.ctx.loaded.config.limits.max_jobs
+    }
+
+    fn party(&self) -> &str {
+        &self.ctx.loaded.config.party
+    }
+
+    /// Check the request against this worker's federation, compile the
+    /// program and encode the inputs.
+    fn prepare(&self, job: JobId, request: &JobRequest) -> Result<Prepared, String> {
+        let config = &self.ctx.loaded.config;
+        if request.parties.len() < 2 {
+            return Err("a job needs at least two parties".into());
+        }
+        let mut parties = Vec::new();
+        for (i, name) in request.parties.iter().enumerate() {
+            if request.parties[..i].contains(name) {
+                return Err(format!("party {name} is listed twice"));
+            }
+            let Some(p) = config.parties.iter().find(|p| p.name == *name) else {
+                return Err(format!("party {name} is not in this worker's federation"));
+            };
+            parties.push(p.clone());
+        }
+        let Some(me) = request.parties.iter().position(|p| p == &config.party) else {
+            return Err(format!("this party ({}) is not among the job's parties", config.party));
+        };
+        let circuit = compile(&request.program, &request.parties).map_err(|e| format!("program: {e}"))?;
+        let inputs = encode_inputs(&circuit, me, &request.inputs)?;
+        let timeouts = resolve_timeouts(&request.timeouts, &config.timeouts)?;
+        let registration = self.ctx.router.register(job).map_err(|e| e.to_string())?;
+        Ok(Prepared {
+            circuit,
+            inputs,
+            me,
+            parties,
+            consent: consent_digest(&request.program, &request.parties),
+            timeouts,
+            registration,
+        })
+    }
+
+    async fn run(&self, job: JobId, id: &str, prepared: Prepared) -> Result<(JobOutput, u32), JobError> {
+        let Prepared { circuit, inputs, me, parties, consent, timeouts, mut registration } = prepared;
+        let deadline = Instant::now() + timeouts.total;
+        let cfg = self.mesh_config(me, &parties, &timeouts).await?;
+        let mesh = match tokio::time::timeout_at(
+            deadline.into(),
+            Mesh::establish_from(&cfg, InboundSource::Routed(registration.connections()), job),
+        )
+        .await
+        {
+            Ok(mesh) => mesh?,
+            Err(_) => return Err(JobError::Deadline { limit: timeouts.total, step: Step::Handshake }),
+        };
+        drop(registration);
+        self.set_running(id);
+        let mut options = ExecuteOptions::new(consent);
+        options.job_timeout = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+        options.max_vector_len = self.ctx.loaded.config.limits.max_vector_len;
+        let names: Vec<String> = parties.iter().map(|p| p.name.clone()).collect();
+        let result = execute(&mesh, &circuit, &inputs, &options, |plan| self.draw(job, names, plan)).await;
+        mesh.close().await;
+        result.map(|output| (output, circuit.frac_bits))
+    }
+
+    async fn mesh_config(
+        &self,
+        me: usize,
+        parties: &[super::config::PartyEndpoint],
+        timeouts: &JobLimits,
+    ) -> Result<MeshConfig, JobError> {
+        let mut peers = Vec::new();
+        for p in parties {
+            let addr = resolve(&p.endpoint).await.map_err(|reason| {
+                TransportError::new(
+                    Some(&p.name),
+                    Step::Handshake,
+                    TransportErrorKind::Config(format!("cannot resolve its endpoint {}: {reason}", p.endpoint)),
+                )
+            })?;
+            peers.push(PeerAddr { name: p.name.clone(), addr });
+        }
+        Ok(MeshConfig {
+            federation: self.ctx.loaded.config.federation.clone(),
+            self_index: me,
+            parties: peers,
+            identity: self.ctx.loaded.identity.clone(),
+            protocol: ProtocolOffer {
+                name: PROTOCOL_NAME.into(),
+                min_version: SUPPORTED_VERSIONS.0,
+                max_version: SUPPORTED_VERSIONS.1,
+            },
+            limits: Limits::default(),
+            timeouts: Timeouts { connect: timeouts.connect, round: timeouts.round },
+        })
+    }
+
+    /// This party's material stream for the job, from the dealer.
+    async fn draw(
+        &self,
+        job: JobId,
+        parties: Vec<String>,
+        plan: MaterialPlan,
+    ) -> Result<DealerSource, PreprocessingError> {
+        let loaded = &self.ctx.loaded;
+        let (Some(dealer), Some(principal)) = (&loaded.config.dealer, &loaded.dealer) else {
+            return Err(PreprocessingError::Exhausted("no dealer is configured for this worker".into()));
+        };
+        let addr = resolve(&dealer.endpoint).await.map_err(|reason| {
+            PreprocessingError::Exhausted(format!("cannot resolve the dealer's endpoint {}: {reason}", dealer.endpoint))
+        })?;
+        let endpoint = DealerEndpoint { principal: principal.clone(), addr };
+        draw(&loaded.identity, &endpoint, job, &parties, &plan, &DrawOptions::default()).await
+    }
+
+    fn set_running(&self, id: &str) {
+        if let Some(entry) = self.table().jobs.get_mut(id)
+            && entry.status.phase == Phase::Pending
+        {
+            entry.status.phase = Phase::Running;
+            entry.status.step = Some("running".into());
+        }
+    }
+
+    async fn finish(&self, id: &str, result: Result<(JobOutput, u32), JobError>, elapsed: Duration) {
+        let (phase, stats, outputs, failure) = match result {
+            Ok((output, frac_bits)) => {
+                let stats = stats_of(&output, elapsed);
+                (Phase::Succeeded, Some(stats), Some(outputs_of(&output, frac_bits)), None)
+            }
+            Err(e) => (Phase::Failed, None, None, Some(failure_of(&e))),
+        };
+        let mut status = {
+            let table = self.table();
+            let Some(entry) = table.jobs.get(id) else { return };
+            if entry.status.phase.is_final() {
+                return; // cancelled meanwhile
+            }
+            entry.status.clone()
+        };
+        status.phase = phase;
+        status.step = None;
+        status.stats = stats;
+        status.outputs = outputs;
+        status.failure = failure;
+        if phase == Phase::Succeeded
+            && let Err(e) = self.store(id, &status).await
+        {
+            status.phase = Phase::Failed;
+            status.outputs = None;
+            status.failure = Some(Failure {
+                party: Some(self.party().to_string()),
+                step: Some("output".into()),
+                message: format!("the result could not be stored: {e}"),
+            });
+        }
+        match &status.failure {
+            None => info!(job = %id, "job succeeded"),
+            Some(f) => warn!(job = %id, failure = %f.message, "job failed"),
+        }
+        let outcome = if status.phase == Phase::Succeeded { "succeeded" } else { "failed" };
+        self.ctx.metrics.job_finished(outcome, Some((elapsed, status.stats.as_ref())));
+        self.ctx.metrics.jobs_active.dec();
+        let mut table = self.table();
+        if let Some(entry) = table.jobs.get_mut(id) {
+            entry.status = status;
+            entry.task = None;
+        }
+        Self::remember_finished(&mut table, id, self.ctx.loaded.config.limits.history);
+    }
+
+    /// Write the result durably before it is reported.
+    async fn store(&self, id: &str, status: &JobStatus) -> std::io::Result<()> {
+        let Some(dir) = self.ctx.loaded.config.results_dir.clone() else { return Ok(()) };
+        let fingerprint = self.table().jobs.get(id).map(|e| e.fingerprint.clone()).unwrap_or_default();
+        let bytes =
+            serde_json::to_vec(&Stored { fingerprint, status: status.clone() }).map_err(std::io::Error::other)?;
+        let id = id.to_string();
+        tokio::task::spawn_blocking(move || write_durably(&dir, &id, &bytes))
+            .await
+            .map_err(|e| std::io::Error::other(format!("storing task failed: {e}")))?
+    }
+
+    fn remember_finished(table: &mut Table, id: &str, history: usize) {
+        table.finished.push_back(id.to_string());
+        while table.finished.len() > history {
+            if let Some(old) = table.finished.pop_front() {
+                table.jobs.remove(&old);
+            }
+        }
+    }
+
+    /// A job's status.
+    pub fn status(&self, id: &str) -> Option<JobStatus> {
+        self.table().jobs.get(id).map(|e| e.status.clone())
+    }
+
+    /// Cancel a job that has not finished; peers see this party leave.
+    pub fn cancel(&self, id: &str) -> Option<JobStatus> {
+        let mut table = self.table();
+        let entry = table.jobs.get_mut(id)?;
+        if !entry.status.phase.is_final() {
+            if let Some(task) = entry.task.take() {
+                task.abort();
+            }
+            entry.status.phase = Phase::Cancelled;
+            entry.status.step = None;
+            entry.status.failure = Some(Failure {
+                party: Some(self.ctx.loaded.config.party.clone()),
+                step: None,
+                message: "cancelled by the controller".into(),
+            });
+            self.ctx.metrics.job_finished("cancelled", None);
+            self.ctx.metrics.jobs_active.dec();
+            let status = entry.status.clone();
+            Self::remember_finished(&mut table, id, self.ctx.loaded.config.limits.history);
+            return Some(status);
+        }
+        Some(entry.status.clone())
+    }
+
+    /// Admit no new jobs from now on.
+    pub fn drain(&self) {
+        self.table().draining = true;
+    }
+
+    /// Whether the worker is draining, and how many jobs have not finished.
+    pub fn load(&self) -> (bool, usize) {
+        let table = self.table();
+        (table.draining, table.jobs.values().filter(|e| !e.status.phase.is_final()).count())
+    }
+}
+
+/// What a job needs once admitted.
+struct Prepared {
+    circuit: Circuit,
+    inputs: OwnInputs,
+    me: usize,
+    parties: Vec<super::config::PartyEndpoint>,
+    consent: [u8; 32],
+    timeouts: JobLimits,
+    registration: Registration,
+}
+
+struct JobLimits {
+    connect: Duration,
+    round: Duration,
+    total: Duration,
+}
+
+fn resolve_timeouts(
+    requested: &api::JobTimeouts,
+    defaults: &super::config::DefaultTimeouts,
+) -> Result<JobLimits, String> {
+    let pick = |what: &str, v: Option<f64>, default: Duration| match v {
+        None => Ok(default),
+        Some(s) if s.is_finite() && s > 0.0 && s <= 7.0 * 86400.0 => Ok(Duration::from_secs_f64(s)),
+        Some(_) => Err(format!("timeouts.{what}: must be a positive number of seconds, at most a week")),
+    };
+    Ok(JobLimits {
+        connect: pick("connectSeconds", requested.connect_seconds, defaults.connect)?,
+        round: pick("roundSeconds", requested.round_seconds, defaults.round)?,
+        total: pick("totalSeconds", requested.total_seconds, defaults.total)?,
+    })
+}
+
+/// Encode this party's inputs: every input the program expects from it,
+/// and nothing else. Errors name the input and element, never a value.
+fn encode_inputs(
+    circuit: &Circuit,
+    me: usize,
+    given: &BTreeMap<String, Vec<serde_json::Number>>,
+) -> Result<OwnInputs, String> {
+    let fp = FixedPoint::new(circuit.frac_bits).ok_or("unsupported fixed-point precision")?;
+    let mut own = OwnInputs::new();
+    for name in given.keys() {
+        let Some(decl) = circuit.inputs.iter().find(|d| d.name == *name) else {
+            return Err(format!("input `{name}`: the program declares no input of that name"));
+        };
+        if !decl.owners.includes(me) {
+            return Err(format!("input `{name}`: the program does not take it from this party"));
+        }
+    }
+    for decl in circuit.inputs.iter().filter(|d| d.owners.includes(me)) {
+        let Some(values) = given.get(&decl.name) else {
+            return Err(format!("input `{}`: missing (the program takes it from this party)", decl.name));
+        };
+        let mut encoded = Vec::with_capacity(values.len());
+        for (i, v) in values.iter().enumerate() {
+            let e = match decl.elem {
+                ElemType::Int => match v.as_i64() {
+                    Some(x) => fixed::encode_int(x).map_err(|e| e.to_string()),
+                    None => Err("not an integer".to_string()),
+                },
+                ElemType::Fixed => match v.as_f64() {
+                    Some(x) => fp.encode(x).map_err(|e| e.to_string()),
+                    None => Err("not a number".to_string()),
+                },
+            };
+            encoded.push(e.map_err(|reason| format!("input `{}`, element {i}: {reason}", decl.name))?);
+        }
+        own.insert_encoded(circuit, &decl.name, crate::sharing::Secret::new(encoded)).map_err(|e| e.to_string())?;
+    }
+    Ok(own)
+}
+
+fn fingerprint(request: &JobRequest) -> String {
+    let mut text = request.program.clone();
+    for p in &request.parties {
+        text.push('\n');
+        text.push_str(p);
+    }
+    hex(&program_hash(&text))
+}
+
+fn stats_of(output: &JobOutput, elapsed: Duration) -> Stats {
+    let s = &output.stats;
+    Stats {
+        rounds: s.rounds,
+        layers: s.layers,
+        bytes_sent: s.bytes_sent,
+        triples_used: s.triples_used,
+        div_pairs_used: s.div_pairs_used,
+        protocol_version: s.protocol_version,
+        wall_seconds: elapsed.as_secs_f64(),
+    }
+}
+
+fn outputs_of(output: &JobOutput, frac_bits: u32) -> BTreeMap<String, api::OutputValue> {
+    let mut out = BTreeMap::new();
+    for o in &output.outputs {
+        if let Some(values) = o.decode(frac_bits) {
+            let v = match (o.is_vector, values.as_slice()) {
+                (false, [x]) => api::OutputValue::Scalar(*x),
+                _ => api::OutputValue::Vector(values),
+            };
+            out.insert(o.name.clone(), v);
+        }
+    }
+    out
+}
+
+fn failure_of(e: &JobError) -> Failure {
+    let (party, step) = match e {
+        JobError::Transport(t) => (t.peer.clone(), Some(t.step)),
+        JobError::Protocol { party, step, .. } => (Some(party.clone()), Some(*step)),
+        JobError::Preprocessing { step, .. } | JobError::Deadline { step, .. } => (None, Some(*step)),
+        JobError::Plan(_) | JobError::Input { .. } => (None, None),
+    };
+    Failure { party, step: step.map(|s| s.to_string()), message: e.to_string() }
+}
+
+async fn resolve(endpoint: &str) -> Result<std::net::SocketAddr, String> {
+    let mut addrs = tokio::net::lookup_host(endpoint).await.map_err(|e| e.to_string())?;
+    addrs.next().ok_or_else(|| "no address".to_string())
+}
+
+fn write_durably(dir: &Path, id: &str, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let tmp: PathBuf = dir.join(format!(".{id}.tmp"));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, dir.join(format!("{id}.json")))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_ids() {
+        let id = JobId::random();
+        assert_eq!(parse_job_id(&id.to_string()), Ok(id));
+        assert!(parse_job_id("abc").is_err());
+        assert!(parse_job_id(&"g".repeat(32)).is_err());
+        assert!(parse_job_id(&"0".repeat(33)).is_err());
+    }
+}

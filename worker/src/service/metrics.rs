@@ -1,0 +1,135 @@
+//! The worker's Prometheus metrics (prometheus-client) and its plain-HTTP
+//! endpoint: `/metrics` (text format), `/healthz` (the process serves) and
+//! `/readyz` (ready for jobs: not draining).
+//!
+//! Labels carry only bounded, public values (an outcome out of three). No
+//! metric carries an input, share, output, key or seed; sizes and counts
+//! are public by the protocol's definition (see `docs/security.md`).
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, SystemTime};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use super::api::Stats;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct Outcome {
+    outcome: &'static str,
+}
+
+/// The worker's metrics.
+pub struct Metrics {
+    registry: Registry,
+    jobs: Family<Outcome, Counter>,
+    pub(crate) jobs_active: Gauge,
+    duration: Histogram,
+    rounds: Counter,
+    bytes_sent: Counter,
+    cert_expiry: Gauge<f64, AtomicU64>,
+    cert_not_after: SystemTime,
+}
+
+impl Metrics {
+    /// Metrics for a worker whose certificate ends at `cert_not_after`.
+    pub fn new(cert_not_after: SystemTime) -> Metrics {
+        let mut registry = Registry::with_prefix("cohort_worker");
+        let jobs = Family::<Outcome, Counter>::default();
+        registry.register("jobs", "Jobs finished, by outcome (succeeded, failed, cancelled)", jobs.clone());
+        let jobs_active = Gauge::default();
+        registry.register("jobs_active", "Jobs admitted and not finished", jobs_active.clone());
+        let duration = Histogram::new(exponential_buckets(0.01, 2.0, 16));
+        registry.register("job_duration_seconds", "Wall time of finished jobs, from admission", duration.clone());
+        let rounds = Counter::default();
+        registry.register("job_rounds", "Communication rounds of succeeded jobs", rounds.clone());
+        let bytes_sent = Counter::default();
+        registry.register("job_sent_bytes", "Bytes this party sent in succeeded jobs", bytes_sent.clone());
+        let cert_expiry = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "certificate_expiry_seconds",
+            "Seconds until this worker's certificate expires (negative once expired)",
+            cert_expiry.clone(),
+        );
+        Metrics { registry, jobs, jobs_active, duration, rounds, bytes_sent, cert_expiry, cert_not_after }
+    }
+
+    /// Record a finished job.
+    pub(crate) fn job_finished(&self, outcome: &'static str, ran: Option<(Duration, Option<&Stats>)>) {
+        self.jobs.get_or_create(&Outcome { outcome }).inc();
+        if let Some((elapsed, stats)) = ran {
+            self.duration.observe(elapsed.as_secs_f64());
+            if let Some(s) = stats {
+                self.rounds.inc_by(u64::from(s.rounds));
+                self.bytes_sent.inc_by(s.bytes_sent);
+            }
+        }
+    }
+
+    /// Seconds until the certificate expires.
+    pub fn cert_expires_in(&self) -> f64 {
+        match self.cert_not_after.duration_since(SystemTime::now()) {
+            Ok(d) => d.as_secs_f64(),
+            Err(e) => -e.duration().as_secs_f64(),
+        }
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        self.cert_expiry.set(self.cert_expires_in());
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Serve `/metrics`, `/healthz` and `/readyz` on `listener` (plain HTTP:
+/// kubelet probes and Prometheus scrapers; nothing here is secret).
+pub(crate) async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, jobs: Arc<super::jobs::Jobs>) {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    use hyper::{Method, Response, StatusCode};
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        let (metrics, jobs) = (metrics.clone(), jobs.clone());
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let (metrics, jobs) = (metrics.clone(), jobs.clone());
+                async move {
+                    let (status, content_type, body) = match (req.method(), req.uri().path()) {
+                        (&Method::GET, "/metrics") => (
+                            StatusCode::OK,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            metrics.render(),
+                        ),
+                        (&Method::GET, "/healthz") => (StatusCode::OK, "text/plain", "ok\n".to_string()),
+                        (&Method::GET, "/readyz") => match jobs.load() {
+                            (false, _) => (StatusCode::OK, "text/plain", "ready\n".to_string()),
+                            (true, _) => (StatusCode::SERVICE_UNAVAILABLE, "text/plain", "draining\n".to_string()),
+                        },
+                        _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".to_string()),
+                    };
+                    Response::builder()
+                        .status(status)
+                        .header("content-type", content_type)
+                        .body(Full::new(Bytes::from(body)))
+                }
+            });
+            let io = hyper_util::rt::TokioIo::new(tcp);
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(io, service);
+            let _ = tokio::time::timeout(Duration::from_secs(60), conn).await;
+        });
+    }
+}

@@ -1,0 +1,94 @@
+//! The `cohort-worker` process: one party's long-running worker.
+//!
+//! It serves three ports:
+//!
+//! - the **peer** port (mutual TLS; the federation's parties only), where a
+//!   [`Router`](crate::transport::Router) hands each authenticated
+//!   connection to the job its hello names;
+//! - the **control** API ([`control`]; mutual TLS; only the configured
+//!   controller), through which a controller submits, follows, cancels jobs
+//!   and drains the worker;
+//! - **metrics** ([`metrics`]; plain HTTP): `/metrics`, `/healthz`, `/readyz`.
+//!
+//! [`jobs`] owns admission, running and the durable record of results;
+//! [`config`] the configuration file. The worker needs no Kubernetes
+//! credentials: the operator (or `cohort run`) is its controller.
+
+pub mod api;
+pub mod config;
+pub mod control;
+pub mod jobs;
+pub mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::transport::{Router, RouterLimits};
+use config::{ConfigError, Loaded};
+use control::ControlServer;
+use jobs::{Context, Jobs};
+use metrics::Metrics;
+
+/// A running worker: its bound addresses and its tasks (stopped on drop).
+pub struct Worker {
+    pub peer_addr: SocketAddr,
+    pub control_addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    pub jobs: Arc<Jobs>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.tasks.iter().for_each(JoinHandle::abort);
+    }
+}
+
+async fn bind(what: &str, addr: &str) -> Result<TcpListener, ConfigError> {
+    TcpListener::bind(addr).await.map_err(|e| ConfigError::Invalid {
+        path: "(listen)".into(),
+        field: format!("listen.{what}"),
+        reason: format!("cannot listen on {addr}: {e}"),
+    })
+}
+
+impl Worker {
+    /// Bind the three ports and start serving.
+    pub async fn start(loaded: Loaded) -> Result<Worker, ConfigError> {
+        let peer = bind("peer", &loaded.config.listen.peer).await?;
+        let control = bind("control", &loaded.config.listen.control).await?;
+        let metrics_listener = bind("metrics", &loaded.config.listen.metrics).await?;
+        let local = |l: &TcpListener| {
+            l.local_addr().map_err(|e| ConfigError::Invalid {
+                path: "(listen)".into(),
+                field: "listen".into(),
+                reason: e.to_string(),
+            })
+        };
+        let (peer_addr, control_addr, metrics_addr) = (local(&peer)?, local(&control)?, local(&metrics_listener)?);
+
+        let identity = loaded.identity.clone();
+        let peers: Vec<String> =
+            loaded.config.parties.iter().map(|p| p.name.clone()).filter(|n| *n != loaded.config.party).collect();
+        let router = Router::spawn(peer, identity.clone(), peers, RouterLimits::default());
+        let metrics = Arc::new(Metrics::new(identity.cert_not_after()));
+        let max_request_bytes = loaded.config.limits.max_request_bytes;
+        let controller = loaded.controller.clone();
+        let ctx = Arc::new(Context { loaded, router, metrics: metrics.clone() });
+        let jobs = Jobs::new(ctx);
+
+        let health = {
+            let (identity, jobs, metrics) = (identity.clone(), jobs.clone(), metrics.clone());
+            Arc::new(move || control::health(&identity, &jobs, metrics.cert_expires_in()))
+        };
+        let server = Arc::new(ControlServer { identity, controller, jobs: jobs.clone(), max_request_bytes, health });
+        let tasks = vec![
+            tokio::spawn(server.serve(control)),
+            tokio::spawn(metrics::serve(metrics_listener, metrics, jobs.clone())),
+        ];
+        Ok(Worker { peer_addr, control_addr, metrics_addr, jobs, tasks })
+    }
+}
