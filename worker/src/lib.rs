@@ -16,6 +16,7 @@
 //! - [`executor`]: runs a compiled circuit layer by layer over the mesh;
 //! - [`local`]: a whole federation in one process (tests, examples, benches).
 
+pub mod bench;
 pub mod executor;
 pub mod fixed;
 pub mod local;
