@@ -62,8 +62,8 @@
 //!   multiplications per second (the bound ignores every cost but
 //!   encrypting, moving and decrypting those bytes).
 //!
-//! Timings are the **median** over `repeats` runs; every sample is in the
-//! report too.
+//! Timings are the **median** over `repeats` runs, after one unreported
+//! warm-up run of each variant; every sample is in the report too.
 
 use crate::executor::{ExecuteOptions, InputLengths, Instance, JobError, OwnInputs, execute};
 use crate::local::{DealerHub, LocalFederation};
@@ -219,6 +219,10 @@ pub async fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     let mut rounds = 0;
     let mut bytes_per_mult = 0.0;
     let mut suite = String::new();
+    // One unreported run of each variant first: the first job of a process
+    // pays for cold allocator arenas and caches.
+    one_job(&federation, &job, Some(&plan)).await?;
+    one_job(&federation, &job, None).await?;
     for _ in 0..repeats {
         let run = one_job(&federation, &job, Some(&plan)).await?;
         online.push(run.seconds);
