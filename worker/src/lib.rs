@@ -17,6 +17,7 @@
 //! - [`service`]: the `cohort-worker` process (peer port, control API, metrics);
 //! - [`local`]: a whole federation in one process (tests, examples, benches).
 
+pub mod bench;
 pub mod executor;
 pub mod fixed;
 pub mod local;

@@ -87,6 +87,24 @@ pub fn from_le_bytes(bytes: &[u8]) -> Option<Vec<u64>> {
     Some(bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("chunk of 8"))).collect())
 }
 
+/// Append `xs` to `out` as little-endian bytes (the wire format).
+pub fn extend_le_bytes(out: &mut Vec<u8>, xs: &[u64]) {
+    let start = out.len();
+    out.resize(start + 8 * xs.len(), 0);
+    for (dst, x) in out[start..].chunks_exact_mut(8).zip(xs) {
+        dst.copy_from_slice(&x.to_le_bytes());
+    }
+}
+
+/// `dst[i] += the i-th little-endian element of bytes`, which holds exactly
+/// `8 * dst.len()` bytes (panics otherwise: callers check lengths first).
+pub fn add_le_bytes(dst: &mut [u64], bytes: &[u8]) {
+    assert_eq!(bytes.len(), 8 * dst.len(), "byte length does not match");
+    for (d, b) in dst.iter_mut().zip(bytes.chunks_exact(8)) {
+        *d = d.wrapping_add(u64::from_le_bytes(b.try_into().expect("chunk of 8")));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,5 +137,11 @@ mod tests {
         let xs = vec![0, 1, u64::MAX, 0x0102_0304_0506_0708];
         assert_eq!(from_le_bytes(&to_le_bytes(&xs)).unwrap(), xs);
         assert!(from_le_bytes(&[1, 2, 3]).is_none());
+        let mut out = vec![9u8];
+        extend_le_bytes(&mut out, &xs);
+        assert_eq!(&out[1..], &to_le_bytes(&xs)[..]);
+        let mut acc = vec![1, 1, 1, 1];
+        add_le_bytes(&mut acc, &out[1..]);
+        assert_eq!(acc, vec![1, 2, 0, 0x0102_0304_0506_0709]);
     }
 }

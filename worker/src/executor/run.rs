@@ -11,6 +11,7 @@ use crate::sharing::{self, Secret, Share};
 use crate::transport::{Mesh, Step, TransportError};
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{Instrument, debug, info_span};
 
@@ -200,18 +201,21 @@ where
     async move {
         check_own_inputs(circuit, job.me, inputs)?;
         let lengths = job.setup(inputs, options).await?;
+
         let instance = Instance::new(circuit, &lengths)?;
         let mut source = provide(instance.plan.clone())
             .await
             .map_err(|source| JobError::Preprocessing { step: Step::Setup, source })?;
         let mut values: Vec<Option<Value>> = (0..circuit.nodes.len()).map(|_| None).collect();
         job.share_inputs(&instance, inputs, &mut values).await?;
+
         for layer in 0..instance.depth() {
             job.evaluate_local(&instance, layer, &mut values)?;
             job.run_layer(&instance, layer, &mut source, &mut values).await?;
         }
         job.evaluate_local(&instance, instance.depth(), &mut values)?;
         let outputs = job.deliver_outputs(&instance, &mut values).await?;
+
         let stats = JobStats {
             rounds: job.rounds,
             layers: instance.depth() as u32,
@@ -278,29 +282,26 @@ impl Job<'_> {
         JobError::Protocol { party: self.mesh.party_name(party).to_string(), step, reason: reason.into() }
     }
 
-    /// The same message for every peer (one copy each; none for this party).
-    fn to_every_peer(&self, message: Vec<u8>) -> Vec<Vec<u8>> {
-        let mut messages = vec![Vec::new(); self.n];
-        let last = self.peers().last();
-        for peer in self.peers().filter(|p| Some(*p) != last) {
-            messages[peer] = message.clone();
-        }
-        if let Some(last) = last {
-            messages[last] = message;
-        }
-        messages
+    /// The same message for every peer (shared, never copied per peer).
+    fn to_every_peer(&self, message: Arc<Vec<u8>>) -> Vec<Arc<Vec<u8>>> {
+        vec![message; self.n]
+    }
+
+    /// One message per peer (`messages[p]` for peer `p`).
+    fn per_peer(messages: Vec<Vec<u8>>) -> Vec<Arc<Vec<u8>>> {
+        messages.into_iter().map(Arc::new).collect()
     }
 
     /// One round: send `messages[p]` to every peer `p` and receive one
     /// message from each, concurrently (so large messages cannot deadlock),
     /// all within the job's deadline.
-    async fn exchange(&mut self, step: Step, mut messages: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, JobError> {
+    async fn exchange(&mut self, step: Step, messages: Vec<Arc<Vec<u8>>>) -> Result<Vec<Vec<u8>>, JobError> {
         self.rounds += 1;
         let mesh = self.mesh;
         let peers: Vec<usize> = self.peers().collect();
         let sends = async {
             for p in &peers {
-                mesh.send(*p, step, std::mem::take(&mut messages[*p])).await?;
+                mesh.send_shared(*p, step, messages[*p].clone()).await?;
             }
             Ok::<(), TransportError>(())
         };
@@ -331,7 +332,7 @@ impl Job<'_> {
             mine.extend_from_slice(&(*index as u32).to_le_bytes());
             mine.extend_from_slice(&(values.len() as u64).to_le_bytes());
         }
-        let received = self.exchange(Step::Setup, self.to_every_peer(mine)).await?;
+        let received = self.exchange(Step::Setup, self.to_every_peer(Arc::new(mine))).await?;
 
         let mut lengths = InputLengths(vec![vec![None; self.n]; self.circuit.inputs.len()]);
         for (index, values) in &inputs.0 {
@@ -422,7 +423,7 @@ impl Job<'_> {
             let secret = inputs.0.get(input).expect("checked before setup");
             values[*id] = Some(Value::Secret(sharing::share_with_seeds(secret, &seeds)));
         }
-        let received = self.exchange(Step::Input, messages).await?;
+        let received = self.exchange(Step::Input, Self::per_peer(messages)).await?;
         for peer in self.peers() {
             let owned: Vec<ValueId> = input_nodes.iter().filter(|(_, _, p)| *p == peer).map(|(id, _, _)| *id).collect();
             let msg = &received[peer];
@@ -530,6 +531,13 @@ impl Job<'_> {
     }
 
     /// Step 3, one layer: mask, open everything in one round, finish.
+    ///
+    /// The opening message is `[tag][d for every mul][e for every mul][c
+    /// for every division]`, little-endian `u64`s. The masked values are
+    /// written straight into that byte payload, which is shared by the
+    /// sends to every peer; the opened values are summed from the payloads
+    /// block by block and combined at once, and each product is written
+    /// over the triple's `c` share it replaces.
     async fn run_layer<S: MaterialSource>(
         &mut self,
         instance: &Instance,
@@ -540,13 +548,18 @@ impl Job<'_> {
         let layer = &instance.layers[index];
         let step = Step::Layer(index as u32 + 1);
         let first = self.me == 0;
-        let material = source
+        let mut material = source
             .next_layer(index, &instance.plan.layers[index])
             .await
             .map_err(|source| JobError::Preprocessing { step, source })?;
         let triples = material.triples.a.len();
+        let div_count: usize = material.div_pairs.iter().map(|p| p.r.len()).sum();
+        let message_len = 8 * (1 + 2 * triples + div_count);
+        for peer in self.peers() {
+            self.mesh.expect_message(peer, step, message_len);
+        }
 
-        // Mask: [tag][d for every mul][e for every mul][c for every division].
+        // Mask.
         let secret_at = |v: ValueId, width: usize| -> std::borrow::Cow<'_, Share> {
             match values[v].as_ref().expect("operand ready") {
                 Value::Secret(s) if s.len() == width => std::borrow::Cow::Borrowed(s),
@@ -555,76 +568,85 @@ impl Job<'_> {
                 Value::Public(_) => unreachable!("interactive operands are secret"),
             }
         };
-        let mut d = Vec::with_capacity(triples);
-        let mut e = Vec::with_capacity(triples);
-        let mut offset = 0;
-        for &id in &layer.muls {
-            let Op::Mul(x, y) = self.circuit.nodes[id].op else { unreachable!() };
-            let w = instance.width(id);
-            let (a, b) =
-                (&material.triples.a.expose()[offset..offset + w], &material.triples.b.expose()[offset..offset + w]);
-            beaver::mask(secret_at(x, w).expose(), secret_at(y, w).expose(), a, b, &mut d, &mut e);
-            offset += w;
+        let mut payload = Vec::with_capacity(message_len);
+        payload.extend_from_slice(&material.tag.0.to_le_bytes());
+        for operand in [0, 1] {
+            let (mut offset, t) = (0, &material.triples);
+            for &id in &layer.muls {
+                let Op::Mul(x, y) = self.circuit.nodes[id].op else { unreachable!() };
+                let w = instance.width(id);
+                let (v, mask) = if operand == 0 { (x, &t.a) } else { (y, &t.b) };
+                beaver::mask_into(secret_at(v, w).expose(), &mask.expose()[offset..offset + w], &mut payload);
+                offset += w;
+            }
         }
-        let mut masked = Vec::with_capacity(1 + 2 * triples);
-        masked.push(material.tag.0);
-        masked.append(&mut d);
-        masked.append(&mut e);
+        let mut div_masked = Vec::with_capacity(div_count);
         for ((division, nodes), pairs) in layer.divs.iter().zip(&material.div_pairs) {
             let mut offset = 0;
             for &id in nodes {
                 let Op::DivPublic(x, _) = self.circuit.nodes[id].op else { unreachable!() };
                 let w = instance.width(id);
-                division.mask(secret_at(x, w).expose(), &pairs.r.expose()[offset..offset + w], first, &mut masked);
+                division.mask(secret_at(x, w).expose(), &pairs.r.expose()[offset..offset + w], first, &mut div_masked);
                 offset += w;
             }
         }
+        ring::extend_le_bytes(&mut payload, &div_masked);
+        debug_assert_eq!(payload.len(), message_len);
 
         // Open: one round, everyone's masked shares summed.
-        let bytes = ring::to_le_bytes(&masked);
-        let received = self.exchange(step, self.to_every_peer(bytes)).await?;
-        let mut opened = masked;
+        let payload = Arc::new(payload);
+        let received = self.exchange(step, self.to_every_peer(payload.clone())).await?;
+
         for peer in self.peers() {
-            let theirs = ring::from_le_bytes(&received[peer]).filter(|v| v.len() == opened.len()).ok_or_else(|| {
-                self.protocol_error(
+            let msg = &received[peer];
+            if msg.len() != message_len {
+                return Err(self.protocol_error(
                     peer,
                     step,
-                    format!("expected {} opened values, got {} bytes", opened.len(), received[peer].len()),
-                )
-            })?;
-            if theirs[0] != material.tag.0 {
+                    format!("expected {} opened values, got {} bytes", message_len / 8, msg.len()),
+                ));
+            }
+            let theirs = u64::from_le_bytes(msg[..8].try_into().expect("8 bytes"));
+            if theirs != material.tag.0 {
                 return Err(self.protocol_error(
                     peer,
                     step,
                     format!(
                         "preprocessing material mismatch (ours {}, theirs {}); refusing to use it",
                         material.tag,
-                        MaterialTag(theirs[0])
+                        MaterialTag(theirs)
                     ),
                 ));
             }
-            ring::add_assign(&mut opened[1..], &theirs[1..]);
+        }
+        let parts: Vec<&[u8]> = std::iter::once(payload.as_slice())
+            .chain(self.peers().map(|p| received[p].as_slice()))
+            .map(|m| &m[8..])
+            .collect();
+
+        // Finish the multiplications: z = c + d*b + e*a (+ d*e), over c.
+        let d_parts: Vec<&[u8]> = parts.iter().map(|m| &m[..8 * triples]).collect();
+        let e_parts: Vec<&[u8]> = parts.iter().map(|m| &m[8 * triples..16 * triples]).collect();
+        let t = &mut material.triples;
+        beaver::combine_opened_in_place(&d_parts, &e_parts, t.a.expose(), t.b.expose(), t.c.expose_mut(), first);
+        if let [id] = layer.muls[..] {
+            // One node takes the whole vector: hand it over, no copy.
+            values[id] = Some(Value::Secret(Share::new(std::mem::take(t.c.expose_mut()))));
+        } else {
+            let mut offset = 0;
+            for &id in &layer.muls {
+                let w = instance.width(id);
+                values[id] = Some(Value::Secret(Share::new(t.c.expose()[offset..offset + w].to_vec())));
+                offset += w;
+            }
         }
 
-        // Finish.
-        let (d, rest) = opened[1..].split_at(triples);
-        let (e, mut c) = rest.split_at(triples);
-        let mut offset = 0;
-        for &id in &layer.muls {
-            let w = instance.width(id);
-            let r = offset..offset + w;
-            let t = &material.triples;
-            let z = beaver::combine(
-                &d[r.clone()],
-                &e[r.clone()],
-                &t.a.expose()[r.clone()],
-                &t.b.expose()[r.clone()],
-                &t.c.expose()[r],
-                first,
-            );
-            values[id] = Some(Value::Secret(z));
-            offset += w;
+        // Finish the divisions.
+        let mut c = vec![0u64; div_count];
+        for m in &parts {
+            ring::add_le_bytes(&mut c, &m[16 * triples..]);
         }
+        let mut c = c.as_slice();
         for ((division, nodes), pairs) in layer.divs.iter().zip(&material.div_pairs) {
             let mut offset = 0;
             for &id in nodes {
@@ -653,7 +675,7 @@ impl Job<'_> {
                 }
             }
         }
-        let received = self.exchange(Step::Output, messages).await?;
+        let received = self.exchange(Step::Output, Self::per_peer(messages)).await?;
         let mut offsets = vec![0usize; self.n];
         let mut outputs = Vec::with_capacity(self.circuit.outputs.len());
         for output in &self.circuit.outputs {

@@ -133,7 +133,8 @@ struct Message {
 enum Outgoing {
     Message {
         step: Step,
-        payload: Vec<u8>,
+        /// Shared, so that one broadcast payload is never copied per peer.
+        payload: Arc<Vec<u8>>,
         _permit: OwnedSemaphorePermit,
     },
     /// Raw bytes for fault-injection tests.
@@ -157,6 +158,10 @@ struct Link {
     received: Arc<AtomicU64>,
     writer: Option<JoinHandle<()>>,
     reader: Option<JoinHandle<()>>,
+    /// Expected size of an upcoming message, shared with the reader task.
+    hint: Arc<Mutex<Option<(Step, usize)>>>,
+    /// IANA name of the negotiated TLS cipher suite.
+    suite: Option<&'static str>,
 }
 
 impl Drop for Link {
@@ -797,6 +802,12 @@ impl Mesh {
         self.links.get(peer).and_then(Option::as_ref).map_or(0, |l| l.received.load(Ordering::Relaxed))
     }
 
+    /// IANA name of the TLS cipher suite negotiated with `peer` (`None`
+    /// for self or an unknown index).
+    pub fn cipher_suite(&self, peer: usize) -> Option<&'static str> {
+        self.links.get(peer).and_then(Option::as_ref).and_then(|l| l.suite)
+    }
+
     fn link(&self, peer: usize, step: Step) -> Result<(&Link, &str), TransportError> {
         match self.links.get(peer).and_then(Option::as_ref) {
             Some(l) => Ok((l, &self.names[peer])),
@@ -815,6 +826,12 @@ impl Mesh {
     /// failure is reported by the next `send` to that peer. Messages larger
     /// than `max_message_bytes` are refused.
     pub async fn send(&self, peer: usize, step: Step, payload: Vec<u8>) -> Result<(), TransportError> {
+        self.send_shared(peer, step, Arc::new(payload)).await
+    }
+
+    /// [`Mesh::send`] for a payload shared with other sends (the same
+    /// message to several peers is queued without a copy per peer).
+    pub async fn send_shared(&self, peer: usize, step: Step, payload: Arc<Vec<u8>>) -> Result<(), TransportError> {
         let (link, name) = self.link(peer, step)?;
         let err = |k| TransportError::new(Some(name), step, k);
         if payload.len() > self.limits.max_message_bytes {
@@ -842,6 +859,22 @@ impl Mesh {
             return Err(failed());
         };
         out.send(Outgoing::Message { step, payload, _permit: permit }).await.map_err(|_| failed())
+    }
+
+    /// Announce that the next message from `peer` for `step` should be
+    /// `len` bytes long, so that its receive buffer is allocated once at
+    /// that size instead of growing fragment by fragment (a hint for large
+    /// messages: it changes no check, and a message of another size is
+    /// still received as usual). Takes effect if the message has not
+    /// started arriving yet. `len` is capped at `max_message_bytes`.
+    pub fn expect_message(&self, peer: usize, step: Step, len: usize) {
+        if let Some(link) = self.links.get(peer).and_then(Option::as_ref) {
+            let hint = Some((step, len.min(self.limits.max_message_bytes)));
+            match link.hint.lock() {
+                Ok(mut g) => *g = hint,
+                Err(p) => *p.into_inner() = hint,
+            }
+        }
     }
 
     /// The next message from `peer`, which must carry this job and exactly
@@ -944,6 +977,7 @@ fn start_link(
     total_sent: &Arc<AtomicU64>,
     total_received: &Arc<AtomicU64>,
 ) -> Link {
+    let suite = stream.get_ref().1.negotiated_cipher_suite().and_then(|s| s.suite().as_str());
     let (rd, wr) = tokio::io::split(stream);
     let (in_tx, in_rx) = mpsc::channel(limits.queue_frames);
     let (out_tx, out_rx) = mpsc::channel(limits.queue_frames);
@@ -951,6 +985,7 @@ fn start_link(
     let writer_failure = Arc::new(Mutex::new(None));
     let sent = Arc::new(AtomicU64::new(0));
     let received = Arc::new(AtomicU64::new(0));
+    let hint = Arc::new(Mutex::new(None));
     let reader = tokio::spawn(reader_task(
         rd,
         in_tx,
@@ -959,6 +994,7 @@ fn start_link(
             limits,
             budget: Arc::new(Semaphore::new(limits.queue_frames)),
             counters: [received.clone(), total_received.clone()],
+            hint: hint.clone(),
         },
     ));
     let writer = tokio::spawn(writer_task(
@@ -983,6 +1019,8 @@ fn start_link(
         received,
         writer: Some(writer),
         reader: Some(reader),
+        hint,
+        suite,
     }
 }
 
@@ -996,6 +1034,26 @@ struct ReaderCtx {
     /// than the budget still gets through).
     budget: Arc<Semaphore>,
     counters: [Arc<AtomicU64>; 2],
+    /// Size announced by [`Mesh::expect_message`] for a step's next message.
+    hint: Arc<Mutex<Option<(Step, usize)>>>,
+}
+
+impl ReaderCtx {
+    /// The announced size of the message for `step` that starts now (the
+    /// announcement is used once).
+    fn take_hint(&self, step: Step) -> Option<usize> {
+        let mut g = match self.hint.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        match *g {
+            Some((s, len)) if s == step => {
+                *g = None;
+                Some(len)
+            }
+            _ => None,
+        }
+    }
 }
 
 async fn reader_task(mut rd: ReadHalf<Conn>, tx: mpsc::Sender<Result<Message, TransportErrorKind>>, ctx: ReaderCtx) {
@@ -1051,7 +1109,10 @@ async fn read_messages(
         // reservation is bounded.
         let len = h.len as usize;
         if msg.body.is_empty() {
-            msg.body.reserve_exact(len);
+            // The first fragment: our own announcement (bounded by
+            // `max_message_bytes`), or exactly this frame.
+            let hinted = ctx.take_hint(h.step).unwrap_or(0);
+            msg.body.reserve_exact(len.max(hinted));
         } else {
             msg.body.reserve(len); // amortized doubling across fragments
         }
@@ -1117,7 +1178,9 @@ async fn writer_task(mut w: BufWriter<WriteHalf<Conn>>, mut rx: mpsc::Receiver<O
         while let Some(item) = rx.recv().await {
             let write = async {
                 match &item {
-                    Outgoing::Message { step, payload, .. } => write_message(&mut w, &ctx, *step, payload).await,
+                    Outgoing::Message { step, payload, .. } => {
+                        write_message(&mut w, &ctx, *step, payload.as_slice()).await
+                    }
                     Outgoing::Raw(bytes) => {
                         w.write_all(bytes).await?;
                         w.flush().await

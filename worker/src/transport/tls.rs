@@ -245,7 +245,15 @@ fn load_own(federation: &str, party: &str, cert_chain_pem: &str, key_pem: &str) 
     // The PEM parser's error could quote key lines: report no detail.
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
         .map_err(|_| TransportError::certificate("cannot parse our private key PEM (PKCS#8, SEC1 or PKCS#1)"))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::CryptoProvider {
+        // TLS 1.3 suites, AES-128-GCM first: as strong as the AES-128 PRG, and the fastest here (docs/benchmarks.md).
+        cipher_suites: vec![
+            rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256,
+            rustls::crypto::ring::cipher_suite::TLS13_AES_256_GCM_SHA384,
+            rustls::crypto::ring::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+        ],
+        ..rustls::crypto::ring::default_provider()
+    });
     let certified = rustls::sign::CertifiedKey::from_der(chain, key, &provider).map_err(|e| {
         TransportError::certificate(format!("our private key is unusable or does not match our certificate: {e}"))
     })?;
