@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use cohort_cli::launch::Options;
+use cohort_worker::bench::{BenchOptions, BenchReport};
 use cohort_cli::run::{render_text, run_file};
 
 #[derive(Parser, Debug)]
@@ -30,6 +31,27 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         log_dir: Option<PathBuf>,
     },
+    /// Measure the engine among local parties over real loopback mTLS: one
+    /// layer of secret multiplications, online (material prefetched) and
+    /// end to end (trusted dealer during the job), the dealer's rate, bytes
+    /// per multiplication, and the loopback TLS bound. See docs/benchmarks.md.
+    Bench {
+        /// Number of parties.
+        #[arg(long, default_value_t = 3)]
+        parties: usize,
+        /// Multiplications in the layer.
+        #[arg(long, default_value_t = 1_000_000)]
+        mults: usize,
+        /// Runs of each variant (figures are medians).
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        /// MiB sent per stream when measuring loopback TLS (0 skips it).
+        #[arg(long, default_value_t = 256)]
+        tls_mib: usize,
+        /// Output format on stdout.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -42,6 +64,29 @@ enum Format {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Bench { parties, mults, repeats, tls_mib, format } => {
+            let options = BenchOptions { parties, mults, repeats, tls_bytes_per_stream: tls_mib << 20 };
+            eprintln!("cohort bench: {parties} parties, {mults} multiplications, {repeats} runs of each variant");
+            match cohort_worker::bench::run(&options).await {
+                Ok(report) => {
+                    match format {
+                        Format::Json => match serde_json::to_string(&report) {
+                            Ok(json) => println!("{json}"),
+                            Err(e) => {
+                                eprintln!("cohort bench: cannot encode the report: {e}");
+                                return ExitCode::FAILURE;
+                            }
+                        },
+                        Format::Text => print!("{}", bench_text(&report)),
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("cohort bench: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run { file, format, log_dir } => {
             let mut options = Options::beside_current_exe();
             if let Some(dir) = log_dir {
@@ -72,4 +117,32 @@ async fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The benchmark report for a person.
+fn bench_text(r: &BenchReport) -> String {
+    let m = |x: f64| x / 1e6;
+    format!(
+        "{} parties, {} multiplications in one layer, {} rounds, {}\n\
+         online      {:>8.2} M mults/s  ({:.1} ms, material prefetched)\n\
+         end to end  {:>8.2} M mults/s  ({:.1} ms, trusted dealer during the job)\n\
+         dealer      {:>8.2} M triples/s delivered and expanded ({:.2} M/s generation alone)\n\
+         bytes       {:>8.2} per mult per party (protocol: {:.0})\n\
+         TLS         {:>8.2} GB/s loopback, mesh-shaped -> bound {:.2} M mults/s; online is {:.0} % of it\n",
+        r.parties,
+        r.mults,
+        r.rounds,
+        r.cipher_suite,
+        m(r.online_mults_per_second),
+        r.online_seconds * 1e3,
+        m(r.end_to_end_mults_per_second),
+        r.end_to_end_seconds * 1e3,
+        m(r.dealer_triples_per_second),
+        m(r.dealer_generation_triples_per_second),
+        r.bytes_per_mult_per_party,
+        r.protocol_bytes_per_mult_per_party,
+        r.tls_loopback_bytes_per_second / 1e9,
+        m(r.online_bound_mults_per_second),
+        r.online_fraction_of_bound * 100.0,
+    )
 }
