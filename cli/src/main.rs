@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use cohort_cli::launch::Options;
-use cohort_worker::bench::{BenchOptions, BenchReport};
 use cohort_cli::run::{render_text, run_file};
+use cohort_worker::bench::{BenchOptions, BenchReport};
 
 #[derive(Parser, Debug)]
 #[command(name = "cohort", version, about = "Secure multiparty computation between organizations")]
