@@ -68,19 +68,7 @@ async fn main() -> ExitCode {
             let options = BenchOptions { parties, mults, repeats, tls_bytes_per_stream: tls_mib << 20 };
             eprintln!("cohort bench: {parties} parties, {mults} multiplications, {repeats} runs of each variant");
             match cohort_worker::bench::run(&options).await {
-                Ok(report) => {
-                    match format {
-                        Format::Json => match serde_json::to_string(&report) {
-                            Ok(json) => println!("{json}"),
-                            Err(e) => {
-                                eprintln!("cohort bench: cannot encode the report: {e}");
-                                return ExitCode::FAILURE;
-                            }
-                        },
-                        Format::Text => print!("{}", bench_text(&report)),
-                    }
-                    ExitCode::SUCCESS
-                }
+                Ok(report) => print_report("cohort bench", format, &report, bench_text),
                 Err(e) => {
                     eprintln!("cohort bench: {e}");
                     ExitCode::FAILURE
@@ -97,19 +85,7 @@ async fn main() -> ExitCode {
                 options.log_dir = Some(dir);
             }
             match run_file(&file, &options, |line| eprintln!("cohort run: {line}")).await {
-                Ok(report) => {
-                    match format {
-                        Format::Json => match serde_json::to_string(&report) {
-                            Ok(json) => println!("{json}"),
-                            Err(e) => {
-                                eprintln!("cohort run: cannot encode the report: {e}");
-                                return ExitCode::FAILURE;
-                            }
-                        },
-                        Format::Text => print!("{}", render_text(&report)),
-                    }
-                    ExitCode::SUCCESS
-                }
+                Ok(report) => print_report("cohort run", format, &report, render_text),
                 Err(e) => {
                     eprintln!("cohort run: {e}");
                     ExitCode::FAILURE
@@ -145,4 +121,19 @@ fn bench_text(r: &BenchReport) -> String {
         m(r.online_bound_mults_per_second),
         r.online_fraction_of_bound * 100.0,
     )
+}
+
+/// Print `report` on stdout: one JSON document, or the text for a person.
+fn print_report<T: serde::Serialize>(command: &str, format: Format, report: &T, text: fn(&T) -> String) -> ExitCode {
+    match format {
+        Format::Json => match serde_json::to_string(report) {
+            Ok(json) => println!("{json}"),
+            Err(e) => {
+                eprintln!("{command}: cannot encode the report: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        Format::Text => print!("{}", text(report)),
+    }
+    ExitCode::SUCCESS
 }

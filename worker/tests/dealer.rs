@@ -10,27 +10,17 @@ use cohort_worker::preprocessing::dealer::{
 use cohort_worker::preprocessing::{
     Demand, LayerMaterial, MaterialPlan, MaterialSource, MaterialTag, PreprocessingError,
 };
-use cohort_worker::sharing::Share;
+
+mod common;
+use common::material::{LOW_63, sum};
 
 const DIVISORS: [u64; 5] = [1, 3, 1000, 1 << 16, 1 << 40];
-const LOW_63: u64 = (1 << 63) - 1;
 
 /// `triples` triples and `pairs` division pairs for each of [`DIVISORS`]
 /// (no division pairs at all when `pairs` is 0).
 fn demand(triples: usize, pairs: usize) -> Demand {
     let div_pairs = if pairs == 0 { vec![] } else { DIVISORS.iter().map(|&d| (d, pairs)).collect() };
     Demand { triples, div_pairs }
-}
-
-fn sum(shares: &[&Share]) -> Vec<u64> {
-    let mut out = shares[0].expose().to_vec();
-    for s in &shares[1..] {
-        assert_eq!(s.len(), out.len());
-        for (o, x) in out.iter_mut().zip(s.expose()) {
-            *o = o.wrapping_add(*x);
-        }
-    }
-    out
 }
 
 /// Reconstruct and check every triple and division pair of one layer/batch

@@ -89,7 +89,7 @@ async fn run(args: Args) -> Result<(), String> {
             "metrics": worker.metrics_addr.to_string(),
         })
     );
-    shutdown_signal().await;
+    cohort_worker::service::shutdown_signal().await;
     info!("shutting down: draining");
     worker.jobs.drain();
     let deadline = tokio::time::Instant::now() + args.shutdown_grace;
@@ -101,26 +101,4 @@ async fn run(args: Args) -> Result<(), String> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(())
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -3,9 +3,11 @@
 use cohort_worker::preprocessing::{Demand, LayerMaterial, MaterialPlan};
 use cohort_worker::sharing::Share;
 
-const LOW_63: u64 = (1 << 63) - 1;
+/// Bits below the sign bit: a division pair's `r mod 2^63`.
+pub const LOW_63: u64 = (1 << 63) - 1;
 
-fn sum(shares: &[&Share]) -> Vec<u64> {
+/// Reconstruct a shared vector: the parties' shares summed.
+pub fn sum(shares: &[&Share]) -> Vec<u64> {
     let mut out = shares[0].expose().to_vec();
     for s in &shares[1..] {
         assert_eq!(s.len(), out.len());
