@@ -109,6 +109,13 @@ async fn submission_is_idempotent_access_is_controlled_and_draining_refuses_jobs
         .await
         .expect("resubmit");
     assert_eq!(again, done);
+    // The result was stored before it was reported: a restarted worker
+    // still has it (and still refuses to run the job again).
+    let mut federation = federation;
+    federation.restart_worker(0).await.expect("restart");
+    let restored = federation.workers[0].client.status(&id).await.expect("status after restart");
+    assert_eq!(restored, done);
+    let federation = federation;
     // Another program under the same id: a conflict.
     let conflict = federation.workers[0]
         .client
@@ -154,7 +161,7 @@ async fn submission_is_idempotent_access_is_controlled_and_draining_refuses_jobs
         .await;
     assert_eq!(refused.err().and_then(|e| e.status()), Some(503));
     // Metrics are served in the Prometheus text format.
-    let metrics = http_get(&federation.workers[0].metrics, "/metrics").await;
+    let metrics = http_get(&federation.workers[1].metrics, "/metrics").await;
     assert!(metrics.contains("cohort_worker_jobs_total{outcome=\"succeeded\"} 1"), "{metrics}");
     assert!(metrics.contains("cohort_worker_certificate_expiry_seconds"), "{metrics}");
     assert!(http_get(&federation.workers[1].metrics, "/readyz").await.contains("draining"));

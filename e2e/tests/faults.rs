@@ -1,0 +1,105 @@
+//! Garbage on the wire against a real worker process: the test plays a
+//! party of the federation (it holds a certificate from that party's CA),
+//! connects to the worker's peer port for a job, and sends a corrupted or
+//! an oversized frame. The worker's job fails with a protocol error that
+//! names the party and the step, within the round timeout; the worker does
+//! not crash or hang and runs the next job.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use cohort_cli::launch::Federation;
+use cohort_e2e::launch_options;
+use cohort_worker::service::api::{JobRequest, JobTimeouts, Phase};
+use cohort_worker::transport::frame::FrameHeader;
+use cohort_worker::transport::{JobId, Limits, Mesh, MeshConfig, PeerAddr, ProtocolOffer, Step, Timeouts, TlsIdentity};
+use tokio::net::TcpListener;
+
+const PROGRAM: &str = "input x: fixed[] from each\noutput s = sum(concat(x))\n";
+const ROUND: f64 = 2.0;
+
+fn parties() -> Vec<String> {
+    vec!["party-0".into(), "party-1".into()]
+}
+
+fn inputs(x: f64) -> BTreeMap<String, Vec<serde_json::Number>> {
+    BTreeMap::from([("x".to_string(), vec![serde_json::Number::from_f64(x).expect("finite")])])
+}
+
+/// Submit a job to party-0's worker only, then join it as party-1 from
+/// this test, send `raw` and return party-0's failure (party, step, message).
+async fn inject(
+    federation: &Federation,
+    make: impl FnOnce(JobId) -> Vec<u8>,
+) -> (Option<String>, Option<String>, String) {
+    let job = JobId::random();
+    let timeouts = JobTimeouts { connect_seconds: Some(10.0), round_seconds: Some(ROUND), total_seconds: Some(30.0) };
+    let request =
+        JobRequest { id: job.to_string(), program: PROGRAM.into(), parties: parties(), inputs: inputs(1.0), timeouts };
+    federation.workers[0].client.submit(&request).await.expect("submit");
+
+    // Party-1, impersonated with a genuine certificate from its CA.
+    let ca = &federation.cas["party-1"];
+    let now = SystemTime::now();
+    let leaf = ca.issue_party_cert("party-1", &[], now, now + Duration::from_secs(600)).expect("leaf");
+    let chain = format!("{}{}", leaf.cert_pem, ca.cert_pem());
+    let trust = vec![("party-0".to_string(), federation.cas["party-0"].cert_pem())];
+    let identity = TlsIdentity::from_pem_pinned("local", "party-1", &chain, &leaf.key_pem, &trust).expect("identity");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let cfg = MeshConfig {
+        federation: "local".into(),
+        self_index: 1,
+        parties: vec![
+            PeerAddr { name: "party-0".into(), addr: federation.workers[0].peer.parse().expect("addr") },
+            PeerAddr { name: "party-1".into(), addr: listener.local_addr().expect("addr") },
+        ],
+        identity: Arc::new(identity),
+        protocol: ProtocolOffer { name: "additive-semi-honest".into(), min_version: 1, max_version: 1 },
+        limits: Limits::default(),
+        timeouts: Timeouts { connect: Duration::from_secs(10), round: Duration::from_secs(10) },
+    };
+    let mesh = Mesh::establish(&cfg, &listener, job).await.expect("the test joins as party-1");
+    let sent = Instant::now();
+    mesh.send_raw(0, make(job)).await.expect("raw bytes");
+    let status = federation.workers[0].client.wait(&job.to_string(), Duration::from_millis(10)).await.expect("wait");
+    assert!(sent.elapsed() < Duration::from_secs_f64(ROUND + 5.0), "no hang");
+    assert_eq!(status.phase, Phase::Failed);
+    let f = status.failure.expect("failure");
+    (f.party, f.step, f.message)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupted_and_oversized_frames_fail_the_job_not_the_worker() {
+    let federation = Federation::start(&parties(), &launch_options("info", None)).await.expect("start");
+    // A setup frame whose header has a corrupted magic.
+    let (party, step, message) = inject(&federation, |job| {
+        let mut h = FrameHeader { job, step: Step::Setup, last: true, len: 8 }.encode().to_vec();
+        h[0] ^= 0xff;
+        h.extend_from_slice(b"SENTINEL");
+        h
+    })
+    .await;
+    assert_eq!((party.as_deref(), step.as_deref()), (Some("party-1"), Some("setup")), "{message}");
+    assert!(message.contains("magic") && !message.contains("SENTINEL"), "{message}");
+
+    // A frame header announcing 4 GiB: refused from the header alone.
+    let (party, step, message) =
+        inject(&federation, |job| FrameHeader { job, step: Step::Setup, last: true, len: u32::MAX }.encode().to_vec())
+            .await;
+    assert_eq!((party.as_deref(), step.as_deref()), (Some("party-1"), Some("setup")), "{message}");
+    assert!(message.contains("exceeds the maximum frame size"), "{message}");
+
+    // Pure garbage.
+    let (party, _, message) = inject(&federation, |_| vec![0x5a; 100]).await;
+    assert_eq!(party.as_deref(), Some("party-1"), "{message}");
+
+    // The worker is alive and runs a real job with the real party-1.
+    let health = federation.workers[0].client.health().await.expect("alive");
+    assert_eq!(health.active_jobs, 0);
+    let statuses = federation
+        .run(PROGRAM, vec![inputs(1.0), inputs(2.0)], JobTimeouts::default(), |_| {})
+        .await
+        .expect("next job");
+    assert!(statuses.iter().all(|s| s.phase == Phase::Succeeded), "{statuses:?}");
+}
