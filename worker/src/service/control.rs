@@ -21,7 +21,7 @@ use super::api::{ApiError, Health, JobRequest, JobStatus};
 use super::jobs::{Jobs, SubmitError};
 use crate::protocol::{PROTOCOL_NAME, SUPPORTED_VERSIONS};
 use crate::transport::tls::ReportSlot;
-use crate::transport::{TlsIdentity, TransportError, TransportErrorKind, describe};
+use crate::transport::{TlsIdentity, TransportError, TransportErrorKind};
 
 /// Time a client has to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -294,7 +294,7 @@ impl ControlClient {
         let request = Request::builder()
             .method(method)
             .uri(path)
-            .header(hyper::header::HOST, describe(&self.party).replace(' ', "-"))
+            .header(hyper::header::HOST, self.party.as_str())
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| self.protocol(format!("cannot build the request: {e}")))?;
