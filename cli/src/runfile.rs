@@ -419,37 +419,9 @@ fn unexpected(circuit: &Circuit, party: PartyIndex, name: &str) -> Option<String
     }
 }
 
-/// A duration: one or more `<integer><unit>` parts, units `ms`, `s`, `m`,
-/// `h` (`500ms`, `30s`, `10m`, `1h30m`). Must be positive.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    const SYNTAX: &str = "expected a duration such as 500ms, 30s, 10m or 1h30m";
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return Err(SYNTAX.into());
-    }
-    let mut total = Duration::ZERO;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let units = rest[digits..].bytes().take_while(u8::is_ascii_alphabetic).count();
-        if digits == 0 || units == 0 {
-            return Err(SYNTAX.into());
-        }
-        let n: u64 = rest[..digits].parse().map_err(|_| "too long".to_string())?;
-        let part = match &rest[digits..digits + units] {
-            "ms" => Some(Duration::from_millis(n)),
-            "s" => Some(Duration::from_secs(n)),
-            "m" => n.checked_mul(60).map(Duration::from_secs),
-            "h" => n.checked_mul(3600).map(Duration::from_secs),
-            _ => return Err(format!("{SYNTAX} (units: ms, s, m, h)")),
-        };
-        total = part.and_then(|p| total.checked_add(p)).ok_or_else(|| "too long".to_string())?;
-        rest = &rest[digits + units..];
-    }
-    if total.is_zero() {
-        return Err("must be longer than zero".into());
-    }
-    Ok(total)
-}
+/// Durations are written as in the worker's configuration (`500ms`,
+/// `30s`, `10m`, `1h30m`).
+pub use cohort_worker::service::config::parse_duration;
 
 impl fmt::Display for Preprocessing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

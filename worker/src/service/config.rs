@@ -179,23 +179,36 @@ fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Er
     parse_duration(&text).map_err(serde::de::Error::custom)
 }
 
-/// Parse `500ms`, `30s`, `10m`, `1h` (a positive integer and a unit).
+/// A duration: one or more `<integer><unit>` parts, units `ms`, `s`, `m`,
+/// `h` (`500ms`, `30s`, `10m`, `1h30m`). Must be positive.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| format!("invalid duration {text:?}: expected e.g. 500ms, 30s, 10m, 1h"))?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.saturating_mul(60)),
-        "h" => Duration::from_secs(n.saturating_mul(3600)),
-        _ => return Err(format!("invalid duration {text:?}: the unit must be ms, s, m or h")),
-    };
-    if d.is_zero() {
-        return Err(format!("invalid duration {text:?}: must be positive"));
+    const SYNTAX: &str = "expected a duration such as 500ms, 30s, 10m or 1h30m";
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(SYNTAX.into());
     }
-    Ok(d)
+    let mut total = Duration::ZERO;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let units = rest[digits..].bytes().take_while(u8::is_ascii_alphabetic).count();
+        if digits == 0 || units == 0 {
+            return Err(SYNTAX.into());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| "too long".to_string())?;
+        let part = match &rest[digits..digits + units] {
+            "ms" => Some(Duration::from_millis(n)),
+            "s" => Some(Duration::from_secs(n)),
+            "m" => n.checked_mul(60).map(Duration::from_secs),
+            "h" => n.checked_mul(3600).map(Duration::from_secs),
+            _ => return Err(format!("{SYNTAX} (units: ms, s, m, h)")),
+        };
+        total = part.and_then(|p| total.checked_add(p)).ok_or_else(|| "too long".to_string())?;
+        rest = &rest[digits + units..];
+    }
+    if total.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    Ok(total)
 }
 
 /// A configuration problem: which file or field, and why.
@@ -316,7 +329,8 @@ mod tests {
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
-        for bad in ["", "s", "10", "0s", "1.5s", "-1s", "10d"] {
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        for bad in ["", "s", "10", "0s", "1.5s", "-1s", "10d", "99999999999999999999h"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }
