@@ -330,7 +330,7 @@ mod tests {
         assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
-        for bad in ["", "s", "10", "0s", "1.5s", "-1s", "10d", "99999999999999999999h"] {
+        for bad in ["", "s", "10", "0s", "1.5s", "10 m", "-1s", "10d", "99999999999999999999h"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }
