@@ -71,7 +71,7 @@ async fn inject(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupted_and_oversized_frames_fail_the_job_not_the_worker() {
-    let federation = Federation::start(&parties(), &launch_options("info", None)).await.expect("start");
+    let federation = Federation::start(&parties(), &launch_options("warn", None)).await.expect("start");
     // A setup frame whose header has a corrupted magic.
     let (party, step, message) = inject(&federation, |job| {
         let mut h = FrameHeader { job, step: Step::Setup, last: true, len: 8 }.encode().to_vec();

@@ -30,7 +30,7 @@ fn timeouts(total: f64) -> JobTimeouts {
 }
 
 async fn start(n: usize, log_dir: Option<std::path::PathBuf>) -> Federation {
-    Federation::start(&names(n), &launch_options("info", log_dir)).await.expect("federation starts")
+    Federation::start(&names(n), &launch_options("warn", log_dir)).await.expect("federation starts")
 }
 
 fn scalar(status: &JobStatus, name: &str) -> f64 {
