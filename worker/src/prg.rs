@@ -92,12 +92,18 @@ impl Prg {
                 *b = [self.counter.to_le(), 0];
                 self.counter = self.counter.wrapping_add(1);
             }
-            let (bytes, rest) = chunk.as_mut_bytes().as_chunks_mut::<16>();
-            debug_assert!(rest.is_empty());
-            self.cipher.encrypt_blocks(aes::Block::cast_slice_from_core_mut(bytes));
-            if cfg!(target_endian = "big") {
-                chunk.iter_mut().flatten().for_each(|x| *x = u64::from_le(*x));
-            }
+            self.encrypt_in_place(chunk);
+        }
+    }
+
+    /// Encrypt counter blocks where they are (each block as its 16
+    /// little-endian bytes), leaving keystream elements.
+    fn encrypt_in_place(&self, blocks: &mut [[u64; 2]]) {
+        let (bytes, rest) = blocks.as_mut_bytes().as_chunks_mut::<16>();
+        debug_assert!(rest.is_empty());
+        self.cipher.encrypt_blocks(aes::Block::cast_slice_from_core_mut(bytes));
+        if cfg!(target_endian = "big") {
+            blocks.iter_mut().flatten().for_each(|x| *x = u64::from_le(*x));
         }
     }
 
@@ -139,10 +145,12 @@ impl Prg {
         while left >= 2 {
             let k = (left / 2).min(CHUNK_BLOCKS);
             let start = out.len();
-            // Zeroing 16 KiB in the L1 cache; the counters overwrite it.
-            out.resize(start + 2 * k, 0);
+            // The counter blocks, written once into the spare capacity.
+            let c = self.counter;
+            out.extend((0..2 * k as u64).map(|j| if j % 2 == 0 { c.wrapping_add(j / 2).to_le() } else { 0 }));
+            self.counter = c.wrapping_add(k as u64);
             let (blocks, _) = out[start..].as_chunks_mut::<2>();
-            self.keystream_into(blocks);
+            self.encrypt_in_place(blocks);
             left -= 2 * k;
         }
         if left == 1 {
