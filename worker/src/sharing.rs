@@ -83,15 +83,26 @@ pub fn share(secret: &Secret, n: usize) -> Result<Vec<Share>, crate::prg::Entrop
 /// shares are pseudorandom, so the construction is secure under the PRG
 /// assumption.
 pub fn share_with_seeds(secret: &Secret, seeds: &[Seed]) -> Share {
-    let mut own = secret.0.clone();
-    let mut r = vec![0u64; secret.len()];
-    for seed in seeds {
-        Prg::new(seed).fill(&mut r);
-        ring::sub_assign(&mut own, &r);
+    let mut prgs: Vec<Prg> = seeds.iter().map(Prg::new).collect();
+    let mut own = Vec::with_capacity(secret.len());
+    // Block by block through an L1-resident buffer: `own` is written once
+    // and no full-length pseudorandom vector is ever allocated.
+    let mut r = [0u64; SHARE_BLOCK];
+    for x in secret.0.chunks(SHARE_BLOCK) {
+        let start = own.len();
+        own.extend_from_slice(x);
+        let r = &mut r[..x.len()];
+        for prg in &mut prgs {
+            prg.fill(r);
+            ring::sub_assign(&mut own[start..], r);
+        }
     }
     r.zeroize();
     Share(own)
 }
+
+/// Elements per block in [`share_with_seeds`] (8 KiB).
+const SHARE_BLOCK: usize = 1024;
 
 /// The share a receiving party derives from the owner's seed.
 pub fn share_from_seed(seed: &Seed, len: usize) -> Share {

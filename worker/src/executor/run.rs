@@ -568,7 +568,7 @@ impl Job<'_> {
                 Value::Public(_) => unreachable!("interactive operands are secret"),
             }
         };
-        let mut payload = Vec::with_capacity(message_len);
+        let mut payload = self.mesh.take_buffer(message_len);
         payload.extend_from_slice(&material.tag.0.to_le_bytes());
         for operand in [0, 1] {
             let (mut offset, t) = (0, &material.triples);
@@ -657,6 +657,16 @@ impl Job<'_> {
                 c = &c[w..];
                 offset += w;
             }
+        }
+        // Large message buffers go back to the transport's pool (zeroed
+        // there) instead of to the allocator: the next large message reuses
+        // their pages. The payload is reused only if no send holds it still.
+        drop(parts);
+        for msg in received {
+            self.mesh.recycle(msg);
+        }
+        if let Ok(payload) = Arc::try_unwrap(payload) {
+            self.mesh.recycle(payload);
         }
         Ok(())
     }

@@ -328,22 +328,9 @@ fn append_prg(dst: &mut Share, seed: &Seed, count: usize) {
     }
     let v = dst.expose_mut();
     reserve_zeroizing(v, count);
-    // Through a small buffer, so that `dst` is written once (no
-    // zero-filling pass over it).
-    let mut prg = Prg::new(seed);
-    let mut block = [0u64; PRG_BLOCK];
-    let mut left = count;
-    while left > 0 {
-        let k = left.min(PRG_BLOCK);
-        prg.fill(&mut block[..k]);
-        v.extend_from_slice(&block[..k]);
-        left -= k;
-    }
-    block.zeroize();
+    // Written once, in place (see `Prg::append`).
+    Prg::new(seed).append(v, count);
 }
-
-/// Elements per block in [`append_prg`] (16 KiB, in the L1 cache).
-const PRG_BLOCK: usize = 2048;
 
 /// Append an explicit share vector to `dst` (moving it when `dst` is empty
 /// and the vector fills it).
