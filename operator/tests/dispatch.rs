@@ -1,0 +1,71 @@
+//! The operator's dispatch component against real `cohort-worker`
+//! processes over mTLS, with no Kubernetes: every party's dispatcher sends
+//! the same job to its own worker, the result is right, and dispatching the
+//! same job again returns the stored result without running it twice.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use cohort_cli::launch::Federation;
+use cohort_e2e::launch_options;
+use cohort_operator::dispatch::{DispatchError, Dispatcher, Job, shard_for};
+use cohort_worker::service::api::{JobTimeouts, OutputValue, Phase};
+use cohort_worker::transport::JobId;
+
+fn job(id: &str, parties: &[String], program: &str, x: f64) -> Job {
+    Job {
+        id: id.into(),
+        program: program.into(),
+        parties: parties.to_vec(),
+        inputs: BTreeMap::from([("x".to_string(), vec![serde_json::Number::from_f64(x).expect("finite")])]),
+        timeouts: JobTimeouts { connect_seconds: Some(10.0), round_seconds: Some(10.0), total_seconds: Some(60.0) },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatch_runs_a_job_once_and_returns_its_result_again() {
+    let names: Vec<String> = ["bank-a", "bank-b", "bank-c"].map(String::from).to_vec();
+    let federation = Federation::start(&names, &launch_options("warn", None)).await.expect("workers start");
+    let program = "input x: fixed[] from each\noutput total = sum(concat(x))\n";
+    let id = JobId::random().to_string();
+    // One worker (shard) per party here; the shard choice is still made the
+    // way the operator makes it.
+    assert_eq!(shard_for(&id, 1), 0);
+
+    let mut runs = Vec::new();
+    for (i, w) in federation.workers.iter().enumerate() {
+        let dispatcher = Dispatcher::new(federation.controller.clone(), w.name.clone(), Duration::from_millis(10));
+        let (endpoint, job) = (w.control.clone(), job(&id, &names, program, i as f64 + 1.5));
+        runs.push(tokio::spawn(async move { dispatcher.run(&endpoint, &job).await }));
+    }
+    let mut first = Vec::new();
+    for run in runs {
+        let status = run.await.expect("no panic").expect("dispatched");
+        assert_eq!(status.phase, Phase::Succeeded, "{:?}", status.failure);
+        assert_eq!(status.outputs.as_ref().and_then(|o| o.get("total")), Some(&OutputValue::Scalar(7.5)));
+        first.push(status);
+    }
+
+    // A second dispatch (an operator restarted mid-job, a retry after a
+    // lost reply) returns the same result and runs nothing.
+    for (w, before) in federation.workers.iter().zip(&first) {
+        let dispatcher = Dispatcher::new(federation.controller.clone(), w.name.clone(), Duration::from_millis(10));
+        let again = dispatcher.run(&w.control, &job(&id, &names, program, 100.0)).await.expect("redispatch");
+        assert_eq!(&again, before);
+        let health = w.client.health().await.expect("health");
+        assert_eq!(health.active_jobs, 0, "nothing started");
+    }
+    // The same id with another program is a conflict, never retried.
+    let w = &federation.workers[0];
+    let dispatcher = Dispatcher::new(federation.controller.clone(), w.name.clone(), Duration::from_millis(10));
+    let conflict = dispatcher
+        .submit(&w.control, &job(&id, &names, "input x: fixed[] from each\noutput n = len(concat(x))\n", 1.0))
+        .await;
+    match conflict {
+        Err(e @ DispatchError::Conflict { .. }) => assert!(!e.is_retryable()),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    // Cancelling a finished job changes nothing.
+    let cancelled = dispatcher.cancel(&w.control, &id).await.expect("cancel");
+    assert_eq!(cancelled, first[0]);
+}
