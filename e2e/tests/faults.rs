@@ -103,3 +103,30 @@ async fn corrupted_and_oversized_frames_fail_the_job_not_the_worker() {
         .expect("next job");
     assert!(statuses.iter().all(|s| s.phase == Phase::Succeeded), "{statuses:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_dir_picks_the_shard_file_from_the_pod_name() {
+    use tokio::io::AsyncBufReadExt;
+    let mut federation = Federation::start(&parties(), &launch_options("warn", None)).await.expect("start");
+    federation.kill_worker(1).await.expect("kill");
+    let dir = federation.dir.join("per-shard");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::copy(&federation.workers[1].config, dir.join("shard-3.yaml")).expect("copy");
+    let mut child = tokio::process::Command::new(cohort_e2e::bin("cohort-worker"))
+        .arg("--config-dir")
+        .arg(&dir)
+        .env("POD_NAME", "cohort-3")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let line = tokio::time::timeout(Duration::from_secs(20), tokio::io::BufReader::new(stdout).lines().next_line())
+        .await
+        .expect("listening in time")
+        .expect("read")
+        .expect("a line");
+    let listening: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+    assert_eq!(listening["party"], "party-1", "{line}");
+}

@@ -16,8 +16,18 @@ use tracing::{info, warn};
 #[command(name = "cohort-worker", version)]
 struct Args {
     /// The worker's configuration file (YAML; see docs/worker.md).
-    #[arg(long, short)]
-    config: PathBuf,
+    #[arg(long, short, required_unless_present = "config_dir", conflicts_with = "config_dir")]
+    config: Option<PathBuf>,
+    /// A directory of per-shard configurations: the worker reads
+    /// `shard-<ordinal>.yaml`, the ordinal being the number that ends its
+    /// pod name (`--pod-name`). How a StatefulSet gives each pod its own
+    /// file from one pod template.
+    #[arg(long, value_name = "DIR")]
+    config_dir: Option<PathBuf>,
+    /// The pod name whose trailing ordinal selects the file in
+    /// `--config-dir` (StatefulSet pods are named `<set>-<ordinal>`).
+    #[arg(long, env = "POD_NAME")]
+    pod_name: Option<String>,
     /// Override `listen.peer`.
     #[arg(long)]
     listen_peer: Option<String>,
@@ -58,8 +68,24 @@ async fn main() -> ExitCode {
     }
 }
 
+/// The configuration file to read: `--config`, or this shard's file in
+/// `--config-dir`.
+fn config_path(args: &Args) -> Result<PathBuf, String> {
+    if let Some(path) = &args.config {
+        return Ok(path.clone());
+    }
+    let dir = args.config_dir.as_ref().ok_or("give --config FILE or --config-dir DIR")?;
+    let pod = args.pod_name.as_deref().ok_or("--config-dir needs --pod-name (or POD_NAME) to pick the shard")?;
+    let ordinal = pod
+        .rsplit_once('-')
+        .and_then(|(_, n)| n.parse::<u32>().ok())
+        .ok_or_else(|| format!("pod name {pod:?} does not end in -<ordinal>"))?;
+    Ok(dir.join(format!("shard-{ordinal}.yaml")))
+}
+
 async fn run(args: Args) -> Result<(), String> {
-    let mut config = WorkerConfig::read(&args.config).map_err(|e| e.to_string())?;
+    let path = config_path(&args)?;
+    let mut config = WorkerConfig::read(&path).map_err(|e| e.to_string())?;
     if let Some(a) = args.listen_peer {
         config.listen.peer = a;
     }
@@ -72,7 +98,7 @@ async fn run(args: Args) -> Result<(), String> {
     if let Some(d) = args.results_dir {
         config.results_dir = Some(d);
     }
-    let loaded = config.load(&args.config).map_err(|e| e.to_string())?;
+    let loaded = config.load(&path).map_err(|e| e.to_string())?;
     let (party, federation) = (loaded.config.party.clone(), loaded.config.federation.clone());
     let worker = Worker::start(loaded).await.map_err(|e| e.to_string())?;
     info!(%party, %federation, peer = %worker.peer_addr, control = %worker.control_addr,
