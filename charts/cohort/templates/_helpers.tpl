@@ -89,14 +89,6 @@ app.kubernetes.io/component: operator
 {{- end }}
 {{- end }}
 
-{{/*
-The namespace the operator watches: the release namespace in namespace
-scope, "" (every namespace) in cluster scope.
-*/}}
-{{- define "cohort.watchNamespace" -}}
-{{- if eq .Values.scope "Namespace" }}{{ .Release.Namespace }}{{ end }}
-{{- end }}
-
 {{/* The leader-election Lease's name. */}}
 {{- define "cohort.leaseName" -}}
 {{- default (include "cohort.operator.fullname" .) .Values.leaderElection.leaseName }}
