@@ -242,6 +242,53 @@ impl PartyCa {
         })
     }
 
+    /// Load an existing CA of `party` from its certificate and private key
+    /// (PEM), as stored by the operator or provided by the user; the
+    /// certificate text (the first certificate is the CA; any that follow
+    /// are kept as its chain) is what [`PartyCa::cert_pem`] returns. The key
+    /// must match the certificate, which must be a CA. Leaves it issues name
+    /// the CA's subject exactly as written and carry its subject key
+    /// identifier as their authority key identifier.
+    pub fn from_pem(federation: &str, party: &str, cert_pem: &str, key_pem: &str) -> Result<PartyCa, TransportError> {
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::PemObject;
+        validate_name("federation", federation).map_err(TransportError::certificate)?;
+        validate_principal(party).map_err(TransportError::certificate)?;
+        let bad = |why: &str| TransportError::certificate(format!("the CA of {}: {why}", describe(party)));
+        let der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|_| bad("no PEM certificate"))?;
+        let key = KeyPair::from_pem(key_pem).map_err(|_| bad("the private key cannot be read"))?;
+        let (_, x509) =
+            x509_parser::parse_x509_certificate(&der).map_err(|_| bad("the certificate cannot be parsed"))?;
+        if !x509.is_ca() {
+            return Err(bad("the certificate is not a CA (basicConstraints cA is not set)"));
+        }
+        if *x509.public_key().subject_public_key.data != *rcgen::PublicKeyData::der_bytes(&key) {
+            return Err(bad("the private key does not belong to the certificate"));
+        }
+        let mut params = CertificateParams::default();
+        params.distinguished_name = distinguished_name(x509.subject()).map_err(|w| bad(&w))?;
+        if let Some(ski) = x509.iter_extensions().find_map(|e| match e.parsed_extension() {
+            x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
+            _ => None,
+        }) {
+            params.key_identifier_method = rcgen::KeyIdMethod::PreSpecified(ski);
+        }
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        Ok(PartyCa {
+            federation: federation.to_string(),
+            party: party.to_string(),
+            cert_pem: format!("{}\n", cert_pem.trim_end()),
+            issuer: Issuer::new(params, key),
+        })
+    }
+
+    /// The CA certificate and its private key (PEM), to store (the key is
+    /// secret: `CertifiedKey` redacts and zeroizes it).
+    pub fn to_pem(&self) -> CertifiedKey {
+        CertifiedKey { cert_pem: self.cert_pem.clone(), key_pem: self.issuer.key().serialize_pem() }
+    }
+
     /// The CA certificate, PEM (what other parties put in their trust bundle).
     pub fn cert_pem(&self) -> String {
         self.cert_pem.clone()
@@ -306,6 +353,33 @@ impl PartyCa {
             .map_err(|e| TransportError::certificate(format!("signing failed: {e}")))?;
         Ok(CertifiedKey { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
     }
+}
+
+/// rcgen's distinguished name of an X.509 name, attribute by attribute with
+/// the same string types, so issued leaves name their issuer byte for byte.
+fn distinguished_name(name: &x509_parser::x509::X509Name<'_>) -> Result<DistinguishedName, String> {
+    use rcgen::DnValue;
+    use x509_parser::der_parser::asn1_rs::Tag;
+    let mut dn = DistinguishedName::new();
+    for rdn in name.iter() {
+        let mut attrs = rdn.iter();
+        let (Some(attr), None) = (attrs.next(), attrs.next()) else {
+            return Err("the subject has an empty or multi-valued RDN".into());
+        };
+        let oid: Vec<u64> = attr.attr_type().iter().ok_or("the subject has an unreadable attribute type")?.collect();
+        let data = attr.attr_value().data;
+        let text = || std::str::from_utf8(data).map_err(|_| "the subject has a non-UTF-8 string".to_string());
+        let invalid = |_| "the subject has an invalid string".to_string();
+        let value = match attr.attr_value().header.tag() {
+            Tag::Utf8String => DnValue::Utf8String(text()?.to_string()),
+            Tag::PrintableString => DnValue::PrintableString(text()?.try_into().map_err(invalid)?),
+            Tag::Ia5String => DnValue::Ia5String(text()?.try_into().map_err(invalid)?),
+            Tag::T61String => DnValue::TeletexString(text()?.try_into().map_err(invalid)?),
+            _ => return Err("the subject uses a string type other than UTF8, Printable, IA5 or Teletex".into()),
+        };
+        dn.push(DnType::from_oid(&oid), value);
+    }
+    Ok(dn)
 }
 
 fn random_serial() -> Result<SerialNumber, TransportError> {
@@ -381,5 +455,46 @@ mod tests {
         assert_eq!(party_identity("fed", &der), Ok(PartyIdentity::Party("bank-a".into())));
         assert!(matches!(party_identity("other-fed", &der), Ok(PartyIdentity::Foreign(_))));
         assert!(ca.issue_party_cert("bank-a", &[], now, now - Duration::from_secs(1)).is_err());
+    }
+
+    #[test]
+    fn a_stored_ca_loads_back_and_keeps_issuing_verifiable_leaves() {
+        let ca = PartyCa::generate("fed", "bank-a", Duration::from_secs(3600)).expect("ca");
+        let stored = ca.to_pem();
+        assert!(stored.key_pem.contains("PRIVATE KEY") && !format!("{stored:?}").contains("PRIVATE KEY"));
+        let loaded = PartyCa::from_pem("fed", "bank-a", &stored.cert_pem, &stored.key_pem).expect("loads");
+        assert_eq!(loaded.cert_pem().trim_end(), ca.cert_pem().trim_end());
+        let now = SystemTime::now();
+        let leaf = loaded
+            .issue_party_cert("bank-a", &["localhost".into()], now, now + Duration::from_secs(600))
+            .expect("leaf");
+        // The leaf verifies against the original CA certificate, with the
+        // issuer named byte for byte and the AKI equal to the CA's SKI.
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::PemObject;
+        let leaf_der = CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes()).expect("pem");
+        let ca_der = CertificateDer::from_pem_slice(ca.cert_pem().as_bytes()).expect("pem");
+        let (_, l) = x509_parser::parse_x509_certificate(&leaf_der).expect("leaf");
+        let (_, c) = x509_parser::parse_x509_certificate(&ca_der).expect("ca");
+        assert_eq!(l.issuer().as_raw(), c.subject().as_raw());
+        let ski = c.iter_extensions().find_map(|e| match e.parsed_extension() {
+            x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
+            _ => None,
+        });
+        let aki = l.iter_extensions().find_map(|e| match e.parsed_extension() {
+            x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(a) => {
+                a.key_identifier.as_ref().map(|k| k.0.to_vec())
+            }
+            _ => None,
+        });
+        assert!(ski.is_some() && ski == aki, "{ski:?} {aki:?}");
+        crate::transport::TlsIdentity::from_pem("fed", "bank-a", &leaf.cert_pem, &leaf.key_pem, &ca.cert_pem())
+            .expect("the TLS stack accepts the leaf");
+        // A key of another CA, a leaf instead of a CA, and garbage are refused.
+        let other = PartyCa::generate("fed", "bank-a", Duration::from_secs(3600)).expect("ca").to_pem();
+        assert!(PartyCa::from_pem("fed", "bank-a", &stored.cert_pem, &other.key_pem).is_err());
+        assert!(PartyCa::from_pem("fed", "bank-a", &leaf.cert_pem, &leaf.key_pem).is_err());
+        let err = PartyCa::from_pem("fed", "bank-a", "junk", &stored.key_pem).expect_err("junk");
+        assert!(!err.to_string().contains("PRIVATE"), "{err}");
     }
 }
