@@ -637,3 +637,27 @@ async fn a_party_that_stops_reading_fails_the_job_for_the_others() {
     assert!(m.contains("party party-1 did not read its material"), "{m}");
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_party_that_leaves_does_not_stop_the_others_streams() {
+    let fed = federation(3);
+    let server = serve(&fed, config(&fed)).await;
+    let plan = MaterialPlan { layers: vec![Demand { triples: 1 << 20, div_pairs: vec![] }] };
+    let opts = DrawOptions { max_batch_items: 1 << 14, ..options() };
+    let ep = server.endpoint();
+    let job = JobId::random();
+    let (a, b, c) = tokio::join!(
+        draw(&fed.parties[0], &ep, job, &fed.names, &plan, &opts),
+        draw(&fed.parties[1], &ep, job, &fed.names, &plan, &opts),
+        draw(&fed.parties[2], &ep, job, &fed.names, &plan, &opts),
+    );
+    // party-2 leaves at once (its worker died); the others learn that from
+    // their mesh, so their own material must keep coming.
+    drop(c.expect("party-2 drew"));
+    let (mut a, mut b) = (a.expect("party-0 drew"), b.expect("party-1 drew"));
+    let (la, lb) = tokio::join!(a.next_layer(0, &plan.layers[0]), b.next_layer(0, &plan.layers[0]));
+    let (la, lb) = (la.expect("party-0's material"), lb.expect("party-1's material"));
+    assert_eq!(la.tag, lb.tag);
+    assert_eq!(la.triples.a.len(), 1 << 20);
+    server.shutdown().await;
+}

@@ -565,7 +565,10 @@ enum Frame {
 
 /// Why a party's connection task stopped taking frames (set before it
 /// drops its receiver, read by the dealing task).
-type StopReason = Arc<Mutex<Option<String>>>;
+/// Why a party's stream stopped, and whether the party stalled (stopped
+/// reading: the job fails for everyone) rather than left (the others'
+/// streams go on).
+type StopReason = Arc<Mutex<Option<(String, bool)>>>;
 
 /// What a waiting party learns once its job is complete or failed.
 enum Outcome {
@@ -813,6 +816,12 @@ async fn deal_job(
         Err(e) => return fail(Failure::new(FailureCode::Stream, format!("job {job}: the trusted dealer failed: {e}"))),
     };
     let mut sent = 0u64;
+    // A party that disconnects does not stop the others' streams: they
+    // learn of its departure from their mesh, which names it. Stopping
+    // here would reach them first, as a dealer failure, and each would
+    // abort without sending its next message — the parties would then
+    // blame each other rather than the party that left.
+    let mut gone = vec![false; senders.len()];
     for demand in plan.layers.iter().filter(|d| !d.is_empty()) {
         for piece in split_demand(demand, batch_items) {
             let dealt = tokio::task::spawn_blocking(move || {
@@ -836,12 +845,25 @@ async fn deal_job(
                 }
             };
             for (i, (tx, bytes)) in senders.iter().zip(encoded).enumerate() {
+                if gone[i] {
+                    continue;
+                }
                 let reason = match timeout(stall, tx.send(Frame::Batch(bytes))).await {
                     Ok(Ok(())) => continue,
                     Ok(Err(_)) => {
                         let why = whys[i].lock().ok().and_then(|w| w.clone());
-                        let why = why.unwrap_or_else(|| "disconnected from the trusted dealer".into());
-                        format!("job {job}: party {} {why}", parties[i])
+                        match why {
+                            Some((why, true)) => format!("job {job}: party {} {why}", parties[i]),
+                            left => {
+                                let why = left.map_or_else(|| "disconnected".into(), |(why, _)| why);
+                                info!(job = %job, party = %parties[i], %why, "a party left; dealing to the others goes on");
+                                gone[i] = true;
+                                if gone.iter().all(|g| *g) {
+                                    return;
+                                }
+                                continue;
+                            }
+                        }
                     }
                     Err(_) => format!("job {job}: party {} did not read its material within {stall:?}", parties[i]),
                 };
@@ -851,7 +873,7 @@ async fn deal_job(
             sent += 1;
         }
     }
-    for (i, tx) in senders.iter().enumerate() {
+    for (i, tx) in senders.iter().enumerate().filter(|(i, _)| !gone[*i]) {
         if timeout(stall, tx.send(Frame::End(sent))).await.is_err() {
             debug!(job = %job, party = %parties[i], "could not queue the end of the stream");
         }
@@ -942,14 +964,14 @@ async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr,
         tls.write_all(&[PROTOCOL_VERSION]).await?;
         write_frame(&mut tls, kind::READY, &ready).await
     };
-    let stop = |reason: String| {
+    let stop = |reason: String, stalled: bool| {
         info!(job = %job, party = %party, %reason, "stream to the party stopped");
         if let Ok(mut w) = why.lock() {
-            *w = Some(reason);
+            *w = Some((reason, stalled));
         }
     };
     if !matches!(timeout(t.stall, started).await, Ok(Ok(()))) {
-        return stop("went away before its stream started".into());
+        return stop("went away before its stream started".into(), false);
     }
     let mut frames = 0u64;
     while let Some(frame) = rx.recv().await {
@@ -960,8 +982,8 @@ async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr,
         };
         match timeout(t.stall, write_frame(&mut tls, k, &body)).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return stop(format!("disconnected from the trusted dealer ({e})")),
-            Err(_) => return stop(format!("did not read its material within {:?}", t.stall)),
+            Ok(Err(e)) => return stop(format!("disconnected from the trusted dealer ({e})"), false),
+            Err(_) => return stop(format!("did not read its material within {:?}", t.stall), true),
         }
         frames += 1;
         if last {
