@@ -83,7 +83,9 @@ impl JsonSchema for Duration {
     }
 }
 
-fn truncate(s: &str, max: usize) -> &str {
+/// `s` cut to at most `max` bytes at a character boundary (for quoting user
+/// input in messages).
+pub fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }

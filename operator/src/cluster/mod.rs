@@ -44,6 +44,7 @@ use std::collections::BTreeMap;
 
 use cohort_crds::MpcCluster;
 use cohort_crds::cluster::{MAX_SHARDS, MpcClusterSpec};
+use cohort_crds::common::truncate;
 
 /// The longest MpcCluster name the operator accepts (see the module docs).
 pub const MAX_CLUSTER_NAME: usize = 52;
@@ -323,17 +324,6 @@ pub(crate) fn is_label_value(v: &str) -> bool {
             || (b[0].is_ascii_alphanumeric()
                 && b[b.len() - 1].is_ascii_alphanumeric()
                 && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))))
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 /// SHA-256 over a string map, as lowercase hex (keys and values separated
