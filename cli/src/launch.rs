@@ -63,8 +63,6 @@ pub struct Options {
     pub log: String,
     /// Where process logs go: `None` inherits stderr.
     pub log_dir: Option<PathBuf>,
-    /// Jobs' time limits.
-    pub timeouts: JobTimeouts,
 }
 
 impl Options {
@@ -83,7 +81,6 @@ impl Options {
             dealer_bin: pick("COHORT_DEALER_BIN", "cohort-dealer"),
             log: std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
             log_dir: None,
-            timeouts: JobTimeouts::default(),
         }
     }
 }

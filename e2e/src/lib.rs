@@ -45,7 +45,6 @@ pub fn launch_options(log: &str, log_dir: Option<PathBuf>) -> cohort_cli::launch
         dealer_bin: bin("cohort-dealer"),
         log: log.into(),
         log_dir,
-        timeouts: Default::default(),
     }
 }
 

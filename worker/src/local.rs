@@ -10,7 +10,7 @@ use crate::executor::{ExecuteOptions, JobError, JobOutput, OwnInputs, execute};
 use crate::preprocessing::dealer::{DealerSource, spawn_local_dealer};
 use crate::preprocessing::{MaterialPlan, PreprocessingError};
 use crate::program::ir::Circuit;
-use crate::program::program_hash;
+use crate::program::{hex, program_hash};
 use crate::protocol::{PROTOCOL_NAME, SUPPORTED_VERSIONS};
 use crate::transport::{
     JobId, Limits, Mesh, MeshConfig, PartyCa, PeerAddr, ProtocolOffer, Step, Timeouts, TlsIdentity, TransportError,
@@ -173,10 +173,6 @@ pub fn consent_digest(source: &str, parties: &[String]) -> [u8; 32] {
 /// A socket problem on this side, before any peer is involved.
 fn local_io(e: std::io::Error) -> TransportError {
     TransportError::new(None, Step::Handshake, TransportErrorKind::Io(e))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A plan and the per-party streams not yet taken.

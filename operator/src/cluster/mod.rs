@@ -45,6 +45,7 @@ use std::collections::BTreeMap;
 use cohort_crds::MpcCluster;
 use cohort_crds::cluster::{MAX_SHARDS, MpcClusterSpec};
 use cohort_crds::common::truncate;
+use cohort_worker::program::hex;
 
 /// The longest MpcCluster name the operator accepts (see the module docs).
 pub const MAX_CLUSTER_NAME: usize = 52;
@@ -337,10 +338,6 @@ pub(crate) fn hash_map<'v>(entries: impl IntoIterator<Item = (&'v str, &'v str)>
         ctx.update(&[0]);
     }
     hex(ctx.finish().as_ref())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A string map from pairs (for labels and data).

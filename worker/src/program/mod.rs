@@ -68,6 +68,11 @@ pub fn program_hash(source: &str) -> [u8; 32] {
     out
 }
 
+/// Lowercase hex, the form in which program hashes and digests are shown.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Which nodes are secret: inputs, and every node other than `Len` and
 /// `Const` with a secret operand (lengths are public).
 ///

@@ -33,7 +33,7 @@ use crate::preprocessing::dealer::DealerSource;
 use crate::preprocessing::dealer::client::{DealerEndpoint, DrawOptions, draw};
 use crate::preprocessing::{MaterialPlan, PreprocessingError};
 use crate::program::ir::{Circuit, ElemType};
-use crate::program::{compile, program_hash};
+use crate::program::{compile, hex, program_hash};
 use crate::protocol::{PROTOCOL_NAME, SUPPORTED_VERSIONS};
 use crate::transport::{
     InboundSource, JobId, Limits, Mesh, MeshConfig, PeerAddr, ProtocolOffer, Registration, Router, Step, Timeouts,
@@ -507,13 +507,10 @@ fn encode_inputs(
     Ok(own)
 }
 
+/// What makes two submissions the same job: the consent digest (program,
+/// party list, protocol), which every party must agree on anyway.
 fn fingerprint(request: &JobRequest) -> String {
-    let mut text = request.program.clone();
-    for p in &request.parties {
-        text.push('\n');
-        text.push_str(p);
-    }
-    hex(&program_hash(&text))
+    hex(&consent_digest(&request.program, &request.parties))
 }
 
 fn stats_of(output: &JobOutput, elapsed: Duration) -> Stats {
@@ -571,10 +568,6 @@ fn write_durably(dir: &Path, id: &str, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()?;
     std::fs::rename(&tmp, dir.join(format!("{id}.json")))?;
     std::fs::File::open(dir)?.sync_all()
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
