@@ -1,12 +1,10 @@
 //! The `cohort` command line and what it is built from.
 //!
 //! - [`runfile`]: the run file of `cohort run FILE` (`docs/run-file.md`);
-//! - [`data`]: party data files (CSV or one number per line);
 //! - [`launch`]: a local federation of real `cohort-worker` and
 //!   `cohort-dealer` processes with ephemeral certificates;
 //! - [`run`]: `cohort run` itself: load, launch, submit, report.
 
-pub mod data;
 pub mod launch;
 pub mod run;
 pub mod runfile;

@@ -8,9 +8,9 @@ use std::time::Instant;
 use cohort_worker::service::api::{JobStatus, JobTimeouts, OutputValue, Phase};
 use serde::Serialize;
 
-use crate::data::Values;
 use crate::launch::{Federation, LaunchError, Options};
 use crate::runfile::{PartyInputs, RunFile, RunFileError};
+use cohort_worker::data::Values;
 
 /// Why `cohort run` failed.
 #[derive(Debug, thiserror::Error)]

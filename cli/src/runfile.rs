@@ -13,7 +13,7 @@
 //!
 //! No error ever contains a value from a data file (see [`crate::data`]).
 
-use crate::data::{self, DataError, DataErrorKind, DataFormat, Values};
+use cohort_worker::data::{self, DataError, DataErrorKind, DataFormat, Values};
 use cohort_worker::executor::{JobError, OwnInputs};
 use cohort_worker::fixed::FixedPoint;
 use cohort_worker::program::ir::{Circuit, ElemType, InputShape, PartyIndex};
@@ -383,7 +383,7 @@ impl RunFile {
                 .map_err(data_err)?;
             if source.shape == InputShape::Scalar && values.len() != 1 {
                 return Err(data_err(DataError {
-                    file: source.file.clone(),
+                    origin: source.file.display().to_string(),
                     line: None,
                     field: None,
                     kind: DataErrorKind::ScalarCount(values.len()),

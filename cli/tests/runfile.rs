@@ -1,8 +1,8 @@
 //! Run files and data files, loaded from real files in a temporary
 //! directory.
 
-use cohort_cli::data::{DataErrorKind, DataFormat, Values};
 use cohort_cli::runfile::{Invalid, PartyInputs, Preprocessing, RunFile, RunFileError, Timeouts};
+use cohort_worker::data::{DataErrorKind, DataFormat, Values};
 use cohort_worker::program::ir::ElemType;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -11,6 +11,8 @@
 //! - [`preprocessing`]: correlated randomness (Beaver triples, division
 //!   pairs) and where it comes from (today: a trusted dealer);
 //! - [`program`]: the program language, its compiler and the circuit IR;
+//! - [`data`]: parsing a party's secret input values (CSV or one number per
+//!   line), shared by `cohort run` and the operator;
 //! - [`transport`]: the mutually authenticated TLS mesh between parties;
 //! - [`protocol`]: the `additive-semi-honest` protocol steps;
 //! - [`executor`]: runs a compiled circuit layer by layer over the mesh;
@@ -18,6 +20,7 @@
 //! - [`local`]: a whole federation in one process (tests, examples, benches).
 
 pub mod bench;
+pub mod data;
 pub mod executor;
 pub mod fixed;
 pub mod local;

@@ -1,4 +1,5 @@
-//! Party data files: the secret input values a run file points at.
+//! Party input data: the secret values a run file's data files hold, or
+//! an MpcJob's Secret or ConfigMap key (the same formats for both).
 //!
 //! Two formats (documented in `docs/run-file.md`):
 //!
@@ -16,13 +17,13 @@
 //! a value: errors name the file, the 1-based line (counting the header),
 //! the field (`column "NAME"` or `value`) and the reason, nothing else.
 
-use cohort_worker::fixed::{self, EncodeError, FixedPoint, SAFE_BOUND};
-use cohort_worker::program::ir::ElemType;
-use cohort_worker::sharing::Secret;
+use crate::fixed::{self, EncodeError, FixedPoint, SAFE_BOUND};
+use crate::program::ir::ElemType;
+use crate::sharing::Secret;
 use std::fmt;
 use std::io;
 use std::num::IntErrorKind;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use zeroize::{Zeroize, Zeroizing};
 
 /// Most values one data file may hold: the executor's default bound on a
@@ -116,10 +117,11 @@ impl Drop for Values {
 
 /// Why a data file cannot be read. Never carries a value from the file.
 #[derive(Debug, thiserror::Error)]
-#[error("{}{}: {}{}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default(), field.as_ref().map(|f| format!("{f}: ")).unwrap_or_default(), kind)]
+#[error("{}{}: {}{}", origin, line.map(|l| format!(":{l}")).unwrap_or_default(), field.as_ref().map(|f| format!("{f}: ")).unwrap_or_default(), kind)]
 pub struct DataError {
-    /// The data file, as resolved against the run file's directory.
-    pub file: PathBuf,
+    /// Where the data came from: the data file as resolved against the run
+    /// file's directory, or a Secret or ConfigMap key.
+    pub origin: String,
     /// 1-based line (the header is line 1), when the problem has one.
     pub line: Option<u64>,
     /// `column "NAME"` or `value`, when the problem is in one field.
@@ -175,10 +177,32 @@ pub enum DataErrorKind {
 /// Read one input's values from `file`, parsed as `elem` (with
 /// `frac_bits` fractional bits for `fixed`).
 pub fn read_values(file: &Path, format: &DataFormat, elem: ElemType, frac_bits: u32) -> Result<Values, DataError> {
+    let origin = file.display().to_string();
+    let bytes = Zeroizing::new(std::fs::read(file).map_err(|e| DataError {
+        origin: origin.clone(),
+        line: None,
+        field: None,
+        kind: DataErrorKind::Io(e),
+    })?);
+    let csv_like = file.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    parse_values(&origin, &bytes, format, elem, frac_bits, csv_like)
+}
+
+/// Parse one input's values from `bytes` (a file's or a Secret key's
+/// content); `origin` names where they came from in errors. `csv_like`
+/// says the source's name suggests CSV, so a header read as a number gets
+/// a hint to name a column.
+pub fn parse_values(
+    origin: &str,
+    bytes: &[u8],
+    format: &DataFormat,
+    elem: ElemType,
+    frac_bits: u32,
+    csv_like: bool,
+) -> Result<Values, DataError> {
     let err =
-        |line: Option<u64>, field: Option<String>, kind| DataError { file: file.to_path_buf(), line, field, kind };
+        |line: Option<u64>, field: Option<String>, kind| DataError { origin: origin.to_string(), line, field, kind };
     let fp = FixedPoint::new(frac_bits).ok_or_else(|| err(None, None, DataErrorKind::Precision(frac_bits)))?;
-    let bytes = Zeroizing::new(std::fs::read(file).map_err(|e| err(None, None, DataErrorKind::Io(e)))?);
     let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
     let mut parser = ValueParser { elem, fp, values: Values::empty(elem) };
     match format {
@@ -187,7 +211,6 @@ pub fn read_values(file: &Path, format: &DataFormat, elem: ElemType, frac_bits: 
                 let line = body[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() as u64 + 1;
                 err(Some(line), None, DataErrorKind::NotUtf8)
             })?;
-            let csv_like = file.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
             let mut first = true;
             for (i, raw) in text.lines().enumerate() {
                 let field = raw.trim();
