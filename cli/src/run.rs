@@ -10,7 +10,6 @@ use serde::Serialize;
 
 use crate::launch::{Federation, LaunchError, Options};
 use crate::runfile::{PartyInputs, RunFile, RunFileError};
-use cohort_worker::data::Values;
 
 /// Why `cohort run` failed.
 #[derive(Debug, thiserror::Error)]
@@ -75,18 +74,7 @@ pub async fn run_file(path: &Path, options: &Options, mut progress: impl FnMut(&
 
 /// A party's inputs as the control API takes them (integers stay exact).
 fn request_inputs(party: &PartyInputs) -> BTreeMap<String, Vec<serde_json::Number>> {
-    party
-        .inputs
-        .iter()
-        .map(|input| {
-            let numbers = match &input.values {
-                Values::Int(v) => v.iter().map(|x| serde_json::Number::from(*x)).collect(),
-                // Values were checked finite when read.
-                Values::Fixed(v) => v.iter().filter_map(|x| serde_json::Number::from_f64(*x)).collect(),
-            };
-            (input.name.clone(), numbers)
-        })
-        .collect()
+    party.inputs.iter().map(|input| (input.name.clone(), input.values.to_json_numbers())).collect()
 }
 
 fn report(run: &RunFile, statuses: &[JobStatus], wall_seconds: f64, startup_seconds: f64) -> Result<Report, RunError> {

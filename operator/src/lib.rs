@@ -9,8 +9,17 @@
 //!   job to a final status. No Kubernetes involved, so it is tested against
 //!   real worker processes.
 //!
-//! The controllers (kube-runtime), the pure builders of each kind's desired
-//! objects, certificates and leader election arrive in this crate next.
+//! - [`job`]: the pure half of the `MpcJob` reconciler — input bindings and
+//!   parsing, the result Secret, worker status to job status.
+//! - [`controller`]: the kube-runtime controllers that run those pipelines
+//!   against the API server (server-side apply, status, events, backoff).
+//! - [`leader`]: leader election over a Lease (only the holder reconciles).
+//! - [`metrics`], [`http`]: Prometheus metrics and the probe/metrics endpoints.
 
 pub mod cluster;
+pub mod controller;
 pub mod dispatch;
+pub mod http;
+pub mod job;
+pub mod leader;
+pub mod metrics;

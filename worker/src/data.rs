@@ -57,6 +57,16 @@ impl Values {
         }
     }
 
+    /// The values as JSON numbers, the control API's input format (`int`s
+    /// exactly, as integers).
+    pub fn to_json_numbers(&self) -> Vec<serde_json::Number> {
+        match self {
+            Values::Int(v) => v.iter().map(|x| serde_json::Number::from(*x)).collect(),
+            // Parsed values are finite, so none is dropped.
+            Values::Fixed(v) => v.iter().filter_map(|x| serde_json::Number::from_f64(*x)).collect(),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -203,7 +213,7 @@ pub fn parse_values(
     let err =
         |line: Option<u64>, field: Option<String>, kind| DataError { origin: origin.to_string(), line, field, kind };
     let fp = FixedPoint::new(frac_bits).ok_or_else(|| err(None, None, DataErrorKind::Precision(frac_bits)))?;
-    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let mut parser = ValueParser { elem, fp, values: Values::empty(elem) };
     match format {
         DataFormat::Lines => {

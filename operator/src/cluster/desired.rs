@@ -127,6 +127,9 @@ pub struct Settings {
     /// The namespace the operator's pods run in (the control port admits
     /// only them).
     pub operator_namespace: String,
+    /// Labels selecting the operator's pods in that namespace; empty means
+    /// `app.kubernetes.io/name: cohort-operator`.
+    pub operator_pod_labels: BTreeMap<String, String>,
 }
 
 /// Every object the MpcCluster owns.
@@ -661,7 +664,11 @@ pub fn network_policy(cluster: &Cluster<'_>, settings: &Settings) -> NetworkPoli
             ..LabelSelector::default()
         }),
         pod_selector: Some(LabelSelector {
-            match_labels: Some(map([("app.kubernetes.io/name", OPERATOR_APP_NAME)])),
+            match_labels: Some(if settings.operator_pod_labels.is_empty() {
+                map([("app.kubernetes.io/name", OPERATOR_APP_NAME)])
+            } else {
+                settings.operator_pod_labels.clone()
+            }),
             ..LabelSelector::default()
         }),
         ..NetworkPolicyPeer::default()
@@ -700,7 +707,11 @@ mod tests {
     use std::time::SystemTime;
 
     fn settings() -> Settings {
-        Settings { default_image: "ghcr.io/cohort/worker:default".into(), operator_namespace: "cohort-system".into() }
+        Settings {
+            default_image: "ghcr.io/cohort/worker:default".into(),
+            operator_namespace: "cohort-system".into(),
+            operator_pod_labels: BTreeMap::new(),
+        }
     }
 
     /// Material for `resource`, issued from nothing, plus the CA.

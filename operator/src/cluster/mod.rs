@@ -258,7 +258,11 @@ pub struct Names<'a> {
     cluster: &'a str,
 }
 
-impl Names<'_> {
+impl<'a> Names<'a> {
+    /// The names for the MpcCluster called `cluster`.
+    pub fn of(cluster: &'a str) -> Names<'a> {
+        Names { cluster }
+    }
     pub fn ca_secret(&self) -> String {
         format!("{}-ca", self.cluster)
     }

@@ -1,0 +1,575 @@
+//! The MpcCluster controller.
+//!
+//! Pipeline: validate ([`Cluster::from_resource`]) → resolve the referenced
+//! Secrets (peers' and dealer's CAs, a user-provided CA) and the owned ones
+//! (the CA and leaf certificates issued earlier) → plan and issue
+//! certificates ([`certs::plan`], [`certs::issue`]) → build every owned
+//! object ([`desired::build`]) → apply them (the CA Secret first: nothing
+//! it signed is used before it is stored) → status from the applied
+//! StatefulSet, the certificates and a probe of each peer's endpoint.
+//!
+//! Requeues when the earliest certificate becomes due for renewal, and at
+//! least every [`RESYNC`] to re-probe peers.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use cohort_crds::MpcCluster;
+use cohort_crds::cluster::{CertificatesStatus, MpcClusterStatus, PeerStatus};
+use cohort_crds::conditions::{ConditionStatus, find_condition, set_condition, types};
+use cohort_worker::transport::certs::{CertifiedKey, PartyCa};
+use futures::future::join_all;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{Controller, watcher};
+use kube::{Api, ResourceExt};
+
+use super::{Context, Error, apply, now, object_key, write_status};
+use crate::cluster::certs::{self, Observed, ObservedCa, Plan, Requirements};
+use crate::cluster::desired::{self, CaMaterial, Material};
+use crate::cluster::{Cluster, Endpoint};
+
+/// Re-probe peers and re-check certificates at least this often.
+pub const RESYNC: Duration = Duration::from_secs(120);
+/// How long one peer probe may take.
+pub const PEER_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Run the MpcCluster controller until `shutdown` resolves.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let (clusters, secrets) = match &namespace {
+        Some(ns) => (Api::<MpcCluster>::namespaced(client.clone(), ns), Api::<Secret>::namespaced(client.clone(), ns)),
+        None => (Api::<MpcCluster>::all(client.clone()), Api::<Secret>::all(client.clone())),
+    };
+    let owned = |c: &kube::Client| -> (Api<StatefulSet>, Api<ConfigMap>, Api<Service>) {
+        match &namespace {
+            Some(ns) => {
+                (Api::namespaced(c.clone(), ns), Api::namespaced(c.clone(), ns), Api::namespaced(c.clone(), ns))
+            }
+            None => (Api::all(c.clone()), Api::all(c.clone()), Api::all(c.clone())),
+        }
+    };
+    let (sets, maps, services) = owned(&client);
+    let labelled = watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={}", desired::MANAGED_BY));
+    let controller = Controller::new(clusters, watcher::Config::default());
+    let store = controller.store();
+    let stream = controller
+        .owns(sets, labelled.clone())
+        .owns(maps, labelled.clone())
+        .owns(services, labelled)
+        // Owned Secrets (certificates) and referenced ones (peer CAs): one
+        // watch, mapped to every cluster that owns or names the Secret.
+        .watches(secrets, watcher::Config::default(), move |secret| clusters_using(&store, &secret))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, super::error_policy, ctx);
+    super::drain("MpcCluster", stream).await;
+}
+
+/// The clusters that own `secret` or reference it (peer trust, dealer
+/// trust, a user-provided CA).
+fn clusters_using(store: &Store<MpcCluster>, secret: &Secret) -> Vec<ObjectRef<MpcCluster>> {
+    let (Some(ns), name) = (secret.namespace(), secret.name_any()) else { return vec![] };
+    store
+        .state()
+        .iter()
+        .filter(|c| c.namespace().as_deref() == Some(ns.as_str()))
+        .filter(|c| {
+            secret.owner_references().iter().any(|o| Some(&o.uid) == c.uid().as_ref())
+                || referenced_secrets(c).contains(&name)
+        })
+        .map(|c| ObjectRef::from_obj(c.as_ref()))
+        .collect()
+}
+
+/// Names of the Secrets `cluster`'s spec references.
+fn referenced_secrets(cluster: &MpcCluster) -> Vec<String> {
+    let spec = &cluster.spec;
+    let mut names: Vec<String> =
+        spec.parties.iter().filter_map(|p| p.trust.as_ref().map(|t| t.secret_ref.name.clone())).collect();
+    names.extend(spec.dealer.as_ref().map(|d| d.trust.secret_ref.name.clone()));
+    names.extend(spec.tls.ca.as_ref().map(|ca| ca.secret_ref.name.clone()));
+    names
+}
+
+/// Reconcile one MpcCluster.
+pub async fn reconcile(obj: Arc<MpcCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_inner(&obj, &ctx).await;
+    ctx.metrics.reconciled("MpcCluster", started.elapsed());
+    match &result {
+        Ok(_) => ctx.reset_backoff(&object_key(obj.as_ref())),
+        Err(e) => ctx.event(obj.as_ref(), EventType::Warning, e.reason(), "Reconcile", e.to_string()).await,
+    }
+    result
+}
+
+async fn reconcile_inner(obj: &MpcCluster, ctx: &Context) -> Result<Action, Error> {
+    let ns = obj.namespace().ok_or(Error::Incomplete { object: object_key(obj), field: "metadata.namespace" })?;
+    let clusters: Api<MpcCluster> = Api::namespaced(ctx.client.clone(), &ns);
+    let old = obj.status.as_ref();
+    let mut status = old.cloned().unwrap_or_default();
+    let generation = obj.metadata.generation;
+    let now_time = now();
+
+    // Validate.
+    let cluster = match Cluster::from_resource(obj) {
+        Ok(c) => c,
+        Err(e) => {
+            let message = e.to_string();
+            not_ready(&mut status, "InvalidSpec", &message, generation, &now_time);
+            if write_status(&clusters, obj, old, &status).await? {
+                ctx.event(obj, EventType::Warning, "InvalidSpec", "Validate", message).await;
+            }
+            // A spec change triggers the next reconcile.
+            return Ok(Action::await_change());
+        }
+    };
+    let req = match Requirements::from_cluster(&cluster) {
+        Ok(r) => r,
+        Err(e) => {
+            not_ready(&mut status, "InvalidSpec", &e.to_string(), generation, &now_time);
+            write_status(&clusters, obj, old, &status).await?;
+            return Ok(Action::await_change());
+        }
+    };
+
+    // Resolve Secrets.
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let resolved = match resolve(&cluster, &secrets).await? {
+        Ok(r) => r,
+        Err(missing) => {
+            let message = missing.to_string();
+            not_ready(&mut status, missing.reason(), &message, generation, &now_time);
+            if write_status(&clusters, obj, old, &status).await? {
+                ctx.event(obj, EventType::Warning, missing.reason(), "ResolveReferences", message).await;
+            }
+            // The Secret watch triggers a reconcile when it appears; the
+            // requeue is a safety net.
+            return Ok(Action::requeue(RESYNC));
+        }
+    };
+
+    // Certificates.
+    let wall = SystemTime::now();
+    let material = match certificates(&cluster, &req, resolved, wall) {
+        Ok(m) => m,
+        Err(e) => {
+            let message = e.to_string();
+            set_condition(
+                &mut status.conditions,
+                types::CERTIFICATES_READY,
+                ConditionStatus::False,
+                "CertificateError",
+                &message,
+                generation,
+                &now_time,
+            );
+            not_ready(&mut status, "CertificateError", &message, generation, &now_time);
+            if write_status(&clusters, obj, old, &status).await? {
+                ctx.event(obj, EventType::Warning, "CertificateError", "IssueCertificates", message).await;
+            }
+            return Ok(Action::requeue(RESYNC));
+        }
+    };
+    let Certificates { material, issued, plan_after } = material;
+
+    // Build and apply.
+    let desired = match desired::build(obj, &material, &ctx.settings) {
+        Ok(d) => d,
+        Err(e) => {
+            not_ready(&mut status, "InvalidSpec", &e.to_string(), generation, &now_time);
+            write_status(&clusters, obj, old, &status).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    if let Some(ca) = &desired.ca_secret {
+        apply(&secrets, ca).await?;
+    }
+    for s in desired.secrets().filter(|s| Some(*s) != desired.ca_secret.as_ref()) {
+        apply(&secrets, s).await?;
+    }
+    let maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
+    for cm in desired.config_maps() {
+        apply(&maps, cm).await?;
+    }
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
+    for svc in desired.services() {
+        apply(&services, svc).await?;
+    }
+    let sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
+    let applied = apply(&sets, &desired.stateful_set).await?;
+    apply(&Api::<PodDisruptionBudget>::namespaced(ctx.client.clone(), &ns), &desired.pod_disruption_budget).await?;
+    apply(&Api::<NetworkPolicy>::namespaced(ctx.client.clone(), &ns), &desired.network_policy).await?;
+    if !issued.is_empty() {
+        ctx.event(obj, EventType::Normal, "CertificatesIssued", "IssueCertificates", issued.join("; ")).await;
+    }
+
+    // Status.
+    let peers = probe_peers(&cluster).await;
+    let was_ready = find_condition(&status.conditions, types::READY).is_some_and(|c| c.status == "True");
+    compute_status(&mut status, &cluster, &applied, &plan_after, peers, generation, &now_time);
+    let is_ready = find_condition(&status.conditions, types::READY).is_some_and(|c| c.status == "True");
+    write_status(&clusters, obj, old, &status).await?;
+    if is_ready && !was_ready {
+        ctx.event(obj, EventType::Normal, "Ready", "Reconcile", format!("all {} shards are ready", cluster.shards))
+            .await;
+    }
+
+    let until_renewal = plan_after
+        .next_renewal
+        .and_then(|t| t.duration_since(wall).ok())
+        .map_or(RESYNC, |d| d.min(RESYNC).max(Duration::from_secs(1)));
+    Ok(Action::requeue(until_renewal))
+}
+
+/// Ready False with `reason` (Degraded True), keeping the other conditions.
+fn not_ready(status: &mut MpcClusterStatus, reason: &str, message: &str, generation: Option<i64>, now: &Time) {
+    set_condition(&mut status.conditions, types::READY, ConditionStatus::False, reason, message, generation, now);
+    set_condition(&mut status.conditions, types::DEGRADED, ConditionStatus::True, reason, message, generation, now);
+    status.observed_generation = generation;
+}
+
+/// A Secret or key the cluster needs that is not there (yet).
+#[derive(Debug, thiserror::Error)]
+pub enum Unresolved {
+    #[error("Secret {secret} ({field}) does not exist")]
+    MissingSecret { secret: String, field: String },
+    #[error("Secret {secret} ({field}) has no key {key}")]
+    MissingKey { secret: String, key: String, field: String },
+    #[error("Secret {secret} ({field}), key {key}: {reason}")]
+    Unusable { secret: String, key: String, field: String, reason: String },
+}
+
+impl Unresolved {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Unresolved::MissingSecret { .. } => "SecretNotFound",
+            Unresolved::MissingKey { .. } => "SecretKeyNotFound",
+            Unresolved::Unusable { .. } => "InvalidTrust",
+        }
+    }
+}
+
+/// What was found in the Secrets.
+struct Resolved {
+    /// Operator-managed CA (cert, key) when stored; `provided` with spec.tls.ca.
+    managed_ca: Option<CertifiedKey>,
+    provided_ca: Option<CertifiedKey>,
+    workers: Vec<Option<CertifiedKey>>,
+    operator_client: Option<CertifiedKey>,
+    peer_cas: BTreeMap<String, String>,
+    dealer_ca: Option<String>,
+}
+
+fn text(secret: &Secret, key: &str) -> Option<String> {
+    let ByteString(bytes) = secret.data.as_ref()?.get(key)?;
+    String::from_utf8(bytes.clone()).ok()
+}
+
+fn cert_and_key(secret: Option<&Secret>) -> Option<CertifiedKey> {
+    let s = secret?;
+    Some(CertifiedKey { cert_pem: text(s, "tls.crt")?, key_pem: text(s, "tls.key")? })
+}
+
+async fn get_secret(api: &Api<Secret>, name: &str) -> Result<Option<Secret>, Error> {
+    api.get_opt(name).await.map_err(|e| Error::kube(format!("read Secret {name}"), e))
+}
+
+/// Read every Secret the cluster uses. `Ok(Err(_))`: one is missing or
+/// unusable (a condition, not an error).
+async fn resolve(cluster: &Cluster<'_>, api: &Api<Secret>) -> Result<Result<Resolved, Unresolved>, Error> {
+    let names = cluster.names();
+    let spec = cluster.spec;
+    let mut peer_cas = BTreeMap::new();
+    for (k, party) in spec.parties.iter().enumerate() {
+        let Some(trust) = &party.trust else { continue };
+        let field = format!("spec.parties[{k}].trust.secretRef");
+        match trust_bundle(api, &trust.secret_ref.name, &trust.secret_ref.key, field).await? {
+            Ok(pem) => peer_cas.insert(party.name.clone(), pem),
+            Err(u) => return Ok(Err(u)),
+        };
+    }
+    let dealer_ca = match &spec.dealer {
+        Some(d) => {
+            let r = &d.trust.secret_ref;
+            match trust_bundle(api, &r.name, &r.key, "spec.dealer.trust.secretRef".into()).await? {
+                Ok(pem) => Some(pem),
+                Err(u) => return Ok(Err(u)),
+            }
+        }
+        None => None,
+    };
+    let provided_ca = match &spec.tls.ca {
+        Some(ca) => {
+            let name = &ca.secret_ref.name;
+            let field = "spec.tls.ca.secretRef".to_string();
+            let Some(secret) = get_secret(api, name).await? else {
+                return Ok(Err(Unresolved::MissingSecret { secret: name.clone(), field }));
+            };
+            for key in ["tls.crt", "tls.key"] {
+                if text(&secret, key).is_none() {
+                    return Ok(Err(Unresolved::MissingKey { secret: name.clone(), key: key.into(), field }));
+                }
+            }
+            cert_and_key(Some(&secret))
+        }
+        None => None,
+    };
+    let managed_ca =
+        if provided_ca.is_none() { cert_and_key(get_secret(api, &names.ca_secret()).await?.as_ref()) } else { None };
+    let mut workers = Vec::with_capacity(cluster.shards);
+    for i in 0..cluster.shards {
+        workers.push(cert_and_key(get_secret(api, &names.worker_secret(i)).await?.as_ref()));
+    }
+    let operator_client = cert_and_key(get_secret(api, &names.operator_client_secret()).await?.as_ref());
+    Ok(Ok(Resolved { managed_ca, provided_ca, workers, operator_client, peer_cas, dealer_ca }))
+}
+
+async fn trust_bundle(
+    api: &Api<Secret>,
+    name: &str,
+    key: &str,
+    field: String,
+) -> Result<Result<String, Unresolved>, Error> {
+    let Some(secret) = get_secret(api, name).await? else {
+        return Ok(Err(Unresolved::MissingSecret { secret: name.into(), field }));
+    };
+    let Some(pem) = text(&secret, key) else {
+        return Ok(Err(Unresolved::MissingKey { secret: name.into(), key: key.into(), field }));
+    };
+    if let Err(reason) = certs::check_ca_bundle(&pem) {
+        return Ok(Err(Unresolved::Unusable { secret: name.into(), key: key.into(), field, reason }));
+    }
+    Ok(Ok(pem))
+}
+
+struct Certificates {
+    material: Material,
+    /// What was issued and why, for the event (no key material).
+    issued: Vec<String>,
+    /// The plan over the final material: expiry times, next renewal.
+    plan_after: Plan,
+}
+
+/// Plan, issue what is due, and assemble the material to build from.
+fn certificates(
+    cluster: &Cluster<'_>,
+    req: &Requirements,
+    resolved: Resolved,
+    now: SystemTime,
+) -> Result<Certificates, crate::cluster::Error> {
+    let Resolved { managed_ca, provided_ca, mut workers, mut operator_client, peer_cas, dealer_ca } = resolved;
+    let observed_ca = match (&provided_ca, &managed_ca) {
+        (Some(p), _) => ObservedCa::Provided(&p.cert_pem),
+        (None, m) => ObservedCa::Managed(m.as_ref().map(|k| k.cert_pem.as_str())),
+    };
+    let observed = Observed {
+        ca: observed_ca,
+        workers: workers.iter().map(|w| w.as_ref().map(|k| k.cert_pem.as_str())).collect(),
+        operator_client: operator_client.as_ref().map(|k| k.cert_pem.as_str()),
+    };
+    let plan = certs::plan(req, &observed, now)?;
+    let mut issued_notes = Vec::new();
+    let mut ca = match (provided_ca, managed_ca) {
+        (Some(p), _) => Some(load_ca(cluster, &p, "the CA in the Secret named by spec.tls.ca")?),
+        (None, Some(m)) if !plan.generate_ca => Some(load_ca(cluster, &m, "the party CA in its Secret")?),
+        _ => None,
+    };
+    if !plan.is_empty() {
+        let issued = certs::issue(&plan, req, ca.as_ref(), now)?;
+        if let Some(new_ca) = issued.ca {
+            issued_notes.push("generated a new party CA".to_string());
+            ca = Some(new_ca);
+        }
+        for (slot, reason) in &plan.issue {
+            issued_notes.push(format!("issued {slot}: {reason}"));
+        }
+        for (i, key) in issued.workers {
+            if let Some(w) = workers.get_mut(i) {
+                *w = Some(key);
+            }
+        }
+        if issued.operator_client.is_some() {
+            operator_client = issued.operator_client;
+        }
+    }
+    let ca = ca.ok_or_else(|| crate::cluster::Error::Material {
+        what: "the party CA".into(),
+        reason: "neither stored nor generated".into(),
+    })?;
+    let ca_material = match &cluster.spec.tls.ca {
+        Some(_) => CaMaterial::Provided { cert_pem: ca.cert_pem() },
+        None => CaMaterial::Managed(ca.to_pem()),
+    };
+    let missing = |what: String| crate::cluster::Error::Material { what, reason: "not issued".into() };
+    let workers: Vec<CertifiedKey> = workers
+        .into_iter()
+        .enumerate()
+        .map(|(i, w)| w.ok_or_else(|| missing(format!("the certificate of worker shard {i}"))))
+        .collect::<Result<_, _>>()?;
+    let operator_client = operator_client.ok_or_else(|| missing("the operator client certificate".into()))?;
+    let observed_after = Observed {
+        ca: ObservedCa::Provided(ca_material.cert_pem()),
+        workers: workers.iter().map(|k| Some(k.cert_pem.as_str())).collect(),
+        operator_client: Some(&operator_client.cert_pem),
+    };
+    let plan_after = certs::plan(req, &observed_after, now)?;
+    let material = Material { ca: ca_material, workers, operator_client, peer_cas, dealer_ca };
+    Ok(Certificates { material, issued: issued_notes, plan_after })
+}
+
+fn load_ca(cluster: &Cluster<'_>, key: &CertifiedKey, what: &str) -> Result<PartyCa, crate::cluster::Error> {
+    PartyCa::from_pem(&cluster.spec.federation, &cluster.spec.self_, &key.cert_pem, &key.key_pem)
+        .map_err(|e| crate::cluster::Error::Material { what: what.into(), reason: e.to_string() })
+}
+
+/// Whether each peer's shard-0 endpoint accepts a TCP connection. The
+/// probe proves reachability only; authentication happens per job.
+async fn probe_peers(cluster: &Cluster<'_>) -> Vec<(String, Result<(), String>)> {
+    let peers: Vec<(String, Endpoint)> = cluster
+        .endpoints
+        .iter()
+        .filter(|(name, _)| *name != cluster.spec.self_)
+        .map(|(name, e)| (name.to_string(), e.clone()))
+        .collect();
+    join_all(peers.into_iter().map(|(name, endpoint)| async move {
+        let target = (endpoint.host.clone(), endpoint.port);
+        let outcome = match tokio::time::timeout(PEER_PROBE_TIMEOUT, tokio::net::TcpStream::connect(target)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("{endpoint}: {}", probe_error(&e))),
+            Err(_) => Err(format!("{endpoint}: no answer within {}s", PEER_PROBE_TIMEOUT.as_secs())),
+        };
+        (name, outcome)
+    }))
+    .await
+}
+
+fn probe_error(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connection refused",
+        std::io::ErrorKind::TimedOut => "timed out",
+        _ if e.to_string().contains("lookup") || e.to_string().contains("resolve") => "name does not resolve",
+        _ => "cannot connect",
+    }
+}
+
+/// The status from what was applied and observed. Pure but for `now`.
+pub fn compute_status(
+    status: &mut MpcClusterStatus,
+    cluster: &Cluster<'_>,
+    applied: &StatefulSet,
+    plan: &Plan,
+    peers: Vec<(String, Result<(), String>)>,
+    generation: Option<i64>,
+    now: &Time,
+) {
+    let shards = cluster.shards as i32;
+    let sts = applied.status.as_ref();
+    let ready = sts.and_then(|s| s.ready_replicas).unwrap_or(0);
+    let updated = sts.and_then(|s| s.updated_replicas).unwrap_or(0);
+    let observed_current =
+        sts.and_then(|s| s.observed_generation) >= applied.metadata.generation && applied.metadata.generation.is_some();
+    status.observed_generation = generation;
+    status.ready_shards = Some(ready);
+    status.shards_ready = Some(format!("{ready}/{shards}"));
+    let rolled = observed_current && updated >= shards && ready >= shards;
+    if rolled {
+        status.protocol_version = Some(cluster.spec.protocol.version);
+    }
+    status.certificates = Some(CertificatesStatus {
+        ca_not_after: plan.ca_not_after.map(to_time),
+        worker_not_after: plan.worker_not_after.map(to_time),
+        operator_not_after: plan.operator_not_after.map(to_time),
+        next_renewal: plan.next_renewal.map(to_time),
+    });
+    let c = &mut status.conditions;
+    set_condition(
+        c,
+        types::CERTIFICATES_READY,
+        ConditionStatus::True,
+        "Valid",
+        "every certificate is valid and not due for renewal",
+        generation,
+        now,
+    );
+
+    // Peers: keep a peer's last probe time unless its reachability changed,
+    // so a status that changes nothing is not rewritten.
+    let previous: BTreeMap<String, PeerStatus> = status.peers.drain(..).map(|p| (p.name.clone(), p)).collect();
+    let mut unreachable = Vec::new();
+    for (name, outcome) in peers {
+        let reachable = outcome.is_ok();
+        let message = outcome.err();
+        if let Some(m) = &message {
+            unreachable.push(format!("{name} ({m})"));
+        }
+        let last_probe_time = match previous.get(&name) {
+            Some(p) if p.reachable == reachable && p.message == message => p.last_probe_time.clone(),
+            _ => Some(now.clone()),
+        };
+        status.peers.push(PeerStatus { name, reachable, last_probe_time, message });
+    }
+    let reachable = status.peers.iter().filter(|p| p.reachable).count() as i32;
+    status.peers_reachable = Some(reachable);
+    let c = &mut status.conditions;
+    if unreachable.is_empty() {
+        set_condition(
+            c,
+            types::PEERS_REACHABLE,
+            ConditionStatus::True,
+            "Reachable",
+            "every peer answered on its endpoint",
+            generation,
+            now,
+        );
+        set_condition(c, types::DEGRADED, ConditionStatus::False, "AsExpected", "", generation, now);
+    } else {
+        let message = format!("no answer from {}", unreachable.join(", "));
+        set_condition(c, types::PEERS_REACHABLE, ConditionStatus::False, "PeersUnreachable", &message, generation, now);
+        set_condition(c, types::DEGRADED, ConditionStatus::True, "PeersUnreachable", &message, generation, now);
+    }
+    if rolled {
+        set_condition(
+            c,
+            types::PROGRESSING,
+            ConditionStatus::False,
+            "RolledOut",
+            "every shard runs the current spec",
+            generation,
+            now,
+        );
+        set_condition(
+            c,
+            types::READY,
+            ConditionStatus::True,
+            "AllShardsReady",
+            &format!("{ready}/{shards} shards ready"),
+            generation,
+            now,
+        );
+    } else {
+        let message = format!("{ready}/{shards} shards ready, {updated}/{shards} updated");
+        set_condition(c, types::PROGRESSING, ConditionStatus::True, "RollingOut", &message, generation, now);
+        set_condition(c, types::READY, ConditionStatus::False, "ShardsNotReady", &message, generation, now);
+    }
+}
+
+fn to_time(t: SystemTime) -> Time {
+    let secs = match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
+    };
+    Time(jiff::Timestamp::from_second(secs).unwrap_or(jiff::Timestamp::UNIX_EPOCH))
+}
