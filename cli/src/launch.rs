@@ -23,8 +23,8 @@ use tokio::process::{Child, Command};
 
 /// The federation name local runs use.
 pub const FEDERATION: &str = "local";
-/// The controller principal's name (`controller/cohort`).
-const CONTROLLER: &str = "cohort";
+/// The controller principal's name by default (`controller/cohort`).
+pub const CONTROLLER: &str = "cohort";
 /// The dealer principal's name (`dealer/main`).
 const DEALER: &str = "main";
 /// How long a process may take to bind its ports.
@@ -63,6 +63,9 @@ pub struct Options {
     pub log: String,
     /// Where process logs go: `None` inherits stderr.
     pub log_dir: Option<PathBuf>,
+    /// The name in the controller principal (`controller/<name>`) the
+    /// workers accept on their control API. The operator's is `operator`.
+    pub controller_name: String,
 }
 
 impl Options {
@@ -81,6 +84,7 @@ impl Options {
             dealer_bin: pick("COHORT_DEALER_BIN", "cohort-dealer"),
             log: std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
             log_dir: None,
+            controller_name: CONTROLLER.into(),
         }
     }
 }
@@ -208,7 +212,7 @@ impl Federation {
             dir: dir.clone(),
             workers: Vec::new(),
             dealer: None,
-            controller: Arc::new(controller_identity(&dir, &party_files)?),
+            controller: Arc::new(controller_identity(&dir, &options.controller_name, &party_files)?),
             cas,
             options: options.clone(),
             keep_dir: std::env::var_os("COHORT_KEEP_DIR").is_some(),
@@ -248,7 +252,7 @@ impl Federation {
                 "party": name,
                 "listen": {"peer": format!("127.0.0.1:{}", ports[i]), "control": "127.0.0.1:0", "metrics": "127.0.0.1:0"},
                 "tls": {"cert": cert, "key": key, "peerCas": peer_cas},
-                "controller": {"name": CONTROLLER, "ca": controller_ca},
+                "controller": {"name": options.controller_name, "ca": controller_ca},
                 "parties": parties.iter().zip(&ports)
                     .map(|(p, port)| serde_json::json!({"name": p, "endpoint": format!("127.0.0.1:{port}")}))
                     .collect::<Vec<_>>(),
@@ -289,6 +293,12 @@ impl Federation {
         w.client = ControlClient::new(self.controller.clone(), control.clone(), w.name.clone());
         (w.control, w.metrics) = (control, metrics);
         Ok(())
+    }
+
+    /// The files of the controller's credentials: (its CA, certificate
+    /// chain, key).
+    pub fn controller_files(&self) -> (PathBuf, PathBuf, PathBuf) {
+        (self.dir.join("controller-ca.pem"), self.dir.join("controller.crt"), self.dir.join("controller.key"))
     }
 
     /// The files of `party`'s credentials: (CA, certificate chain, key).
@@ -376,8 +386,8 @@ type PartyFiles = BTreeMap<String, (PathBuf, PathBuf, PathBuf)>;
 /// This process's identity as the workers' controller (principal
 /// `controller/cohort`, its own CA), trusting each party through that
 /// party's CA.
-fn controller_identity(dir: &Path, parties: &PartyFiles) -> Result<TlsIdentity, LaunchError> {
-    let principal = Role::Controller.principal(CONTROLLER);
+fn controller_identity(dir: &Path, name: &str, parties: &PartyFiles) -> Result<TlsIdentity, LaunchError> {
+    let principal = Role::Controller.principal(name);
     let (_, (_, cert, key)) = credentials(dir, "controller", &principal)?;
     let read = |p: &Path| std::fs::read_to_string(p).map_err(io(format!("cannot read {}", p.display())));
     let (cert, key) = (read(&cert)?, zeroize::Zeroizing::new(read(&key)?));

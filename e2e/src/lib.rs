@@ -45,6 +45,7 @@ pub fn launch_options(log: &str, log_dir: Option<PathBuf>) -> cohort_cli::launch
         dealer_bin: bin("cohort-dealer"),
         log: log.into(),
         log_dir,
+        controller_name: cohort_cli::launch::CONTROLLER.into(),
     }
 }
 

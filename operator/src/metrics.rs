@@ -90,6 +90,16 @@ impl Metrics {
         self.leader.set(i64::from(leader));
     }
 
+    /// Reconciles run so far for `kind`.
+    pub fn reconciliations(&self, kind: &str) -> u64 {
+        self.reconciles.get_or_create(&KindLabel { kind: kind.to_string() }).get()
+    }
+
+    /// Whether this replica holds the leader Lease.
+    pub fn is_leader(&self) -> bool {
+        self.leader.get() == 1
+    }
+
     /// The text exposition format.
     pub fn encode(&self) -> String {
         let mut out = String::new();

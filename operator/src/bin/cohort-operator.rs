@@ -20,13 +20,13 @@ use kube::runtime::events::Reporter;
 #[command(name = "cohort-operator", version, about = "The Cohort Kubernetes operator (one per party)")]
 struct Args {
     /// The cohort-worker image for clusters that do not set spec.worker.image.
-    #[arg(long)]
+    #[arg(long, default_value = concat!("ghcr.io/cohort-mpc/cohort-worker:", env!("CARGO_PKG_VERSION")))]
     worker_image: String,
     /// Watch only this namespace (namespaced mode); all namespaces if unset.
     #[arg(long)]
     watch_namespace: Option<String>,
     /// The Lease the replicas elect a leader with.
-    #[arg(long, default_value = "cohort-operator-leader")]
+    #[arg(long, default_value = "cohort-operator")]
     lease_name: String,
     /// The Lease's namespace (defaults to the pod's namespace).
     #[arg(long, env = "POD_NAMESPACE")]
@@ -34,9 +34,10 @@ struct Args {
     /// How long the Lease lasts without renewal (e.g. 15s).
     #[arg(long, default_value = "15s", value_parser = duration)]
     lease_duration: Duration,
-    /// This replica's identity in the Lease (the pod name).
+    /// This replica's identity in the Lease (the pod name; the host name
+    /// when unset).
     #[arg(long, env = "POD_NAME")]
-    pod_name: String,
+    pod_name: Option<String>,
     /// Labels of the operator's pods, `k=v,k=v`: the workers' NetworkPolicy
     /// admits only them to the control port.
     #[arg(long, default_value = "app.kubernetes.io/name=cohort-operator", value_parser = labels)]
@@ -113,7 +114,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         operator_namespace: args.lease_namespace.clone(),
         operator_pod_labels: args.operator_pod_labels,
     };
-    let reporter = Reporter { controller: "cohort-operator".into(), instance: Some(args.pod_name.clone()) };
+    let identity = args.pod_name.or_else(|| std::env::var("HOSTNAME").ok()).unwrap_or_else(|| "cohort-operator".into());
+    let reporter = Reporter { controller: "cohort-operator".into(), instance: Some(identity.clone()) };
     let ctx = Arc::new(Context::new(
         client.clone(),
         settings,
@@ -124,7 +126,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let lease = LeaseConfig {
         name: args.lease_name,
         namespace: args.lease_namespace,
-        identity: args.pod_name,
+        identity,
         duration: args.lease_duration,
     };
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
