@@ -4,11 +4,14 @@
 //! - [`cluster`]: the pure half of the `MpcCluster` reconciler — validation,
 //!   certificate planning and issuance, worker configuration files and every
 //!   owned object built as `k8s-openapi` types.
+//! - [`pool`]: the pure half of the `PreprocessingPool` reconciler —
+//!   validation against the MpcCluster (and its `spec.dealer`), the hosted
+//!   trusted dealer's certificate, its owned objects (a one-replica
+//!   `cohort-dealer` StatefulSet with a durable journal), and status.
 //! - [`dispatch`]: runs an `MpcJob` on this party's workers through their
 //!   mTLS control API — shard choice, idempotent submission, following the
 //!   job to a final status. No Kubernetes involved, so it is tested against
 //!   real worker processes.
-//!
 //! - [`job`]: the pure half of the `MpcJob` reconciler — input bindings and
 //!   parsing, the result Secret, worker status to job status.
 //! - [`controller`]: the kube-runtime controllers that run those pipelines
@@ -23,3 +26,4 @@ pub mod http;
 pub mod job;
 pub mod leader;
 pub mod metrics;
+pub mod pool;

@@ -596,6 +596,142 @@ async fn the_cohort_dealer_binary_serves_and_stops_on_sigterm() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A running `cohort-dealer` process of `fed`, with its stderr collected.
+struct DealerProcess {
+    child: std::process::Child,
+    addr: SocketAddr,
+    logs: std::thread::JoinHandle<String>,
+}
+
+impl DealerProcess {
+    fn endpoint(&self) -> DealerEndpoint {
+        DealerEndpoint { principal: DEALER.to_string(), addr: self.addr }
+    }
+
+    /// SIGTERM, wait for a clean exit, return the logs.
+    async fn stop(self) -> String {
+        let status = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let mut child = self.child;
+        let exit = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+        assert!(exit.success(), "{exit:?}");
+        self.logs.join().unwrap()
+    }
+}
+
+/// The dealer's files for `fed` in `dir`, and the arguments naming them.
+fn dealer_args(fed: &Fed, dir: &std::path::Path) -> Vec<String> {
+    let (chain, key) = chain_and_key(&fed.dealer_ca, DEALER);
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let mut args: Vec<String> = ["--federation", FED, "--listen", "127.0.0.1:0"].map(String::from).to_vec();
+    args.extend(["--cert".into(), write("dealer.pem", &chain), "--key".into(), write("dealer.key", &key)]);
+    for (name, ca) in fed.names.iter().zip(&fed.cas) {
+        let path = write(&format!("{name}-ca.pem"), &ca.cert_pem());
+        args.extend(["--party".into(), name.clone(), "--peer-ca".into(), format!("{name}={path}")]);
+    }
+    args
+}
+
+/// Start `cohort-dealer` with `args` and wait for its listening line.
+async fn start_dealer(args: &[String]) -> DealerProcess {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cohort-dealer"))
+        .args(args)
+        .env("RUST_LOG", "debug")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let logs = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line).unwrap();
+        line
+    })
+    .await
+    .unwrap();
+    let Some(addr) = line.trim().strip_prefix("listening on ") else {
+        let _ = child.wait();
+        panic!("no listening line; logs:\n{}", logs.join().unwrap());
+    };
+    DealerProcess { addr: addr.parse().unwrap(), child, logs }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_dealer_with_the_same_state_dir_refuses_a_job_it_served() {
+    let fed = federation(2);
+    let dir = temp_dir("journal");
+    let state = dir.join("state");
+    let mut args = dealer_args(&fed, &dir);
+    args.extend(["--state-dir".into(), state.display().to_string()]);
+    let plan = plan();
+    let served = JobId::random();
+
+    let dealer = start_dealer(&args).await;
+    let sources: Vec<_> = draw_all(&fed, &dealer.endpoint(), served, &[0, 1], vec![plan.clone(); 2])
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let layers: Vec<_> = drain(sources, &plan).await.into_iter().map(Result::unwrap).collect();
+    check_plan(&layers, &plan);
+    let logs = dealer.stop().await;
+    assert!(logs.contains("job dealt"), "{logs}");
+    let journal = std::fs::read_to_string(state.join("served-jobs.journal")).unwrap();
+    assert!(journal.contains(&served.to_string()), "{journal}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&state), 0o700);
+        assert_eq!(mode(&state.join("served-jobs.journal")), 0o600);
+    }
+
+    // A new process, the same state directory: the id stays refused, for
+    // every party, and the reason names the job; a fresh id is dealt.
+    let dealer = start_dealer(&args).await;
+    for r in draw_all(&fed, &dealer.endpoint(), served, &[0, 1], vec![plan.clone(); 2]).await {
+        assert!(matches!(&r, Err(PreprocessingError::Reused(_))), "{}", message(&r));
+        let m = message(&r);
+        assert!(m.contains(&format!("job {served}")) && m.contains("journal") && m.contains("never reused"), "{m}");
+    }
+    draw_and_check(&fed, &dealer.endpoint(), &[1, 0], &plan).await;
+    dealer.stop().await;
+
+    // Without the state directory the dealer forgets (the in-memory path).
+    let memory_only: Vec<String> = args[..args.len() - 2].to_vec();
+    let dealer = start_dealer(&memory_only).await;
+    for r in draw_all(&fed, &dealer.endpoint(), served, &[0, 1], vec![plan.clone(); 2]).await {
+        assert!(r.is_ok(), "{}", message(&r));
+    }
+    dealer.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_cohort_dealer_binary_refuses_a_corrupt_journal_naming_file_and_line() {
+    let fed = federation(2);
+    let dir = temp_dir("corrupt");
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let journal = state.join("served-jobs.journal");
+    std::fs::write(&journal, "cohort-dealer-journal 1\nnot a record\n").unwrap();
+    let mut args = dealer_args(&fed, &dir);
+    args.extend(["--state-dir".into(), state.display().to_string()]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cohort-dealer")).args(&args).output().unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "it never listened");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&journal.display().to_string()) && err.contains("line 2"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn the_cohort_dealer_binary_names_an_unreadable_file() {
     let dir = temp_dir("badcfg");

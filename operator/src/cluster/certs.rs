@@ -200,7 +200,7 @@ pub fn plan(req: &Requirements, observed: &Observed<'_>, now: SystemTime) -> Res
     for (slot, pem, principal, names) in slots {
         let verdict = match &ca {
             None => Err(if pem.is_some() { Reason::NewCa } else { Reason::Missing }),
-            Some(ca) => check_leaf(req, ca, pem, &principal, names, now),
+            Some(ca) => check_leaf(&req.federation, req.renew_before, ca, pem, &principal, names, now),
         };
         match verdict {
             Err(reason) => plan.issue.push((slot, reason)),
@@ -219,9 +219,51 @@ pub fn plan(req: &Requirements, observed: &Observed<'_>, now: SystemTime) -> Res
     Ok(plan)
 }
 
+/// Whether the leaf chain `leaf` (leaf first; `None` when missing) issued
+/// by the CA certificate `ca_pem` can be kept for `principal` with exactly
+/// `names`: `Ok(Ok(not_after))`, or `Ok(Err(why))` it must be (re)issued.
+/// `Err` when the CA itself cannot be read (nothing can be issued then).
+/// The same rules as [`plan`], for leaves other modules own (the hosted
+/// dealer of a PreprocessingPool).
+pub fn check_leaf_pem(
+    federation: &str,
+    renew_before: Duration,
+    ca_pem: &str,
+    leaf: Option<&str>,
+    principal: &str,
+    names: &[String],
+    now: SystemTime,
+) -> Result<Result<SystemTime, Reason>, Error> {
+    let ca = first_cert(ca_pem).map_err(|r| Error::material("the party CA", r))?;
+    let ca =
+        ca.parse_x509().map_err(|e| Error::material("the party CA", format!("cannot parse the certificate: {e}")))?;
+    Ok(check_leaf(federation, renew_before, &ca, leaf, principal, names, now))
+}
+
+/// Issue one leaf for `principal` with `names` from `ca`, valid from
+/// [`CLOCK_SKEW`] before `now` for `lifetime`; the returned `cert_pem` is
+/// the chain to store as `tls.crt` (leaf, then the CA). `what` names the
+/// certificate in errors.
+pub fn issue_leaf(
+    ca: &PartyCa,
+    principal: &str,
+    names: &[String],
+    lifetime: Duration,
+    now: SystemTime,
+    what: &str,
+) -> Result<CertifiedKey, Error> {
+    let not_before = now.checked_sub(CLOCK_SKEW).unwrap_or(now);
+    let not_after = now.checked_add(lifetime).ok_or_else(|| Error::invalid("spec.tls.certLifetime", "too long"))?;
+    let leaf = ca
+        .issue_party_cert(principal, names, not_before, not_after)
+        .map_err(|e| Error::Issue { what: what.to_string(), source: Box::new(e) })?;
+    Ok(CertifiedKey { cert_pem: chain(&leaf.cert_pem, &ca.cert_pem()), key_pem: leaf.key_pem.clone() })
+}
+
 /// Whether the leaf in `pem` can be kept: `Ok(not_after)`, or why not.
 fn check_leaf(
-    req: &Requirements,
+    federation: &str,
+    renew_before: Duration,
     ca: &X509Certificate<'_>,
     pem: Option<&str>,
     principal: &str,
@@ -233,7 +275,7 @@ fn check_leaf(
     if leaf.verify_signature(Some(ca.public_key())).is_err() {
         return Err(Reason::NotIssuedByCa);
     }
-    match party_identity(&req.federation, &pem.contents) {
+    match party_identity(federation, &pem.contents) {
         Ok(PartyIdentity::Party(p)) if p == principal => {}
         Ok(other) => return Err(Reason::WrongIdentity(other.to_string())),
         Err(why) => return Err(Reason::WrongIdentity(why)),
@@ -248,7 +290,7 @@ fn check_leaf(
     }
     let expiry = not_after(&leaf);
     // Renew exactly when the remaining lifetime is at most renewBefore.
-    if expiry.duration_since(now).map_or(true, |left| left <= req.renew_before) {
+    if expiry.duration_since(now).map_or(true, |left| left <= renew_before) {
         return Err(Reason::Renew { not_after: expiry });
     }
     Ok(expiry)

@@ -7,8 +7,15 @@
 //! (protocol: `cohort_worker::preprocessing::dealer::service`), prints
 //! `listening on ADDR` on stdout once bound, logs to stderr (filter with
 //! `RUST_LOG`, default `info`), and stops on SIGTERM or ctrl-c.
+//!
+//! With `--state-dir DIR` it records every job id durably in
+//! `DIR/served-jobs.journal` before dealing it and refuses recorded ids
+//! after a restart too (`cohort_worker::preprocessing::dealer::journal`).
+//! Without it, served ids are remembered in memory only: fine for tests and
+//! `cohort run`, never for a long-lived dealer.
 
 use clap::Parser;
+use cohort_worker::preprocessing::dealer::journal::Journal;
 use cohort_worker::preprocessing::dealer::service::{DealerConfig, DealerLimits, DealerServer, DealerTimeouts};
 use cohort_worker::transport::{Role, TlsIdentity};
 use std::io::Write;
@@ -65,6 +72,12 @@ struct Args {
     /// Jobs gathering or being dealt at once.
     #[arg(long, default_value_t = DealerLimits::default().max_jobs)]
     max_jobs: usize,
+    /// A directory for the journal of dealt job ids (created 0700 if
+    /// missing). Each id is recorded and fsynced before it is dealt, and
+    /// recorded ids are refused after a restart. Without it, a restarted
+    /// dealer forgets which ids it served.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
 }
 
 fn read(path: &Path, what: &str) -> Result<String, String> {
@@ -120,9 +133,26 @@ async fn run(args: Args) -> Result<(), String> {
         stall: Duration::from_secs(args.stall_timeout),
         ..DealerTimeouts::default()
     };
+    // Open the journal before binding: a dealer that cannot tell which ids
+    // it served must not accept a request.
+    let journal = match &args.state_dir {
+        Some(dir) => Some(Journal::open(dir).map_err(|e| e.to_string())?),
+        None => {
+            // Info, not a warning: `cohort run` runs its ephemeral dealer so.
+            tracing::info!(
+                "no --state-dir: served job ids are remembered in memory only, so a restarted dealer could deal a \
+                 job id twice; give --state-dir for any long-lived dealer"
+            );
+            None
+        }
+    };
     let listener =
         TcpListener::bind(args.listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-    let server = DealerServer::new(listener, identity, config).map_err(|e| e.to_string())?;
+    let server = match journal {
+        Some(journal) => DealerServer::with_journal(listener, identity, config, journal),
+        None => DealerServer::new(listener, identity, config),
+    }
+    .map_err(|e| e.to_string())?;
     let addr = server.local_addr().map_err(|e| format!("cannot read the bound address: {e}"))?;
     {
         let mut out = std::io::stdout().lock();

@@ -23,7 +23,9 @@
 //!   runs a dealer in-process for local runs and tests;
 //! - the networked dealer: [`service`] (the `cohort-dealer` process's server,
 //!   serving each party its batches over mutually authenticated TLS 1.3)
-//!   and [`client`] ([`client::draw`], how a worker draws its stream).
+//!   and [`client`] ([`client::draw`], how a worker draws its stream);
+//! - [`journal`]: the networked dealer's durable record of dealt job ids,
+//!   so a restarted dealer still refuses them.
 //!
 //! # Construction: PRG-seed compression
 //!
@@ -74,6 +76,7 @@
 //! component that stores material (the preprocessing pool).
 
 pub mod client;
+pub mod journal;
 pub mod service;
 mod source;
 mod wire;

@@ -65,19 +65,24 @@
 //! party holds the others back by at most that many batches, and a party
 //! that reads nothing for [`DealerTimeouts::stall`] fails the job. A job id
 //! is served once; the dealer remembers served and failed ids (up to
-//! [`DealerLimits::remembered_jobs`]) and refuses them. Any disagreement (a
+//! [`DealerLimits::remembered_jobs`]) and refuses them. With a
+//! [`Journal`] ([`DealerServer::with_journal`], `cohort-dealer
+//! --state-dir`), every job id is recorded durably before its first batch
+//! is dealt and recorded ids are refused for ever, across restarts; a job
+//! whose record cannot be written is failed, never dealt. Any disagreement (a
 //! different plan or party list, a party asking for a job it is not part
 //! of) or a party missing at [`DealerTimeouts::gather`] fails the job for
 //! every waiting party, with a reason that names the party.
 //!
 //! Logs name jobs, parties and counts, never material, seeds or keys.
 
+use super::journal::{Journal, plan_digest};
 use super::{MAX_BATCH_ITEMS, MAX_DIVISOR_GROUPS, TrustedDealer, split_demand, validate_demand};
 use crate::preprocessing::{Demand, MaterialPlan};
 use crate::transport::certs::{PartyIdentity, describe, party_identity, validate_name};
 use crate::transport::tls::ReportSlot;
 use crate::transport::{JobId, Role, TlsIdentity};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -467,6 +472,28 @@ impl DealerServer {
         identity: Arc<TlsIdentity>,
         config: DealerConfig,
     ) -> Result<DealerServer, DealerConfigError> {
+        Self::build(listener, identity, config, None)
+    }
+
+    /// Like [`DealerServer::new`], recording every job in `journal` before
+    /// dealing it and refusing every job id the journal already holds (see
+    /// [`super::journal`]). Without a journal, served ids are remembered in
+    /// memory only and a restarted dealer forgets them.
+    pub fn with_journal(
+        listener: TcpListener,
+        identity: Arc<TlsIdentity>,
+        config: DealerConfig,
+        journal: Journal,
+    ) -> Result<DealerServer, DealerConfigError> {
+        Self::build(listener, identity, config, Some(journal))
+    }
+
+    fn build(
+        listener: TcpListener,
+        identity: Arc<TlsIdentity>,
+        config: DealerConfig,
+        journal: Option<Journal>,
+    ) -> Result<DealerServer, DealerConfigError> {
         let bad = |m: String| Err(DealerConfigError(m));
         match identity.party().split_once('/') {
             Some((role, _)) if role == Role::Dealer.as_str() => {}
@@ -502,12 +529,15 @@ impl DealerServer {
         }
         // Fails early if the identity trusts no CA for a listed party.
         identity.server_config(&config.parties, ReportSlot::default()).map_err(|e| DealerConfigError(e.to_string()))?;
+        let state =
+            State { journaled: journal.as_ref().map(|j| j.served().clone()).unwrap_or_default(), ..State::default() };
         let shared = Arc::new(Shared {
             jobs: Arc::new(Semaphore::new(config.limits.max_jobs)),
             identity,
             config,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(state),
             nonce: AtomicU64::new(0),
+            journal: journal.map(|j| Arc::new(Mutex::new(j))),
         });
         Ok(DealerServer { listener, shared })
     }
@@ -593,6 +623,9 @@ struct State {
     /// Served or failed job ids and why they cannot be asked for again.
     finished: HashMap<JobId, String>,
     finished_order: VecDeque<JobId>,
+    /// Job ids recorded in the journal (loaded at start, then each dealt
+    /// job): never forgotten.
+    journaled: HashSet<JobId>,
 }
 
 impl State {
@@ -614,6 +647,9 @@ struct Shared {
     state: Mutex<State>,
     jobs: Arc<Semaphore>,
     nonce: AtomicU64,
+    /// The durable record of dealt jobs, when the dealer has a state
+    /// directory.
+    journal: Option<Arc<Mutex<Journal>>>,
 }
 
 impl Shared {
@@ -680,6 +716,15 @@ impl Shared {
             ));
         }
         let mut st = self.lock();
+        if st.journaled.contains(&job) {
+            return Err(Failure::new(
+                FailureCode::Reused,
+                format!(
+                    "job {job} was already dealt (it is recorded in the trusted dealer's journal); a job id is \
+                     never reused"
+                ),
+            ));
+        }
         if let Some(why) = st.finished.get(&job) {
             return Err(Failure::new(
                 FailureCode::Reused,
@@ -760,8 +805,54 @@ impl Shared {
         Ok(rx)
     }
 
-    /// Every party has asked: hand each its stream and start dealing.
+    /// Every party has asked (the id is already marked finished): record
+    /// the job durably, then hand each party its stream and deal. A job
+    /// whose record fails is failed for every party and never dealt.
     fn start(self: &Arc<Self>, job: JobId, g: Gathering) {
+        let shared = self.clone();
+        tokio::spawn(async move {
+            match shared.record(job, &g).await {
+                Ok(()) => shared.deal(job, g).await,
+                Err(failure) => {
+                    for tx in g.waiters.into_iter().flatten() {
+                        let _ = tx.send(Outcome::Refused(failure.clone()));
+                    }
+                }
+            }
+        });
+    }
+
+    /// Append `job` to the journal and fsync (off the async threads).
+    async fn record(&self, job: JobId, g: &Gathering) -> Result<(), Failure> {
+        let Some(journal) = &self.journal else { return Ok(()) };
+        let digest = plan_digest(&g.parties, &g.plan);
+        let journal = journal.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            journal.lock().unwrap_or_else(|p| p.into_inner()).record(job, &digest).map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_else(|_| Err("the journal writer panicked".into()));
+        match written {
+            Ok(()) => {
+                self.lock().journaled.insert(job);
+                debug!(job = %job, "job recorded in the dealer journal");
+                Ok(())
+            }
+            Err(error) => {
+                warn!(job = %job, %error, "cannot record the job in the dealer journal; it is not dealt");
+                Err(Failure::new(
+                    FailureCode::Stream,
+                    format!(
+                        "job {job}: the trusted dealer could not record the job in its journal, so it deals nothing \
+                         for it (see the dealer's log)"
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// Hand each party its stream and deal.
+    async fn deal(&self, job: JobId, g: Gathering) {
         let Gathering { parties, plan, batch_items, waiters, permit, .. } = g;
         let batches = batch_count(&plan, batch_items);
         let mut senders = Vec::with_capacity(parties.len());
@@ -784,10 +875,8 @@ impl Shared {
             "dealing a job"
         );
         let stall = self.config.timeouts.stall;
-        tokio::spawn(async move {
-            deal_job(job, &parties, &plan, batch_items, &senders, &whys, stall).await;
-            drop(permit);
-        });
+        deal_job(job, &parties, &plan, batch_items, &senders, &whys, stall).await;
+        drop(permit);
     }
 }
 

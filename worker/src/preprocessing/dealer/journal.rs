@@ -1,0 +1,412 @@
+//! The dealer's durable record of the jobs it has dealt.
+//!
+//! Material dealt twice breaks Beaver multiplication (a triple used for two
+//! products reveals the difference of the masked values), so a dealer must
+//! never deal the same job id twice — not even across a restart. With a
+//! state directory (`cohort-dealer --state-dir DIR`), the dealer appends
+//! each job id to the journal `DIR/`[`JOURNAL_FILE`] and fsyncs it
+//! **before** it deals the first batch, and on start it reloads every
+//! recorded id and refuses them for ever. A crash after the record but
+//! before (or while) dealing burns the id, which is safe; a crash before the
+//! record deals nothing.
+//!
+//! # Format
+//!
+//! UTF-8 text, one record per line, each line ending in `\n`:
+//!
+//! ```text
+//! cohort-dealer-journal 1
+//! <job id: 32 lowercase hex digits> <SHA-256 of the party list and plan: 64 lowercase hex digits>
+//! ...
+//! ```
+//!
+//! The digest is there for forensics (which job, with which parties and
+//! shapes, was dealt); it commits to public data only — the party names
+//! and the material plan, never material. The journal holds no secret.
+//!
+//! # Crashes and corruption
+//!
+//! Records are appended with one write and made durable with `fsync`, so a
+//! crash can leave at most a *torn last line*: bytes after the last `\n`.
+//! Such a tail is dropped with a warning (the file is truncated to its last
+//! complete line), because the record it was writing had not been
+//! acknowledged and nothing of that job was dealt. Anything else — an
+//! unknown header, a complete line that is not a record — is corruption:
+//! opening fails with an error naming the file and the line, and the
+//! dealer refuses to start rather than forget which ids it served.
+//!
+//! The file is created with mode 0600 and, when the dealer creates it, the
+//! directory with mode 0700. An existing directory keeps its mode (in a
+//! pod, the volume's root belongs to the kubelet's `fsGroup` handling).
+
+use crate::transport::JobId;
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use tracing::{info, warn};
+
+/// The journal's file name inside the state directory.
+pub const JOURNAL_FILE: &str = "served-jobs.journal";
+/// The first line of every journal.
+pub const JOURNAL_HEADER: &str = "cohort-dealer-journal 1";
+
+/// Why the journal could not be opened or written.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// A file-system operation failed.
+    #[error("the dealer journal {}: cannot {op}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A complete line is not what the journal holds. The dealer must not
+    /// start: it would forget which job ids it served.
+    #[error(
+        "the dealer journal {}, line {line}: {reason}; the dealer refuses to start rather than forget which job ids \
+         it served (restore the file or investigate; never delete it while any party may reuse a job id)",
+        path.display()
+    )]
+    Corrupt { path: PathBuf, line: usize, reason: String },
+}
+
+/// An open journal: the ids recorded so far and the file to append to.
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+    served: HashSet<JobId>,
+    dropped_tail: usize,
+}
+
+impl Journal {
+    /// Open (or create) the journal in `dir`, creating `dir` (mode 0700)
+    /// if needed, and load every recorded job id. A torn last line is
+    /// dropped with a warning; any other malformed content is
+    /// [`JournalError::Corrupt`].
+    pub fn open(dir: &Path) -> Result<Journal, JournalError> {
+        let path = dir.join(JOURNAL_FILE);
+        let io = |op: &'static str| {
+            let path = path.clone();
+            move |source| JournalError::Io { path, op, source }
+        };
+        let created_dir = !dir.exists();
+        create_dir(dir).map_err(|source| JournalError::Io {
+            path: path.clone(),
+            op: "create its directory",
+            source,
+        })?;
+        let mut options = OpenOptions::new();
+        options.read(true).append(true).create(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(&path).map_err(io("open"))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io("read"))?;
+        let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let dropped_tail = bytes.len() - complete;
+        let served = parse(&path, &bytes[..complete])?;
+        if dropped_tail > 0 {
+            warn!(
+                path = %path.display(),
+                bytes = dropped_tail,
+                "the dealer journal ends in a torn record (a crash while writing it); dropping it: \
+                 that record was never acknowledged, so its job was not dealt"
+            );
+            file.set_len(complete as u64).map_err(io("truncate its torn last line"))?;
+            file.sync_all().map_err(io("sync"))?;
+        }
+        let new = complete == 0;
+        let mut journal = Journal { path: path.clone(), file, served, dropped_tail };
+        if new {
+            journal.append(&format!("{JOURNAL_HEADER}\n"))?;
+            // Make the new file's directory entry durable too.
+            sync_dir(dir).map_err(io("sync its directory"))?;
+        }
+        info!(
+            path = %journal.path.display(),
+            served = journal.served.len(),
+            created_dir,
+            "the dealer journal is open: recorded job ids are refused"
+        );
+        Ok(journal)
+    }
+
+    /// Whether `job` is recorded.
+    pub fn contains(&self, job: &JobId) -> bool {
+        self.served.contains(job)
+    }
+
+    /// The recorded job ids.
+    pub fn served(&self) -> &HashSet<JobId> {
+        &self.served
+    }
+
+    /// Bytes of a torn last line dropped when the journal was opened.
+    pub fn dropped_tail(&self) -> usize {
+        self.dropped_tail
+    }
+
+    /// The journal file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Record `job` (with the digest of its party list and plan) and make
+    /// the record durable. Returns only once the record is on stable
+    /// storage; deal nothing of `job` unless this returned `Ok`.
+    pub fn record(&mut self, job: JobId, digest: &[u8; 32]) -> Result<(), JournalError> {
+        self.append(&format!("{job} {}\n", crate::program::hex(digest)))?;
+        self.served.insert(job);
+        Ok(())
+    }
+
+    fn append(&mut self, line: &str) -> Result<(), JournalError> {
+        let io = |op: &'static str| {
+            let path = self.path.clone();
+            move |source| JournalError::Io { path, op, source }
+        };
+        // Appends go to the end whatever the position; seeking only keeps
+        // the position meaningful for a reader of `file`.
+        self.file.seek(SeekFrom::End(0)).map_err(io("seek"))?;
+        self.file.write_all(line.as_bytes()).map_err(io("append a record"))?;
+        self.file.sync_data().map_err(io("sync"))
+    }
+}
+
+/// Parse complete lines (`bytes` ends with `\n` or is empty).
+fn parse(path: &Path, bytes: &[u8]) -> Result<HashSet<JobId>, JournalError> {
+    let corrupt = |line: usize, reason: String| JournalError::Corrupt { path: path.to_path_buf(), line, reason };
+    let mut served = HashSet::new();
+    if bytes.is_empty() {
+        return Ok(served);
+    }
+    let body = &bytes[..bytes.len() - 1];
+    for (i, raw) in body.split(|&b| b == b'\n').enumerate() {
+        let line = i + 1;
+        let text = std::str::from_utf8(raw).map_err(|_| corrupt(line, "not UTF-8 text".into()))?;
+        if line == 1 {
+            if text != JOURNAL_HEADER {
+                return Err(corrupt(line, format!("expected the header {JOURNAL_HEADER:?}")));
+            }
+            continue;
+        }
+        let job = parse_record(text).map_err(|r| corrupt(line, r.into()))?;
+        if !served.insert(job) {
+            // Not fatal: the id stays refused either way.
+            warn!(path = %path.display(), line, job = %job, "the dealer journal records a job id twice");
+        }
+    }
+    Ok(served)
+}
+
+/// `<32 hex> <64 hex>` → the job id.
+fn parse_record(text: &str) -> Result<JobId, &'static str> {
+    let (job, digest) = text.split_once(' ').ok_or("expected `<job id> <digest>`")?;
+    let job = unhex::<16>(job).ok_or("the job id is not 32 lowercase hex digits")?;
+    unhex::<32>(digest).ok_or("the digest is not 64 lowercase hex digits")?;
+    Ok(JobId(job))
+}
+
+fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    let b = text.as_bytes();
+    if b.len() != 2 * N {
+        return None;
+    }
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; N];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = (nibble(b[2 * i])? << 4) | nibble(b[2 * i + 1])?;
+    }
+    Some(out)
+}
+
+fn create_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+/// SHA-256 over a job's party list and material plan (length-prefixed, so
+/// no two inputs share an encoding): the digest a journal record carries.
+pub fn plan_digest(parties: &[String], plan: &crate::preprocessing::MaterialPlan) -> [u8; 32] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(b"cohort-dealer job\0");
+    ctx.update(&(parties.len() as u64).to_le_bytes());
+    for p in parties {
+        ctx.update(&(p.len() as u64).to_le_bytes());
+        ctx.update(p.as_bytes());
+    }
+    ctx.update(&(plan.layers.len() as u64).to_le_bytes());
+    for layer in &plan.layers {
+        ctx.update(&(layer.triples as u64).to_le_bytes());
+        ctx.update(&(layer.div_pairs.len() as u64).to_le_bytes());
+        for &(d, n) in &layer.div_pairs {
+            ctx.update(&d.to_le_bytes());
+            ctx.update(&(n as u64).to_le_bytes());
+        }
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::preprocessing::{Demand, MaterialPlan};
+
+    fn digest() -> [u8; 32] {
+        plan_digest(
+            &["a".into(), "b".into()],
+            &MaterialPlan { layers: vec![Demand { triples: 3, div_pairs: vec![(2, 1)] }] },
+        )
+    }
+
+    #[test]
+    fn records_survive_a_reopen_and_the_file_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let (a, b) = (JobId([1; 16]), JobId([0xab; 16]));
+        {
+            let mut j = Journal::open(&state).unwrap();
+            assert!(j.served().is_empty());
+            j.record(a, &digest()).unwrap();
+            j.record(b, &digest()).unwrap();
+            assert!(j.contains(&a) && j.contains(&b));
+        }
+        let j = Journal::open(&state).unwrap();
+        assert_eq!(j.served(), &HashSet::from([a, b]));
+        assert_eq!(j.dropped_tail(), 0);
+        let text = std::fs::read_to_string(j.path()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], JOURNAL_HEADER);
+        assert_eq!(lines[1], format!("{a} {}", crate::program::hex(&digest())));
+        assert_eq!(lines.len(), 3);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(j.path()), 0o600);
+            assert_eq!(mode(&state), 0o700);
+        }
+    }
+
+    #[test]
+    fn a_torn_last_line_is_dropped_and_the_journal_stays_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = JobId([2; 16]);
+        let path = {
+            let mut j = Journal::open(dir.path()).unwrap();
+            j.record(a, &digest()).unwrap();
+            j.path().to_path_buf()
+        };
+        let complete = std::fs::metadata(&path).unwrap().len();
+        // A crash in the middle of the next record.
+        OpenOptions::new().append(true).open(&path).unwrap().write_all(b"0303030303030303").unwrap();
+        let mut j = Journal::open(dir.path()).unwrap();
+        assert_eq!(j.dropped_tail(), 16);
+        assert_eq!(j.served(), &HashSet::from([a]));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), complete, "the torn tail is truncated");
+        let b = JobId([3; 16]);
+        j.record(b, &digest()).unwrap();
+        drop(j);
+        let j = Journal::open(dir.path()).unwrap();
+        assert_eq!(j.served(), &HashSet::from([a, b]));
+        assert_eq!(j.dropped_tail(), 0);
+    }
+
+    #[test]
+    fn a_torn_header_is_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(JOURNAL_FILE), b"cohort-dea").unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        assert_eq!(j.dropped_tail(), 10);
+        drop(j);
+        let text = std::fs::read_to_string(dir.path().join(JOURNAL_FILE)).unwrap();
+        assert_eq!(text, format!("{JOURNAL_HEADER}\n"));
+    }
+
+    #[test]
+    fn corruption_names_the_file_and_the_line() {
+        let good = format!("{} {}", JobId([4; 16]), crate::program::hex(&digest()));
+        let cases = [
+            (format!("something else\n{good}\n"), 1, "header"),
+            (format!("{JOURNAL_HEADER}\n{good}\nnot-a-record\n"), 3, "<job id> <digest>"),
+            (format!("{JOURNAL_HEADER}\n{good}\nXYZ {}\n", crate::program::hex(&digest())), 3, "job id"),
+            (format!("{JOURNAL_HEADER}\n{} 00\n{good}\n", JobId([5; 16])), 2, "digest"),
+            (format!("{JOURNAL_HEADER}\n{}\n", good.to_uppercase()), 2, "job id"),
+            (format!("{JOURNAL_HEADER}\n\n{good}\n"), 2, "<job id> <digest>"),
+        ];
+        for (text, line, what) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join(JOURNAL_FILE), &text).unwrap();
+            let err = Journal::open(dir.path()).expect_err(&text);
+            let msg = err.to_string();
+            assert!(matches!(err, JournalError::Corrupt { line: l, .. } if l == line), "{msg}");
+            assert!(msg.contains(JOURNAL_FILE) && msg.contains(&format!("line {line}")), "{msg}");
+            assert!(msg.contains(what), "{msg}");
+            // The file is left as it was for investigation.
+            assert_eq!(std::fs::read_to_string(dir.path().join(JOURNAL_FILE)).unwrap(), text);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(JOURNAL_FILE), [JOURNAL_HEADER.as_bytes(), b"\n\xff\xfe\n"].concat()).unwrap();
+        assert!(Journal::open(dir.path()).unwrap_err().to_string().contains("line 2: not UTF-8"));
+    }
+
+    #[test]
+    fn a_duplicate_record_is_tolerated_and_stays_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = format!("{} {}", JobId([6; 16]), crate::program::hex(&digest()));
+        std::fs::write(dir.path().join(JOURNAL_FILE), format!("{JOURNAL_HEADER}\n{good}\n{good}\n")).unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        assert!(j.contains(&JobId([6; 16])));
+    }
+
+    #[test]
+    fn an_unusable_directory_is_an_io_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plain-file");
+        std::fs::write(&file, b"x").unwrap();
+        let err = Journal::open(&file.join("sub")).unwrap_err();
+        assert!(matches!(err, JournalError::Io { .. }), "{err}");
+        assert!(err.to_string().contains(JOURNAL_FILE), "{err}");
+    }
+
+    #[test]
+    fn digests_commit_to_parties_and_plan() {
+        let plan = MaterialPlan { layers: vec![Demand { triples: 3, div_pairs: vec![] }] };
+        let other = MaterialPlan { layers: vec![Demand { triples: 4, div_pairs: vec![] }] };
+        let p = vec!["a".to_string(), "b".to_string()];
+        let q = vec!["ab".to_string(), String::new()];
+        assert_ne!(plan_digest(&p, &plan), plan_digest(&p, &other));
+        assert_ne!(plan_digest(&p, &plan), plan_digest(&q, &plan));
+        assert_eq!(plan_digest(&p, &plan), plan_digest(&p.clone(), &plan.clone()));
+    }
+}
