@@ -123,12 +123,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         metrics.clone(),
         controller::cluster_dns_endpoints(),
     ));
-    let lease = LeaseConfig {
-        name: args.lease_name,
-        namespace: args.lease_namespace,
-        identity,
-        duration: args.lease_duration,
-    };
+    let lease =
+        LeaseConfig { name: args.lease_name, namespace: args.lease_namespace, identity, duration: args.lease_duration };
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         cohort_worker::service::shutdown_signal().await;

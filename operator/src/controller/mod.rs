@@ -23,6 +23,7 @@
 
 pub mod cluster;
 pub mod job;
+pub mod pool;
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -240,6 +241,7 @@ pub async fn run_all(ctx: Arc<Context>, namespace: Option<String>, stop: tokio::
     tokio::join!(
         cluster::run(ctx.clone(), namespace.clone(), stopped(stop.clone())),
         job::run(ctx.clone(), namespace.clone(), stopped(stop.clone())),
+        pool::run(ctx.clone(), namespace.clone(), stopped(stop.clone())),
     );
 }
 
