@@ -270,7 +270,15 @@ struct Resolved {
     workers: Vec<Option<CertifiedKey>>,
     operator_client: Option<CertifiedKey>,
     peer_cas: BTreeMap<String, String>,
-    dealer_ca: Option<String>,
+    dealer_ca: Option<DealerCa>,
+}
+
+/// The CA that authenticates the dealer.
+enum DealerCa {
+    /// A bundle from the Secret `spec.dealer.trust` names.
+    Bundle(String),
+    /// This party's own CA (a dealer this cluster hosts).
+    OwnCa,
 }
 
 fn text(secret: &Secret, key: &str) -> Option<String> {
@@ -302,10 +310,15 @@ async fn resolve(cluster: &Cluster<'_>, api: &Api<Secret>) -> Result<Result<Reso
         };
     }
     let dealer_ca = match &spec.dealer {
+        // A dealer this cluster hosts (a PreprocessingPool with
+        // `dealer.host`) has its certificate from this party's own
+        // operator-managed CA, which the reconcile may be about to
+        // generate: take it from the CA material instead of the Secret.
+        Some(d) if spec.tls.ca.is_none() && d.trust.secret_ref.name == names.ca_secret() => Some(DealerCa::OwnCa),
         Some(d) => {
             let r = &d.trust.secret_ref;
             match trust_bundle(api, &r.name, &r.key, "spec.dealer.trust.secretRef".into()).await? {
-                Ok(pem) => Some(pem),
+                Ok(pem) => Some(DealerCa::Bundle(pem)),
                 Err(u) => return Ok(Err(u)),
             }
         }
@@ -426,6 +439,10 @@ fn certificates(
         operator_client: Some(&operator_client.cert_pem),
     };
     let plan_after = certs::plan(req, &observed_after, now)?;
+    let dealer_ca = dealer_ca.map(|d| match d {
+        DealerCa::Bundle(pem) => pem,
+        DealerCa::OwnCa => ca_material.cert_pem().to_string(),
+    });
     let material = Material { ca: ca_material, workers, operator_client, peer_cas, dealer_ca };
     Ok(Certificates { material, issued: issued_notes, plan_after })
 }

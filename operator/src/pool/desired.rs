@@ -509,7 +509,11 @@ mod tests {
     use std::time::Duration;
 
     fn settings() -> Settings {
-        Settings { default_image: "ghcr.io/cohort/worker:default".into(), operator_namespace: "cohort-system".into() }
+        Settings {
+            default_image: "ghcr.io/cohort/worker:default".into(),
+            operator_namespace: "cohort-system".into(),
+            operator_pod_labels: BTreeMap::new(),
+        }
     }
 
     /// The cluster's trust data (bank-a's CA and two peers') and the

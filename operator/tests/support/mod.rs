@@ -1,0 +1,104 @@
+//! Shared by the controller tests: an in-memory API server with the CRDs,
+//! a controller context, and polling.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cohort_memapi::ApiServer;
+use cohort_operator::cluster::desired::Settings;
+use cohort_operator::controller::{Context, ControlEndpoints};
+use cohort_operator::metrics::Metrics;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{ObjectMeta, PostParams};
+use kube::runtime::events::Reporter;
+use kube::{Api, Client};
+
+/// An in-memory API server serving Cohort's CRDs.
+pub async fn api_server() -> ApiServer {
+    let server = ApiServer::start().await.expect("the in-memory API server starts");
+    for crd in cohort_crds::crds() {
+        server.register_crd(&crd);
+    }
+    server
+}
+
+pub fn settings() -> Settings {
+    Settings {
+        default_image: "ghcr.io/cohort-mpc/cohort-worker:test".into(),
+        operator_namespace: "cohort-system".into(),
+        operator_pod_labels: BTreeMap::from([("app.kubernetes.io/name".into(), "cohort-operator".into())]),
+    }
+}
+
+/// A controller context named `instance`.
+pub fn context(client: Client, instance: &str, endpoints: ControlEndpoints) -> Arc<Context> {
+    let reporter = Reporter { controller: "cohort-operator".into(), instance: Some(instance.into()) };
+    let mut ctx = Context::new(client, settings(), reporter, Metrics::shared(), endpoints);
+    ctx.job_poll = Duration::from_millis(200);
+    Arc::new(ctx)
+}
+
+/// Poll `check` until it returns `Some`, or panic after `timeout` with
+/// `what` and the last observation.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check().await {
+            Ok(v) => return v,
+            Err(last) if Instant::now() >= deadline => panic!("timed out waiting for {what}; last seen: {last}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// Create (or replace) an Opaque Secret with `data`.
+pub async fn put_secret(client: &Client, ns: &str, name: &str, data: &[(&str, &[u8])]) {
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let secret = Secret {
+        metadata: ObjectMeta { name: Some(name.into()), namespace: Some(ns.into()), ..ObjectMeta::default() },
+        data: Some(data.iter().map(|(k, v)| (k.to_string(), ByteString(v.to_vec()))).collect()),
+        ..Secret::default()
+    };
+    match api.get_opt(name).await.expect("read the Secret") {
+        Some(existing) => {
+            let mut replaced = secret;
+            replaced.metadata.resource_version = existing.metadata.resource_version;
+            api.replace(name, &PostParams::default(), &replaced).await.expect("replace the Secret");
+        }
+        None => {
+            api.create(&PostParams::default(), &secret).await.expect("create the Secret");
+        }
+    }
+}
+
+/// The text of a Secret key.
+pub fn secret_text(secret: &Secret, key: &str) -> String {
+    let bytes = secret.data.as_ref().and_then(|d| d.get(key)).unwrap_or_else(|| panic!("key {key}"));
+    String::from_utf8(bytes.0.clone()).expect("UTF-8")
+}
+
+/// The first YAML document of `path` (relative to the repository root)
+/// whose `kind` is `kind`, parsed as `T`.
+pub fn example<T: serde::de::DeserializeOwned>(path: &str, kind: &str) -> T {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
+    let text = std::fs::read_to_string(root.join(path)).expect("example file");
+    for doc in text.split("\n---") {
+        let value: serde_json::Value = match serde_saphyr::from_str(doc) {
+            Ok(v) => v,
+            Err(_) => continue,
+        };
+        if value.get("kind").and_then(|k| k.as_str()) == Some(kind) {
+            return serde_json::from_value(value).expect("the example parses as its kind");
+        }
+    }
+    panic!("no {kind} in {path}");
+}
