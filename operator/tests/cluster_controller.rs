@@ -62,8 +62,12 @@ async fn the_cluster_controller_builds_repairs_rolls_and_cleans_up() {
     peer_cas(&client).await;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let ctx = context(client.clone(), "test", cluster_dns_endpoints());
+    let metrics = ctx.metrics.clone();
     let running = tokio::spawn(controller::cluster::run(ctx, Some(NS.into()), stopped(stop_rx)));
 
+    // The API server fails the first two applies of the StatefulSet: the
+    // reconcile errors, backs off, records a Warning event and converges.
+    server.fail_next("PATCH", "statefulsets", 2, 500);
     let clusters: Api<MpcCluster> = Api::namespaced(client.clone(), NS);
     let cluster: MpcCluster = example("examples/k8s/bank-a.yaml", "MpcCluster");
     let created = clusters.create(&PostParams::default(), &cluster).await.expect("create the MpcCluster");
@@ -91,6 +95,10 @@ async fn the_cluster_controller_builds_repairs_rolls_and_cleans_up() {
             && l.get("cohort.dev/party").map(String::as_str) == Some("bank-a")
     };
     assert!(owned_by_cluster(&sts.metadata) && managed(&sts.metadata));
+    assert!(
+        metrics.encode().contains("cohort_operator_reconcile_errors_total{kind=\"MpcCluster\",reason=\"ApiError\"} 2")
+    );
+    assert!(server.objects("events").iter().any(|e| e["reason"] == "ApiError" && e["type"] == "Warning"));
     for name in ["consortium-ca", "consortium-worker-0", "consortium-operator-client"] {
         let s = secrets.get(name).await.unwrap_or_else(|e| panic!("Secret {name}: {e}"));
         assert!(owned_by_cluster(&s.metadata) && managed(&s.metadata), "{name}");
@@ -288,6 +296,10 @@ async fn a_missing_peer_ca_is_a_condition_and_its_arrival_resumes_the_reconcile(
     .await;
     let message = find_condition(&c.status.expect("status").conditions, types::READY).expect("Ready").message.clone();
     assert!(message.contains("bank-b-ca") && message.contains("spec.parties[1].trust.secretRef"), "{message}");
+    // The party CA does not wait for the peers' (they wait for it).
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+    let ca = secrets.get("consortium-ca").await.expect("the party CA exists before the peers' CAs");
+    assert!(secret_text(&ca, "tls.crt").contains("BEGIN CERTIFICATE"));
 
     // A Secret that is not a CA bundle is named, without its content.
     put_secret(&client, NS, "bank-b-ca", &[("ca.crt", b"not a certificate 4242")]).await;

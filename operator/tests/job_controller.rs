@@ -188,10 +188,11 @@ async fn three_parties_run_a_job_through_the_controller_and_get_the_plaintext_an
 
     // A compile error fails the job, naming line and column.
     jobs_a
-        .create(
-            &PostParams::default(),
-            &job("alice", "broken", "input x: fixed[] from each\noutput y = sum(z)\n", false),
-        )
+        .create(&PostParams::default(), &{
+            let mut broken = job("alice", "broken", "input x: fixed[] from each\noutput y = sum(z)\n", false);
+            broken.spec.ttl_seconds_after_finished = Some(1);
+            broken
+        })
         .await
         .expect("create");
     let broken = wait_phase(&jobs_a, "broken", JobPhase::Failed).await;
@@ -199,6 +200,14 @@ async fn three_parties_run_a_job_through_the_controller_and_get_the_plaintext_an
     assert_eq!(status.reason.as_deref(), Some("CompileError"));
     let valid = find_condition(&status.conditions, types::PROGRAM_VALID).expect("ProgramValid");
     assert!(valid.status == "False" && valid.message.starts_with("line 2, column"), "{valid:?}");
+    // Its TTL (1 s) deletes it once it finished.
+    eventually("the TTL deletes the finished job", WAIT, || async {
+        match jobs_a.get_opt("broken").await.map_err(|e| e.to_string())? {
+            None => Ok(()),
+            Some(_) => Err("still there".to_string()),
+        }
+    })
+    .await;
 
     // A missing input Secret: Waiting with the reason, until it appears.
     let jobs_c: Api<MpcJob> = Api::namespaced(client.clone(), "carol");

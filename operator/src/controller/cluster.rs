@@ -145,8 +145,17 @@ async fn reconcile_inner(obj: &MpcCluster, ctx: &Context) -> Result<Action, Erro
         }
     };
 
-    // Resolve Secrets.
+    // The party CA comes first: the peers need its certificate before they
+    // can trust this party, so it must not wait for theirs.
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    if let Err(e) = ensure_managed_ca(obj, &cluster, &secrets, ctx).await? {
+        let message = e.to_string();
+        not_ready(&mut status, "CertificateError", &message, generation, &now_time);
+        write_status(&clusters, obj, old, &status).await?;
+        return Ok(Action::requeue(RESYNC));
+    }
+
+    // Resolve Secrets.
     let resolved = match resolve(&cluster, &secrets).await? {
         Ok(r) => r,
         Err(missing) => {
@@ -232,6 +241,35 @@ async fn reconcile_inner(obj: &MpcCluster, ctx: &Context) -> Result<Action, Erro
         .and_then(|t| t.duration_since(wall).ok())
         .map_or(RESYNC, |d| d.min(RESYNC).max(Duration::from_secs(1)));
     Ok(Action::requeue(until_renewal))
+}
+
+/// With an operator-managed CA (no `spec.tls.ca`): generate and store the
+/// party CA when `<name>-ca` is missing or unreadable, before anything
+/// else, so this party can hand its CA to the peers while it waits for
+/// theirs. `Ok(Err(_))`: generating it failed.
+async fn ensure_managed_ca(
+    obj: &MpcCluster,
+    cluster: &Cluster<'_>,
+    api: &Api<Secret>,
+    ctx: &Context,
+) -> Result<Result<(), crate::cluster::Error>, Error> {
+    if cluster.spec.tls.ca.is_some() {
+        return Ok(Ok(()));
+    }
+    let name = cluster.names().ca_secret();
+    if let Some(stored) = cert_and_key(get_secret(api, &name).await?.as_ref())
+        && load_ca(cluster, &stored, "the party CA").is_ok()
+    {
+        return Ok(Ok(()));
+    }
+    let ca = match PartyCa::generate(&cluster.spec.federation, &cluster.spec.self_, certs::CA_LIFETIME) {
+        Ok(ca) => ca,
+        Err(e) => return Ok(Err(crate::cluster::Error::Issue { what: "the party CA".into(), source: Box::new(e) })),
+    };
+    apply(api, &desired::ca_secret(cluster, &ca.to_pem())).await?;
+    let note = format!("generated the party CA and stored it in Secret {name}; send its tls.crt to the other parties");
+    ctx.event(obj, EventType::Normal, "CaGenerated", "IssueCertificates", note).await;
+    Ok(Ok(()))
 }
 
 /// Ready False with `reason` (Degraded True), keeping the other conditions.
