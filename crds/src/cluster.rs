@@ -34,6 +34,7 @@ pub const MAX_PARTIES: u32 = 32;
     namespaced,
     status = "MpcClusterStatus",
     derive = "PartialEq",
+    validation = Rule::new("size(self.metadata.name) <= 52").message("metadata.name: at most 52 characters (it prefixes the Service and pod names the operator creates)"),
     doc = "MpcCluster is one party's membership in a secure multiparty computation federation: the parties, their endpoints and CAs, and this party's workers.",
     printcolumn(name = "Party", type_ = "string", json_path = ".spec.self", description = "This party's name"),
     printcolumn(

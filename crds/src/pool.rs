@@ -30,6 +30,7 @@ pub const MAX_GENERATOR_REPLICAS: i32 = 16;
     namespaced,
     status = "PreprocessingPoolStatus",
     derive = "PartialEq",
+    validation = Rule::new("size(self.metadata.name) <= 45").message("metadata.name: at most 45 characters (it prefixes the dealer's Service and pod names)"),
     doc = "PreprocessingPool keeps correlated randomness (Beaver triples, division pairs) ready ahead of MPC jobs for one MpcCluster.",
     printcolumn(
         name = "Cluster",

@@ -376,6 +376,8 @@ fn cel_rules_are_where_promised() {
         ("MpcCluster", "/properties/spec/properties/federation", "self == oldSelf"),
         ("MpcCluster", "/properties/spec/properties/tls", "duration(self.renewBefore) < duration(self.certLifetime)"),
         ("MpcCluster", "/properties/spec/properties/network/properties/peerCidrs", "self.all(c, isCIDR(c))"),
+        ("MpcCluster", "", "size(self.metadata.name) <= 52"),
+        ("PreprocessingPool", "", "size(self.metadata.name) <= 45"),
         ("PreprocessingPool", "/properties/spec/properties/clusterRef", "self == oldSelf"),
         ("PreprocessingPool", "/properties/spec/properties/material/items", "self.lowWatermark <= self.target"),
         ("PreprocessingPool", "/properties/spec/properties/generator", "self.mode != 'dealer' || has(self.dealer)"),
@@ -532,6 +534,10 @@ fn cel_rejects_mpccluster_mistakes() {
     changed["spec"]["parties"][0]["trust"] = json!({"secretRef": {"name": "bank-a-ca"}});
     changed["spec"]["parties"][1].as_object_mut().map(|p| p.remove("trust"));
     expect_rejected("MpcCluster", &changed, Some(&good), "spec.self is immutable");
+    let mut long = good.clone();
+    long["metadata"]["name"] = json!("a".repeat(53));
+    expect_rejected("MpcCluster", &long, None, "at most 52 characters");
+
     let mut scaled = good.clone();
     scaled["spec"]["shards"] = json!(2);
     assert_eq!(cel_failures("MpcCluster", &scaled, Some(&good)), Vec::<String>::new());
