@@ -17,6 +17,7 @@
 //! - [`controller`]: the kube-runtime controllers that run those pipelines
 //!   against the API server (server-side apply, status, events, backoff).
 //! - [`leader`]: leader election over a Lease (only the holder reconciles).
+//! - [`pod`]: the hardening every pod the operator runs shares.
 //! - [`metrics`], [`http`]: Prometheus metrics and the probe/metrics endpoints.
 
 pub mod cluster;
@@ -26,4 +27,5 @@ pub mod http;
 pub mod job;
 pub mod leader;
 pub mod metrics;
+pub mod pod;
 pub mod pool;

@@ -43,11 +43,10 @@ use cohort_worker::transport::CertifiedKey;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
-    HTTPGetAction, KeyToPath, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm,
-    PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ProjectedVolumeSource, SeccompProfile,
-    Secret, SecretProjection, SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
-    VolumeProjection, VolumeResourceRequirements, WeightedPodAffinityTerm,
+    Affinity, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
+    KeyToPath, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity,
+    PodSpec, PodTemplateSpec, Probe, ProjectedVolumeSource, Secret, SecretProjection, Service, ServicePort,
+    ServiceSpec, Volume, VolumeMount, VolumeProjection, VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
@@ -77,7 +76,7 @@ pub const ANNOTATION_TRUST_HASH: &str = "cohort.dev/trust-hash";
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 
 /// UID/GID of the worker process (distroless `nonroot`).
-pub const WORKER_UID: i64 = 65532;
+pub const WORKER_UID: i64 = crate::pod::RUN_AS;
 /// Size of each pod's results volume.
 pub const RESULTS_VOLUME_SIZE: &str = "1Gi";
 /// Pod termination grace: more than the worker's default `--shutdown-grace`
@@ -478,15 +477,7 @@ fn pod_spec(cluster: &Cluster<'_>, settings: &Settings) -> PodSpec {
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
         termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
-        security_context: Some(PodSecurityContext {
-            run_as_non_root: Some(true),
-            run_as_user: Some(WORKER_UID),
-            run_as_group: Some(WORKER_UID),
-            fs_group: Some(WORKER_UID),
-            fs_group_change_policy: Some("OnRootMismatch".into()),
-            seccomp_profile: Some(runtime_default()),
-            ..PodSecurityContext::default()
-        }),
+        security_context: Some(crate::pod::pod_security_context()),
         affinity: Some(spread_shards(cluster)),
         containers: vec![container(cluster, settings)],
         volumes: Some(vec![
@@ -539,10 +530,6 @@ fn spread_shards(cluster: &Cluster<'_>) -> Affinity {
         }),
         ..Affinity::default()
     }
-}
-
-fn runtime_default() -> SeccompProfile {
-    SeccompProfile { type_: "RuntimeDefault".into(), ..SeccompProfile::default() }
 }
 
 fn container(cluster: &Cluster<'_>, settings: &Settings) -> Container {
@@ -598,15 +585,7 @@ fn container(cluster: &Cluster<'_>, settings: &Settings) -> Container {
         readiness_probe: Some(probe("/readyz", 5)),
         liveness_probe: Some(probe("/healthz", 10)),
         resources: worker.and_then(|w| w.resources.clone()),
-        security_context: Some(SecurityContext {
-            run_as_non_root: Some(true),
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            privileged: Some(false),
-            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), add: None }),
-            seccomp_profile: Some(runtime_default()),
-            ..SecurityContext::default()
-        }),
+        security_context: Some(crate::pod::container_security_context()),
         volume_mounts: Some(vec![
             mount("config", CONFIG_DIR, true),
             mount("tls", TLS_DIR, true),

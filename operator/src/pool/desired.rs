@@ -36,10 +36,9 @@ use cohort_worker::transport::CertifiedKey;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, KeyToPath, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    SeccompProfile, Secret, SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction,
-    Volume, VolumeMount, VolumeResourceRequirements,
+    ConfigMapVolumeSource, Container, ContainerPort, KeyToPath, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, Secret, SecretVolumeSource, Service, ServicePort,
+    ServiceSpec, TCPSocketAction, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
@@ -51,7 +50,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::{DEALER_PORT, Error, Pool};
 use crate::cluster::certs::check_ca_bundle;
 use crate::cluster::config::trust_key;
-use crate::cluster::desired::{LABEL_CLUSTER, LABEL_PARTY, MANAGED_BY, Settings, WORKER_UID};
+use crate::cluster::desired::{LABEL_CLUSTER, LABEL_PARTY, MANAGED_BY, Settings};
 use crate::cluster::{hash_map, map};
 
 /// `app.kubernetes.io/name` of dealer objects.
@@ -342,10 +341,6 @@ fn state_claim(pool: &Pool<'_>) -> PersistentVolumeClaim {
     }
 }
 
-fn runtime_default() -> SeccompProfile {
-    SeccompProfile { type_: "RuntimeDefault".into(), ..SeccompProfile::default() }
-}
-
 fn pod_spec(pool: &Pool<'_>, settings: &Settings) -> PodSpec {
     let names = pool.names();
     let trust_items = pool
@@ -359,15 +354,7 @@ fn pod_spec(pool: &Pool<'_>, settings: &Settings) -> PodSpec {
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
         termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
-        security_context: Some(PodSecurityContext {
-            run_as_non_root: Some(true),
-            run_as_user: Some(WORKER_UID),
-            run_as_group: Some(WORKER_UID),
-            fs_group: Some(WORKER_UID),
-            fs_group_change_policy: Some("OnRootMismatch".into()),
-            seccomp_profile: Some(runtime_default()),
-            ..PodSecurityContext::default()
-        }),
+        security_context: Some(crate::pod::pod_security_context()),
         containers: vec![container(pool, settings)],
         volumes: Some(vec![
             Volume {
@@ -439,15 +426,7 @@ fn container(pool: &Pool<'_>, settings: &Settings) -> Container {
             limits: Some([("memory".to_string(), quantity(MEMORY_LIMIT))].into()),
             ..ResourceRequirements::default()
         }),
-        security_context: Some(SecurityContext {
-            run_as_non_root: Some(true),
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            privileged: Some(false),
-            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), add: None }),
-            seccomp_profile: Some(runtime_default()),
-            ..SecurityContext::default()
-        }),
+        security_context: Some(crate::pod::container_security_context()),
         volume_mounts: Some(vec![
             mount("tls", TLS_DIR, true),
             mount("trust", TRUST_DIR, true),

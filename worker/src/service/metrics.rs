@@ -92,6 +92,31 @@ impl Metrics {
 /// Serve `/metrics`, `/healthz` and `/readyz` on `listener` (plain HTTP:
 /// kubelet probes and Prometheus scrapers; nothing here is secret).
 pub(crate) async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, jobs: Arc<super::jobs::Jobs>) {
+    use hyper::StatusCode;
+    let route: Route = Arc::new(move |path| match path {
+        "/metrics" => (StatusCode::OK, OPENMETRICS, metrics.render()),
+        "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_string()),
+        "/readyz" => match jobs.load() {
+            (false, _) => (StatusCode::OK, "text/plain", "ready\n".to_string()),
+            (true, _) => (StatusCode::SERVICE_UNAVAILABLE, "text/plain", "draining\n".to_string()),
+        },
+        _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".to_string()),
+    });
+    serve_plain(listener, route).await
+}
+
+/// The content type of the Prometheus text exposition.
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Answers one GET path of a plain-HTTP endpoint: status, content type,
+/// body.
+pub type Route = Arc<dyn Fn(&str) -> (hyper::StatusCode, &'static str, String) + Send + Sync>;
+
+/// Serve `route` for GET requests on `listener` (plain HTTP/1.1, for
+/// probes and scrapes: headers must arrive within 10 s and a connection
+/// lasts at most 60 s) until the task is dropped. Shared by the worker and
+/// the operator.
+pub async fn serve_plain(listener: tokio::net::TcpListener, route: Route) {
     use http_body_util::Full;
     use hyper::body::Bytes;
     use hyper::{Method, Response, StatusCode};
@@ -100,23 +125,14 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metric
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         };
-        let (metrics, jobs) = (metrics.clone(), jobs.clone());
+        let route = route.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let (metrics, jobs) = (metrics.clone(), jobs.clone());
+                let route = route.clone();
                 async move {
-                    let (status, content_type, body) = match (req.method(), req.uri().path()) {
-                        (&Method::GET, "/metrics") => (
-                            StatusCode::OK,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                            metrics.render(),
-                        ),
-                        (&Method::GET, "/healthz") => (StatusCode::OK, "text/plain", "ok\n".to_string()),
-                        (&Method::GET, "/readyz") => match jobs.load() {
-                            (false, _) => (StatusCode::OK, "text/plain", "ready\n".to_string()),
-                            (true, _) => (StatusCode::SERVICE_UNAVAILABLE, "text/plain", "draining\n".to_string()),
-                        },
-                        _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".to_string()),
+                    let (status, content_type, body) = match req.method() {
+                        &Method::GET => route(req.uri().path()),
+                        _ => (StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n".to_string()),
                     };
                     Response::builder()
                         .status(status)
