@@ -221,7 +221,7 @@ pub struct MpcJobStatus {
     pub phase: Option<JobPhase>,
 
     /// Why the job is in its phase, as a CamelCase word (for example
-    /// WaitingForCluster, CompileError, PeerFailed, Timeout).
+    /// ClusterNotReady, InputNotFound, CompileError, PeerFailed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 
@@ -257,6 +257,11 @@ pub struct MpcJobStatus {
     /// Where the outputs are, once Succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<JobResult>,
+
+    /// The worker shard the job was submitted to. Kept, so a change of
+    /// `shards` while the job runs never sends it to another shard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<i32>,
 
     /// ProgramValid, InputsResolved, Progressing, Complete, Failed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

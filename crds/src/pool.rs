@@ -84,6 +84,7 @@ pub struct PreprocessingPoolSpec {
 
     /// Persistent storage for generated material.
     #[serde(default)]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.storage is immutable: it sizes the dealer's journal volume, which a StatefulSet cannot resize"))]
     pub storage: StorageSpec,
 
     /// Material older than this is deleted unused, as a duration such as

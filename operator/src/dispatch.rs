@@ -65,6 +65,10 @@ pub enum DispatchError {
     /// retry later.
     #[error("job {id}: the worker cannot take it now: {source}")]
     Unavailable { id: String, source: Box<ControlError> },
+    /// The worker does not know the job (never submitted there, or
+    /// forgotten after its history bound).
+    #[error("job {id}: the worker does not know this job")]
+    NotFound { id: String },
     /// The worker could not be reached or answered badly: retry.
     #[error("job {id}: {source}")]
     Worker { id: String, source: Box<ControlError> },
@@ -79,6 +83,7 @@ impl DispatchError {
     fn from_control(id: &str, e: ControlError) -> DispatchError {
         let id = id.to_string();
         match e.status() {
+            Some(404) => DispatchError::NotFound { id },
             Some(409) => DispatchError::Conflict { id },
             Some(429) | Some(503) => DispatchError::Unavailable { id, source: Box::new(e) },
             _ => DispatchError::Worker { id, source: Box::new(e) },
@@ -117,6 +122,11 @@ impl Dispatcher {
             timeouts: job.timeouts,
         };
         self.client(control_endpoint).submit(&request).await.map_err(|e| DispatchError::from_control(&job.id, e))
+    }
+
+    /// The status of job `id` on the worker at `control_endpoint`.
+    pub async fn status(&self, control_endpoint: &str, id: &str) -> Result<JobStatus, DispatchError> {
+        self.client(control_endpoint).status(id).await.map_err(|e| DispatchError::from_control(id, e))
     }
 
     /// Follow a submitted job until it is final, calling `progress` with

@@ -16,7 +16,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::Client;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::{Api, Client};
 use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
 
@@ -62,7 +63,7 @@ where
 {
     let secs = lease.duration.as_secs().max(2);
     let err = |source| LeaderError::Lease { name: lease.name.clone(), namespace: lease.namespace.clone(), source };
-    let manager = LeaseManagerBuilder::new(client, &lease.name)
+    let manager = LeaseManagerBuilder::new(client.clone(), &lease.name)
         .with_namespace(&lease.namespace)
         .with_identity(&lease.identity)
         .with_duration(secs)
@@ -90,14 +91,30 @@ where
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut term = leader.clone();
         let mut quit = shutdown.clone();
+        let leases: Api<Lease> = Api::namespaced(client.clone(), &lease.namespace);
         let watch_term = async move {
             tokio::select! {
                 _ = term.wait_for(|l| !*l) => tracing::warn!("lost the Lease: stopping reconciles"),
                 _ = quit.wait_for(|s| *s) => {}
+                why = lease_lapses(&leases, lease) => tracing::warn!(reason = %why, "the Lease is no longer ours: stopping reconciles"),
             }
             let _ = stop_tx.send(true);
         };
-        tokio::join!(work(stop_rx), watch_term);
+        // Reconciles in flight get a bounded time to finish once the term
+        // ends; then they are dropped, so terms never overlap for long.
+        let mut ended = stop_rx.clone();
+        let term_work = work(stop_rx);
+        let bounded_work = async move {
+            let drain = async {
+                let _ = ended.wait_for(|s| *s).await;
+                tokio::time::sleep(DRAIN).await;
+            };
+            tokio::select! {
+                _ = term_work => {}
+                _ = drain => tracing::warn!("reconciles did not stop within {DRAIN:?}; abandoning them"),
+            }
+        };
+        tokio::join!(bounded_work, watch_term);
         metrics.set_leader(false);
         if *shutdown.borrow() {
             break;
@@ -109,6 +126,43 @@ where
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(err(e)),
         Err(_) => Err(LeaderError::Stopped { name: lease.name.clone(), namespace: lease.namespace.clone() }),
+    }
+}
+
+/// How long reconciles may run on after a term ends.
+pub const DRAIN: Duration = Duration::from_secs(10);
+
+/// Resolves when this replica can no longer be sure it holds `lease`: the
+/// Lease names another holder, has expired by its own clock, or could not
+/// be read for longer than a third of its duration. kube-lease-manager
+/// keeps reporting leadership while its renewals fail (it retries), so the
+/// holder checks for itself and steps down before a standby can take over.
+async fn lease_lapses(leases: &Api<Lease>, lease: &LeaseConfig) -> String {
+    let check = (lease.duration / 6).max(Duration::from_millis(500));
+    let tolerance = lease.duration / 3;
+    let mut last_read = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(check).await;
+        match leases.get_opt(&lease.name).await {
+            Ok(Some(l)) => {
+                last_read = tokio::time::Instant::now();
+                let spec = l.spec.unwrap_or_default();
+                if spec.holder_identity.as_deref() != Some(lease.identity.as_str()) {
+                    return format!("held by {}", spec.holder_identity.unwrap_or_else(|| "nobody".into()));
+                }
+                let valid_for = i64::from(spec.lease_duration_seconds.unwrap_or(0));
+                let renewed = spec.renew_time.map(|t| t.0.as_second()).unwrap_or(0);
+                // A third of the duration early: the standby waits the full
+                // duration from the same renewal before it takes over.
+                let margin = i64::try_from(tolerance.as_secs()).unwrap_or(0);
+                if renewed + valid_for - margin <= jiff::Timestamp::now().as_second() {
+                    return "not renewed in time".into();
+                }
+            }
+            Ok(None) => return "the Lease was deleted".into(),
+            Err(e) if last_read.elapsed() > tolerance => return format!("cannot be read ({e})"),
+            Err(_) => {}
+        }
     }
 }
 

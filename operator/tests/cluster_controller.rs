@@ -99,10 +99,14 @@ async fn the_cluster_controller_builds_repairs_rolls_and_cleans_up() {
         metrics.encode().contains("cohort_operator_reconcile_errors_total{kind=\"MpcCluster\",reason=\"ApiError\"} 2")
     );
     assert!(server.objects("events").iter().any(|e| e["reason"] == "ApiError" && e["type"] == "Warning"));
-    for name in ["consortium-ca", "consortium-worker-0", "consortium-operator-client"] {
+    for name in ["consortium-worker-0", "consortium-operator-client"] {
         let s = secrets.get(name).await.unwrap_or_else(|e| panic!("Secret {name}: {e}"));
         assert!(owned_by_cluster(&s.metadata) && managed(&s.metadata), "{name}");
     }
+    // The party CA is the party's identity towards its peers: managed, but
+    // not owned, so it outlives the MpcCluster.
+    let ca = secrets.get("consortium-ca").await.expect("the party CA");
+    assert!(managed(&ca.metadata) && ca.metadata.owner_references.is_none());
     let worker = secrets.get("consortium-worker-0").await.expect("worker Secret");
     let names = san_dns_names(&secret_text(&worker, "tls.crt"));
     for want in ["consortium-0.consortium-workers.bank-a.svc", "consortium-peer-0.bank-a.svc", "mpc.bank-a.example"] {
@@ -260,16 +264,36 @@ async fn the_cluster_controller_builds_repairs_rolls_and_cleans_up() {
     })
     .await;
 
-    // Deleting the cluster deletes what it owns.
+    // Scaling to two shards and back: the second shard's peer Service and
+    // certificate (a live party key) are pruned.
+    let shards = |n: i32| serde_json::json!({"spec": {"shards": n}});
+    clusters.patch("consortium", &PatchParams::default(), &Patch::Merge(&shards(2))).await.expect("scale up");
+    eventually("shard 1's objects", WAIT, || async {
+        let found = secrets.get_opt("consortium-worker-1").await.map_err(|e| e.to_string())?.is_some()
+            && services.get_opt("consortium-peer-1").await.map_err(|e| e.to_string())?.is_some();
+        if found { Ok(()) } else { Err("not yet".into()) }
+    })
+    .await;
+    clusters.patch("consortium", &PatchParams::default(), &Patch::Merge(&shards(1))).await.expect("scale down");
+    eventually("shard 1's objects pruned", WAIT, || async {
+        let left = secrets.get_opt("consortium-worker-1").await.map_err(|e| e.to_string())?.is_some()
+            || services.get_opt("consortium-peer-1").await.map_err(|e| e.to_string())?.is_some();
+        if left { Err("still there".into()) } else { Ok(()) }
+    })
+    .await;
+    assert!(secrets.get_opt("consortium-worker-0").await.expect("read").is_some());
+
+    // Deleting the cluster deletes what it owns, and keeps the party CA.
     clusters.delete("consortium", &DeleteParams::default()).await.expect("delete");
     eventually("owned objects deleted", WAIT, || async {
         let left = (
             sets.get_opt("consortium").await.map_err(|e| e.to_string())?.is_some(),
-            secrets.get_opt("consortium-ca").await.map_err(|e| e.to_string())?.is_some(),
+            secrets.get_opt("consortium-worker-0").await.map_err(|e| e.to_string())?.is_some(),
         );
         if left == (false, false) { Ok(()) } else { Err(format!("{left:?}")) }
     })
     .await;
+    assert!(secrets.get_opt("consortium-ca").await.expect("read").is_some(), "the party CA outlives the cluster");
     assert!(secrets.get_opt("bank-b-ca").await.expect("read").is_some(), "referenced Secrets are not owned");
 
     stop_tx.send(true).expect("stop");

@@ -209,6 +209,16 @@ async fn three_parties_run_a_job_through_the_controller_and_get_the_plaintext_an
     })
     .await;
 
+    // A result Secret name that is taken (here: the input Secret) fails
+    // the job before it runs, and the Secret is left alone.
+    let mut taken = job("alice", "taken", &program, true);
+    taken.spec.outputs = Some(cohort_crds::job::OutputsSpec { secret_name: Some("payroll".into()) });
+    jobs_a.create(&PostParams::default(), &taken).await.expect("create");
+    let failed = wait_phase(&jobs_a, "taken", JobPhase::Failed).await;
+    assert_eq!(failed.status.expect("status").reason.as_deref(), Some("ResultSecretConflict"));
+    let payroll = Api::<Secret>::namespaced(client.clone(), "alice").get("payroll").await.expect("payroll");
+    assert!(payroll.metadata.owner_references.is_none(), "a user's Secret is never adopted");
+
     // A missing input Secret: Waiting with the reason, until it appears.
     let jobs_c: Api<MpcJob> = Api::namespaced(client.clone(), "carol");
     let mut lonely = job("carol", "lonely", &program, true);

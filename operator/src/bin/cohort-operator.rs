@@ -132,7 +132,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         let _ = shutdown_tx.send(true);
     });
     ready.store(true, Ordering::Release);
-    let namespace = args.watch_namespace;
+    // An empty value (the chart's default) means every namespace.
+    let namespace = args.watch_namespace.filter(|ns| !ns.is_empty());
     leader::lead(client, &lease, metrics, shutdown_rx, |stop| {
         controller::run_all(ctx.clone(), namespace.clone(), stop)
     })

@@ -250,8 +250,15 @@ fn tls_secret(cluster: &Cluster<'_>, name: String, data: Vec<(&str, &str)>) -> S
 }
 
 /// `<name>-ca`: the operator-managed party CA (`tls.crt`, `tls.key`).
+///
+/// Not owned by the MpcCluster: the CA is the party's identity towards
+/// every peer, so deleting and re-creating the MpcCluster (or reinstalling
+/// the chart) keeps it. Delete the Secret by hand to retire the CA.
 pub fn ca_secret(cluster: &Cluster<'_>, ca: &CertifiedKey) -> Secret {
-    tls_secret(cluster, cluster.names().ca_secret(), vec![("tls.crt", &ca.cert_pem), ("tls.key", &ca.key_pem)])
+    let mut secret =
+        tls_secret(cluster, cluster.names().ca_secret(), vec![("tls.crt", &ca.cert_pem), ("tls.key", &ca.key_pem)]);
+    secret.metadata.owner_references = None;
+    secret
 }
 
 /// `<name>-worker-<i>`: shard i's chain and key.

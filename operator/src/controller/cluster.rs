@@ -11,7 +11,7 @@
 //! Requeues when the earliest certificate becomes due for renewal, and at
 //! least every [`RESYNC`] to re-probe peers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -150,8 +150,10 @@ async fn reconcile_inner(obj: &MpcCluster, ctx: &Context) -> Result<Action, Erro
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     if let Err(e) = ensure_managed_ca(obj, &cluster, &secrets, ctx).await? {
         let message = e.to_string();
-        not_ready(&mut status, "CertificateError", &message, generation, &now_time);
-        write_status(&clusters, obj, old, &status).await?;
+        not_ready(&mut status, "CaUnreadable", &message, generation, &now_time);
+        if write_status(&clusters, obj, old, &status).await? {
+            ctx.event(obj, EventType::Warning, "CaUnreadable", "IssueCertificates", message).await;
+        }
         return Ok(Action::requeue(RESYNC));
     }
 
@@ -221,6 +223,14 @@ async fn reconcile_inner(obj: &MpcCluster, ctx: &Context) -> Result<Action, Erro
     let applied = apply(&sets, &desired.stateful_set).await?;
     apply(&Api::<PodDisruptionBudget>::namespaced(ctx.client.clone(), &ns), &desired.pod_disruption_budget).await?;
     apply(&Api::<NetworkPolicy>::namespaced(ctx.client.clone(), &ns), &desired.network_policy).await?;
+    // Shards removed by a smaller `spec.shards`: their peer Services (a
+    // load balancer each) and certificates (a live party key) go too.
+    let selector = format!("{}={}", desired::LABEL_CLUSTER, cluster.name);
+    let keep: BTreeSet<String> = desired.services().filter_map(|s| s.metadata.name.clone()).collect();
+    super::prune(&services, &selector, cluster.uid, &keep).await?;
+    let mut keep: BTreeSet<String> = desired.secrets().filter_map(|s| s.metadata.name.clone()).collect();
+    keep.insert(cluster.names().ca_secret());
+    super::prune(&secrets, &selector, cluster.uid, &keep).await?;
     if !issued.is_empty() {
         ctx.event(obj, EventType::Normal, "CertificatesIssued", "IssueCertificates", issued.join("; ")).await;
     }
@@ -244,9 +254,10 @@ async fn reconcile_inner(obj: &MpcCluster, ctx: &Context) -> Result<Action, Erro
 }
 
 /// With an operator-managed CA (no `spec.tls.ca`): generate and store the
-/// party CA when `<name>-ca` is missing or unreadable, before anything
-/// else, so this party can hand its CA to the peers while it waits for
-/// theirs. `Ok(Err(_))`: generating it failed.
+/// party CA when `<name>-ca` does not exist, before anything else, so this
+/// party can hand its CA to the peers while it waits for theirs. A CA
+/// Secret that exists but cannot be read is never replaced silently (every
+/// peer trusts it): `Ok(Err(_))` says so, and a person decides.
 async fn ensure_managed_ca(
     obj: &MpcCluster,
     cluster: &Cluster<'_>,
@@ -257,10 +268,18 @@ async fn ensure_managed_ca(
         return Ok(Ok(()));
     }
     let name = cluster.names().ca_secret();
-    if let Some(stored) = cert_and_key(get_secret(api, &name).await?.as_ref())
-        && load_ca(cluster, &stored, "the party CA").is_ok()
-    {
-        return Ok(Ok(()));
+    if let Some(found) = get_secret(api, &name).await? {
+        let readable = cert_and_key(Some(&found)).is_some_and(|k| load_ca(cluster, &k, "the party CA").is_ok());
+        return Ok(if readable {
+            Ok(())
+        } else {
+            Err(crate::cluster::Error::Material {
+                what: format!("the party CA in Secret {name}"),
+                reason: "tls.crt and tls.key do not hold this party's CA certificate and key; restore them, or \
+                         delete the Secret to generate a new CA (which every peer must then trust again)"
+                    .into(),
+            })
+        });
     }
     let ca = match PartyCa::generate(&cluster.spec.federation, &cluster.spec.self_, certs::CA_LIFETIME) {
         Ok(ca) => ca,

@@ -119,8 +119,16 @@ pub async fn reconcile(obj: Arc<MpcJob>, ctx: Arc<Context>) -> Result<Action, Er
     result
 }
 
-async fn apply_job(job: &MpcJob, ctx: &Context, ns: &str) -> Result<Action, Error> {
+async fn apply_job(cached: &MpcJob, ctx: &Context, ns: &str) -> Result<Action, Error> {
     let api: Api<MpcJob> = Api::namespaced(ctx.client.clone(), ns);
+    // Work from the stored object, not the watch cache: a reconcile queued
+    // before this operator's last status write reached the cache must not
+    // redo (and re-announce) what that write recorded.
+    let name = cached.name_any();
+    let Some(job) = api.get_opt(&name).await.map_err(|e| Error::kube(format!("read MpcJob {name}"), e))? else {
+        return Ok(Action::await_change());
+    };
+    let job = &job;
     let old = job.status.as_ref();
     let mut status = old.cloned().unwrap_or_default();
     let now_time = now();
@@ -206,6 +214,19 @@ async fn step(job: &MpcJob, ctx: &Context, ns: &str, status: &mut MpcJobStatus, 
     let parties: Vec<String> = cluster.spec.parties.iter().map(|p| p.name.clone()).collect();
     let job_id = job.job_id(federation).ok_or(Error::Incomplete { object: object_key(job), field: "metadata.name" })?;
     status.job_id = Some(job_id.clone());
+
+    // A job already submitted is followed where it runs.
+    if status.phase == Some(JobPhase::Running)
+        && let Some(action) = follow(job, ctx, ns, &cluster, status, now).await?
+    {
+        return Ok(action);
+    }
+
+    // A result Secret name that is taken fails the job before it runs.
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    if let Some(message) = foreign_result_secret(&secrets, job, &pure::result_secret_name(job)).await? {
+        return Ok(failed(status, "ResultSecretConflict", "output", message, generation, now));
+    }
 
     // Compile.
     let circuit = match program::compile(&spec.program, &parties) {
@@ -335,14 +356,12 @@ async fn step(job: &MpcJob, ctx: &Context, ns: &str, status: &mut MpcJobStatus, 
         }
     }
 
-    // Dispatch (idempotent) and observe.
+    // Submit (idempotent) to the shard chosen once, and observe.
+    let shard =
+        status.shard.and_then(|s| usize::try_from(s).ok()).unwrap_or_else(|| shard_for(&job_id, cluster.shards));
+    status.shard = i32::try_from(shard).ok();
     let dispatcher = dispatcher(ctx, ns, &cluster).await?;
-    let endpoint = (ctx.control_endpoints)(&ShardRef {
-        namespace: ns,
-        cluster: cluster.name,
-        party,
-        shard: shard_for(&job_id, cluster.shards),
-    });
+    let endpoint = (ctx.control_endpoints)(&ShardRef { namespace: ns, cluster: cluster.name, party, shard });
     let request = dispatch::Job { id: job_id, program: spec.program.clone(), parties, inputs, timeouts };
     let worker = match dispatcher.submit(&endpoint, &request).await {
         Ok(w) => w,
@@ -363,15 +382,77 @@ async fn step(job: &MpcJob, ctx: &Context, ns: &str, status: &mut MpcJobStatus, 
         }
         Err(e) => return Err(e.into()),
     };
+    observe(job, ctx, ns, status, &worker, party, now).await
+}
+
+/// A job already submitted: ask its shard for its status, without
+/// re-reading inputs or recompiling (they may have changed or gone since;
+/// the workers hold what was submitted). `None`: the worker does not know
+/// the job, so it must be submitted again.
+async fn follow(
+    job: &MpcJob,
+    ctx: &Context,
+    ns: &str,
+    cluster: &Cluster<'_>,
+    status: &mut MpcJobStatus,
+    now: &Time,
+) -> Result<Option<Action>, Error> {
+    let (Some(id), Some(shard)) = (status.job_id.clone(), status.shard.and_then(|s| usize::try_from(s).ok())) else {
+        return Ok(None);
+    };
+    let party = cluster.spec.self_.as_str();
+    let dispatcher = dispatcher(ctx, ns, cluster).await?;
+    let endpoint = (ctx.control_endpoints)(&ShardRef { namespace: ns, cluster: cluster.name, party, shard });
+    match dispatcher.status(&endpoint, &id).await {
+        Ok(worker) => observe(job, ctx, ns, status, &worker, party, now).await.map(Some),
+        Err(DispatchError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Fold the worker's status in; once it succeeded, store the result
+/// Secret first.
+async fn observe(
+    job: &MpcJob,
+    ctx: &Context,
+    ns: &str,
+    status: &mut MpcJobStatus,
+    worker: &cohort_worker::service::api::JobStatus,
+    party: &str,
+    now: &Time,
+) -> Result<Action, Error> {
+    let generation = job.metadata.generation;
     let secret_name = pure::result_secret_name(job);
     let mut stored = false;
     if worker.phase == Phase::Succeeded {
         let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-        apply(&secrets, &pure::result_secret(job, &worker)).await?;
+        if let Some(message) = foreign_result_secret(&secrets, job, &secret_name).await? {
+            return Ok(failed(status, "ResultSecretConflict", "output", message, generation, now));
+        }
+        apply(&secrets, &pure::result_secret(job, worker)).await?;
         stored = true;
     }
-    let phase = pure::observe_worker(status, &worker, party, &secret_name, stored, generation, now);
+    let phase = pure::observe_worker(status, worker, party, &secret_name, stored, generation, now);
     Ok(if phase.is_finished() { ttl_action(job, status) } else { Action::requeue(ctx.job_poll) })
+}
+
+/// Why the result Secret's name is taken, when it is: a Secret that exists
+/// and is not controlled by this MpcJob (a user's Secret, another job's
+/// result) is never overwritten, adopted or deleted with the job.
+async fn foreign_result_secret(api: &Api<Secret>, job: &MpcJob, name: &str) -> Result<Option<String>, Error> {
+    let Some(existing) = api.get_opt(name).await.map_err(|e| Error::kube(format!("read Secret {name}"), e))? else {
+        return Ok(None);
+    };
+    let ours = existing
+        .owner_references()
+        .iter()
+        .any(|o| o.controller == Some(true) && Some(&o.uid) == job.metadata.uid.as_ref());
+    Ok((!ours).then(|| {
+        format!(
+            "Secret {name} exists and is not this job's result Secret; set spec.outputs.secretName to an unused \
+             name (the result stays on the workers)"
+        )
+    }))
 }
 
 /// The bytes of an input's Secret or ConfigMap key; `None` when the
@@ -471,9 +552,16 @@ async fn cleanup(job: &MpcJob, ctx: &Context, ns: &str) -> Result<Action, Error>
                 namespace: ns,
                 cluster: cluster.name,
                 party: &cluster.spec.self_,
-                shard: shard_for(&id, cluster.shards),
+                shard: status
+                    .shard
+                    .and_then(|s| usize::try_from(s).ok())
+                    .unwrap_or_else(|| shard_for(&id, cluster.shards)),
             });
-            d.cancel(&endpoint, &id).await.map(|_| ()).map_err(Error::from)
+            match d.cancel(&endpoint, &id).await {
+                // Never reached this worker: nothing to cancel.
+                Ok(_) | Err(DispatchError::NotFound { .. }) => Ok(()),
+                Err(e) => Err(Error::from(e)),
+            }
         }
         Err(e) => Err(e),
     };

@@ -228,6 +228,37 @@ where
     Ok(true)
 }
 
+/// Delete the objects matching `selector` that `owner_uid` owns and whose
+/// names are not in `keep` (what a smaller spec no longer wants).
+pub async fn prune<K>(
+    api: &Api<K>,
+    selector: &str,
+    owner_uid: &str,
+    keep: &std::collections::BTreeSet<String>,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned,
+{
+    let kind = K::kind(&());
+    let found = api
+        .list(&kube::api::ListParams::default().labels(selector))
+        .await
+        .map_err(|e| Error::kube(format!("list {kind} ({selector})"), e))?;
+    for obj in found {
+        let name = obj.name_any();
+        let owned = obj.owner_references().iter().any(|o| o.uid == owner_uid);
+        if !owned || keep.contains(&name) {
+            continue;
+        }
+        match api.delete(&name, &kube::api::DeleteParams::background()).await {
+            Ok(_) => tracing::info!(kind = %kind, name = %name, "pruned an object the spec no longer wants"),
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(Error::kube(format!("delete {kind} {name}"), e)),
+        }
+    }
+    Ok(())
+}
+
 /// `now` as a Kubernetes time (second precision, as the API stores it, so
 /// a status computed twice in the same second compares equal).
 pub fn now() -> Time {

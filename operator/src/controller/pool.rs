@@ -145,8 +145,14 @@ async fn reconcile_inner(obj: &PreprocessingPool, ctx: &Context) -> Result<Actio
                 (status::status(obj, Ok(pool), Some(observed), &now_time), Action::requeue(wait))
             }
             Err(e) => {
-                ctx.event(obj, EventType::Warning, e.reason(), "Reconcile", e.to_string()).await;
-                (status::status(obj, Err(&e), None, &now_time), Action::requeue(Duration::from_secs(15)))
+                let warning = (e.reason(), e.to_string());
+                let status = status::status(obj, Err(&e), None, &now_time);
+                // Warn when the problem appears (the status changes), not
+                // on every retry.
+                if write_status(&pools, obj, old, &status).await? {
+                    ctx.event(obj, EventType::Warning, warning.0, "Reconcile", warning.1).await;
+                }
+                return Ok(Action::requeue(Duration::from_secs(15)));
             }
         },
     };

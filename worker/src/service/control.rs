@@ -313,9 +313,12 @@ impl ControlClient {
         if !status.is_success() {
             let message = serde_json::from_slice::<ApiError>(&bytes)
                 .map(|e| e.error)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned());
+                // Never echo an unparseable body: it is not ours to quote.
+                .unwrap_or_else(|_| format!("an error reply that is not the control API's ({} bytes)", bytes.len()));
             return Err(ControlError::Api { worker: self.party.clone(), status: status.as_u16(), message });
         }
-        serde_json::from_slice(&bytes).map_err(|e| self.protocol(format!("malformed reply: {e}")))
+        // serde's message can quote a value (an output): report the position only.
+        serde_json::from_slice(&bytes)
+            .map_err(|e| self.protocol(format!("malformed reply: {}", super::api::redacted_json_error(&e))))
     }
 }
