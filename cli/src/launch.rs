@@ -258,6 +258,7 @@ impl Federation {
                     .collect::<Vec<_>>(),
                 "dealer": {"name": DEALER, "endpoint": dealer_addr, "ca": dealer_ca},
                 "resultsDir": dir.join(format!("{name}-results")),
+                "auditLog": dir.join(format!("{name}-audit.jsonl")),
             });
             // JSON is YAML: the worker reads it as its YAML configuration.
             let path = dir.join(format!("{name}.yaml"));

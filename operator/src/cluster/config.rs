@@ -50,6 +50,7 @@ struct File<'a> {
     dealer: Option<Dealer<'a>>,
     timeouts: Timeouts,
     results_dir: &'static str,
+    audit_log: String,
 }
 
 #[derive(Serialize)]
@@ -134,6 +135,8 @@ pub fn render_shard(cluster: &Cluster<'_>, shard: usize) -> Result<String, Error
         }),
         timeouts: Timeouts { connect: "30s", round: "30s", total: "10m" },
         results_dir: RESULTS_DIR,
+        // On the results volume: the audit trail outlives the pod.
+        audit_log: format!("{RESULTS_DIR}/audit.jsonl"),
     };
     serde_saphyr::to_string(&file).map_err(|e| Error::Render { what: config_key(shard), reason: e.to_string() })
 }
@@ -185,6 +188,7 @@ mod tests {
             assert_eq!((dealer.name.as_str(), dealer.endpoint.as_str()), ("main", "dealer.neutral.example:7500"));
             assert_eq!(dealer.ca, Path::new("/etc/cohort/trust/_dealer.pem"));
             assert_eq!(cfg.results_dir.as_deref(), Some(Path::new(RESULTS_DIR)));
+            assert_eq!(cfg.audit_log, Some(Path::new(RESULTS_DIR).join("audit.jsonl")));
             assert_eq!(cfg.timeouts.total, std::time::Duration::from_secs(600));
         }
     }

@@ -1112,6 +1112,8 @@ mod tests {
                 }
             }
         }
+        // The results volume (a PersistentVolumeClaim) is mounted there.
+        std::fs::create_dir_all(at(RESULTS_DIR)).expect("the results volume");
         for shard in 0..2 {
             let path = at(CONFIG_DIR).join(format!("shard-{shard}.yaml"));
             let loaded = WorkerConfig::read(&path).and_then(|cfg| cfg.load(&path)).expect("the worker accepts it");

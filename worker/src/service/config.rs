@@ -52,6 +52,9 @@ pub struct WorkerConfig {
     pub timeouts: DefaultTimeouts,
     #[serde(default)]
     pub results_dir: Option<PathBuf>,
+    /// Append one record per finished job here (docs/worker.md, "Audit log").
+    #[serde(default)]
+    pub audit_log: Option<PathBuf>,
 }
 
 /// Addresses to listen on (`host:port`; port 0 picks a free port, which
@@ -231,6 +234,8 @@ pub struct Loaded {
     pub controller: String,
     /// The dealer principal (`dealer/<name>`), when a dealer is configured.
     pub dealer: Option<String>,
+    /// The open audit log, when `auditLog` is set.
+    pub audit: Option<super::audit::AuditLog>,
 }
 
 impl WorkerConfig {
@@ -259,6 +264,9 @@ impl WorkerConfig {
         }
         if let Some(r) = &mut self.results_dir {
             fix(r);
+        }
+        if let Some(a) = &mut self.audit_log {
+            fix(a);
         }
     }
 
@@ -315,7 +323,11 @@ impl WorkerConfig {
         }
         let identity = TlsIdentity::from_pem_pinned(&self.federation, &self.party, &cert, &key, &trusted)
             .map_err(|e| invalid("tls", e.kind.to_string()))?;
-        Ok(Loaded { config: self, identity: Arc::new(identity), controller, dealer })
+        let audit = match &self.audit_log {
+            Some(p) => Some(super::audit::AuditLog::open(p).map_err(|e| invalid("auditLog", e.source.to_string()))?),
+            None => None,
+        };
+        Ok(Loaded { config: self, identity: Arc::new(identity), controller, dealer, audit })
     }
 }
 

@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
@@ -24,6 +24,7 @@ use tokio::task::AbortHandle;
 use tracing::{info, warn};
 
 use super::api::{self, Failure, JobRequest, JobStatus, Phase, Stats};
+use super::audit::{Outcome, RECORD_VERSION, Record, timestamp};
 use super::config::Loaded;
 use super::metrics::Metrics;
 use crate::executor::{ExecuteOptions, JobError, JobOutput, OwnInputs, execute};
@@ -71,6 +72,9 @@ struct Entry {
     fingerprint: String,
     status: JobStatus,
     task: Option<AbortHandle>,
+    /// For the audit record.
+    parties: Vec<String>,
+    admitted: SystemTime,
 }
 
 #[derive(Default)]
@@ -132,7 +136,15 @@ impl Jobs {
                 Ok(stored) => {
                     let id = stored.status.id.clone();
                     table.finished.push_back(id.clone());
-                    table.jobs.insert(id, Entry { fingerprint: stored.fingerprint, status: stored.status, task: None });
+                    // Audited when it finished; only its status is served now.
+                    let entry = Entry {
+                        fingerprint: stored.fingerprint,
+                        status: stored.status,
+                        task: None,
+                        parties: Vec::new(),
+                        admitted: SystemTime::now(),
+                    };
+                    table.jobs.insert(id, entry);
                 }
                 Err(reason) => warn!(file = %path.display(), %reason, "skipped a file in the results directory"),
             }
@@ -189,7 +201,17 @@ impl Jobs {
         };
         info!(job = %request.id, parties = ?request.parties, phase = ?status.phase, "job admitted");
         let failed_early = task.is_none();
-        table.jobs.insert(request.id.clone(), Entry { fingerprint, status: status.clone(), task });
+        let entry = Entry {
+            fingerprint,
+            status: status.clone(),
+            task,
+            parties: request.parties.clone(),
+            admitted: SystemTime::now(),
+        };
+        if failed_early {
+            self.audit(&entry, &status, Outcome::Failed);
+        }
+        table.jobs.insert(request.id.clone(), entry);
         if failed_early {
             self.ctx.metrics.job_finished("failed", None);
             Self::remember_finished(&mut table, &request.id, self.ctx.loaded.config.limits.history);
@@ -366,10 +388,40 @@ impl Jobs {
         self.ctx.metrics.jobs_active.dec();
         let mut table = self.table();
         if let Some(entry) = table.jobs.get_mut(id) {
+            let outcome = if status.phase == Phase::Succeeded { Outcome::Succeeded } else { Outcome::Failed };
+            self.audit(entry, &status, outcome);
             entry.status = status;
             entry.task = None;
         }
         Self::remember_finished(&mut table, id, self.ctx.loaded.config.limits.history);
+    }
+
+    /// Append the job's audit record (off the async threads). A record that
+    /// cannot be written is logged, naming the file; the job's outcome
+    /// stands.
+    fn audit(&self, entry: &Entry, status: &JobStatus, outcome: Outcome) {
+        let Some(log) = self.ctx.loaded.audit.clone() else { return };
+        let failure = status.failure.as_ref();
+        let record = Record {
+            v: RECORD_VERSION,
+            job_id: status.id.clone(),
+            program_hash: status.program_hash.trim_start_matches("sha256:").to_string(),
+            parties: entry.parties.clone(),
+            party: self.party().to_string(),
+            protocol_version: status.stats.as_ref().map(|s| s.protocol_version),
+            admitted: timestamp(entry.admitted),
+            finished: timestamp(SystemTime::now()),
+            outcome,
+            rounds: status.stats.as_ref().map(|s| s.rounds),
+            bytes_sent: status.stats.as_ref().map(|s| s.bytes_sent),
+            failed_step: failure.and_then(|f| f.step.clone()),
+            failed_party: failure.and_then(|f| f.party.clone()),
+        };
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = log.append(&record) {
+                tracing::error!(error = %e, job = %record.job_id, "cannot append to the audit log");
+            }
+        });
     }
 
     /// Write the result durably before it is reported.
@@ -416,6 +468,7 @@ impl Jobs {
             self.ctx.metrics.job_finished("cancelled", None);
             self.ctx.metrics.jobs_active.dec();
             let status = entry.status.clone();
+            self.audit(entry, &status, Outcome::Cancelled);
             Self::remember_finished(&mut table, id, self.ctx.loaded.config.limits.history);
             return Some(status);
         }

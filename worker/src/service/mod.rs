@@ -15,6 +15,7 @@
 //! credentials: the operator (or `cohort run`) is its controller.
 
 pub mod api;
+pub mod audit;
 pub mod config;
 pub mod control;
 pub mod jobs;
