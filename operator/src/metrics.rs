@@ -49,6 +49,9 @@ struct PoolLabel {
     pool: String,
 }
 
+/// The kinds the operator reconciles.
+pub const KINDS: [&str; 3] = ["MpcCluster", "PreprocessingPool", "MpcJob"];
+
 /// The outcomes of `jobs_finished_total`.
 pub const JOB_OUTCOMES: [&str; 3] = ["succeeded", "failed", "cancelled"];
 
@@ -121,8 +124,17 @@ impl Metrics {
             "1 when a PreprocessingPool's BelowWatermark condition is True (always 0 in dealer mode: nothing is stocked)",
             pool_below.clone(),
         );
+        // Every bounded series exists from the start, at 0: a family
+        // without any is left out of the exposition, and rates and alerts
+        // need the zero.
         for outcome in JOB_OUTCOMES {
-            jobs.get_or_create(&OutcomeLabel { outcome });
+            let _ = jobs.get_or_create(&OutcomeLabel { outcome });
+        }
+        for kind in KINDS {
+            let _ = reconciles.get_or_create(&KindLabel { kind: kind.to_string() });
+            for reason in crate::controller::Error::REASONS {
+                let _ = errors.get_or_create(&ErrorLabels { kind: kind.to_string(), reason });
+            }
         }
         Metrics {
             registry,

@@ -71,10 +71,10 @@ impl Metrics {
         // Every series exists from the start (at 0), so rates and ratios
         // are defined before the first failure.
         for outcome in OUTCOMES {
-            jobs.get_or_create(&Outcome { outcome });
+            let _ = jobs.get_or_create(&Outcome { outcome });
         }
         for reason in FAILURE_REASONS {
-            failures.get_or_create(&Reason { reason });
+            let _ = failures.get_or_create(&Reason { reason });
         }
         let jobs_active = Gauge::default();
         registry.register("jobs_active", "Jobs admitted and not finished", jobs_active.clone());
