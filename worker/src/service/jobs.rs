@@ -617,4 +617,29 @@ mod tests {
         assert!(parse_job_id(&"g".repeat(32)).is_err());
         assert!(parse_job_id(&"0".repeat(33)).is_err());
     }
+
+    #[test]
+    fn failure_reasons_are_bounded_and_never_name_a_party() {
+        use crate::transport::{Step, TransportError, TransportErrorKind as K};
+        let transport = |kind| JobError::Transport(TransportError::new(Some("bank-b"), Step::Layer(2), kind));
+        let cases = [
+            (transport(K::Disconnected), "peer_closed"),
+            (transport(K::Timeout { after: Duration::from_secs(5), waiting_for: "a round" }), "timeout"),
+            (transport(K::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))), "network"),
+            (transport(K::WrongJob), "protocol"),
+            (transport(K::ProtocolMismatch { ours: "a".into(), theirs: "b".into() }), "setup_mismatch"),
+            (
+                JobError::Protocol { party: "bank-b".into(), step: Step::Setup, reason: "digest".into() },
+                "setup_mismatch",
+            ),
+            (JobError::Protocol { party: "bank-b".into(), step: Step::Input, reason: "length".into() }, "protocol"),
+            (JobError::Deadline { limit: Duration::from_secs(1), step: Step::Output }, "timeout"),
+            (JobError::Input { input: "x".into(), reason: "range".into() }, "invalid"),
+        ];
+        for (error, want) in cases {
+            let got = failure_reason(&error);
+            assert_eq!(got, want, "{error}");
+            assert!(super::super::metrics::FAILURE_REASONS.contains(&got));
+        }
+    }
 }
