@@ -1,10 +1,14 @@
 //! The operator's Prometheus metrics (prometheus-client).
 //!
 //! Labels are bounded and public: a kind out of three, a reason word out of
-//! a fixed set, an outcome. No object name, job id or value is a label.
+//! a fixed set, an outcome, a certificate out of three, and the names of
+//! this party's MpcClusters and PreprocessingPools (objects an
+//! administrator creates, a handful per party, public to the federation).
+//! No job id, input, value or peer message is a label.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, SystemTime};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -29,6 +33,28 @@ struct OutcomeLabel {
     outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClusterLabel {
+    cluster: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CertificateLabels {
+    cluster: String,
+    certificate: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabel {
+    pool: String,
+}
+
+/// The kinds the operator reconciles.
+pub const KINDS: [&str; 3] = ["MpcCluster", "PreprocessingPool", "MpcJob"];
+
+/// The outcomes of `jobs_finished_total`.
+pub const JOB_OUTCOMES: [&str; 3] = ["succeeded", "failed", "cancelled"];
+
 /// The operator's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -37,6 +63,12 @@ pub struct Metrics {
     duration: Family<KindLabel, Histogram>,
     jobs: Family<OutcomeLabel, Counter>,
     leader: Gauge,
+    transitions: Counter,
+    peers: Family<ClusterLabel, Gauge>,
+    peers_reachable: Family<ClusterLabel, Gauge>,
+    cert_expiry: Family<CertificateLabels, Gauge<f64, AtomicU64>>,
+    pool_ready: Family<PoolLabel, Gauge>,
+    pool_below: Family<PoolLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -64,7 +96,60 @@ impl Metrics {
         registry.register("jobs_finished", "MpcJobs this operator saw finish, by outcome", jobs.clone());
         let leader = Gauge::default();
         registry.register("leader", "1 while this replica holds the leader Lease", leader.clone());
-        Metrics { registry, reconciles, errors, duration, jobs, leader }
+        let transitions = Counter::default();
+        registry.register(
+            "leader_transitions",
+            "Times this replica gained the leader Lease (sum over replicas: leadership changes)",
+            transitions.clone(),
+        );
+        let peers = Family::<ClusterLabel, Gauge>::default();
+        registry.register("cluster_peers", "Peer parties of an MpcCluster (the leader's view)", peers.clone());
+        let peers_reachable = Family::<ClusterLabel, Gauge>::default();
+        registry.register(
+            "cluster_peers_reachable",
+            "Peer parties whose endpoint accepted a TCP connection at the last probe",
+            peers_reachable.clone(),
+        );
+        let cert_expiry = Family::<CertificateLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "When an MpcCluster's certificate expires (Unix seconds): ca, worker (the earliest shard), operator",
+            cert_expiry.clone(),
+        );
+        let pool_ready = Family::<PoolLabel, Gauge>::default();
+        registry.register("pool_ready", "1 when a PreprocessingPool's Ready condition is True", pool_ready.clone());
+        let pool_below = Family::<PoolLabel, Gauge>::default();
+        registry.register(
+            "pool_below_watermark",
+            "1 when a PreprocessingPool's BelowWatermark condition is True (always 0 in dealer mode: nothing is stocked)",
+            pool_below.clone(),
+        );
+        // Every bounded series exists from the start, at 0: a family
+        // without any is left out of the exposition, and rates and alerts
+        // need the zero.
+        for outcome in JOB_OUTCOMES {
+            let _ = jobs.get_or_create(&OutcomeLabel { outcome });
+        }
+        for kind in KINDS {
+            let _ = reconciles.get_or_create(&KindLabel { kind: kind.to_string() });
+            for reason in crate::controller::Error::REASONS {
+                let _ = errors.get_or_create(&ErrorLabels { kind: kind.to_string(), reason });
+            }
+        }
+        Metrics {
+            registry,
+            reconciles,
+            errors,
+            duration,
+            jobs,
+            leader,
+            transitions,
+            peers,
+            peers_reachable,
+            cert_expiry,
+            pool_ready,
+            pool_below,
+        }
     }
 
     /// A shared handle.
@@ -86,8 +171,58 @@ impl Metrics {
         self.jobs.get_or_create(&OutcomeLabel { outcome }).inc();
     }
 
+    /// Record whether this replica leads. Gaining the Lease counts a
+    /// transition; losing it clears the per-object gauges, which only the
+    /// leader keeps current (a standby reports none rather than stale ones).
     pub fn set_leader(&self, leader: bool) {
-        self.leader.set(i64::from(leader));
+        let was = self.leader.set(i64::from(leader)) == 1;
+        if leader && !was {
+            self.transitions.inc();
+        }
+        if !leader {
+            self.peers.clear();
+            self.peers_reachable.clear();
+            self.cert_expiry.clear();
+            self.pool_ready.clear();
+            self.pool_below.clear();
+        }
+    }
+
+    /// Times this replica gained the Lease.
+    pub fn leader_transitions(&self) -> u64 {
+        self.transitions.get()
+    }
+
+    /// An MpcCluster's last peer probe: how many peers, how many reachable.
+    pub fn cluster_peers(&self, cluster: &str, peers: usize, reachable: usize) {
+        let label = ClusterLabel { cluster: cluster.to_string() };
+        self.peers.get_or_create(&label).set(i64::try_from(peers).unwrap_or(i64::MAX));
+        self.peers_reachable.get_or_create(&label).set(i64::try_from(reachable).unwrap_or(i64::MAX));
+    }
+
+    /// When an MpcCluster's `certificate` (`ca`, `worker`, `operator`)
+    /// expires; `None` (not issued yet) removes the series.
+    pub fn certificate_expiry(&self, cluster: &str, certificate: &'static str, not_after: Option<SystemTime>) {
+        let label = CertificateLabels { cluster: cluster.to_string(), certificate };
+        match not_after {
+            Some(t) => {
+                let secs = match t.duration_since(SystemTime::UNIX_EPOCH) {
+                    Ok(d) => d.as_secs_f64(),
+                    Err(e) => -e.duration().as_secs_f64(),
+                };
+                self.cert_expiry.get_or_create(&label).set(secs);
+            }
+            None => {
+                self.cert_expiry.remove(&label);
+            }
+        }
+    }
+
+    /// A PreprocessingPool's `Ready` and `BelowWatermark` conditions.
+    pub fn pool(&self, pool: &str, ready: bool, below_watermark: bool) {
+        let label = PoolLabel { pool: pool.to_string() };
+        self.pool_ready.get_or_create(&label).set(i64::from(ready));
+        self.pool_below.get_or_create(&label).set(i64::from(below_watermark));
     }
 
     /// Reconciles run so far for `kind`.

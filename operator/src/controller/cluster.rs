@@ -237,6 +237,11 @@ async fn reconcile_inner(obj: &MpcCluster, ctx: &Context) -> Result<Action, Erro
 
     // Status.
     let peers = probe_peers(&cluster).await;
+    let reachable = peers.iter().filter(|(_, r)| r.is_ok()).count();
+    ctx.metrics.cluster_peers(cluster.name, peers.len(), reachable);
+    ctx.metrics.certificate_expiry(cluster.name, "ca", plan_after.ca_not_after);
+    ctx.metrics.certificate_expiry(cluster.name, "worker", plan_after.worker_not_after);
+    ctx.metrics.certificate_expiry(cluster.name, "operator", plan_after.operator_not_after);
     let was_ready = find_condition(&status.conditions, types::READY).is_some_and(|c| c.status == "True");
     compute_status(&mut status, &cluster, &applied, &plan_after, peers, generation, &now_time);
     let is_ready = find_condition(&status.conditions, types::READY).is_some_and(|c| c.status == "True");

@@ -171,6 +171,11 @@ impl Error {
         }
     }
 
+    /// Every word [`Error::reason`] returns (the operator's metrics start
+    /// each at 0).
+    pub const REASONS: [&'static str; 5] =
+        ["ApiError", "ApiUnreachable", "Incomplete", "WorkerUnreachable", "FinalizerError"];
+
     /// Whether the API server said the object does not exist.
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::Api { code: 404, .. })

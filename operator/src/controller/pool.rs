@@ -11,7 +11,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use cohort_crds::conditions::{ConditionStatus, set_condition, types};
+use cohort_crds::conditions::{ConditionStatus, find_condition, set_condition, types};
+use cohort_crds::pool::PreprocessingPoolStatus;
 use cohort_crds::{MpcCluster, PreprocessingPool};
 use cohort_worker::transport::certs::{CertifiedKey, PartyCa};
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -126,6 +127,7 @@ async fn reconcile_inner(obj: &PreprocessingPool, ctx: &Context) -> Result<Actio
             &now_time,
         );
         s.observed_generation = generation;
+        record(ctx, obj, &s);
         write_status(&pools, obj, old, &s).await?;
         return Ok(Action::requeue(RESYNC));
     };
@@ -147,6 +149,7 @@ async fn reconcile_inner(obj: &PreprocessingPool, ctx: &Context) -> Result<Actio
             Err(e) => {
                 let warning = (e.reason(), e.to_string());
                 let status = status::status(obj, Err(&e), None, &now_time);
+                record(ctx, obj, &status);
                 // Warn when the problem appears (the status changes), not
                 // on every retry.
                 if write_status(&pools, obj, old, &status).await? {
@@ -156,12 +159,19 @@ async fn reconcile_inner(obj: &PreprocessingPool, ctx: &Context) -> Result<Actio
             }
         },
     };
+    record(ctx, obj, &status);
     if write_status(&pools, obj, old, &status).await?
         && let Err(e) = &checked
     {
         ctx.event(obj, EventType::Warning, e.reason(), "Validate", e.to_string()).await;
     }
     Ok(action)
+}
+
+/// The pool's `Ready` and `BelowWatermark` conditions as gauges.
+fn record(ctx: &Context, obj: &PreprocessingPool, status: &PreprocessingPoolStatus) {
+    let is_true = |t: &str| find_condition(&status.conditions, t).is_some_and(|c| c.status == "True");
+    ctx.metrics.pool(&obj.name_any(), is_true(types::READY), is_true(types::BELOW_WATERMARK));
 }
 
 /// Issue, build and apply a hosted dealer's objects. `Ok(Err(_))`: the

@@ -214,6 +214,7 @@ impl Jobs {
         table.jobs.insert(request.id.clone(), entry);
         if failed_early {
             self.ctx.metrics.job_finished("failed", None);
+            self.ctx.metrics.job_failed("invalid");
             Self::remember_finished(&mut table, &request.id, self.ctx.loaded.config.limits.history);
         } else {
             self.ctx.metrics.jobs_active.inc();
@@ -348,12 +349,16 @@ impl Jobs {
     }
 
     async fn finish(&self, id: &str, result: Result<(JobOutput, u32), JobError>, elapsed: Duration) {
+        let mut reason = "other";
         let (phase, stats, outputs, failure) = match result {
             Ok((output, frac_bits)) => {
                 let stats = stats_of(&output, elapsed);
                 (Phase::Succeeded, Some(stats), Some(outputs_of(&output, frac_bits)), None)
             }
-            Err(e) => (Phase::Failed, None, None, Some(failure_of(&e))),
+            Err(e) => {
+                reason = failure_reason(&e);
+                (Phase::Failed, None, None, Some(failure_of(&e)))
+            }
         };
         let mut status = {
             let table = self.table();
@@ -385,6 +390,9 @@ impl Jobs {
         }
         let outcome = if status.phase == Phase::Succeeded { "succeeded" } else { "failed" };
         self.ctx.metrics.job_finished(outcome, Some((elapsed, status.stats.as_ref())));
+        if status.phase != Phase::Succeeded {
+            self.ctx.metrics.job_failed(reason);
+        }
         self.ctx.metrics.jobs_active.dec();
         let mut table = self.table();
         if let Some(entry) = table.jobs.get_mut(id) {
@@ -593,6 +601,33 @@ fn outputs_of(output: &JobOutput, frac_bits: u32) -> BTreeMap<String, api::Outpu
     out
 }
 
+/// The bounded reason a job failed, for `cohort_worker_job_failures_total`
+/// (one of `metrics::FAILURE_REASONS`; never a party name or a message).
+fn failure_reason(e: &JobError) -> &'static str {
+    use crate::transport::{Step, TransportErrorKind as K};
+    match e {
+        JobError::Transport(t) => match &t.kind {
+            K::Disconnected => "peer_closed",
+            K::Io(_) => "network",
+            K::Timeout { .. } => "timeout",
+            K::Tls(_) => "tls",
+            K::VersionMismatch { .. } | K::ProtocolMismatch { .. } => "setup_mismatch",
+            K::FrameTooLarge { .. }
+            | K::MessageTooLarge { .. }
+            | K::Malformed(_)
+            | K::UnexpectedStep { .. }
+            | K::WrongJob
+            | K::Handshake(_) => "protocol",
+            K::Certificate(_) | K::Config(_) => "other",
+        },
+        JobError::Protocol { step: Step::Setup, .. } => "setup_mismatch",
+        JobError::Protocol { .. } => "protocol",
+        JobError::Preprocessing { .. } => "preprocessing",
+        JobError::Deadline { .. } => "timeout",
+        JobError::Plan(_) | JobError::Input { .. } => "invalid",
+    }
+}
+
 fn failure_of(e: &JobError) -> Failure {
     let (party, step) = match e {
         JobError::Transport(t) => (t.peer.clone(), Some(t.step)),
@@ -634,5 +669,30 @@ mod tests {
         assert!(parse_job_id("abc").is_err());
         assert!(parse_job_id(&"g".repeat(32)).is_err());
         assert!(parse_job_id(&"0".repeat(33)).is_err());
+    }
+
+    #[test]
+    fn failure_reasons_are_bounded_and_never_name_a_party() {
+        use crate::transport::{Step, TransportError, TransportErrorKind as K};
+        let transport = |kind| JobError::Transport(TransportError::new(Some("bank-b"), Step::Layer(2), kind));
+        let cases = [
+            (transport(K::Disconnected), "peer_closed"),
+            (transport(K::Timeout { after: Duration::from_secs(5), waiting_for: "a round" }), "timeout"),
+            (transport(K::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))), "network"),
+            (transport(K::WrongJob), "protocol"),
+            (transport(K::ProtocolMismatch { ours: "a".into(), theirs: "b".into() }), "setup_mismatch"),
+            (
+                JobError::Protocol { party: "bank-b".into(), step: Step::Setup, reason: "digest".into() },
+                "setup_mismatch",
+            ),
+            (JobError::Protocol { party: "bank-b".into(), step: Step::Input, reason: "length".into() }, "protocol"),
+            (JobError::Deadline { limit: Duration::from_secs(1), step: Step::Output }, "timeout"),
+            (JobError::Input { input: "x".into(), reason: "range".into() }, "invalid"),
+        ];
+        for (error, want) in cases {
+            let got = failure_reason(&error);
+            assert_eq!(got, want, "{error}");
+            assert!(super::super::metrics::FAILURE_REASONS.contains(&got));
+        }
     }
 }

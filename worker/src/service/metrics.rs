@@ -2,7 +2,8 @@
 //! endpoint: `/metrics` (text format), `/healthz` (the process serves) and
 //! `/readyz` (ready for jobs: not draining).
 //!
-//! Labels carry only bounded, public values (an outcome out of three). No
+//! Labels carry only bounded, public values (an outcome out of three, a
+//! failure reason out of [`FAILURE_REASONS`]). No
 //! metric carries an input, share, output, key or seed; sizes and counts
 //! are public by the protocol's definition (see `docs/security.md`).
 
@@ -24,10 +25,29 @@ pub(crate) struct Outcome {
     outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct Reason {
+    reason: &'static str,
+}
+
+/// The outcomes of `jobs_total`.
+pub const OUTCOMES: [&str; 3] = ["succeeded", "failed", "cancelled"];
+
+/// The reasons of `job_failures_total`, a fixed set derived from the
+/// job's failure (see `jobs::failure_reason`): a peer closed the
+/// connection; a socket error (refused, unreachable); a timeout (a round,
+/// the connect window or the job's deadline); TLS refused (certificates);
+/// the parties disagree at setup (program, party list, protocol or
+/// version); a peer sent malformed or wrong content; preprocessing material
+/// missing or wrong; the request or this party's input is invalid; other.
+pub const FAILURE_REASONS: [&str; 9] =
+    ["peer_closed", "network", "timeout", "tls", "setup_mismatch", "protocol", "preprocessing", "invalid", "other"];
+
 /// The worker's metrics.
 pub struct Metrics {
     registry: Registry,
     jobs: Family<Outcome, Counter>,
+    failures: Family<Reason, Counter>,
     pub(crate) jobs_active: Gauge,
     duration: Histogram,
     rounds: Counter,
@@ -42,6 +62,20 @@ impl Metrics {
         let mut registry = Registry::with_prefix("cohort_worker");
         let jobs = Family::<Outcome, Counter>::default();
         registry.register("jobs", "Jobs finished, by outcome (succeeded, failed, cancelled)", jobs.clone());
+        let failures = Family::<Reason, Counter>::default();
+        registry.register(
+            "job_failures",
+            "Failed jobs, by reason (peer_closed, network, timeout, tls, setup_mismatch, protocol, preprocessing, invalid, other)",
+            failures.clone(),
+        );
+        // Every series exists from the start (at 0), so rates and ratios
+        // are defined before the first failure.
+        for outcome in OUTCOMES {
+            let _ = jobs.get_or_create(&Outcome { outcome });
+        }
+        for reason in FAILURE_REASONS {
+            let _ = failures.get_or_create(&Reason { reason });
+        }
         let jobs_active = Gauge::default();
         registry.register("jobs_active", "Jobs admitted and not finished", jobs_active.clone());
         let duration = Histogram::new(exponential_buckets(0.01, 2.0, 16));
@@ -56,7 +90,7 @@ impl Metrics {
             "Seconds until this worker's certificate expires (negative once expired)",
             cert_expiry.clone(),
         );
-        Metrics { registry, jobs, jobs_active, duration, rounds, bytes_sent, cert_expiry, cert_not_after }
+        Metrics { registry, jobs, failures, jobs_active, duration, rounds, bytes_sent, cert_expiry, cert_not_after }
     }
 
     /// Record a finished job.
@@ -69,6 +103,13 @@ impl Metrics {
                 self.bytes_sent.inc_by(s.bytes_sent);
             }
         }
+    }
+
+    /// Record why a job failed (`reason` out of [`FAILURE_REASONS`]); the
+    /// job is also counted by [`Metrics::job_finished`] as `failed`.
+    pub(crate) fn job_failed(&self, reason: &'static str) {
+        debug_assert!(FAILURE_REASONS.contains(&reason), "{reason}");
+        self.failures.get_or_create(&Reason { reason }).inc();
     }
 
     /// Seconds until the certificate expires.
