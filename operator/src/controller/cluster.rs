@@ -30,6 +30,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, watcher};
+use kube::core::PartialObjectMeta;
 use kube::{Api, ResourceExt};
 
 use super::{Context, Error, apply, now, object_key, write_status};
@@ -50,8 +51,13 @@ pub async fn run(
 ) {
     let client = ctx.client.clone();
     let (clusters, secrets) = match &namespace {
-        Some(ns) => (Api::<MpcCluster>::namespaced(client.clone(), ns), Api::<Secret>::namespaced(client.clone(), ns)),
-        None => (Api::<MpcCluster>::all(client.clone()), Api::<Secret>::all(client.clone())),
+        // Secrets are watched as metadata only: the mapping needs names and
+        // owners, and the operator keeps no cache of Secret data.
+        Some(ns) => (
+            Api::<MpcCluster>::namespaced(client.clone(), ns),
+            Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), ns),
+        ),
+        None => (Api::<MpcCluster>::all(client.clone()), Api::<PartialObjectMeta<Secret>>::all(client.clone())),
     };
     let owned = |c: &kube::Client| -> (Api<StatefulSet>, Api<ConfigMap>, Api<Service>) {
         match &namespace {
@@ -79,7 +85,7 @@ pub async fn run(
 
 /// The clusters that own `secret` or reference it (peer trust, dealer
 /// trust, a user-provided CA).
-fn clusters_using(store: &Store<MpcCluster>, secret: &Secret) -> Vec<ObjectRef<MpcCluster>> {
+fn clusters_using(store: &Store<MpcCluster>, secret: &PartialObjectMeta<Secret>) -> Vec<ObjectRef<MpcCluster>> {
     let (Some(ns), name) = (secret.namespace(), secret.name_any()) else { return vec![] };
     store
         .state()
