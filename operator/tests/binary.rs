@@ -16,25 +16,8 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use kube::api::PostParams;
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    l.local_addr().expect("address").port()
-}
-
-/// `GET path` on a plain-HTTP address: (status code, body).
-async fn get(addr: &str, path: &str) -> Result<(u16, String), String> {
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    tcp.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
-    let mut text = String::new();
-    tcp.read_to_string(&mut text).await.map_err(|e| e.to_string())?;
-    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or("no status line")?;
-    Ok((code, text))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_process_leads_reconciles_and_releases_the_lease_on_sigterm() {
@@ -63,14 +46,14 @@ async fn the_operator_process_leads_reconciles_and_releases_the_lease_on_sigterm
         .expect("cohort-operator starts");
 
     eventually("ready", WAIT, || async {
-        match get(&health, "/readyz").await? {
+        match http_get(&health, "/readyz").await? {
             (200, _) => Ok(()),
             (code, _) => Err(format!("HTTP {code}")),
         }
     })
     .await;
     eventually("the Lease", WAIT, || async {
-        let (_, body) = get(&metrics, "/metrics").await?;
+        let (_, body) = http_get(&metrics, "/metrics").await?;
         if body.contains("cohort_operator_leader 1") { Ok(()) } else { Err("not the leader yet".into()) }
     })
     .await;
@@ -96,7 +79,7 @@ async fn the_operator_process_leads_reconciles_and_releases_the_lease_on_sigterm
     .await;
     let image = sts.spec.and_then(|s| s.template.spec).map(|p| p.containers[0].image.clone());
     assert_eq!(image.flatten(), Some(format!("ghcr.io/cohort-mpc/cohort-worker:{}", env!("CARGO_PKG_VERSION"))));
-    let (_, body) = get(&metrics, "/metrics").await.expect("metrics");
+    let (_, body) = http_get(&metrics, "/metrics").await.expect("metrics");
     assert!(body.contains("cohort_operator_reconciliations_total{kind=\"MpcCluster\"}"), "{body}");
 
     // SIGTERM: stop reconciling, release the Lease, exit 0.

@@ -22,29 +22,11 @@ use cohort_worker::transport::{JobId, PartyCa};
 use kube::Api;
 use kube::api::PostParams;
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const WAIT: Duration = Duration::from_secs(60);
 
 /// Canary inputs: none of their renderings may appear in a label value.
 const SENTINELS: [f64; 3] = [7_351_946.125, -4_826_193.5, 6_190_437.75];
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    l.local_addr().expect("address").port()
-}
-
-/// `GET path` on a plain-HTTP address: (status code, body).
-async fn get(addr: &str, path: &str) -> Result<(u16, String), String> {
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    tcp.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
-    let mut text = String::new();
-    tcp.read_to_string(&mut text).await.map_err(|e| e.to_string())?;
-    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or("no status line")?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    Ok((code, body))
-}
 
 /// Metric names (`cohort_` then lowercase letters, digits and `_`) in
 /// `text`, not counting ones glued to a longer identifier.
@@ -185,7 +167,7 @@ async fn worker_expositions() -> (Vec<String>, Vec<String>) {
     }
     let mut texts = Vec::new();
     for w in &federation.workers {
-        let (code, body) = get(&w.metrics, "/metrics").await.expect("worker metrics");
+        let (code, body) = http_get(&w.metrics, "/metrics").await.expect("worker metrics");
         assert_eq!(code, 200);
         texts.push(body);
     }
@@ -221,7 +203,7 @@ async fn operator_exposition() -> String {
         .spawn()
         .expect("cohort-operator starts");
     eventually("the Lease", WAIT, || async {
-        let (_, body) = get(&metrics, "/metrics").await?;
+        let (_, body) = http_get(&metrics, "/metrics").await?;
         if body.contains("cohort_operator_leader 1") { Ok(()) } else { Err("not the leader yet".into()) }
     })
     .await;
@@ -244,7 +226,7 @@ async fn operator_exposition() -> String {
         .expect("create the PreprocessingPool");
 
     eventually("the cluster and pool gauges", WAIT, || async {
-        let (_, body) = get(&metrics, "/metrics").await?;
+        let (_, body) = http_get(&metrics, "/metrics").await?;
         let wanted = [
             "cohort_operator_cluster_peers{cluster=\"consortium\"} 2",
             "cohort_operator_cluster_peers_reachable{cluster=\"consortium\"}",

@@ -102,3 +102,22 @@ pub fn example<T: serde::de::DeserializeOwned>(path: &str, kind: &str) -> T {
     }
     panic!("no {kind} in {path}");
 }
+
+/// A free loopback port (bound, read, released).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    l.local_addr().expect("address").port()
+}
+
+/// `GET path` on a plain-HTTP address: (status code, body).
+pub async fn http_get(addr: &str, path: &str) -> Result<(u16, String), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    tcp.read_to_string(&mut text).await.map_err(|e| e.to_string())?;
+    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or("no status line")?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((code, body))
+}
