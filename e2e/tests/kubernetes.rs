@@ -710,10 +710,8 @@ async fn operator_cas(client: &Client, parties: &[PartySite]) -> Result<Vec<Stri
         .await
         .map_err(|e| {
             format!(
-                "{e}. The operator generates the party CA only once every Secret the MpcCluster references \
-                 resolves, and here those are the peers' CAs, which need this CA first (and, for the dealer's \
-                 host, its own); until the operator issues the CA before resolving trust, run with \
-                 COHORT_E2E_CA=provided"
+                "{e}. The operator generates the party CA before anything else; the MpcCluster's status \
+                 and the operator's log say why it did not (or run with COHORT_E2E_CA=provided)"
             )
         })?;
         certs.push(pem);
