@@ -11,7 +11,6 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Stdio;
 use std::time::Duration;
 
 use cohort_cli::launch::Federation;
@@ -181,27 +180,8 @@ async fn worker_expositions() -> (Vec<String>, Vec<String>) {
 async fn operator_exposition() -> String {
     let server = api_server().await;
     let client = server.client();
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let kubeconfig = dir.path().join("kubeconfig");
-    let config = format!(
-        "apiVersion: v1\nkind: Config\nclusters: [{{name: mem, cluster: {{server: \"{}\"}}}}]\n\
-         users: [{{name: op, user: {{}}}}]\ncontexts: [{{name: mem, context: {{cluster: mem, user: op}}}}]\n\
-         current-context: mem\n",
-        server.url()
-    );
-    std::fs::write(&kubeconfig, config).expect("write the kubeconfig");
-    let (health, metrics) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
-    let _child = tokio::process::Command::new(env!("CARGO_BIN_EXE_cohort-operator"))
-        .args(["--watch-namespace", "bank-a", "--lease-duration", "3s"])
-        .args(["--health-addr", &health, "--metrics-addr", &metrics, "--log-json"])
-        .env("KUBECONFIG", &kubeconfig)
-        .env("POD_NAME", "cohort-operator-0")
-        .env("POD_NAMESPACE", "cohort-system")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("cohort-operator starts");
+    let operator = spawn_operator(&server, "bank-a");
+    let metrics = operator.metrics.clone();
     eventually("the Lease", WAIT, || async {
         let (_, body) = http_get(&metrics, "/metrics").await?;
         if body.contains("cohort_operator_leader 1") { Ok(()) } else { Err("not the leader yet".into()) }

@@ -121,3 +121,39 @@ pub async fn http_get(addr: &str, path: &str) -> Result<(u16, String), String> {
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     Ok((code, body))
 }
+
+/// A real `cohort-operator` process serving `namespace`, with a kubeconfig
+/// for the in-memory API server, on free loopback ports. Killed on drop.
+pub struct OperatorProcess {
+    pub child: tokio::process::Child,
+    /// `/healthz`, `/readyz`.
+    pub health: String,
+    /// `/metrics`.
+    pub metrics: String,
+    _dir: tempfile::TempDir,
+}
+
+pub fn spawn_operator(server: &ApiServer, namespace: &str) -> OperatorProcess {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    let config = format!(
+        "apiVersion: v1\nkind: Config\nclusters: [{{name: mem, cluster: {{server: \"{}\"}}}}]\n\
+         users: [{{name: op, user: {{}}}}]\ncontexts: [{{name: mem, context: {{cluster: mem, user: op}}}}]\n\
+         current-context: mem\n",
+        server.url()
+    );
+    std::fs::write(&kubeconfig, config).expect("write the kubeconfig");
+    let (health, metrics) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_cohort-operator"))
+        .args(["--watch-namespace", namespace, "--lease-duration", "3s"])
+        .args(["--health-addr", &health, "--metrics-addr", &metrics, "--log-json"])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("POD_NAME", "cohort-operator-0")
+        .env("POD_NAMESPACE", "cohort-system")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("cohort-operator starts");
+    OperatorProcess { child, health, metrics, _dir: dir }
+}
