@@ -9,7 +9,6 @@ mod support;
 use std::time::Duration;
 
 use cohort_crds::MpcCluster;
-use cohort_worker::transport::PartyCa;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
@@ -41,12 +40,7 @@ async fn the_operator_process_leads_reconciles_and_releases_the_lease_on_sigterm
     let lease = leases.get("cohort-operator").await.expect("the Lease");
     assert_eq!(lease.spec.and_then(|s| s.holder_identity).as_deref(), Some("cohort-operator-0"));
 
-    for party in ["bank-b", "bank-c"] {
-        let ca = PartyCa::generate("consortium", party, Duration::from_secs(3600)).expect("a CA");
-        put_secret(&client, "bank-a", &format!("{party}-ca"), &[("ca.crt", ca.cert_pem().as_bytes())]).await;
-    }
-    let dealer = PartyCa::generate("consortium", "neutral", Duration::from_secs(3600)).expect("a CA");
-    put_secret(&client, "bank-a", "dealer-ca", &[("ca.crt", dealer.cert_pem().as_bytes())]).await;
+    bank_a_trust(&client).await;
     let cluster: MpcCluster = example("examples/k8s/bank-a.yaml", "MpcCluster");
     Api::<MpcCluster>::namespaced(client.clone(), "bank-a")
         .create(&PostParams::default(), &cluster)

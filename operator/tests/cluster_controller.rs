@@ -20,21 +20,12 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, ResourceExt};
 use support::*;
 use x509_parser::prelude::*;
 
 const NS: &str = "bank-a";
 const WAIT: Duration = Duration::from_secs(20);
-
-async fn peer_cas(client: &Client) {
-    for party in ["bank-b", "bank-c"] {
-        let ca = PartyCa::generate("consortium", party, Duration::from_secs(3600)).expect("a CA");
-        put_secret(client, NS, &format!("{party}-ca"), &[("ca.crt", ca.cert_pem().as_bytes())]).await;
-    }
-    let dealer = PartyCa::generate("consortium", "neutral", Duration::from_secs(3600)).expect("a CA");
-    put_secret(client, NS, "dealer-ca", &[("ca.crt", dealer.cert_pem().as_bytes())]).await;
-}
 
 fn cluster_status(c: &MpcCluster, type_: &str) -> Option<(String, String)> {
     let cond = find_condition(&c.status.as_ref()?.conditions, type_)?;
@@ -59,7 +50,7 @@ fn san_dns_names(chain_pem: &str) -> Vec<String> {
 async fn the_cluster_controller_builds_repairs_rolls_and_cleans_up() {
     let server = api_server().await;
     let client = server.client();
-    peer_cas(&client).await;
+    bank_a_trust(&client).await;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let ctx = context(client.clone(), "test", cluster_dns_endpoints());
     let metrics = ctx.metrics.clone();
@@ -338,7 +329,7 @@ async fn a_missing_peer_ca_is_a_condition_and_its_arrival_resumes_the_reconcile(
     let message = find_condition(&c.status.expect("status").conditions, types::READY).expect("Ready").message.clone();
     assert!(!message.contains("4242"), "{message}");
 
-    peer_cas(&client).await;
+    bank_a_trust(&client).await;
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
     eventually("the StatefulSet once the CAs exist", WAIT, || async {
         sets.get_opt("consortium").await.map_err(|e| e.to_string())?.map(|_| ()).ok_or_else(|| "absent".to_string())

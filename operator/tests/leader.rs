@@ -12,7 +12,6 @@ use cohort_crds::MpcCluster;
 use cohort_operator::controller::{self, Context, cluster_dns_endpoints};
 use cohort_operator::leader::{LeaseConfig, lead};
 use cohort_operator::metrics::Metrics;
-use cohort_worker::transport::PartyCa;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::PostParams;
 use kube::runtime::events::Reporter;
@@ -46,12 +45,7 @@ async fn holder(client: &Client) -> Option<String> {
 async fn only_the_lease_holder_reconciles_and_a_standby_takes_over() {
     let server = api_server().await;
     let client = server.client();
-    for party in ["bank-b", "bank-c"] {
-        let ca = PartyCa::generate("consortium", party, Duration::from_secs(3600)).expect("a CA");
-        put_secret(&client, "bank-a", &format!("{party}-ca"), &[("ca.crt", ca.cert_pem().as_bytes())]).await;
-    }
-    let dealer = PartyCa::generate("consortium", "neutral", Duration::from_secs(3600)).expect("a CA");
-    put_secret(&client, "bank-a", "dealer-ca", &[("ca.crt", dealer.cert_pem().as_bytes())]).await;
+    bank_a_trust(&client).await;
 
     // Replica a runs on a runtime of its own, so it can die abruptly
     // (no release of the Lease) by shutting that runtime down.

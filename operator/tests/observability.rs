@@ -17,7 +17,7 @@ use cohort_cli::launch::Federation;
 use cohort_crds::{MpcCluster, PreprocessingPool};
 use cohort_e2e::{launch_options, repo_root};
 use cohort_worker::service::api::{JobRequest, JobTimeouts, Phase};
-use cohort_worker::transport::{JobId, PartyCa};
+use cohort_worker::transport::JobId;
 use kube::Api;
 use kube::api::PostParams;
 use support::*;
@@ -188,12 +188,7 @@ async fn operator_exposition() -> String {
     })
     .await;
 
-    for party in ["bank-b", "bank-c"] {
-        let ca = PartyCa::generate("consortium", party, Duration::from_secs(3600)).expect("a CA");
-        put_secret(&client, "bank-a", &format!("{party}-ca"), &[("ca.crt", ca.cert_pem().as_bytes())]).await;
-    }
-    let dealer = PartyCa::generate("consortium", "neutral", Duration::from_secs(3600)).expect("a CA");
-    put_secret(&client, "bank-a", "dealer-ca", &[("ca.crt", dealer.cert_pem().as_bytes())]).await;
+    bank_a_trust(&client).await;
     let cluster: MpcCluster = example("examples/k8s/bank-a.yaml", "MpcCluster");
     Api::<MpcCluster>::namespaced(client.clone(), "bank-a")
         .create(&PostParams::default(), &cluster)

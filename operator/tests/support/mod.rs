@@ -157,3 +157,14 @@ pub fn spawn_operator(server: &ApiServer, namespace: &str) -> OperatorProcess {
         .expect("cohort-operator starts");
     OperatorProcess { child, health, metrics, _dir: dir }
 }
+
+/// The CA Secrets bank-a's example MpcCluster references in `bank-a`:
+/// the peers' (`bank-b-ca`, `bank-c-ca`) and the dealer's (`dealer-ca`),
+/// each a freshly generated CA under `ca.crt`.
+pub async fn bank_a_trust(client: &Client) {
+    for (secret, holder) in [("bank-b-ca", "bank-b"), ("bank-c-ca", "bank-c"), ("dealer-ca", "neutral")] {
+        let ca =
+            cohort_worker::transport::PartyCa::generate("consortium", holder, Duration::from_secs(3600)).expect("a CA");
+        put_secret(client, "bank-a", secret, &[("ca.crt", ca.cert_pem().as_bytes())]).await;
+    }
+}
