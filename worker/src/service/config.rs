@@ -55,6 +55,40 @@ pub struct WorkerConfig {
     /// Append one record per finished job here (docs/worker.md, "Audit log").
     #[serde(default)]
     pub audit_log: Option<PathBuf>,
+    /// The protocol versions this worker offers its peers; by default every
+    /// version the build implements. Narrowing it pins a federation to a
+    /// version during a rolling upgrade (docs/upgrades.md).
+    #[serde(default)]
+    pub protocol: ProtocolVersions,
+}
+
+/// An inclusive range of protocol versions; either end defaults to the
+/// build's own ([`crate::protocol::SUPPORTED_VERSIONS`]).
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProtocolVersions {
+    #[serde(default)]
+    pub min_version: Option<u32>,
+    #[serde(default)]
+    pub max_version: Option<u32>,
+}
+
+impl ProtocolVersions {
+    /// The offered range, checked against what the build implements.
+    pub fn resolve(self) -> Result<(u32, u32), String> {
+        let (build_min, build_max) = crate::protocol::SUPPORTED_VERSIONS;
+        let min = self.min_version.unwrap_or(build_min);
+        let max = self.max_version.unwrap_or(build_max);
+        if min > max {
+            return Err(format!("minVersion {min} is above maxVersion {max}"));
+        }
+        if min < build_min || max > build_max {
+            return Err(format!(
+                "{min}..={max} is outside the versions this build implements ({build_min}..={build_max})"
+            ));
+        }
+        Ok((min, max))
+    }
 }
 
 /// Addresses to listen on (`host:port`; port 0 picks a free port, which
@@ -236,6 +270,8 @@ pub struct Loaded {
     pub dealer: Option<String>,
     /// The open audit log, when `auditLog` is set.
     pub audit: Option<super::audit::AuditLog>,
+    /// The protocol versions offered to peers (inclusive).
+    pub versions: (u32, u32),
 }
 
 impl WorkerConfig {
@@ -300,6 +336,7 @@ impl WorkerConfig {
         if self.limits.max_jobs == 0 {
             return Err(invalid("limits.maxJobs", "must be at least 1".into()));
         }
+        let versions = self.protocol.resolve().map_err(|r| invalid("protocol", r))?;
         let controller = Role::Controller.principal(&self.controller.name);
         validate_principal(&controller).map_err(|r| invalid("controller.name", r))?;
         let dealer = match &self.dealer {
@@ -327,7 +364,7 @@ impl WorkerConfig {
             Some(p) => Some(super::audit::AuditLog::open(p).map_err(|e| invalid("auditLog", e.source.to_string()))?),
             None => None,
         };
-        Ok(Loaded { config: self, identity: Arc::new(identity), controller, dealer, audit })
+        Ok(Loaded { config: self, identity: Arc::new(identity), controller, dealer, audit, versions })
     }
 }
 
@@ -345,5 +382,19 @@ mod tests {
         for bad in ["", "s", "10", "0s", "1.5s", "10 m", "-1s", "10d", "99999999999999999999h"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn protocol_versions_default_to_the_build_and_stay_inside_it() {
+        let (lo, hi) = crate::protocol::SUPPORTED_VERSIONS;
+        assert_eq!(ProtocolVersions::default().resolve(), Ok((lo, hi)));
+        let pinned = ProtocolVersions { min_version: None, max_version: Some(lo) };
+        assert_eq!(pinned.resolve(), Ok((lo, lo)));
+        let above = ProtocolVersions { min_version: None, max_version: Some(hi + 1) };
+        assert!(above.resolve().unwrap_err().contains("outside the versions this build implements"));
+        let below = ProtocolVersions { min_version: Some(0), max_version: None };
+        assert!(below.resolve().is_err());
+        let empty = ProtocolVersions { min_version: Some(hi), max_version: Some(lo.saturating_sub(1)) };
+        assert!(empty.resolve().is_err());
     }
 }

@@ -19,7 +19,7 @@ use tracing::info;
 
 use super::api::{ApiError, Health, JobRequest, JobStatus};
 use super::jobs::{Jobs, SubmitError};
-use crate::protocol::{PROTOCOL_NAME, SUPPORTED_VERSIONS};
+use crate::protocol::PROTOCOL_NAME;
 use crate::transport::tls::ReportSlot;
 use crate::transport::{TlsIdentity, TransportError, TransportErrorKind};
 
@@ -157,7 +157,7 @@ fn reply(status: StatusCode, body: Vec<u8>) -> Response<Body> {
 }
 
 /// The health document of a worker.
-pub(crate) fn health(identity: &TlsIdentity, jobs: &Jobs, expires_in: f64) -> Health {
+pub(crate) fn health(identity: &TlsIdentity, versions: (u32, u32), jobs: &Jobs, expires_in: f64) -> Health {
     let (draining, active_jobs) = jobs.load();
     Health {
         party: identity.party().to_string(),
@@ -166,8 +166,8 @@ pub(crate) fn health(identity: &TlsIdentity, jobs: &Jobs, expires_in: f64) -> He
         draining,
         active_jobs,
         protocol: PROTOCOL_NAME.into(),
-        min_version: SUPPORTED_VERSIONS.0,
-        max_version: SUPPORTED_VERSIONS.1,
+        min_version: versions.0,
+        max_version: versions.1,
         certificate_expires_in_seconds: expires_in,
     }
 }

@@ -35,7 +35,7 @@ use crate::preprocessing::dealer::client::{DealerEndpoint, DrawOptions, draw};
 use crate::preprocessing::{MaterialPlan, PreprocessingError};
 use crate::program::ir::{Circuit, ElemType};
 use crate::program::{compile, hex, program_hash};
-use crate::protocol::{PROTOCOL_NAME, SUPPORTED_VERSIONS};
+use crate::protocol::PROTOCOL_NAME;
 use crate::transport::{
     InboundSource, JobId, Limits, Mesh, MeshConfig, PeerAddr, ProtocolOffer, Registration, Router, Step, Timeouts,
     TransportError, TransportErrorKind,
@@ -313,8 +313,8 @@ impl Jobs {
             identity: self.ctx.loaded.identity.clone(),
             protocol: ProtocolOffer {
                 name: PROTOCOL_NAME.into(),
-                min_version: SUPPORTED_VERSIONS.0,
-                max_version: SUPPORTED_VERSIONS.1,
+                min_version: self.ctx.loaded.versions.0,
+                max_version: self.ctx.loaded.versions.1,
             },
             limits: Limits::default(),
             timeouts: Timeouts { connect: timeouts.connect, round: timeouts.round },

@@ -78,12 +78,13 @@ impl Worker {
         let metrics = Arc::new(Metrics::new(identity.cert_not_after()));
         let max_request_bytes = loaded.config.limits.max_request_bytes;
         let controller = loaded.controller.clone();
+        let versions = loaded.versions;
         let ctx = Arc::new(Context { loaded, router, metrics: metrics.clone() });
         let jobs = Jobs::new(ctx);
 
         let health = {
             let (identity, jobs, metrics) = (identity.clone(), jobs.clone(), metrics.clone());
-            Arc::new(move || control::health(&identity, &jobs, metrics.cert_expires_in()))
+            Arc::new(move || control::health(&identity, versions, &jobs, metrics.cert_expires_in()))
         };
         let server = Arc::new(ControlServer { identity, controller, jobs: jobs.clone(), max_request_bytes, health });
         let tasks = vec![
