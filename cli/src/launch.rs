@@ -12,12 +12,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use cohort_worker::service::api::{JobRequest, JobStatus, JobTimeouts};
 use cohort_worker::service::control::{ControlClient, ControlError};
-use cohort_worker::transport::{JobId, PartyCa, Role, TlsIdentity, TransportError};
+use cohort_worker::transport::{JobId, PartyCa, Role, SharedIdentity, TlsIdentity, TransportError};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -66,6 +65,11 @@ pub struct Options {
     /// The name in the controller principal (`controller/<name>`) the
     /// workers accept on their control API. The operator's is `operator`.
     pub controller_name: String,
+    /// Validity of the workers' certificates (tests of rotation use
+    /// seconds; see [`Federation::renew_leaf`]).
+    pub leaf_lifetime: Duration,
+    /// How often workers look for renewed TLS files (`tls.reloadInterval`).
+    pub tls_reload: Duration,
 }
 
 impl Options {
@@ -85,6 +89,8 @@ impl Options {
             log: std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
             log_dir: None,
             controller_name: CONTROLLER.into(),
+            leaf_lifetime: Duration::from_secs(24 * 3600),
+            tls_reload: Duration::from_secs(10),
         }
     }
 }
@@ -106,7 +112,9 @@ pub struct Federation {
     pub dir: PathBuf,
     pub workers: Vec<WorkerProcess>,
     pub dealer: Option<Child>,
-    pub controller: Arc<TlsIdentity>,
+    /// The controller's identity; [`Federation::set_trusted_cas`] updates
+    /// its trust too.
+    pub controller: SharedIdentity,
     /// Each party's CA (tests issue certificates from them).
     pub cas: BTreeMap<String, PartyCa>,
     options: Options,
@@ -144,22 +152,52 @@ fn write_file(path: &Path, contents: &str, private: bool) -> Result<(), LaunchEr
 
 /// A CA, and a leaf of `principal` issued by it, written as `<stem>-ca.pem`,
 /// `<stem>.crt` (chain) and `<stem>.key`.
-fn credentials(dir: &Path, stem: &str, principal: &str) -> Result<(PartyCa, (PathBuf, PathBuf, PathBuf)), LaunchError> {
-    let lifetime = Duration::from_secs(24 * 3600);
-    let ca = PartyCa::generate(FEDERATION, principal, lifetime)?;
+fn credentials(
+    dir: &Path,
+    stem: &str,
+    principal: &str,
+    leaf_lifetime: Duration,
+) -> Result<(PartyCa, (PathBuf, PathBuf, PathBuf)), LaunchError> {
+    let ca = PartyCa::generate(FEDERATION, principal, Duration::from_secs(24 * 3600))?;
+    let (ca_path, cert_path, key_path) =
+        (dir.join(format!("{stem}-ca.pem")), dir.join(format!("{stem}.crt")), dir.join(format!("{stem}.key")));
+    write_file(&ca_path, &ca.cert_pem(), false)?;
+    write_leaf(&ca, principal, leaf_lifetime, &cert_path, &key_path)?;
+    Ok((ca, (ca_path, cert_path, key_path)))
+}
+
+/// Issue a leaf of `principal` from `ca`, valid from a minute ago for
+/// `lifetime`, and replace the chain and key files with it. Each file is
+/// written beside its final name and renamed over it, so a reader never
+/// sees a half-written file (a key may still briefly pair with the old
+/// certificate: the worker refuses that state and waits for the next).
+fn write_leaf(
+    ca: &PartyCa,
+    principal: &str,
+    lifetime: Duration,
+    cert_path: &Path,
+    key_path: &Path,
+) -> Result<SystemTime, LaunchError> {
     let now = SystemTime::now();
+    let not_after = now + lifetime;
     let leaf = ca.issue_party_cert(
         principal,
         &["localhost".into(), "127.0.0.1".into()],
         now - Duration::from_secs(60),
-        now + lifetime,
+        not_after,
     )?;
-    let (ca_path, cert_path, key_path) =
-        (dir.join(format!("{stem}-ca.pem")), dir.join(format!("{stem}.crt")), dir.join(format!("{stem}.key")));
-    write_file(&ca_path, &ca.cert_pem(), false)?;
-    write_file(&cert_path, &format!("{}{}", leaf.cert_pem, ca.cert_pem()), false)?;
-    write_file(&key_path, &leaf.key_pem, true)?;
-    Ok((ca, (ca_path, cert_path, key_path)))
+    replace_file(key_path, &leaf.key_pem, true)?;
+    replace_file(cert_path, &format!("{}{}", leaf.cert_pem, ca.cert_pem()), false)?;
+    Ok(not_after)
+}
+
+/// Write `contents` to `path` through a temporary file and a rename.
+fn replace_file(path: &Path, contents: &str, private: bool) -> Result<(), LaunchError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".next");
+    let tmp = PathBuf::from(tmp);
+    write_file(&tmp, contents, private)?;
+    std::fs::rename(&tmp, path).map_err(io(format!("cannot replace {}", path.display())))
 }
 
 /// A free loopback port (bound, read, released: the process that uses it
@@ -204,7 +242,7 @@ impl Federation {
         let mut party_files = PartyFiles::new();
         let mut cas = BTreeMap::new();
         for name in parties {
-            let (ca, files) = credentials(&dir, name, name)?;
+            let (ca, files) = credentials(&dir, name, name, options.leaf_lifetime)?;
             party_files.insert(name.clone(), files);
             cas.insert(name.clone(), ca);
         }
@@ -212,12 +250,13 @@ impl Federation {
             dir: dir.clone(),
             workers: Vec::new(),
             dealer: None,
-            controller: Arc::new(controller_identity(&dir, &options.controller_name, &party_files)?),
+            controller: controller_identity(&dir, &options.controller_name, parties)?.into(),
             cas,
             options: options.clone(),
             keep_dir: std::env::var_os("COHORT_KEEP_DIR").is_some(),
         };
-        let (_, (dealer_ca, dealer_cert, dealer_key)) = credentials(&dir, "dealer", &Role::Dealer.principal(DEALER))?;
+        let (_, (dealer_ca, dealer_cert, dealer_key)) =
+            credentials(&dir, "dealer", &Role::Dealer.principal(DEALER), Duration::from_secs(24 * 3600))?;
 
         // The dealer, trusting each party through its own CA.
         let mut dealer = Command::new(&options.dealer_bin);
@@ -226,7 +265,9 @@ impl Federation {
             .arg("--cert")
             .arg(&dealer_cert)
             .arg("--key")
-            .arg(&dealer_key);
+            .arg(&dealer_key)
+            .arg("--reload-interval")
+            .arg(format!("{}ms", options.tls_reload.as_millis()));
         for (name, (ca, _, _)) in &party_files {
             dealer.arg("--party").arg(name).arg("--peer-ca").arg(format!("{name}={}", ca.display()));
         }
@@ -251,7 +292,7 @@ impl Federation {
                 "federation": FEDERATION,
                 "party": name,
                 "listen": {"peer": format!("127.0.0.1:{}", ports[i]), "control": "127.0.0.1:0", "metrics": "127.0.0.1:0"},
-                "tls": {"cert": cert, "key": key, "peerCas": peer_cas},
+                "tls": {"cert": cert, "key": key, "peerCas": peer_cas, "reloadInterval": format!("{}ms", options.tls_reload.as_millis())},
                 "controller": {"name": options.controller_name, "ca": controller_ca},
                 "parties": parties.iter().zip(&ports)
                     .map(|(p, port)| serde_json::json!({"name": p, "endpoint": format!("127.0.0.1:{port}")}))
@@ -309,6 +350,37 @@ impl Federation {
             self.dir.join(format!("{party}.crt")),
             self.dir.join(format!("{party}.key")),
         )
+    }
+
+    /// Renew `party`'s worker certificate: a new key and a leaf from
+    /// `issuer` (its own CA unless a test passes another) living `lifetime`,
+    /// replacing the files the worker reads. Returns the new expiry.
+    pub fn renew_leaf(
+        &self,
+        party: &str,
+        issuer: Option<&PartyCa>,
+        lifetime: Duration,
+    ) -> Result<SystemTime, LaunchError> {
+        let ca = match issuer {
+            Some(ca) => ca,
+            None => self.cas.get(party).ok_or_else(|| LaunchError::Start {
+                process: format!("cohort-worker of {party}"),
+                reason: "no such party".into(),
+            })?,
+        };
+        let (_, cert, key) = self.party_files(party);
+        write_leaf(ca, party, lifetime, &cert, &key)
+    }
+
+    /// Replace the CA bundle every other worker trusts for `party` (PEM;
+    /// several CAs during a CA key replacement).
+    /// The controller trusts the same bundle from now on.
+    pub fn set_trusted_cas(&self, party: &str, bundle_pem: &str) -> Result<(), LaunchError> {
+        replace_file(&self.party_files(party).0, bundle_pem, false)?;
+        let parties: Vec<String> = self.workers.iter().map(|w| w.name.clone()).collect();
+        let principal = Role::Controller.principal(&self.options.controller_name);
+        self.controller.replace(load_controller_identity(&self.dir, &principal, &parties)?)?;
+        Ok(())
     }
 
     /// Kill worker `i` at once (SIGKILL).
@@ -387,14 +459,22 @@ type PartyFiles = BTreeMap<String, (PathBuf, PathBuf, PathBuf)>;
 /// This process's identity as the workers' controller (principal
 /// `controller/cohort`, its own CA), trusting each party through that
 /// party's CA.
-fn controller_identity(dir: &Path, name: &str, parties: &PartyFiles) -> Result<TlsIdentity, LaunchError> {
+/// Create the controller's CA and certificate, and load its identity.
+fn controller_identity(dir: &Path, name: &str, parties: &[String]) -> Result<TlsIdentity, LaunchError> {
     let principal = Role::Controller.principal(name);
-    let (_, (_, cert, key)) = credentials(dir, "controller", &principal)?;
+    credentials(dir, "controller", &principal, Duration::from_secs(24 * 3600))?;
+    load_controller_identity(dir, &principal, parties)
+}
+
+/// The controller's identity from its files, trusting each party through
+/// the CA bundle file the workers trust it by.
+fn load_controller_identity(dir: &Path, principal: &str, parties: &[String]) -> Result<TlsIdentity, LaunchError> {
     let read = |p: &Path| std::fs::read_to_string(p).map_err(io(format!("cannot read {}", p.display())));
-    let (cert, key) = (read(&cert)?, zeroize::Zeroizing::new(read(&key)?));
+    let cert = read(&dir.join("controller.crt"))?;
+    let key = zeroize::Zeroizing::new(read(&dir.join("controller.key"))?);
     let mut trust = Vec::new();
-    for (name, (ca, _, _)) in parties {
-        trust.push((name.clone(), read(ca)?));
+    for name in parties {
+        trust.push((name.clone(), read(&dir.join(format!("{name}-ca.pem")))?));
     }
-    Ok(TlsIdentity::from_pem_pinned(FEDERATION, &principal, &cert, &key, &trust)?)
+    Ok(TlsIdentity::from_pem_pinned(FEDERATION, principal, &cert, &key, &trust)?)
 }

@@ -45,7 +45,7 @@ pub fn launch_options(log: &str, log_dir: Option<PathBuf>) -> cohort_cli::launch
         dealer_bin: bin("cohort-dealer"),
         log: log.into(),
         log_dir,
-        controller_name: cohort_cli::launch::CONTROLLER.into(),
+        ..cohort_cli::launch::Options::beside_current_exe()
     }
 }
 
@@ -87,4 +87,17 @@ pub fn json_values(value: &serde_json::Value) -> Vec<f64> {
         serde_json::Value::Array(items) => items.iter().map(|x| x.as_f64().expect("a number")).collect(),
         other => vec![other.as_f64().expect("a number")],
     }
+}
+
+/// `GET path` from a plain-HTTP endpoint (metrics, probes): the whole
+/// response, status line and headers included.
+pub async fn http_get(addr: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut out = String::new();
+    tcp.read_to_string(&mut out).await.expect("read");
+    out
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
 use cohort_cli::launch::Federation;
-use cohort_e2e::launch_options;
+use cohort_e2e::{http_get, launch_options};
 use cohort_worker::service::api::{JobRequest, JobStatus, JobTimeouts, OutputValue, Phase};
 use cohort_worker::service::control::ControlClient;
 use cohort_worker::transport::{JobId, PartyCa, Role, TlsIdentity};
@@ -145,7 +145,7 @@ async fn submission_is_idempotent_access_is_controlled_and_draining_refuses_jobs
     let leaf = ca.issue_party_cert(&intruder, &[], now, now + Duration::from_secs(600)).expect("leaf");
     let trust = vec![("party-0".to_string(), ca.cert_pem())];
     let identity = TlsIdentity::from_pem_pinned("local", &intruder, &leaf.cert_pem, &leaf.key_pem, &trust).expect("id");
-    let client = ControlClient::new(identity.into(), federation.workers[0].control.clone(), "party-0");
+    let client = ControlClient::new(identity, federation.workers[0].control.clone(), "party-0");
     let refused = client.health().await;
     assert!(refused.is_err(), "an intruder must be refused: {refused:?}");
 
@@ -168,17 +168,6 @@ async fn submission_is_idempotent_access_is_controlled_and_draining_refuses_jobs
 }
 
 /// A plain HTTP GET; the response body.
-async fn http_get(addr: &str, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
-    let mut out = String::new();
-    tcp.read_to_string(&mut out).await.expect("read");
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn program_mismatch_is_refused_before_any_input_is_shared() {
     let federation = start(3, None).await;

@@ -34,7 +34,7 @@ async fn dispatch_runs_a_job_once_and_returns_its_result_again() {
 
     let mut runs = Vec::new();
     for (i, w) in federation.workers.iter().enumerate() {
-        let dispatcher = Dispatcher::new(federation.controller.clone(), w.name.clone(), Duration::from_millis(10));
+        let dispatcher = Dispatcher::new(federation.controller.current(), w.name.clone(), Duration::from_millis(10));
         let (endpoint, job) = (w.control.clone(), job(&id, &names, program, i as f64 + 1.5));
         runs.push(tokio::spawn(async move { dispatcher.run(&endpoint, &job).await }));
     }
@@ -49,7 +49,7 @@ async fn dispatch_runs_a_job_once_and_returns_its_result_again() {
     // A second dispatch (an operator restarted mid-job, a retry after a
     // lost reply) returns the same result and runs nothing.
     for (w, before) in federation.workers.iter().zip(&first) {
-        let dispatcher = Dispatcher::new(federation.controller.clone(), w.name.clone(), Duration::from_millis(10));
+        let dispatcher = Dispatcher::new(federation.controller.current(), w.name.clone(), Duration::from_millis(10));
         let again = dispatcher.run(&w.control, &job(&id, &names, program, 100.0)).await.expect("redispatch");
         assert_eq!(&again, before);
         let health = w.client.health().await.expect("health");
@@ -57,7 +57,7 @@ async fn dispatch_runs_a_job_once_and_returns_its_result_again() {
     }
     // The same id with another program is a conflict, never retried.
     let w = &federation.workers[0];
-    let dispatcher = Dispatcher::new(federation.controller.clone(), w.name.clone(), Duration::from_millis(10));
+    let dispatcher = Dispatcher::new(federation.controller.current(), w.name.clone(), Duration::from_millis(10));
     let conflict = dispatcher
         .submit(&w.control, &job(&id, &names, "input x: fixed[] from each\noutput n = len(concat(x))\n", 1.0))
         .await;

@@ -17,18 +17,18 @@
 use clap::Parser;
 use cohort_worker::preprocessing::dealer::journal::Journal;
 use cohort_worker::preprocessing::dealer::service::{DealerConfig, DealerLimits, DealerServer, DealerTimeouts};
-use cohort_worker::transport::{Role, TlsIdentity};
+use cohort_worker::transport::reload::TlsWatcher;
+use cohort_worker::transport::{Role, SharedIdentity, TlsMaterial};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// The Cohort trusted dealer (a TRUSTED THIRD PARTY that learns all the
 /// preprocessing material it deals).
-#[derive(Debug, Parser)]
+#[derive(Clone, Debug, Parser)]
 #[command(name = "cohort-dealer", version, about, long_about = None)]
 struct Args {
     /// Federation name (part of every certificate identity).
@@ -78,23 +78,29 @@ struct Args {
     /// dealer forgets which ids it served.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// How often to re-read the certificate, key and CA files; changed
+    /// files take effect for new connections without a restart.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    reload_interval: Duration,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    cohort_worker::service::config::parse_duration(text)
 }
 
 fn read(path: &Path, what: &str) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("cannot read {what} {}: {e}", path.display()))
 }
 
-fn identity(args: &Args) -> Result<TlsIdentity, String> {
-    let principal = Role::Dealer.principal(&args.name);
+/// Read the dealer's TLS files: its chain and key, and the parties' CAs.
+fn material(args: &Args) -> Result<TlsMaterial, String> {
     let cert = read(&args.cert, "the certificate file")?;
     let key = read(&args.key, "the key file")?;
-    let tls_err = |e: cohort_worker::transport::TransportError| format!("TLS identity: {e}");
     if args.peer_ca.is_empty() {
         let Some(trust) = &args.trust else {
             return Err("give the parties' CAs with --trust and/or --peer-ca NAME=PEM".into());
         };
-        let bundle = read(trust, "the trust bundle")?;
-        return TlsIdentity::from_pem(&args.federation, &principal, &cert, &key, &bundle).map_err(tls_err);
+        return Ok(TlsMaterial::bundle(cert, key, read(trust, "the trust bundle")?));
     }
     let bundle = match &args.trust {
         Some(path) => Some(read(path, "the trust bundle")?),
@@ -119,11 +125,18 @@ fn identity(args: &Args) -> Result<TlsIdentity, String> {
             None => return Err(format!("no CA for party {party}: add --peer-ca {party}=PEM or --trust")),
         }
     }
-    TlsIdentity::from_pem_pinned(&args.federation, &principal, &cert, &key, &pinned).map_err(tls_err)
+    Ok(TlsMaterial::pinned(cert, key, pinned))
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    let identity = Arc::new(identity(&args)?);
+    let principal = Role::Dealer.principal(&args.name);
+    let loaded = material(&args)?;
+    let identity =
+        SharedIdentity::new(loaded.identity(&args.federation, &principal).map_err(|e| format!("TLS identity: {e}"))?);
+    let watcher = {
+        let args = args.clone();
+        TlsWatcher::new(identity.clone(), loaded.digest(), Box::new(move || material(&args)), Box::new(|_| {}))
+    };
     let mut config = DealerConfig::new(args.parties.clone());
     config.limits.max_batch_items = args.max_batch_items;
     config.limits.max_jobs = args.max_jobs;
@@ -158,7 +171,9 @@ async fn run(args: Args) -> Result<(), String> {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on {addr}").and_then(|()| out.flush()).map_err(|e| format!("stdout: {e}"))?;
     }
+    let reload = tokio::spawn(watcher.run(args.reload_interval));
     server.run(cohort_worker::service::shutdown_signal()).await;
+    reload.abort();
     Ok(())
 }
 

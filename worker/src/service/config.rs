@@ -27,12 +27,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::transport::{Role, TlsIdentity, validate_principal};
+use crate::transport::{Role, SharedIdentity, TlsMaterial, validate_principal};
 
 /// The configuration as written in the file.
 #[derive(Clone, Debug, Deserialize)]
@@ -113,6 +112,15 @@ pub struct TlsFiles {
     pub key: PathBuf,
     /// Each peer party's CA bundle (PEM).
     pub peer_cas: BTreeMap<String, PathBuf>,
+    /// How often the worker re-reads these files (and the controller's and
+    /// dealer's CAs) and, when they changed, switches new handshakes to
+    /// them: certificates are renewed without a restart.
+    #[serde(default = "default_reload_interval", deserialize_with = "de_duration")]
+    pub reload_interval: Duration,
+}
+
+fn default_reload_interval() -> Duration {
+    Duration::from_secs(10)
 }
 
 /// The only client the control API accepts: principal `controller/<name>`.
@@ -263,7 +271,10 @@ pub enum ConfigError {
 /// from the files it names.
 pub struct Loaded {
     pub config: WorkerConfig,
-    pub identity: Arc<TlsIdentity>,
+    /// Replaced in place when the files change ([`super::reload`]).
+    pub identity: SharedIdentity,
+    /// Digest of the TLS files `identity` was built from.
+    pub(crate) tls_digest: [u8; 32],
     /// The controller principal (`controller/<name>`).
     pub controller: String,
     /// The dealer principal (`dealer/<name>`), when a dealer is configured.
@@ -275,6 +286,23 @@ pub struct Loaded {
 }
 
 impl WorkerConfig {
+    /// Read every TLS file: this worker's chain and key, each peer's CA,
+    /// the controller's CA and the dealer's.
+    pub fn read_tls(&self, controller: &str, dealer: Option<&str>) -> Result<TlsMaterial, ConfigError> {
+        let read = |p: &Path| std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.into(), source });
+        let cert = read(&self.tls.cert)?;
+        let key = read(&self.tls.key)?;
+        let mut trusted = Vec::new();
+        for (name, ca) in &self.tls.peer_cas {
+            trusted.push((name.clone(), read(ca)?));
+        }
+        trusted.push((controller.to_string(), read(&self.controller.ca)?));
+        if let (Some(d), Some(principal)) = (&self.dealer, dealer) {
+            trusted.push((principal.to_string(), read(&d.ca)?));
+        }
+        Ok(TlsMaterial::pinned(cert, key, trusted))
+    }
+
     /// Read and check the file at `path`.
     pub fn read(path: &Path) -> Result<WorkerConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
@@ -333,6 +361,12 @@ impl WorkerConfig {
                 return Err(invalid("tls.peerCas", format!("{name} is not a peer party of this federation")));
             }
         }
+        if self.tls.reload_interval < crate::transport::reload::MIN_INTERVAL {
+            return Err(invalid(
+                "tls.reloadInterval",
+                format!("must be at least {:?}", crate::transport::reload::MIN_INTERVAL),
+            ));
+        }
         if self.limits.max_jobs == 0 {
             return Err(invalid("limits.maxJobs", "must be at least 1".into()));
         }
@@ -347,24 +381,23 @@ impl WorkerConfig {
             }
             None => None,
         };
-        let read = |p: &Path| std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.into(), source });
-        let cert = read(&self.tls.cert)?;
-        let key = zeroize::Zeroizing::new(read(&self.tls.key)?);
-        let mut trusted = Vec::new();
-        for (name, ca) in &self.tls.peer_cas {
-            trusted.push((name.clone(), read(ca)?));
-        }
-        trusted.push((controller.clone(), read(&self.controller.ca)?));
-        if let (Some(d), Some(principal)) = (&self.dealer, &dealer) {
-            trusted.push((principal.clone(), read(&d.ca)?));
-        }
-        let identity = TlsIdentity::from_pem_pinned(&self.federation, &self.party, &cert, &key, &trusted)
-            .map_err(|e| invalid("tls", e.kind.to_string()))?;
+        let material = self.read_tls(&controller, dealer.as_deref())?;
+        let identity =
+            material.identity(&self.federation, &self.party).map_err(|e| invalid("tls", e.kind.to_string()))?;
+        let tls_digest = material.digest();
         let audit = match &self.audit_log {
             Some(p) => Some(super::audit::AuditLog::open(p).map_err(|e| invalid("auditLog", e.source.to_string()))?),
             None => None,
         };
-        Ok(Loaded { config: self, identity: Arc::new(identity), controller, dealer, audit, versions })
+        Ok(Loaded {
+            config: self,
+            identity: SharedIdentity::new(identity),
+            tls_digest,
+            controller,
+            dealer,
+            audit,
+            versions,
+        })
     }
 }
 

@@ -21,7 +21,7 @@ use super::api::{ApiError, Health, JobRequest, JobStatus};
 use super::jobs::{Jobs, SubmitError};
 use crate::protocol::PROTOCOL_NAME;
 use crate::transport::tls::ReportSlot;
-use crate::transport::{TlsIdentity, TransportError, TransportErrorKind};
+use crate::transport::{SharedIdentity, TlsIdentity, TransportError, TransportErrorKind};
 
 /// Time a client has to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,7 +32,7 @@ type Body = Full<Bytes>;
 
 /// What the control server needs.
 pub(crate) struct ControlServer {
-    pub(crate) identity: Arc<TlsIdentity>,
+    pub(crate) identity: SharedIdentity,
     pub(crate) controller: String,
     pub(crate) jobs: Arc<Jobs>,
     pub(crate) max_request_bytes: usize,
@@ -51,11 +51,14 @@ impl ControlServer {
             tokio::spawn(async move {
                 let _ = tcp.set_nodelay(true);
                 let report = ReportSlot::default();
-                let config =
-                    match server.identity.server_config(std::slice::from_ref(&server.controller), report.clone()) {
-                        Ok(c) => c,
-                        Err(e) => return info!(error = %e, "control API: TLS setup failed"),
-                    };
+                let config = match server
+                    .identity
+                    .current()
+                    .server_config(std::slice::from_ref(&server.controller), report.clone())
+                {
+                    Ok(c) => c,
+                    Err(e) => return info!(error = %e, "control API: TLS setup failed"),
+                };
                 let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, TlsAcceptor::from(config).accept(tcp)).await {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(e)) => {
@@ -198,7 +201,7 @@ impl ControlError {
 /// The controller's client for one worker.
 #[derive(Clone)]
 pub struct ControlClient {
-    identity: Arc<TlsIdentity>,
+    identity: SharedIdentity,
     endpoint: String,
     party: String,
     timeout: Duration,
@@ -207,9 +210,19 @@ pub struct ControlClient {
 impl ControlClient {
     /// A client of the worker of `party` at `endpoint` (`host:port`),
     /// authenticating as `identity` (a controller principal) and accepting
-    /// only a certificate for `party`.
-    pub fn new(identity: Arc<TlsIdentity>, endpoint: impl Into<String>, party: impl Into<String>) -> ControlClient {
-        ControlClient { identity, endpoint: endpoint.into(), party: party.into(), timeout: Duration::from_secs(30) }
+    /// only a certificate for `party`. A [`SharedIdentity`] may be replaced
+    /// (renewed certificate, new trust) between calls.
+    pub fn new(
+        identity: impl Into<SharedIdentity>,
+        endpoint: impl Into<String>,
+        party: impl Into<String>,
+    ) -> ControlClient {
+        ControlClient {
+            identity: identity.into(),
+            endpoint: endpoint.into(),
+            party: party.into(),
+            timeout: Duration::from_secs(30),
+        }
     }
 
     /// Submit a job (idempotent for the same id, program and parties).
@@ -276,7 +289,7 @@ impl ControlClient {
         let _ = tcp.set_nodelay(true);
         let report = ReportSlot::default();
         let tls_err = |source: TransportError| ControlError::Tls { worker: self.party.clone(), source };
-        let config = self.identity.client_config(&self.party, report.clone()).map_err(tls_err)?;
+        let config = self.identity.current().client_config(&self.party, report.clone()).map_err(tls_err)?;
         let server_name =
             rustls::pki_types::ServerName::IpAddress(tcp.peer_addr().map_err(|e| connect(e.to_string()))?.ip().into());
         let tls = TlsConnector::from(config).connect(server_name, tcp).await.map_err(|e| {

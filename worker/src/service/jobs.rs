@@ -310,7 +310,7 @@ impl Jobs {
             federation: self.ctx.loaded.config.federation.clone(),
             self_index: me,
             parties: peers,
-            identity: self.ctx.loaded.identity.clone(),
+            identity: self.ctx.loaded.identity.current(),
             protocol: ProtocolOffer {
                 name: PROTOCOL_NAME.into(),
                 min_version: self.ctx.loaded.versions.0,
@@ -336,7 +336,7 @@ impl Jobs {
             PreprocessingError::Exhausted(format!("cannot resolve the dealer's endpoint {}: {reason}", dealer.endpoint))
         })?;
         let endpoint = DealerEndpoint { principal: principal.clone(), addr };
-        draw(&loaded.identity, &endpoint, job, &parties, &plan, &DrawOptions::default()).await
+        draw(&loaded.identity.current(), &endpoint, job, &parties, &plan, &DrawOptions::default()).await
     }
 
     fn set_running(&self, id: &str) {

@@ -19,6 +19,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use super::api::Stats;
+use crate::transport::SharedIdentity;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct Outcome {
@@ -29,6 +30,15 @@ pub(crate) struct Outcome {
 pub(crate) struct Reason {
     reason: &'static str,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ReloadResult {
+    result: &'static str,
+}
+
+/// The results of `tls_reloads_total`: new material in use, or refused
+/// (unreadable, mismatched key, wrong identity) with the old kept.
+pub const RELOAD_RESULTS: [&str; 2] = ["applied", "rejected"];
 
 /// The outcomes of `jobs_total`.
 pub const OUTCOMES: [&str; 3] = ["succeeded", "failed", "cancelled"];
@@ -53,12 +63,13 @@ pub struct Metrics {
     rounds: Counter,
     bytes_sent: Counter,
     cert_expiry: Gauge<f64, AtomicU64>,
-    cert_not_after: SystemTime,
+    tls_reloads: Family<ReloadResult, Counter>,
+    identity: SharedIdentity,
 }
 
 impl Metrics {
-    /// Metrics for a worker whose certificate ends at `cert_not_after`.
-    pub fn new(cert_not_after: SystemTime) -> Metrics {
+    /// Metrics for a worker with this (replaceable) identity.
+    pub fn new(identity: SharedIdentity) -> Metrics {
         let mut registry = Registry::with_prefix("cohort_worker");
         let jobs = Family::<Outcome, Counter>::default();
         registry.register("jobs", "Jobs finished, by outcome (succeeded, failed, cancelled)", jobs.clone());
@@ -90,7 +101,33 @@ impl Metrics {
             "Seconds until this worker's certificate expires (negative once expired)",
             cert_expiry.clone(),
         );
-        Metrics { registry, jobs, failures, jobs_active, duration, rounds, bytes_sent, cert_expiry, cert_not_after }
+        let tls_reloads = Family::<ReloadResult, Counter>::default();
+        registry.register(
+            "tls_reloads",
+            "Changes of the TLS files seen, by result (applied, rejected: the previous material stays in use)",
+            tls_reloads.clone(),
+        );
+        for result in RELOAD_RESULTS {
+            let _ = tls_reloads.get_or_create(&ReloadResult { result });
+        }
+        Metrics {
+            registry,
+            jobs,
+            failures,
+            jobs_active,
+            duration,
+            rounds,
+            bytes_sent,
+            cert_expiry,
+            tls_reloads,
+            identity,
+        }
+    }
+
+    /// Record a change of the TLS files (`result` out of [`RELOAD_RESULTS`]).
+    pub(crate) fn tls_reloaded(&self, result: &'static str) {
+        debug_assert!(RELOAD_RESULTS.contains(&result), "{result}");
+        self.tls_reloads.get_or_create(&ReloadResult { result }).inc();
     }
 
     /// Record a finished job.
@@ -112,9 +149,9 @@ impl Metrics {
         self.failures.get_or_create(&Reason { reason }).inc();
     }
 
-    /// Seconds until the certificate expires.
+    /// Seconds until the certificate in use expires.
     pub fn cert_expires_in(&self) -> f64 {
-        match self.cert_not_after.duration_since(SystemTime::now()) {
+        match self.identity.current().cert_not_after().duration_since(SystemTime::now()) {
             Ok(d) => d.as_secs_f64(),
             Err(e) => -e.duration().as_secs_f64(),
         }

@@ -11,7 +11,8 @@
 //! - **metrics** ([`metrics`]; plain HTTP): `/metrics`, `/healthz`, `/readyz`.
 //!
 //! [`jobs`] owns admission, running and the durable record of results;
-//! [`config`] the configuration file. The worker needs no Kubernetes
+//! [`config`] the configuration file. Renewed certificates and trust
+//! take effect without a restart ([`crate::transport::reload`]). The worker needs no Kubernetes
 //! credentials: the operator (or `cohort run`) is its controller.
 
 pub mod api;
@@ -27,6 +28,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::transport::reload::TlsWatcher;
 use crate::transport::{Router, RouterLimits};
 use config::{ConfigError, Loaded};
 use control::ControlServer;
@@ -75,21 +77,34 @@ impl Worker {
         let peers: Vec<String> =
             loaded.config.parties.iter().map(|p| p.name.clone()).filter(|n| *n != loaded.config.party).collect();
         let router = Router::spawn(peer, identity.clone(), peers, RouterLimits::default());
-        let metrics = Arc::new(Metrics::new(identity.cert_not_after()));
+        let metrics = Arc::new(Metrics::new(identity.clone()));
         let max_request_bytes = loaded.config.limits.max_request_bytes;
         let controller = loaded.controller.clone();
         let versions = loaded.versions;
+        let watcher = {
+            let (config, controller, dealer) =
+                (loaded.config.clone(), loaded.controller.clone(), loaded.dealer.clone());
+            let metrics = metrics.clone();
+            TlsWatcher::new(
+                identity.clone(),
+                loaded.tls_digest,
+                Box::new(move || config.read_tls(&controller, dealer.as_deref()).map_err(|e| e.to_string())),
+                Box::new(move |result| metrics.tls_reloaded(result)),
+            )
+        };
+        let reload_interval = loaded.config.tls.reload_interval;
         let ctx = Arc::new(Context { loaded, router, metrics: metrics.clone() });
         let jobs = Jobs::new(ctx);
 
         let health = {
             let (identity, jobs, metrics) = (identity.clone(), jobs.clone(), metrics.clone());
-            Arc::new(move || control::health(&identity, versions, &jobs, metrics.cert_expires_in()))
+            Arc::new(move || control::health(&identity.current(), versions, &jobs, metrics.cert_expires_in()))
         };
         let server = Arc::new(ControlServer { identity, controller, jobs: jobs.clone(), max_request_bytes, health });
         let tasks = vec![
             tokio::spawn(server.serve(control)),
             tokio::spawn(metrics::serve(metrics_listener, metrics, jobs.clone())),
+            tokio::spawn(watcher.run(reload_interval)),
         ];
         Ok(Worker { peer_addr, control_addr, metrics_addr, jobs, tasks })
     }

@@ -10,6 +10,8 @@
 //! - `hello`: the version hello that follows the TLS handshake;
 //! - [`mesh`]: establishing the mesh ([`Mesh::establish`]) and sending and
 //!   receiving framed messages with bounded queues and timeouts;
+//! - [`reload`]: [`TlsWatcher`](reload::TlsWatcher), which swaps renewed
+//!   certificates and trust into a running process's [`SharedIdentity`];
 //! - [`router`]: one peer port serving many jobs ([`Router`]), routing
 //!   authenticated connections by the job their hello names;
 //! - [`error`]: [`TransportError`], which always names the peer and step.
@@ -24,6 +26,7 @@ pub mod error;
 pub mod frame;
 mod hello;
 pub mod mesh;
+pub mod reload;
 pub mod router;
 pub mod tls;
 
@@ -32,4 +35,4 @@ pub use error::{TlsFailure, TransportError, TransportErrorKind};
 pub use frame::{JobId, Step};
 pub use mesh::{Accepted, InboundSource, Limits, Mesh, MeshConfig, PeerAddr, ProtocolOffer, Timeouts};
 pub use router::{Registration, Router, RouterLimits};
-pub use tls::TlsIdentity;
+pub use tls::{SharedIdentity, TlsIdentity, TlsMaterial};

@@ -30,7 +30,7 @@ use tracing::{debug, info};
 use super::error::TransportError;
 use super::frame::{JobId, Step};
 use super::mesh::{Accepted, AuthOutcome, authenticate};
-use super::tls::TlsIdentity;
+use super::tls::SharedIdentity;
 
 /// Bounds of a [`Router`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,15 +128,15 @@ impl Drop for Router {
 
 impl Router {
     /// Serve `listener`, accepting connections from the `peers` principals
-    /// (authenticated with `identity`).
+    /// (authenticated with `identity`, read anew for every handshake).
     pub fn spawn(
         listener: TcpListener,
-        identity: Arc<TlsIdentity>,
+        identity: impl Into<SharedIdentity>,
         peers: Vec<String>,
         limits: RouterLimits,
     ) -> Router {
         let shared = Arc::new(Shared { state: Mutex::new(State::default()), limits });
-        let accept_loop = tokio::spawn(accept_loop(listener, identity, peers, shared.clone()));
+        let accept_loop = tokio::spawn(accept_loop(listener, identity.into(), peers, shared.clone()));
         Router { shared, accept_loop }
     }
 
@@ -181,7 +181,7 @@ impl Drop for Registration {
     }
 }
 
-async fn accept_loop(listener: TcpListener, identity: Arc<TlsIdentity>, peers: Vec<String>, shared: Arc<Shared>) {
+async fn accept_loop(listener: TcpListener, identity: SharedIdentity, peers: Vec<String>, shared: Arc<Shared>) {
     let handshakes = Arc::new(Semaphore::new(shared.limits.max_handshakes.max(1)));
     let peers: Arc<[String]> = peers.into();
     loop {
@@ -195,7 +195,7 @@ async fn accept_loop(listener: TcpListener, identity: Arc<TlsIdentity>, peers: V
                 continue;
             }
         };
-        let (identity, peers, shared) = (identity.clone(), peers.clone(), shared.clone());
+        let (identity, peers, shared) = (identity.current(), peers.clone(), shared.clone());
         tokio::spawn(async move {
             let deadline = Instant::now() + shared.limits.handshake_timeout;
             match authenticate(&identity, &peers, tcp, deadline).await {

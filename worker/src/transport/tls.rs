@@ -14,6 +14,10 @@
 //! - disable session resumption, so every connection re-verifies
 //!   certificates.
 //!
+//! [`SharedIdentity`] lets a running process replace its identity (renewed
+//! certificate, new trust bundle): every new handshake takes the current
+//! one, and established connections keep the one they were made with.
+//!
 //! Each connection gets its own verifier instance with a small report slot
 //! ([`VerifyReport`]), so a refused handshake can be explained with the
 //! party name and reason (untrusted issuer, expired at ..., wrong identity)
@@ -21,7 +25,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -216,6 +220,129 @@ impl TlsIdentity {
         cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         cfg.send_tls13_tickets = 0;
         Ok(Arc::new(cfg))
+    }
+}
+
+/// The contents of a process's TLS files, read at one time: its chain and
+/// key, and the CAs it trusts. [`super::reload::TlsWatcher`] compares
+/// digests of these to notice renewed files.
+pub struct TlsMaterial {
+    cert: String,
+    key: zeroize::Zeroizing<String>,
+    trust: MaterialTrust,
+}
+
+enum MaterialTrust {
+    /// One bundle for every peer.
+    Bundle(String),
+    /// `(principal, CA bundle PEM)` per peer.
+    Pinned(Vec<(String, String)>),
+}
+
+impl TlsMaterial {
+    /// Material trusting each peer only through its own CA bundle.
+    pub fn pinned(cert: String, key: String, trusted: Vec<(String, String)>) -> TlsMaterial {
+        TlsMaterial { cert, key: zeroize::Zeroizing::new(key), trust: MaterialTrust::Pinned(trusted) }
+    }
+
+    /// Material trusting one bundle for every peer.
+    pub fn bundle(cert: String, key: String, bundle: String) -> TlsMaterial {
+        TlsMaterial { cert, key: zeroize::Zeroizing::new(key), trust: MaterialTrust::Bundle(bundle) }
+    }
+
+    /// A digest of everything read, to notice a change without keeping a
+    /// second copy of the key.
+    pub fn digest(&self) -> [u8; 32] {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut field = |bytes: &[u8]| {
+            ctx.update(&(bytes.len() as u64).to_be_bytes());
+            ctx.update(bytes);
+        };
+        field(self.cert.as_bytes());
+        field(self.key.as_bytes());
+        match &self.trust {
+            MaterialTrust::Bundle(pem) => field(pem.as_bytes()),
+            MaterialTrust::Pinned(trusted) => {
+                for (principal, pem) in trusted {
+                    field(principal.as_bytes());
+                    field(pem.as_bytes());
+                }
+            }
+        }
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.finish().as_ref());
+        out
+    }
+
+    /// The identity of `principal` in `federation` these files make.
+    pub fn identity(&self, federation: &str, principal: &str) -> Result<TlsIdentity, TransportError> {
+        match &self.trust {
+            MaterialTrust::Bundle(pem) => TlsIdentity::from_pem(federation, principal, &self.cert, &self.key, pem),
+            MaterialTrust::Pinned(trusted) => {
+                TlsIdentity::from_pem_pinned(federation, principal, &self.cert, &self.key, trusted)
+            }
+        }
+    }
+}
+
+/// A [`TlsIdentity`] that can be replaced while the process runs.
+///
+/// Handshakes read it once (see [`SharedIdentity::current`]), so a
+/// replacement affects new connections only: TLS never re-verifies an
+/// established connection, and a job's mesh keeps running on the material it
+/// was built with. Cloning shares the slot.
+#[derive(Clone)]
+pub struct SharedIdentity(Arc<RwLock<Arc<TlsIdentity>>>);
+
+impl SharedIdentity {
+    pub fn new(identity: TlsIdentity) -> SharedIdentity {
+        SharedIdentity(Arc::new(RwLock::new(Arc::new(identity))))
+    }
+
+    /// The identity new handshakes use now.
+    pub fn current(&self) -> Arc<TlsIdentity> {
+        // A poisoned lock only means a writer panicked between two whole
+        // values; the stored value is still a complete identity.
+        match self.0.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Use `identity` for every handshake from now on. It must belong to the
+    /// same federation and party: a process never changes who it is.
+    pub fn replace(&self, identity: TlsIdentity) -> Result<(), TransportError> {
+        let current = self.current();
+        if identity.federation != current.federation || identity.party != current.party {
+            return Err(TransportError::certificate(format!(
+                "the new identity is {} of federation {}, but this process is {} of federation {}",
+                identity.party, identity.federation, current.party, current.federation
+            )));
+        }
+        let mut slot = match self.0.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *slot = Arc::new(identity);
+        Ok(())
+    }
+}
+
+impl From<TlsIdentity> for SharedIdentity {
+    fn from(identity: TlsIdentity) -> SharedIdentity {
+        SharedIdentity::new(identity)
+    }
+}
+
+impl From<Arc<TlsIdentity>> for SharedIdentity {
+    fn from(identity: Arc<TlsIdentity>) -> SharedIdentity {
+        SharedIdentity(Arc::new(RwLock::new(identity)))
+    }
+}
+
+impl fmt::Debug for SharedIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.current(), f)
     }
 }
 

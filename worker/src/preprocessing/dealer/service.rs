@@ -81,7 +81,7 @@ use super::{MAX_BATCH_ITEMS, MAX_DIVISOR_GROUPS, TrustedDealer, split_demand, va
 use crate::preprocessing::{Demand, MaterialPlan};
 use crate::transport::certs::{PartyIdentity, describe, party_identity, validate_name};
 use crate::transport::tls::ReportSlot;
-use crate::transport::{JobId, Role, TlsIdentity};
+use crate::transport::{JobId, Role, SharedIdentity};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::future::Future;
@@ -458,7 +458,7 @@ pub struct DealerServer {
 impl fmt::Debug for DealerServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DealerServer")
-            .field("principal", &self.shared.identity.party())
+            .field("principal", &self.shared.identity.current().party())
             .field("parties", &self.shared.config.parties)
             .finish_non_exhaustive()
     }
@@ -469,10 +469,10 @@ impl DealerServer {
     /// (principal `dealer/<name>`), serving `config.parties`.
     pub fn new(
         listener: TcpListener,
-        identity: Arc<TlsIdentity>,
+        identity: impl Into<SharedIdentity>,
         config: DealerConfig,
     ) -> Result<DealerServer, DealerConfigError> {
-        Self::build(listener, identity, config, None)
+        Self::build(listener, identity.into(), config, None)
     }
 
     /// Like [`DealerServer::new`], recording every job in `journal` before
@@ -481,20 +481,21 @@ impl DealerServer {
     /// memory only and a restarted dealer forgets them.
     pub fn with_journal(
         listener: TcpListener,
-        identity: Arc<TlsIdentity>,
+        identity: impl Into<SharedIdentity>,
         config: DealerConfig,
         journal: Journal,
     ) -> Result<DealerServer, DealerConfigError> {
-        Self::build(listener, identity, config, Some(journal))
+        Self::build(listener, identity.into(), config, Some(journal))
     }
 
     fn build(
         listener: TcpListener,
-        identity: Arc<TlsIdentity>,
+        shared_identity: SharedIdentity,
         config: DealerConfig,
         journal: Option<Journal>,
     ) -> Result<DealerServer, DealerConfigError> {
         let bad = |m: String| Err(DealerConfigError(m));
+        let identity = shared_identity.current();
         match identity.party().split_once('/') {
             Some((role, _)) if role == Role::Dealer.as_str() => {}
             _ => {
@@ -533,7 +534,7 @@ impl DealerServer {
             State { journaled: journal.as_ref().map(|j| j.served().clone()).unwrap_or_default(), ..State::default() };
         let shared = Arc::new(Shared {
             jobs: Arc::new(Semaphore::new(config.limits.max_jobs)),
-            identity,
+            identity: shared_identity,
             config,
             state: Mutex::new(state),
             nonce: AtomicU64::new(0),
@@ -555,7 +556,7 @@ impl DealerServer {
         let conns = Arc::new(Semaphore::new(shared.config.limits.max_connections));
         let mut tasks = JoinSet::new();
         info!(
-            principal = %shared.identity.party(),
+            principal = %shared.identity.current().party(),
             parties = shared.config.parties.len(),
             "trusted dealer (a trusted third party) serving"
         );
@@ -642,7 +643,8 @@ impl State {
 }
 
 struct Shared {
-    identity: Arc<TlsIdentity>,
+    /// Read anew for every handshake: renewed files take effect at once.
+    identity: SharedIdentity,
     config: DealerConfig,
     state: Mutex<State>,
     jobs: Arc<Semaphore>,
@@ -976,7 +978,8 @@ async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr,
     let _ = tcp.set_nodelay(true);
     let t = shared.config.timeouts;
     let report = ReportSlot::default();
-    let config = match shared.identity.server_config(&shared.config.parties, report.clone()) {
+    let identity = shared.identity.current();
+    let config = match identity.server_config(&shared.config.parties, report.clone()) {
         Ok(c) => c,
         Err(e) => {
             warn!(error = %e, "cannot build the TLS server configuration");
@@ -1003,7 +1006,7 @@ async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr,
         .1
         .peer_certificates()
         .and_then(|c| c.first())
-        .and_then(|c| party_identity(shared.identity.federation(), c).ok());
+        .and_then(|c| party_identity(identity.federation(), c).ok());
     let Some(PartyIdentity::Party(principal)) = principal else {
         // The verifier accepts only named parties; never serve a connection
         // we cannot attribute.
