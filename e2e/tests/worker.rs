@@ -76,7 +76,7 @@ async fn jobs_with_two_three_and_five_parties_match_the_clear_computation() {
                 assert!(!outputs.contains_key("first_dot"), "only party-0 receives first_dot");
             }
             let stats = status.stats.as_ref().expect("stats");
-            assert_eq!(stats.protocol_version, 1);
+            assert_eq!(stats.protocol_version, cohort_worker::protocol::SUPPORTED_VERSIONS.1);
             assert!(stats.bytes_sent > 0 && stats.rounds >= 4);
         }
     }

@@ -56,7 +56,7 @@ async fn salary_statistics_among_three_parties() {
         // mean's error by 2|mean|.
         let tolerance = 4.0 * ulp() * (1.0 + 2.0 * mean(&all).abs());
         assert_close(output(&out, "variance", F).unwrap()[0], variance(&all), tolerance, "variance");
-        assert_eq!(out.stats.protocol_version, 1);
+        assert_eq!(out.stats.protocol_version, cohort_worker::protocol::SUPPORTED_VERSIONS.1);
     }
 }
 

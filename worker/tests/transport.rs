@@ -767,3 +767,44 @@ async fn router_serves_concurrent_jobs_on_one_port_and_parks_early_dials() {
     let meshes = routed_jobs(&cfgs, &routers, &[JobId::random()], 2).await;
     exchange_all(&meshes, Step::Output, 10).await;
 }
+
+/// Protocol version 2's abort frame: a party that gives up tells each peer
+/// why, and frames queued before it still arrive first. At version 1 the
+/// peers only see the connection close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_names_its_cause_at_version_2_and_is_silent_at_version_1() {
+    let fed = Fed::new(3).await;
+    let mut cfgs = fed.configs();
+    for c in &mut cfgs {
+        c.protocol.max_version = 2;
+    }
+    let meshes = establish_all(&fed, cfgs).await;
+    assert!(meshes.iter().all(|m| m.protocol_version() == 2));
+    meshes[2].send(0, Step::Layer(4), vec![7; 10]).await.expect("send");
+    meshes[2].abort("party bank-x, layer 4: peer closed the connection\nforged log line");
+    assert_eq!(meshes[0].recv(2, Step::Layer(4)).await.expect("the earlier message"), vec![7; 10]);
+    for receiver in [0, 1] {
+        let e = meshes[receiver].recv(2, Step::Layer(5)).await.expect_err("aborted");
+        assert_eq!(e.peer.as_deref(), Some("bank-c"));
+        match &e.kind {
+            TransportErrorKind::Aborted(reason) => {
+                assert_eq!(reason, "party bank-x, layer 4: peer closed the connection forged log line")
+            }
+            other => panic!("expected an abort, got {other}"),
+        }
+        assert!(e.to_string().contains("the peer aborted the job: party bank-x"), "{e}");
+    }
+    for m in meshes {
+        m.close().await;
+    }
+
+    // Version 1: no abort frame; the peer sees the close.
+    let meshes = establish_all(&fed, fed.configs()).await;
+    assert!(meshes.iter().all(|m| m.protocol_version() == 1));
+    let mut meshes = meshes.into_iter();
+    let (a, b) = (meshes.next().expect("a"), meshes.next().expect("b"));
+    b.abort("ignored at version 1");
+    b.close().await;
+    let e = a.recv(1, Step::Layer(0)).await.expect_err("closed");
+    assert!(matches!(e.kind, TransportErrorKind::Disconnected), "{e}");
+}

@@ -29,4 +29,12 @@ pub mod division;
 pub const PROTOCOL_NAME: &str = "additive-semi-honest";
 
 /// The protocol versions this build implements (inclusive range).
-pub const SUPPORTED_VERSIONS: (u32, u32) = (1, 1);
+///
+/// - 1: the protocol above.
+/// - 2: as 1, plus the abort frame: a party that gives up on a job tells
+///   every peer why ([`crate::transport::frame::Step::Abort`]), so that a
+///   failure is reported with its cause at every party.
+///
+/// Each job runs at the highest version every party offers
+/// (`docs/upgrades.md`).
+pub const SUPPORTED_VERSIONS: (u32, u32) = (1, 2);

@@ -285,6 +285,9 @@ impl Jobs {
         options.max_vector_len = self.ctx.loaded.config.limits.max_vector_len;
         let names: Vec<String> = parties.iter().map(|p| p.name.clone()).collect();
         let result = execute(&mesh, &circuit, &inputs, &options, |plan| self.draw(job, names, plan)).await;
+        if let Err(e) = &result {
+            mesh.abort(&e.to_string());
+        }
         mesh.close().await;
         result.map(|output| (output, circuit.frac_bits))
     }
@@ -607,7 +610,7 @@ fn failure_reason(e: &JobError) -> &'static str {
     use crate::transport::{Step, TransportErrorKind as K};
     match e {
         JobError::Transport(t) => match &t.kind {
-            K::Disconnected => "peer_closed",
+            K::Disconnected | K::Aborted(_) => "peer_closed",
             K::Io(_) => "network",
             K::Timeout { .. } => "timeout",
             K::Tls(_) => "tls",

@@ -82,6 +82,10 @@ pub enum TransportErrorKind {
     /// The peer closed or reset the connection.
     #[error("peer closed the connection")]
     Disconnected,
+    /// The peer gave up on the job and said why (its own error, which
+    /// names the party it blames; protocol version 2 and later).
+    #[error("the peer aborted the job: {0}")]
+    Aborted(String),
     /// A frame header announced more than the maximum frame size.
     #[error("frame of {size} bytes exceeds the maximum frame size of {max} bytes")]
     FrameTooLarge {
@@ -154,6 +158,7 @@ impl Clone for TransportErrorKind {
             Tls(t) => Tls(t.clone()),
             Timeout { after, waiting_for } => Timeout { after: *after, waiting_for },
             Disconnected => Disconnected,
+            Aborted(reason) => Aborted(reason.clone()),
             FrameTooLarge { size, max } => FrameTooLarge { size: *size, max: *max },
             MessageTooLarge { size, max } => MessageTooLarge { size: *size, max: *max },
             Malformed(m) => Malformed(m.clone()),

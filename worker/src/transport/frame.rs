@@ -13,7 +13,8 @@
 //!      5    1 flags            bit 0 = last fragment of the message; other bits 0
 //!      6    2 reserved         0
 //!      8   16 job id
-//!     24    4 step tag         0 handshake, 1 setup, 2 input sharing, 3 layer, 4 output
+//!     24    4 step tag         0 handshake, 1 setup, 2 input sharing, 3 layer, 4 output,
+//!                              5 abort (protocol version 2 and later)
 //!     28    4 step argument    the layer index for `layer`, 0 otherwise
 //!     32    4 payload length   bytes of payload that follow this header
 //!     36    . payload
@@ -78,7 +79,14 @@ pub enum Step {
     Layer(u32),
     /// Opening the outputs.
     Output,
+    /// The sender gave up on the job; the payload says why (UTF-8, at most
+    /// [`MAX_ABORT_REASON`] bytes). Sent only at protocol version 2 and
+    /// later, so that a peer learns the cause instead of a closed socket.
+    Abort,
 }
+
+/// Longest abort reason accepted from a peer.
+pub const MAX_ABORT_REASON: usize = 1024;
 
 impl Step {
     /// The (tag, argument) pair written into the frame header.
@@ -89,6 +97,7 @@ impl Step {
             Step::Input => (2, 0),
             Step::Layer(n) => (3, n),
             Step::Output => (4, 0),
+            Step::Abort => (5, 0),
         }
     }
 
@@ -101,6 +110,7 @@ impl Step {
             (2, 0) => Some(Step::Input),
             (3, n) => Some(Step::Layer(n)),
             (4, 0) => Some(Step::Output),
+            (5, 0) => Some(Step::Abort),
             _ => None,
         }
     }
@@ -114,6 +124,7 @@ impl fmt::Display for Step {
             Step::Input => f.write_str("input sharing"),
             Step::Layer(n) => write!(f, "layer {n}"),
             Step::Output => f.write_str("output"),
+            Step::Abort => f.write_str("abort"),
         }
     }
 }
@@ -213,7 +224,15 @@ mod tests {
 
     #[test]
     fn round_trip_every_step() {
-        for step in [Step::Handshake, Step::Setup, Step::Input, Step::Layer(0), Step::Layer(u32::MAX), Step::Output] {
+        for step in [
+            Step::Handshake,
+            Step::Setup,
+            Step::Input,
+            Step::Layer(0),
+            Step::Layer(u32::MAX),
+            Step::Output,
+            Step::Abort,
+        ] {
             for last in [true, false] {
                 let h = header(step, last, 1234);
                 let d = FrameHeader::decode(&h, JOB, 4096).expect("valid header");

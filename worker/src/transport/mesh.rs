@@ -37,9 +37,9 @@ use tokio::time::{Instant, sleep, sleep_until, timeout, timeout_at};
 use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
 use tracing::{debug, info};
 
-use super::certs::validate_name;
+use super::certs::{truncate, validate_name};
 use super::error::{TransportError, TransportErrorKind};
-use super::frame::{FrameHeader, HEADER_LEN, JobId, Step, frame_count};
+use super::frame::{FrameHeader, HEADER_LEN, JobId, MAX_ABORT_REASON, Step, frame_count};
 use super::hello::{Hello, Reply, read_hello, read_reply, status, write_all};
 use super::tls::{ReportSlot, TlsIdentity};
 
@@ -945,6 +945,25 @@ impl Mesh {
         }
     }
 
+    /// Tell every peer that this party gives up on the job, and why, so that
+    /// each reports the cause rather than a closed connection. Protocol
+    /// version 2 and later only (a version-1 peer would refuse the frame);
+    /// best effort: a peer whose send queue is full is not waited for.
+    /// `reason` is this party's own error message, which never contains a
+    /// secret.
+    pub fn abort(&self, reason: &str) {
+        if self.version < 2 {
+            return;
+        }
+        let payload = Arc::new(truncate(reason, MAX_ABORT_REASON - 3).into_bytes());
+        for link in self.links.iter().flatten() {
+            let (Some(out), Ok(permit)) = (&link.out, link.permits.clone().try_acquire_owned()) else {
+                continue;
+            };
+            let _ = out.try_send(Outgoing::Message { step: Step::Abort, payload: payload.clone(), _permit: permit });
+        }
+    }
+
     /// Fault injection for tests: write `bytes` to `peer` as they are, with
     /// no framing. Never use outside tests.
     #[doc(hidden)]
@@ -1108,6 +1127,9 @@ async fn read_messages(
             }
         };
         let size = msg.body.len() as u64 + h.len as u64;
+        if h.step == Step::Abort && size > MAX_ABORT_REASON as u64 {
+            return Err(TransportErrorKind::Malformed("an abort reason longer than 1024 bytes".into()));
+        }
         if size > max_message {
             return Err(TransportErrorKind::MessageTooLarge { size, max: max_message });
         }
@@ -1146,6 +1168,13 @@ async fn read_messages(
         }
         for c in &ctx.counters {
             c.fetch_add((HEADER_LEN + len) as u64, Ordering::Relaxed);
+        }
+        if h.last && msg.step == Step::Abort {
+            // The peer's own error, as it reported it: shown, so strip
+            // anything that could forge log lines.
+            let reason: String =
+                String::from_utf8_lossy(&msg.body).chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+            return Err(TransportErrorKind::Aborted(reason));
         }
         if h.last {
             if tx.send(Ok(msg)).await.is_err() {
