@@ -98,6 +98,10 @@ async fn run(clients: &RwLock<Vec<ControlClient>>, connect_seconds: f64) -> Vec<
     out
 }
 
+/// A job of the upgrade: how many parties were upgraded when it was
+/// submitted, and the version it ran at, per party.
+type Ran = (usize, Vec<u32>);
+
 fn clients_of(federation: &Federation) -> Vec<ControlClient> {
     federation.workers.iter().map(|w| w.client.clone()).collect()
 }
@@ -109,8 +113,7 @@ async fn parties_upgrade_one_by_one_while_jobs_keep_completing() {
         restart_offering(&mut federation, i, 1, 1).await;
     }
     let clients = Arc::new(RwLock::new(clients_of(&federation)));
-    // (upgraded parties when the job was submitted, version at each party)
-    let ran: Arc<Mutex<Vec<(usize, Vec<u32>)>>> = Arc::default();
+    let ran: Arc<Mutex<Vec<Ran>>> = Arc::default();
     let upgraded = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let jobs = {
         let (clients, ran, upgraded) = (clients.clone(), ran.clone(), upgraded.clone());
