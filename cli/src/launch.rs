@@ -70,6 +70,8 @@ pub struct Options {
     pub leaf_lifetime: Duration,
     /// How often workers look for renewed TLS files (`tls.reloadInterval`).
     pub tls_reload: Duration,
+    /// How often workers probe their peers (`peerProbe.interval`).
+    pub peer_probe: Duration,
 }
 
 impl Options {
@@ -91,6 +93,7 @@ impl Options {
             controller_name: CONTROLLER.into(),
             leaf_lifetime: Duration::from_secs(24 * 3600),
             tls_reload: Duration::from_secs(10),
+            peer_probe: Duration::from_secs(30),
         }
     }
 }
@@ -300,6 +303,7 @@ impl Federation {
                 "dealer": {"name": DEALER, "endpoint": dealer_addr, "ca": dealer_ca},
                 "resultsDir": dir.join(format!("{name}-results")),
                 "auditLog": dir.join(format!("{name}-audit.jsonl")),
+                "peerProbe": {"interval": format!("{}ms", options.peer_probe.as_millis())},
             });
             // JSON is YAML: the worker reads it as its YAML configuration.
             let path = dir.join(format!("{name}.yaml"));

@@ -160,6 +160,30 @@ pub struct Health {
     pub max_version: u32,
     /// Seconds until this worker's certificate expires (negative once expired).
     pub certificate_expires_in_seconds: f64,
+    /// What the last probe of each peer found (empty until the first).
+    #[serde(default)]
+    pub peers: Vec<PeerHealth>,
+}
+
+/// The last probe of one peer's worker (see `docs/worker.md`, "Peer
+/// probes").
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerHealth {
+    pub party: String,
+    /// It accepted a mutually authenticated connection and answered.
+    pub up: bool,
+    /// TCP connect, TLS handshake and hello, in seconds (when up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_seconds: Option<f64>,
+    /// The versions it offers (when up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_version: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_version: Option<u32>,
+    /// Why it is down: the error a job would see (never a secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// An error reply.

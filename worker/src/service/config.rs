@@ -59,6 +59,33 @@ pub struct WorkerConfig {
     /// version during a rolling upgrade (docs/upgrades.md).
     #[serde(default)]
     pub protocol: ProtocolVersions,
+    /// How often each peer's worker is probed (docs/worker.md, "Peer
+    /// probes").
+    #[serde(default)]
+    pub peer_probe: PeerProbe,
+}
+
+/// Peer probe settings.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerProbe {
+    #[serde(default = "default_probe_interval", deserialize_with = "de_duration")]
+    pub interval: Duration,
+    #[serde(default = "default_probe_timeout", deserialize_with = "de_duration")]
+    pub timeout: Duration,
+}
+
+fn default_probe_interval() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_probe_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl Default for PeerProbe {
+    fn default() -> Self {
+        PeerProbe { interval: default_probe_interval(), timeout: default_probe_timeout() }
+    }
 }
 
 /// An inclusive range of protocol versions; either end defaults to the
@@ -366,6 +393,9 @@ impl WorkerConfig {
                 "tls.reloadInterval",
                 format!("must be at least {:?}", crate::transport::reload::MIN_INTERVAL),
             ));
+        }
+        if self.peer_probe.interval < Duration::from_millis(100) {
+            return Err(invalid("peerProbe.interval", "must be at least 100ms".into()));
         }
         if self.limits.max_jobs == 0 {
             return Err(invalid("limits.maxJobs", "must be at least 1".into()));

@@ -160,7 +160,13 @@ fn reply(status: StatusCode, body: Vec<u8>) -> Response<Body> {
 }
 
 /// The health document of a worker.
-pub(crate) fn health(identity: &TlsIdentity, versions: (u32, u32), jobs: &Jobs, expires_in: f64) -> Health {
+pub(crate) fn health(
+    identity: &TlsIdentity,
+    versions: (u32, u32),
+    jobs: &Jobs,
+    expires_in: f64,
+    peers: Vec<super::api::PeerHealth>,
+) -> Health {
     let (draining, active_jobs) = jobs.load();
     Health {
         party: identity.party().to_string(),
@@ -172,6 +178,7 @@ pub(crate) fn health(identity: &TlsIdentity, versions: (u32, u32), jobs: &Jobs, 
         min_version: versions.0,
         max_version: versions.1,
         certificate_expires_in_seconds: expires_in,
+        peers,
     }
 }
 

@@ -65,6 +65,9 @@ pub fn parse_job_id(text: &str) -> Result<JobId, String> {
         let hex = std::str::from_utf8(pair).map_err(|_| "invalid job id".to_string())?;
         id[i] = u8::from_str_radix(hex, 16).map_err(|_| "invalid job id".to_string())?;
     }
+    if JobId(id) == JobId::PROBE {
+        return Err("the all-zero job id is reserved (peer probes)".into());
+    }
     Ok(JobId(id))
 }
 
@@ -641,7 +644,7 @@ fn failure_of(e: &JobError) -> Failure {
     Failure { party, step: step.map(|s| s.to_string()), message: e.to_string() }
 }
 
-async fn resolve(endpoint: &str) -> Result<std::net::SocketAddr, String> {
+pub(crate) async fn resolve(endpoint: &str) -> Result<std::net::SocketAddr, String> {
     let mut addrs = tokio::net::lookup_host(endpoint).await.map_err(|e| e.to_string())?;
     addrs.next().ok_or_else(|| "no address".to_string())
 }
@@ -672,6 +675,7 @@ mod tests {
         assert!(parse_job_id("abc").is_err());
         assert!(parse_job_id(&"g".repeat(32)).is_err());
         assert!(parse_job_id(&"0".repeat(33)).is_err());
+        assert!(parse_job_id(&"0".repeat(32)).unwrap_err().contains("reserved"));
     }
 
     #[test]

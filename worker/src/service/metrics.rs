@@ -36,6 +36,11 @@ pub(crate) struct ReloadResult {
     result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct Peer {
+    peer: String,
+}
+
 /// The results of `tls_reloads_total`: new material in use, or refused
 /// (unreadable, mismatched key, wrong identity) with the old kept.
 pub const RELOAD_RESULTS: [&str; 2] = ["applied", "rejected"];
@@ -64,6 +69,8 @@ pub struct Metrics {
     bytes_sent: Counter,
     cert_expiry: Gauge<f64, AtomicU64>,
     tls_reloads: Family<ReloadResult, Counter>,
+    peer_up: Family<Peer, Gauge>,
+    peer_connect: Family<Peer, Gauge<f64, AtomicU64>>,
     identity: SharedIdentity,
 }
 
@@ -110,6 +117,19 @@ impl Metrics {
         for result in RELOAD_RESULTS {
             let _ = tls_reloads.get_or_create(&ReloadResult { result });
         }
+        // `peer` is a party name from the configuration: bounded and public.
+        let peer_up = Family::<Peer, Gauge>::default();
+        registry.register(
+            "peer_up",
+            "1 when the last probe of the peer's worker succeeded (TCP, mutual TLS, hello)",
+            peer_up.clone(),
+        );
+        let peer_connect = Family::<Peer, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "peer_connect_seconds",
+            "Time the last successful probe took to connect, authenticate and exchange the hello (about three round trips)",
+            peer_connect.clone(),
+        );
         Metrics {
             registry,
             jobs,
@@ -120,7 +140,25 @@ impl Metrics {
             bytes_sent,
             cert_expiry,
             tls_reloads,
+            peer_up,
+            peer_connect,
             identity,
+        }
+    }
+
+    /// Create the series of every peer (at 0: down until probed).
+    pub(crate) fn register_peers<'a>(&self, peers: impl Iterator<Item = &'a str>) {
+        for peer in peers {
+            let _ = self.peer_up.get_or_create(&Peer { peer: peer.to_string() });
+        }
+    }
+
+    /// Record one probe.
+    pub(crate) fn peer_probed(&self, health: &super::api::PeerHealth) {
+        let label = Peer { peer: health.party.clone() };
+        self.peer_up.get_or_create(&label).set(i64::from(health.up));
+        if let Some(seconds) = health.connect_seconds {
+            self.peer_connect.get_or_create(&label).set(seconds);
         }
     }
 

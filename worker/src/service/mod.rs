@@ -21,6 +21,7 @@ pub mod config;
 pub mod control;
 pub mod jobs;
 pub mod metrics;
+mod peers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,12 +29,14 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::transport::mesh::ProtocolOffer;
 use crate::transport::reload::TlsWatcher;
 use crate::transport::{Router, RouterLimits};
 use config::{ConfigError, Loaded};
 use control::ControlServer;
 use jobs::{Context, Jobs};
 use metrics::Metrics;
+use peers::{PeerProber, PeerTable};
 
 /// A running worker: its bound addresses and its tasks (stopped on drop).
 pub struct Worker {
@@ -76,7 +79,13 @@ impl Worker {
         let identity = loaded.identity.clone();
         let peers: Vec<String> =
             loaded.config.parties.iter().map(|p| p.name.clone()).filter(|n| *n != loaded.config.party).collect();
-        let router = Router::spawn(peer, identity.clone(), peers, RouterLimits::default());
+        let offer = ProtocolOffer {
+            name: crate::protocol::PROTOCOL_NAME.into(),
+            min_version: loaded.versions.0,
+            max_version: loaded.versions.1,
+        };
+        let router =
+            Router::spawn_answering_probes(peer, identity.clone(), peers, RouterLimits::default(), offer.clone());
         let metrics = Arc::new(Metrics::new(identity.clone()));
         let max_request_bytes = loaded.config.limits.max_request_bytes;
         let controller = loaded.controller.clone();
@@ -93,18 +102,32 @@ impl Worker {
             )
         };
         let reload_interval = loaded.config.tls.reload_interval;
+        let peer_table = PeerTable::default();
+        let prober = PeerProber {
+            peers: loaded.config.parties.iter().filter(|p| p.name != loaded.config.party).cloned().collect(),
+            identity: identity.clone(),
+            offer,
+            timeout: loaded.config.peer_probe.timeout,
+            metrics: metrics.clone(),
+            table: peer_table.clone(),
+        };
+        metrics.register_peers(prober.peers.iter().map(|p| p.name.as_str()));
+        let probe_interval = loaded.config.peer_probe.interval;
         let ctx = Arc::new(Context { loaded, router, metrics: metrics.clone() });
         let jobs = Jobs::new(ctx);
 
         let health = {
             let (identity, jobs, metrics) = (identity.clone(), jobs.clone(), metrics.clone());
-            Arc::new(move || control::health(&identity.current(), versions, &jobs, metrics.cert_expires_in()))
+            Arc::new(move || {
+                control::health(&identity.current(), versions, &jobs, metrics.cert_expires_in(), peer_table.snapshot())
+            })
         };
         let server = Arc::new(ControlServer { identity, controller, jobs: jobs.clone(), max_request_bytes, health });
         let tasks = vec![
             tokio::spawn(server.serve(control)),
             tokio::spawn(metrics::serve(metrics_listener, metrics, jobs.clone())),
             tokio::spawn(watcher.run(reload_interval)),
+            tokio::spawn(prober.run(probe_interval)),
         ];
         Ok(Worker { peer_addr, control_addr, metrics_addr, jobs, tasks })
     }

@@ -47,6 +47,10 @@ pub const FLAG_LAST: u8 = 0x01;
 pub struct JobId(pub [u8; 16]);
 
 impl JobId {
+    /// Reserved for peer probes ([`super::mesh::probe`]): a hello naming it
+    /// is answered at once and the connection closed. Never a job's id.
+    pub const PROBE: JobId = JobId([0; 16]);
+
     /// A fresh random job id from the operating system's generator.
     pub fn random() -> JobId {
         let mut bytes = [0u8; 16];

@@ -377,6 +377,82 @@ async fn dial_once(ctx: &Ctx, j: usize, addr: SocketAddr) -> Result<Established,
     }
 }
 
+/// What a peer probe measured.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Probe {
+    /// From the TCP connect to the hello reply: what a job pays to reach
+    /// this peer (TCP, a TLS 1.3 handshake, the hello: about three round
+    /// trips).
+    pub elapsed: Duration,
+    /// The protocol versions the peer offers.
+    pub min_version: u32,
+    pub max_version: u32,
+}
+
+/// Check that `peer` at `addr` is up and accepts us: connect, mutual TLS,
+/// and a hello for [`JobId::PROBE`], which its router answers at once
+/// (see [`answer_probe`]). Fails with the reason a job would fail with (a
+/// refused or expired certificate names whose), never retries.
+pub async fn probe(
+    identity: &TlsIdentity,
+    peer: &str,
+    addr: SocketAddr,
+    offer: &ProtocolOffer,
+    within: Duration,
+) -> Result<Probe, TransportError> {
+    let start = Instant::now();
+    let attempt = async {
+        let tcp = TcpStream::connect(addr).await.map_err(TransportErrorKind::from_io)?;
+        let _ = tcp.set_nodelay(true);
+        let report = ReportSlot::default();
+        let config = identity.client_config(peer, report.clone()).map_err(|e| e.kind)?;
+        let unwrap = |a: Attempt| match a {
+            Attempt::Retry(k) | Attempt::Fatal(k) => k,
+        };
+        let mut tls = TlsConnector::from(config)
+            .connect(rustls::pki_types::ServerName::IpAddress(addr.ip().into()), tcp)
+            .await
+            .map_err(|e| unwrap(classify_dial(TransportErrorKind::from_io(e), &report)))?;
+        let hello = Hello {
+            job: JobId::PROBE,
+            party: identity.party().to_string(),
+            protocol: offer.name.clone(),
+            min_version: offer.min_version,
+            max_version: offer.max_version,
+        };
+        write_all(&mut tls, &hello.encode()).await.map_err(|k| unwrap(classify_dial(k, &report)))?;
+        let reply = read_reply(&mut tls).await.map_err(|k| unwrap(classify_dial(k, &report)))?;
+        let _ = tls.shutdown().await;
+        if reply.status != status::OK {
+            return Err(TransportErrorKind::Handshake(format!("the peer refused the probe: {}", reply.reason)));
+        }
+        Ok(Probe { elapsed: start.elapsed(), min_version: reply.min_version, max_version: reply.max_version })
+    };
+    match timeout(within, attempt).await {
+        Ok(result) => result.map_err(|k| handshake_err(peer, k)),
+        Err(_) => Err(handshake_err(peer, TransportErrorKind::Timeout { after: within, waiting_for: "a probe reply" })),
+    }
+}
+
+/// Answer a probe ([`JobId::PROBE`]): our protocol and versions, then
+/// close. Best effort: a probe that goes away early is no one's concern.
+pub async fn answer_probe(accepted: Accepted, offer: &ProtocolOffer, within: Duration) {
+    let mut stream = accepted.stream;
+    let reply = Reply {
+        status: status::OK,
+        version: 0,
+        min_version: offer.min_version,
+        max_version: offer.max_version,
+        protocol: offer.name.clone(),
+        reason: String::new(),
+    };
+    let _ = timeout(within, async {
+        write_all(&mut *stream, &reply.encode()).await.ok();
+        stream.shutdown().await.ok();
+    })
+    .await;
+}
+
 /// Dial party `j` until connected, refused, or the deadline passes.
 async fn dial(
     ctx: Arc<Ctx>,

@@ -29,7 +29,7 @@ use tracing::{debug, info};
 
 use super::error::TransportError;
 use super::frame::{JobId, Step};
-use super::mesh::{Accepted, AuthOutcome, authenticate};
+use super::mesh::{Accepted, AuthOutcome, ProtocolOffer, answer_probe, authenticate};
 use super::tls::SharedIdentity;
 
 /// Bounds of a [`Router`].
@@ -80,6 +80,9 @@ impl State {
 struct Shared {
     state: Mutex<State>,
     limits: RouterLimits,
+    /// What probes ([`JobId::PROBE`]) are answered with; `None`: probes
+    /// are routed like any job (and find none).
+    probes: Option<ProtocolOffer>,
 }
 
 impl Shared {
@@ -135,8 +138,30 @@ impl Router {
         peers: Vec<String>,
         limits: RouterLimits,
     ) -> Router {
-        let shared = Arc::new(Shared { state: Mutex::new(State::default()), limits });
-        let accept_loop = tokio::spawn(accept_loop(listener, identity.into(), peers, shared.clone()));
+        Router::start(listener, identity.into(), peers, limits, None)
+    }
+
+    /// Like [`Router::spawn`], also answering peer probes
+    /// ([`probe`](super::mesh::probe)) with `offer`.
+    pub fn spawn_answering_probes(
+        listener: TcpListener,
+        identity: impl Into<SharedIdentity>,
+        peers: Vec<String>,
+        limits: RouterLimits,
+        offer: ProtocolOffer,
+    ) -> Router {
+        Router::start(listener, identity.into(), peers, limits, Some(offer))
+    }
+
+    fn start(
+        listener: TcpListener,
+        identity: SharedIdentity,
+        peers: Vec<String>,
+        limits: RouterLimits,
+        probes: Option<ProtocolOffer>,
+    ) -> Router {
+        let shared = Arc::new(Shared { state: Mutex::new(State::default()), limits, probes });
+        let accept_loop = tokio::spawn(accept_loop(listener, identity, peers, shared.clone()));
         Router { shared, accept_loop }
     }
 
@@ -199,7 +224,12 @@ async fn accept_loop(listener: TcpListener, identity: SharedIdentity, peers: Vec
         tokio::spawn(async move {
             let deadline = Instant::now() + shared.limits.handshake_timeout;
             match authenticate(&identity, &peers, tcp, deadline).await {
-                AuthOutcome::Ready(accepted) => shared.route(accepted),
+                AuthOutcome::Ready(accepted) => match &shared.probes {
+                    Some(offer) if accepted.job() == JobId::PROBE => {
+                        answer_probe(accepted, offer, shared.limits.handshake_timeout).await
+                    }
+                    _ => shared.route(accepted),
+                },
                 AuthOutcome::Ignored(reason) => debug!(%reason, "ignored an inbound connection"),
                 AuthOutcome::Failed(e) => info!(error = %e, "refused an inbound connection"),
             }
