@@ -66,6 +66,9 @@ pub struct Options {
     /// The name in the controller principal (`controller/<name>`) the
     /// workers accept on their control API. The operator's is `operator`.
     pub controller_name: String,
+    /// Extra environment for the worker and dealer processes (e.g. the
+    /// `OTEL_*` variables of a trace collector); the rest is inherited.
+    pub env: Vec<(String, String)>,
 }
 
 impl Options {
@@ -85,6 +88,7 @@ impl Options {
             log: std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
             log_dir: None,
             controller_name: CONTROLLER.into(),
+            env: Vec::new(),
         }
     }
 }
@@ -367,7 +371,11 @@ impl Federation {
 }
 
 fn spawn(cmd: &mut Command, what: &str, options: &Options, log_name: &str) -> Result<Child, LaunchError> {
-    cmd.env("RUST_LOG", &options.log).stdin(Stdio::null()).stdout(Stdio::piped()).kill_on_drop(true);
+    cmd.env("RUST_LOG", &options.log)
+        .envs(options.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
     match &options.log_dir {
         Some(dir) => {
             let path = dir.join(format!("{log_name}.log"));

@@ -6,6 +6,8 @@
 //! has its binaries built); run alone, `cargo build --workspace --bins`
 //! first.
 
+pub mod otlp;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -46,6 +48,7 @@ pub fn launch_options(log: &str, log_dir: Option<PathBuf>) -> cohort_cli::launch
         log: log.into(),
         log_dir,
         controller_name: cohort_cli::launch::CONTROLLER.into(),
+        env: Vec::new(),
     }
 }
 
