@@ -54,8 +54,7 @@ async fn the_dispatch_span_is_the_parent_of_the_workers_job_span() {
     let workers: Vec<(String, String)> =
         federation.workers.iter().map(|w| (w.name.clone(), w.control.clone())).collect();
     let controller = federation.controller.clone();
-    let reconcile = tracing::info_span!("reconcile", kind = "MpcJob");
-    async {
+    let dispatch_all = async {
         let mut dispatchers = Vec::new();
         for (i, (party, control)) in workers.iter().enumerate() {
             let dispatcher = Dispatcher::new(controller.clone(), party.clone(), Duration::from_millis(20));
@@ -75,10 +74,12 @@ async fn the_dispatch_span_is_the_parent_of_the_workers_job_span() {
             let status = dispatcher.follow(control, &id, |_| {}).await.expect("followed");
             assert_eq!(status.phase, Phase::Succeeded, "{:?}", status.failure);
         }
-    }
-    .instrument(reconcile)
-    .with_subscriber(subscriber)
-    .await;
+    };
+    // The span is made under the test's subscriber, as the operator's
+    // reconcile span is under its own.
+    async { dispatch_all.instrument(tracing::info_span!("reconcile", kind = "MpcJob")).await }
+        .with_subscriber(subscriber)
+        .await;
     provider.shutdown().expect("the test's spans are kept");
     for w in &mut federation.workers {
         terminate(&mut w.child).await;
