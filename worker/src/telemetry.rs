@@ -257,7 +257,7 @@ pub fn inject_traceparent(headers: &mut HeaderMap) {
 /// malformed, all-zero ids) is ignored: the job starts a new trace.
 pub fn remote_parent(headers: &HeaderMap) -> Option<opentelemetry::Context> {
     let traceparent = headers.get("traceparent")?.to_str().ok()?;
-    if traceparent.len() > MAX_TRACEPARENT_LEN {
+    if traceparent.len() > MAX_TRACEPARENT_LEN || !well_formed(traceparent) {
         return None;
     }
     let tracestate =
@@ -266,6 +266,27 @@ pub fn remote_parent(headers: &HeaderMap) -> Option<opentelemetry::Context> {
     let cx = TraceContextPropagator::new().extract(&carrier);
     let valid = cx.span().span_context().is_valid() && cx.span().span_context().is_remote();
     valid.then_some(cx)
+}
+
+/// The W3C shape of a `traceparent`: `vv-<32 hex>-<16 hex>-ff`, lower-case
+/// hex, exactly that for version 00, possibly more (after a `-`) for later
+/// versions. The SDK's propagator is laxer (it takes short ids).
+fn well_formed(traceparent: &str) -> bool {
+    let b = traceparent.as_bytes();
+    let hex = |r: std::ops::Range<usize>| b[r].iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+    b.len() >= 55
+        && hex(0..2)
+        && b[2] == b'-'
+        && hex(3..35)
+        && b[35] == b'-'
+        && hex(36..52)
+        && b[52] == b'-'
+        && hex(53..55)
+        && match &b[..2] {
+            b"00" => b.len() == 55,
+            b"ff" => false,
+            _ => b.len() == 55 || b[55] == b'-',
+        }
 }
 
 /// Make `span` a child of `parent` (a remote context), if the trace layer
