@@ -72,6 +72,9 @@ pub struct Options {
     pub tls_reload: Duration,
     /// How often workers probe their peers (`peerProbe.interval`).
     pub peer_probe: Duration,
+    /// Extra environment for the worker and dealer processes (e.g. the
+    /// `OTEL_*` variables of a trace collector); the rest is inherited.
+    pub env: Vec<(String, String)>,
 }
 
 impl Options {
@@ -94,6 +97,7 @@ impl Options {
             leaf_lifetime: Duration::from_secs(24 * 3600),
             tls_reload: Duration::from_secs(10),
             peer_probe: Duration::from_secs(30),
+            env: Vec::new(),
         }
     }
 }
@@ -443,7 +447,11 @@ impl Federation {
 }
 
 fn spawn(cmd: &mut Command, what: &str, options: &Options, log_name: &str) -> Result<Child, LaunchError> {
-    cmd.env("RUST_LOG", &options.log).stdin(Stdio::null()).stdout(Stdio::piped()).kill_on_drop(true);
+    cmd.env("RUST_LOG", &options.log)
+        .envs(options.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
     match &options.log_dir {
         Some(dir) => {
             let path = dir.join(format!("{log_name}.log"));

@@ -6,6 +6,8 @@
 //! has its binaries built); run alone, `cargo build --workspace --bins`
 //! first.
 
+pub mod otlp;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -21,6 +21,7 @@ use std::time::Duration;
 use cohort_worker::service::api::{JobRequest, JobStatus, JobTimeouts};
 use cohort_worker::service::control::{ControlClient, ControlError};
 use cohort_worker::transport::TlsIdentity;
+use tracing::{Instrument, info_span};
 
 /// The shard that runs job `job_id` when each party has `shards` workers:
 /// the first 8 bytes of SHA-256(job id), modulo `shards`. Every party
@@ -121,12 +122,19 @@ impl Dispatcher {
             inputs: job.inputs.clone(),
             timeouts: job.timeouts,
         };
-        self.client(control_endpoint).submit(&request).await.map_err(|e| DispatchError::from_control(&job.id, e))
+        // The worker parents its job span on this one (traceparent).
+        let span = info_span!("dispatch.submit", job.id = %job.id, party = %self.party, worker = %control_endpoint);
+        self.client(control_endpoint)
+            .submit(&request)
+            .instrument(span)
+            .await
+            .map_err(|e| DispatchError::from_control(&job.id, e))
     }
 
     /// The status of job `id` on the worker at `control_endpoint`.
     pub async fn status(&self, control_endpoint: &str, id: &str) -> Result<JobStatus, DispatchError> {
-        self.client(control_endpoint).status(id).await.map_err(|e| DispatchError::from_control(id, e))
+        let span = info_span!("dispatch.status", job.id = %id, party = %self.party, worker = %control_endpoint);
+        self.client(control_endpoint).status(id).instrument(span).await.map_err(|e| DispatchError::from_control(id, e))
     }
 
     /// Follow a submitted job until it is final, calling `progress` with

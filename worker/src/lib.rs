@@ -31,4 +31,5 @@ pub mod protocol;
 pub mod ring;
 pub mod service;
 pub mod sharing;
+pub mod telemetry;
 pub mod transport;

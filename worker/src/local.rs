@@ -19,6 +19,7 @@ use crate::transport::{
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
+use tracing::Instrument;
 
 /// The federation name local runs use in certificates.
 pub const FEDERATION: &str = "local";
@@ -132,8 +133,10 @@ impl LocalFederation {
             tasks.push(tokio::spawn(async move {
                 let PartyRun { consent, dealer, inputs } = party;
                 let options = ExecuteOptions::new(consent);
-                let result =
-                    execute(&mesh, &circuit, &inputs, &options, |plan| async move { dealer.take(me, plan) }).await;
+                let span = tracing::info_span!("job", job.id = %mesh.job(), party = mesh.party_name(me));
+                let result = execute(&mesh, &circuit, &inputs, &options, |plan| async move { dealer.take(me, plan) })
+                    .instrument(span)
+                    .await;
                 // Flush what was queued, so peers see this party's last
                 // messages rather than a reset connection.
                 mesh.close().await;

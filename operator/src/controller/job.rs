@@ -43,6 +43,7 @@ use crate::cluster::Cluster;
 use crate::cluster::certs::operator_principal;
 use crate::dispatch::{self, DispatchError, Dispatcher, shard_for};
 use crate::job::{self as pure, FINALIZER, fail, set_phase};
+use tracing::Instrument;
 
 /// How often a job waiting for its cluster, pool or inputs is re-checked
 /// (watches usually trigger sooner).
@@ -96,6 +97,11 @@ fn waiting_jobs(store: &Store<MpcJob>, ns: Option<String>, pred: impl Fn(&MpcJob
 
 /// Reconcile one MpcJob (through the finalizer helper).
 pub async fn reconcile(obj: Arc<MpcJob>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let span = super::reconcile_span(obj.as_ref());
+    reconcile_traced(obj, ctx).instrument(span).await
+}
+
+async fn reconcile_traced(obj: Arc<MpcJob>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let ns =
         obj.namespace().ok_or(Error::Incomplete { object: object_key(obj.as_ref()), field: "metadata.namespace" })?;

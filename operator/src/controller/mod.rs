@@ -310,6 +310,20 @@ where
     Action::requeue(wait)
 }
 
+/// The span of one reconcile: the object's kind, namespace, name and
+/// generation (dispatch spans, and through them the workers' job spans,
+/// are its children).
+pub fn reconcile_span<K: Resource<DynamicType = ()>>(obj: &K) -> tracing::Span {
+    let meta = obj.meta();
+    tracing::info_span!(
+        "reconcile",
+        kind = %K::kind(&()),
+        namespace = meta.namespace.as_deref().unwrap_or(""),
+        name = meta.name.as_deref().unwrap_or(""),
+        generation = meta.generation.unwrap_or(0),
+    )
+}
+
 /// `Kind/namespace/name`, for logs and the backoff table.
 pub fn object_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
     format!(

@@ -31,6 +31,7 @@ use crate::cluster;
 use crate::pool::desired::{self, Material};
 use crate::pool::status::{self, DealerObserved};
 use crate::pool::{self as pure, Pool, certs};
+use tracing::Instrument;
 
 /// Re-check at least this often (certificate renewal, a cluster that was
 /// not ready).
@@ -84,6 +85,11 @@ fn pools_of(store: &Store<PreprocessingPool>, ns: Option<String>, cluster: &str)
 
 /// Reconcile one PreprocessingPool.
 pub async fn reconcile(obj: Arc<PreprocessingPool>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let span = super::reconcile_span(obj.as_ref());
+    reconcile_traced(obj, ctx).instrument(span).await
+}
+
+async fn reconcile_traced(obj: Arc<PreprocessingPool>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let result = reconcile_inner(&obj, &ctx).await;
     ctx.metrics.reconciled("PreprocessingPool", started.elapsed());

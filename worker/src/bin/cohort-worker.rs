@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use cohort_worker::service::Worker;
 use cohort_worker::service::config::WorkerConfig;
+use cohort_worker::telemetry;
 use tracing::{info, warn};
 
 /// One party's Cohort worker: the peer protocol port, the control API and
@@ -51,15 +52,19 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if args.log_json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-    match run(args).await {
+    let options =
+        telemetry::Options { service_name: "cohort-worker", default_log_filter: "info", log_json: args.log_json };
+    let telemetry = match telemetry::init(&options) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("cohort-worker: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = run(args).await;
+    // Jobs have drained: export their spans before exiting.
+    telemetry.shutdown();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("cohort-worker: {message}");

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tracing::{Instrument, debug, info_span};
+use tracing::{Instrument, debug, field, info_span};
 
 /// Why a job failed. Every variant names what it can of the party and the
 /// step, and none carries a secret value.
@@ -197,24 +197,49 @@ where
         deadline: Instant::now() + options.job_timeout,
         limit: options.job_timeout,
     };
-    let span = info_span!("job", job = %mesh.job(), party = mesh.party_name(job.me));
+    // One span per phase, children of the caller's (the job's) span. Their
+    // fields are public by the protocol: counts and sizes, never values.
     async move {
         check_own_inputs(circuit, job.me, inputs)?;
-        let lengths = job.setup(inputs, options).await?;
+        let lengths = job.setup(inputs, options).instrument(info_span!("setup")).await?;
 
         let instance = Instance::new(circuit, &lengths)?;
-        let mut source = provide(instance.plan.clone())
+        let plan = &instance.plan;
+        let span = info_span!(
+            "preprocessing",
+            layers = instance.depth(),
+            material.triples = plan.total_triples(),
+            material.div_pairs = plan.total_div_pairs()
+        );
+        let mut source = provide(plan.clone())
+            .instrument(span)
             .await
             .map_err(|source| JobError::Preprocessing { step: Step::Setup, source })?;
         let mut values: Vec<Option<Value>> = (0..circuit.nodes.len()).map(|_| None).collect();
-        job.share_inputs(&instance, inputs, &mut values).await?;
+        let span = info_span!("input", inputs = inputs.0.len());
+        job.share_inputs(&instance, inputs, &mut values).instrument(span).await?;
 
         for layer in 0..instance.depth() {
-            job.evaluate_local(&instance, layer, &mut values)?;
-            job.run_layer(&instance, layer, &mut source, &mut values).await?;
+            let l = &instance.layers[layer];
+            let span = info_span!(
+                "online.layer",
+                layer = layer + 1,
+                multiplications = l.muls.len(),
+                divisions = l.divs.iter().map(|(_, nodes)| nodes.len()).sum::<usize>(),
+                material.triples = field::Empty,
+                material.div_pairs = field::Empty,
+                opened = field::Empty,
+            );
+            async {
+                job.evaluate_local(&instance, layer, &mut values)?;
+                job.run_layer(&instance, layer, &mut source, &mut values).await
+            }
+            .instrument(span)
+            .await?;
         }
         job.evaluate_local(&instance, instance.depth(), &mut values)?;
-        let outputs = job.deliver_outputs(&instance, &mut values).await?;
+        let span = info_span!("output", outputs = circuit.outputs.len());
+        let outputs = job.deliver_outputs(&instance, &mut values).instrument(span).await?;
 
         let stats = JobStats {
             rounds: job.rounds,
@@ -227,7 +252,6 @@ where
         debug!(rounds = stats.rounds, bytes_sent = stats.bytes_sent, "job finished");
         Ok(JobOutput { outputs, stats })
     }
-    .instrument(span)
     .await
 }
 
@@ -555,6 +579,10 @@ impl Job<'_> {
         let triples = material.triples.a.len();
         let div_count: usize = material.div_pairs.iter().map(|p| p.r.len()).sum();
         let message_len = 8 * (1 + 2 * triples + div_count);
+        let span = tracing::Span::current();
+        span.record("material.triples", triples);
+        span.record("material.div_pairs", div_count);
+        span.record("opened", 2 * triples + div_count);
         for peer in self.peers() {
             self.mesh.expect_message(peer, step, message_len);
         }

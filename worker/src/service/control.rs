@@ -84,6 +84,8 @@ impl ControlServer {
     }
 
     async fn handle(&self, req: Request<hyper::body::Incoming>) -> Response<Body> {
+        // The controller's trace context (bounded, validated; else none).
+        let parent = crate::telemetry::remote_parent(req.headers());
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -109,7 +111,7 @@ impl ControlServer {
                         );
                     }
                 };
-                match self.jobs.submit(request) {
+                match self.jobs.submit(request, parent) {
                     Ok((status, true)) => json(StatusCode::CREATED, &status),
                     Ok((status, false)) => json(StatusCode::OK, &status),
                     Err(e @ SubmitError::Invalid(_)) => error(StatusCode::BAD_REQUEST, e.to_string()),
@@ -311,13 +313,16 @@ impl ControlClient {
             .await
             .map_err(|e| self.protocol(format!("HTTP handshake failed: {e}")))?;
         let driver = tokio::spawn(conn);
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(method)
             .uri(path)
             .header(hyper::header::HOST, self.party.as_str())
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| self.protocol(format!("cannot build the request: {e}")))?;
+        // The caller's span (e.g. the operator's dispatch) becomes the
+        // parent of the worker's job span.
+        crate::telemetry::inject_traceparent(request.headers_mut());
         let response = sender.send_request(request).await.map_err(|e| {
             // A refused client certificate shows up as a failed request.
             self.protocol(format!("request failed (is this client the worker's configured controller?): {e}"))

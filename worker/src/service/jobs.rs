@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tokio::task::AbortHandle;
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 use super::api::{self, Failure, JobRequest, JobStatus, Phase, Stats};
 use super::audit::{Outcome, RECORD_VERSION, Record, timestamp};
@@ -36,6 +36,7 @@ use crate::preprocessing::{MaterialPlan, PreprocessingError};
 use crate::program::ir::{Circuit, ElemType};
 use crate::program::{compile, hex, program_hash};
 use crate::protocol::PROTOCOL_NAME;
+use crate::telemetry;
 use crate::transport::{
     InboundSource, JobId, Limits, Mesh, MeshConfig, PeerAddr, ProtocolOffer, Registration, Router, Step, Timeouts,
     TransportError, TransportErrorKind,
@@ -155,7 +156,13 @@ impl Jobs {
     }
 
     /// Admit a job and start it. Returns its status and whether it is new.
-    pub fn submit(self: &Arc<Self>, request: JobRequest) -> Result<(JobStatus, bool), SubmitError> {
+    /// A new job's root span (`job`) is a child of `parent`, the trace
+    /// context its controller sent; a resubmission starts no span.
+    pub fn submit(
+        self: &Arc<Self>,
+        request: JobRequest,
+        parent: Option<opentelemetry::Context>,
+    ) -> Result<(JobStatus, bool), SubmitError> {
         let job = parse_job_id(&request.id).map_err(SubmitError::Invalid)?;
         let fingerprint = fingerprint(&request);
         let mut table = self.table();
@@ -179,12 +186,17 @@ impl Jobs {
             stats: None,
             outputs: None,
         };
+        let span = job_span(&request, self.party(), &status.program_hash);
+        telemetry::set_remote_parent(&span, parent);
         // Everything that can be checked alone is checked now; a job that
         // fails here still gets a status, and its peers see it never
         // connect.
-        let prepared = self.prepare(job, &request);
+        let prepared = span.in_scope(|| self.prepare(job, &request));
         let task = match prepared {
             Err(message) => {
+                span.record("outcome", "failed");
+                span.record("failure.reason", "invalid");
+                span.record("otel.status_code", "ERROR");
                 status.phase = Phase::Failed;
                 status.step = None;
                 status.failure = Some(Failure { party: Some(self.party().to_string()), step: None, message });
@@ -196,7 +208,12 @@ impl Jobs {
                 let handle = tokio::spawn(async move {
                     let _slot = slot;
                     let started = Instant::now();
-                    let result = jobs.run(job, &id, prepared).await;
+                    let result = jobs.run(job, &id, prepared).instrument(span.clone()).await;
+                    record_outcome(&span, &result);
+                    // The span ends (and is queued for export) before the
+                    // status turns final, so a worker that drains and exits
+                    // once its jobs are final exports every finished job.
+                    drop(span);
                     jobs.finish(&id, result, started.elapsed()).await;
                 });
                 Some(handle.abort_handle())
@@ -272,16 +289,19 @@ impl Jobs {
         let Prepared { circuit, inputs, me, parties, consent, timeouts, mut registration } = prepared;
         let deadline = Instant::now() + timeouts.total;
         let cfg = self.mesh_config(me, &parties, &timeouts).await?;
+        let connect = tracing::info_span!("connect", peers = parties.len().saturating_sub(1));
         let mesh = match tokio::time::timeout_at(
             deadline.into(),
             Mesh::establish_from(&cfg, InboundSource::Routed(registration.connections()), job),
         )
+        .instrument(connect)
         .await
         {
             Ok(mesh) => mesh?,
             Err(_) => return Err(JobError::Deadline { limit: timeouts.total, step: Step::Handshake }),
         };
         drop(registration);
+        tracing::Span::current().record("protocol.version", mesh.protocol_version());
         self.set_running(id);
         let mut options = ExecuteOptions::new(consent);
         options.job_timeout = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
@@ -291,6 +311,9 @@ impl Jobs {
         if let Err(e) = &result {
             mesh.abort(&e.to_string());
         }
+        let span = tracing::Span::current();
+        span.record("bytes.sent", mesh.bytes_sent());
+        span.record("bytes.received", mesh.bytes_received());
         mesh.close().await;
         result.map(|output| (output, circuit.frac_bits))
     }
@@ -498,6 +521,56 @@ impl Jobs {
     pub fn load(&self) -> (bool, usize) {
         let table = self.table();
         (table.draining, table.jobs.values().filter(|e| !e.status.phase.is_final()).count())
+    }
+}
+
+/// A job's root span. Its fields are public (ids, counts, sizes; the
+/// party list is known to every party); the rest is recorded as the job
+/// learns it. Never an input, output, share, key or seed.
+fn job_span(request: &JobRequest, party: &str, program_hash: &str) -> tracing::Span {
+    use tracing::field::Empty;
+    tracing::info_span!(
+        parent: None,
+        "job",
+        job.id = %request.id,
+        party = %party,
+        parties = request.parties.len(),
+        program.hash = %program_hash,
+        protocol = PROTOCOL_NAME,
+        protocol.version = Empty,
+        rounds = Empty,
+        layers = Empty,
+        bytes.sent = Empty,
+        bytes.received = Empty,
+        material.triples = Empty,
+        material.div_pairs = Empty,
+        outcome = Empty,
+        failure.reason = Empty,
+        failure.step = Empty,
+        otel.status_code = Empty,
+    )
+}
+
+/// Record how the job ended on its span.
+fn record_outcome(span: &tracing::Span, result: &Result<(JobOutput, u32), JobError>) {
+    match result {
+        Ok((output, _)) => {
+            let s = &output.stats;
+            span.record("outcome", "succeeded");
+            span.record("rounds", s.rounds);
+            span.record("layers", s.layers);
+            span.record("material.triples", s.triples_used);
+            span.record("material.div_pairs", s.div_pairs_used);
+        }
+        Err(e) => {
+            span.record("outcome", "failed");
+            // Bounded values only: the reason's class and the step.
+            span.record("failure.reason", failure_reason(e));
+            if let Some(step) = failure_of(e).step {
+                span.record("failure.step", step.as_str());
+            }
+            span.record("otel.status_code", "ERROR");
+        }
     }
 }
 

@@ -95,7 +95,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::{sleep, timeout};
 use tokio_rustls::TlsAcceptor;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 use zeroize::Zeroizing;
 
 /// Request magic.
@@ -877,7 +877,17 @@ impl Shared {
             "dealing a job"
         );
         let stall = self.config.timeouts.stall;
-        deal_job(job, &parties, &plan, batch_items, &senders, &whys, stall).await;
+        // Counts only: material never appears in a span.
+        let span = tracing::info_span!(
+            "deal",
+            job.id = %job,
+            parties = parties.len(),
+            batches,
+            batch_items,
+            material.triples = plan.total_triples(),
+            material.div_pairs = plan.total_div_pairs()
+        );
+        deal_job(job, &parties, &plan, batch_items, &senders, &whys, stall).instrument(span).await;
         drop(permit);
     }
 }
