@@ -165,8 +165,10 @@ pub struct ProtocolSpec {
     #[serde(default)]
     pub name: ProtocolName,
 
-    /// The protocol version the workers speak; must be supported by the
-    /// worker image. Defaults to 1.
+    /// The highest protocol version this party's workers offer (each job
+    /// runs at the highest version every party offers); the worker image
+    /// must implement it. Changing it rolls the shards one at a time.
+    /// Defaults to 1.
     #[serde(default = "default_protocol_version")]
     #[schemars(range(min = 1, max = 1000))]
     pub version: i32,
