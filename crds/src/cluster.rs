@@ -110,6 +110,12 @@ pub struct MpcClusterSpec {
     #[serde(default)]
     pub tls: TlsSpec,
 
+    /// How a change to the worker pods (image, protocol version,
+    /// configuration) rolls out: one shard at a time, highest first, each
+    /// drained before it is replaced (docs/upgrades.md).
+    #[serde(default)]
+    pub rollout: RolloutSpec,
+
     /// The Service through which peers reach this party's workers.
     #[serde(default)]
     pub service: ServiceSpec,
@@ -159,8 +165,10 @@ pub struct ProtocolSpec {
     #[serde(default)]
     pub name: ProtocolName,
 
-    /// The protocol version the workers speak; must be supported by the
-    /// worker image. Defaults to 1.
+    /// The highest protocol version this party's workers offer (each job
+    /// runs at the highest version every party offers); the worker image
+    /// must implement it. Changing it rolls the shards one at a time.
+    /// Defaults to 1.
     #[serde(default = "default_protocol_version")]
     #[schemars(range(min = 1, max = 1000))]
     pub version: i32,
@@ -213,6 +221,37 @@ pub struct WorkerSpec {
     pub resources: Option<ResourceRequirements>,
 }
 
+/// The partitioned rollout of the worker StatefulSet.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutSpec {
+    /// How long a replaced shard may take to be updated, ready and healthy
+    /// (its control API answering with the expected protocol version)
+    /// before the rollout pauses with `RolloutPaused`. Defaults to 10m.
+    #[serde(default = "default_shard_timeout")]
+    pub shard_timeout: Duration,
+
+    /// How long a draining shard's in-flight jobs may run before the shard
+    /// is replaced anyway (those jobs then fail, as at their own timeout).
+    /// Defaults to 10m, the workers' default job timeout.
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for RolloutSpec {
+    fn default() -> Self {
+        Self { shard_timeout: default_shard_timeout(), drain_timeout: default_drain_timeout() }
+    }
+}
+
+fn default_shard_timeout() -> Duration {
+    Duration::new("10m")
+}
+
+fn default_drain_timeout() -> Duration {
+    Duration::new("10m")
+}
+
 /// Image pull policy.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 pub enum PullPolicy {
@@ -246,12 +285,44 @@ pub struct TlsSpec {
     /// A party CA you provide instead of the one the operator generates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca: Option<CaSpec>,
+
+    /// How a CA key replacement (annotation `cohort.dev/rotate-ca-key`)
+    /// paces its phases.
+    #[serde(default)]
+    pub ca_rotation: CaRotationSpec,
 }
 
 impl Default for TlsSpec {
     fn default() -> Self {
-        Self { cert_lifetime: default_cert_lifetime(), renew_before: default_renew_before(), ca: None }
+        Self {
+            cert_lifetime: default_cert_lifetime(),
+            renew_before: default_renew_before(),
+            ca: None,
+            ca_rotation: CaRotationSpec::default(),
+        }
     }
+}
+
+/// Pacing of a CA key replacement (docs/operator.md, "Rotating the CA").
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CaRotationSpec {
+    /// The least time each phase lasts before the next begins: long enough
+    /// for the kubelet to project the changed Secrets and ConfigMaps into
+    /// the pods (up to a minute or two) and the workers to reload them.
+    /// Defaults to 2m.
+    #[serde(default = "default_phase_dwell")]
+    pub min_phase_duration: Duration,
+}
+
+impl Default for CaRotationSpec {
+    fn default() -> Self {
+        Self { min_phase_duration: default_phase_dwell() }
+    }
+}
+
+fn default_phase_dwell() -> Duration {
+    Duration::new("2m")
 }
 
 fn default_cert_lifetime() -> Duration {
@@ -320,7 +391,8 @@ pub struct NetworkSpec {
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MpcClusterStatus {
-    /// Ready, Progressing, Degraded, CertificatesReady, PeersReachable.
+    /// Ready, Progressing, Degraded, CertificatesReady, PeersReachable,
+    /// RolloutProgressing, RolloutPaused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
@@ -337,7 +409,8 @@ pub struct MpcClusterStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shards_ready: Option<String>,
 
-    /// The protocol version the ready workers report.
+    /// The highest protocol version every shard offers, as their control
+    /// API reports it once the last rollout completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol_version: Option<i32>,
 
@@ -350,9 +423,67 @@ pub struct MpcClusterStatus {
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub peers: Vec<PeerStatus>,
 
-    /// Certificate expiry.
+    /// Certificate expiry, and the phase of a CA key replacement.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificates: Option<CertificatesStatus>,
+
+    /// The partitioned rollout of the worker pods: which template is being
+    /// rolled out and how far it got.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutStatus>,
+}
+
+/// Where a rollout stands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub enum RolloutPhase {
+    /// The new pod template is applied with the partition at the shard
+    /// count: no pod is replaced until the StatefulSet controller has seen it.
+    #[default]
+    Starting,
+    /// `currentShard` is draining: it admits no new jobs while its
+    /// in-flight jobs finish (or `drainTimeout` passes).
+    Draining,
+    /// The partition is at `currentShard`: its pod is being replaced and
+    /// must become updated, ready and healthy within `shardTimeout`.
+    Updating,
+    /// `currentShard` did not become healthy within `shardTimeout`; no other
+    /// shard is touched. Resumes by itself if the shard recovers; revert
+    /// the spec to roll back.
+    Paused,
+    /// Every shard runs the target template.
+    Complete,
+}
+
+/// The rollout of the worker pod template.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStatus {
+    /// Where the rollout stands.
+    pub phase: RolloutPhase,
+    /// SHA-256 of the pod template being rolled out (the StatefulSet's
+    /// `cohort.dev/template-hash` annotation).
+    pub target_hash: String,
+    /// The shard being drained or replaced (shards go from the highest
+    /// ordinal down).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_shard: Option<i32>,
+    /// Shards rolled to the target and verified healthy in this rollout.
+    #[serde(default)]
+    pub shards_updated: i32,
+    /// Shards that already ran the target when the rollout began (the low
+    /// ordinals, after a rollback); they are not replaced.
+    #[serde(default)]
+    pub already_updated: i32,
+    /// When this rollout began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    /// When the current step (draining or replacing `currentShard`) began;
+    /// the drain and shard deadlines count from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_started_at: Option<Time>,
+    /// What the rollout waits for, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Reachability of one peer party.
@@ -387,6 +518,45 @@ pub struct CertificatesStatus {
     /// When the operator will next renew a certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_renewal: Option<Time>,
+    /// A CA key replacement in progress (or the last one, `Complete`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_rotation: Option<CaRotationStatus>,
+}
+
+/// The phases of a CA key replacement, in order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
+pub enum CaRotationPhase {
+    /// A new CA key is generated and stored beside the old one; the
+    /// published CA bundle (`<name>-ca`, `ca.crt`) and every trust bundle
+    /// hold both CAs. Peers must copy the bundle now.
+    #[default]
+    TrustNewCa,
+    /// Worker and operator certificates are reissued by the new CA.
+    ReissueLeaves,
+    /// Every shard serves a certificate of the new CA; the old CA leaves
+    /// the bundles.
+    RetireOldCa,
+    /// Only the new CA remains.
+    Complete,
+}
+
+/// A CA key replacement.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CaRotationStatus {
+    /// The current phase.
+    pub phase: CaRotationPhase,
+    /// The `cohort.dev/rotate-ca-key` annotation value that started it.
+    pub token: String,
+    /// When the replacement began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    /// When the current phase began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase_started_at: Option<Time>,
+    /// What the phase waits for, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 impl MpcClusterSpec {

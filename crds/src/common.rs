@@ -147,7 +147,9 @@ pub struct CaSecretKeyReference {
 pub struct Trust {
     /// The Secret key holding the CA bundle (PEM) that issued the remote
     /// side's certificates. Obtain it from that organization out of band.
-    /// A change to the Secret rolls this party's workers.
+    /// It may hold several certificates (during that side's CA key
+    /// replacement): each is trusted. A change to the Secret reaches this
+    /// party's workers without a restart.
     pub secret_ref: CaSecretKeyReference,
 }
 

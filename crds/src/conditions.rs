@@ -57,6 +57,12 @@ pub mod types {
     pub const CERTIFICATES_READY: &str = "CertificatesReady";
     /// MpcCluster: every peer party answered on its endpoint.
     pub const PEERS_REACHABLE: &str = "PeersReachable";
+    /// MpcCluster: a partitioned rollout of the worker pods is under way
+    /// (reason `RollingOut`; `Complete` once every shard runs the template).
+    pub const ROLLOUT_PROGRESSING: &str = "RolloutProgressing";
+    /// MpcCluster: the rollout stopped at a shard that did not become
+    /// healthy (reason `ShardUnhealthy`; the message names the shard).
+    pub const ROLLOUT_PAUSED: &str = "RolloutPaused";
     /// PreprocessingPool: some material kind is below its low watermark.
     pub const BELOW_WATERMARK: &str = "BelowWatermark";
     /// MpcJob: the program compiled (False: the message names line and column).

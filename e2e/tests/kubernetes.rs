@@ -595,6 +595,7 @@ fn mpc_cluster(
                 .then(|| CaSpec { secret_ref: SecretReference { name: provided_ca_secret(&me.name) } }),
             ..TlsSpec::default()
         },
+        rollout: Default::default(),
         service: ServiceSpec { type_: ServiceType::ClusterIP, annotations: BTreeMap::new() },
         network: Default::default(),
         dealer: Some(dealer.clone()),

@@ -1,7 +1,7 @@
 //! The MpcCluster controller against the in-memory API server (kube's own
 //! client, watches, server-side apply): every owned object is created with
 //! the right labels, owner, ports, names and hardening; status follows the
-//! StatefulSet; drift is repaired; a changed peer CA rolls the pods; an
+//! StatefulSet; drift is repaired; a changed peer CA reaches the trust bundle without rolling the pods; an
 //! invalid spec becomes a condition; a settled cluster writes nothing; and
 //! deleting the cluster deletes what it owns.
 
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use cohort_crds::MpcCluster;
 use cohort_crds::conditions::{find_condition, types};
-use cohort_operator::cluster::desired::ANNOTATION_TRUST_HASH;
+use cohort_operator::cluster::desired::ANNOTATION_TEMPLATE_HASH;
 use cohort_operator::controller::{self, cluster_dns_endpoints};
 use cohort_operator::leader::stopped;
 use cohort_worker::transport::PartyCa;
@@ -205,29 +205,26 @@ async fn the_cluster_controller_builds_repairs_rolls_and_cleans_up() {
     let quiet: Vec<_> = server.writes().into_iter().skip(before).filter(|w| !w.path.contains("/events")).collect();
     assert!(quiet.is_empty(), "a settled cluster keeps writing: {quiet:?}");
 
-    // A peer's new CA reaches the trust ConfigMap and rolls the pods.
-    let trust_hash = |s: &StatefulSet| {
-        s.spec
-            .as_ref()
-            .and_then(|s| s.template.metadata.as_ref())
-            .and_then(|m| m.annotations.clone())
-            .unwrap_or_default()
-            .get(ANNOTATION_TRUST_HASH)
-            .cloned()
-    };
-    let old_hash = trust_hash(&sets.get("consortium").await.expect("sts")).expect("a trust hash");
+    // A peer's new CA reaches the trust ConfigMap, which the workers
+    // reload: the pod template does not change, nothing rolls.
+    let template_hash =
+        |s: &StatefulSet| s.metadata.annotations.clone().unwrap_or_default().get(ANNOTATION_TEMPLATE_HASH).cloned();
+    let old_hash = template_hash(&sets.get("consortium").await.expect("sts")).expect("a template hash");
     let new_ca = PartyCa::generate("consortium", "bank-b", Duration::from_secs(3600)).expect("a CA");
     put_secret(&client, NS, "bank-b-ca", &[("ca.crt", new_ca.cert_pem().as_bytes())]).await;
-    eventually("the pods roll", WAIT, || async {
-        let s = sets.get("consortium").await.map_err(|e| e.to_string())?;
-        match trust_hash(&s) {
-            Some(h) if h != old_hash => Ok(()),
-            h => Err(format!("{h:?}")),
-        }
+    eventually("the new peer CA in the trust bundle", WAIT, || async {
+        let trust = maps.get("consortium-trust").await.map_err(|e| e.to_string())?;
+        let pem = trust.data.unwrap_or_default().get("bank-b.pem").cloned().unwrap_or_default();
+        if pem.trim() == new_ca.cert_pem().trim() { Ok(()) } else { Err("the old CA".to_string()) }
     })
     .await;
-    let trust = maps.get("consortium-trust").await.expect("trust");
-    assert_eq!(trust.data.expect("data")["bank-b.pem"].trim(), new_ca.cert_pem().trim());
+    let s = sets.get("consortium").await.expect("sts");
+    assert_eq!(template_hash(&s), Some(old_hash), "a trust change restarts no pod");
+    let c = clusters.get("consortium").await.expect("cluster");
+    assert_eq!(
+        c.status.as_ref().and_then(|s| s.rollout.as_ref()).map(|r| r.phase),
+        Some(cohort_crds::cluster::RolloutPhase::Complete)
+    );
 
     // An invalid spec is a condition, with an event.
     let mut broken: MpcCluster = example("examples/k8s/bank-a.yaml", "MpcCluster");

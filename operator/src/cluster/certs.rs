@@ -10,9 +10,13 @@
 //! stay in one place, `cohort_worker::transport::certs`).
 //!
 //! The party CA itself is generated only when the operator manages it and
-//! its Secret holds no readable CA: rotating a CA means every peer must be
-//! given the new one out of band, so an expiring CA is reported (the plan's
-//! `ca_not_after`), never silently replaced.
+//! its Secret holds no readable CA: a new CA *key* means every peer must be
+//! given the new CA out of band, so it is replaced only on request and in
+//! phases ([`super::ca_rotation`]). An operator-managed CA certificate that
+//! nears its end is **renewed with the same key** ([`renew_ca`]): the same
+//! subject and key, a new validity period, so every leaf it issued stays
+//! valid and peers that still hold the old certificate keep verifying them
+//! (a trust anchor is its subject and key).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -32,6 +36,10 @@ pub const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 /// Leaves are back-dated this much to tolerate clock skew between parties.
 pub const CLOCK_SKEW: Duration = Duration::from_secs(300);
+
+/// An operator-managed CA certificate is renewed (same key) when less than
+/// this fraction of its validity remains (one year of the ten).
+pub const CA_RENEW_FRACTION: u32 = 10;
 
 /// The principal of the operator's control-API client certificate.
 pub fn operator_principal() -> String {
@@ -146,6 +154,9 @@ impl std::fmt::Display for Reason {
 pub struct Plan {
     /// Generate a new party CA (operator-managed CA missing or unreadable).
     pub generate_ca: bool,
+    /// Re-sign the operator-managed CA certificate with its own key for a
+    /// new validity period ([`renew_ca`]): it nears its end.
+    pub renew_ca: bool,
     /// Leaves to issue, in slot order, with the reason.
     pub issue: Vec<(Slot, Reason)>,
     /// When the current CA expires (`None` when one is generated).
@@ -161,7 +172,7 @@ pub struct Plan {
 impl Plan {
     /// Whether nothing needs issuing.
     pub fn is_empty(&self) -> bool {
-        !self.generate_ca && self.issue.is_empty()
+        !self.generate_ca && !self.renew_ca && self.issue.is_empty()
     }
 }
 
@@ -182,8 +193,13 @@ pub fn plan(req: &Requirements, observed: &Observed<'_>, now: SystemTime) -> Res
         ),
         None => None,
     };
+    let renew_ca = match (&observed.ca, &ca) {
+        (ObservedCa::Managed(Some(_)), Some(ca)) => ca_due(ca, req.renew_before, now),
+        _ => false,
+    };
     let mut plan = Plan {
         generate_ca: ca.is_none(),
+        renew_ca,
         issue: Vec::new(),
         ca_not_after: ca.as_ref().map(not_after),
         worker_not_after: None,
@@ -217,6 +233,71 @@ pub fn plan(req: &Requirements, observed: &Observed<'_>, now: SystemTime) -> Res
         }
     }
     Ok(plan)
+}
+
+/// Whether a CA certificate is due for renewal: no more than a tenth of its
+/// validity, or `renewBefore` if that is longer, is left.
+fn ca_due(ca: &X509Certificate<'_>, renew_before: Duration, now: SystemTime) -> bool {
+    let validity = ca.validity();
+    let total = (validity.not_after.timestamp() - validity.not_before.timestamp()).max(0) as u64;
+    let window = Duration::from_secs(total / u64::from(CA_RENEW_FRACTION)).max(renew_before);
+    not_after(ca).duration_since(now).map_or(true, |left| left <= window)
+}
+
+/// Re-sign the CA certificate `cert_pem` with its own key `key_pem` for
+/// `lifetime` from `now`: the same subject, key and subject key identifier,
+/// a new serial and validity. Leaves the old certificate issued verify
+/// against the new one (their issuer name and authority key identifier,
+/// and the signing key, are unchanged).
+pub fn renew_ca(
+    federation: &str,
+    party: &str,
+    cert_pem: &str,
+    key_pem: &str,
+    lifetime: Duration,
+    now: SystemTime,
+) -> Result<PartyCa, Error> {
+    use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let bad = |reason: String| Error::material("the party CA", reason);
+    let pem = first_cert(cert_pem).map_err(bad)?;
+    let old = pem.parse_x509().map_err(|e| bad(format!("cannot parse the certificate: {e}")))?;
+    let key = KeyPair::from_pem(key_pem).map_err(|_| bad("the private key cannot be read".into()))?;
+    let mut dn = DistinguishedName::new();
+    for attr in old.subject().iter_attributes() {
+        let value = attr.as_str().map_err(|_| bad("the subject holds a value that is not a string".into()))?;
+        let oid = attr.attr_type();
+        let kind = if *oid == x509_parser::oid_registry::OID_X509_COMMON_NAME {
+            DnType::CommonName
+        } else if *oid == x509_parser::oid_registry::OID_X509_ORGANIZATION_NAME {
+            DnType::OrganizationName
+        } else {
+            let arcs: Option<Vec<u64>> = oid.iter().map(|a| a.collect());
+            DnType::CustomDnType(arcs.ok_or_else(|| bad("the subject has an unusual attribute".into()))?)
+        };
+        dn.push(kind, value);
+    }
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    if let Some(ski) = old.iter_extensions().find_map(|e| match e.parsed_extension() {
+        x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
+        _ => None,
+    }) {
+        params.key_identifier_method = rcgen::KeyIdMethod::PreSpecified(ski);
+    }
+    let mut serial = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut serial)
+        .map_err(|_| bad("no randomness for a serial number".into()))?;
+    serial[0] &= 0x7f;
+    params.serial_number = Some(rcgen::SerialNumber::from(serial.to_vec()));
+    let since_epoch = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let not_before = now.checked_sub(CLOCK_SKEW).unwrap_or(now);
+    let not_after = now.checked_add(lifetime).ok_or_else(|| bad("CA lifetime too long".into()))?;
+    params.not_before = rcgen::date_time_ymd(1970, 1, 1) + since_epoch(not_before);
+    params.not_after = rcgen::date_time_ymd(1970, 1, 1) + since_epoch(not_after);
+    let cert = params.self_signed(&key).map_err(|e| bad(format!("re-signing failed: {e}")))?;
+    PartyCa::from_pem(federation, party, &cert.pem(), key_pem).map_err(|e| bad(e.to_string()))
 }
 
 /// Whether the leaf chain `leaf` (leaf first; `None` when missing) issued
@@ -640,6 +721,88 @@ mod tests {
         let op = issued.operator_client.as_ref().expect("op");
         TlsIdentity::from_pem("consortium", "controller/operator", &op.cert_pem, &op.key_pem, &ca)
             .expect("operator identity");
+    }
+
+    #[test]
+    fn a_managed_ca_nearing_its_end_is_planned_for_renewal_and_a_provided_one_never() {
+        let req = requirements(1);
+        let now = fixtures::now();
+        let young = PartyCa::generate("consortium", "bank-a", Duration::from_secs(100 * 86400)).expect("ca");
+        let old = PartyCa::generate("consortium", "bank-a", Duration::from_secs(5 * 86400)).expect("ca");
+        let plan_for = |ca: ObservedCa<'_>| {
+            plan(&req, &Observed { ca, workers: vec![], operator_client: None }, now).expect("plan").renew_ca
+        };
+        let (young_pem, old_pem) = (young.cert_pem(), old.cert_pem());
+        assert!(!plan_for(ObservedCa::Managed(Some(&young_pem))));
+        assert!(plan_for(ObservedCa::Managed(Some(&old_pem))), "5 days left is within renewBefore (10 days)");
+        assert!(!plan_for(ObservedCa::Provided(&old_pem)), "a provided CA is the user's to renew");
+    }
+
+    /// A leaf issued under the old CA certificate is accepted, by a real
+    /// worker's TLS stack, by a client that trusts only the renewed one.
+    #[tokio::test]
+    async fn a_renewed_ca_keeps_its_key_and_the_leaves_it_issued_stay_valid() {
+        use cohort_worker::service::Worker;
+        use cohort_worker::service::config::WorkerConfig;
+        use cohort_worker::service::control::ControlClient;
+        let req = requirements(1);
+        let now = fixtures::now();
+        let old = PartyCa::generate("consortium", "bank-a", Duration::from_secs(5 * 86400)).expect("ca");
+        let leaf = issue_leaf(&old, "bank-a", &["localhost".into()], Duration::from_secs(20 * 86400), now, "leaf")
+            .expect("leaf");
+        let op = issue_leaf(&old, &operator_principal(), &[], Duration::from_secs(20 * 86400), now, "op").expect("op");
+        let stored = old.to_pem();
+        let renewed =
+            renew_ca("consortium", "bank-a", &stored.cert_pem, &stored.key_pem, CA_LIFETIME, now).expect("renewed");
+        assert_ne!(renewed.cert_pem(), old.cert_pem());
+        assert_eq!(renewed.to_pem().key_pem, stored.key_pem, "the same key");
+        let new_pem = renewed.cert_pem();
+        let (_, new_x509) = x509_parser::pem::parse_x509_pem(new_pem.as_bytes()).expect("pem");
+        let new_x509 = new_x509.parse_x509().expect("x509");
+        let (_, old_x509) = x509_parser::pem::parse_x509_pem(old.cert_pem().as_bytes()).expect("pem");
+        let old_x509 = old_x509.parse_x509().expect("x509");
+        assert_eq!(new_x509.subject(), old_x509.subject());
+        assert!(not_after(&new_x509) > not_after(&old_x509) + Duration::from_secs(365 * 86400));
+        // Nothing to reissue: the leaves verify against the renewed CA.
+        let observed = Observed {
+            ca: ObservedCa::Managed(Some(&new_pem)),
+            workers: vec![Some(&leaf.cert_pem)],
+            operator_client: Some(&op.cert_pem),
+        };
+        let p =
+            plan(&Requirements { worker_names: vec![vec!["localhost".into()]], ..req }, &observed, now).expect("plan");
+        assert!(p.issue.is_empty() && !p.renew_ca, "{p:?}");
+
+        // A worker serving the old leaf; the operator trusting only the
+        // renewed CA certificate completes a handshake with it.
+        let dir = tempfile::tempdir().expect("dir");
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("write");
+            path
+        };
+        let config = serde_json::json!({
+            "federation": "consortium", "party": "bank-a",
+            "listen": {"peer": "127.0.0.1:0", "control": "127.0.0.1:0", "metrics": "127.0.0.1:0"},
+            "tls": {"cert": write("leaf.crt", &leaf.cert_pem), "key": write("leaf.key", &leaf.key_pem),
+                    "peerCas": {"bank-b": write("b.pem", &fixtures::foreign_ca("bank-b"))}},
+            "controller": {"name": "operator", "ca": write("ca.pem", &new_pem)},
+            "parties": [{"name": "bank-a", "endpoint": "127.0.0.1:1"}, {"name": "bank-b", "endpoint": "127.0.0.1:2"}],
+        });
+        let path = write("worker.yaml", &config.to_string());
+        let loaded = WorkerConfig::read(&path).and_then(|c| c.load(&path)).expect("the worker loads");
+        let worker = Worker::start(loaded).await.expect("the worker starts");
+        let identity = TlsIdentity::from_pem_pinned(
+            "consortium",
+            &operator_principal(),
+            &op.cert_pem,
+            &op.key_pem,
+            &[("bank-a".to_string(), new_pem.clone())],
+        )
+        .expect("identity");
+        let client = ControlClient::new(std::sync::Arc::new(identity), worker.control_addr.to_string(), "bank-a");
+        let health = client.health().await.expect("the old leaf verifies against the renewed CA");
+        assert_eq!(health.party, "bank-a");
     }
 
     #[test]

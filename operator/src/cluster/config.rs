@@ -51,6 +51,16 @@ struct File<'a> {
     timeouts: Timeouts,
     results_dir: &'static str,
     audit_log: String,
+    protocol: Protocol,
+}
+
+/// The protocol versions the worker offers its peers: up to
+/// `spec.protocol.version` (the lowest is the build's own), so a changed
+/// version changes the file, hence the pod template, and rolls the shards.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Protocol {
+    max_version: i32,
 }
 
 #[derive(Serialize)]
@@ -137,6 +147,7 @@ pub fn render_shard(cluster: &Cluster<'_>, shard: usize) -> Result<String, Error
         results_dir: RESULTS_DIR,
         // On the results volume: the audit trail outlives the pod.
         audit_log: format!("{RESULTS_DIR}/audit.jsonl"),
+        protocol: Protocol { max_version: spec.protocol.version },
     };
     serde_saphyr::to_string(&file).map_err(|e| Error::Render { what: config_key(shard), reason: e.to_string() })
 }
@@ -190,6 +201,8 @@ mod tests {
             assert_eq!(cfg.results_dir.as_deref(), Some(Path::new(RESULTS_DIR)));
             assert_eq!(cfg.audit_log, Some(Path::new(RESULTS_DIR).join("audit.jsonl")));
             assert_eq!(cfg.timeouts.total, std::time::Duration::from_secs(600));
+            assert_eq!((cfg.protocol.min_version, cfg.protocol.max_version), (None, Some(1)));
+            assert_eq!(cfg.protocol.resolve(), Ok((1, 1)), "the build offers the spec's version");
         }
     }
 
@@ -198,6 +211,16 @@ mod tests {
         let c = fixtures::cluster(2);
         let cluster = Cluster::from_resource(&c).expect("valid");
         assert_eq!(render(&cluster).expect("renders"), render(&cluster).expect("renders"));
+    }
+
+    #[test]
+    fn the_protocol_version_caps_the_offered_range() {
+        let mut c = fixtures::cluster(1);
+        c.spec.protocol.version = 3;
+        let cluster = Cluster::from_resource(&c).expect("valid");
+        let text = render_shard(&cluster, 0).expect("renders");
+        let cfg: WorkerConfig = serde_saphyr::from_str(&text).expect("parses");
+        assert_eq!(cfg.protocol.max_version, Some(3));
     }
 
     #[test]

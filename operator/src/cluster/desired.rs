@@ -31,9 +31,16 @@
 //!   the worker's `resultsDir`: a job's result is stored before it is
 //!   reported `Succeeded` and must survive a pod restart.
 //!
-//! The worker reads its files at start-up, so the pod template carries
-//! SHA-256 annotations of the rendered configuration, certificates and
-//! trust bundle: any change rolls the pods.
+//! Every volume is mounted whole (never `subPath`, which the kubelet does
+//! not refresh), so a renewed certificate or a changed trust bundle reaches
+//! the running workers, which reload their certificate, key and trust
+//! files: certificate renewals and CA changes restart nothing. The
+//! configuration file is read at start-up only, so the pod template carries
+//! a SHA-256 annotation of the rendered configuration (which includes the
+//! protocol version): a change rolls the pods, through the partitioned
+//! rollout of [`super::rollout`]. The StatefulSet itself carries the hash
+//! of its whole pod template ([`ANNOTATION_TEMPLATE_HASH`]), the identity
+//! of a rollout's target.
 
 use std::collections::BTreeMap;
 
@@ -41,7 +48,10 @@ use cohort_crds::MpcCluster;
 use cohort_crds::cluster::{PullPolicy, ServiceType};
 use cohort_worker::transport::CertifiedKey;
 use k8s_openapi::ByteString;
-use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec};
+use k8s_openapi::api::apps::v1::{
+    RollingUpdateStatefulSetStrategy, StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
+};
 use k8s_openapi::api::core::v1::{
     Affinity, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
     KeyToPath, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity,
@@ -70,8 +80,8 @@ pub const MANAGED_BY: &str = "cohort-operator";
 pub const LABEL_CLUSTER: &str = "cohort.dev/cluster";
 pub const LABEL_PARTY: &str = "cohort.dev/party";
 pub const ANNOTATION_CONFIG_HASH: &str = "cohort.dev/config-hash";
-pub const ANNOTATION_CERTS_HASH: &str = "cohort.dev/certs-hash";
-pub const ANNOTATION_TRUST_HASH: &str = "cohort.dev/trust-hash";
+/// On the StatefulSet (not its pods): SHA-256 of the pod template.
+pub const ANNOTATION_TEMPLATE_HASH: &str = "cohort.dev/template-hash";
 /// The label the StatefulSet controller puts on each pod with its name.
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 
@@ -116,6 +126,28 @@ pub struct Material {
     pub peer_cas: BTreeMap<String, String>,
     /// The dealer's CA bundle, when `spec.dealer` is set.
     pub dealer_ca: Option<String>,
+    /// During a CA key replacement ([`super::ca_rotation`]): the next CA,
+    /// trusted but not yet signing (stored as `next.crt`, `next.key`).
+    pub ca_next: Option<CertifiedKey>,
+    /// During a CA key replacement: the previous CA, still trusted, no
+    /// longer signing (stored as `previous.crt`).
+    pub ca_previous: Option<String>,
+}
+
+impl Material {
+    /// Every CA certificate of this party that must be trusted: the signing
+    /// CA, then the next or previous one during a key replacement. This is
+    /// the published bundle (`<name>-ca`, `ca.crt`), this party's trust
+    /// entry and the operator's `ca.crt`.
+    pub fn own_bundle(&self) -> String {
+        let mut out = String::new();
+        let next = self.ca_next.as_ref().map(|k| k.cert_pem.as_str());
+        for pem in std::iter::once(self.ca.cert_pem()).chain(next).chain(self.ca_previous.as_deref()) {
+            out.push_str(pem.trim_end());
+            out.push('\n');
+        }
+        out
+    }
 }
 
 /// Operator-wide settings (from its flags / the chart).
@@ -142,7 +174,12 @@ pub struct Desired {
     pub config: ConfigMap,
     pub headless_service: Service,
     pub peer_services: Vec<Service>,
+    /// The worker StatefulSet with the partition at 0; the rollout sets it
+    /// ([`Desired::with_partition`]).
     pub stateful_set: StatefulSet,
+    /// SHA-256 of the StatefulSet's pod template (also its
+    /// [`ANNOTATION_TEMPLATE_HASH`]).
+    pub template_hash: String,
     pub pod_disruption_budget: PodDisruptionBudget,
     pub network_policy: NetworkPolicy,
 }
@@ -156,6 +193,23 @@ impl Desired {
     }
     pub fn services(&self) -> impl Iterator<Item = &Service> {
         std::iter::once(&self.headless_service).chain(&self.peer_services)
+    }
+
+    /// The StatefulSet with `updateStrategy.rollingUpdate.partition` set:
+    /// only pods with an ordinal of at least `partition` are replaced.
+    pub fn with_partition(&self, partition: i32) -> StatefulSet {
+        let mut set = self.stateful_set.clone();
+        if let Some(spec) = set.spec.as_mut() {
+            spec.update_strategy = Some(update_strategy(partition));
+        }
+        set
+    }
+}
+
+fn update_strategy(partition: i32) -> StatefulSetUpdateStrategy {
+    StatefulSetUpdateStrategy {
+        type_: Some("RollingUpdate".into()),
+        rolling_update: Some(RollingUpdateStatefulSetStrategy { partition: Some(partition), max_unavailable: None }),
     }
 }
 
@@ -172,15 +226,20 @@ pub fn build(resource: &MpcCluster, material: &Material, settings: &Settings) ->
     let config = config_config_map(&cluster)?;
     let worker_secrets: Vec<Secret> =
         material.workers.iter().enumerate().map(|(i, k)| worker_secret(&cluster, i, k)).collect();
-    let hashes = PodHashes {
-        config: hash_map(data_pairs(&config)),
-        trust: hash_map(data_pairs(&trust)),
-        // Certificates only: a new key always comes with a new certificate.
-        certs: hash_map(material.workers.iter().enumerate().map(|(i, k)| (SHARD_KEYS[i.min(15)], k.cert_pem.as_str()))),
-    };
+    let config_hash = hash_map(data_pairs(&config));
+    let stateful_set = stateful_set(&cluster, settings, &config_hash)?;
+    let template_hash = stateful_set
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_TEMPLATE_HASH))
+        .cloned()
+        .unwrap_or_default();
     Ok(Desired {
         ca_secret: match &material.ca {
-            CaMaterial::Managed(ca) => Some(ca_secret(&cluster, ca)),
+            CaMaterial::Managed(ca) => {
+                Some(ca_secret(&cluster, ca, material.ca_next.as_ref(), material.ca_previous.as_deref()))
+            }
             CaMaterial::Provided { .. } => None,
         },
         worker_secrets,
@@ -189,14 +248,12 @@ pub fn build(resource: &MpcCluster, material: &Material, settings: &Settings) ->
         config,
         headless_service: headless_service(&cluster),
         peer_services: (0..cluster.shards).map(|i| peer_service(&cluster, i)).collect::<Result<_, _>>()?,
-        stateful_set: stateful_set(&cluster, settings, &hashes),
+        stateful_set,
+        template_hash,
         pod_disruption_budget: pod_disruption_budget(&cluster),
         network_policy: network_policy(&cluster, settings),
     })
 }
-
-// Shard ordinals as static keys for the certificate hash (MAX_SHARDS = 16).
-const SHARD_KEYS: [&str; 16] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"];
 
 fn data_pairs(cm: &ConfigMap) -> impl Iterator<Item = (&str, &str)> {
     cm.data.iter().flatten().map(|(k, v)| (k.as_str(), v.as_str()))
@@ -249,14 +306,34 @@ fn tls_secret(cluster: &Cluster<'_>, name: String, data: Vec<(&str, &str)>) -> S
     }
 }
 
-/// `<name>-ca`: the operator-managed party CA (`tls.crt`, `tls.key`).
+/// `<name>-ca`: the operator-managed party CA: `tls.crt`, `tls.key` (the
+/// signing CA) and `ca.crt`, the bundle to give the peers (the signing CA,
+/// and during a key replacement the other one too, `next.*` or
+/// `previous.crt`). Keys this apply no longer sets are removed by
+/// server-side apply.
 ///
 /// Not owned by the MpcCluster: the CA is the party's identity towards
 /// every peer, so deleting and re-creating the MpcCluster (or reinstalling
 /// the chart) keeps it. Delete the Secret by hand to retire the CA.
-pub fn ca_secret(cluster: &Cluster<'_>, ca: &CertifiedKey) -> Secret {
-    let mut secret =
-        tls_secret(cluster, cluster.names().ca_secret(), vec![("tls.crt", &ca.cert_pem), ("tls.key", &ca.key_pem)]);
+pub fn ca_secret(
+    cluster: &Cluster<'_>,
+    ca: &CertifiedKey,
+    next: Option<&CertifiedKey>,
+    previous: Option<&str>,
+) -> Secret {
+    let mut bundle = String::new();
+    for pem in std::iter::once(ca.cert_pem.as_str()).chain(next.map(|k| k.cert_pem.as_str())).chain(previous) {
+        bundle.push_str(pem.trim_end());
+        bundle.push('\n');
+    }
+    let mut data = vec![("tls.crt", ca.cert_pem.as_str()), ("tls.key", ca.key_pem.as_str()), ("ca.crt", &bundle)];
+    if let Some(next) = next {
+        data.extend([("next.crt", next.cert_pem.as_str()), ("next.key", next.key_pem.as_str())]);
+    }
+    if let Some(previous) = previous {
+        data.push(("previous.crt", previous));
+    }
+    let mut secret = tls_secret(cluster, cluster.names().ca_secret(), data);
     secret.metadata.owner_references = None;
     secret
 }
@@ -280,7 +357,7 @@ pub fn operator_client_secret(cluster: &Cluster<'_>, material: &Material) -> Sec
         vec![
             ("tls.crt", &material.operator_client.cert_pem),
             ("tls.key", &material.operator_client.key_pem),
-            ("ca.crt", material.ca.cert_pem()),
+            ("ca.crt", &material.own_bundle()),
         ],
     )
 }
@@ -290,7 +367,7 @@ pub fn operator_client_secret(cluster: &Cluster<'_>, material: &Material) -> Sec
 /// the workers' `controller.ca`), and `_dealer.pem` with a dealer.
 pub fn trust_config_map(cluster: &Cluster<'_>, material: &Material) -> Result<ConfigMap, Error> {
     let mut data = BTreeMap::new();
-    data.insert(trust_key(&cluster.spec.self_), material.ca.cert_pem().to_string());
+    data.insert(trust_key(&cluster.spec.self_), material.own_bundle());
     for (k, party) in cluster.spec.parties.iter().enumerate() {
         if party.name == cluster.spec.self_ {
             continue;
@@ -405,25 +482,29 @@ fn service_type_str(t: ServiceType) -> &'static str {
     }
 }
 
-/// The three rendered-content hashes on the pod template.
-struct PodHashes {
-    config: String,
-    certs: String,
-    trust: String,
-}
-
-/// `<name>`: the worker StatefulSet (see the module docs for the volumes).
-fn stateful_set(cluster: &Cluster<'_>, settings: &Settings, hashes: &PodHashes) -> StatefulSet {
+/// `<name>`: the worker StatefulSet (see the module docs for the volumes),
+/// partition 0, annotated with the hash of its pod template.
+fn stateful_set(cluster: &Cluster<'_>, settings: &Settings, config_hash: &str) -> Result<StatefulSet, Error> {
     let names = cluster.names();
     let mut pod_labels = labels(cluster);
     pod_labels.extend(selector_labels(cluster));
-    let annotations = map([
-        (ANNOTATION_CONFIG_HASH, hashes.config.as_str()),
-        (ANNOTATION_CERTS_HASH, hashes.certs.as_str()),
-        (ANNOTATION_TRUST_HASH, hashes.trust.as_str()),
-    ]);
-    StatefulSet {
-        metadata: metadata(cluster, names.stateful_set()),
+    let annotations = map([(ANNOTATION_CONFIG_HASH, config_hash)]);
+    let template = PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(pod_labels),
+            annotations: Some(annotations),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(pod_spec(cluster, settings)),
+    };
+    // serde_json writes struct fields in declaration order and maps sorted
+    // (BTreeMap): the same template always hashes the same.
+    let encoded = serde_json::to_string(&template)
+        .map_err(|e| Error::Render { what: "the pod template".into(), reason: e.to_string() })?;
+    let mut metadata = metadata(cluster, names.stateful_set());
+    metadata.annotations = Some(map([(ANNOTATION_TEMPLATE_HASH, hash_map([("template", encoded.as_str())]))]));
+    Ok(StatefulSet {
+        metadata,
         spec: Some(StatefulSetSpec {
             replicas: Some(cluster.spec.shards),
             service_name: Some(names.headless_service()),
@@ -436,18 +517,12 @@ fn stateful_set(cluster: &Cluster<'_>, settings: &Settings, hashes: &PodHashes) 
                 when_scaled: Some("Retain".into()),
             }),
             volume_claim_templates: Some(vec![results_claim(cluster)]),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels),
-                    annotations: Some(annotations),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(pod_spec(cluster, settings)),
-            },
+            update_strategy: Some(update_strategy(0)),
+            template,
             ..StatefulSetSpec::default()
         }),
         ..StatefulSet::default()
-    }
+    })
 }
 
 fn results_claim(cluster: &Cluster<'_>) -> PersistentVolumeClaim {
@@ -718,6 +793,8 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v))
                 .collect(),
             dealer_ca: Some(fixtures::foreign_ca("dealer/main")),
+            ca_next: None,
+            ca_previous: None,
         };
         (material, ca)
     }
@@ -810,6 +887,28 @@ mod tests {
             trust.keys().cloned().collect::<Vec<_>>(),
             ["_dealer.pem", "bank-a.pem", "bank-b.pem", "bank-c.pem"]
         );
+        assert_eq!(data.keys().cloned().collect::<Vec<_>>(), ["ca.crt", "tls.crt", "tls.key"]);
+        assert_eq!(data["ca.crt"].0, ca_pem.as_bytes());
+
+        // A CA key replacement: the next CA beside the signing one in the
+        // Secret, and both in every bundle; then the previous one.
+        let next = PartyCa::generate("consortium", "bank-a", std::time::Duration::from_secs(3600)).expect("ca");
+        m.ca_next = Some(next.to_pem());
+        let d = build(&c, &m, &settings()).expect("builds");
+        let data = d.ca_secret.as_ref().and_then(|s| s.data.clone()).expect("data");
+        assert_eq!(data.keys().cloned().collect::<Vec<_>>(), ["ca.crt", "next.crt", "next.key", "tls.crt", "tls.key"]);
+        let bundle = String::from_utf8(data["ca.crt"].0.clone()).expect("utf-8");
+        assert_eq!(bundle.matches("BEGIN CERTIFICATE").count(), 2);
+        assert!(bundle.contains(next.cert_pem().trim()) && bundle.contains(ca_pem.trim()));
+        assert_eq!(d.trust.data.as_ref().expect("data")["bank-a.pem"], bundle);
+        assert_eq!(d.operator_client_secret.data.as_ref().expect("data")["ca.crt"].0, bundle.as_bytes());
+        assert!(check_ca_bundle(&bundle).is_ok());
+        m.ca_next = None;
+        m.ca_previous = Some(next.cert_pem());
+        let d = build(&c, &m, &settings()).expect("builds");
+        let data = d.ca_secret.as_ref().and_then(|s| s.data.clone()).expect("data");
+        assert_eq!(data.keys().cloned().collect::<Vec<_>>(), ["ca.crt", "previous.crt", "tls.crt", "tls.key"]);
+        assert_eq!(data["ca.crt"].0, bundle.as_bytes(), "the same two CAs, the signing one first");
     }
 
     #[test]
@@ -889,10 +988,23 @@ mod tests {
         );
         let claim = &spec.volume_claim_templates.as_ref().expect("claims")[0];
         assert_eq!(claim.metadata.name.as_deref(), Some("results"));
+        // Whole-volume mounts only: the kubelet never refreshes a subPath,
+        // and renewed certificates must reach the running workers.
+        assert!(w.volume_mounts.iter().flatten().all(|m| m.sub_path.is_none() && m.sub_path_expr.is_none()));
         let annotations = meta.annotations.as_ref().expect("annotations");
-        for key in [ANNOTATION_CONFIG_HASH, ANNOTATION_CERTS_HASH, ANNOTATION_TRUST_HASH] {
-            assert_eq!(annotations.get(key).map(String::len), Some(64), "{key}");
-        }
+        assert_eq!(annotations.keys().collect::<Vec<_>>(), [ANNOTATION_CONFIG_HASH]);
+        assert_eq!(annotations[ANNOTATION_CONFIG_HASH].len(), 64);
+        // A partitioned rolling update, at rest; the template's hash on the set.
+        let strategy = spec.update_strategy.as_ref().expect("strategy");
+        assert_eq!(strategy.type_.as_deref(), Some("RollingUpdate"));
+        assert_eq!(strategy.rolling_update.as_ref().and_then(|r| r.partition), Some(0));
+        let set_annotations = d.stateful_set.metadata.annotations.as_ref().expect("annotations");
+        assert_eq!(set_annotations.get(ANNOTATION_TEMPLATE_HASH), Some(&d.template_hash));
+        assert_eq!(d.template_hash.len(), 64);
+        let partitioned = d.with_partition(2);
+        let rolling = partitioned.spec.as_ref().and_then(|s| s.update_strategy.as_ref()).expect("strategy");
+        assert_eq!(rolling.rolling_update.as_ref().and_then(|r| r.partition), Some(2));
+        assert_eq!(partitioned.spec.as_ref().map(|s| &s.template), Some(&spec.template));
     }
 
     #[test]
@@ -1008,30 +1120,42 @@ mod tests {
     }
 
     #[test]
-    fn a_peer_ca_change_rolls_the_pods_through_the_trust_hash_only() {
+    fn certificates_and_trust_change_no_pod_template_while_config_image_and_version_do() {
         let c = fixtures::cluster(2);
         let (mut m, _) = material(&c, fixtures::now());
         let before = build(&c, &m, &settings()).expect("builds");
+        // A peer's new CA and renewed worker certificates reach the
+        // ConfigMap and Secrets, which the workers reload: no pod restarts.
         m.peer_cas.insert("bank-b".into(), fixtures::foreign_ca("bank-b"));
-        let after = build(&c, &m, &settings()).expect("builds");
-        let (a, _) = sts_pod(&before);
-        let (b, _) = sts_pod(&after);
-        let (a, b) = (a.annotations.as_ref().expect("a"), b.annotations.as_ref().expect("b"));
-        assert_ne!(a[ANNOTATION_TRUST_HASH], b[ANNOTATION_TRUST_HASH]);
-        assert_eq!(a[ANNOTATION_CONFIG_HASH], b[ANNOTATION_CONFIG_HASH]);
-        assert_eq!(a[ANNOTATION_CERTS_HASH], b[ANNOTATION_CERTS_HASH]);
-        // A renewed worker certificate rolls through the certificate hash.
         let (m2, _) = material(&c, fixtures::now());
         m.workers = m2.workers;
-        let renewed = build(&c, &m, &settings()).expect("builds");
-        let (r, _) = sts_pod(&renewed);
-        assert_ne!(r.annotations.as_ref().expect("r")[ANNOTATION_CERTS_HASH], b[ANNOTATION_CERTS_HASH]);
+        let after = build(&c, &m, &settings()).expect("builds");
+        assert_ne!(before.trust, after.trust);
+        assert_ne!(before.worker_secrets, after.worker_secrets);
+        assert_eq!(before.template_hash, after.template_hash);
+        assert_eq!(sts_pod(&before), sts_pod(&after));
         // An endpoint change rolls through the configuration hash.
         let mut moved = c.clone();
         moved.spec.parties[1].endpoint = "mpc2.bank-b.example:7443".into();
         let moved = build(&moved, &m, &settings()).expect("builds");
         let (mv, _) = sts_pod(&moved);
-        assert_ne!(mv.annotations.as_ref().expect("m")[ANNOTATION_CONFIG_HASH], b[ANNOTATION_CONFIG_HASH]);
+        let (b, _) = sts_pod(&after);
+        assert_ne!(
+            mv.annotations.as_ref().expect("m")[ANNOTATION_CONFIG_HASH],
+            b.annotations.as_ref().expect("b")[ANNOTATION_CONFIG_HASH]
+        );
+        assert_ne!(moved.template_hash, after.template_hash);
+        // So do a new protocol version (the configuration's maxVersion) and
+        // a new image, each with its own template hash.
+        let mut upgraded = c.clone();
+        upgraded.spec.protocol.version = 2;
+        let upgraded = build(&upgraded, &m, &settings()).expect("builds");
+        let mut reimaged = c.clone();
+        reimaged.spec.worker.as_mut().expect("worker").image = Some("registry.example/cohort-worker:1.3.0".into());
+        let reimaged = build(&reimaged, &m, &settings()).expect("builds");
+        let hashes: std::collections::BTreeSet<&str> =
+            [&after, &moved, &upgraded, &reimaged].iter().map(|d| d.template_hash.as_str()).collect();
+        assert_eq!(hashes.len(), 4);
     }
 
     #[test]

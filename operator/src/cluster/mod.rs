@@ -10,10 +10,14 @@
 //! - [`certs`] decides which certificates to (re)issue from the observed
 //!   Secrets, the spec and the time ([`certs::plan`]), then issues them
 //!   ([`certs::issue`], the only impure function here: it draws keys);
+//! - [`ca_rotation`] decides each phase of a CA key replacement;
 //! - [`config`] renders each shard's `cohort-worker` configuration file
 //!   (the format of docs/worker.md);
 //! - [`desired`] builds every object the MpcCluster owns, as `k8s-openapi`
-//!   types, from the resource and the issued [`desired::Material`].
+//!   types, from the resource and the issued [`desired::Material`];
+//! - [`rollout`] decides each step of the partitioned rollout of the worker
+//!   StatefulSet from the target template, the observed StatefulSet, the
+//!   health of the shard concerned, the prior rollout status and the time.
 //!
 //! # Naming
 //!
@@ -36,9 +40,11 @@
 //! `<name>-<10 chars>`, so the MpcCluster's name must be a DNS-1035 label of
 //! at most [`MAX_CLUSTER_NAME`] characters.
 
+pub mod ca_rotation;
 pub mod certs;
 pub mod config;
 pub mod desired;
+pub mod rollout;
 
 use std::collections::BTreeMap;
 

@@ -16,8 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use cohort_crds::MpcCluster;
-use cohort_crds::cluster::{CertificatesStatus, MpcClusterStatus, PeerStatus};
+use cohort_crds::cluster::{CaRotationPhase, CertificatesStatus, MpcClusterStatus, PeerStatus, RolloutPhase};
 use cohort_crds::conditions::{ConditionStatus, find_condition, set_condition, types};
+use cohort_worker::service::control::ControlClient;
+use cohort_worker::transport::TlsIdentity;
 use cohort_worker::transport::certs::{CertifiedKey, PartyCa};
 use futures::future::join_all;
 use k8s_openapi::ByteString;
@@ -33,9 +35,11 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, watcher};
 use kube::{Api, ResourceExt};
 
-use super::{Context, Error, apply, now, object_key, write_status};
+use super::{Context, Error, ShardRef, apply, now, object_key, write_status};
+use crate::cluster::ca_rotation;
 use crate::cluster::certs::{self, Observed, ObservedCa, Plan, Requirements};
-use crate::cluster::desired::{self, CaMaterial, Material};
+use crate::cluster::desired::{self, ANNOTATION_TEMPLATE_HASH, CaMaterial, Material};
+use crate::cluster::rollout::{self, ObservedSet, ShardHealth};
 use crate::cluster::{Cluster, Endpoint};
 
 /// Re-probe peers and re-check certificates at least this often.
@@ -121,9 +125,18 @@ pub async fn reconcile(obj: Arc<MpcCluster>, ctx: Arc<Context>) -> Result<Action
     result
 }
 
-async fn reconcile_inner(obj: &MpcCluster, ctx: &Context) -> Result<Action, Error> {
-    let ns = obj.namespace().ok_or(Error::Incomplete { object: object_key(obj), field: "metadata.namespace" })?;
+async fn reconcile_inner(cached: &MpcCluster, ctx: &Context) -> Result<Action, Error> {
+    let ns = cached.namespace().ok_or(Error::Incomplete { object: object_key(cached), field: "metadata.namespace" })?;
     let clusters: Api<MpcCluster> = Api::namespaced(ctx.client.clone(), &ns);
+    // The rollout steps from the status this operator last wrote: read it
+    // fresh, since the watch cache can lag one write behind (a stale
+    // `Draining` would drain the shard that just replaced it).
+    let name = cached.name_any();
+    let Some(fresh) = clusters.get_opt(&name).await.map_err(|e| Error::kube(format!("read MpcCluster {name}"), e))?
+    else {
+        return Ok(Action::await_change());
+    };
+    let obj = &fresh;
     let old = obj.status.as_ref();
     let mut status = old.cloned().unwrap_or_default();
     let generation = obj.metadata.generation;
@@ -178,6 +191,33 @@ async fn reconcile_inner(obj: &MpcCluster, ctx: &Context) -> Result<Action, Erro
         }
     };
 
+    // A CA key replacement moves the CA material before anything is planned.
+    let mut resolved = resolved;
+    let dwell = match cluster.spec.tls.ca_rotation.min_phase_duration.to_std() {
+        Ok(d) => d,
+        Err(e) => {
+            let message = format!("spec.tls.caRotation.minPhaseDuration: {e}");
+            not_ready(&mut status, "InvalidSpec", &message, generation, &now_time);
+            write_status(&clusters, obj, old, &status).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let prior_rotation = old.and_then(|s| s.certificates.as_ref()).and_then(|c| c.ca_rotation.as_ref());
+    let rotation_input = ca_rotation::Observed {
+        token: obj.annotations().get(ca_rotation::ANNOTATION_ROTATE_CA_KEY).map(String::as_str),
+        managed: cluster.spec.tls.ca.is_none(),
+        has_next: resolved.managed_next.is_some(),
+        shards_on_signing_ca: None,
+        peers_reachable: false,
+    };
+    let mut rotation = ca_rotation::step(prior_rotation, &rotation_input, dwell, &now_time);
+    if let Err(e) = rotate(&cluster, &mut resolved, rotation.action) {
+        let message = e.to_string();
+        not_ready(&mut status, "CaRotationFailed", &message, generation, &now_time);
+        write_status(&clusters, obj, old, &status).await?;
+        return Ok(Action::requeue(RESYNC));
+    }
+
     // Certificates.
     let wall = SystemTime::now();
     let material = match certificates(&cluster, &req, resolved, wall) {
@@ -200,10 +240,31 @@ async fn reconcile_inner(obj: &MpcCluster, ctx: &Context) -> Result<Action, Erro
             return Ok(Action::requeue(RESYNC));
         }
     };
-    let Certificates { material, issued, plan_after } = material;
+    let Certificates { mut material, issued, plan_after } = material;
+
+    // Retiring the old CA waits until every shard serves the new one (a
+    // handshake trusting the signing CA alone) and every peer answers.
+    let peers = probe_peers(&cluster).await;
+    if rotation.probe_shards {
+        let only_new = ShardControl::new(ctx, &cluster, &material, material.ca.cert_pem());
+        let observed = ca_rotation::Observed {
+            shards_on_signing_ca: Some(only_new.all_answer(cluster.shards).await),
+            peers_reachable: peers.iter().all(|(_, r)| r.is_ok()),
+            ..rotation_input
+        };
+        rotation = ca_rotation::step(prior_rotation, &observed, dwell, &now_time);
+        if rotation.action == ca_rotation::Action::Retire {
+            material.ca_previous = None;
+        }
+    }
+    if let Some((reason, message)) = &rotation.note {
+        let kind = if *reason == "CaRotationRefused" { EventType::Warning } else { EventType::Normal };
+        ctx.event(obj, kind, reason, "RotateCa", message.clone()).await;
+    }
 
     // Build and apply.
-    let desired = match desired::build(obj, &material, &ctx.settings) {
+    let built = desired::build(obj, &material, &ctx.settings).and_then(|d| Ok((rollout_timeouts(&cluster)?, d)));
+    let ((shard_timeout, drain_timeout), desired) = match built {
         Ok(d) => d,
         Err(e) => {
             not_ready(&mut status, "InvalidSpec", &e.to_string(), generation, &now_time);
@@ -211,6 +272,33 @@ async fn reconcile_inner(obj: &MpcCluster, ctx: &Context) -> Result<Action, Erro
             return Ok(Action::await_change());
         }
     };
+    let sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
+
+    // The rollout decides the partition (before the StatefulSet is applied)
+    // and whether a shard must drain first.
+    let set_name = cluster.names().stateful_set();
+    let existing = sets.get_opt(&set_name).await.map_err(|e| Error::kube(format!("read StatefulSet {set_name}"), e))?;
+    let target = rollout::Target {
+        hash: &desired.template_hash,
+        shards: cluster.spec.shards,
+        protocol_version: u32::try_from(cluster.spec.protocol.version).unwrap_or(0),
+        shard_timeout,
+        drain_timeout,
+    };
+    let control = ShardControl::new(ctx, &cluster, &material, &material.own_bundle());
+    let prior_rollout = old.and_then(|s| s.rollout.as_ref());
+    let health = match rollout::shard_to_probe(&target, prior_rollout) {
+        Some(shard) => control.health(shard).await,
+        None => ShardHealth::NotProbed,
+    };
+    let decision =
+        rollout::step(&target, existing.as_ref().map(observe_set).as_ref(), &health, prior_rollout, &now_time);
+    if let Some(shard) = decision.drain {
+        // Idempotent; a failure shows in the next probe.
+        if let Err(why) = control.drain(shard).await {
+            tracing::info!(cluster = %cluster.name, shard, error = %why, "drain not acknowledged");
+        }
+    }
     if let Some(ca) = &desired.ca_secret {
         apply(&secrets, ca).await?;
     }
@@ -225,8 +313,7 @@ async fn reconcile_inner(obj: &MpcCluster, ctx: &Context) -> Result<Action, Erro
     for svc in desired.services() {
         apply(&services, svc).await?;
     }
-    let sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
-    let applied = apply(&sets, &desired.stateful_set).await?;
+    let applied = apply(&sets, &desired.with_partition(decision.partition)).await?;
     apply(&Api::<PodDisruptionBudget>::namespaced(ctx.client.clone(), &ns), &desired.pod_disruption_budget).await?;
     apply(&Api::<NetworkPolicy>::namespaced(ctx.client.clone(), &ns), &desired.network_policy).await?;
     // Shards removed by a smaller `spec.shards`: their peer Services (a
@@ -241,8 +328,26 @@ async fn reconcile_inner(obj: &MpcCluster, ctx: &Context) -> Result<Action, Erro
         ctx.event(obj, EventType::Normal, "CertificatesIssued", "IssueCertificates", issued.join("; ")).await;
     }
 
-    // Status.
-    let peers = probe_peers(&cluster).await;
+    if let Some(note) = &decision.note {
+        let kind = if note.warning { EventType::Warning } else { EventType::Normal };
+        ctx.event(obj, kind, note.reason, "Rollout", note.message.clone()).await;
+    }
+
+    // Status. The protocol version the shards serve is read from their
+    // health once a rollout completed (or when it was never read).
+    let rolled_out = !decision.in_progress()
+        && (decision.note.is_some()
+            || status.protocol_version != Some(cluster.spec.protocol.version)
+            || prior_rollout.is_none_or(|r| r.phase != RolloutPhase::Complete));
+    let ready_now = applied.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0) >= cluster.spec.shards;
+    if rolled_out
+        && ready_now
+        && let Some(v) = control.served_version(cluster.shards).await
+    {
+        status.protocol_version = Some(v);
+    }
+    status.rollout = Some(decision.rollout.clone());
+    status.certificates.get_or_insert_with(Default::default).ca_rotation = rotation.status.clone();
     let reachable = peers.iter().filter(|(_, r)| r.is_ok()).count();
     ctx.metrics.cluster_peers(cluster.name, peers.len(), reachable);
     ctx.metrics.certificate_expiry(cluster.name, "ca", plan_after.ca_not_after);
@@ -257,11 +362,153 @@ async fn reconcile_inner(obj: &MpcCluster, ctx: &Context) -> Result<Action, Erro
             .await;
     }
 
-    let until_renewal = plan_after
+    let mut wait = plan_after
         .next_renewal
         .and_then(|t| t.duration_since(wall).ok())
         .map_or(RESYNC, |d| d.min(RESYNC).max(Duration::from_secs(1)));
-    Ok(Action::requeue(until_renewal))
+    let rotating = rotation.status.as_ref().is_some_and(|r| r.phase != CaRotationPhase::Complete);
+    if decision.in_progress() || rotating {
+        wait = wait.min(ctx.rollout_poll);
+    }
+    Ok(Action::requeue(wait))
+}
+
+/// Apply a CA-rotation action to the CA material read from `<name>-ca`.
+fn rotate(
+    cluster: &Cluster<'_>,
+    resolved: &mut Resolved,
+    action: ca_rotation::Action,
+) -> Result<(), crate::cluster::Error> {
+    match action {
+        ca_rotation::Action::GenerateNext if resolved.managed_ca.is_some() => {
+            let next = PartyCa::generate(&cluster.spec.federation, &cluster.spec.self_, certs::CA_LIFETIME)
+                .map_err(|e| crate::cluster::Error::Issue { what: "the next party CA".into(), source: Box::new(e) })?;
+            resolved.managed_next = Some(next.to_pem());
+        }
+        ca_rotation::Action::Promote => {
+            if let (Some(next), Some(current)) = (resolved.managed_next.take(), resolved.managed_ca.take()) {
+                resolved.managed_previous = Some(current.cert_pem.clone());
+                resolved.managed_ca = Some(next);
+            }
+        }
+        // Retiring is decided after the material is built (it needs a probe).
+        _ => {}
+    }
+    Ok(())
+}
+
+/// `spec.rollout`'s deadlines.
+fn rollout_timeouts(cluster: &Cluster<'_>) -> Result<(Duration, Duration), crate::cluster::Error> {
+    let r = &cluster.spec.rollout;
+    let shard = r.shard_timeout.to_std().map_err(|e| crate::cluster::Error::invalid("spec.rollout.shardTimeout", e))?;
+    let drain = r.drain_timeout.to_std().map_err(|e| crate::cluster::Error::invalid("spec.rollout.drainTimeout", e))?;
+    Ok((shard, drain))
+}
+
+/// What the rollout needs to know of the stored StatefulSet.
+fn observe_set(set: &StatefulSet) -> ObservedSet {
+    let status = set.status.as_ref();
+    ObservedSet {
+        template_hash: set.metadata.annotations.as_ref().and_then(|a| a.get(ANNOTATION_TEMPLATE_HASH)).cloned(),
+        generation: set.metadata.generation,
+        observed_generation: status.and_then(|s| s.observed_generation),
+        ready_replicas: status.and_then(|s| s.ready_replicas).unwrap_or(0),
+        updated_replicas: status.and_then(|s| s.updated_replicas).unwrap_or(0),
+    }
+}
+
+/// How long one control-API call of the rollout may take.
+pub const CONTROL_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// This party's shards' control APIs, with the operator's client
+/// certificate from the material just issued or read.
+struct ShardControl<'c> {
+    identity: Result<Arc<TlsIdentity>, String>,
+    ctx: &'c Context,
+    namespace: String,
+    cluster: String,
+    party: String,
+}
+
+impl<'c> ShardControl<'c> {
+    /// Clients that accept a shard certificate chaining to `trust` (PEM).
+    fn new(ctx: &'c Context, cluster: &Cluster<'_>, material: &Material, trust: &str) -> ShardControl<'c> {
+        let party = cluster.spec.self_.clone();
+        let identity = TlsIdentity::from_pem_pinned(
+            &cluster.spec.federation,
+            &certs::operator_principal(),
+            &material.operator_client.cert_pem,
+            &material.operator_client.key_pem,
+            &[(party.clone(), trust.to_string())],
+        )
+        .map(Arc::new)
+        .map_err(|e| format!("the operator's client certificate is unusable: {e}"));
+        ShardControl { identity, ctx, namespace: cluster.namespace.into(), cluster: cluster.name.into(), party }
+    }
+
+    fn client(&self, shard: usize) -> Result<ControlClient, String> {
+        let identity = self.identity.clone()?;
+        let endpoint = (self.ctx.control_endpoints)(&ShardRef {
+            namespace: &self.namespace,
+            cluster: &self.cluster,
+            party: &self.party,
+            shard,
+        });
+        Ok(ControlClient::new(identity, endpoint, self.party.clone()))
+    }
+
+    async fn health(&self, shard: usize) -> ShardHealth {
+        let client = match self.client(shard) {
+            Ok(c) => c,
+            Err(why) => return ShardHealth::Unreachable(why),
+        };
+        match tokio::time::timeout(CONTROL_PROBE_TIMEOUT, client.health()).await {
+            Ok(Ok(h)) => ShardHealth::Up {
+                draining: h.draining,
+                active_jobs: h.active_jobs,
+                min_version: h.min_version,
+                max_version: h.max_version,
+            },
+            Ok(Err(e)) => ShardHealth::Unreachable(cohort_crds::common::truncate(&e.to_string(), 200).to_string()),
+            Err(_) => ShardHealth::Unreachable(format!("no answer within {}s", CONTROL_PROBE_TIMEOUT.as_secs())),
+        }
+    }
+
+    async fn drain(&self, shard: usize) -> Result<(), String> {
+        let client = self.client(shard)?;
+        match tokio::time::timeout(CONTROL_PROBE_TIMEOUT, client.drain()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {}s", CONTROL_PROBE_TIMEOUT.as_secs())),
+        }
+    }
+
+    /// Whether every shard's control API completes a handshake and answers.
+    async fn all_answer(&self, shards: usize) -> Result<(), String> {
+        let all = join_all((0..shards).map(|i| self.health(i))).await;
+        let failed: Vec<String> = all
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| match h {
+                ShardHealth::Unreachable(why) => Some(format!("shard {i}: {why}")),
+                _ => None,
+            })
+            .collect();
+        if failed.is_empty() { Ok(()) } else { Err(failed.join("; ")) }
+    }
+
+    /// The highest protocol version every shard offers, when all answer.
+    async fn served_version(&self, shards: usize) -> Option<i32> {
+        let all = join_all((0..shards).map(|i| self.health(i))).await;
+        all.iter()
+            .map(|h| match h {
+                ShardHealth::Up { max_version, .. } => i32::try_from(*max_version).ok(),
+                _ => None,
+            })
+            .collect::<Option<Vec<i32>>>()?
+            .into_iter()
+            .min()
+    }
 }
 
 /// With an operator-managed CA (no `spec.tls.ca`): generate and store the
@@ -296,7 +543,7 @@ async fn ensure_managed_ca(
         Ok(ca) => ca,
         Err(e) => return Ok(Err(crate::cluster::Error::Issue { what: "the party CA".into(), source: Box::new(e) })),
     };
-    apply(api, &desired::ca_secret(cluster, &ca.to_pem())).await?;
+    apply(api, &desired::ca_secret(cluster, &ca.to_pem(), None, None)).await?;
     let note = format!("generated the party CA and stored it in Secret {name}; send its tls.crt to the other parties");
     ctx.event(obj, EventType::Normal, "CaGenerated", "IssueCertificates", note).await;
     Ok(Ok(()))
@@ -334,6 +581,9 @@ impl Unresolved {
 struct Resolved {
     /// Operator-managed CA (cert, key) when stored; `provided` with spec.tls.ca.
     managed_ca: Option<CertifiedKey>,
+    /// During a CA key replacement: the next CA, and the previous one.
+    managed_next: Option<CertifiedKey>,
+    managed_previous: Option<String>,
     provided_ca: Option<CertifiedKey>,
     workers: Vec<Option<CertifiedKey>>,
     operator_client: Option<CertifiedKey>,
@@ -408,14 +658,27 @@ async fn resolve(cluster: &Cluster<'_>, api: &Api<Secret>) -> Result<Result<Reso
         }
         None => None,
     };
-    let managed_ca =
-        if provided_ca.is_none() { cert_and_key(get_secret(api, &names.ca_secret()).await?.as_ref()) } else { None };
+    let managed = if provided_ca.is_none() { get_secret(api, &names.ca_secret()).await? } else { None };
+    let managed_ca = cert_and_key(managed.as_ref());
+    let managed_next = managed
+        .as_ref()
+        .and_then(|s| Some(CertifiedKey { cert_pem: text(s, "next.crt")?, key_pem: text(s, "next.key")? }));
+    let managed_previous = managed.as_ref().and_then(|s| text(s, "previous.crt"));
     let mut workers = Vec::with_capacity(cluster.shards);
     for i in 0..cluster.shards {
         workers.push(cert_and_key(get_secret(api, &names.worker_secret(i)).await?.as_ref()));
     }
     let operator_client = cert_and_key(get_secret(api, &names.operator_client_secret()).await?.as_ref());
-    Ok(Ok(Resolved { managed_ca, provided_ca, workers, operator_client, peer_cas, dealer_ca }))
+    Ok(Ok(Resolved {
+        managed_ca,
+        managed_next,
+        managed_previous,
+        provided_ca,
+        workers,
+        operator_client,
+        peer_cas,
+        dealer_ca,
+    }))
 }
 
 async fn trust_bundle(
@@ -451,7 +714,16 @@ fn certificates(
     resolved: Resolved,
     now: SystemTime,
 ) -> Result<Certificates, crate::cluster::Error> {
-    let Resolved { managed_ca, provided_ca, mut workers, mut operator_client, peer_cas, dealer_ca } = resolved;
+    let Resolved {
+        managed_ca,
+        managed_next,
+        managed_previous,
+        provided_ca,
+        mut workers,
+        mut operator_client,
+        peer_cas,
+        dealer_ca,
+    } = resolved;
     let observed_ca = match (&provided_ca, &managed_ca) {
         (Some(p), _) => ObservedCa::Provided(&p.cert_pem),
         (None, m) => ObservedCa::Managed(m.as_ref().map(|k| k.cert_pem.as_str())),
@@ -463,12 +735,26 @@ fn certificates(
     };
     let plan = certs::plan(req, &observed, now)?;
     let mut issued_notes = Vec::new();
-    let mut ca = match (provided_ca, managed_ca) {
-        (Some(p), _) => Some(load_ca(cluster, &p, "the CA in the Secret named by spec.tls.ca")?),
-        (None, Some(m)) if !plan.generate_ca => Some(load_ca(cluster, &m, "the party CA in its Secret")?),
+    let mut ca = match (&provided_ca, &managed_ca) {
+        (Some(p), _) => Some(load_ca(cluster, p, "the CA in the Secret named by spec.tls.ca")?),
+        (None, Some(m)) if !plan.generate_ca => Some(load_ca(cluster, m, "the party CA in its Secret")?),
         _ => None,
     };
-    if !plan.is_empty() {
+    if plan.renew_ca
+        && let (Some(current), Some(m)) = (&ca, &managed_ca)
+    {
+        // Same key, new validity: every leaf stays valid.
+        ca = Some(certs::renew_ca(
+            &cluster.spec.federation,
+            &cluster.spec.self_,
+            &current.cert_pem(),
+            &m.key_pem,
+            certs::CA_LIFETIME,
+            now,
+        )?);
+        issued_notes.push("renewed the party CA certificate (same key)".to_string());
+    }
+    if !plan.issue.is_empty() || plan.generate_ca {
         let issued = certs::issue(&plan, req, ca.as_ref(), now)?;
         if let Some(new_ca) = issued.ca {
             issued_notes.push("generated a new party CA".to_string());
@@ -507,11 +793,14 @@ fn certificates(
         operator_client: Some(&operator_client.cert_pem),
     };
     let plan_after = certs::plan(req, &observed_after, now)?;
-    let dealer_ca = dealer_ca.map(|d| match d {
+    let (ca_next, ca_previous) =
+        if cluster.spec.tls.ca.is_none() { (managed_next, managed_previous) } else { (None, None) };
+    let mut material =
+        Material { ca: ca_material, workers, operator_client, peer_cas, dealer_ca: None, ca_next, ca_previous };
+    material.dealer_ca = dealer_ca.map(|d| match d {
         DealerCa::Bundle(pem) => pem,
-        DealerCa::OwnCa => ca_material.cert_pem().to_string(),
+        DealerCa::OwnCa => material.own_bundle(),
     });
-    let material = Material { ca: ca_material, workers, operator_client, peer_cas, dealer_ca };
     Ok(Certificates { material, issued: issued_notes, plan_after })
 }
 
@@ -569,15 +858,16 @@ pub fn compute_status(
     status.observed_generation = generation;
     status.ready_shards = Some(ready);
     status.shards_ready = Some(format!("{ready}/{shards}"));
-    let rolled = observed_current && updated >= shards && ready >= shards;
-    if rolled {
-        status.protocol_version = Some(cluster.spec.protocol.version);
-    }
+    let all_ready = observed_current && ready >= shards;
+    let rollout = status.rollout.clone().unwrap_or_default();
+    let rolling = rollout.phase != RolloutPhase::Complete;
+    let ca_rotation = status.certificates.as_ref().and_then(|c| c.ca_rotation.clone());
     status.certificates = Some(CertificatesStatus {
         ca_not_after: plan.ca_not_after.map(to_time),
         worker_not_after: plan.worker_not_after.map(to_time),
         operator_not_after: plan.operator_not_after.map(to_time),
         next_renewal: plan.next_renewal.map(to_time),
+        ca_rotation,
     });
     let c = &mut status.conditions;
     set_condition(
@@ -625,7 +915,63 @@ pub fn compute_status(
         set_condition(c, types::PEERS_REACHABLE, ConditionStatus::False, "PeersUnreachable", &message, generation, now);
         set_condition(c, types::DEGRADED, ConditionStatus::True, "PeersUnreachable", &message, generation, now);
     }
-    if rolled {
+    let rollout_message = rollout.message.clone().unwrap_or_default();
+    match rollout.phase {
+        RolloutPhase::Complete => {
+            set_condition(
+                c,
+                types::ROLLOUT_PROGRESSING,
+                ConditionStatus::False,
+                "Complete",
+                "every shard runs the current template",
+                generation,
+                now,
+            );
+            set_condition(c, types::ROLLOUT_PAUSED, ConditionStatus::False, "NotPaused", "", generation, now);
+        }
+        RolloutPhase::Paused => {
+            set_condition(
+                c,
+                types::ROLLOUT_PROGRESSING,
+                ConditionStatus::False,
+                "Paused",
+                &rollout_message,
+                generation,
+                now,
+            );
+            set_condition(
+                c,
+                types::ROLLOUT_PAUSED,
+                ConditionStatus::True,
+                "ShardUnhealthy",
+                &rollout_message,
+                generation,
+                now,
+            );
+            set_condition(
+                c,
+                types::DEGRADED,
+                ConditionStatus::True,
+                "RolloutPaused",
+                &rollout_message,
+                generation,
+                now,
+            );
+        }
+        _ => {
+            set_condition(
+                c,
+                types::ROLLOUT_PROGRESSING,
+                ConditionStatus::True,
+                "RollingOut",
+                &rollout_message,
+                generation,
+                now,
+            );
+            set_condition(c, types::ROLLOUT_PAUSED, ConditionStatus::False, "NotPaused", "", generation, now);
+        }
+    }
+    if all_ready && !rolling {
         set_condition(
             c,
             types::PROGRESSING,
@@ -635,6 +981,17 @@ pub fn compute_status(
             generation,
             now,
         );
+    } else {
+        let message = if rolling {
+            format!("rolling out ({} shards replaced): {rollout_message}", rollout.shards_updated)
+        } else {
+            format!("{ready}/{shards} shards ready, {updated}/{shards} updated")
+        };
+        set_condition(c, types::PROGRESSING, ConditionStatus::True, "RollingOut", &message, generation, now);
+    }
+    // Ready is about serving jobs: every shard ready. A rollout replaces
+    // one drained shard at a time, so the others keep serving.
+    if all_ready {
         set_condition(
             c,
             types::READY,
@@ -646,7 +1003,6 @@ pub fn compute_status(
         );
     } else {
         let message = format!("{ready}/{shards} shards ready, {updated}/{shards} updated");
-        set_condition(c, types::PROGRESSING, ConditionStatus::True, "RollingOut", &message, generation, now);
         set_condition(c, types::READY, ConditionStatus::False, "ShardsNotReady", &message, generation, now);
     }
 }

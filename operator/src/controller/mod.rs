@@ -77,6 +77,9 @@ pub struct Context {
     pub control_endpoints: ControlEndpoints,
     /// How often a running job's status is polled.
     pub job_poll: Duration,
+    /// How often an MpcCluster is reconciled while its workers roll out
+    /// (a draining shard's jobs, a replaced shard's health).
+    pub rollout_poll: Duration,
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -95,6 +98,7 @@ impl Context {
             metrics,
             control_endpoints,
             job_poll: Duration::from_secs(2),
+            rollout_poll: Duration::from_secs(5),
             failures: Mutex::new(HashMap::new()),
         }
     }

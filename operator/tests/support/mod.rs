@@ -40,6 +40,7 @@ pub fn context(client: Client, instance: &str, endpoints: ControlEndpoints) -> A
     let reporter = Reporter { controller: "cohort-operator".into(), instance: Some(instance.into()) };
     let mut ctx = Context::new(client, settings(), reporter, Metrics::shared(), endpoints);
     ctx.job_poll = Duration::from_millis(200);
+    ctx.rollout_poll = Duration::from_millis(200);
     Arc::new(ctx)
 }
 
@@ -166,5 +167,125 @@ pub async fn bank_a_trust(client: &Client) {
         let ca =
             cohort_worker::transport::PartyCa::generate("consortium", holder, Duration::from_secs(3600)).expect("a CA");
         put_secret(client, "bank-a", secret, &[("ca.crt", ca.cert_pem().as_bytes())]).await;
+    }
+}
+
+/// Real `cohort-worker` processes standing in for the shards of
+/// `consortium` in `namespace`, with the certificates the operator issued:
+/// files written from the Secrets and the trust ConfigMap as the kubelet
+/// would mount them (re-read with [`Shards::refresh`]).
+pub struct Shards {
+    dir: tempfile::TempDir,
+    namespace: String,
+    shards: usize,
+    peer_ca: String,
+    worker_bin: std::path::PathBuf,
+    client: Client,
+    /// Control endpoint per shard (share it with the operator's
+    /// `control_endpoints`).
+    pub endpoints: Arc<std::sync::Mutex<BTreeMap<usize, String>>>,
+    /// The operator's client identity (to ask a worker for its health).
+    identity: std::sync::Mutex<Option<Arc<cohort_worker::transport::TlsIdentity>>>,
+}
+
+impl Shards {
+    pub async fn new(
+        client: &Client,
+        namespace: &str,
+        shards: usize,
+        peer_ca: &str,
+        endpoints: Arc<std::sync::Mutex<BTreeMap<usize, String>>>,
+    ) -> Shards {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let s = Shards {
+            dir,
+            namespace: namespace.into(),
+            shards,
+            peer_ca: peer_ca.into(),
+            worker_bin: cohort_e2e::launch_options("warn", None).worker_bin,
+            client: client.clone(),
+            endpoints,
+            identity: std::sync::Mutex::new(None),
+        };
+        s.refresh().await;
+        s
+    }
+
+    /// Write every shard's files from the Secrets and the trust ConfigMap,
+    /// and reload the operator's client identity.
+    pub async fn refresh(&self) {
+        use k8s_openapi::api::core::v1::ConfigMap;
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+        let maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
+        let dir = self.dir.path();
+        let write = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).expect("write");
+            path
+        };
+        let trust = maps.get("consortium-trust").await.expect("the trust ConfigMap").data.unwrap_or_default();
+        let own = trust.get("bank-a.pem").cloned().expect("this party's CA bundle");
+        let ca_path = write("ca.pem", &own);
+        let peer_path = write("bank-b.pem", &self.peer_ca);
+        for i in 0..self.shards {
+            let s = secrets.get(&format!("consortium-worker-{i}")).await.expect("the shard's certificate");
+            let cert = write(&format!("shard-{i}.crt"), &secret_text(&s, "tls.crt"));
+            let key = write(&format!("shard-{i}.key"), &secret_text(&s, "tls.key"));
+            let config = serde_json::json!({
+                "federation": "consortium", "party": "bank-a",
+                "listen": {"peer": "127.0.0.1:0", "control": "127.0.0.1:0", "metrics": "127.0.0.1:0"},
+                "tls": {"cert": cert, "key": key, "peerCas": {"bank-b": peer_path}},
+                "controller": {"name": "operator", "ca": ca_path},
+                "parties": [{"name": "bank-a", "endpoint": format!("127.0.0.1:{}", 17443 + i)},
+                            {"name": "bank-b", "endpoint": format!("127.0.0.1:{}", 18443 + i)}],
+            });
+            write(&format!("shard-{i}.yaml"), &config.to_string());
+        }
+        let op = secrets.get("consortium-operator-client").await.expect("the operator's client certificate");
+        let identity = cohort_worker::transport::TlsIdentity::from_pem_pinned(
+            "consortium",
+            "controller/operator",
+            &secret_text(&op, "tls.crt"),
+            &secret_text(&op, "tls.key"),
+            &[("bank-a".to_string(), secret_text(&op, "ca.crt"))],
+        )
+        .expect("the operator's identity");
+        *self.identity.lock().expect("lock") = Some(Arc::new(identity));
+    }
+
+    /// Start shard `i`'s worker from its files and record its control endpoint.
+    pub async fn start(&self, i: usize) -> tokio::process::Child {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(&self.worker_bin)
+            .arg("--config")
+            .arg(self.dir.path().join(format!("shard-{i}.yaml")))
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("cohort-worker starts");
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let control = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.expect("read stdout") {
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                if let Some(c) = v.get("control").and_then(|c| c.as_str()) {
+                    return c.to_string();
+                }
+            }
+            panic!("the worker of shard {i} exited before listening");
+        })
+        .await
+        .expect("the worker listens");
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        self.endpoints.lock().expect("lock").insert(i, control);
+        child
+    }
+
+    /// A control-API client of shard `i`, as the operator.
+    pub fn client(&self, i: usize) -> Option<cohort_worker::service::control::ControlClient> {
+        let endpoint = self.endpoints.lock().expect("lock").get(&i).cloned()?;
+        let identity = self.identity.lock().expect("lock").clone()?;
+        Some(cohort_worker::service::control::ControlClient::new(identity, endpoint, "bank-a"))
     }
 }
