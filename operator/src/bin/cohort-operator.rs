@@ -22,6 +22,10 @@ struct Args {
     /// The cohort-worker image for clusters that do not set spec.worker.image.
     #[arg(long, default_value = concat!("ghcr.io/cohort-mpc/cohort-worker:", env!("CARGO_PKG_VERSION")))]
     worker_image: String,
+    /// The OTLP/HTTP endpoint the worker pods export traces to (sets their
+    /// OTEL_EXPORTER_OTLP_ENDPOINT); workers export nothing when unset.
+    #[arg(long)]
+    worker_otlp_endpoint: Option<String>,
     /// Watch only this namespace (namespaced mode); all namespaces if unset.
     #[arg(long)]
     watch_namespace: Option<String>,
@@ -115,6 +119,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         default_image: args.worker_image,
         operator_namespace: args.lease_namespace.clone(),
         operator_pod_labels: args.operator_pod_labels,
+        worker_otlp_endpoint: args.worker_otlp_endpoint.filter(|e| !e.is_empty()),
     };
     let identity = args.pod_name.or_else(|| std::env::var("HOSTNAME").ok()).unwrap_or_else(|| "cohort-operator".into());
     let reporter = Reporter { controller: "cohort-operator".into(), instance: Some(identity.clone()) };

@@ -161,6 +161,9 @@ pub struct Settings {
     /// Labels selecting the operator's pods in that namespace; empty means
     /// `app.kubernetes.io/name: cohort-operator`.
     pub operator_pod_labels: BTreeMap<String, String>,
+    /// The OTLP/HTTP endpoint workers export traces to; `None`: workers
+    /// export nothing.
+    pub worker_otlp_endpoint: Option<String>,
 }
 
 /// Every object the MpcCluster owns.
@@ -614,6 +617,30 @@ fn spread_shards(cluster: &Cluster<'_>) -> Affinity {
     }
 }
 
+/// The worker's environment: its pod name (it picks its shard's config by
+/// it) and, when the operator is told where, the OpenTelemetry exporter.
+fn worker_env(cluster: &Cluster<'_>, settings: &Settings) -> Vec<EnvVar> {
+    let var = |name: &str, value: String| EnvVar { name: name.into(), value: Some(value), ..EnvVar::default() };
+    let mut env = vec![EnvVar {
+        name: "POD_NAME".into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector { field_path: "metadata.name".into(), api_version: None }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }];
+    if let Some(endpoint) = &settings.worker_otlp_endpoint {
+        env.push(var("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.clone()));
+        env.push(var("OTEL_SERVICE_NAME", "cohort-worker".into()));
+        // `$(POD_NAME)` is expanded by the kubelet from the variable above.
+        env.push(var(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            format!("cohort.party={},cohort.cluster={},k8s.pod.name=$(POD_NAME)", cluster.spec.self_, cluster.name),
+        ));
+    }
+    env
+}
+
 fn container(cluster: &Cluster<'_>, settings: &Settings) -> Container {
     let worker = cluster.spec.worker.as_ref();
     let image = worker.and_then(|w| w.image.clone()).unwrap_or_else(|| settings.default_image.clone());
@@ -651,14 +678,7 @@ fn container(cluster: &Cluster<'_>, settings: &Settings) -> Container {
         image: Some(image),
         image_pull_policy: Some(pull.into()),
         args: Some(vec!["--config-dir".into(), CONFIG_DIR.into(), "--log-json".into()]),
-        env: Some(vec![EnvVar {
-            name: "POD_NAME".into(),
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector { field_path: "metadata.name".into(), api_version: None }),
-                ..EnvVarSource::default()
-            }),
-            ..EnvVar::default()
-        }]),
+        env: Some(worker_env(cluster, settings)),
         ports: Some(vec![
             container_port("peer", PEER_PORT),
             container_port("control", CONTROL_PORT),
@@ -769,6 +789,7 @@ mod tests {
 
     fn settings() -> Settings {
         Settings {
+            worker_otlp_endpoint: None,
             default_image: "ghcr.io/cohort/worker:default".into(),
             operator_namespace: "cohort-system".into(),
             operator_pod_labels: BTreeMap::new(),
@@ -909,6 +930,29 @@ mod tests {
         let data = d.ca_secret.as_ref().and_then(|s| s.data.clone()).expect("data");
         assert_eq!(data.keys().cloned().collect::<Vec<_>>(), ["ca.crt", "previous.crt", "tls.crt", "tls.key"]);
         assert_eq!(data["ca.crt"].0, bundle.as_bytes(), "the same two CAs, the signing one first");
+    }
+
+    #[test]
+    fn workers_export_traces_only_when_the_operator_is_told_where() {
+        let c = fixtures::cluster(3);
+        let (m, _) = material(&c, fixtures::now());
+        let env_of = |settings: &Settings| {
+            let d = build(&c, &m, settings).expect("builds");
+            let (_, pod) = sts_pod(&d);
+            let env = pod.containers[0].env.clone().expect("env");
+            env.into_iter().map(|e| (e.name, e.value.unwrap_or_default())).collect::<Vec<_>>()
+        };
+        let names = |env: &[(String, String)]| env.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&env_of(&settings())), ["POD_NAME"]);
+        let traced = Settings { worker_otlp_endpoint: Some("http://collector.monitoring:4318".into()), ..settings() };
+        let env = env_of(&traced);
+        assert_eq!(
+            names(&env),
+            ["POD_NAME", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES"]
+        );
+        assert_eq!(env[1].1, "http://collector.monitoring:4318");
+        assert!(env[3].1.starts_with(&format!("cohort.party={},cohort.cluster=", c.spec.self_)), "{}", env[3].1);
+        assert!(env[3].1.ends_with("k8s.pod.name=$(POD_NAME)"));
     }
 
     #[test]

@@ -34,6 +34,7 @@ use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, watcher};
 use kube::{Api, ResourceExt};
+use tracing::Instrument;
 
 use super::{Context, Error, ShardRef, apply, now, object_key, write_status};
 use crate::cluster::ca_rotation;
@@ -116,7 +117,7 @@ fn referenced_secrets(cluster: &MpcCluster) -> Vec<String> {
 /// Reconcile one MpcCluster.
 pub async fn reconcile(obj: Arc<MpcCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
-    let result = reconcile_inner(&obj, &ctx).await;
+    let result = reconcile_inner(&obj, &ctx).instrument(super::reconcile_span(obj.as_ref())).await;
     ctx.metrics.reconciled("MpcCluster", started.elapsed());
     match &result {
         Ok(_) => ctx.reset_backoff(&object_key(obj.as_ref())),

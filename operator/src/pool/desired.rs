@@ -489,6 +489,7 @@ mod tests {
 
     fn settings() -> Settings {
         Settings {
+            worker_otlp_endpoint: None,
             default_image: "ghcr.io/cohort/worker:default".into(),
             operator_namespace: "cohort-system".into(),
             operator_pod_labels: BTreeMap::new(),

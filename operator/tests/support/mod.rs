@@ -29,6 +29,7 @@ pub async fn api_server() -> ApiServer {
 
 pub fn settings() -> Settings {
     Settings {
+        worker_otlp_endpoint: None,
         default_image: "ghcr.io/cohort-mpc/cohort-worker:test".into(),
         operator_namespace: "cohort-system".into(),
         operator_pod_labels: BTreeMap::from([("app.kubernetes.io/name".into(), "cohort-operator".into())]),
