@@ -239,6 +239,8 @@ impl Shards {
                 "controller": {"name": "operator", "ca": ca_path},
                 "parties": [{"name": "bank-a", "endpoint": format!("127.0.0.1:{}", 17443 + i)},
                             {"name": "bank-b", "endpoint": format!("127.0.0.1:{}", 18443 + i)}],
+                // What the operator renders for spec.protocol.version 1.
+                "protocol": {"maxVersion": 1},
             });
             write(&format!("shard-{i}.yaml"), &config.to_string());
         }

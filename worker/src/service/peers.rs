@@ -60,6 +60,9 @@ impl PeerProber {
     pub(crate) async fn run(self, interval: Duration) {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first probe waits one interval: peers starting together are
+        // not reported down for having started a moment later.
+        tick.tick().await;
         loop {
             tick.tick().await;
             self.probe_all().await;
