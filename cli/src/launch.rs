@@ -119,6 +119,8 @@ pub struct Federation {
     pub dir: PathBuf,
     pub workers: Vec<WorkerProcess>,
     pub dealer: Option<Child>,
+    /// The dealer's metrics endpoint (`host:port`).
+    pub dealer_metrics: String,
     /// The controller's identity; [`Federation::set_trusted_cas`] updates
     /// its trust too.
     pub controller: SharedIdentity,
@@ -257,6 +259,7 @@ impl Federation {
             dir: dir.clone(),
             workers: Vec::new(),
             dealer: None,
+            dealer_metrics: String::new(),
             controller: controller_identity(&dir, &options.controller_name, parties)?.into(),
             cas,
             options: options.clone(),
@@ -275,6 +278,8 @@ impl Federation {
             .arg(&dealer_key)
             .arg("--reload-interval")
             .arg(format!("{}ms", options.tls_reload.as_millis()));
+        federation.dealer_metrics = format!("127.0.0.1:{}", free_port()?);
+        dealer.arg("--metrics-addr").arg(&federation.dealer_metrics);
         for (name, (ca, _, _)) in &party_files {
             dealer.arg("--party").arg(name).arg("--peer-ca").arg(format!("{name}={}", ca.display()));
         }

@@ -213,6 +213,17 @@ async fn a_ca_key_replacement_completes_while_jobs_run() {
     more_jobs(2).await;
     jobs.abort();
     assert_eq!(*failures.lock().expect("lock"), Vec::<String>::new(), "jobs failed during the replacement");
+    // The dealer trusts party-1 through the same bundle file and reloaded
+    // it at each phase; its metrics show the reloads and the jobs dealt.
+    let dealer = http_get(&federation.dealer_metrics, "/metrics").await;
+    let sample = |line: &str| {
+        dealer.lines().find_map(|l| l.strip_prefix(line)).and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(-1.0)
+    };
+    assert!(sample("cohort_dealer_tls_reloads_total{result=\"applied\"} ") >= 2.0, "{dealer}");
+    assert!(sample("cohort_dealer_jobs_total{outcome=\"dealt\"} ") >= 7.0, "{dealer}");
+    assert_eq!(sample("cohort_dealer_jobs_total{outcome=\"failed\"} "), 0.0, "{dealer}");
+    assert!(sample("cohort_dealer_material_dealt_total{kind=\"triple\"} ") > 0.0, "{dealer}");
+    assert!(sample("cohort_dealer_certificate_expiry_seconds ") > 0.0, "{dealer}");
 
     // The old CA is no longer trusted: a leaf it issues is refused by the
     // controller and by the peers, each naming the party and the reason.

@@ -17,12 +17,15 @@
 use clap::Parser;
 use cohort_worker::preprocessing::dealer::journal::Journal;
 use cohort_worker::preprocessing::dealer::service::{DealerConfig, DealerLimits, DealerServer, DealerTimeouts};
+use cohort_worker::service::metrics::{OPENMETRICS, Route, serve_plain};
 use cohort_worker::transport::reload::TlsWatcher;
 use cohort_worker::transport::{Role, SharedIdentity, TlsMaterial};
+use hyper::StatusCode;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -82,6 +85,10 @@ struct Args {
     /// files take effect for new connections without a restart.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     reload_interval: Duration,
+    /// Serve `/metrics` (Prometheus text), `/healthz` and `/readyz` here
+    /// (plain HTTP); off when unset.
+    #[arg(long)]
+    metrics_addr: Option<SocketAddr>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -133,10 +140,6 @@ async fn run(args: Args) -> Result<(), String> {
     let loaded = material(&args)?;
     let identity =
         SharedIdentity::new(loaded.identity(&args.federation, &principal).map_err(|e| format!("TLS identity: {e}"))?);
-    let watcher = {
-        let args = args.clone();
-        TlsWatcher::new(identity.clone(), loaded.digest(), Box::new(move || material(&args)), Box::new(|_| {}))
-    };
     let mut config = DealerConfig::new(args.parties.clone());
     config.limits.max_batch_items = args.max_batch_items;
     config.limits.max_jobs = args.max_jobs;
@@ -162,14 +165,33 @@ async fn run(args: Args) -> Result<(), String> {
     let listener =
         TcpListener::bind(args.listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let server = match journal {
-        Some(journal) => DealerServer::with_journal(listener, identity, config, journal),
-        None => DealerServer::new(listener, identity, config),
+        Some(journal) => DealerServer::with_journal(listener, identity.clone(), config, journal),
+        None => DealerServer::new(listener, identity.clone(), config),
     }
     .map_err(|e| e.to_string())?;
     let addr = server.local_addr().map_err(|e| format!("cannot read the bound address: {e}"))?;
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on {addr}").and_then(|()| out.flush()).map_err(|e| format!("stdout: {e}"))?;
+    }
+    let metrics = server.metrics();
+    let watcher = {
+        let (args, metrics) = (args.clone(), metrics.clone());
+        TlsWatcher::new(
+            identity.clone(),
+            loaded.digest(),
+            Box::new(move || material(&args)),
+            Box::new(move |result| metrics.tls_reloaded(result)),
+        )
+    };
+    if let Some(at) = args.metrics_addr {
+        let listener = TcpListener::bind(at).await.map_err(|e| format!("cannot listen on {at} for metrics: {e}"))?;
+        let route: Route = Arc::new(move |path: &str| match path {
+            "/metrics" => (StatusCode::OK, OPENMETRICS, metrics.render()),
+            "/healthz" | "/readyz" => (StatusCode::OK, "text/plain", "ok\n".into()),
+            _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+        });
+        tokio::spawn(serve_plain(listener, route));
     }
     let reload = tokio::spawn(watcher.run(args.reload_interval));
     server.run(cohort_worker::service::shutdown_signal()).await;

@@ -77,6 +77,7 @@
 
 pub mod client;
 pub mod journal;
+pub mod metrics;
 pub mod service;
 mod source;
 mod wire;

@@ -77,6 +77,7 @@
 //! Logs name jobs, parties and counts, never material, seeds or keys.
 
 use super::journal::{Journal, plan_digest};
+use super::metrics::DealerMetrics;
 use super::{MAX_BATCH_ITEMS, MAX_DIVISOR_GROUPS, TrustedDealer, split_demand, validate_demand};
 use crate::preprocessing::{Demand, MaterialPlan};
 use crate::transport::certs::{PartyIdentity, describe, party_identity, validate_name};
@@ -534,6 +535,7 @@ impl DealerServer {
             State { journaled: journal.as_ref().map(|j| j.served().clone()).unwrap_or_default(), ..State::default() };
         let shared = Arc::new(Shared {
             jobs: Arc::new(Semaphore::new(config.limits.max_jobs)),
+            metrics: Arc::new(DealerMetrics::new(shared_identity.clone())),
             identity: shared_identity,
             config,
             state: Mutex::new(state),
@@ -544,6 +546,11 @@ impl DealerServer {
     }
 
     /// The address the server listens on.
+    /// The dealer's metrics (serve them with [`DealerMetrics::render`]).
+    pub fn metrics(&self) -> Arc<DealerMetrics> {
+        self.shared.metrics.clone()
+    }
+
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
@@ -645,6 +652,7 @@ impl State {
 struct Shared {
     /// Read anew for every handshake: renewed files take effect at once.
     identity: SharedIdentity,
+    metrics: Arc<DealerMetrics>,
     config: DealerConfig,
     state: Mutex<State>,
     jobs: Arc<Semaphore>,
@@ -663,6 +671,7 @@ impl Shared {
     fn fail_job(&self, st: &mut State, job: JobId, failure: &Failure) {
         if let Some(g) = st.gathering.remove(&job) {
             warn!(job = %job, reason = %failure.reason, "job failed before dealing");
+            self.metrics.job("failed");
             for tx in g.waiters.into_iter().flatten() {
                 let _ = tx.send(Outcome::Refused(failure.clone()));
             }
@@ -887,12 +896,20 @@ impl Shared {
             material.triples = plan.total_triples(),
             material.div_pairs = plan.total_div_pairs()
         );
-        deal_job(job, &parties, &plan, batch_items, &senders, &whys, stall).instrument(span).await;
+        let dealt = deal_job(job, &parties, &plan, batch_items, &senders, &whys, stall).instrument(span).await;
+        if dealt {
+            self.metrics.job("dealt");
+            let n = parties.len() as u64;
+            self.metrics.dealt(plan.total_triples() as u64 * n, plan.total_div_pairs() as u64 * n);
+        } else {
+            self.metrics.job("failed");
+        }
         drop(permit);
     }
 }
 
-/// Deal `plan` to every party in lockstep through the bounded `senders`.
+/// Deal `plan` to every party in lockstep through the bounded `senders`;
+/// `true` when it was dealt to the end.
 async fn deal_job(
     job: JobId,
     parties: &[String],
@@ -901,7 +918,7 @@ async fn deal_job(
     senders: &[mpsc::Sender<Frame>],
     whys: &[StopReason],
     stall: Duration,
-) {
+) -> bool {
     let fail = |failure: Failure| {
         warn!(job = %job, reason = %failure.reason, "dealing stopped");
         for tx in senders {
@@ -911,6 +928,7 @@ async fn deal_job(
                 let _ = timeout(stall, tx.send(Frame::Failure(f))).await;
             });
         }
+        false
     };
     let mut dealer = match TrustedDealer::new(parties.len()) {
         Ok(d) => d,
@@ -960,7 +978,7 @@ async fn deal_job(
                                 info!(job = %job, party = %parties[i], %why, "a party left; dealing to the others goes on");
                                 gone[i] = true;
                                 if gone.iter().all(|g| *g) {
-                                    return;
+                                    return false;
                                 }
                                 continue;
                             }
@@ -980,6 +998,7 @@ async fn deal_job(
         }
     }
     info!(job = %job, batches = sent, "job dealt");
+    true
 }
 
 /// One party's connection: authenticate, read the request, wait for the
@@ -1004,7 +1023,10 @@ async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr,
         Ok(Err(e)) => {
             let failure = report.lock().ok().and_then(|mut r| r.failure.take());
             match failure {
-                Some(f) => warn!(%addr, reason = %f, "refused a client certificate"),
+                Some(f) => {
+                    shared.metrics.refused("handshake");
+                    warn!(%addr, reason = %f, "refused a client certificate")
+                }
                 None => debug!(%addr, error = %e, "TLS handshake failed"),
             }
             return;
@@ -1053,6 +1075,7 @@ async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr,
     let (mut rx, why, batches, batch_items) = match outcome {
         Outcome::Refused(f) => {
             info!(job = %job, party = %party, reason = %f.reason, "request refused");
+            shared.metrics.refused("request");
             refuse(&mut tls, &f, t.handshake).await;
             return;
         }
