@@ -21,10 +21,11 @@
 //! converges. Nothing read is logged: the log names the files' owner and
 //! the new certificate's expiry, never a key.
 
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use tracing::{info, warn};
 
+use super::error::rfc3339;
 use super::tls::{SharedIdentity, TlsMaterial};
 
 /// The smallest interval accepted: polling is a few file reads, but not in
@@ -114,7 +115,8 @@ impl TlsWatcher {
         match replaced {
             Ok(()) => {
                 (self.on_change)("applied");
-                let expires = crate::service::audit::timestamp(self.identity.current().cert_not_after());
+                let not_after = self.identity.current().cert_not_after();
+                let expires = rfc3339(not_after.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()));
                 info!(principal = %who, certificate_expires = %expires, "TLS files changed: new handshakes use the new certificate and trust");
                 Check::Applied
             }
