@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -189,10 +189,7 @@ impl Metrics {
 
     /// Seconds until the certificate in use expires.
     pub fn cert_expires_in(&self) -> f64 {
-        match self.identity.current().cert_not_after().duration_since(SystemTime::now()) {
-            Ok(d) => d.as_secs_f64(),
-            Err(e) => -e.duration().as_secs_f64(),
-        }
+        self.identity.current().cert_expires_in()
     }
 
     /// The text exposition.

@@ -159,6 +159,15 @@ impl TlsIdentity {
         self.not_after
     }
 
+    /// Seconds until this party's own certificate expires (negative once
+    /// it has expired): the expiry gauges of the worker and the dealer.
+    pub fn cert_expires_in(&self) -> f64 {
+        match self.not_after.duration_since(SystemTime::now()) {
+            Ok(d) => d.as_secs_f64(),
+            Err(e) => -e.duration().as_secs_f64(),
+        }
+    }
+
     fn anchors_for(&self, peer: &str) -> Option<&TrustAnchors> {
         match &self.trust {
             Trust::Bundle(t) => Some(t),

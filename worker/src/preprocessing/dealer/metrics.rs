@@ -6,7 +6,6 @@
 //! party input or material value is ever a label or a sample.
 
 use std::sync::atomic::AtomicU64;
-use std::time::SystemTime;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -135,11 +134,7 @@ impl DealerMetrics {
 
     /// The text exposition.
     pub fn render(&self) -> String {
-        let seconds = match self.identity.current().cert_not_after().duration_since(SystemTime::now()) {
-            Ok(d) => d.as_secs_f64(),
-            Err(e) => -e.duration().as_secs_f64(),
-        };
-        self.cert_expiry.set(seconds);
+        self.cert_expiry.set(self.identity.current().cert_expires_in());
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
