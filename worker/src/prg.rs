@@ -31,11 +31,16 @@ impl fmt::Debug for Seed {
 #[error("the operating system's random number generator failed: {0}")]
 pub struct EntropyError(String);
 
+/// Fill `out` from the operating system's CSPRNG.
+pub fn fill_random(out: &mut [u8]) -> Result<(), EntropyError> {
+    getrandom::fill(out).map_err(|e| EntropyError(e.to_string()))
+}
+
 impl Seed {
     /// A fresh seed from the operating system's CSPRNG.
     pub fn random() -> Result<Seed, EntropyError> {
         let mut bytes = [0u8; SEED_BYTES];
-        getrandom::fill(&mut bytes).map_err(|e| EntropyError(e.to_string()))?;
+        fill_random(&mut bytes)?;
         Ok(Seed(bytes))
     }
 

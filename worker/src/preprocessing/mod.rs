@@ -25,6 +25,7 @@
 //! seam where dealer-free (OT-based) generation slots in.
 
 pub mod dealer;
+pub mod ot;
 
 use crate::sharing::Share;
 use std::fmt;

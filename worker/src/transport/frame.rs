@@ -83,6 +83,9 @@ pub enum Step {
     Layer(u32),
     /// Opening the outputs.
     Output,
+    /// One message of OT-based preprocessing (the argument counts the
+    /// messages of the generation session).
+    Preprocess(u32),
     /// The sender gave up on the job; the payload says why (UTF-8, at most
     /// [`MAX_ABORT_REASON`] bytes). Sent only at protocol version 2 and
     /// later, so that a peer learns the cause instead of a closed socket.
@@ -102,6 +105,7 @@ impl Step {
             Step::Layer(n) => (3, n),
             Step::Output => (4, 0),
             Step::Abort => (5, 0),
+            Step::Preprocess(n) => (6, n),
         }
     }
 
@@ -115,6 +119,7 @@ impl Step {
             (3, n) => Some(Step::Layer(n)),
             (4, 0) => Some(Step::Output),
             (5, 0) => Some(Step::Abort),
+            (6, n) => Some(Step::Preprocess(n)),
             _ => None,
         }
     }
@@ -129,6 +134,7 @@ impl fmt::Display for Step {
             Step::Layer(n) => write!(f, "layer {n}"),
             Step::Output => f.write_str("output"),
             Step::Abort => f.write_str("abort"),
+            Step::Preprocess(n) => write!(f, "preprocessing message {n}"),
         }
     }
 }
