@@ -65,6 +65,8 @@
 //! Timings are the **median** over `repeats` runs, after one unreported
 //! warm-up run of each variant; every sample is in the report too.
 
+pub mod ot;
+
 use crate::executor::{ExecuteOptions, InputLengths, Instance, JobError, OwnInputs, execute};
 use crate::local::{DealerHub, LocalFederation};
 use crate::preprocessing::dealer::TrustedDealer;

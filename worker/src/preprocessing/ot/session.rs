@@ -38,20 +38,21 @@
 
 use super::OtError;
 use super::base::{self, BaseOtSender};
-use super::gilboa::{correction_words, receive_cot, receive_products, send_cot, send_products};
+use super::gilboa::{CorrectionWriter, correction_bytes, receive_cot, receive_products, send_cot, send_products};
 use super::hash::CcrHash;
-use super::iknp::{ExtReceiver, ExtSender, KAPPA, delta_choices};
+use super::iknp::{ExtReceiver, ExtSender, KAPPA, delta_choices, matrix_bytes};
 use crate::preprocessing::{DivPairShares, TripleShares};
 use crate::prg::{Prg, Seed};
 use crate::sharing::Share;
 use crate::transport::{Mesh, Step};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
-/// Triples generated per round trip with every peer: large enough to
-/// amortize the round trip, small enough that a chunk's matrices (8 MiB per
-/// peer and direction) stay modest.
-pub const TRIPLES_PER_CHUNK: usize = 8192;
+/// Triples per chunk of the pipeline with each peer: the chunk's matrix
+/// `u` is 4 MiB, one transport frame; larger chunks measured no faster,
+/// smaller ones pay more round trips (see docs/benchmarks.md).
+pub const TRIPLES_PER_CHUNK: usize = 4096;
 
 /// The largest number of items one call generates (bounds memory).
 pub const MAX_ITEMS_PER_CALL: usize = 1 << 24;
@@ -85,26 +86,25 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     tokio::task::spawn_blocking(f).await.map_err(|e| OtError::Task(e.to_string()))
 }
 
-fn words_to_bytes(words: &[u64]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(words.len() * 8);
-    for w in words {
-        out.extend_from_slice(&w.to_le_bytes());
-    }
-    out
-}
-
-/// Decode a message of exactly `expected` little-endian words.
-fn bytes_to_words(bytes: &[u8], expected: usize, what: &str, mesh: &Mesh, peer: usize) -> Result<Vec<u64>, OtError> {
-    let (words, rest) = bytes.as_chunks::<8>();
-    if !rest.is_empty() || words.len() != expected {
+/// Check that a peer's message has the length the agreed sizes imply.
+fn check_len(bytes: &[u8], expected: usize, what: &str, mesh: &Mesh, peer: usize) -> Result<(), OtError> {
+    if bytes.len() != expected {
         return Err(OtError::Malformed(format!(
-            "party {} sent {} bytes of {what}, expected {}",
+            "party {} sent {} bytes of {what}, expected {expected}",
             mesh.party_name(peer),
-            bytes.len(),
-            expected * 8
+            bytes.len()
         )));
     }
-    Ok(words.iter().map(|w| u64::from_le_bytes(*w)).collect())
+    Ok(())
+}
+
+/// Run the extension receiver over `choices` and hash its rows:
+/// `h[j] = H(t_j)` for the `64 · choices.len()` OTs, and the matrix `u`.
+fn extend_as_receiver(receiver: &mut ExtReceiver, choices: &[u64], hash: &CcrHash) -> (Vec<u8>, Words) {
+    let mut u = Vec::new();
+    let mut h = Zeroizing::new(vec![0u64; 64 * choices.len()]);
+    receiver.extend(choices, &mut u, |j0, rows| hash.hash_low64(rows, 0, &mut h[j0..j0 + rows.len()]));
+    (u, h)
 }
 
 fn random_words(n: usize) -> Result<Words, OtError> {
@@ -140,51 +140,127 @@ fn named(e: OtError, mesh: &Mesh, peer: usize) -> OtError {
     }
 }
 
-/// One chunk of cross products with `peer`, both directions: this party's
-/// shares of `a_me·b_peer` (as sender) plus `a_peer·b_me` (as receiver).
+type Extension = tokio::task::JoinHandle<(ExtReceiver, Vec<u8>, Words)>;
+
+/// Start the receiver's extension for the triples `range` on the blocking
+/// pool.
+fn spawn_extension(
+    mut receiver: ExtReceiver,
+    b: &Arc<Words>,
+    hash: &Arc<CcrHash>,
+    range: std::ops::Range<usize>,
+) -> Extension {
+    let (b, hash) = (b.clone(), hash.clone());
+    tokio::task::spawn_blocking(move || {
+        let (u, h) = extend_as_receiver(&mut receiver, &b[range], &hash);
+        (receiver, u, h)
+    })
+}
+
+/// The receiver's side of the pipeline in [`pair_products`]: the extension
+/// in flight, the hashed rows of chunks whose corrections are due, and the
+/// extension state once no chunk is left.
+struct ReceiverPipeline {
+    running: Option<Extension>,
+    due: VecDeque<Words>,
+    idle: Option<ExtReceiver>,
+}
+
+impl ReceiverPipeline {
+    /// Wait for the running extension, send its matrix as `message`, and
+    /// start the extension of `next`, if any.
+    async fn send_matrix(
+        &mut self,
+        mesh: &Mesh,
+        peer: usize,
+        message: u32,
+        next: Option<std::ops::Range<usize>>,
+        b: &Arc<Words>,
+        hash: &Arc<CcrHash>,
+    ) -> Result<(), OtError> {
+        let task = self.running.take().ok_or_else(|| OtError::Task("the OT extension pipeline lost a chunk".into()))?;
+        let (receiver, u, h) = task.await.map_err(|e| OtError::Task(e.to_string()))?;
+        self.due.push_back(h);
+        match next {
+            Some(range) => self.running = Some(spawn_extension(receiver, b, hash, range)),
+            None => self.idle = Some(receiver),
+        }
+        mesh.send(peer, Step::Preprocess(message), u).await?;
+        Ok(())
+    }
+}
+
+/// The cross products with `peer` for every triple, both directions: this
+/// party's shares of `a_me·b_peer` (as sender) plus `a_peer·b_me` (as
+/// receiver), chunk by chunk.
+///
+/// Pipelined so that both cores stay busy although every chunk is a round
+/// trip: this party's matrix `u` runs one chunk ahead of its corrections,
+/// and the extension of the next chunk computes while the corrections of
+/// the current one do. On the link, each way, the messages are
+/// `u_0, u_1, c_0, u_2, c_1, …, u_{n−1}, c_{n−2}, c_{n−1}`, numbered
+/// `u_i = first + 2i`, `c_i = first + 2i + 1`.
 async fn pair_products(
     mesh: &Mesh,
     peer: usize,
-    mut pair: Pair,
+    pair: Pair,
     a: Arc<Words>,
     b: Arc<Words>,
     hash: Arc<CcrHash>,
-    message: u32,
+    first_message: u32,
 ) -> Result<(Pair, Words), OtError> {
-    let w = b.len();
-    let choices = b.clone();
-    let (mut pair, u, t) = blocking(move || {
-        let (u, t) = pair.receiver.extend(&choices);
-        (pair, u, t)
-    })
-    .await?;
-    mesh.send(peer, Step::Preprocess(message), words_to_bytes(&u)).await?;
-    drop(u);
-    let bytes = mesh.recv(peer, Step::Preprocess(message)).await?;
-    let u_peer = bytes_to_words(&bytes, KAPPA * w, "OT extension matrix", mesh, peer)?;
-    mesh.recycle(bytes);
-    let h = hash.clone();
-    let (pair, mut share, corrections) = blocking(move || {
-        let q = pair.sender.extend(&u_peer, w);
-        let mut share = Zeroizing::new(vec![0u64; w]);
-        let mut corrections = Vec::new();
-        send_products(&h, pair.sender.delta(), &q, &a, &mut share, &mut corrections);
-        (pair, share, corrections)
-    })
-    .await?;
-    mesh.send(peer, Step::Preprocess(message + 1), words_to_bytes(&corrections)).await?;
-    let bytes = mesh.recv(peer, Step::Preprocess(message + 1)).await?;
-    let corrections_peer = bytes_to_words(&bytes, correction_words(w), "product corrections", mesh, peer)?;
-    let received = blocking(move || {
-        let mut r = Zeroizing::new(vec![0u64; w]);
-        receive_products(&hash, &t, &b, &corrections_peer, &mut r).map(|()| r)
-    })
-    .await?
-    .map_err(|e| named(e, mesh, peer))?;
-    for (s, r) in share.iter_mut().zip(received.iter()) {
-        *s = s.wrapping_add(*r);
+    let Pair { mut sender, receiver } = pair;
+    let chunks: Vec<std::ops::Range<usize>> =
+        (0..b.len()).step_by(TRIPLES_PER_CHUNK).map(|s| s..(s + TRIPLES_PER_CHUNK).min(b.len())).collect();
+    let mut out = Zeroizing::new(vec![0u64; b.len()]);
+    if chunks.is_empty() {
+        return Ok((Pair { sender, receiver }, out));
     }
-    Ok((pair, share))
+    let u_message = |i: usize| first_message + 2 * i as u32;
+    let mut pipeline = ReceiverPipeline {
+        running: Some(spawn_extension(receiver, &b, &hash, chunks[0].clone())),
+        due: VecDeque::new(),
+        idle: None,
+    };
+    pipeline.send_matrix(mesh, peer, u_message(0), chunks.get(1).cloned(), &b, &hash).await?;
+    let mut u_peer = mesh.recv(peer, Step::Preprocess(u_message(0))).await?;
+    for (i, range) in chunks.iter().enumerate() {
+        let w = range.len();
+        check_len(&u_peer, matrix_bytes(w), "OT extension matrix", mesh, peer)?;
+        let (a, h, start) = (a.clone(), hash.clone(), range.start);
+        let corrections_task = tokio::task::spawn_blocking(move || {
+            let mut share = Zeroizing::new(vec![0u64; w]);
+            let mut writer = CorrectionWriter::for_products(w);
+            let delta = sender.delta();
+            sender.extend(&u_peer, w, |j0, rows| {
+                let (local, n) = (j0 / 64, rows.len() / 64);
+                let t0 = start + local;
+                send_products(&h, delta, rows, &a[t0..t0 + n], &mut share[local..local + n], &mut writer);
+            });
+            (sender, share, writer.finish())
+        });
+        if i + 1 < chunks.len() {
+            pipeline.send_matrix(mesh, peer, u_message(i + 1), chunks.get(i + 2).cloned(), &b, &hash).await?;
+        }
+        let (s, share, corrections) = corrections_task.await.map_err(|e| OtError::Task(e.to_string()))?;
+        sender = s;
+        mesh.send(peer, Step::Preprocess(u_message(i) + 1), corrections).await?;
+        if i + 1 < chunks.len() {
+            u_peer = mesh.recv(peer, Step::Preprocess(u_message(i + 1))).await?;
+        } else {
+            u_peer = Vec::new();
+        }
+        let corrections_peer = mesh.recv(peer, Step::Preprocess(u_message(i) + 1)).await?;
+        check_len(&corrections_peer, correction_bytes(w), "product corrections", mesh, peer)?;
+        let h_t = pipeline.due.pop_front().ok_or_else(|| OtError::Task("the OT pipeline lost a chunk".into()))?;
+        let out = &mut out[range.clone()];
+        receive_products(&h_t, &b[range.clone()], &corrections_peer, out).map_err(|e| named(e, mesh, peer))?;
+        for (o, s) in out.iter_mut().zip(share.iter()) {
+            *o = o.wrapping_add(*s);
+        }
+    }
+    let receiver = pipeline.idle.ok_or_else(|| OtError::Task("the OT extension pipeline ended early".into()))?;
+    Ok((Pair { sender, receiver }, out))
 }
 
 /// Party `receiver`'s side of correlated OTs from `peer`: `y_j = X_j +
@@ -192,24 +268,25 @@ async fn pair_products(
 async fn cot_receive(
     mesh: &Mesh,
     peer: usize,
-    mut pair: Pair,
+    pair: Pair,
     beta: Arc<Words>,
     count: usize,
     hash: Arc<CcrHash>,
     message: u32,
 ) -> Result<(Pair, Words), OtError> {
     let choices = beta.clone();
-    let (pair, u, t) = blocking(move || {
-        let (u, t) = pair.receiver.extend(&choices);
-        (pair, u, t)
+    let (pair, u, h) = blocking(move || {
+        let mut pair = pair;
+        let (u, h) = extend_as_receiver(&mut pair.receiver, &choices, &hash);
+        (pair, u, h)
     })
     .await?;
-    mesh.send(peer, Step::Preprocess(message), words_to_bytes(&u)).await?;
-    let bytes = mesh.recv(peer, Step::Preprocess(message + 1)).await?;
-    let d = bytes_to_words(&bytes, count, "OT corrections", mesh, peer)?;
+    mesh.send(peer, Step::Preprocess(message), u).await?;
+    let d = mesh.recv(peer, Step::Preprocess(message + 1)).await?;
+    check_len(&d, 8 * count, "OT corrections", mesh, peer)?;
     let y = blocking(move || {
         let mut y = Zeroizing::new(vec![0u64; count]);
-        receive_cot(&hash, &t[..count], &beta, &d, &mut y).map(|()| y)
+        receive_cot(&h[..count], &beta, &d, &mut y).map(|()| y)
     })
     .await?
     .map_err(|e| named(e, mesh, peer))?;
@@ -228,17 +305,22 @@ async fn cot_send(
 ) -> Result<(Pair, Words), OtError> {
     let count = x.len();
     let w = count.div_ceil(64);
-    let bytes = mesh.recv(peer, Step::Preprocess(message)).await?;
-    let u = bytes_to_words(&bytes, KAPPA * w, "OT extension matrix", mesh, peer)?;
+    let u = mesh.recv(peer, Step::Preprocess(message)).await?;
+    check_len(&u, matrix_bytes(w), "OT extension matrix", mesh, peer)?;
     let (pair, out, d) = blocking(move || {
-        let q = pair.sender.extend(&u, w);
         let mut out = Zeroizing::new(vec![0u64; count]);
-        let mut d = Vec::with_capacity(count);
-        send_cot(&hash, pair.sender.delta(), &q[..count], &x, &mut out, &mut d);
+        let mut d = Vec::with_capacity(8 * count);
+        let delta = pair.sender.delta();
+        pair.sender.extend(&u, w, |j0, rows| {
+            let end = (j0 + rows.len()).min(count);
+            if j0 < end {
+                send_cot(&hash, delta, &rows[..end - j0], &x[j0..end], &mut out[j0..end], &mut d);
+            }
+        });
         (pair, out, d)
     })
     .await?;
-    mesh.send(peer, Step::Preprocess(message + 1), words_to_bytes(&d)).await?;
+    mesh.send(peer, Step::Preprocess(message + 1), d).await?;
     Ok((pair, out))
 }
 
@@ -282,30 +364,18 @@ impl OtGenerator {
         if count > MAX_ITEMS_PER_CALL {
             return Err(OtError::Unsupported(format!("{count} triples in one call; at most {MAX_ITEMS_PER_CALL}")));
         }
-        let mut out_a = Vec::with_capacity(count);
-        let mut out_b = Vec::with_capacity(count);
-        let mut out_c = Vec::with_capacity(count);
-        let mut done = 0;
-        while done < count {
-            let n = (count - done).min(TRIPLES_PER_CHUNK);
-            let (a, b, c) = match self.triple_chunk(mesh, n).await {
-                Ok(chunk) => chunk,
-                Err(e) => return self.fail(e),
-            };
-            out_a.extend_from_slice(&a);
-            out_b.extend_from_slice(&b);
-            out_c.extend_from_slice(&c);
-            done += n;
+        match self.triples_inner(mesh, count).await {
+            Ok(triples) => Ok(triples),
+            Err(e) => self.fail(e),
         }
-        Ok(TripleShares { a: Share::new(out_a), b: Share::new(out_b), c: Share::new(out_c) })
     }
 
-    async fn triple_chunk(&mut self, mesh: &Mesh, n: usize) -> Result<(Words, Words, Words), OtError> {
-        let a = Arc::new(random_words(n)?);
-        let b = Arc::new(random_words(n)?);
+    async fn triples_inner(&mut self, mesh: &Mesh, count: usize) -> Result<TripleShares, OtError> {
+        let a = Arc::new(random_words(count)?);
+        let b = Arc::new(random_words(count)?);
         let mut c: Words = Zeroizing::new(a.iter().zip(b.iter()).map(|(a, b)| a.wrapping_mul(*b)).collect());
         let message = self.next_message;
-        self.next_message += 2;
+        self.next_message += 2 * count.div_ceil(TRIPLES_PER_CHUNK) as u32;
         let work = self.take_pairs().into_iter().map(|(peer, pair)| {
             tagged(peer, pair_products(mesh, peer, pair, a.clone(), b.clone(), self.hash.clone(), message))
         });
@@ -316,9 +386,14 @@ impl OtGenerator {
             }
             self.pairs[peer] = Some(pair);
         }
-        let a = Arc::try_unwrap(a).map_err(|_| OtError::Task("triple chunk still shared".into()))?;
-        let b = Arc::try_unwrap(b).map_err(|_| OtError::Task("triple chunk still shared".into()))?;
-        Ok((a, b, c))
+        let shared = || OtError::Task("the triples are still shared with a finished task".into());
+        let mut a = Arc::try_unwrap(a).map_err(|_| shared())?;
+        let mut b = Arc::try_unwrap(b).map_err(|_| shared())?;
+        Ok(TripleShares {
+            a: Share::new(std::mem::take(&mut *a)),
+            b: Share::new(std::mem::take(&mut *b)),
+            c: Share::new(std::mem::take(&mut *c)),
+        })
     }
 
     /// This party's shares of `count` uniformly random bits (each 0 or 1 as

@@ -7,26 +7,32 @@
 //! six rounds of masked swaps of half-blocks, `64 · 6 / 2` word operations
 //! per 4096 bits, in safe, portable code.
 
+/// One round of the block swap: for every pair of rows `(i, i + W)` in
+/// each group of `2W` rows, swap the high `W` bits of row `i` with the low
+/// `W` bits of row `i + W` (bit `j` of a word is column `j`). `W` is a
+/// constant, so the loops unroll and vectorize.
+#[inline(always)]
+fn swap_round<const W: usize>(m: &mut [u64; 64], mask: u64) {
+    for group in m.chunks_exact_mut(2 * W) {
+        let (low, high) = group.split_at_mut(W);
+        for (a, b) in low.iter_mut().zip(high.iter_mut()) {
+            let t = ((*a >> W) ^ *b) & mask;
+            *a ^= t << W;
+            *b ^= t;
+        }
+    }
+}
+
 /// Transpose a 64×64 bit matrix in place: on return, bit `j` of word `i`
 /// is what bit `i` of word `j` was.
+#[inline]
 pub fn transpose64(m: &mut [u64; 64]) {
-    let mut width = 32;
-    let mut mask: u64 = 0x0000_0000_FFFF_FFFF;
-    while width != 0 {
-        let mut k = 0;
-        while k < 64 {
-            for i in k..k + width {
-                // Swap the high `width` bits of row i with the low `width`
-                // bits of row i + width (bit j of word i is column j).
-                let t = ((m[i] >> width) ^ m[i + width]) & mask;
-                m[i] ^= t << width;
-                m[i + width] ^= t;
-            }
-            k += 2 * width;
-        }
-        width >>= 1;
-        mask ^= mask << width;
-    }
+    swap_round::<32>(m, 0x0000_0000_FFFF_FFFF);
+    swap_round::<16>(m, 0x0000_FFFF_0000_FFFF);
+    swap_round::<8>(m, 0x00FF_00FF_00FF_00FF);
+    swap_round::<4>(m, 0x0F0F_0F0F_0F0F_0F0F);
+    swap_round::<2>(m, 0x3333_3333_3333_3333);
+    swap_round::<1>(m, 0x5555_5555_5555_5555);
 }
 
 /// Transpose 128 columns of `64 · words` bits into `64 · words` rows of 128
@@ -38,20 +44,20 @@ pub fn transpose64(m: &mut [u64; 64]) {
 pub fn transpose_128(columns: &[u64], words: usize, rows: &mut Vec<u128>) {
     assert_eq!(columns.len(), 128 * words, "128 columns of {words} words each");
     rows.clear();
-    rows.resize(64 * words, 0);
-    let mut block = [0u64; 64];
-    for half in 0..2 {
-        for w in 0..words {
-            for (i, b) in block.iter_mut().enumerate() {
-                *b = columns[(64 * half + i) * words + w];
-            }
-            transpose64(&mut block);
-            let shift = 64 * half;
-            for (i, b) in block.iter().enumerate() {
-                rows[64 * w + i] |= u128::from(*b) << shift;
-            }
+    rows.reserve(64 * words);
+    let mut low = [0u64; 64];
+    let mut high = [0u64; 64];
+    for w in 0..words {
+        for i in 0..64 {
+            low[i] = columns[i * words + w];
+            high[i] = columns[(64 + i) * words + w];
         }
+        transpose64(&mut low);
+        transpose64(&mut high);
+        rows.extend(low.iter().zip(&high).map(|(l, h)| u128::from(*l) | u128::from(*h) << 64));
     }
+    low.fill(0);
+    high.fill(0);
 }
 
 #[cfg(test)]
