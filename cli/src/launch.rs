@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, SystemTime};
 
+use cohort_worker::preprocessing::Mode;
 use cohort_worker::service::api::{JobRequest, JobStatus, JobTimeouts};
 use cohort_worker::service::control::{ControlClient, ControlError};
 use cohort_worker::transport::{JobId, PartyCa, Role, SharedIdentity, TlsIdentity, TransportError};
@@ -75,6 +76,10 @@ pub struct Options {
     /// Extra environment for the worker and dealer processes (e.g. the
     /// `OTEL_*` variables of a trace collector); the rest is inherited.
     pub env: Vec<(String, String)>,
+    /// Where jobs take their material: with [`Mode::Dealer`] a trusted
+    /// dealer process starts beside the workers; with [`Mode::Ot`] none
+    /// does, and the workers generate the material among themselves.
+    pub preprocessing: Mode,
 }
 
 impl Options {
@@ -98,6 +103,7 @@ impl Options {
             tls_reload: Duration::from_secs(10),
             peer_probe: Duration::from_secs(30),
             env: Vec::new(),
+            preprocessing: Mode::Dealer,
         }
     }
 }
@@ -238,7 +244,38 @@ async fn await_line<T>(process: &str, child: &mut Child, parse: impl Fn(&str) ->
 }
 
 impl Federation {
-    /// Start a dealer and one worker per party in a fresh directory.
+    /// Start the trusted dealer, trusting each party through its own CA;
+    /// its address and CA file.
+    async fn start_dealer(&mut self, dir: &Path, party_files: &PartyFiles) -> Result<(String, PathBuf), LaunchError> {
+        let options = self.options.clone();
+        let (_, (dealer_ca, dealer_cert, dealer_key)) =
+            credentials(dir, "dealer", &Role::Dealer.principal(DEALER), Duration::from_secs(24 * 3600))?;
+
+        // The dealer, trusting each party through its own CA.
+        let mut dealer = Command::new(&options.dealer_bin);
+        dealer
+            .args(["--federation", FEDERATION, "--name", DEALER, "--listen", "127.0.0.1:0"])
+            .arg("--cert")
+            .arg(&dealer_cert)
+            .arg("--key")
+            .arg(&dealer_key)
+            .arg("--reload-interval")
+            .arg(format!("{}ms", options.tls_reload.as_millis()));
+        self.dealer_metrics = format!("127.0.0.1:{}", free_port()?);
+        dealer.arg("--metrics-addr").arg(&self.dealer_metrics);
+        for (name, (ca, _, _)) in party_files {
+            dealer.arg("--party").arg(name).arg("--peer-ca").arg(format!("{name}={}", ca.display()));
+        }
+        let dealer = self.dealer.insert(spawn(&mut dealer, "cohort-dealer", &options, "dealer")?);
+        let dealer_addr = await_line("cohort-dealer", dealer, |line| {
+            line.strip_prefix("listening on ").map(|a| a.trim().to_string())
+        })
+        .await?;
+        Ok((dealer_addr, dealer_ca))
+    }
+
+    /// Start one worker per party (and, for [`Mode::Dealer`], a trusted
+    /// dealer) in a fresh directory.
     pub async fn start(parties: &[String], options: &Options) -> Result<Federation, LaunchError> {
         let dir = std::env::temp_dir().join(format!("cohort-run-{}", JobId::random()));
         std::fs::create_dir_all(&dir).map_err(io(format!("cannot create {}", dir.display())))?;
@@ -265,29 +302,10 @@ impl Federation {
             options: options.clone(),
             keep_dir: std::env::var_os("COHORT_KEEP_DIR").is_some(),
         };
-        let (_, (dealer_ca, dealer_cert, dealer_key)) =
-            credentials(&dir, "dealer", &Role::Dealer.principal(DEALER), Duration::from_secs(24 * 3600))?;
-
-        // The dealer, trusting each party through its own CA.
-        let mut dealer = Command::new(&options.dealer_bin);
-        dealer
-            .args(["--federation", FEDERATION, "--name", DEALER, "--listen", "127.0.0.1:0"])
-            .arg("--cert")
-            .arg(&dealer_cert)
-            .arg("--key")
-            .arg(&dealer_key)
-            .arg("--reload-interval")
-            .arg(format!("{}ms", options.tls_reload.as_millis()));
-        federation.dealer_metrics = format!("127.0.0.1:{}", free_port()?);
-        dealer.arg("--metrics-addr").arg(&federation.dealer_metrics);
-        for (name, (ca, _, _)) in &party_files {
-            dealer.arg("--party").arg(name).arg("--peer-ca").arg(format!("{name}={}", ca.display()));
-        }
-        let dealer = federation.dealer.insert(spawn(&mut dealer, "cohort-dealer", options, "dealer")?);
-        let dealer_addr = await_line("cohort-dealer", dealer, |line| {
-            line.strip_prefix("listening on ").map(|a| a.trim().to_string())
-        })
-        .await?;
+        let dealer = match options.preprocessing {
+            Mode::Dealer => Some(federation.start_dealer(&dir, &party_files).await?),
+            Mode::Ot => None,
+        };
 
         // Workers: peer ports are reserved first, since every worker's
         // configuration names every peer's endpoint.
@@ -309,11 +327,14 @@ impl Federation {
                 "parties": parties.iter().zip(&ports)
                     .map(|(p, port)| serde_json::json!({"name": p, "endpoint": format!("127.0.0.1:{port}")}))
                     .collect::<Vec<_>>(),
-                "dealer": {"name": DEALER, "endpoint": dealer_addr, "ca": dealer_ca},
                 "resultsDir": dir.join(format!("{name}-results")),
                 "auditLog": dir.join(format!("{name}-audit.jsonl")),
                 "peerProbe": {"interval": format!("{}ms", options.peer_probe.as_millis())},
             });
+            let mut config = config;
+            if let Some((dealer_addr, dealer_ca)) = &dealer {
+                config["dealer"] = serde_json::json!({"name": DEALER, "endpoint": dealer_addr, "ca": dealer_ca});
+            }
             // JSON is YAML: the worker reads it as its YAML configuration.
             let path = dir.join(format!("{name}.yaml"));
             write_file(&path, &config.to_string(), false)?;
@@ -426,8 +447,14 @@ impl Federation {
         let id = JobId::random().to_string();
         let parties: Vec<String> = self.workers.iter().map(|w| w.name.clone()).collect();
         for (w, inputs) in self.workers.iter().zip(inputs) {
-            let request =
-                JobRequest { id: id.clone(), program: program.into(), parties: parties.clone(), inputs, timeouts };
+            let request = JobRequest {
+                id: id.clone(),
+                program: program.into(),
+                parties: parties.clone(),
+                inputs,
+                timeouts,
+                preprocessing: self.options.preprocessing,
+            };
             w.client.submit(&request).await?;
         }
         let started = std::time::Instant::now();

@@ -10,6 +10,7 @@ use cohort_cli::launch::Options;
 use cohort_cli::run::{render_text, run_file};
 use cohort_worker::bench::ot::{OtBenchOptions, OtBenchReport};
 use cohort_worker::bench::{BenchOptions, BenchReport};
+use cohort_worker::preprocessing::Mode;
 
 #[derive(Parser, Debug)]
 #[command(name = "cohort", version, about = "Secure multiparty computation between organizations")]
@@ -20,8 +21,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run a run file's job: one cohort-worker process per party and a
-    /// trusted dealer, on loopback with ephemeral certificates.
+    /// Run a run file's job: one cohort-worker process per party (and a
+    /// trusted dealer with `preprocessing: dealer`), on loopback with
+    /// ephemeral certificates.
     Run {
         /// The run file (YAML; see docs/run-file.md).
         file: PathBuf,
@@ -31,11 +33,19 @@ enum Command {
         /// Write each process's log to DIR/<name>.log instead of stderr.
         #[arg(long, value_name = "DIR")]
         log_dir: Option<PathBuf>,
+        /// Where the material comes from, overriding the run file's
+        /// `preprocessing`: `dealer` (a trusted dealer process) or `ot` (the
+        /// parties generate it with oblivious transfer; no third party).
+        #[arg(long, value_enum)]
+        preprocessing: Option<Preprocessing>,
     },
-    /// Measure the engine among local parties over real loopback mTLS: one
-    /// layer of secret multiplications, online (material prefetched) and
-    /// end to end (trusted dealer during the job), the dealer's rate, bytes
-    /// per multiplication, and the loopback TLS bound. See docs/benchmarks.md.
+    /// Measure the engine among local parties over real loopback mTLS. With
+    /// `--preprocessing ot` (the default): dealer-free generation of Beaver
+    /// triples by OT extension (triples per second, bytes per triple). With
+    /// `--preprocessing dealer`: one layer of secret multiplications, online
+    /// (material prefetched) and end to end (trusted dealer during the job),
+    /// the dealer's rate and bytes per multiplication. Both report the
+    /// loopback TLS bound. See docs/benchmarks.md.
     Bench {
         /// Number of parties.
         #[arg(long, default_value_t = 3)]
@@ -53,7 +63,7 @@ enum Command {
         /// trusted dealer's material; `ot` measures dealer-free generation
         /// of Beaver triples with OT extension (triples per second, bytes
         /// per triple).
-        #[arg(long, value_enum, default_value_t = Preprocessing::Dealer)]
+        #[arg(long, value_enum, default_value_t = Preprocessing::Ot)]
         preprocessing: Preprocessing,
         /// Triples generated per run with `--preprocessing ot`.
         #[arg(long, default_value_t = 1_000_000)]
@@ -105,7 +115,7 @@ async fn main() -> ExitCode {
                 }
             }
         }
-        Command::Run { file, format, log_dir } => {
+        Command::Run { file, format, log_dir, preprocessing } => {
             let mut options = Options::beside_current_exe();
             if let Some(dir) = log_dir {
                 if let Err(e) = std::fs::create_dir_all(&dir) {
@@ -114,7 +124,11 @@ async fn main() -> ExitCode {
                 }
                 options.log_dir = Some(dir);
             }
-            match run_file(&file, &options, |line| eprintln!("cohort run: {line}")).await {
+            let preprocessing = preprocessing.map(|p| match p {
+                Preprocessing::Dealer => Mode::Dealer,
+                Preprocessing::Ot => Mode::Ot,
+            });
+            match run_file(&file, &options, preprocessing, |line| eprintln!("cohort run: {line}")).await {
                 Ok(report) => print_report("cohort run", format, &report, render_text),
                 Err(e) => {
                     eprintln!("cohort run: {e}");

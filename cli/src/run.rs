@@ -9,7 +9,7 @@ use cohort_worker::service::api::{JobStatus, JobTimeouts, OutputValue, Phase};
 use serde::Serialize;
 
 use crate::launch::{Federation, LaunchError, Options};
-use crate::runfile::{PartyInputs, RunFile, RunFileError};
+use crate::runfile::{PartyInputs, Preprocessing, RunFile, RunFileError};
 
 /// Why `cohort run` failed.
 #[derive(Debug, thiserror::Error)]
@@ -48,12 +48,29 @@ pub struct ReportStats {
 
 /// Run the job a run file describes. `progress` receives human-readable
 /// progress lines (for stderr).
-pub async fn run_file(path: &Path, options: &Options, mut progress: impl FnMut(&str)) -> Result<Report, RunError> {
+/// `preprocessing` overrides the run file's `preprocessing` key.
+pub async fn run_file(
+    path: &Path,
+    options: &Options,
+    preprocessing: Option<Preprocessing>,
+    mut progress: impl FnMut(&str),
+) -> Result<Report, RunError> {
     let (run, inputs) = RunFile::load(path)?;
     let names: Vec<String> = run.parties.iter().map(|p| p.name.clone()).collect();
-    progress(&format!("starting a trusted dealer and {} workers ({})", names.len(), names.join(", ")));
+    let mut options = options.clone();
+    options.preprocessing = preprocessing.unwrap_or(run.preprocessing);
+    progress(&match options.preprocessing {
+        Preprocessing::Dealer => {
+            format!("starting a trusted dealer and {} workers ({})", names.len(), names.join(", "))
+        }
+        Preprocessing::Ot => format!(
+            "starting {} workers ({}); they generate their material with oblivious transfer, no dealer",
+            names.len(),
+            names.join(", ")
+        ),
+    });
     let started = Instant::now();
-    let federation = Federation::start(&names, options).await?;
+    let federation = Federation::start(&names, &options).await?;
     let startup_seconds = started.elapsed().as_secs_f64();
     progress(&format!("workers ready in {startup_seconds:.2} s; submitting the job"));
     let requests = inputs.iter().map(request_inputs).collect();

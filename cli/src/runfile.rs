@@ -22,7 +22,6 @@ use cohort_worker::transport;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
-use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -135,15 +134,10 @@ impl Timeouts {
     }
 }
 
-/// Where correlated randomness comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Preprocessing {
-    /// A trusted dealer: a third party that sees all the randomness it
-    /// hands out (run locally as its own process). The only source today.
-    #[default]
-    Dealer,
-}
+/// Where correlated randomness comes from: `dealer` (a trusted dealer, a
+/// trusted third party that sees all the randomness it deals) or `ot` (the
+/// parties generate it among themselves with oblivious transfer).
+pub use cohort_worker::preprocessing::Mode as Preprocessing;
 
 /// Why a run file cannot be used. No variant carries a data value.
 #[derive(Debug, thiserror::Error)]
@@ -352,7 +346,9 @@ impl RunFile {
             circuit,
             parties,
             timeouts,
-            preprocessing: raw.preprocessing.unwrap_or_default(),
+            // Without a dealer unless the run file asks for one: OT-based
+            // generation runs the examples in well under a second.
+            preprocessing: raw.preprocessing.unwrap_or(Preprocessing::Ot),
         })
     }
 
@@ -422,11 +418,3 @@ fn unexpected(circuit: &Circuit, party: PartyIndex, name: &str) -> Option<String
 /// Durations are written as in the worker's configuration (`500ms`,
 /// `30s`, `10m`, `1h30m`).
 pub use cohort_worker::service::config::parse_duration;
-
-impl fmt::Display for Preprocessing {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Preprocessing::Dealer => f.write_str("dealer"),
-        }
-    }
-}

@@ -102,6 +102,11 @@ fn good_three_party_file_loads() {
     );
     assert_eq!(run.preprocessing, Preprocessing::Dealer);
     assert_eq!(run.party_index("carol"), Some(2));
+    // Without the key the parties generate their own material.
+    let (run, _) = load(&setup(&with("preprocessing: dealer\n", ""))).unwrap();
+    assert_eq!(run.preprocessing, Preprocessing::Ot);
+    let (run, _) = load(&setup(&with("preprocessing: dealer", "preprocessing: ot"))).unwrap();
+    assert_eq!(run.preprocessing, Preprocessing::Ot);
 
     assert_eq!(inputs[0].party, "alice");
     assert_eq!(fixed(&inputs[0].inputs[0].values), [100.5, 200.0]);
@@ -159,7 +164,7 @@ fn run_file_rules() {
     let cases: Vec<(String, &[&str])> = vec![
         (with("preprocessing: dealer", "preprocesing: dealer"), &["preprocesing"]),
         (with("column: salary}", "column: salary, format: csv}"), &["format"]),
-        (with("preprocessing: dealer", "preprocessing: ot"), &["ot"]),
+        (with("preprocessing: dealer", "preprocessing: silent-ot"), &["silent-ot", "dealer", "ot"]),
         (with("program: salary.cohort\n", ""), &["run.yaml", "`program: FILE`", "`programSource: TEXT`"]),
         (
             with("program: salary.cohort\n", "program: salary.cohort\nprogramSource: output x = 1\n"),

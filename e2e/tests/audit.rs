@@ -20,6 +20,7 @@ fn request(id: &str, program: &str, parties: &[String], x: i64) -> JobRequest {
         parties: parties.to_vec(),
         inputs: BTreeMap::from([("x".to_string(), vec![serde_json::Number::from(x)])]),
         timeouts: JobTimeouts { connect_seconds: Some(5.0), round_seconds: Some(10.0), total_seconds: Some(30.0) },
+        preprocessing: Default::default(),
     }
 }
 

@@ -91,3 +91,23 @@ fn out_of_range_fixed_point_value_is_refused_without_echoing_it() {
     assert!(err.contains("b.txt:2") && err.contains("range"), "{err}");
     assert!(!err.contains("98765432109876543210") && !err.contains("9876543"), "echoes the value: {err}");
 }
+
+#[test]
+fn ot_preprocessing_refuses_a_divisor_it_cannot_serve_and_the_dealer_runs_it() {
+    let dir = Dir::new("divisor");
+    let file = run_file(&dir, "input x: int[] from each\noutput m = sum(concat(x)) / 3\n", "v\n1\n2\n", "3\n");
+    // `cohort run` defaults to OT-based preprocessing, which makes division
+    // pairs for powers of two only: every party refuses the job before any
+    // message, naming the layer and the divisor.
+    let err = fails(&file);
+    assert!(err.contains("divides by") && err.contains("preprocessing: dealer"), "{err}");
+    assert!(err.contains("at a:") && err.contains("at b:"), "both parties report it: {err}");
+    let out = Command::new(bin("cohort"))
+        .args(["run", "--format", "json", "--preprocessing", "dealer"])
+        .arg(&file)
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert!((report["outputs"]["m"].as_f64().expect("m") - 2.0).abs() < 0.01, "{report}");
+}

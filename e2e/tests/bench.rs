@@ -10,7 +10,8 @@ use cohort_e2e::bin;
 fn bench_json_report_has_the_required_keys() {
     for parties in [2u64, 3] {
         let out = Command::new(bin("cohort"))
-            .args(["bench", "--parties", &parties.to_string(), "--mults", "20000", "--repeats", "1"])
+            .args(["bench", "--preprocessing", "dealer", "--parties", &parties.to_string()])
+            .args(["--mults", "20000", "--repeats", "1"])
             .args(["--tls-mib", "4", "--format", "json"])
             .output()
             .expect("cohort bench runs");
@@ -33,5 +34,31 @@ fn bench_json_report_has_the_required_keys() {
         let per_mult = report["bytes_per_mult_per_party"].as_f64().expect("bytes");
         let protocol = 16.0 * (parties as f64 - 1.0);
         assert!(per_mult >= protocol && per_mult < protocol * 1.05, "{per_mult} vs {protocol}");
+    }
+}
+
+#[test]
+fn ot_bench_reports_triples_per_second_and_bytes_per_triple() {
+    for parties in [2u64, 3] {
+        let out = Command::new(bin("cohort"))
+            .args(["bench", "--preprocessing", "ot", "--parties", &parties.to_string()])
+            .args(["--triples", "20000", "--repeats", "1", "--tls-mib", "4", "--format", "json"])
+            .output()
+            .expect("cohort bench runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8(out.stdout).expect("UTF-8");
+        assert_eq!(stdout.trim_end().lines().count(), 1, "one JSON document: {stdout}");
+        let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+        assert_eq!(report["parties"], parties);
+        assert_eq!(report["preprocessing"], "ot");
+        for key in ["triples_per_second", "bound_triples_per_second", "tls_loopback_bytes_per_second"] {
+            assert!(report[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {}", report[key]);
+        }
+        // n(n-1) directed products of 64 IKNP columns-bits (16 bytes each)
+        // and 288 bytes of corrections, plus framing.
+        let per_triple = report["bytes_per_triple"].as_f64().expect("bytes");
+        let construction = (parties * (parties - 1)) as f64 * 1312.0;
+        assert_eq!(report["protocol_bytes_per_triple"].as_f64(), Some(construction));
+        assert!(per_triple >= construction && per_triple < construction * 1.01, "{per_triple} vs {construction}");
     }
 }

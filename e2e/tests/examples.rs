@@ -10,10 +10,15 @@ use std::process::Command;
 use cohort_e2e::{bin, expected_outputs, json_values, repo_root};
 use cohort_worker::program::interactive_depth;
 
-/// Run `cohort run --format json FILE`; the parsed stdout.
-fn run_json(file: &Path) -> serde_json::Value {
-    let out =
-        Command::new(bin("cohort")).arg("run").arg("--format").arg("json").arg(file).output().expect("cohort runs");
+/// Run `cohort run --format json --preprocessing MODE FILE`; the parsed
+/// stdout.
+fn run_json(file: &Path, mode: &str) -> serde_json::Value {
+    let out = Command::new(bin("cohort"))
+        .arg("run")
+        .args(["--format", "json", "--preprocessing", mode])
+        .arg(file)
+        .output()
+        .expect("cohort runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "cohort run {} failed:\n{stderr}", file.display());
     let stdout = String::from_utf8(out.stdout).expect("UTF-8 stdout");
@@ -21,9 +26,19 @@ fn run_json(file: &Path) -> serde_json::Value {
     serde_json::from_str(&stdout).expect("stdout is JSON")
 }
 
+/// Run the example with the material from the parties' OT generation and
+/// from a trusted dealer: both must match the plaintext evaluation.
 fn check_example(dir: &str, recipients: &[(&str, &[&str])]) {
-    let file = repo_root().join("examples").join(dir).join("run.yaml");
-    let report = run_json(&file);
+    for mode in ["ot", "dealer"] {
+        check_example_with(dir, recipients, mode);
+    }
+}
+
+fn check_example_with(dir: &str, recipients: &[(&str, &[&str])], mode: &str) {
+    let dir_name = dir;
+    let dir = &format!("{dir_name} ({mode})");
+    let file = repo_root().join("examples").join(dir_name).join("run.yaml");
+    let report = run_json(&file, mode);
     let expected = expected_outputs(&file);
     let outputs = report["outputs"].as_object().expect("outputs object");
     assert_eq!(outputs.len(), expected.len(), "{dir}: every output is reported");

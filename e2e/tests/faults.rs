@@ -35,8 +35,14 @@ async fn inject(
 ) -> (Option<String>, Option<String>, String) {
     let job = JobId::random();
     let timeouts = JobTimeouts { connect_seconds: Some(10.0), round_seconds: Some(ROUND), total_seconds: Some(30.0) };
-    let request =
-        JobRequest { id: job.to_string(), program: PROGRAM.into(), parties: parties(), inputs: inputs(1.0), timeouts };
+    let request = JobRequest {
+        id: job.to_string(),
+        program: PROGRAM.into(),
+        parties: parties(),
+        inputs: inputs(1.0),
+        timeouts,
+        preprocessing: Default::default(),
+    };
     federation.workers[0].client.submit(&request).await.expect("submit");
 
     // Party-1, impersonated with a genuine certificate from its CA.

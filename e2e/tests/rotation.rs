@@ -55,6 +55,7 @@ fn request(id: &str, i: usize, depth: usize, len: usize, connect_seconds: f64) -
             round_seconds: Some(20.0),
             total_seconds: Some(300.0),
         },
+        preprocessing: Default::default(),
     }
 }
 

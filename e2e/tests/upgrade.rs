@@ -37,6 +37,7 @@ fn request(id: &str, i: usize, connect_seconds: f64) -> JobRequest {
             round_seconds: Some(20.0),
             total_seconds: Some(120.0),
         },
+        preprocessing: Default::default(),
     }
 }
 

@@ -84,7 +84,14 @@ async fn jobs_with_two_three_and_five_parties_match_the_clear_computation() {
 
 /// A request for `federation`'s parties.
 fn request(id: &str, program: &str, parties: &[String], inputs: Inputs) -> JobRequest {
-    JobRequest { id: id.into(), program: program.into(), parties: parties.to_vec(), inputs, timeouts: timeouts(30.0) }
+    JobRequest {
+        id: id.into(),
+        program: program.into(),
+        parties: parties.to_vec(),
+        inputs,
+        timeouts: timeouts(30.0),
+        preprocessing: Default::default(),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,6 +14,7 @@
 //!   restarts mid-job, or retries after a lost reply, therefore never runs a
 //!   job twice: it re-submits and follows.
 
+use cohort_worker::preprocessing::Mode;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -121,6 +122,9 @@ impl Dispatcher {
             parties: job.parties.clone(),
             inputs: job.inputs.clone(),
             timeouts: job.timeouts,
+            // In-cluster jobs draw from the cluster's dealer; material
+            // from an OT PreprocessingPool is served through the pool.
+            preprocessing: Mode::Dealer,
         };
         // The worker parents its job span on this one (traceparent).
         let span = info_span!("dispatch.submit", job.id = %job.id, party = %self.party, worker = %control_endpoint);

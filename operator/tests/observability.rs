@@ -156,8 +156,14 @@ async fn worker_expositions() -> (Vec<String>, Vec<String>) {
     for (i, w) in federation.workers.iter().enumerate() {
         let p = if i == 0 { "input x: fixed[] from each\noutput m = mean(concat(x)) + 1\n" } else { program };
         let inputs = BTreeMap::from([("x".to_string(), numbers(&[SENTINELS[i]]))]);
-        let request =
-            JobRequest { id: failed_id.clone(), program: p.into(), parties: parties.clone(), inputs, timeouts };
+        let request = JobRequest {
+            id: failed_id.clone(),
+            program: p.into(),
+            parties: parties.clone(),
+            inputs,
+            timeouts,
+            preprocessing: Default::default(),
+        };
         w.client.submit(&request).await.expect("submit");
     }
     for w in &federation.workers {

@@ -173,6 +173,20 @@ pub fn consent_digest(source: &str, parties: &[String]) -> [u8; 32] {
     program_hash(&text)
 }
 
+/// [`consent_digest`] bound to the job's preprocessing mode, so that
+/// parties that would draw material differently refuse the job in the
+/// setup step instead of failing mid-protocol. The dealer's digest is the
+/// plain one (what workers computed before modes existed).
+pub fn consent_digest_for(source: &str, parties: &[String], mode: crate::preprocessing::Mode) -> [u8; 32] {
+    let base = consent_digest(source, parties);
+    match mode {
+        crate::preprocessing::Mode::Dealer => base,
+        crate::preprocessing::Mode::Ot => {
+            program_hash(&format!("{}\npreprocessing {}", hex(&base), crate::preprocessing::Mode::Ot))
+        }
+    }
+}
+
 /// A socket problem on this side, before any peer is involved.
 fn local_io(e: std::io::Error) -> TransportError {
     TransportError::new(None, Step::Handshake, TransportErrorKind::Io(e))
@@ -210,5 +224,25 @@ impl DealerHub {
             .get_mut(party)
             .and_then(Option::take)
             .ok_or_else(|| PreprocessingError::Exhausted(format!("the stream of party {party} was already taken")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::preprocessing::Mode;
+
+    #[test]
+    fn the_consent_digest_binds_the_preprocessing_mode() {
+        let parties = vec!["a".to_string(), "b".to_string()];
+        let program = "input x: int from a\noutput y = x";
+        let plain = consent_digest(program, &parties);
+        // The dealer's digest is what workers computed before modes existed.
+        assert_eq!(consent_digest_for(program, &parties, Mode::Dealer), plain);
+        assert_ne!(consent_digest_for(program, &parties, Mode::Ot), plain);
+        assert_ne!(
+            consent_digest_for(program, &parties, Mode::Ot),
+            consent_digest_for(program, &["b".to_string(), "a".to_string()], Mode::Ot)
+        );
     }
 }

@@ -10,9 +10,9 @@
 //! every triple.
 //!
 //! - `triples_per_second`: `triples` over the median run time.
-//! - `bytes_per_triple`: the bytes all parties' meshes sent during a run
-//!   (frame headers and payload), divided by `triples`: the federation's
-//!   traffic per triple.
+//! - `bytes_per_triple`: the bytes all parties' meshes carried during a run
+//!   (frame headers and payload, counted as received), divided by
+//!   `triples`: the federation's traffic per triple.
 //! - `protocol_bytes_per_triple`: what the construction must send,
 //!   `n(n−1) · (64 · 16 + 288) = n(n−1) · 1312` bytes: per ordered pair of
 //!   parties, 64 IKNP matrix columns-bits of κ = 128 bits and the Gilboa
@@ -141,10 +141,13 @@ pub async fn run(options: &OtBenchOptions) -> Result<OtBenchReport, BenchError> 
     let mut samples = Vec::new();
     let mut bytes = 0u64;
     for _ in 0..repeats {
-        let before: u64 = state.iter().map(|(_, m)| m.bytes_sent()).sum();
+        // Counted on receipt: a party is done only once it has received
+        // every message of the run, while a sender's count may trail its
+        // last write.
+        let before: u64 = state.iter().map(|(_, m)| m.bytes_received()).sum();
         let (seconds, back, shares) = one_run(state, triples).await?;
         state = back;
-        bytes = state.iter().map(|(_, m)| m.bytes_sent()).sum::<u64>() - before;
+        bytes = state.iter().map(|(_, m)| m.bytes_received()).sum::<u64>() - before;
         check(&shares)?;
         samples.push(seconds);
     }

@@ -370,7 +370,7 @@ impl Job<'_> {
             }
             if msg[1..33] != options.consent_digest {
                 return Err(bad(
-                    "the party applied a different program, party list or protocol (consent digest differs); no input was shared",
+                    "the party applied a different program, party list, protocol or preprocessing mode (consent digest differs); no input was shared",
                 ));
             }
             let count = u32::from_le_bytes(msg[33..37].try_into().expect("4 bytes")) as usize;

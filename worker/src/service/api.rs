@@ -37,6 +37,12 @@ pub struct JobRequest {
     /// Time limits; the worker's defaults where absent.
     #[serde(default)]
     pub timeouts: JobTimeouts,
+    /// Where the material comes from: `dealer` (the default: the worker's
+    /// configured trusted dealer) or `ot` (the parties generate it with
+    /// oblivious transfer, no third party). Every party must be given the
+    /// same mode.
+    #[serde(default)]
+    pub preprocessing: crate::preprocessing::Mode,
 }
 
 impl fmt::Debug for JobRequest {
@@ -48,6 +54,7 @@ impl fmt::Debug for JobRequest {
             .field("program_bytes", &self.program.len())
             .field("input_lengths", &sizes)
             .field("timeouts", &self.timeouts)
+            .field("preprocessing", &self.preprocessing)
             .finish()
     }
 }

@@ -29,9 +29,11 @@ use super::config::Loaded;
 use super::metrics::Metrics;
 use crate::executor::{ExecuteOptions, JobError, JobOutput, OwnInputs, execute};
 use crate::fixed::{self, FixedPoint};
-use crate::local::consent_digest;
+use crate::local::consent_digest_for;
 use crate::preprocessing::dealer::DealerSource;
 use crate::preprocessing::dealer::client::{DealerEndpoint, DrawOptions, draw};
+use crate::preprocessing::ot::generate_for_plan;
+use crate::preprocessing::{JobMaterial, Mode};
 use crate::preprocessing::{MaterialPlan, PreprocessingError};
 use crate::program::ir::{Circuit, ElemType};
 use crate::program::{compile, hex, program_hash};
@@ -279,14 +281,15 @@ impl Jobs {
             inputs,
             me,
             parties,
-            consent: consent_digest(&request.program, &request.parties),
+            consent: consent_digest_for(&request.program, &request.parties, request.preprocessing),
             timeouts,
             registration,
+            mode: request.preprocessing,
         })
     }
 
     async fn run(&self, job: JobId, id: &str, prepared: Prepared) -> Result<(JobOutput, u32), JobError> {
-        let Prepared { circuit, inputs, me, parties, consent, timeouts, mut registration } = prepared;
+        let Prepared { circuit, inputs, me, parties, consent, timeouts, mut registration, mode } = prepared;
         let deadline = Instant::now() + timeouts.total;
         let cfg = self.mesh_config(me, &parties, &timeouts).await?;
         let connect = tracing::info_span!("connect", peers = parties.len().saturating_sub(1));
@@ -307,7 +310,13 @@ impl Jobs {
         options.job_timeout = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
         options.max_vector_len = self.ctx.loaded.config.limits.max_vector_len;
         let names: Vec<String> = parties.iter().map(|p| p.name.clone()).collect();
-        let result = execute(&mesh, &circuit, &inputs, &options, |plan| self.draw(job, names, plan)).await;
+        let result = execute(&mesh, &circuit, &inputs, &options, |plan| async {
+            match mode {
+                Mode::Dealer => self.draw(job, names, plan).await.map(JobMaterial::Dealer),
+                Mode::Ot => generate_for_plan(&mesh, job, &plan).await.map(JobMaterial::Generated),
+            }
+        })
+        .await;
         if let Err(e) = &result {
             mesh.abort(&e.to_string());
         }
@@ -583,6 +592,7 @@ struct Prepared {
     consent: [u8; 32],
     timeouts: JobLimits,
     registration: Registration,
+    mode: Mode,
 }
 
 struct JobLimits {
@@ -648,9 +658,10 @@ fn encode_inputs(
 }
 
 /// What makes two submissions the same job: the consent digest (program,
-/// party list, protocol), which every party must agree on anyway.
+/// party list, protocol, preprocessing mode), which every party must agree
+/// on anyway.
 fn fingerprint(request: &JobRequest) -> String {
-    hex(&consent_digest(&request.program, &request.parties))
+    hex(&consent_digest_for(&request.program, &request.parties, request.preprocessing))
 }
 
 fn stats_of(output: &JobOutput, elapsed: Duration) -> Stats {

@@ -197,5 +197,6 @@ fn copy_error(e: &PreprocessingError) -> PreprocessingError {
         PreprocessingError::Mismatch(s) => PreprocessingError::Mismatch(s.clone()),
         PreprocessingError::Malformed(s) => PreprocessingError::Malformed(s.clone()),
         PreprocessingError::Entropy(e) => PreprocessingError::Exhausted(format!("trusted dealer failed: {e}")),
+        PreprocessingError::Generation(s) => PreprocessingError::Generation(s.clone()),
     }
 }

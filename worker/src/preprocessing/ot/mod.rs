@@ -36,7 +36,99 @@ pub mod transpose;
 
 pub use session::{OtGenerator, TRIPLES_PER_CHUNK};
 
-use crate::transport::TransportError;
+use super::{DivPairShares, LayerMaterial, MaterialPlan, MaterialTag, Prefetched, PreprocessingError, TripleShares};
+use crate::sharing::Share;
+use crate::transport::{JobId, Mesh, TransportError};
+
+/// Division pairs generated per call: each takes 64 shared random bits,
+/// so this bounds the bits in memory to 8 MiB per party.
+const DIV_PAIRS_PER_CALL: usize = 16 * 1024;
+
+/// `total` split into pieces of at most `max` (none for 0).
+fn pieces(total: usize, max: usize) -> impl Iterator<Item = usize> {
+    (0..total).step_by(max).map(move |start| max.min(total - start))
+}
+
+/// Append `more` to `share` (both this party's shares).
+fn append(share: &mut Share, more: Share) {
+    if share.is_empty() {
+        *share = more;
+    } else {
+        share.expose_mut().extend_from_slice(more.expose());
+    }
+}
+
+/// Check that OT-based generation can serve `plan`: every division is by
+/// a power of two. Every party computes the same plan, so every party
+/// refuses the same job, before any message.
+pub fn check_plan(plan: &MaterialPlan) -> Result<(), PreprocessingError> {
+    for (layer, demand) in plan.layers.iter().enumerate() {
+        for &(divisor, _) in &demand.div_pairs {
+            if !divisor.is_power_of_two() {
+                return Err(PreprocessingError::Generation(format!(
+                    "layer {layer} divides by {divisor}; OT-based generation makes division pairs for powers of \
+                     two only (fixed-point truncation), so this job needs preprocessing: dealer"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The tag of a generated layer: the first 8 bytes of
+/// `SHA-256("cohort/ot/layer-tag/v1" || job || layer)`. The material was
+/// made by every party together for this job and layer, so equal tags are
+/// what the executor checks; a party out of step is caught by the message
+/// numbering first.
+fn layer_tag(job: JobId, layer: usize) -> MaterialTag {
+    let mut ctx = ::ring::digest::Context::new(&::ring::digest::SHA256);
+    ctx.update(b"cohort/ot/layer-tag/v1");
+    ctx.update(&job.0);
+    ctx.update(&(layer as u64).to_le_bytes());
+    let digest = ctx.finish();
+    let mut tag = [0u8; 8];
+    tag.copy_from_slice(&digest.as_ref()[..8]);
+    MaterialTag(u64::from_le_bytes(tag))
+}
+
+/// Generate every layer of `plan` with the job's peers over `mesh`, now:
+/// base OTs, then the triples and division pairs of each layer in order.
+/// Every party of the job calls this at the same point (after the setup
+/// step, before input sharing).
+pub async fn generate_for_plan(mesh: &Mesh, job: JobId, plan: &MaterialPlan) -> Result<Prefetched, PreprocessingError> {
+    check_plan(plan)?;
+    let failed = |e: OtError| PreprocessingError::Generation(e.to_string());
+    let mut generator = OtGenerator::setup(mesh).await.map_err(failed)?;
+    let mut layers = Vec::with_capacity(plan.layers.len());
+    for (index, demand) in plan.layers.iter().enumerate() {
+        let mut triples =
+            TripleShares { a: Share::new(Vec::new()), b: Share::new(Vec::new()), c: Share::new(Vec::new()) };
+        for n in pieces(demand.triples, session::MAX_ITEMS_PER_CALL) {
+            let t = generator.triples(mesh, n).await.map_err(failed)?;
+            append(&mut triples.a, t.a);
+            append(&mut triples.b, t.b);
+            append(&mut triples.c, t.c);
+        }
+        let mut div_pairs = Vec::with_capacity(demand.div_pairs.len());
+        for &(divisor, count) in &demand.div_pairs {
+            let mut pairs = DivPairShares {
+                divisor,
+                r: Share::new(Vec::new()),
+                msb: Share::new(Vec::new()),
+                q: Share::new(Vec::new()),
+            };
+            for n in pieces(count, DIV_PAIRS_PER_CALL) {
+                let p = generator.div_pairs(mesh, divisor, n).await.map_err(failed)?;
+                append(&mut pairs.r, p.r);
+                append(&mut pairs.msb, p.msb);
+                append(&mut pairs.q, p.q);
+            }
+            div_pairs.push(pairs);
+        }
+        layers.push((index, LayerMaterial { tag: layer_tag(job, index), triples, div_pairs }));
+    }
+    Ok(Prefetched::from_layers(layers))
+}
 
 /// Why OT-based generation failed. Carries no secret: messages name sizes,
 /// parties and steps, never values.
