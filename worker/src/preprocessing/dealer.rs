@@ -103,24 +103,7 @@ pub const MAX_DIVISOR_GROUPS: usize = 1 << 12;
 /// (three scratch vectors and the output) stays in the L2 cache.
 const DEALER_CHUNK: usize = 16 * 1024;
 
-/// Identifies one batch of dealt material. Public: it names the material,
-/// not its value, and appears in errors and tags.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct BatchId {
-    /// Random per dealer session, so ids never collide across dealers.
-    pub session: [u8; 16],
-    /// Sequence number of the batch within the session, from 0.
-    pub seq: u64,
-}
-
-impl fmt::Display for BatchId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in &self.session {
-            write!(f, "{b:02x}")?;
-        }
-        write!(f, ":{:016x}", self.seq)
-    }
-}
+pub use super::BatchId;
 
 /// The corrections the last party receives in place of PRG expansion.
 #[derive(Clone)]

@@ -29,7 +29,9 @@
 //!   the job's own connections before its inputs are shared.
 
 pub mod dealer;
+pub mod durable;
 pub mod ot;
+pub mod store;
 
 use crate::sharing::Share;
 use std::fmt;
@@ -59,6 +61,27 @@ impl Mode {
 impl fmt::Display for Mode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Identifies one batch of material (dealt, or generated and stored).
+/// Public: it names the material, not its value, and appears in errors,
+/// tags and file names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BatchId {
+    /// Random per dealer or generation session, so ids never collide
+    /// across sessions.
+    pub session: [u8; 16],
+    /// Sequence number of the batch within the session, from 0.
+    pub seq: u64,
+}
+
+impl fmt::Display for BatchId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in &self.session {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, ":{:016x}", self.seq)
     }
 }
 

@@ -39,10 +39,9 @@
 //! directory with mode 0700. An existing directory keeps its mode (in a
 //! pod, the volume's root belongs to the kubelet's `fsGroup` handling).
 
+use crate::preprocessing::durable::{IoError, LineLog, LogError};
 use crate::transport::JobId;
 use std::collections::HashSet;
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use tracing::{info, warn};
 
@@ -55,13 +54,8 @@ pub const JOURNAL_HEADER: &str = "cohort-dealer-journal 1";
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
     /// A file-system operation failed.
-    #[error("the dealer journal {}: cannot {op}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        op: &'static str,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("the dealer journal {}: cannot {}: {}", .0.path.display(), .0.op, .0.source)]
+    Io(#[from] IoError),
     /// A complete line is not what the journal holds. The dealer must not
     /// start: it would forget which job ids it served.
     #[error(
@@ -72,11 +66,19 @@ pub enum JournalError {
     Corrupt { path: PathBuf, line: usize, reason: String },
 }
 
-/// An open journal: the ids recorded so far and the file to append to.
+impl From<LogError> for JournalError {
+    fn from(e: LogError) -> Self {
+        match e {
+            LogError::Io(e) => JournalError::Io(e),
+            LogError::Corrupt { path, line, reason } => JournalError::Corrupt { path, line, reason },
+        }
+    }
+}
+
+/// An open journal: the ids recorded so far and the log to append to.
 #[derive(Debug)]
 pub struct Journal {
-    path: PathBuf,
-    file: File,
+    log: LineLog,
     served: HashSet<JobId>,
     dropped_tail: usize,
 }
@@ -88,53 +90,34 @@ impl Journal {
     /// [`JournalError::Corrupt`].
     pub fn open(dir: &Path) -> Result<Journal, JournalError> {
         let path = dir.join(JOURNAL_FILE);
-        let io = |op: &'static str| {
-            let path = path.clone();
-            move |source| JournalError::Io { path, op, source }
-        };
-        let created_dir = !dir.exists();
-        create_dir(dir).map_err(|source| JournalError::Io {
-            path: path.clone(),
-            op: "create its directory",
-            source,
-        })?;
-        let mut options = OpenOptions::new();
-        options.read(true).append(true).create(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
+        let opened = LineLog::open(&path, JOURNAL_HEADER)?;
+        let mut served = HashSet::new();
+        for (line, text) in &opened.records {
+            let job = parse_record(text).map_err(|r| JournalError::Corrupt {
+                path: path.clone(),
+                line: *line,
+                reason: r.into(),
+            })?;
+            if !served.insert(job) {
+                // Not fatal: the id stays refused either way.
+                warn!(path = %path.display(), line, job = %job, "the dealer journal records a job id twice");
+            }
         }
-        let mut file = options.open(&path).map_err(io("open"))?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(io("read"))?;
-        let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        let dropped_tail = bytes.len() - complete;
-        let served = parse(&path, &bytes[..complete])?;
-        if dropped_tail > 0 {
+        if opened.dropped_tail > 0 {
             warn!(
                 path = %path.display(),
-                bytes = dropped_tail,
+                bytes = opened.dropped_tail,
                 "the dealer journal ends in a torn record (a crash while writing it); dropping it: \
                  that record was never acknowledged, so its job was not dealt"
             );
-            file.set_len(complete as u64).map_err(io("truncate its torn last line"))?;
-            file.sync_all().map_err(io("sync"))?;
-        }
-        let new = complete == 0;
-        let mut journal = Journal { path: path.clone(), file, served, dropped_tail };
-        if new {
-            journal.append(&format!("{JOURNAL_HEADER}\n"))?;
-            // Make the new file's directory entry durable too.
-            sync_dir(dir).map_err(io("sync its directory"))?;
         }
         info!(
-            path = %journal.path.display(),
-            served = journal.served.len(),
-            created_dir,
+            path = %path.display(),
+            served = served.len(),
+            created = opened.created,
             "the dealer journal is open: recorded job ids are refused"
         );
-        Ok(journal)
+        Ok(Journal { log: opened.log, served, dropped_tail: opened.dropped_tail })
     }
 
     /// Whether `job` is recorded.
@@ -154,55 +137,17 @@ impl Journal {
 
     /// The journal file.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.log.path()
     }
 
     /// Record `job` (with the digest of its party list and plan) and make
     /// the record durable. Returns only once the record is on stable
     /// storage; deal nothing of `job` unless this returned `Ok`.
     pub fn record(&mut self, job: JobId, digest: &[u8; 32]) -> Result<(), JournalError> {
-        self.append(&format!("{job} {}\n", crate::program::hex(digest)))?;
+        self.log.append(&format!("{job} {}", crate::program::hex(digest)))?;
         self.served.insert(job);
         Ok(())
     }
-
-    fn append(&mut self, line: &str) -> Result<(), JournalError> {
-        let io = |op: &'static str| {
-            let path = self.path.clone();
-            move |source| JournalError::Io { path, op, source }
-        };
-        // Appends go to the end whatever the position; seeking only keeps
-        // the position meaningful for a reader of `file`.
-        self.file.seek(SeekFrom::End(0)).map_err(io("seek"))?;
-        self.file.write_all(line.as_bytes()).map_err(io("append a record"))?;
-        self.file.sync_data().map_err(io("sync"))
-    }
-}
-
-/// Parse complete lines (`bytes` ends with `\n` or is empty).
-fn parse(path: &Path, bytes: &[u8]) -> Result<HashSet<JobId>, JournalError> {
-    let corrupt = |line: usize, reason: String| JournalError::Corrupt { path: path.to_path_buf(), line, reason };
-    let mut served = HashSet::new();
-    if bytes.is_empty() {
-        return Ok(served);
-    }
-    let body = &bytes[..bytes.len() - 1];
-    for (i, raw) in body.split(|&b| b == b'\n').enumerate() {
-        let line = i + 1;
-        let text = std::str::from_utf8(raw).map_err(|_| corrupt(line, "not UTF-8 text".into()))?;
-        if line == 1 {
-            if text != JOURNAL_HEADER {
-                return Err(corrupt(line, format!("expected the header {JOURNAL_HEADER:?}")));
-            }
-            continue;
-        }
-        let job = parse_record(text).map_err(|r| corrupt(line, r.into()))?;
-        if !served.insert(job) {
-            // Not fatal: the id stays refused either way.
-            warn!(path = %path.display(), line, job = %job, "the dealer journal records a job id twice");
-        }
-    }
-    Ok(served)
 }
 
 /// `<32 hex> <64 hex>` → the job id.
@@ -213,7 +158,8 @@ fn parse_record(text: &str) -> Result<JobId, &'static str> {
     Ok(JobId(job))
 }
 
-fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
+/// `2N` lowercase hex digits → `N` bytes.
+pub(crate) fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
     let b = text.as_bytes();
     if b.len() != 2 * N {
         return None;
@@ -228,29 +174,6 @@ fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
         *o = (nibble(b[2 * i])? << 4) | nibble(b[2 * i + 1])?;
     }
     Some(out)
-}
-
-fn create_dir(dir: &Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir)
-}
-
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        File::open(dir)?.sync_all()
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = dir;
-        Ok(())
-    }
 }
 
 /// SHA-256 over a job's party list and material plan (length-prefixed, so
@@ -281,6 +204,8 @@ pub fn plan_digest(parties: &[String], plan: &crate::preprocessing::MaterialPlan
 mod tests {
     use super::*;
     use crate::preprocessing::{Demand, MaterialPlan};
+    use std::fs::OpenOptions;
+    use std::io::Write;
 
     fn digest() -> [u8; 32] {
         plan_digest(
