@@ -155,3 +155,70 @@ async fn a_divisor_that_is_not_a_power_of_two_is_refused_with_the_reason() {
         assert!(err.contains("divisor 9 needs the trusted dealer"), "{err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_parties_fill_their_stores_with_agreed_batches_that_reconstruct() {
+    use cohort_worker::preprocessing::pool::{FillRequest, fill};
+    use cohort_worker::preprocessing::store::{Store, StoredKind, StoredMaterial};
+    use std::sync::{Arc, Mutex};
+
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("tempdir")).collect();
+    let paths: Vec<std::path::PathBuf> = dirs.iter().map(|d| d.path().to_path_buf()).collect();
+    let paths_for_parties = paths.clone();
+    let ids = run_parties(3, move |mut generator, mesh| {
+        let dir = paths_for_parties[mesh.self_index()].clone();
+        Box::pin(async move {
+            let store = Arc::new(Mutex::new(Store::open(&dir).expect("store")));
+            let mut ids = Vec::new();
+            for request in [
+                FillRequest { kind: StoredKind::Triples, per_batch: 1000, batches: 2, first_seq: 0 },
+                FillRequest { kind: StoredKind::DivPairs { divisor: 256 }, per_batch: 50, batches: 1, first_seq: 2 },
+            ] {
+                ids.extend(fill(&mut generator, &mesh, &store, "local", request).await.expect("fill"));
+            }
+            (ids, mesh)
+        })
+    })
+    .await;
+    assert!(ids.iter().all(|i| i == &ids[0]), "every party names the batches alike");
+    // Reopen every store from disk, as a restarted worker would.
+    let mut stores: Vec<Store> = paths.iter().map(|p| Store::open(p).expect("reopen")).collect();
+    for id in &ids[0] {
+        let metas: Vec<_> = stores.iter().map(|s| s.get(*id).expect("stored at every party").clone()).collect();
+        assert!(metas.iter().all(|m| m.digest() == metas[0].digest()), "the digests agree");
+        assert_eq!(metas.iter().map(|m| m.party).collect::<Vec<_>>(), [0, 1, 2]);
+        let digest = metas[0].digest();
+        let material: Vec<StoredMaterial> =
+            stores.iter_mut().map(|s| s.consume(*id, &digest).expect("consume")).collect();
+        match &material[0] {
+            StoredMaterial::Triples(_) => {
+                let part = |f: fn(&TripleShares) -> &[u64]| {
+                    sum(&material
+                        .iter()
+                        .map(|m| match m {
+                            StoredMaterial::Triples(t) => f(t),
+                            StoredMaterial::DivPairs(_) => panic!("kinds differ"),
+                        })
+                        .collect::<Vec<_>>())
+                };
+                let (a, b, c) = (part(|t| t.a.expose()), part(|t| t.b.expose()), part(|t| t.c.expose()));
+                assert!(a.iter().zip(&b).zip(&c).all(|((a, b), c)| *c == a.wrapping_mul(*b)));
+            }
+            StoredMaterial::DivPairs(_) => {
+                let pairs: Vec<&DivPairShares> = material
+                    .iter()
+                    .map(|m| match m {
+                        StoredMaterial::DivPairs(d) => d,
+                        StoredMaterial::Triples(_) => panic!("kinds differ"),
+                    })
+                    .collect();
+                let r = sum(&pairs.iter().map(|p| p.r.expose()).collect::<Vec<_>>());
+                let q = sum(&pairs.iter().map(|p| p.q.expose()).collect::<Vec<_>>());
+                assert!(r.iter().zip(&q).all(|(r, q)| *q == (r & ((1 << 63) - 1)) / 256));
+            }
+        }
+        for s in &mut stores {
+            assert!(s.consume(*id, &digest).is_err(), "a consumed batch is never used again");
+        }
+    }
+}

@@ -31,6 +31,7 @@
 pub mod dealer;
 pub mod durable;
 pub mod ot;
+pub mod pool;
 pub mod store;
 
 use crate::sharing::Share;
