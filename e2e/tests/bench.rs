@@ -6,19 +6,25 @@ use std::process::Command;
 
 use cohort_e2e::bin;
 
+/// `cohort bench ARGS --repeats 1 --tls-mib 4 --format json`, parsed: it
+/// must succeed and print exactly one JSON document.
+fn bench_json(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(bin("cohort"))
+        .arg("bench")
+        .args(args)
+        .args(["--repeats", "1", "--tls-mib", "4", "--format", "json"])
+        .output()
+        .expect("cohort bench runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).expect("UTF-8");
+    assert_eq!(stdout.trim_end().lines().count(), 1, "one JSON document: {stdout}");
+    serde_json::from_str(&stdout).expect("JSON")
+}
+
 #[test]
 fn bench_json_report_has_the_required_keys() {
     for parties in [2u64, 3] {
-        let out = Command::new(bin("cohort"))
-            .args(["bench", "--preprocessing", "dealer", "--parties", &parties.to_string()])
-            .args(["--mults", "20000", "--repeats", "1"])
-            .args(["--tls-mib", "4", "--format", "json"])
-            .output()
-            .expect("cohort bench runs");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let stdout = String::from_utf8(out.stdout).expect("UTF-8");
-        assert_eq!(stdout.trim_end().lines().count(), 1, "one JSON document: {stdout}");
-        let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+        let report = bench_json(&["--preprocessing", "dealer", "--parties", &parties.to_string(), "--mults", "20000"]);
         assert_eq!(report["parties"], parties);
         assert_eq!(report["rounds"], 4, "setup, input, one layer, output");
         for key in [
@@ -40,15 +46,7 @@ fn bench_json_report_has_the_required_keys() {
 #[test]
 fn ot_bench_reports_triples_per_second_and_bytes_per_triple() {
     for parties in [2u64, 3] {
-        let out = Command::new(bin("cohort"))
-            .args(["bench", "--preprocessing", "ot", "--parties", &parties.to_string()])
-            .args(["--triples", "20000", "--repeats", "1", "--tls-mib", "4", "--format", "json"])
-            .output()
-            .expect("cohort bench runs");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let stdout = String::from_utf8(out.stdout).expect("UTF-8");
-        assert_eq!(stdout.trim_end().lines().count(), 1, "one JSON document: {stdout}");
-        let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+        let report = bench_json(&["--preprocessing", "ot", "--parties", &parties.to_string(), "--triples", "20000"]);
         assert_eq!(report["parties"], parties);
         assert_eq!(report["preprocessing"], "ot");
         for key in ["triples_per_second", "bound_triples_per_second", "tls_loopback_bytes_per_second"] {
