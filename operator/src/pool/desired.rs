@@ -33,6 +33,8 @@ use std::collections::BTreeMap;
 
 use cohort_crds::cluster::{PullPolicy, ServiceType};
 use cohort_worker::transport::CertifiedKey;
+
+use crate::cluster::METRICS_PORT;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
@@ -276,6 +278,8 @@ pub fn args(pool: &Pool<'_>) -> Vec<String> {
         format!("{TLS_DIR}/tls.key"),
         "--state-dir".into(),
         STATE_DIR.into(),
+        "--metrics-addr".into(),
+        format!("0.0.0.0:{METRICS_PORT}"),
     ];
     for party in &pool.cluster.spec.parties {
         args.extend([
@@ -411,12 +415,20 @@ fn container(pool: &Pool<'_>, settings: &Settings) -> Container {
         image_pull_policy: Some(pull.into()),
         command: Some(vec![DEALER_BIN.into()]),
         args: Some(args(pool)),
-        ports: Some(vec![ContainerPort {
-            name: Some("dealer".into()),
-            container_port: DEALER_PORT,
-            protocol: Some("TCP".into()),
-            ..ContainerPort::default()
-        }]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("dealer".into()),
+                container_port: DEALER_PORT,
+                protocol: Some("TCP".into()),
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some("metrics".into()),
+                container_port: METRICS_PORT,
+                protocol: Some("TCP".into()),
+                ..ContainerPort::default()
+            },
+        ]),
         readiness_probe: Some(probe(5)),
         liveness_probe: Some(probe(20)),
         resources: Some(ResourceRequirements {
@@ -439,8 +451,9 @@ fn container(pool: &Pool<'_>, settings: &Settings) -> Container {
 /// `<pool>-dealer`: ingress to the dealer port only, from the cluster's
 /// `network.peerCidrs` and from this cluster's worker pods; from any
 /// source when `peerCidrs` is empty (the parties are authenticated by
-/// mutual TLS either way, as on the workers' peer port). No other port is
-/// open. Egress is not restricted (the dealer dials nobody).
+/// mutual TLS either way, as on the workers' peer port); the metrics port
+/// from the cluster's `network.metricsFrom` (nobody when empty). No other
+/// port is open. Egress is not restricted (the dealer dials nobody).
 pub fn network_policy(pool: &Pool<'_>) -> NetworkPolicy {
     let cidrs = &pool.cluster.spec.network.peer_cidrs;
     let from = (!cidrs.is_empty()).then(|| {
@@ -460,19 +473,25 @@ pub fn network_policy(pool: &Pool<'_>) -> NetworkPolicy {
         });
         peers
     });
+    let tcp = |port: i32| {
+        Some(vec![NetworkPolicyPort {
+            port: Some(IntOrString::Int(port)),
+            protocol: Some("TCP".into()),
+            ..NetworkPolicyPort::default()
+        }])
+    };
+    let mut ingress = vec![NetworkPolicyIngressRule { ports: tcp(DEALER_PORT), from }];
+    let metrics_from = &pool.cluster.spec.network.metrics_from;
+    if !metrics_from.is_empty() {
+        // Prometheus scrapes the dealer as it scrapes the workers.
+        ingress.push(NetworkPolicyIngressRule { ports: tcp(METRICS_PORT), from: Some(metrics_from.clone()) });
+    }
     NetworkPolicy {
         metadata: metadata(pool, pool.names().network_policy()),
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(LabelSelector { match_labels: Some(selector_labels(pool)), ..LabelSelector::default() }),
             policy_types: Some(vec!["Ingress".into()]),
-            ingress: Some(vec![NetworkPolicyIngressRule {
-                ports: Some(vec![NetworkPolicyPort {
-                    port: Some(IntOrString::Int(DEALER_PORT)),
-                    protocol: Some("TCP".into()),
-                    ..NetworkPolicyPort::default()
-                }]),
-                from,
-            }]),
+            ingress: Some(ingress),
             ..NetworkPolicySpec::default()
         }),
     }
@@ -714,7 +733,7 @@ mod tests {
         assert!(
             joined.starts_with(
                 "--federation consortium --name main --listen 0.0.0.0:7500 --cert /etc/cohort/tls/tls.crt \
-                 --key /etc/cohort/tls/tls.key --state-dir /var/lib/cohort/dealer"
+                 --key /etc/cohort/tls/tls.key --state-dir /var/lib/cohort/dealer --metrics-addr 0.0.0.0:9464"
             ),
             "{joined}"
         );
@@ -728,7 +747,7 @@ mod tests {
 
         let ports: Vec<(&str, i32)> =
             w.ports.iter().flatten().map(|p| (p.name.as_deref().expect("named"), p.container_port)).collect();
-        assert_eq!(ports, [("dealer", 7500)]);
+        assert_eq!(ports, [("dealer", 7500), ("metrics", 9464)]);
         for probe in [&w.readiness_probe, &w.liveness_probe] {
             let tcp = probe.as_ref().and_then(|p| p.tcp_socket.as_ref()).expect("tcp probe");
             assert_eq!(tcp.port, IntOrString::String("dealer".into()));
@@ -813,8 +832,10 @@ mod tests {
         assert_eq!(spec.policy_types.as_deref(), Some(&["Ingress".to_string()][..]));
         assert_eq!(spec.pod_selector.as_ref().and_then(|s| s.match_labels.clone()), Some(selector_labels(&pool)));
         let rules = spec.ingress.as_ref().expect("ingress");
-        assert_eq!(rules.len(), 1, "only the dealer port");
+        assert_eq!(rules.len(), 2, "the dealer port, and metrics from network.metricsFrom");
         assert_eq!(rules[0].ports.as_ref().expect("ports")[0].port, Some(IntOrString::Int(7500)));
+        assert_eq!(rules[1].ports.as_ref().expect("ports")[0].port, Some(IntOrString::Int(9464)));
+        assert_eq!(rules[1].from.as_ref(), Some(&c.spec.network.metrics_from));
         let from = rules[0].from.as_ref().expect("from");
         let cidrs: Vec<&str> = from.iter().filter_map(|p| p.ip_block.as_ref()).map(|b| b.cidr.as_str()).collect();
         assert_eq!(cidrs, ["203.0.113.0/24", "198.51.100.0/24"]);
@@ -827,6 +848,7 @@ mod tests {
         let d = build(&pool, &m, &settings()).expect("builds");
         let rules = d.network_policy.spec.as_ref().and_then(|s| s.ingress.clone()).expect("ingress");
         assert!(rules[0].from.is_none(), "any source: the dealer authenticates parties by mTLS");
+        assert_eq!(rules.len(), 1, "no metricsFrom: nobody reaches the metrics port");
     }
 
     #[test]
