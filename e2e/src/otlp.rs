@@ -212,6 +212,20 @@ pub fn threads_named(pid: u32, prefix: &str) -> usize {
         .count()
 }
 
+/// [`threads_named`] once it reaches `want`, or as it stands after 5 s. A
+/// thread names itself after it starts, so a process that just started
+/// may show its exporter thread a moment later (seen on a loaded machine).
+pub async fn threads_named_settled(pid: u32, prefix: &str, want: usize) -> usize {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let n = threads_named(pid, prefix);
+        if n == want || std::time::Instant::now() >= deadline {
+            return n;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Send SIGTERM to `child` and wait for it to exit: a worker drains and
 /// exports its queued spans before it exits.
 pub async fn terminate(child: &mut tokio::process::Child) {

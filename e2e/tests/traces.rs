@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use cohort_cli::launch::Federation;
 use cohort_e2e::launch_options;
-use cohort_e2e::otlp::{ReceivedSpan, Receiver, terminate, threads_named};
+use cohort_e2e::otlp::{ReceivedSpan, Receiver, terminate, threads_named, threads_named_settled};
 use cohort_worker::fixed::{FixedPoint, encode_int};
 use cohort_worker::service::api::{JobStatus, JobTimeouts, Phase};
 
@@ -79,7 +79,12 @@ async fn a_job_is_one_trace_per_party_with_its_phases_and_no_input() {
     let mut federation = Federation::start(&parties(), &options).await.expect("workers start");
     for w in &federation.workers {
         let pid = w.child.id().expect("running");
-        assert_eq!(threads_named(pid, EXPORTER_THREAD), 1, "worker of {} has one exporter thread", w.name);
+        assert_eq!(
+            threads_named_settled(pid, EXPORTER_THREAD, 1).await,
+            1,
+            "worker of {} has one exporter thread",
+            w.name
+        );
     }
     let (id, statuses) = run_job(&federation).await;
 
