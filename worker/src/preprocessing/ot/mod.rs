@@ -140,6 +140,10 @@ pub enum OtError {
     /// A request this generator does not serve.
     #[error("{0}")]
     Unsupported(String),
+    /// An earlier call failed mid-protocol: the extension state is gone,
+    /// so the generator refuses further work (set up a new one).
+    #[error("the OT generator stopped after an error: {0}")]
+    Stopped(String),
     #[error(transparent)]
     Transport(#[from] TransportError),
     #[error(transparent)]

@@ -340,7 +340,7 @@ impl OtGenerator {
 
     fn check(&self) -> Result<(), OtError> {
         match &self.failed {
-            Some(reason) => Err(OtError::Unsupported(format!("the OT generator stopped after an error: {reason}"))),
+            Some(reason) => Err(OtError::Stopped(reason.clone())),
             None => Ok(()),
         }
     }
@@ -400,8 +400,8 @@ impl OtGenerator {
     /// a ring element).
     pub async fn random_bits(&mut self, mesh: &Mesh, count: usize) -> Result<Share, OtError> {
         self.check()?;
-        if count > 64 * MAX_ITEMS_PER_CALL {
-            return Err(OtError::Unsupported(format!("{count} random bits in one call")));
+        if count > MAX_ITEMS_PER_CALL {
+            return Err(OtError::Unsupported(format!("{count} random bits in one call; at most {MAX_ITEMS_PER_CALL}")));
         }
         match self.random_bits_inner(mesh, count).await {
             Ok(bits) => Ok(bits),
