@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use cohort_cli::launch::Federation;
 use cohort_e2e::{http_get, launch_options};
+use cohort_worker::preprocessing::Mode;
 use cohort_worker::service::api::{JobRequest, JobStatus, JobTimeouts, OutputValue, Phase};
 use cohort_worker::service::control::ControlClient;
 use cohort_worker::transport::{JobId, PartyCa, Role, TlsIdentity};
@@ -174,7 +175,6 @@ async fn submission_is_idempotent_access_is_controlled_and_draining_refuses_jobs
     assert!(http_get(&federation.workers[1].metrics, "/readyz").await.contains("draining"));
 }
 
-/// A plain HTTP GET; the response body.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn program_mismatch_is_refused_before_any_input_is_shared() {
     let federation = start(3, None).await;
@@ -195,6 +195,42 @@ async fn program_mismatch_is_refused_before_any_input_is_shared() {
         assert_eq!(failure.party.as_deref(), Some(blamed), "{failure:?}");
         assert!(failure.message.contains("different program"), "{failure:?}");
         assert!(status.stats.is_none() && status.outputs.is_none());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parties_told_different_preprocessing_modes_refuse_the_job_in_setup() {
+    let federation = start(3, None).await;
+    let parties = names(3);
+    let id = JobId::random().to_string();
+    // Secret products and fixed-point truncation: triples and division
+    // pairs for 2^f.
+    let program = "input x: fixed[] from each\nlet all = concat(x)\noutput s = sum(all * all)\n";
+    for (i, w) in federation.workers.iter().enumerate() {
+        let mut r = request(&id, program, &parties, fixed("x", &[1.0]));
+        // Party 2 would generate material with its peers; the others
+        // expect the dealer's. The mode is part of the consent digest.
+        r.preprocessing = if i == 2 { Mode::Ot } else { Mode::Dealer };
+        w.client.submit(&r).await.expect("submit");
+    }
+    for w in &federation.workers {
+        let status = w.client.wait(&id, Duration::from_millis(10)).await.expect("wait");
+        assert_eq!(status.phase, Phase::Failed);
+        let failure = status.failure.expect("failure");
+        assert_eq!(failure.step.as_deref(), Some("setup"), "refused before input sharing: {failure:?}");
+        assert!(failure.message.contains("preprocessing mode"), "{failure:?}");
+    }
+    // The same job with every party on OT runs, without the dealer.
+    let id = JobId::random().to_string();
+    for (i, w) in federation.workers.iter().enumerate() {
+        let mut r = request(&id, program, &parties, fixed("x", &[i as f64 + 0.5]));
+        r.preprocessing = Mode::Ot;
+        w.client.submit(&r).await.expect("submit");
+    }
+    for w in &federation.workers {
+        let status = w.client.wait(&id, Duration::from_millis(10)).await.expect("wait");
+        assert_eq!(status.phase, Phase::Succeeded, "{:?}", status.failure);
+        assert!(close(scalar(&status, "s"), 0.25 + 2.25 + 6.25), "{status:?}");
     }
 }
 
