@@ -43,6 +43,7 @@
 
 use super::durable::{IoError, LineLog, LogError, create_private_dir, io, overwrite_and_remove, write_private};
 use super::{BatchId, DivPairShares, TripleShares};
+use crate::program::{hex, unhex};
 use crate::sharing::Share;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -164,18 +165,19 @@ pub struct Store {
     batches: BTreeMap<BatchId, BatchMeta>,
 }
 
+/// `<session hex>-<sequence, 16 hex digits>`: how the ledger and file names
+/// write a batch id.
+fn id_text(id: BatchId) -> String {
+    format!("{}-{:016x}", hex(&id.session), id.seq)
+}
+
 fn file_name(id: BatchId) -> String {
-    let mut s = String::with_capacity(32 + 1 + 16 + 6);
-    for b in id.session {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s.push_str(&format!("-{:016x}.batch", id.seq));
-    s
+    format!("{}.batch", id_text(id))
 }
 
 fn parse_id(text: &str) -> Option<BatchId> {
     let (session, seq) = text.split_once('-')?;
-    let session = super::dealer::journal::unhex::<16>(session)?;
+    let session = unhex::<16>(session)?;
     if seq.len() != 16 {
         return None;
     }
@@ -248,9 +250,13 @@ impl Store {
 
     fn discard_file(&mut self, id: BatchId, path: &Path, why: &str) -> Result<(), StoreError> {
         warn!(path = %path.display(), reason = why, "discarding a preprocessing batch that fails its checks");
-        self.ledger.append(&format!("discard {}", file_name(id).trim_end_matches(".batch")))?;
+        self.discard(id)
+    }
+
+    /// Record `verb id` in the ledger, durably, and never use `id` again.
+    fn record(&mut self, verb: &str, id: BatchId) -> Result<(), StoreError> {
+        self.ledger.append(&format!("{verb} {}", id_text(id)))?;
         self.spent.insert(id);
-        overwrite_and_remove(path)?;
         Ok(())
     }
 
@@ -315,8 +321,7 @@ impl Store {
             return Err(StoreError::Used(id));
         }
         let meta = self.batches.remove(&id).ok_or(StoreError::Missing(id))?;
-        self.ledger.append(&format!("consume {}", file_name(id).trim_end_matches(".batch")))?;
-        self.spent.insert(id);
+        self.record("consume", id)?;
         let path = self.path_of(id);
         let result = if &meta.digest() != expected {
             Err(StoreError::Invalid {
@@ -343,8 +348,7 @@ impl Store {
             return Ok(());
         }
         self.batches.remove(&id);
-        self.ledger.append(&format!("discard {}", file_name(id).trim_end_matches(".batch")))?;
-        self.spent.insert(id);
+        self.record("discard", id)?;
         overwrite_and_remove(&self.path_of(id))?;
         Ok(())
     }
@@ -477,43 +481,58 @@ fn decode_header(bytes: &[u8]) -> Result<BatchMeta, String> {
     Ok(BatchMeta { id: BatchId { session, seq }, kind, count, federation, parties, party, created })
 }
 
-/// The header and digest of a batch file (the shares are not read).
-fn read_header(path: &Path) -> Result<BatchMeta, StoreError> {
-    use std::io::Read;
+/// Check the header at the start of `bytes` (a prefix of a batch file of
+/// `file_len` bytes, at least through the digest): the metadata and where
+/// the shares start.
+fn parse_header(path: &Path, bytes: &[u8], file_len: u64) -> Result<(BatchMeta, usize), StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt { path: path.to_path_buf(), reason };
-    let mut file = std::fs::File::open(path).map_err(io(path, "open"))?;
-    let mut fixed = [0u8; 12];
-    file.read_exact(&mut fixed).map_err(|_| corrupt("shorter than its header".into()))?;
-    if &fixed[..8] != MAGIC {
-        return Err(corrupt("not a batch file (bad magic)".into()));
+    if bytes.len() < 12 || &bytes[..8] != MAGIC {
+        return Err(corrupt("not a batch file (bad magic or too short)".into()));
     }
-    let len = u32::from_le_bytes([fixed[8], fixed[9], fixed[10], fixed[11]]) as usize;
-    if len > 1 << 20 {
-        return Err(corrupt("header too long".into()));
+    let len = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
+    let body_start = 12 + len + 32;
+    if len > HEADER_MAX || bytes.len() < body_start {
+        return Err(corrupt("truncated or oversized header".into()));
     }
-    let mut header = vec![0u8; len + 32];
-    file.read_exact(&mut header).map_err(|_| corrupt("truncated header".into()))?;
-    let meta = decode_header(&header[..len]).map_err(corrupt)?;
-    if meta.digest()[..] != header[len..] {
+    let meta = decode_header(&bytes[12..12 + len]).map_err(corrupt)?;
+    if meta.digest()[..] != bytes[12 + len..body_start] {
         return Err(corrupt("the header does not match its digest".into()));
     }
-    let expected = 12 + len as u64 + 32 + 24 * meta.count as u64 + 32;
-    let actual = file.metadata().map_err(io(path, "read the size"))?.len();
-    if actual != expected {
-        return Err(corrupt(format!("{actual} bytes, expected {expected}")));
+    let expected = body_start as u64 + 24 * meta.count as u64 + 32;
+    if file_len != expected {
+        return Err(corrupt(format!("{file_len} bytes, expected {expected}")));
     }
-    Ok(meta)
+    Ok((meta, body_start))
 }
 
-/// The whole batch, every check passed.
+/// The longest header a batch file may declare.
+const HEADER_MAX: usize = 1 << 20;
+
+/// The header of a batch file, checked (the shares are not read).
+fn read_header(path: &Path) -> Result<BatchMeta, StoreError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(io(path, "open"))?;
+    let file_len = file.metadata().map_err(io(path, "read the size"))?.len();
+    let mut prefix = Vec::new();
+    file.take(12 + HEADER_MAX as u64 + 32).read_to_end(&mut prefix).map_err(io(path, "read"))?;
+    let mut fixed = [0u8; 4];
+    if let Some(len) = prefix.get(8..12) {
+        fixed.copy_from_slice(len);
+        prefix.truncate(12 + (u32::from_le_bytes(fixed) as usize).min(HEADER_MAX) + 32);
+    }
+    parse_header(path, &prefix, file_len).map(|(meta, _)| meta)
+}
+
+/// The whole batch, every check passed, from one read of the file.
 fn read_batch(path: &Path) -> Result<(BatchMeta, StoredMaterial), StoreError> {
-    let meta = read_header(path)?;
-    let corrupt = |reason: &str| StoreError::Corrupt { path: path.to_path_buf(), reason: reason.into() };
     let bytes = zeroize::Zeroizing::new(std::fs::read(path).map_err(io(path, "read"))?);
-    let body_start = bytes.len() - 32 - 24 * meta.count;
+    let (meta, body_start) = parse_header(path, &bytes, bytes.len() as u64)?;
     let body = &bytes[body_start..bytes.len() - 32];
     if ring::digest::digest(&ring::digest::SHA256, body).as_ref() != &bytes[bytes.len() - 32..] {
-        return Err(corrupt("the shares do not match their checksum"));
+        return Err(StoreError::Corrupt {
+            path: path.to_path_buf(),
+            reason: "the shares do not match their checksum".into(),
+        });
     }
     let (words, _) = body.as_chunks::<8>();
     let part = |i: usize| {

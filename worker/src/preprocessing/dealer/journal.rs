@@ -40,6 +40,7 @@
 //! pod, the volume's root belongs to the kubelet's `fsGroup` handling).
 
 use crate::preprocessing::durable::{IoError, LineLog, LogError};
+use crate::program::unhex;
 use crate::transport::JobId;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -156,24 +157,6 @@ fn parse_record(text: &str) -> Result<JobId, &'static str> {
     let job = unhex::<16>(job).ok_or("the job id is not 32 lowercase hex digits")?;
     unhex::<32>(digest).ok_or("the digest is not 64 lowercase hex digits")?;
     Ok(JobId(job))
-}
-
-/// `2N` lowercase hex digits → `N` bytes.
-pub(crate) fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
-    let b = text.as_bytes();
-    if b.len() != 2 * N {
-        return None;
-    }
-    let nibble = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
-    let mut out = [0u8; N];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = (nibble(b[2 * i])? << 4) | nibble(b[2 * i + 1])?;
-    }
-    Some(out)
 }
 
 /// SHA-256 over a job's party list and material plan (length-prefixed, so

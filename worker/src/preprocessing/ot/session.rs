@@ -274,13 +274,9 @@ async fn cot_receive(
     hash: Arc<CcrHash>,
     message: u32,
 ) -> Result<(Pair, Words), OtError> {
-    let choices = beta.clone();
-    let (pair, u, h) = blocking(move || {
-        let mut pair = pair;
-        let (u, h) = extend_as_receiver(&mut pair.receiver, &choices, &hash);
-        (pair, u, h)
-    })
-    .await?;
+    let Pair { sender, receiver } = pair;
+    let (receiver, u, h) =
+        spawn_extension(receiver, &beta, &hash, 0..beta.len()).await.map_err(|e| OtError::Task(e.to_string()))?;
     mesh.send(peer, Step::Preprocess(message), u).await?;
     let d = mesh.recv(peer, Step::Preprocess(message + 1)).await?;
     check_len(&d, 8 * count, "OT corrections", mesh, peer)?;
@@ -290,7 +286,7 @@ async fn cot_receive(
     })
     .await?
     .map_err(|e| named(e, mesh, peer))?;
-    Ok((pair, y))
+    Ok((Pair { sender, receiver }, y))
 }
 
 /// The sender's side of [`cot_receive`]: correlation `x` (this party's
@@ -338,11 +334,15 @@ impl OtGenerator {
         Ok(OtGenerator { me, parties, pairs, hash: Arc::new(CcrHash::new()), next_message: 2, failed: None })
     }
 
-    fn check(&self) -> Result<(), OtError> {
-        match &self.failed {
-            Some(reason) => Err(OtError::Stopped(reason.clone())),
-            None => Ok(()),
+    /// Refuse a call after a failure, or one larger than a call may be.
+    fn admit(&self, count: usize, what: &str) -> Result<(), OtError> {
+        if let Some(reason) = &self.failed {
+            return Err(OtError::Stopped(reason.clone()));
         }
+        if count > MAX_ITEMS_PER_CALL {
+            return Err(OtError::Unsupported(format!("{count} {what} in one call; at most {MAX_ITEMS_PER_CALL}")));
+        }
+        Ok(())
     }
 
     fn take_pairs(&mut self) -> Vec<(usize, Pair)> {
@@ -351,23 +351,20 @@ impl OtGenerator {
 
     /// Record a failure: the extension state of the failed round is gone,
     /// so the generator refuses further work.
-    fn fail<T>(&mut self, e: OtError) -> Result<T, OtError> {
-        self.failed = Some(e.to_string());
-        Err(e)
+    fn settle<T>(&mut self, result: Result<T, OtError>) -> Result<T, OtError> {
+        if let Err(e) = &result {
+            self.failed = Some(e.to_string());
+        }
+        result
     }
 
     /// This party's shares of `count` fresh Beaver triples, generated with
     /// every peer (who must call this with the same `count` at the same
     /// point of the session).
     pub async fn triples(&mut self, mesh: &Mesh, count: usize) -> Result<TripleShares, OtError> {
-        self.check()?;
-        if count > MAX_ITEMS_PER_CALL {
-            return Err(OtError::Unsupported(format!("{count} triples in one call; at most {MAX_ITEMS_PER_CALL}")));
-        }
-        match self.triples_inner(mesh, count).await {
-            Ok(triples) => Ok(triples),
-            Err(e) => self.fail(e),
-        }
+        self.admit(count, "triples")?;
+        let result = self.triples_inner(mesh, count).await;
+        self.settle(result)
     }
 
     async fn triples_inner(&mut self, mesh: &Mesh, count: usize) -> Result<TripleShares, OtError> {
@@ -399,14 +396,9 @@ impl OtGenerator {
     /// This party's shares of `count` uniformly random bits (each 0 or 1 as
     /// a ring element).
     pub async fn random_bits(&mut self, mesh: &Mesh, count: usize) -> Result<Share, OtError> {
-        self.check()?;
-        if count > MAX_ITEMS_PER_CALL {
-            return Err(OtError::Unsupported(format!("{count} random bits in one call; at most {MAX_ITEMS_PER_CALL}")));
-        }
-        match self.random_bits_inner(mesh, count).await {
-            Ok(bits) => Ok(bits),
-            Err(e) => self.fail(e),
-        }
+        self.admit(count, "random bits")?;
+        let result = self.random_bits_inner(mesh, count).await;
+        self.settle(result)
     }
 
     async fn random_bits_inner(&mut self, mesh: &Mesh, count: usize) -> Result<Share, OtError> {
