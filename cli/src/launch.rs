@@ -15,6 +15,7 @@ use std::process::Stdio;
 use std::time::{Duration, SystemTime};
 
 use cohort_worker::preprocessing::Mode;
+use cohort_worker::service::EXIT_ADDRESS_IN_USE;
 use cohort_worker::service::api::{JobRequest, JobStatus, JobTimeouts};
 use cohort_worker::service::control::{ControlClient, ControlError};
 use cohort_worker::transport::{JobId, PartyCa, Role, SharedIdentity, TlsIdentity, TransportError};
@@ -29,6 +30,9 @@ pub const CONTROLLER: &str = "cohort";
 const DEALER: &str = "main";
 /// How long a process may take to bind its ports.
 const STARTUP: Duration = Duration::from_secs(30);
+/// How many times [`Federation::start`] picks fresh ports when one it
+/// picked was taken (by any process on the host) before its worker bound it.
+const START_ATTEMPTS: usize = 5;
 
 /// Why a local federation could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +43,9 @@ pub enum LaunchError {
     Certificates(#[from] TransportError),
     #[error("{process} did not start: {reason}")]
     Start { process: String, reason: String },
+    /// A port picked for a process was taken before the process bound it.
+    #[error("{process} did not start: the port picked for it was taken meanwhile")]
+    PortTaken { process: String },
     #[error(transparent)]
     Control(Box<ControlError>),
 }
@@ -216,14 +223,19 @@ fn replace_file(path: &Path, contents: &str, private: bool) -> Result<(), Launch
 }
 
 /// A free loopback port (bound, read, released: the process that uses it
-/// binds it moments later).
+/// binds it moments later, and exits with [`EXIT_ADDRESS_IN_USE`] if
+/// another socket took it meanwhile; [`Federation::start`] then retries).
 fn free_port() -> Result<u16, LaunchError> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(io("cannot reserve a loopback port"))?;
     Ok(l.local_addr().map_err(io("cannot reserve a loopback port"))?.port())
 }
 
 /// Read lines from a child's stdout until one satisfies `parse`.
-async fn await_line<T>(process: &str, child: &mut Child, parse: impl Fn(&str) -> Option<T>) -> Result<T, LaunchError> {
+async fn await_line<T>(
+    process: &str,
+    child: &mut Child,
+    mut parse: impl FnMut(&str) -> Option<T>,
+) -> Result<T, LaunchError> {
     let start = |reason: String| LaunchError::Start { process: process.to_string(), reason };
     let stdout = child.stdout.take().ok_or_else(|| start("no stdout".into()))?;
     let mut lines = BufReader::new(stdout).lines();
@@ -233,8 +245,13 @@ async fn await_line<T>(process: &str, child: &mut Child, parse: impl Fn(&str) ->
                 return Ok(found);
             }
         }
-        let status = child.wait().await.map(|s| s.to_string()).unwrap_or_default();
-        Err(start(format!("it exited ({status}); its log says why")))
+        match child.wait().await {
+            Ok(status) if status.code() == Some(i32::from(EXIT_ADDRESS_IN_USE)) => {
+                Err(LaunchError::PortTaken { process: process.to_string() })
+            }
+            Ok(status) => Err(start(format!("it exited ({status}); its log says why"))),
+            Err(e) => Err(start(format!("it exited ({e}); its log says why"))),
+        }
     })
     .await
     .map_err(|_| start(format!("not listening after {STARTUP:?}")))??;
@@ -261,22 +278,40 @@ impl Federation {
             .arg(&dealer_key)
             .arg("--reload-interval")
             .arg(format!("{}ms", options.tls_reload.as_millis()));
-        self.dealer_metrics = format!("127.0.0.1:{}", free_port()?);
-        dealer.arg("--metrics-addr").arg(&self.dealer_metrics);
+        dealer.args(["--metrics-addr", "127.0.0.1:0"]);
         for (name, (ca, _, _)) in party_files {
             dealer.arg("--party").arg(name).arg("--peer-ca").arg(format!("{name}={}", ca.display()));
         }
         let dealer = self.dealer.insert(spawn(&mut dealer, "cohort-dealer", &options, "dealer")?);
+        let mut metrics = String::new();
         let dealer_addr = await_line("cohort-dealer", dealer, |line| {
+            if let Some(at) = line.strip_prefix("metrics on ") {
+                metrics = at.trim().to_string();
+            }
             line.strip_prefix("listening on ").map(|a| a.trim().to_string())
         })
         .await?;
+        self.dealer_metrics = metrics;
         Ok((dealer_addr, dealer_ca))
     }
 
     /// Start one worker per party (and, for [`Mode::Dealer`], a trusted
-    /// dealer) in a fresh directory.
+    /// dealer) in a fresh directory. Workers' peer ports are picked here
+    /// (every configuration names every peer's endpoint), so one may be
+    /// taken before its worker binds it: then the whole federation starts
+    /// again on fresh ports, up to [`START_ATTEMPTS`] times.
     pub async fn start(parties: &[String], options: &Options) -> Result<Federation, LaunchError> {
+        let mut attempt = 1;
+        loop {
+            match Federation::start_once(parties, options).await {
+                // The failed attempt's processes and directory go with it.
+                Err(LaunchError::PortTaken { .. }) if attempt < START_ATTEMPTS => attempt += 1,
+                result => return result,
+            }
+        }
+    }
+
+    async fn start_once(parties: &[String], options: &Options) -> Result<Federation, LaunchError> {
         let dir = std::env::temp_dir().join(format!("cohort-run-{}", JobId::random()));
         std::fs::create_dir_all(&dir).map_err(io(format!("cannot create {}", dir.display())))?;
         #[cfg(unix)]

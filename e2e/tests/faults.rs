@@ -136,3 +136,28 @@ async fn config_dir_picks_the_shard_file_from_the_pod_name() {
     let listening: serde_json::Value = serde_json::from_str(&line).expect("JSON");
     assert_eq!(listening["party"], "party-1", "{line}");
 }
+
+/// A worker whose peer port is taken says so and exits with
+/// `EXIT_ADDRESS_IN_USE`, which tells `cohort run` (which picked the port)
+/// to start again on fresh ports rather than fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_peer_port_exits_with_the_retry_status() {
+    let federation = Federation::start(&parties(), &launch_options("warn", None)).await.expect("start");
+    // Worker 0 is running, so its peer port is taken.
+    let output = tokio::process::Command::new(cohort_e2e::bin("cohort-worker"))
+        .arg("--config")
+        .arg(&federation.workers[0].config)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(i32::from(cohort_worker::service::EXIT_ADDRESS_IN_USE)),
+        "{}: {stderr}",
+        output.status
+    );
+    let want = format!("listen.peer: cannot listen on {}", federation.workers[0].peer);
+    assert!(stderr.contains(&want), "{stderr}");
+}

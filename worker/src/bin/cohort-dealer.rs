@@ -5,7 +5,8 @@
 //!
 //! It serves the federation's parties over mutually authenticated TLS 1.3
 //! (protocol: `cohort_worker::preprocessing::dealer::service`), prints
-//! `listening on ADDR` on stdout once bound, logs to stderr (filter with
+//! `listening on ADDR` on stdout once bound (after `metrics on ADDR` with
+//! `--metrics-addr`), logs to stderr (filter with
 //! `RUST_LOG`, default `info`), and stops on SIGTERM or ctrl-c.
 //!
 //! With `--state-dir DIR` it records every job id durably in
@@ -170,8 +171,21 @@ async fn run(args: Args) -> Result<(), String> {
     }
     .map_err(|e| e.to_string())?;
     let addr = server.local_addr().map_err(|e| format!("cannot read the bound address: {e}"))?;
+    let metrics_listener = match args.metrics_addr {
+        Some(at) => {
+            let l = TcpListener::bind(at).await.map_err(|e| format!("cannot listen on {at} for metrics: {e}"))?;
+            let bound = l.local_addr().map_err(|e| format!("cannot read the bound metrics address: {e}"))?;
+            Some((l, bound))
+        }
+        None => None,
+    };
     {
+        // Every port is bound before `listening on`, the line launchers
+        // wait for (with port 0, these lines say which ports).
         let mut out = std::io::stdout().lock();
+        if let Some((_, bound)) = &metrics_listener {
+            writeln!(out, "metrics on {bound}").map_err(|e| format!("stdout: {e}"))?;
+        }
         writeln!(out, "listening on {addr}").and_then(|()| out.flush()).map_err(|e| format!("stdout: {e}"))?;
     }
     let metrics = server.metrics();
@@ -184,8 +198,7 @@ async fn run(args: Args) -> Result<(), String> {
             Box::new(move |result| metrics.tls_reloaded(result)),
         )
     };
-    if let Some(at) = args.metrics_addr {
-        let listener = TcpListener::bind(at).await.map_err(|e| format!("cannot listen on {at} for metrics: {e}"))?;
+    if let Some((listener, _)) = metrics_listener {
         let route: Route = Arc::new(move |path: &str| match path {
             "/metrics" => (StatusCode::OK, OPENMETRICS, metrics.render()),
             "/healthz" | "/readyz" => (StatusCode::OK, "text/plain", "ok\n".into()),

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use cohort_worker::service::Worker;
-use cohort_worker::service::config::WorkerConfig;
+use cohort_worker::service::config::{ConfigError, WorkerConfig};
+use cohort_worker::service::{EXIT_ADDRESS_IN_USE, Worker};
 use cohort_worker::telemetry;
 use tracing::{info, warn};
 
@@ -66,10 +66,34 @@ async fn main() -> ExitCode {
     telemetry.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
+        Err(Failure { message, address_in_use }) => {
             eprintln!("cohort-worker: {message}");
-            ExitCode::FAILURE
+            if address_in_use { ExitCode::from(EXIT_ADDRESS_IN_USE) } else { ExitCode::FAILURE }
         }
+    }
+}
+
+/// Why the worker stopped, and whether it was only a taken port.
+struct Failure {
+    message: String,
+    address_in_use: bool,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure { message, address_in_use: false }
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(message: &str) -> Failure {
+        message.to_string().into()
+    }
+}
+
+impl From<ConfigError> for Failure {
+    fn from(e: ConfigError) -> Failure {
+        Failure { address_in_use: e.is_address_in_use(), message: e.to_string() }
     }
 }
 
@@ -88,9 +112,9 @@ fn config_path(args: &Args) -> Result<PathBuf, String> {
     Ok(dir.join(format!("shard-{ordinal}.yaml")))
 }
 
-async fn run(args: Args) -> Result<(), String> {
+async fn run(args: Args) -> Result<(), Failure> {
     let path = config_path(&args)?;
-    let mut config = WorkerConfig::read(&path).map_err(|e| e.to_string())?;
+    let mut config = WorkerConfig::read(&path)?;
     if let Some(a) = args.listen_peer {
         config.listen.peer = a;
     }
@@ -103,9 +127,9 @@ async fn run(args: Args) -> Result<(), String> {
     if let Some(d) = args.results_dir {
         config.results_dir = Some(d);
     }
-    let loaded = config.load(&path).map_err(|e| e.to_string())?;
+    let loaded = config.load(&path)?;
     let (party, federation) = (loaded.config.party.clone(), loaded.config.federation.clone());
-    let worker = Worker::start(loaded).await.map_err(|e| e.to_string())?;
+    let worker = Worker::start(loaded).await?;
     info!(%party, %federation, peer = %worker.peer_addr, control = %worker.control_addr,
         metrics = %worker.metrics_addr, "worker listening");
     // One line on stdout for whoever started us (e.g. `cohort run` with

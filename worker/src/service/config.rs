@@ -292,6 +292,17 @@ pub enum ConfigError {
     Parse { path: PathBuf, reason: String },
     #[error("{path}: {field}: {reason}")]
     Invalid { path: PathBuf, field: String, reason: String },
+    /// A listen address could not be bound (taken, or not this host's).
+    #[error("listen.{what}: cannot listen on {addr}: {source}")]
+    Listen { what: &'static str, addr: String, source: std::io::Error },
+}
+
+impl ConfigError {
+    /// Whether this is a listen address another socket holds: a launcher
+    /// that picked the port itself may pick another and start again.
+    pub fn is_address_in_use(&self) -> bool {
+        matches!(self, ConfigError::Listen { source, .. } if source.kind() == std::io::ErrorKind::AddrInUse)
+    }
 }
 
 /// A loaded configuration: the file's settings and the TLS identity built

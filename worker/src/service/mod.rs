@@ -53,12 +53,13 @@ impl Drop for Worker {
     }
 }
 
-async fn bind(what: &str, addr: &str) -> Result<TcpListener, ConfigError> {
-    TcpListener::bind(addr).await.map_err(|e| ConfigError::Invalid {
-        path: "(listen)".into(),
-        field: format!("listen.{what}"),
-        reason: format!("cannot listen on {addr}: {e}"),
-    })
+/// The exit status of `cohort-worker` (and `cohort-dealer`) when a listen
+/// address is taken: sysexits' `EX_TEMPFAIL`, so a launcher that picked
+/// the port (`cohort run`) can tell this from a real failure and retry.
+pub const EXIT_ADDRESS_IN_USE: u8 = 75;
+
+async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, ConfigError> {
+    TcpListener::bind(addr).await.map_err(|source| ConfigError::Listen { what, addr: addr.into(), source })
 }
 
 impl Worker {
