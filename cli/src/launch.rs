@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use cohort_worker::preprocessing::Mode;
 use cohort_worker::service::EXIT_ADDRESS_IN_USE;
-use cohort_worker::service::api::{JobRequest, JobStatus, JobTimeouts};
+use cohort_worker::service::api::{FillRequest, FillStatus, JobRequest, JobStatus, JobTimeouts, MaterialKind};
 use cohort_worker::service::control::{ControlClient, ControlError};
 use cohort_worker::transport::{JobId, PartyCa, Role, SharedIdentity, TlsIdentity, TransportError};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -85,7 +85,9 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Where jobs take their material: with [`Mode::Dealer`] a trusted
     /// dealer process starts beside the workers; with [`Mode::Ot`] none
-    /// does, and the workers generate the material among themselves.
+    /// does, and the workers generate the material among themselves; with
+    /// [`Mode::Pool`] the workers take it from their pools, which
+    /// [`Federation::fill`] fills (every worker has a pool in any mode).
     pub preprocessing: Mode,
 }
 
@@ -339,7 +341,7 @@ impl Federation {
         };
         let dealer = match options.preprocessing {
             Mode::Dealer => Some(federation.start_dealer(&dir, &party_files).await?),
-            Mode::Ot => None,
+            Mode::Ot | Mode::Pool => None,
         };
 
         // Workers: peer ports are reserved first, since every worker's
@@ -365,6 +367,7 @@ impl Federation {
                 "resultsDir": dir.join(format!("{name}-results")),
                 "auditLog": dir.join(format!("{name}-audit.jsonl")),
                 "peerProbe": {"interval": format!("{}ms", options.peer_probe.as_millis())},
+                "pool": {"dir": dir.join(format!("{name}-pool"))},
             });
             let mut config = config;
             if let Some((dealer_addr, dealer_ca)) = &dealer {
@@ -467,6 +470,43 @@ impl Federation {
         let name = self.workers[i].name.clone();
         self.workers[i].child = spawn(&mut cmd, "cohort-worker", &self.options, &format!("{name}-restarted"))?;
         self.await_worker(i).await
+    }
+
+    /// Fill every worker's pool: one generation session of `batches`
+    /// batches of `per_batch` items of `kind` (division pairs for
+    /// `divisor`) among all the parties, waiting until every worker has
+    /// stored its shares. Every party's final fill status.
+    pub async fn fill(
+        &self,
+        kind: MaterialKind,
+        divisor: Option<u64>,
+        per_batch: usize,
+        batches: usize,
+    ) -> Result<Vec<FillStatus>, LaunchError> {
+        let request = FillRequest {
+            id: JobId::random().to_string(),
+            parties: self.workers.iter().map(|w| w.name.clone()).collect(),
+            kind,
+            divisor,
+            per_batch,
+            batches,
+            timeouts: JobTimeouts::default(),
+        };
+        for w in &self.workers {
+            w.client.fill(&request).await?;
+        }
+        let mut statuses = Vec::new();
+        for w in &self.workers {
+            loop {
+                let status = w.client.fill_status(&request.id).await?;
+                if status.phase.is_final() {
+                    statuses.push(status);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        Ok(statuses)
     }
 
     /// Submit `program` with each party's inputs to every worker, and wait

@@ -63,7 +63,7 @@ pub async fn run_file(
         Preprocessing::Dealer => {
             format!("starting a trusted dealer and {} workers ({})", names.len(), names.join(", "))
         }
-        Preprocessing::Ot => format!(
+        Preprocessing::Ot | Preprocessing::Pool => format!(
             "starting {} workers ({}); they generate their material with oblivious transfer, no dealer",
             names.len(),
             names.join(", ")

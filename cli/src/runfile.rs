@@ -183,6 +183,11 @@ pub enum Invalid {
     EmptyField { party: String, input: String, key: &'static str },
     #[error("timeouts.{key}: {reason}")]
     Duration { key: &'static str, reason: String },
+    #[error(
+        "preprocessing: pool takes material from pools the parties filled ahead of time, and a local run starts \
+         with none; use ot (the default) or dealer"
+    )]
+    PoolMode,
 }
 
 // ---- the YAML shape ----
@@ -198,7 +203,7 @@ struct RawRunFile {
     #[serde(default)]
     timeouts: Option<Spanned<RawTimeouts>>,
     #[serde(default)]
-    preprocessing: Option<Preprocessing>,
+    preprocessing: Option<Spanned<Preprocessing>>,
 }
 
 #[derive(Deserialize)]
@@ -339,6 +344,14 @@ impl RunFile {
             }
         }
 
+        let preprocessing = match raw.preprocessing {
+            Some(p) if p.value == Preprocessing::Pool => return Err(invalid(line_of(&p), Invalid::PoolMode)),
+            Some(p) => p.value,
+            // Without a dealer unless the run file asks for one: OT-based
+            // generation runs the examples in well under a second.
+            None => Preprocessing::Ot,
+        };
+
         Ok(RunFile {
             path: path.to_path_buf(),
             program_source,
@@ -346,9 +359,7 @@ impl RunFile {
             circuit,
             parties,
             timeouts,
-            // Without a dealer unless the run file asks for one: OT-based
-            // generation runs the examples in well under a second.
-            preprocessing: raw.preprocessing.unwrap_or(Preprocessing::Ot),
+            preprocessing,
         })
     }
 

@@ -181,9 +181,7 @@ pub fn consent_digest_for(source: &str, parties: &[String], mode: crate::preproc
     let base = consent_digest(source, parties);
     match mode {
         crate::preprocessing::Mode::Dealer => base,
-        crate::preprocessing::Mode::Ot => {
-            program_hash(&format!("{}\npreprocessing {}", hex(&base), crate::preprocessing::Mode::Ot))
-        }
+        other => program_hash(&format!("{}\npreprocessing {other}", hex(&base))),
     }
 }
 
@@ -240,6 +238,8 @@ mod tests {
         // The dealer's digest is what workers computed before modes existed.
         assert_eq!(consent_digest_for(program, &parties, Mode::Dealer), plain);
         assert_ne!(consent_digest_for(program, &parties, Mode::Ot), plain);
+        assert_ne!(consent_digest_for(program, &parties, Mode::Pool), plain);
+        assert_ne!(consent_digest_for(program, &parties, Mode::Pool), consent_digest_for(program, &parties, Mode::Ot));
         assert_ne!(
             consent_digest_for(program, &parties, Mode::Ot),
             consent_digest_for(program, &["b".to_string(), "a".to_string()], Mode::Ot)

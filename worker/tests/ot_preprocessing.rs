@@ -174,7 +174,7 @@ async fn three_parties_fill_their_stores_with_agreed_batches_that_reconstruct() 
                 FillRequest { kind: StoredKind::Triples, per_batch: 1000, batches: 2, first_seq: 0 },
                 FillRequest { kind: StoredKind::DivPairs { divisor: 256 }, per_batch: 50, batches: 1, first_seq: 2 },
             ] {
-                ids.extend(fill(&mut generator, &mesh, &store, "local", request).await.expect("fill"));
+                ids.extend(fill(&mut generator, &mesh, &store, "local", request, |_| {}).await.expect("fill"));
             }
             (ids, mesh)
         })

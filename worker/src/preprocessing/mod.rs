@@ -46,8 +46,13 @@ pub enum Mode {
     /// A trusted dealer (a TRUSTED THIRD PARTY that sees the material).
     #[default]
     Dealer,
-    /// The parties generate it among themselves with oblivious transfer.
+    /// The parties generate it among themselves with oblivious transfer,
+    /// during the job.
     Ot,
+    /// Every party takes it from its durable pool ([`store`]), filled
+    /// ahead of time with OT-based generation; the parties agree on the
+    /// batches first ([`pool::take`]).
+    Pool,
 }
 
 impl Mode {
@@ -55,6 +60,7 @@ impl Mode {
         match self {
             Mode::Dealer => "dealer",
             Mode::Ot => "ot",
+            Mode::Pool => "pool",
         }
     }
 }
@@ -175,6 +181,10 @@ pub enum PreprocessingError {
     /// OT-based generation failed (the message names the party and step).
     #[error("OT-based preprocessing: {0}")]
     Generation(String),
+    /// Taking material from the pool failed (the message names the batch,
+    /// kind or party).
+    #[error("the preprocessing pool: {0}")]
+    Pool(String),
 }
 
 /// A party's supply of preprocessed material.

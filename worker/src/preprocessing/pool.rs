@@ -1,6 +1,8 @@
-//! Filling a party's [`Store`] ahead of jobs with material the parties
-//! generate together ([`super::ot`]): what a `PreprocessingPool`'s
-//! generators run.
+//! The two ways a party's [`Store`] meets its peers: [`fill`] stores
+//! material the parties generate together ([`super::ot`]) ahead of jobs,
+//! and [`take`] agrees on, consumes and assembles a job's material.
+//!
+//! # Filling
 //!
 //! A generation session is one mesh among all parties of the federation
 //! (its job id is the session id) and one [`OtGenerator`]. Every party
@@ -8,11 +10,20 @@
 //! batch `k` of the session gets the id `(session, first_seq + k)` at every
 //! party, so the ids are agreed without a message, and each party stores
 //! its own shares under that id with the same [`BatchMeta::digest`].
+//!
+//! # Taking
+//!
+//! Every party of a job must use the same batches, each exactly once, even
+//! when a party crashes halfway through. [`take`] is led by the job's first
+//! party and costs three messages; its doc gives the rules.
 
 use super::ot::{OtError, OtGenerator};
-use super::store::{BatchMeta, Store, StoreError, StoredKind, StoredMaterial, describe};
-use super::{BatchId, DivPairShares};
-use crate::transport::Mesh;
+use super::store::{BatchMeta, Store, StoreError, StoredKind, StoredMaterial, describe, id_text, parse_id};
+use super::{BatchId, DivPairShares, LayerMaterial, MaterialPlan, MaterialTag, Prefetched, TripleShares};
+use crate::program::{hex, unhex};
+use crate::sharing::Share;
+use crate::transport::{JobId, Mesh, Step};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 /// Why filling the store stopped.
@@ -39,14 +50,15 @@ pub struct FillRequest {
 }
 
 /// Generate `request.batches` batches with the peers on `mesh` and store
-/// this party's shares of each, durably, before generating the next. The
-/// ids of the stored batches, in order.
+/// this party's shares of each, durably, before generating the next
+/// (`on_stored` hears of each). The ids of the stored batches, in order.
 pub async fn fill(
     generator: &mut OtGenerator,
     mesh: &Mesh,
     store: &Arc<Mutex<Store>>,
     federation: &str,
     request: FillRequest,
+    mut on_stored: impl FnMut(&BatchMeta) + Send,
 ) -> Result<Vec<BatchId>, FillError> {
     let parties: Vec<String> = (0..mesh.party_count()).map(|i| mesh.party_name(i).to_string()).collect();
     let mut ids = Vec::with_capacity(request.batches);
@@ -61,13 +73,524 @@ pub async fn fill(
         };
         let meta: BatchMeta = describe(id, request.kind, request.per_batch, federation, &parties, mesh.self_index());
         let store = store.clone();
-        tokio::task::spawn_blocking(move || {
+        let meta = tokio::task::spawn_blocking(move || {
             let mut store = store.lock().map_err(|_| FillError::Unavailable("a thread panicked holding it".into()))?;
-            store.put(meta, &material).map_err(FillError::from)
+            store.put(meta.clone(), &material).map_err(FillError::from).map(|()| meta)
         })
         .await
         .map_err(|e| FillError::Unavailable(e.to_string()))??;
+        on_stored(&meta);
         ids.push(id);
     }
     Ok(ids)
+}
+
+// ---------------------------------------------------------------------------
+// Taking a job's material.
+// ---------------------------------------------------------------------------
+
+/// How many batches the leader offers, and a peer lists unoffered, in one
+/// agreement (bounds the messages at about 100 bytes a batch).
+pub const LIST_LIMIT: usize = 4096;
+
+/// What a job needs of one kind, in items.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Need {
+    pub kind: StoredKind,
+    pub items: usize,
+}
+
+/// The kinds and amounts `plan` consumes: triples, then division pairs by
+/// ascending divisor (the same at every party, as the plan is).
+pub fn needs(plan: &MaterialPlan) -> Vec<Need> {
+    let mut needs = Vec::new();
+    if plan.total_triples() > 0 {
+        needs.push(Need { kind: StoredKind::Triples, items: plan.total_triples() });
+    }
+    let mut divisors: BTreeMap<u64, usize> = BTreeMap::new();
+    for (divisor, count) in plan.layers.iter().flat_map(|l| &l.div_pairs) {
+        *divisors.entry(*divisor).or_default() += count;
+    }
+    needs.extend(divisors.into_iter().map(|(divisor, items)| Need { kind: StoredKind::DivPairs { divisor }, items }));
+    needs
+}
+
+/// A kind as errors and statuses name it.
+pub fn kind_name(kind: StoredKind) -> String {
+    match kind {
+        StoredKind::Triples => "triples".into(),
+        StoredKind::DivPairs { divisor } => format!("division pairs for {divisor}"),
+    }
+}
+
+/// Message 1, leader to every peer: the leader's usable batches of the
+/// kinds the job needs, oldest first, as `(id, digest)` in text and hex.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Offer {
+    batches: Vec<(String, String)>,
+}
+
+/// How a peer holds one offered batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Held {
+    /// Usable, with the leader's digest.
+    Usable,
+    /// Used or discarded here: to be discarded everywhere.
+    Spent,
+    /// Not here (its generation may still be storing it): left alone.
+    Absent,
+    /// Here with another description: an error, never a wrong answer.
+    Differs,
+}
+
+/// Message 2, every peer to the leader.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Reply {
+    /// One entry per offered batch, in the offer's order.
+    held: Vec<Held>,
+    /// This party's usable batches of the needed kinds that the offer left
+    /// out; the leader has them discarded if it has spent them.
+    unoffered: Vec<String>,
+}
+
+/// Message 3, leader to every peer: what every party does now.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Decision {
+    /// Spent somewhere or held differently somewhere: discarded by all.
+    discard: Vec<String>,
+    /// The batches the job uses, in order; empty unless `Ready`.
+    selected: Vec<String>,
+    outcome: Outcome,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+enum Outcome {
+    Ready,
+    /// Not enough material of `kind` usable at every party yet; `last`
+    /// when the leader stops waiting (its deadline).
+    Short {
+        kind: String,
+        need: usize,
+        have: usize,
+        last: bool,
+    },
+    /// `batch` is held differently at `party` (the first peer to say so).
+    Differs {
+        batch: String,
+        party: String,
+    },
+}
+
+/// The result of one agreement.
+#[derive(Debug)]
+pub enum Taken {
+    /// The job's material, per layer, and the batches it came from (public
+    /// ids, in order).
+    Ready(Prefetched, Vec<BatchId>),
+    /// Too little usable material of `kind` at every party: nothing was
+    /// consumed (batches spent elsewhere were discarded). `last` when the
+    /// leader gives up waiting: every party then fails the job.
+    Short { kind: String, need: usize, have: usize, last: bool },
+}
+
+/// Why taking material failed. Public: ids, kinds, parties, never shares.
+#[derive(Debug, thiserror::Error)]
+pub enum TakeError {
+    #[error(transparent)]
+    Transport(#[from] crate::transport::TransportError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("malformed preprocessing agreement message from party {party}: {reason}")]
+    Malformed { party: String, reason: String },
+    #[error(
+        "batch {batch} is held differently by party {party} (digest mismatch); every party discarded it, and the \
+         job stops rather than compute with it"
+    )]
+    Differs { batch: String, party: String },
+    #[error("the preprocessing store is unavailable: {0}")]
+    Unavailable(String),
+}
+
+fn encode<T: serde::Serialize>(message: &T) -> Vec<u8> {
+    // Plain structs of strings, numbers and enums always serialize.
+    serde_json::to_vec(message).unwrap_or_default()
+}
+
+fn malformed(mesh: &Mesh, peer: usize, reason: impl Into<String>) -> TakeError {
+    TakeError::Malformed { party: mesh.party_name(peer).to_string(), reason: reason.into() }
+}
+
+async fn receive<T: serde::de::DeserializeOwned>(mesh: &Mesh, peer: usize, step: Step) -> Result<T, TakeError> {
+    let bytes = mesh.recv(peer, step).await?;
+    serde_json::from_slice(&bytes).map_err(|e| malformed(mesh, peer, e.to_string()))
+}
+
+fn parse_ids(mesh: &Mesh, peer: usize, texts: &[String]) -> Result<Vec<BatchId>, TakeError> {
+    texts.iter().map(|t| parse_id(t).ok_or_else(|| malformed(mesh, peer, format!("{t:?} is not a batch id")))).collect()
+}
+
+/// Run `f` on the store off the async threads (it fsyncs).
+async fn with_store<T: Send + 'static>(
+    store: &Arc<Mutex<Store>>,
+    f: impl FnOnce(&mut Store) -> Result<T, TakeError> + Send + 'static,
+) -> Result<T, TakeError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut store = store.lock().map_err(|_| TakeError::Unavailable("a thread panicked holding it".into()))?;
+        f(&mut store)
+    })
+    .await
+    .map_err(|e| TakeError::Unavailable(e.to_string()))?
+}
+
+/// Who the job is, as the store sees it.
+#[derive(Clone)]
+struct JobParties {
+    federation: String,
+    parties: Vec<String>,
+    me: usize,
+    kinds: Vec<StoredKind>,
+}
+
+impl JobParties {
+    /// Whether `meta` can serve this job: the same federation, the same
+    /// parties in the same order, this party's shares, a needed kind.
+    fn serves(&self, meta: &BatchMeta) -> bool {
+        meta.federation == self.federation
+            && meta.parties == self.parties
+            && meta.party == self.me
+            && self.kinds.contains(&meta.kind)
+    }
+
+    /// This party's usable batches for the job, oldest first.
+    fn usable(&self, store: &Store) -> Vec<BatchMeta> {
+        let mut metas: Vec<BatchMeta> = store.batches().filter(|m| self.serves(m)).cloned().collect();
+        metas.sort_by_key(|m| (m.created, m.id));
+        metas.truncate(LIST_LIMIT);
+        metas
+    }
+}
+
+/// What one party ends an agreement with.
+struct Agreed {
+    decision: Decision,
+    selected: Vec<BatchId>,
+    /// This party's shares of the selected batches, in order.
+    materials: Vec<StoredMaterial>,
+}
+
+/// Agree with the job's parties on the batches `plan` uses, consume them
+/// (durably, before use) and assemble the job's layers; or learn that the
+/// material is short. `last` (the leader's) ends the waiting: the leader
+/// decides when a short pool fails the job, so every party stops together.
+///
+/// The job's first party leads, in three messages (`Step::Preprocess(r)`
+/// for `r` = `round`, `round + 1`, `round + 2`; `round` advances by 3 so a
+/// job can try again):
+///
+/// 1. the leader offers its usable batches of the needed kinds, oldest
+///    first;
+/// 2. each peer says how it holds each (usable with the same digest,
+///    spent, absent, different) and lists its usable batches the offer
+///    left out;
+/// 3. the leader decides. Batches spent anywhere (among them the peers'
+///    unoffered batches that the leader has spent) are discarded
+///    everywhere. From the batches usable everywhere, and still usable now,
+///    the oldest that cover every need are selected, and the leader
+///    **consumes them before it sends the decision**; each peer then
+///    discards and consumes the same.
+///
+/// Only the leader selects, under its store's lock, so concurrent jobs of
+/// the same parties never pick the same batch. A party that crashed before
+/// its own consume keeps the batch usable until the next agreement, which
+/// discards it (step 2 reports it unoffered or spent). A batch is used
+/// whole or not at all: the leftover items of the last batch of a kind are
+/// discarded with it.
+pub async fn take(
+    mesh: &Mesh,
+    store: &Arc<Mutex<Store>>,
+    federation: &str,
+    plan: &MaterialPlan,
+    round: &mut u32,
+    last: bool,
+) -> Result<Taken, TakeError> {
+    let needs = needs(plan);
+    let job = JobParties {
+        federation: federation.to_string(),
+        parties: (0..mesh.party_count()).map(|i| mesh.party_name(i).to_string()).collect(),
+        me: mesh.self_index(),
+        kinds: needs.iter().map(|n| n.kind).collect(),
+    };
+    let steps = [Step::Preprocess(*round), Step::Preprocess(*round + 1), Step::Preprocess(*round + 2)];
+    *round += 3;
+    let agreed = if job.me == 0 {
+        lead(mesh, store, job, &needs, steps, last).await?
+    } else {
+        follow(mesh, store, job, steps).await?
+    };
+    match agreed.decision.outcome {
+        Outcome::Short { kind, need, have, last } => Ok(Taken::Short { kind, need, have, last }),
+        Outcome::Differs { batch, party } => Err(TakeError::Differs { batch, party }),
+        Outcome::Ready => {
+            let layers = assemble(mesh.job(), plan, &agreed.selected, agreed.materials)
+                .map_err(|reason| malformed(mesh, 0, reason))?;
+            Ok(Taken::Ready(layers, agreed.selected))
+        }
+    }
+}
+
+/// The leader's side of [`take`].
+async fn lead(
+    mesh: &Mesh,
+    store: &Arc<Mutex<Store>>,
+    job: JobParties,
+    needs: &[Need],
+    steps: [Step; 3],
+    last: bool,
+) -> Result<Agreed, TakeError> {
+    let offered = {
+        let job = job.clone();
+        with_store(store, move |store| Ok(job.usable(store))).await?
+    };
+    let offer = Offer { batches: offered.iter().map(|m| (id_text(m.id), hex(&m.digest()))).collect() };
+    let offer = Arc::new(encode(&offer));
+    for peer in 1..mesh.party_count() {
+        mesh.send_shared(peer, steps[0], offer.clone()).await?;
+    }
+    // Fold the replies: what every peer holds usable, what must go.
+    let mut usable_everywhere = vec![true; offered.len()];
+    let mut discard = BTreeSet::new();
+    let mut differs = None;
+    let mut unoffered = BTreeSet::new();
+    for peer in 1..mesh.party_count() {
+        let reply: Reply = receive(mesh, peer, steps[1]).await?;
+        if reply.held.len() != offered.len() {
+            let reason = format!("{} answers for {} offered batches", reply.held.len(), offered.len());
+            return Err(malformed(mesh, peer, reason));
+        }
+        if reply.unoffered.len() > LIST_LIMIT {
+            return Err(malformed(mesh, peer, format!("more than {LIST_LIMIT} unoffered batches")));
+        }
+        for (i, held) in reply.held.iter().enumerate() {
+            usable_everywhere[i] &= *held == Held::Usable;
+            match held {
+                Held::Spent => {
+                    discard.insert(offered[i].id);
+                }
+                Held::Differs => {
+                    discard.insert(offered[i].id);
+                    differs.get_or_insert_with(|| (id_text(offered[i].id), mesh.party_name(peer).to_string()));
+                }
+                Held::Usable | Held::Absent => {}
+            }
+        }
+        unoffered.extend(parse_ids(mesh, peer, &reply.unoffered)?);
+    }
+    // Decide and consume under one hold of the store: a concurrent job's
+    // agreement sees these batches gone.
+    let needs = needs.to_vec();
+    let (decision, selected, materials) = with_store(store, move |store| {
+        discard.extend(unoffered.into_iter().filter(|id| store.is_spent(*id)));
+        let mut selected = Vec::new();
+        let outcome = match differs {
+            Some((batch, party)) => Outcome::Differs { batch, party },
+            None => select(store, &offered, &usable_everywhere, &discard, &needs, &mut selected, last),
+        };
+        for id in &discard {
+            store.discard(*id)?;
+        }
+        let mut materials = Vec::with_capacity(selected.len());
+        for meta in offered.iter().filter(|m| selected.contains(&m.id)) {
+            materials.push(store.consume(meta.id, &meta.digest())?);
+        }
+        let decision = Decision {
+            discard: discard.iter().map(|id| id_text(*id)).collect(),
+            selected: selected.iter().map(|id| id_text(*id)).collect(),
+            outcome,
+        };
+        Ok((decision, selected, materials))
+    })
+    .await?;
+    let message = Arc::new(encode(&decision));
+    for peer in 1..mesh.party_count() {
+        mesh.send_shared(peer, steps[2], message.clone()).await?;
+    }
+    Ok(Agreed { decision, selected, materials })
+}
+
+/// The leader's choice: for each need in order, the oldest offered batches
+/// of its kind usable everywhere (and still here, not discarded) until
+/// they cover it. Appends to `selected` only when every need is covered.
+fn select(
+    store: &Store,
+    offered: &[BatchMeta],
+    usable_everywhere: &[bool],
+    discard: &BTreeSet<BatchId>,
+    needs: &[Need],
+    selected: &mut Vec<BatchId>,
+    last: bool,
+) -> Outcome {
+    let mut chosen = Vec::new();
+    for need in needs {
+        let mut have = 0;
+        for (meta, _) in offered.iter().zip(usable_everywhere).filter(|(m, usable)| {
+            **usable && m.kind == need.kind && !discard.contains(&m.id) && store.get(m.id).is_some()
+        }) {
+            if have >= need.items {
+                break;
+            }
+            have += meta.count;
+            chosen.push(meta.id);
+        }
+        if have < need.items {
+            return Outcome::Short { kind: kind_name(need.kind), need: need.items, have, last };
+        }
+    }
+    // In offer order, which is the order every party assembles in.
+    selected.extend(offered.iter().map(|m| m.id).filter(|id| chosen.contains(id)));
+    Outcome::Ready
+}
+
+/// A peer's side of [`take`].
+async fn follow(
+    mesh: &Mesh,
+    store: &Arc<Mutex<Store>>,
+    job: JobParties,
+    steps: [Step; 3],
+) -> Result<Agreed, TakeError> {
+    let offer: Offer = receive(mesh, 0, steps[0]).await?;
+    if offer.batches.len() > LIST_LIMIT {
+        return Err(malformed(mesh, 0, format!("more than {LIST_LIMIT} offered batches")));
+    }
+    let mut offered = Vec::with_capacity(offer.batches.len());
+    for (id, digest) in &offer.batches {
+        let id = parse_ids(mesh, 0, std::slice::from_ref(id))?[0];
+        let digest = unhex::<32>(digest).ok_or_else(|| malformed(mesh, 0, format!("{digest:?} is not a digest")))?;
+        offered.push((id, digest));
+    }
+    let reply = {
+        let (job, offered) = (job.clone(), offered.clone());
+        with_store(store, move |store| {
+            let held = offered
+                .iter()
+                .map(|(id, digest)| match store.get(*id) {
+                    Some(meta) if job.serves(meta) && meta.digest() == *digest => Held::Usable,
+                    Some(_) => Held::Differs,
+                    None if store.is_spent(*id) => Held::Spent,
+                    None => Held::Absent,
+                })
+                .collect();
+            let listed: BTreeSet<BatchId> = offered.iter().map(|(id, _)| *id).collect();
+            let unoffered =
+                job.usable(store).iter().filter(|m| !listed.contains(&m.id)).map(|m| id_text(m.id)).collect();
+            Ok(Reply { held, unoffered })
+        })
+        .await?
+    };
+    mesh.send(0, steps[1], encode(&reply)).await?;
+    let decision: Decision = receive(mesh, 0, steps[2]).await?;
+    let discard = parse_ids(mesh, 0, &decision.discard)?;
+    let selected = parse_ids(mesh, 0, &decision.selected)?;
+    let digests: BTreeMap<BatchId, [u8; 32]> = offered.into_iter().collect();
+    if let Some(id) = selected.iter().find(|id| !digests.contains_key(id)) {
+        return Err(malformed(mesh, 0, format!("selected batch {id} was not offered")));
+    }
+    if decision.outcome != Outcome::Ready && !selected.is_empty() {
+        return Err(malformed(mesh, 0, "batches selected for a job that does not run"));
+    }
+    let materials = {
+        let selected = selected.clone();
+        with_store(store, move |store| {
+            for id in &discard {
+                store.discard(*id)?;
+            }
+            selected.iter().map(|id| Ok(store.consume(*id, &digests[id])?)).collect()
+        })
+        .await?
+    };
+    Ok(Agreed { decision, selected, materials })
+}
+
+/// The tag of a layer assembled from stored batches: the first 8 bytes of
+/// `SHA-256("cohort/pool/layer-tag/v1" || job || layer || batch ids)`.
+fn layer_tag(job: JobId, layer: usize, batches: &[BatchId]) -> MaterialTag {
+    let mut ctx = ::ring::digest::Context::new(&::ring::digest::SHA256);
+    ctx.update(b"cohort/pool/layer-tag/v1");
+    ctx.update(&job.0);
+    ctx.update(&(layer as u64).to_le_bytes());
+    for id in batches {
+        ctx.update(&id.session);
+        ctx.update(&id.seq.to_le_bytes());
+    }
+    let mut tag = [0u8; 8];
+    tag.copy_from_slice(&ctx.finish().as_ref()[..8]);
+    MaterialTag(u64::from_le_bytes(tag))
+}
+
+/// One kind's items from consecutive batches, handed out in order.
+#[derive(Default)]
+struct Stream {
+    parts: [Vec<u64>; 3],
+    next: usize,
+}
+
+impl Stream {
+    fn push(&mut self, parts: [&Share; 3]) {
+        for (into, from) in self.parts.iter_mut().zip(parts) {
+            into.extend_from_slice(from.expose());
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Result<[Share; 3], String> {
+        let end = self.next + n;
+        if end > self.parts[0].len() {
+            return Err(format!("the selected batches hold {} items, the plan needs more", self.parts[0].len()));
+        }
+        let out = self.parts.each_ref().map(|p| Share::new(p[self.next..end].to_vec()));
+        self.next = end;
+        Ok(out)
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.parts.iter_mut().for_each(Zeroize::zeroize);
+    }
+}
+
+/// Cut the consumed batches (in selection order) into the plan's layers.
+fn assemble(
+    job: JobId,
+    plan: &MaterialPlan,
+    selected: &[BatchId],
+    materials: Vec<StoredMaterial>,
+) -> Result<Prefetched, String> {
+    let mut triples = Stream::default();
+    let mut pairs: BTreeMap<u64, Stream> = BTreeMap::new();
+    for material in &materials {
+        match material {
+            StoredMaterial::Triples(t) => triples.push([&t.a, &t.b, &t.c]),
+            StoredMaterial::DivPairs(d) => pairs.entry(d.divisor).or_default().push([&d.r, &d.msb, &d.q]),
+        }
+    }
+    drop(materials);
+    let mut layers = Vec::with_capacity(plan.layers.len());
+    for (index, demand) in plan.layers.iter().enumerate() {
+        let [a, b, c] = triples.take(demand.triples)?;
+        let mut div_pairs = Vec::with_capacity(demand.div_pairs.len());
+        for &(divisor, count) in &demand.div_pairs {
+            let stream = pairs.get_mut(&divisor).ok_or_else(|| format!("no division pairs for {divisor} selected"))?;
+            let [r, msb, q] = stream.take(count)?;
+            div_pairs.push(DivPairShares { divisor, r, msb, q });
+        }
+        let tag = layer_tag(job, index, selected);
+        layers.push((index, LayerMaterial { tag, triples: TripleShares { a, b, c }, div_pairs }));
+    }
+    Ok(Prefetched::from_layers(layers))
 }

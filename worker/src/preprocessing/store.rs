@@ -163,11 +163,13 @@ pub struct Store {
     spent: HashSet<BatchId>,
     /// Batches on disk and usable, by id.
     batches: BTreeMap<BatchId, BatchMeta>,
+    /// Consumed and discarded since the store was opened.
+    counts: (u64, u64),
 }
 
 /// `<session hex>-<sequence, 16 hex digits>`: how the ledger and file names
 /// write a batch id.
-fn id_text(id: BatchId) -> String {
+pub(crate) fn id_text(id: BatchId) -> String {
     format!("{}-{:016x}", hex(&id.session), id.seq)
 }
 
@@ -175,7 +177,7 @@ fn file_name(id: BatchId) -> String {
     format!("{}.batch", id_text(id))
 }
 
-fn parse_id(text: &str) -> Option<BatchId> {
+pub(crate) fn parse_id(text: &str) -> Option<BatchId> {
     let (session, seq) = text.split_once('-')?;
     let session = unhex::<16>(session)?;
     if seq.len() != 16 {
@@ -213,7 +215,8 @@ impl Store {
                 "the preprocessing ledger ends in a torn record (a crash while writing it); dropping it: \
                  that batch was not used");
         }
-        let mut store = Store { dir: dir.to_path_buf(), ledger: opened.log, spent, batches: BTreeMap::new() };
+        let mut store =
+            Store { dir: dir.to_path_buf(), ledger: opened.log, spent, batches: BTreeMap::new(), counts: (0, 0) };
         let batches_dir = dir.join("batches");
         let entries = std::fs::read_dir(&batches_dir).map_err(io(&batches_dir, "list"))?;
         for entry in entries {
@@ -257,7 +260,16 @@ impl Store {
     fn record(&mut self, verb: &str, id: BatchId) -> Result<(), StoreError> {
         self.ledger.append(&format!("{verb} {}", id_text(id)))?;
         self.spent.insert(id);
+        match verb {
+            "consume" => self.counts.0 += 1,
+            _ => self.counts.1 += 1,
+        }
         Ok(())
+    }
+
+    /// Batches consumed and discarded since the store was opened.
+    pub fn counts(&self) -> (u64, u64) {
+        self.counts
     }
 
     /// The usable batches, in id order.

@@ -116,6 +116,9 @@ pub struct Stats {
     pub protocol_version: u32,
     /// From submission to the end of the job.
     pub wall_seconds: f64,
+    /// The pool batches the job used (`preprocessing: pool`), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batches: Vec<String>,
 }
 
 /// One output this party received: a number, or a list for vectors.
@@ -209,4 +212,69 @@ pub(crate) fn redacted_json_error(e: &serde_json::Error) -> String {
         serde_json::error::Category::Eof => "unexpected end",
     };
     format!("{kind} error at line {}, column {}", e.line(), e.column())
+}
+
+/// What a pool batch holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum MaterialKind {
+    Triples,
+    DivPairs,
+}
+
+/// `POST /v1/pool/fills`: generate batches with the named parties and
+/// store this party's shares. Every party is sent the same request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FillRequest {
+    /// The generation session's id (32 hex digits, fresh per fill): the
+    /// batches are named after it.
+    pub id: String,
+    /// The parties sharing the batches, in share order (the federation's
+    /// parties, as jobs that use the batches list them).
+    pub parties: Vec<String>,
+    pub kind: MaterialKind,
+    /// The divisor of division pairs (a power of two).
+    #[serde(default)]
+    pub divisor: Option<u64>,
+    /// Items per batch.
+    pub per_batch: usize,
+    /// Batches to generate.
+    pub batches: usize,
+    #[serde(default)]
+    pub timeouts: JobTimeouts,
+}
+
+/// A fill's state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FillStatus {
+    pub id: String,
+    pub phase: Phase,
+    /// Batches stored so far by this party.
+    pub batches_stored: usize,
+    pub failure: Option<Failure>,
+}
+
+/// `GET /v1/pool`: what this party's pool holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolStatus {
+    /// Usable material by kind.
+    pub kinds: Vec<PoolKind>,
+    /// Age of the oldest usable batch.
+    pub oldest_age_seconds: Option<f64>,
+    /// The id of the fill running now, if any.
+    pub filling: Option<String>,
+}
+
+/// Usable material of one kind.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolKind {
+    pub kind: MaterialKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub divisor: Option<u64>,
+    pub batches: usize,
+    pub items: usize,
 }

@@ -63,6 +63,25 @@ pub struct WorkerConfig {
     /// probes").
     #[serde(default)]
     pub peer_probe: PeerProbe,
+    /// The durable preprocessing pool (docs/preprocessing.md, "The
+    /// store"): jobs with `preprocessing: pool` take their material here.
+    #[serde(default)]
+    pub pool: Option<PoolConfig>,
+}
+
+/// The worker's preprocessing pool.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PoolConfig {
+    /// The store's directory (created private to the worker's user).
+    pub dir: PathBuf,
+    /// Batches older than this are overwritten and deleted.
+    #[serde(default = "default_pool_ttl", deserialize_with = "de_duration")]
+    pub ttl: Duration,
+}
+
+fn default_pool_ttl() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
 }
 
 /// Peer probe settings.
@@ -319,6 +338,9 @@ pub struct Loaded {
     pub dealer: Option<String>,
     /// The open audit log, when `auditLog` is set.
     pub audit: Option<super::audit::AuditLog>,
+    /// The open preprocessing store, when `pool` is set (taken by
+    /// [`super::pool::Pool`] at start).
+    pub store: Option<crate::preprocessing::store::Store>,
     /// The protocol versions offered to peers (inclusive).
     pub versions: (u32, u32),
 }
@@ -369,6 +391,9 @@ impl WorkerConfig {
         }
         if let Some(a) = &mut self.audit_log {
             fix(a);
+        }
+        if let Some(p) = &mut self.pool {
+            fix(&mut p.dir);
         }
     }
 
@@ -430,6 +455,13 @@ impl WorkerConfig {
             Some(p) => Some(super::audit::AuditLog::open(p).map_err(|e| invalid("auditLog", e.source.to_string()))?),
             None => None,
         };
+        let store = match &self.pool {
+            Some(p) if p.ttl.is_zero() => return Err(invalid("pool.ttl", "must be positive".into())),
+            Some(p) => {
+                Some(crate::preprocessing::store::Store::open(&p.dir).map_err(|e| invalid("pool.dir", e.to_string()))?)
+            }
+            None => None,
+        };
         Ok(Loaded {
             config: self,
             identity: SharedIdentity::new(identity),
@@ -437,6 +469,7 @@ impl WorkerConfig {
             controller,
             dealer,
             audit,
+            store,
             versions,
         })
     }

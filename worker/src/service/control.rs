@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tracing::info;
 
-use super::api::{ApiError, Health, JobRequest, JobStatus};
+use super::api::{ApiError, FillRequest, FillStatus, Health, JobRequest, JobStatus, PoolStatus};
 use super::jobs::{Jobs, SubmitError};
 use crate::protocol::PROTOCOL_NAME;
 use crate::transport::tls::ReportSlot;
@@ -83,6 +83,17 @@ impl ControlServer {
         }
     }
 
+    /// A request's body, bounded by `limits.maxRequestBytes`.
+    async fn body(&self, req: Request<hyper::body::Incoming>) -> Result<Bytes, Response<Body>> {
+        match Limited::new(req.into_body(), self.max_request_bytes).collect().await {
+            Ok(b) => Ok(b.to_bytes()),
+            Err(_) => Err(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the request body is unreadable or larger than {} bytes", self.max_request_bytes),
+            )),
+        }
+    }
+
     async fn handle(&self, req: Request<hyper::body::Incoming>) -> Response<Body> {
         // The controller's trace context (bounded, validated; else none).
         let parent = crate::telemetry::remote_parent(req.headers());
@@ -91,14 +102,9 @@ impl ControlServer {
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         match (&method, segments.as_slice()) {
             (&Method::POST, ["v1", "jobs"]) => {
-                let body = match Limited::new(req.into_body(), self.max_request_bytes).collect().await {
-                    Ok(b) => b.to_bytes(),
-                    Err(_) => {
-                        return error(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            format!("the request body is unreadable or larger than {} bytes", self.max_request_bytes),
-                        );
-                    }
+                let body = match self.body(req).await {
+                    Ok(b) => b,
+                    Err(response) => return response,
                 };
                 // serde_json's messages can quote the offending value (an
                 // input): report only its position and category.
@@ -111,15 +117,27 @@ impl ControlServer {
                         );
                     }
                 };
-                match self.jobs.submit(request, parent) {
-                    Ok((status, true)) => json(StatusCode::CREATED, &status),
-                    Ok((status, false)) => json(StatusCode::OK, &status),
-                    Err(e @ SubmitError::Invalid(_)) => error(StatusCode::BAD_REQUEST, e.to_string()),
-                    Err(e @ SubmitError::Conflict(_)) => error(StatusCode::CONFLICT, e.to_string()),
-                    Err(e @ SubmitError::Draining) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-                    Err(e @ SubmitError::Busy(_)) => error(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
+                admitted(self.jobs.submit(request, parent))
+            }
+            (&Method::POST, ["v1", "pool", "fills"]) => {
+                let body = match self.body(req).await {
+                    Ok(b) => b,
+                    Err(response) => return response,
+                };
+                // A fill request holds no secret; the error may quote it.
+                match serde_json::from_slice::<FillRequest>(&body) {
+                    Ok(request) => admitted(self.jobs.submit_fill(request)),
+                    Err(e) => error(StatusCode::BAD_REQUEST, format!("invalid fill request: {e}")),
                 }
             }
+            (&Method::GET, ["v1", "pool", "fills", id]) => match self.jobs.pool().and_then(|p| p.fill_status(id)) {
+                Some(status) => json(StatusCode::OK, &status),
+                None => error(StatusCode::NOT_FOUND, format!("no fill {id}")),
+            },
+            (&Method::GET, ["v1", "pool"]) => match self.jobs.pool() {
+                Some(pool) => json(StatusCode::OK, &pool.status()),
+                None => error(StatusCode::NOT_FOUND, "this worker has no pool configured".into()),
+            },
             (&Method::GET, ["v1", "jobs", id]) => match self.jobs.status(id) {
                 Some(status) => json(StatusCode::OK, &status),
                 None => error(StatusCode::NOT_FOUND, format!("no job {id}")),
@@ -144,6 +162,20 @@ fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
     match serde_json::to_vec(value) {
         Ok(body) => reply(status, body),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode the reply: {e}")),
+    }
+}
+
+/// The answer to a submission: 201 when new, 200 when it existed.
+fn admitted<T: Serialize>(result: Result<(T, bool), SubmitError>) -> Response<Body> {
+    match result {
+        Ok((status, true)) => json(StatusCode::CREATED, &status),
+        Ok((status, false)) => json(StatusCode::OK, &status),
+        Err(e @ SubmitError::Invalid(_)) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e @ SubmitError::Conflict(_)) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(e @ SubmitError::Draining) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(e @ (SubmitError::Busy(_) | SubmitError::FillRunning(_))) => {
+            error(StatusCode::TOO_MANY_REQUESTS, e.to_string())
+        }
     }
 }
 
@@ -254,6 +286,21 @@ impl ControlClient {
 
     pub async fn drain(&self) -> Result<Health, ControlError> {
         self.call(Method::POST, "/v1/drain", None).await
+    }
+
+    /// Start a fill of the worker's pool (idempotent for the same request).
+    pub async fn fill(&self, request: &FillRequest) -> Result<FillStatus, ControlError> {
+        let body = serde_json::to_vec(request).map_err(|e| self.protocol(format!("cannot encode the request: {e}")))?;
+        self.call(Method::POST, "/v1/pool/fills", Some(body)).await
+    }
+
+    pub async fn fill_status(&self, id: &str) -> Result<FillStatus, ControlError> {
+        self.call(Method::GET, &format!("/v1/pool/fills/{id}"), None).await
+    }
+
+    /// What the worker's pool holds.
+    pub async fn pool(&self) -> Result<PoolStatus, ControlError> {
+        self.call(Method::GET, "/v1/pool", None).await
     }
 
     /// Poll a job every `every` until it has finished.

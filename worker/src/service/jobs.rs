@@ -33,6 +33,7 @@ use crate::local::consent_digest_for;
 use crate::preprocessing::dealer::DealerSource;
 use crate::preprocessing::dealer::client::{DealerEndpoint, DrawOptions, draw};
 use crate::preprocessing::ot::generate_for_plan;
+use crate::preprocessing::pool::{Taken, take};
 use crate::preprocessing::{JobMaterial, Mode};
 use crate::preprocessing::{MaterialPlan, PreprocessingError};
 use crate::program::ir::{Circuit, ElemType};
@@ -43,6 +44,9 @@ use crate::transport::{
     InboundSource, JobId, Limits, Mesh, MeshConfig, PeerAddr, ProtocolOffer, Registration, Router, Step, Timeouts,
     TransportError, TransportErrorKind,
 };
+
+/// How long a job waits before agreeing again when the pool is short.
+const POOL_RETRY: Duration = Duration::from_millis(500);
 
 /// Why a submission was not admitted.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +59,8 @@ pub enum SubmitError {
     Draining,
     #[error("{0} jobs are already running (limits.maxJobs)")]
     Busy(usize),
+    #[error("fill {0} is running; a worker runs one fill at a time")]
+    FillRunning(String),
 }
 
 /// Parse a job id: 32 hex digits.
@@ -95,6 +101,8 @@ pub(crate) struct Context {
     pub(crate) loaded: Loaded,
     pub(crate) router: Router,
     pub(crate) metrics: Arc<Metrics>,
+    /// The preprocessing pool, when configured.
+    pub(crate) pool: Option<Arc<super::pool::Pool>>,
 }
 
 /// The worker's jobs.
@@ -244,6 +252,22 @@ impl Jobs {
         Ok((status, true))
     }
 
+    /// Admit a fill of the pool (see [`super::pool`]); refused while
+    /// draining or without a pool.
+    pub fn submit_fill(&self, request: api::FillRequest) -> Result<(api::FillStatus, bool), SubmitError> {
+        let pool =
+            self.ctx.pool.as_ref().ok_or_else(|| SubmitError::Invalid("this worker has no pool configured".into()))?;
+        if self.table().draining {
+            return Err(SubmitError::Draining);
+        }
+        pool.submit_fill(&self.ctx, request)
+    }
+
+    /// The worker's pool, when configured.
+    pub fn pool(&self) -> Option<&Arc<super::pool::Pool>> {
+        self.ctx.pool.as_ref()
+    }
+
     fn max_jobs(&self) -> usize {
         self.ctx.loaded.config.limits.max_jobs
     }
@@ -256,22 +280,10 @@ impl Jobs {
     /// program and encode the inputs.
     fn prepare(&self, job: JobId, request: &JobRequest) -> Result<Prepared, String> {
         let config = &self.ctx.loaded.config;
-        if request.parties.len() < 2 {
-            return Err("a job needs at least two parties".into());
+        let (parties, me) = resolve_parties(config, &request.parties, "job")?;
+        if request.preprocessing == Mode::Pool && self.ctx.pool.is_none() {
+            return Err("the job asks for preprocessing: pool, and this worker has no pool configured".into());
         }
-        let mut parties = Vec::new();
-        for (i, name) in request.parties.iter().enumerate() {
-            if request.parties[..i].contains(name) {
-                return Err(format!("party {name} is listed twice"));
-            }
-            let Some(p) = config.parties.iter().find(|p| p.name == *name) else {
-                return Err(format!("party {name} is not in this worker's federation"));
-            };
-            parties.push(p.clone());
-        }
-        let Some(me) = request.parties.iter().position(|p| p == &config.party) else {
-            return Err(format!("this party ({}) is not among the job's parties", config.party));
-        };
         let circuit = compile(&request.program, &request.parties).map_err(|e| format!("program: {e}"))?;
         let inputs = encode_inputs(&circuit, me, &request.inputs)?;
         let timeouts = resolve_timeouts(&request.timeouts, &config.timeouts)?;
@@ -288,7 +300,7 @@ impl Jobs {
         })
     }
 
-    async fn run(&self, job: JobId, id: &str, prepared: Prepared) -> Result<(JobOutput, u32), JobError> {
+    async fn run(&self, job: JobId, id: &str, prepared: Prepared) -> Result<Ran, JobError> {
         let Prepared { circuit, inputs, me, parties, consent, timeouts, mut registration, mode } = prepared;
         let deadline = Instant::now() + timeouts.total;
         let cfg = self.mesh_config(me, &parties, &timeouts).await?;
@@ -310,10 +322,16 @@ impl Jobs {
         options.job_timeout = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
         options.max_vector_len = self.ctx.loaded.config.limits.max_vector_len;
         let names: Vec<String> = parties.iter().map(|p| p.name.clone()).collect();
+        let mut batches = Vec::new();
         let result = execute(&mesh, &circuit, &inputs, &options, |plan| async {
             match mode {
                 Mode::Dealer => self.draw(job, names, plan).await.map(JobMaterial::Dealer),
                 Mode::Ot => generate_for_plan(&mesh, job, &plan).await.map(JobMaterial::Generated),
+                Mode::Pool => {
+                    let (material, used) = self.take_from_pool(&mesh, id, &plan, deadline).await?;
+                    batches = used;
+                    Ok(JobMaterial::Generated(material))
+                }
             }
         })
         .await;
@@ -324,7 +342,50 @@ impl Jobs {
         span.record("bytes.sent", mesh.bytes_sent());
         span.record("bytes.received", mesh.bytes_received());
         mesh.close().await;
-        result.map(|output| (output, circuit.frac_bits))
+        result.map(|output| Ran { output, frac_bits: circuit.frac_bits, batches })
+    }
+
+    /// This party's material for the job, from the pool: agree on the
+    /// batches with the peers and consume them ([`pool::take`]). While the
+    /// pool is short, wait (the status's step says for what) and agree
+    /// again, until the job's deadline.
+    async fn take_from_pool(
+        &self,
+        mesh: &Mesh,
+        id: &str,
+        plan: &MaterialPlan,
+        deadline: Instant,
+    ) -> Result<(crate::preprocessing::Prefetched, Vec<String>), PreprocessingError> {
+        let pool = self.ctx.pool.as_ref().ok_or_else(|| PreprocessingError::Pool("no pool is configured".into()))?;
+        let federation = &self.ctx.loaded.config.federation;
+        let mut round = 0;
+        loop {
+            // The leader decides when to give up (its deadline), so every
+            // party stops waiting in the same agreement.
+            let last = Instant::now() + POOL_RETRY >= deadline;
+            let taken = take(mesh, pool.store(), federation, plan, &mut round, last)
+                .await
+                .map_err(|e| PreprocessingError::Pool(e.to_string()));
+            pool.refresh_metrics();
+            match taken? {
+                Taken::Ready(material, used) => {
+                    self.set_step(id, "running");
+                    return Ok((material, used.iter().map(ToString::to_string).collect()));
+                }
+                Taken::Short { kind, need, have, last: true } => {
+                    return Err(PreprocessingError::Pool(format!(
+                        "the pool holds {have} of the {need} {kind} this job needs at every party, and the job's \
+                         deadline came first"
+                    )));
+                }
+                Taken::Short { kind, need, have, last: false } => {
+                    let reason =
+                        format!("waiting for preprocessing: the pool holds {have} of the {need} {kind} needed");
+                    self.set_step(id, &reason);
+                    tokio::time::sleep(POOL_RETRY).await;
+                }
+            }
+        }
     }
 
     async fn mesh_config(
@@ -333,30 +394,7 @@ impl Jobs {
         parties: &[super::config::PartyEndpoint],
         timeouts: &JobLimits,
     ) -> Result<MeshConfig, JobError> {
-        let mut peers = Vec::new();
-        for p in parties {
-            let addr = resolve(&p.endpoint).await.map_err(|reason| {
-                TransportError::new(
-                    Some(&p.name),
-                    Step::Handshake,
-                    TransportErrorKind::Config(format!("cannot resolve its endpoint {}: {reason}", p.endpoint)),
-                )
-            })?;
-            peers.push(PeerAddr { name: p.name.clone(), addr });
-        }
-        Ok(MeshConfig {
-            federation: self.ctx.loaded.config.federation.clone(),
-            self_index: me,
-            parties: peers,
-            identity: self.ctx.loaded.identity.current(),
-            protocol: ProtocolOffer {
-                name: PROTOCOL_NAME.into(),
-                min_version: self.ctx.loaded.versions.0,
-                max_version: self.ctx.loaded.versions.1,
-            },
-            limits: Limits::default(),
-            timeouts: Timeouts { connect: timeouts.connect, round: timeouts.round },
-        })
+        Ok(mesh_config(&self.ctx, me, parties, timeouts).await?)
     }
 
     /// This party's material stream for the job, from the dealer.
@@ -377,6 +415,15 @@ impl Jobs {
         draw(&loaded.identity.current(), &endpoint, job, &parties, &plan, &DrawOptions::default()).await
     }
 
+    /// Say what a running job is doing (its status's `step`).
+    fn set_step(&self, id: &str, step: &str) {
+        if let Some(entry) = self.table().jobs.get_mut(id)
+            && entry.status.phase == Phase::Running
+        {
+            entry.status.step = Some(step.into());
+        }
+    }
+
     fn set_running(&self, id: &str) {
         if let Some(entry) = self.table().jobs.get_mut(id)
             && entry.status.phase == Phase::Pending
@@ -386,11 +433,11 @@ impl Jobs {
         }
     }
 
-    async fn finish(&self, id: &str, result: Result<(JobOutput, u32), JobError>, elapsed: Duration) {
+    async fn finish(&self, id: &str, result: Result<Ran, JobError>, elapsed: Duration) {
         let mut reason = "other";
         let (phase, stats, outputs, failure) = match result {
-            Ok((output, frac_bits)) => {
-                let stats = stats_of(&output, elapsed);
+            Ok(Ran { output, frac_bits, batches }) => {
+                let stats = Stats { batches, ..stats_of(&output, elapsed) };
                 (Phase::Succeeded, Some(stats), Some(outputs_of(&output, frac_bits)), None)
             }
             Err(e) => {
@@ -561,9 +608,9 @@ fn job_span(request: &JobRequest, party: &str, program_hash: &str) -> tracing::S
 }
 
 /// Record how the job ended on its span.
-fn record_outcome(span: &tracing::Span, result: &Result<(JobOutput, u32), JobError>) {
+fn record_outcome(span: &tracing::Span, result: &Result<Ran, JobError>) {
     match result {
-        Ok((output, _)) => {
+        Ok(Ran { output, .. }) => {
             let s = &output.stats;
             span.record("outcome", "succeeded");
             span.record("rounds", s.rounds);
@@ -583,6 +630,14 @@ fn record_outcome(span: &tracing::Span, result: &Result<(JobOutput, u32), JobErr
     }
 }
 
+/// A job that ran: its output, its fixed-point precision, and the pool
+/// batches it used.
+struct Ran {
+    output: JobOutput,
+    frac_bits: u32,
+    batches: Vec<String>,
+}
+
 /// What a job needs once admitted.
 struct Prepared {
     circuit: Circuit,
@@ -595,13 +650,74 @@ struct Prepared {
     mode: Mode,
 }
 
-struct JobLimits {
-    connect: Duration,
-    round: Duration,
-    total: Duration,
+/// The mesh settings of a job or fill among `parties` (this party is
+/// `me`).
+pub(crate) async fn mesh_config(
+    ctx: &Context,
+    me: usize,
+    parties: &[super::config::PartyEndpoint],
+    timeouts: &JobLimits,
+) -> Result<MeshConfig, TransportError> {
+    let mut peers = Vec::new();
+    for p in parties {
+        let addr = resolve(&p.endpoint).await.map_err(|reason| {
+            TransportError::new(
+                Some(&p.name),
+                Step::Handshake,
+                TransportErrorKind::Config(format!("cannot resolve its endpoint {}: {reason}", p.endpoint)),
+            )
+        })?;
+        peers.push(PeerAddr { name: p.name.clone(), addr });
+    }
+    Ok(MeshConfig {
+        federation: ctx.loaded.config.federation.clone(),
+        self_index: me,
+        parties: peers,
+        identity: ctx.loaded.identity.current(),
+        protocol: ProtocolOffer {
+            name: PROTOCOL_NAME.into(),
+            min_version: ctx.loaded.versions.0,
+            max_version: ctx.loaded.versions.1,
+        },
+        limits: Limits::default(),
+        timeouts: Timeouts { connect: timeouts.connect, round: timeouts.round },
+    })
 }
 
-fn resolve_timeouts(
+/// Check a request's party list against this worker's federation: the
+/// parties' endpoints in order, and this party's index. `what` names the
+/// request (`job`, `fill`).
+pub(crate) fn resolve_parties(
+    config: &super::config::WorkerConfig,
+    names: &[String],
+    what: &str,
+) -> Result<(Vec<super::config::PartyEndpoint>, usize), String> {
+    if names.len() < 2 {
+        return Err(format!("a {what} needs at least two parties"));
+    }
+    let mut parties = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        if names[..i].contains(name) {
+            return Err(format!("party {name} is listed twice"));
+        }
+        let Some(p) = config.parties.iter().find(|p| p.name == *name) else {
+            return Err(format!("party {name} is not in this worker's federation"));
+        };
+        parties.push(p.clone());
+    }
+    let Some(me) = names.iter().position(|p| p == &config.party) else {
+        return Err(format!("this party ({}) is not among the {what}'s parties", config.party));
+    };
+    Ok((parties, me))
+}
+
+pub(crate) struct JobLimits {
+    pub(crate) connect: Duration,
+    pub(crate) round: Duration,
+    pub(crate) total: Duration,
+}
+
+pub(crate) fn resolve_timeouts(
     requested: &api::JobTimeouts,
     defaults: &super::config::DefaultTimeouts,
 ) -> Result<JobLimits, String> {
@@ -674,6 +790,7 @@ fn stats_of(output: &JobOutput, elapsed: Duration) -> Stats {
         div_pairs_used: s.div_pairs_used,
         protocol_version: s.protocol_version,
         wall_seconds: elapsed.as_secs_f64(),
+        batches: Vec::new(),
     }
 }
 

@@ -19,6 +19,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use super::api::Stats;
+use crate::preprocessing::store::{Store, StoredKind};
 use crate::transport::SharedIdentity;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -39,6 +40,23 @@ pub(crate) struct ReloadResult {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct Peer {
     peer: String,
+}
+
+/// A kind of pool material: `triples`, or `div_pairs` with its divisor
+/// (public: fixed by the programs' precision).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct Material {
+    kind: &'static str,
+    divisor: String,
+}
+
+impl Material {
+    fn of(kind: StoredKind) -> Material {
+        match kind {
+            StoredKind::Triples => Material { kind: "triples", divisor: String::new() },
+            StoredKind::DivPairs { divisor } => Material { kind: "div_pairs", divisor: divisor.to_string() },
+        }
+    }
 }
 
 /// The results of `tls_reloads_total`: new material in use, or refused
@@ -71,6 +89,15 @@ pub struct Metrics {
     tls_reloads: Family<ReloadResult, Counter>,
     peer_up: Family<Peer, Gauge>,
     peer_connect: Family<Peer, Gauge<f64, AtomicU64>>,
+    pool_items: Family<Material, Gauge>,
+    pool_batches: Family<Material, Gauge>,
+    pool_generated: Family<Material, Counter>,
+    pool_oldest: Gauge,
+    pool_consumed: Counter,
+    pool_discarded: Counter,
+    /// The store's own counts when last observed (counters advance by the
+    /// difference).
+    pool_seen: std::sync::Mutex<(u64, u64)>,
     identity: SharedIdentity,
 }
 
@@ -130,8 +157,47 @@ impl Metrics {
             "Time the last successful probe took to connect, authenticate and exchange the hello (about three round trips)",
             peer_connect.clone(),
         );
+        let pool_items = Family::<Material, Gauge>::default();
+        registry.register(
+            "pool_available_items",
+            "Usable preprocessing material in this party's pool, in items (triples, division pairs), by kind",
+            pool_items.clone(),
+        );
+        let pool_batches = Family::<Material, Gauge>::default();
+        registry.register(
+            "pool_available_batches",
+            "Usable batches in this party's pool, by kind",
+            pool_batches.clone(),
+        );
+        let pool_generated = Family::<Material, Counter>::default();
+        registry.register(
+            "pool_generated_items",
+            "Items generated with the peers and stored in this party's pool, by kind (its rate is the generation rate)",
+            pool_generated.clone(),
+        );
+        let pool_oldest = Gauge::default();
+        registry.register(
+            "pool_oldest_batch_created_timestamp_seconds",
+            "When the oldest usable batch was stored (Unix seconds; 0 when the pool is empty): time() minus this is its age",
+            pool_oldest.clone(),
+        );
+        let pool_consumed = Counter::default();
+        registry.register("pool_consumed_batches", "Pool batches used by jobs", pool_consumed.clone());
+        let pool_discarded = Counter::default();
+        registry.register(
+            "pool_discarded_batches",
+            "Pool batches discarded unused: expired, spent at another party, or failing their checks",
+            pool_discarded.clone(),
+        );
         Metrics {
             registry,
+            pool_items,
+            pool_batches,
+            pool_generated,
+            pool_oldest,
+            pool_consumed,
+            pool_discarded,
+            pool_seen: std::sync::Mutex::new((0, 0)),
             jobs,
             failures,
             jobs_active,
@@ -160,6 +226,36 @@ impl Metrics {
         if let Some(seconds) = health.connect_seconds {
             self.peer_connect.get_or_create(&label).set(seconds);
         }
+    }
+
+    /// Record what the pool's store holds now.
+    pub(crate) fn pool_observed(&self, store: &Store) {
+        let mut by_kind: std::collections::BTreeMap<StoredKind, (i64, i64)> = std::collections::BTreeMap::new();
+        for meta in store.batches() {
+            let entry = by_kind.entry(meta.kind).or_default();
+            entry.0 += 1;
+            entry.1 += meta.count as i64;
+        }
+        // Kinds seen before and now gone drop to 0 rather than vanish.
+        for gauge in [&self.pool_items, &self.pool_batches] {
+            gauge.clear();
+        }
+        let _ = self.pool_items.get_or_create(&Material::of(StoredKind::Triples));
+        for (kind, (batches, items)) in by_kind {
+            self.pool_batches.get_or_create(&Material::of(kind)).set(batches);
+            self.pool_items.get_or_create(&Material::of(kind)).set(items);
+        }
+        self.pool_oldest.set(store.oldest().map_or(0, |t| i64::try_from(t).unwrap_or(i64::MAX)));
+        let (consumed, discarded) = store.counts();
+        let mut seen = self.pool_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.pool_consumed.inc_by(consumed.saturating_sub(seen.0));
+        self.pool_discarded.inc_by(discarded.saturating_sub(seen.1));
+        *seen = (consumed, discarded);
+    }
+
+    /// Record items a fill stored.
+    pub(crate) fn pool_generated(&self, kind: StoredKind, items: usize) {
+        self.pool_generated.get_or_create(&Material::of(kind)).inc_by(items as u64);
     }
 
     /// Record a change of the TLS files (`result` out of [`RELOAD_RESULTS`]).

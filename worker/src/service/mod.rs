@@ -22,6 +22,7 @@ pub mod control;
 pub mod jobs;
 pub mod metrics;
 mod peers;
+pub mod pool;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -114,7 +115,12 @@ impl Worker {
         };
         metrics.register_peers(prober.peers.iter().map(|p| p.name.as_str()));
         let probe_interval = loaded.config.peer_probe.interval;
-        let ctx = Arc::new(Context { loaded, router, metrics: metrics.clone() });
+        let mut loaded = loaded;
+        let pool = match (loaded.store.take(), &loaded.config.pool) {
+            (Some(store), Some(config)) => Some(pool::Pool::new(store, config.ttl, metrics.clone())),
+            _ => None,
+        };
+        let ctx = Arc::new(Context { loaded, router, metrics: metrics.clone(), pool: pool.clone() });
         let jobs = Jobs::new(ctx);
 
         let health = {
@@ -124,12 +130,15 @@ impl Worker {
             })
         };
         let server = Arc::new(ControlServer { identity, controller, jobs: jobs.clone(), max_request_bytes, health });
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(server.serve(control)),
             tokio::spawn(metrics::serve(metrics_listener, metrics, jobs.clone())),
             tokio::spawn(watcher.run(reload_interval)),
             tokio::spawn(prober.run(probe_interval)),
         ];
+        if let Some(pool) = pool {
+            tasks.push(tokio::spawn(pool.expire_periodically()));
+        }
         Ok(Worker { peer_addr, control_addr, metrics_addr, jobs, tasks })
     }
 }

@@ -198,5 +198,6 @@ fn copy_error(e: &PreprocessingError) -> PreprocessingError {
         PreprocessingError::Malformed(s) => PreprocessingError::Malformed(s.clone()),
         PreprocessingError::Entropy(e) => PreprocessingError::Exhausted(format!("trusted dealer failed: {e}")),
         PreprocessingError::Generation(s) => PreprocessingError::Generation(s.clone()),
+        PreprocessingError::Pool(s) => PreprocessingError::Pool(s.clone()),
     }
 }

@@ -1,0 +1,231 @@
+//! The preprocessing pool through real `cohort-worker` processes: fills
+//! through the control API, jobs with `preprocessing: pool` that take
+//! agreed batches, wait while the pool is short and fail at their deadline,
+//! and a party killed (SIGKILL) in the middle of jobs: no batch is ever
+//! used twice, and the parties' stores converge.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use cohort_cli::launch::Federation;
+use cohort_e2e::{http_get, launch_options};
+use cohort_worker::preprocessing::Mode;
+use cohort_worker::service::api::{JobRequest, JobStatus, JobTimeouts, MaterialKind, OutputValue, Phase};
+use cohort_worker::transport::JobId;
+
+const PARTIES: usize = 3;
+/// One product and one truncation per element: triples and division pairs
+/// for 2^16 (the default precision).
+const PROGRAM: &str = "input x: fixed[] from each\nlet all = concat(x)\noutput s = sum(all * all)\n";
+const DIVISOR: u64 = 1 << 16;
+
+fn names() -> Vec<String> {
+    (0..PARTIES).map(|i| format!("party-{i}")).collect()
+}
+
+async fn start() -> Federation {
+    let mut options = launch_options("warn", None);
+    options.preprocessing = Mode::Pool;
+    Federation::start(&names(), &options).await.expect("federation starts")
+}
+
+async fn fill(federation: &Federation, per_batch: usize, batches: usize) {
+    for (kind, divisor) in [(MaterialKind::Triples, None), (MaterialKind::DivPairs, Some(DIVISOR))] {
+        for status in federation.fill(kind, divisor, per_batch, batches).await.expect("fill") {
+            assert_eq!(status.phase, Phase::Succeeded, "{status:?}");
+            assert_eq!(status.batches_stored, batches);
+        }
+    }
+}
+
+fn inputs(values: &[f64]) -> BTreeMap<String, Vec<serde_json::Number>> {
+    let numbers = values.iter().map(|x| serde_json::Number::from_f64(*x).expect("finite")).collect();
+    BTreeMap::from([("x".to_string(), numbers)])
+}
+
+/// Party `p`'s values in job `k` (`len` of them), and the job's answer.
+fn values(k: usize, p: usize, len: usize) -> Vec<f64> {
+    (0..len).map(|i| ((k * 7 + p * 3 + i) % 11) as f64 * 0.5 - 2.0).collect()
+}
+
+fn expected(k: usize, len: usize) -> f64 {
+    (0..PARTIES).flat_map(|p| values(k, p, len)).map(|x| x * x).sum()
+}
+
+async fn submit(federation: &Federation, k: usize, len: usize, total: f64) -> String {
+    let id = JobId::random().to_string();
+    for (p, w) in federation.workers.iter().enumerate() {
+        let request = JobRequest {
+            id: id.clone(),
+            program: PROGRAM.into(),
+            parties: names(),
+            inputs: inputs(&values(k, p, len)),
+            timeouts: JobTimeouts { connect_seconds: Some(3.0), round_seconds: Some(3.0), total_seconds: Some(total) },
+            preprocessing: Mode::Pool,
+        };
+        w.client.submit(&request).await.expect("submit");
+    }
+    id
+}
+
+fn answer(status: &JobStatus) -> f64 {
+    match status.outputs.as_ref().and_then(|o| o.get("s")) {
+        Some(OutputValue::Scalar(x)) => *x,
+        other => panic!("output s: {other:?}"),
+    }
+}
+
+/// Every party's final status of job `id`, checked against the plaintext
+/// when it succeeded; the batches it used (the same at every party).
+async fn settle(federation: &Federation, id: &str, k: usize, len: usize) -> Option<Vec<String>> {
+    let mut batches = None;
+    for w in &federation.workers {
+        let status = w.client.wait(id, Duration::from_millis(10)).await.expect("status");
+        if status.phase != Phase::Succeeded {
+            continue;
+        }
+        assert!((answer(&status) - expected(k, len)).abs() < 1e-2, "job {k} at {}: {status:?}", w.name);
+        let used = status.stats.as_ref().expect("stats").batches.clone();
+        assert!(!used.is_empty(), "a pool job names its batches");
+        if let Some(b) = &batches {
+            assert_eq!(b, &used, "every party used the same batches");
+        }
+        batches = Some(used);
+    }
+    batches
+}
+
+/// What every party's pool holds.
+async fn pools(federation: &Federation) -> Vec<cohort_worker::service::api::PoolStatus> {
+    let mut out = Vec::new();
+    for w in &federation.workers {
+        out.push(w.client.pool().await.expect("pool status"));
+    }
+    out
+}
+
+/// Every id a party's ledger records, checking none is recorded twice.
+fn ledger_ids(federation: &Federation, party: &str) -> BTreeSet<String> {
+    let path = federation.dir.join(format!("{party}-pool")).join("ledger");
+    let text = std::fs::read_to_string(&path).expect("ledger");
+    let mut ids = BTreeSet::new();
+    for line in text.lines().skip(1) {
+        let id = line.split_whitespace().nth(1).expect("`verb id`").to_string();
+        assert!(ids.insert(id.clone()), "{party}: batch {id} recorded twice in {}", path.display());
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_jobs_use_agreed_batches_once_wait_while_short_and_fail_at_their_deadline() {
+    let federation = start().await;
+    fill(&federation, 10, 12).await;
+    let mut used = BTreeSet::new();
+    for k in 0..3 {
+        let id = submit(&federation, k, 1, 30.0).await;
+        let batches = settle(&federation, &id, k, 1).await.expect("succeeded");
+        // 3 products take one batch of each kind.
+        assert_eq!(batches.len(), 2, "{batches:?}");
+        for b in batches {
+            assert!(used.insert(b.clone()), "batch {b} used twice");
+        }
+    }
+    let pools = pools(&federation).await;
+    assert!(pools.iter().all(|p| p.kinds == pools[0].kinds), "{pools:?}");
+    assert_eq!(pools[0].kinds.iter().map(|k| k.items).collect::<Vec<_>>(), [90, 90]);
+    let metrics = http_get(&federation.workers[0].metrics, "/metrics").await;
+    assert!(metrics.contains("cohort_worker_pool_available_items{kind=\"triples\",divisor=\"\"} 90"), "{metrics}");
+    assert!(metrics.contains("cohort_worker_pool_consumed_batches_total 6"), "{metrics}");
+    assert!(metrics.contains("cohort_worker_pool_generated_items_total{kind=\"div_pairs\",divisor=\"65536\"} 120"));
+
+    // 40 elements need 120 of each kind; 90 are there: the job waits,
+    // saying why, until a fill brings more.
+    let id = submit(&federation, 10, 40, 60.0).await;
+    loop {
+        let status = federation.workers[1].client.status(&id).await.expect("status");
+        assert!(!status.phase.is_final(), "{status:?}");
+        if status.step.as_deref().is_some_and(|s| s.contains("waiting for preprocessing")) {
+            assert!(status.step.as_deref().is_some_and(|s| s.contains("holds 90 of the 120 triples")), "{status:?}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    fill(&federation, 50, 1).await;
+    assert!(settle(&federation, &id, 10, 40).await.is_some(), "the waiting job ran once the pool was filled");
+
+    // Too much for the pool and a short deadline: every party fails the
+    // job, saying what was missing.
+    let id = submit(&federation, 11, 400, 2.0).await;
+    for w in &federation.workers {
+        let status = w.client.wait(&id, Duration::from_millis(10)).await.expect("status");
+        assert_eq!(status.phase, Phase::Failed);
+        let failure = status.failure.expect("failure");
+        assert!(failure.message.contains("of the 1200 triples this job needs"), "{failure:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_party_killed_mid_jobs_never_reuses_a_batch_and_the_stores_converge() {
+    let mut federation = start().await;
+    fill(&federation, 10, 40).await;
+    // Every batch a job used, and by which job.
+    let mut used: BTreeMap<String, usize> = BTreeMap::new();
+    // Kill each party in turn (the leader too) at a different moment of a
+    // job, restart it, go on.
+    let mut interrupted = 0;
+    for k in 0..6 {
+        let victim = k % PARTIES;
+        let id = submit(&federation, k, 1, 20.0).await;
+        // Once the victim has connected (the agreement on batches comes
+        // next), a few milliseconds more or less.
+        loop {
+            let status = federation.workers[victim].client.status(&id).await.expect("status");
+            if status.phase != Phase::Pending {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        tokio::time::sleep(Duration::from_millis((k as u64 * 3) % 8)).await;
+        federation.kill_worker(victim).await.expect("kill");
+        for (p, w) in federation.workers.iter().enumerate() {
+            if p != victim {
+                let status = w.client.wait(&id, Duration::from_millis(10)).await.expect("status");
+                if status.phase != Phase::Succeeded {
+                    interrupted += 1;
+                } else {
+                    assert!((answer(&status) - expected(k, 1)).abs() < 1e-2, "job {k}: {status:?}");
+                    for b in status.stats.expect("stats").batches {
+                        // Each survivor reports the job's batches.
+                        let earlier = *used.entry(b.clone()).or_insert(k);
+                        assert_eq!(earlier, k, "batch {b} used by jobs {earlier} and {k}");
+                    }
+                }
+            }
+        }
+        federation.restart_worker(victim).await.expect("restart");
+    }
+    assert!(interrupted > 0, "no kill landed in the middle of a job");
+    // More jobs after the kills: they run, and use batches never used.
+    for k in 6..10 {
+        let id = submit(&federation, k, 1, 30.0).await;
+        let batches = settle(&federation, &id, k, 1).await.expect("a job after the restarts succeeds");
+        for b in batches {
+            if let Some(earlier) = used.insert(b.clone(), k) {
+                panic!("batch {b} used by jobs {earlier} and {k}");
+            }
+        }
+    }
+    // Use once, per party: no id is recorded twice in any ledger (checked
+    // in ledger_ids), and every batch a job used is recorded everywhere.
+    for name in names() {
+        let ids = ledger_ids(&federation, &name);
+        for b in used.keys() {
+            let text = b.replace(':', "-");
+            assert!(ids.contains(&text), "{name}: used batch {b} is not recorded");
+        }
+    }
+    // The last agreement repaired every difference a kill left: the stores
+    // hold the same batches.
+    let pools = pools(&federation).await;
+    assert!(pools.iter().all(|p| p.kinds == pools[0].kinds), "the stores converged: {pools:?}");
+}

@@ -1,0 +1,256 @@
+//! Jobs taking material from the parties' pools (`preprocessing::pool::take`)
+//! over real mTLS meshes on loopback, one task per party: the parties agree
+//! on the same batches, consume each once, reconstruct valid material, wait
+//! when the pool is short, and repair the state a crash leaves (a batch
+//! consumed at some parties only is discarded everywhere). A batch held
+//! differently is an error, never a wrong answer.
+
+use cohort_worker::local::LocalFederation;
+use cohort_worker::preprocessing::ot::OtGenerator;
+use cohort_worker::preprocessing::pool::{FillRequest, Taken, fill, take};
+use cohort_worker::preprocessing::store::{Store, StoredKind, StoredMaterial, describe};
+use cohort_worker::preprocessing::{
+    BatchId, Demand, LayerMaterial, MaterialPlan, MaterialSource, Prefetched, TripleShares,
+};
+use cohort_worker::sharing::Share;
+use cohort_worker::transport::{JobId, Mesh};
+use std::sync::{Arc, Mutex};
+
+const PARTIES: usize = 3;
+const DIVISOR: u64 = 1 << 16;
+
+fn names() -> Vec<String> {
+    (0..PARTIES).map(|i| format!("party-{i}")).collect()
+}
+
+fn sum(parts: &[&[u64]]) -> Vec<u64> {
+    let mut out = vec![0u64; parts[0].len()];
+    for p in parts {
+        for (o, x) in out.iter_mut().zip(p.iter()) {
+            *o = o.wrapping_add(*x);
+        }
+    }
+    out
+}
+
+struct Stores {
+    _dirs: Vec<tempfile::TempDir>,
+    stores: Vec<Arc<Mutex<Store>>>,
+}
+
+fn open_stores() -> Stores {
+    let dirs: Vec<tempfile::TempDir> = (0..PARTIES).map(|_| tempfile::tempdir().expect("tempdir")).collect();
+    let stores = dirs.iter().map(|d| Arc::new(Mutex::new(Store::open(d.path()).expect("store")))).collect();
+    Stores { _dirs: dirs, stores }
+}
+
+/// Run `work` at every party on a fresh mesh (one per call: a session).
+async fn each_party<T: Send + 'static>(
+    stores: &Stores,
+    work: impl Fn(Mesh, Arc<Mutex<Store>>) -> futures::future::BoxFuture<'static, (T, Mesh)> + Send + Sync + 'static,
+) -> Vec<T> {
+    let federation = LocalFederation::with_parties(PARTIES).await.expect("federation");
+    let meshes = federation.meshes(JobId::random()).await.expect("meshes");
+    let work = Arc::new(work);
+    let tasks: Vec<_> = meshes
+        .into_iter()
+        .map(|mesh| {
+            let (work, store) = (work.clone(), stores.stores[mesh.self_index()].clone());
+            tokio::spawn(async move {
+                let (out, mesh) = work(mesh, store).await;
+                mesh.close().await;
+                out
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.expect("party task"));
+    }
+    out
+}
+
+/// Every party fills its store in one generation session.
+async fn fill_all(stores: &Stores, requests: Vec<FillRequest>) -> Vec<BatchId> {
+    let ids = each_party(stores, move |mesh, store| {
+        let requests = requests.clone();
+        Box::pin(async move {
+            let mut generator = OtGenerator::setup(&mesh).await.expect("base OTs");
+            let mut ids = Vec::new();
+            for r in requests {
+                ids.extend(fill(&mut generator, &mesh, &store, "local", r, |_| {}).await.expect("fill"));
+            }
+            (ids, mesh)
+        })
+    })
+    .await;
+    ids.into_iter().next().expect("a party")
+}
+
+/// Every party takes `plan` once.
+async fn take_all(stores: &Stores, plan: MaterialPlan) -> Vec<Result<Taken, String>> {
+    each_party(stores, move |mesh, store| {
+        let plan = plan.clone();
+        Box::pin(async move {
+            let mut round = 0;
+            let taken = take(&mesh, &store, "local", &plan, &mut round, false).await.map_err(|e| e.to_string());
+            (taken, mesh)
+        })
+    })
+    .await
+}
+
+fn plan() -> MaterialPlan {
+    MaterialPlan {
+        layers: vec![
+            Demand { triples: 150, div_pairs: vec![(DIVISOR, 60)] },
+            Demand { triples: 20, div_pairs: Vec::new() },
+        ],
+    }
+}
+
+async fn layers(material: &mut Prefetched, plan: &MaterialPlan) -> Vec<LayerMaterial> {
+    let mut out = Vec::new();
+    for (i, demand) in plan.layers.iter().enumerate() {
+        out.push(material.next_layer(i, demand).await.expect("layer"));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parties_take_the_same_batches_once_and_the_material_reconstructs() {
+    let stores = open_stores();
+    let filled = fill_all(
+        &stores,
+        vec![
+            FillRequest { kind: StoredKind::Triples, per_batch: 100, batches: 3, first_seq: 0 },
+            FillRequest { kind: StoredKind::DivPairs { divisor: DIVISOR }, per_batch: 50, batches: 2, first_seq: 3 },
+        ],
+    )
+    .await;
+    assert_eq!(filled.len(), 5);
+    let plan = plan();
+    let mut taken = Vec::new();
+    for result in take_all(&stores, plan.clone()).await {
+        match result.expect("take") {
+            Taken::Ready(material, ids) => taken.push((material, ids)),
+            other => panic!("short: {other:?}"),
+        }
+    }
+    // The same batches everywhere: 170 triples take two batches of 100,
+    // 60 pairs both batches of 50; oldest first.
+    let ids = taken[0].1.clone();
+    assert!(taken.iter().all(|(_, i)| *i == ids), "every party uses the same batches");
+    assert_eq!(ids, [filled[0], filled[1], filled[3], filled[4]]);
+    let mut per_party = Vec::new();
+    for (material, _) in &mut taken {
+        per_party.push(layers(material, &plan).await);
+    }
+    for layer in 0..plan.layers.len() {
+        let tags: Vec<_> = per_party.iter().map(|l| l[layer].tag).collect();
+        assert!(tags.iter().all(|t| *t == tags[0]), "layer tags agree");
+        let part = |f: fn(&TripleShares) -> &Share| {
+            sum(&per_party.iter().map(|l| f(&l[layer].triples).expose()).collect::<Vec<_>>())
+        };
+        let (a, b, c) = (part(|t| &t.a), part(|t| &t.b), part(|t| &t.c));
+        assert_eq!(a.len(), plan.layers[layer].triples);
+        assert!(a.iter().zip(&b).zip(&c).all(|((a, b), c)| *c == a.wrapping_mul(*b)), "c = a·b");
+        for (k, &(divisor, count)) in plan.layers[layer].div_pairs.iter().enumerate() {
+            let r = sum(&per_party.iter().map(|l| l[layer].div_pairs[k].r.expose()).collect::<Vec<_>>());
+            let q = sum(&per_party.iter().map(|l| l[layer].div_pairs[k].q.expose()).collect::<Vec<_>>());
+            assert_eq!(r.len(), count);
+            assert!(r.iter().zip(&q).all(|(r, q)| *q == (r & ((1 << 63) - 1)) / divisor));
+        }
+    }
+    // Used once: spent at every party; the third triple batch remains.
+    for store in &stores.stores {
+        let store = store.lock().expect("store");
+        assert!(ids.iter().all(|id| store.is_spent(*id) && store.get(*id).is_none()));
+        assert_eq!(store.available(StoredKind::Triples), 100);
+        assert_eq!(store.available(StoredKind::DivPairs { divisor: DIVISOR }), 0);
+    }
+    // The same plan again: 100 triples and no pairs left, so every party
+    // hears the pool is short, and nothing is consumed.
+    for result in take_all(&stores, plan.clone()).await {
+        match result.expect("take") {
+            Taken::Short { kind, need, have, last } => {
+                assert_eq!((kind.as_str(), need, have, last), ("triples", 170, 100, false));
+            }
+            other => panic!("expected short, got {other:?}"),
+        }
+    }
+    for store in &stores.stores {
+        assert_eq!(store.lock().expect("store").available(StoredKind::Triples), 100, "nothing consumed");
+    }
+}
+
+/// Store a synthetic batch of `count` triples (zeros: these tests never
+/// reconstruct it) at every party, as a fill would.
+fn put_everywhere(stores: &Stores, id: BatchId, count: usize, parties_at: impl Fn(usize) -> Vec<String>) {
+    for (party, store) in stores.stores.iter().enumerate() {
+        let meta = describe(id, StoredKind::Triples, count, "local", &parties_at(party), party);
+        let zeros = || Share::new(vec![0; count]);
+        let material = StoredMaterial::Triples(TripleShares { a: zeros(), b: zeros(), c: zeros() });
+        store.lock().expect("store").put(meta, &material).expect("put");
+    }
+}
+
+fn batch(seq: u64) -> BatchId {
+    BatchId { session: [7; 16], seq }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_consumed_at_some_parties_only_is_discarded_everywhere() {
+    let stores = open_stores();
+    for seq in 0..4 {
+        put_everywhere(&stores, batch(seq), 10, |_| names());
+    }
+    // A crash left batch 0 consumed at the leader and party-1 only, and
+    // batch 1 consumed at party-1 only.
+    for (party, seqs) in [(0, vec![0]), (1, vec![0, 1])] {
+        let mut store = stores.stores[party].lock().expect("store");
+        for seq in seqs {
+            let digest = store.get(batch(seq)).expect("stored").digest();
+            store.consume(batch(seq), &digest).expect("consume");
+        }
+    }
+    let plan = MaterialPlan { layers: vec![Demand { triples: 10, div_pairs: Vec::new() }] };
+    for result in take_all(&stores, plan).await {
+        match result.expect("take") {
+            Taken::Ready(_, ids) => assert_eq!(ids, [batch(2)], "the first batch usable everywhere"),
+            other => panic!("{other:?}"),
+        }
+    }
+    for store in &stores.stores {
+        let store = store.lock().expect("store");
+        for seq in 0..3 {
+            assert!(store.is_spent(batch(seq)) && store.get(batch(seq)).is_none(), "batch {seq} is gone everywhere");
+        }
+        assert!(store.get(batch(3)).is_some(), "batch 3 is untouched");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_held_differently_fails_the_job_and_is_discarded_everywhere() {
+    let stores = open_stores();
+    // party-2 describes batch 0 with another party order: its digest
+    // differs.
+    put_everywhere(&stores, batch(0), 10, |party| {
+        let mut n = names();
+        if party == 2 {
+            n.swap(0, 1);
+        }
+        n
+    });
+    put_everywhere(&stores, batch(1), 10, |_| names());
+    let plan = MaterialPlan { layers: vec![Demand { triples: 10, div_pairs: Vec::new() }] };
+    for result in take_all(&stores, plan).await {
+        let err = result.expect_err("a different batch is an error");
+        assert!(err.contains("held differently by party party-2"), "{err}");
+    }
+    for store in &stores.stores {
+        let store = store.lock().expect("store");
+        assert!(store.is_spent(batch(0)), "discarded everywhere");
+        assert!(store.get(batch(1)).is_some(), "nothing was consumed");
+    }
+}
