@@ -240,7 +240,9 @@ impl Metrics {
         for gauge in [&self.pool_items, &self.pool_batches] {
             gauge.clear();
         }
+        // Triples, the kind every pool holds, have series from the start.
         let _ = self.pool_items.get_or_create(&Material::of(StoredKind::Triples));
+        let _ = self.pool_generated.get_or_create(&Material::of(StoredKind::Triples));
         for (kind, (batches, items)) in by_kind {
             self.pool_batches.get_or_create(&Material::of(kind)).set(batches);
             self.pool_items.get_or_create(&Material::of(kind)).set(items);
