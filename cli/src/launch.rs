@@ -89,6 +89,19 @@ pub struct Options {
     /// [`Mode::Pool`] the workers take it from their pools, which
     /// [`Federation::fill`] fills (every worker has a pool in any mode).
     pub preprocessing: Mode,
+    /// The workers' pools keep these watermarks themselves (background
+    /// generation); `None`: they are filled by [`Federation::fill`] only.
+    pub pool_watermarks: Option<PoolWatermarks>,
+}
+
+/// A pool's background generation settings (`pool.lowWatermark`, `target`,
+/// `perBatch`, `checkInterval` of the worker configuration).
+#[derive(Clone, Copy, Debug)]
+pub struct PoolWatermarks {
+    pub low_watermark: usize,
+    pub target: usize,
+    pub per_batch: usize,
+    pub check_interval: Duration,
 }
 
 impl Options {
@@ -113,6 +126,7 @@ impl Options {
             peer_probe: Duration::from_secs(30),
             env: Vec::new(),
             preprocessing: Mode::Dealer,
+            pool_watermarks: None,
         }
     }
 }
@@ -370,6 +384,12 @@ impl Federation {
                 "pool": {"dir": dir.join(format!("{name}-pool"))},
             });
             let mut config = config;
+            if let Some(w) = &options.pool_watermarks {
+                config["pool"]["lowWatermark"] = w.low_watermark.into();
+                config["pool"]["target"] = w.target.into();
+                config["pool"]["perBatch"] = w.per_batch.into();
+                config["pool"]["checkInterval"] = format!("{}ms", w.check_interval.as_millis()).into();
+            }
             if let Some((dealer_addr, dealer_ca)) = &dealer {
                 config["dealer"] = serde_json::json!({"name": DEALER, "endpoint": dealer_addr, "ca": dealer_ca});
             }

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use cohort_cli::launch::Federation;
+use cohort_cli::launch::{Federation, PoolWatermarks};
 use cohort_e2e::{http_get, launch_options};
 use cohort_worker::preprocessing::Mode;
 use cohort_worker::service::api::{JobRequest, JobStatus, JobTimeouts, MaterialKind, OutputValue, Phase};
@@ -24,8 +24,13 @@ fn names() -> Vec<String> {
 }
 
 async fn start() -> Federation {
+    start_with(None).await
+}
+
+async fn start_with(watermarks: Option<PoolWatermarks>) -> Federation {
     let mut options = launch_options("warn", None);
     options.preprocessing = Mode::Pool;
+    options.pool_watermarks = watermarks;
     Federation::start(&names(), &options).await.expect("federation starts")
 }
 
@@ -228,4 +233,47 @@ async fn a_party_killed_mid_jobs_never_reuses_a_batch_and_the_stores_converge() 
     // hold the same batches.
     let pools = pools(&federation).await;
     assert!(pools.iter().all(|p| p.kinds == pools[0].kinds), "the stores converged: {pools:?}");
+}
+
+/// Items of each kind (triples, division pairs) in each party's pool.
+async fn items(federation: &Federation) -> Vec<Vec<usize>> {
+    pools(federation).await.iter().map(|p| p.kinds.iter().map(|k| k.items).collect()).collect()
+}
+
+/// Wait until every party's pool holds at least `least` of both kinds.
+async fn await_stocked(federation: &Federation, least: usize) -> Vec<Vec<usize>> {
+    let started = std::time::Instant::now();
+    loop {
+        let now = items(federation).await;
+        if now.iter().all(|kinds| kinds.len() == 2 && kinds.iter().all(|n| *n >= least)) {
+            return now;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the pools never reached {least}: {now:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_fills_itself_between_its_watermarks_as_jobs_drain_it() {
+    let watermarks =
+        PoolWatermarks { low_watermark: 100, target: 200, per_batch: 20, check_interval: Duration::from_millis(100) };
+    let federation = start_with(Some(watermarks)).await;
+    // Nobody filled it: the fill leader (the last party by name) did, with
+    // every party, up to the target.
+    let stocked = await_stocked(&federation, 200).await;
+    assert!(stocked.iter().all(|kinds| kinds == &stocked[0]), "{stocked:?}");
+    // Jobs of 40 elements take 120 of each kind: the first leaves 80
+    // (below the low watermark), so the leader fills again.
+    for k in 0..3 {
+        let id = submit(&federation, k, 40, 60.0).await;
+        assert!(settle(&federation, &id, k, 40).await.is_some(), "job {k} ran on the pool's own material");
+        await_stocked(&federation, 100).await;
+    }
+    let metrics = http_get(&federation.workers[0].metrics, "/metrics").await;
+    let generated = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("cohort_worker_pool_generated_items_total{kind=\"triples\",divisor=\"\"} "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .expect("generated triples counted");
+    assert!(generated >= 400, "{generated} triples generated");
 }

@@ -188,7 +188,9 @@ async fn parties_take_the_same_batches_once_and_the_material_reconstructs() {
 /// reconstruct it) at every party, as a fill would.
 fn put_everywhere(stores: &Stores, id: BatchId, count: usize, parties_at: impl Fn(usize) -> Vec<String>) {
     for (party, store) in stores.stores.iter().enumerate() {
-        let meta = describe(id, StoredKind::Triples, count, "local", &parties_at(party), party);
+        let parties = parties_at(party);
+        let index = parties.iter().position(|p| *p == format!("party-{party}")).expect("listed");
+        let meta = describe(id, StoredKind::Triples, count, "local", &parties, index);
         let zeros = || Share::new(vec![0; count]);
         let material = StoredMaterial::Triples(TripleShares { a: zeros(), b: zeros(), c: zeros() });
         store.lock().expect("store").put(meta, &material).expect("put");
@@ -252,5 +254,21 @@ async fn a_batch_held_differently_fails_the_job_and_is_discarded_everywhere() {
         let store = store.lock().expect("store");
         assert!(store.is_spent(batch(0)), "discarded everywhere");
         assert!(store.get(batch(1)).is_some(), "nothing was consumed");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_serve_jobs_that_list_the_same_parties_in_another_order() {
+    let stores = open_stores();
+    // The pool's own fills list the federation by name; this job's mesh
+    // lists party-0, party-1, party-2, the batch lists them reversed.
+    let reversed = || names().into_iter().rev().collect::<Vec<_>>();
+    put_everywhere(&stores, batch(0), 10, |_| reversed());
+    let plan = MaterialPlan { layers: vec![Demand { triples: 10, div_pairs: Vec::new() }] };
+    for result in take_all(&stores, plan).await {
+        match result.expect("take") {
+            Taken::Ready(_, ids) => assert_eq!(ids, [batch(0)]),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -252,18 +252,22 @@ async fn with_store<T: Send + 'static>(
 #[derive(Clone)]
 struct JobParties {
     federation: String,
+    /// The job's parties, sorted by name.
     parties: Vec<String>,
-    me: usize,
+    me: String,
     kinds: Vec<StoredKind>,
 }
 
 impl JobParties {
     /// Whether `meta` can serve this job: the same federation, the same
-    /// parties in the same order, this party's shares, a needed kind.
+    /// parties (in any order: additive shares do not depend on it), this
+    /// party's shares, a needed kind.
     fn serves(&self, meta: &BatchMeta) -> bool {
+        let mut parties = meta.parties.clone();
+        parties.sort();
         meta.federation == self.federation
-            && meta.parties == self.parties
-            && meta.party == self.me
+            && parties == self.parties
+            && meta.parties.get(meta.party) == Some(&self.me)
             && self.kinds.contains(&meta.kind)
     }
 
@@ -289,7 +293,7 @@ struct Agreed {
 /// material is short. `last` (the leader's) ends the waiting: the leader
 /// decides when a short pool fails the job, so every party stops together.
 ///
-/// The job's first party leads, in three messages (`Step::Preprocess(r)`
+/// The job's party first by name leads, in three messages (`Step::Preprocess(r)`
 /// for `r` = `round`, `round + 1`, `round + 2`; `round` advances by 3 so a
 /// job can try again):
 ///
@@ -320,25 +324,30 @@ pub async fn take(
     last: bool,
 ) -> Result<Taken, TakeError> {
     let needs = needs(plan);
+    let mut parties: Vec<String> = (0..mesh.party_count()).map(|i| mesh.party_name(i).to_string()).collect();
+    parties.sort();
+    // The party first by name leads, whatever order the job lists them in,
+    // so every job that could use a batch has the same leader.
+    let leader = (0..mesh.party_count()).min_by_key(|&i| mesh.party_name(i)).unwrap_or(0);
     let job = JobParties {
         federation: federation.to_string(),
-        parties: (0..mesh.party_count()).map(|i| mesh.party_name(i).to_string()).collect(),
-        me: mesh.self_index(),
+        parties,
+        me: mesh.party_name(mesh.self_index()).to_string(),
         kinds: needs.iter().map(|n| n.kind).collect(),
     };
     let steps = [Step::Preprocess(*round), Step::Preprocess(*round + 1), Step::Preprocess(*round + 2)];
     *round += 3;
-    let agreed = if job.me == 0 {
+    let agreed = if mesh.self_index() == leader {
         lead(mesh, store, job, &needs, steps, last).await?
     } else {
-        follow(mesh, store, job, steps).await?
+        follow(mesh, store, job, leader, steps).await?
     };
     match agreed.decision.outcome {
         Outcome::Short { kind, need, have, last } => Ok(Taken::Short { kind, need, have, last }),
         Outcome::Differs { batch, party } => Err(TakeError::Differs { batch, party }),
         Outcome::Ready => {
             let layers = assemble(mesh.job(), plan, &agreed.selected, agreed.materials)
-                .map_err(|reason| malformed(mesh, 0, reason))?;
+                .map_err(|reason| malformed(mesh, leader, reason))?;
             Ok(Taken::Ready(layers, agreed.selected))
         }
     }
@@ -359,7 +368,8 @@ async fn lead(
     };
     let offer = Offer { batches: offered.iter().map(|m| (id_text(m.id), hex(&m.digest()))).collect() };
     let offer = Arc::new(encode(&offer));
-    for peer in 1..mesh.party_count() {
+    let peers: Vec<usize> = (0..mesh.party_count()).filter(|&p| p != mesh.self_index()).collect();
+    for &peer in &peers {
         mesh.send_shared(peer, steps[0], offer.clone()).await?;
     }
     // Fold the replies: what every peer holds usable, what must go.
@@ -367,7 +377,7 @@ async fn lead(
     let mut discard = BTreeSet::new();
     let mut differs = None;
     let mut unoffered = BTreeSet::new();
-    for peer in 1..mesh.party_count() {
+    for &peer in &peers {
         let reply: Reply = receive(mesh, peer, steps[1]).await?;
         if reply.held.len() != offered.len() {
             let reason = format!("{} answers for {} offered batches", reply.held.len(), offered.len());
@@ -417,7 +427,7 @@ async fn lead(
     })
     .await?;
     let message = Arc::new(encode(&decision));
-    for peer in 1..mesh.party_count() {
+    for &peer in &peers {
         mesh.send_shared(peer, steps[2], message.clone()).await?;
     }
     Ok(Agreed { decision, selected, materials })
@@ -461,16 +471,18 @@ async fn follow(
     mesh: &Mesh,
     store: &Arc<Mutex<Store>>,
     job: JobParties,
+    leader: usize,
     steps: [Step; 3],
 ) -> Result<Agreed, TakeError> {
-    let offer: Offer = receive(mesh, 0, steps[0]).await?;
+    let offer: Offer = receive(mesh, leader, steps[0]).await?;
     if offer.batches.len() > LIST_LIMIT {
-        return Err(malformed(mesh, 0, format!("more than {LIST_LIMIT} offered batches")));
+        return Err(malformed(mesh, leader, format!("more than {LIST_LIMIT} offered batches")));
     }
     let mut offered = Vec::with_capacity(offer.batches.len());
     for (id, digest) in &offer.batches {
-        let id = parse_ids(mesh, 0, std::slice::from_ref(id))?[0];
-        let digest = unhex::<32>(digest).ok_or_else(|| malformed(mesh, 0, format!("{digest:?} is not a digest")))?;
+        let id = parse_ids(mesh, leader, std::slice::from_ref(id))?[0];
+        let digest =
+            unhex::<32>(digest).ok_or_else(|| malformed(mesh, leader, format!("{digest:?} is not a digest")))?;
         offered.push((id, digest));
     }
     let reply = {
@@ -492,16 +504,16 @@ async fn follow(
         })
         .await?
     };
-    mesh.send(0, steps[1], encode(&reply)).await?;
-    let decision: Decision = receive(mesh, 0, steps[2]).await?;
-    let discard = parse_ids(mesh, 0, &decision.discard)?;
-    let selected = parse_ids(mesh, 0, &decision.selected)?;
+    mesh.send(leader, steps[1], encode(&reply)).await?;
+    let decision: Decision = receive(mesh, leader, steps[2]).await?;
+    let discard = parse_ids(mesh, leader, &decision.discard)?;
+    let selected = parse_ids(mesh, leader, &decision.selected)?;
     let digests: BTreeMap<BatchId, [u8; 32]> = offered.into_iter().collect();
     if let Some(id) = selected.iter().find(|id| !digests.contains_key(id)) {
-        return Err(malformed(mesh, 0, format!("selected batch {id} was not offered")));
+        return Err(malformed(mesh, leader, format!("selected batch {id} was not offered")));
     }
     if decision.outcome != Outcome::Ready && !selected.is_empty() {
-        return Err(malformed(mesh, 0, "batches selected for a job that does not run"));
+        return Err(malformed(mesh, leader, "batches selected for a job that does not run"));
     }
     let materials = {
         let selected = selected.clone();

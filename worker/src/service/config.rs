@@ -78,6 +78,36 @@ pub struct PoolConfig {
     /// Batches older than this are overwritten and deleted.
     #[serde(default = "default_pool_ttl", deserialize_with = "de_duration")]
     pub ttl: Duration,
+    /// Background generation: when a kind falls below `lowWatermark`
+    /// items, the federation's fill leader (the last party by name) fills
+    /// it to `target` with every party. `target: 0` (the default): no
+    /// background generation; fills come from the controller.
+    #[serde(default)]
+    pub low_watermark: usize,
+    #[serde(default)]
+    pub target: usize,
+    /// Items per batch of the background fills.
+    #[serde(default = "default_pool_per_batch")]
+    pub per_batch: usize,
+    /// Divisors (powers of two) whose division pairs are kept beside the
+    /// triples: `2^f` for the programs' fixed-point precision `f`.
+    #[serde(default = "default_pool_divisors")]
+    pub divisors: Vec<u64>,
+    /// How often the leader compares the pool with its watermarks.
+    #[serde(default = "default_pool_check", deserialize_with = "de_duration")]
+    pub check_interval: Duration,
+}
+
+fn default_pool_per_batch() -> usize {
+    16384
+}
+
+fn default_pool_divisors() -> Vec<u64> {
+    vec![1 << crate::fixed::DEFAULT_FRAC_BITS]
+}
+
+fn default_pool_check() -> Duration {
+    Duration::from_secs(5)
 }
 
 fn default_pool_ttl() -> Duration {
@@ -457,6 +487,21 @@ impl WorkerConfig {
         };
         let store = match &self.pool {
             Some(p) if p.ttl.is_zero() => return Err(invalid("pool.ttl", "must be positive".into())),
+            Some(p) if p.low_watermark > p.target => {
+                return Err(invalid("pool.lowWatermark", format!("must not exceed target ({})", p.target)));
+            }
+            Some(p) if p.per_batch == 0 || p.per_batch > crate::preprocessing::ot::session::MAX_ITEMS_PER_CALL => {
+                return Err(invalid(
+                    "pool.perBatch",
+                    format!("must be between 1 and {}", crate::preprocessing::ot::session::MAX_ITEMS_PER_CALL),
+                ));
+            }
+            Some(p) if p.divisors.iter().any(|d| !d.is_power_of_two()) => {
+                return Err(invalid("pool.divisors", "OT-based generation serves powers of two only".into()));
+            }
+            Some(p) if p.check_interval < Duration::from_millis(100) => {
+                return Err(invalid("pool.checkInterval", "must be at least 100ms".into()));
+            }
             Some(p) => {
                 Some(crate::preprocessing::store::Store::open(&p.dir).map_err(|e| invalid("pool.dir", e.to_string()))?)
             }

@@ -77,6 +77,9 @@ pub fn parse_job_id(text: &str) -> Result<JobId, String> {
     if JobId(id) == JobId::PROBE {
         return Err("the all-zero job id is reserved (peer probes)".into());
     }
+    if JobId(id).is_fill_session() {
+        return Err("job ids starting with f1115e55 are reserved (the pools' own generation sessions)".into());
+    }
     Ok(JobId(id))
 }
 

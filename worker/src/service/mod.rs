@@ -117,11 +117,12 @@ impl Worker {
         let probe_interval = loaded.config.peer_probe.interval;
         let mut loaded = loaded;
         let pool = match (loaded.store.take(), &loaded.config.pool) {
-            (Some(store), Some(config)) => Some(pool::Pool::new(store, config.ttl, metrics.clone())),
+            (Some(store), Some(config)) => Some(pool::Pool::new(store, config, metrics.clone())),
             _ => None,
         };
+        let ctx_pool_config = loaded.config.pool.clone();
         let ctx = Arc::new(Context { loaded, router, metrics: metrics.clone(), pool: pool.clone() });
-        let jobs = Jobs::new(ctx);
+        let jobs = Jobs::new(ctx.clone());
 
         let health = {
             let (identity, jobs, metrics) = (identity.clone(), jobs.clone(), metrics.clone());
@@ -136,8 +137,12 @@ impl Worker {
             tokio::spawn(watcher.run(reload_interval)),
             tokio::spawn(prober.run(probe_interval)),
         ];
-        if let Some(pool) = pool {
-            tasks.push(tokio::spawn(pool.expire_periodically()));
+        if let (Some(pool), Some(config)) = (pool, ctx_pool_config) {
+            tasks.push(tokio::spawn(pool.clone().expire_periodically()));
+            tasks.push(tokio::spawn(pool.clone().follow_fills(ctx.clone(), ctx.router.watch_fills())));
+            if config.target > 0 {
+                tasks.push(tokio::spawn(pool.generate_in_background(ctx.clone(), config)));
+            }
         }
         Ok(Worker { peer_addr, control_addr, metrics_addr, jobs, tasks })
     }

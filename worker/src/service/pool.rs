@@ -18,12 +18,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tracing::{Instrument, info, warn};
 
 use super::api::{Failure, FillRequest, FillStatus, MaterialKind, Phase, PoolKind, PoolStatus};
-use super::jobs::{Context, SubmitError, mesh_config, parse_job_id, resolve_parties, resolve_timeouts};
+use super::config::{PartyEndpoint, PoolConfig, WorkerConfig};
+use super::jobs::{Context, JobLimits, SubmitError, mesh_config, parse_job_id, resolve_parties, resolve_timeouts};
 use crate::preprocessing::ot::OtGenerator;
 use crate::preprocessing::ot::session::MAX_ITEMS_PER_CALL;
 use crate::preprocessing::pool::{self, FillError};
 use crate::preprocessing::store::{Store, StoredKind};
-use crate::transport::{InboundSource, Mesh};
+use crate::transport::{InboundSource, JobId, Mesh, Step};
 
 /// Batches one fill may ask for.
 pub const MAX_FILL_BATCHES: usize = 4096;
@@ -34,14 +35,17 @@ const FILL_HISTORY: usize = 64;
 pub struct Pool {
     store: Arc<Mutex<Store>>,
     ttl: Duration,
+    /// The configured `target` when the pool keeps watermarks.
+    target: Option<usize>,
     fills: Mutex<Fills>,
     metrics: Arc<super::metrics::Metrics>,
 }
 
 #[derive(Default)]
 struct Fills {
-    /// Every known fill by id, with its request (a resubmission must match).
-    by_id: BTreeMap<String, (FillRequest, FillStatus)>,
+    /// Every known fill by id, with its controller's request (a
+    /// resubmission must match; `None` for the pool's own fills).
+    by_id: BTreeMap<String, (Option<FillRequest>, FillStatus)>,
     /// Finished fills, oldest first (bounded by [`FILL_HISTORY`]).
     finished: std::collections::VecDeque<String>,
     running: Option<String>,
@@ -51,22 +55,133 @@ fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// What `request` asks to generate, checked.
-fn stored_kind(request: &FillRequest) -> Result<StoredKind, String> {
-    match (request.kind, request.divisor) {
-        (MaterialKind::Triples, None) => Ok(StoredKind::Triples),
-        (MaterialKind::Triples, Some(_)) => Err("divisor: only division pairs have one".into()),
-        (MaterialKind::DivPairs, Some(d)) if d.is_power_of_two() => Ok(StoredKind::DivPairs { divisor: d }),
-        (MaterialKind::DivPairs, Some(d)) => {
-            Err(format!("divisor: OT-based generation makes division pairs for powers of two only, not {d}"))
+/// What one fill generates: sent by the leader of a background fill to
+/// the others at setup, or given by a controller to every party.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct FillPlan {
+    kind: MaterialKind,
+    divisor: Option<u64>,
+    per_batch: usize,
+    batches: usize,
+}
+
+impl FillPlan {
+    fn stored_kind(&self) -> Result<StoredKind, String> {
+        match (self.kind, self.divisor) {
+            (MaterialKind::Triples, None) => Ok(StoredKind::Triples),
+            (MaterialKind::Triples, Some(_)) => Err("divisor: only division pairs have one".into()),
+            (MaterialKind::DivPairs, Some(d)) if d.is_power_of_two() => Ok(StoredKind::DivPairs { divisor: d }),
+            (MaterialKind::DivPairs, Some(d)) => {
+                Err(format!("divisor: OT-based generation makes division pairs for powers of two only, not {d}"))
+            }
+            (MaterialKind::DivPairs, None) => Err("divisor: division pairs need one".into()),
         }
-        (MaterialKind::DivPairs, None) => Err("divisor: division pairs need one".into()),
+    }
+
+    /// The plan's own bounds.
+    fn check(&self) -> Result<(), String> {
+        self.stored_kind()?;
+        if self.per_batch == 0 || self.per_batch > MAX_ITEMS_PER_CALL {
+            return Err(format!("perBatch: must be between 1 and {MAX_ITEMS_PER_CALL}"));
+        }
+        if self.batches == 0 || self.batches > MAX_FILL_BATCHES {
+            return Err(format!("batches: must be between 1 and {MAX_FILL_BATCHES}"));
+        }
+        Ok(())
+    }
+
+    /// A follower's check of the leader's plan: within the bounds, and, when
+    /// this party keeps its own watermarks, not beyond its `target` (plus a
+    /// batch of rounding).
+    fn accept(&self, pool: &Pool) -> Result<(), String> {
+        self.check()?;
+        let Some(target) = pool.target else { return Ok(()) };
+        let kind = self.stored_kind()?;
+        let have = pool.store.lock().map_err(|_| "the store is unavailable".to_string())?.available(kind);
+        let adding = self.per_batch.saturating_mul(self.batches);
+        if have.saturating_add(adding) > target.saturating_add(self.per_batch) {
+            return Err(format!(
+                "the leader's fill would take this party's {} to {} items, beyond its target of {target}",
+                crate::preprocessing::pool::kind_name(kind),
+                have.saturating_add(adding)
+            ));
+        }
+        Ok(())
     }
 }
 
+fn api_kind(kind: StoredKind) -> (MaterialKind, Option<u64>) {
+    match kind {
+        StoredKind::Triples => (MaterialKind::Triples, None),
+        StoredKind::DivPairs { divisor } => (MaterialKind::DivPairs, Some(divisor)),
+    }
+}
+
+/// How this party learns a fill's plan.
+enum Role {
+    /// Every party was given it (a controller's fill).
+    Given(FillPlan),
+    /// This party leads the pool's own fill and sends it.
+    Lead(FillPlan),
+    /// The party at index `leader` sends it.
+    Follow { leader: usize },
+}
+
+impl Role {
+    fn name(&self) -> &'static str {
+        match self {
+            Role::Given(_) => "controller",
+            Role::Lead(_) => "leader",
+            Role::Follow { .. } => "follower",
+        }
+    }
+
+    /// The plan every party runs (one message, at `setup`, for the pool's
+    /// own fills; a follower that refuses it fails the fill everywhere).
+    async fn agree(&self, mesh: &Mesh, pool: &Pool) -> Result<FillPlan, FillError> {
+        match self {
+            Role::Given(plan) => Ok(*plan),
+            Role::Lead(plan) => {
+                let bytes = Arc::new(serde_json::to_vec(plan).unwrap_or_default());
+                for peer in (0..mesh.party_count()).filter(|&p| p != mesh.self_index()) {
+                    mesh.send_shared(peer, Step::Setup, bytes.clone()).await.map_err(FillError::from_transport)?;
+                }
+                Ok(*plan)
+            }
+            Role::Follow { leader } => {
+                let bytes = mesh.recv(*leader, Step::Setup).await.map_err(FillError::from_transport)?;
+                let plan: FillPlan = serde_json::from_slice(&bytes).map_err(|e| {
+                    FillError::Unavailable(format!("party {}'s fill plan is malformed: {e}", mesh.party_name(*leader)))
+                })?;
+                plan.accept(pool).map_err(|reason| {
+                    FillError::Unavailable(format!("refusing party {}'s fill plan: {reason}", mesh.party_name(*leader)))
+                })?;
+                Ok(plan)
+            }
+        }
+    }
+}
+
+/// The parties of the pool's own fills: the whole federation, by name
+/// (every party computes the same order), and this party's index. The last
+/// is the fill leader.
+fn fill_parties(config: &WorkerConfig) -> (Vec<PartyEndpoint>, usize) {
+    let mut parties = config.parties.clone();
+    parties.sort_by(|a, b| a.name.cmp(&b.name));
+    let me = parties.iter().position(|p| p.name == config.party).unwrap_or(0);
+    (parties, me)
+}
+
 impl Pool {
-    pub(crate) fn new(store: Store, ttl: Duration, metrics: Arc<super::metrics::Metrics>) -> Arc<Pool> {
-        let pool = Arc::new(Pool { store: Arc::new(Mutex::new(store)), ttl, fills: Mutex::default(), metrics });
+    pub(crate) fn new(store: Store, config: &PoolConfig, metrics: Arc<super::metrics::Metrics>) -> Arc<Pool> {
+        let pool = Arc::new(Pool {
+            store: Arc::new(Mutex::new(store)),
+            ttl: config.ttl,
+            target: (config.target > 0).then_some(config.target),
+            fills: Mutex::default(),
+            metrics,
+        });
         pool.refresh_metrics();
         pool
     }
@@ -119,18 +234,17 @@ impl Pool {
         self.fills().by_id.get(id).map(|(_, s)| s.clone())
     }
 
-    /// Admit a fill and start it (one at a time). Returns its status and
-    /// whether it is new; resubmitting the same request returns the
-    /// existing fill.
+    /// Admit a controller's fill and start it (one at a time). Returns its
+    /// status and whether it is new; resubmitting the same request returns
+    /// the existing fill.
     pub(crate) fn submit_fill(
         self: &Arc<Self>,
         ctx: &Arc<Context>,
         request: FillRequest,
     ) -> Result<(FillStatus, bool), SubmitError> {
         let session = parse_job_id(&request.id).map_err(SubmitError::Invalid)?;
-        let mut fills = self.fills();
-        if let Some((existing, status)) = fills.by_id.get(&request.id) {
-            return if *existing == request {
+        if let Some((existing, status)) = self.fills().by_id.get(&request.id) {
+            return if existing.as_ref() == Some(&request) {
                 Ok((status.clone(), false))
             } else {
                 Err(SubmitError::Conflict(request.id))
@@ -138,27 +252,44 @@ impl Pool {
         }
         let config = &ctx.loaded.config;
         let (parties, me) = resolve_parties(config, &request.parties, "fill").map_err(SubmitError::Invalid)?;
-        let kind = stored_kind(&request).map_err(SubmitError::Invalid)?;
-        if request.per_batch == 0 || request.per_batch > MAX_ITEMS_PER_CALL {
-            return Err(SubmitError::Invalid(format!("perBatch: must be between 1 and {MAX_ITEMS_PER_CALL}")));
-        }
-        if request.batches == 0 || request.batches > MAX_FILL_BATCHES {
-            return Err(SubmitError::Invalid(format!("batches: must be between 1 and {MAX_FILL_BATCHES}")));
-        }
+        let plan = FillPlan {
+            kind: request.kind,
+            divisor: request.divisor,
+            per_batch: request.per_batch,
+            batches: request.batches,
+        };
+        plan.check().map_err(SubmitError::Invalid)?;
         let timeouts = resolve_timeouts(&request.timeouts, &config.timeouts).map_err(SubmitError::Invalid)?;
+        let status = self.launch(ctx, session, Some(request), parties, me, timeouts, Role::Given(plan))?;
+        Ok((status, true))
+    }
+
+    /// Register fill `session` and run it in the background: connect, learn
+    /// or send the plan, generate, store.
+    #[allow(clippy::too_many_arguments)]
+    fn launch(
+        self: &Arc<Self>,
+        ctx: &Arc<Context>,
+        session: JobId,
+        request: Option<FillRequest>,
+        parties: Vec<PartyEndpoint>,
+        me: usize,
+        timeouts: JobLimits,
+        role: Role,
+    ) -> Result<FillStatus, SubmitError> {
+        let id = session.to_string();
+        let mut fills = self.fills();
         if let Some(running) = &fills.running {
             return Err(SubmitError::FillRunning(running.clone()));
         }
         let mut registration = ctx.router.register(session).map_err(|e| SubmitError::Invalid(e.to_string()))?;
-        let status = FillStatus { id: request.id.clone(), phase: Phase::Pending, batches_stored: 0, failure: None };
-        fills.by_id.insert(request.id.clone(), (request.clone(), status.clone()));
-        fills.running = Some(request.id.clone());
+        let status = FillStatus { id: id.clone(), phase: Phase::Pending, batches_stored: 0, failure: None };
+        fills.by_id.insert(id.clone(), (request, status.clone()));
+        fills.running = Some(id.clone());
         drop(fills);
 
         let (pool, ctx) = (self.clone(), ctx.clone());
-        let fill = pool::FillRequest { kind, per_batch: request.per_batch, batches: request.batches, first_seq: 0 };
-        let span =
-            tracing::info_span!("fill", fill = %request.id, batches = request.batches, per_batch = request.per_batch);
+        let span = tracing::info_span!("fill", fill = %id, role = role.name());
         tokio::spawn(
             async move {
                 let started = Instant::now();
@@ -172,12 +303,20 @@ impl Pool {
                     .await
                     .map_err(|_| FillError::Unavailable("the parties did not all connect before the deadline".into()))?
                     .map_err(FillError::from_transport)?;
-                    pool.set_phase(&request.id, Phase::Running);
+                    drop(registration);
+                    pool.set_phase(&id, Phase::Running);
                     let generate = async {
+                        let plan = role.agree(&mesh, &pool).await?;
+                        let fill = pool::FillRequest {
+                            kind: plan.stored_kind().map_err(FillError::Unavailable)?,
+                            per_batch: plan.per_batch,
+                            batches: plan.batches,
+                            first_seq: 0,
+                        };
                         let mut generator = OtGenerator::setup(&mesh).await?;
                         let federation = &ctx.loaded.config.federation;
                         pool::fill(&mut generator, &mesh, &pool.store, federation, fill, |meta| {
-                            pool.stored(&request.id, meta.kind, meta.count)
+                            pool.stored(&id, meta.kind, meta.count)
                         })
                         .await
                     };
@@ -194,11 +333,85 @@ impl Pool {
                     result
                 }
                 .await;
-                pool.finish(&request.id, result, started.elapsed());
+                pool.finish(&id, result, started.elapsed());
             }
             .instrument(span),
         );
-        Ok((status, true))
+        Ok(status)
+    }
+
+    /// The pool's own generation, at the federation's fill leader: every
+    /// `checkInterval`, when no fill runs and a kind (triples, then each
+    /// configured divisor) is below `lowWatermark` items, fill it up to
+    /// `target` with every party.
+    pub(crate) async fn generate_in_background(self: Arc<Self>, ctx: Arc<Context>, config: PoolConfig) {
+        let (parties, me) = fill_parties(&ctx.loaded.config);
+        if me + 1 != parties.len() {
+            // Another party leads; this one joins its fills (follow_fills).
+            return;
+        }
+        let kinds: Vec<StoredKind> = std::iter::once(StoredKind::Triples)
+            .chain(config.divisors.iter().map(|&divisor| StoredKind::DivPairs { divisor }))
+            .collect();
+        loop {
+            tokio::time::sleep(config.check_interval).await;
+            if self.fills().running.is_some() {
+                continue;
+            }
+            let available: Vec<usize> = match self.store.lock() {
+                Ok(store) => kinds.iter().map(|k| store.available(*k)).collect(),
+                Err(_) => return warn!("the preprocessing store is unavailable; background generation stops"),
+            };
+            let Some((kind, have)) =
+                kinds.iter().zip(available).find(|(_, have)| *have < config.low_watermark).map(|(k, h)| (*k, h))
+            else {
+                continue;
+            };
+            let batches = (config.target - have).div_ceil(config.per_batch).clamp(1, MAX_FILL_BATCHES);
+            let (kind_api, divisor) = api_kind(kind);
+            let plan = FillPlan { kind: kind_api, divisor, per_batch: config.per_batch, batches };
+            let timeouts = JobLimits {
+                connect: ctx.loaded.config.timeouts.connect,
+                round: ctx.loaded.config.timeouts.round,
+                total: ctx.loaded.config.timeouts.total,
+            };
+            let session = JobId::random_fill_session();
+            info!(fill = %session, kind = %crate::preprocessing::pool::kind_name(kind), have,
+                low_watermark = config.low_watermark, target = config.target, batches,
+                "the pool is below its low watermark; filling it with the peers");
+            if let Err(e) = self.launch(&ctx, session, None, parties.clone(), me, timeouts, Role::Lead(plan)) {
+                warn!(error = %e, "could not start a background fill");
+            }
+        }
+    }
+
+    /// A peer's side of the pool's own generation: on the first connection
+    /// of a fill session this worker has not registered, join it (the
+    /// leader sends the plan; [`FillPlan::accept`] checks it).
+    pub(crate) async fn follow_fills(
+        self: Arc<Self>,
+        ctx: Arc<Context>,
+        mut invitations: tokio::sync::mpsc::Receiver<(JobId, String)>,
+    ) {
+        let (parties, me) = fill_parties(&ctx.loaded.config);
+        let leader = parties.len() - 1;
+        while let Some((session, from)) = invitations.recv().await {
+            if me == leader {
+                // The leader starts every fill; a session it did not start
+                // is stale or not a fill of this federation's pool.
+                continue;
+            }
+            let config = &ctx.loaded.config;
+            let timeouts = JobLimits {
+                connect: config.timeouts.connect,
+                round: config.timeouts.round,
+                total: config.timeouts.total,
+            };
+            match self.launch(&ctx, session, None, parties.clone(), me, timeouts, Role::Follow { leader }) {
+                Ok(_) => info!(fill = %session, invited_by = %from, "joining the pool leader's fill"),
+                Err(e) => info!(fill = %session, invited_by = %from, error = %e, "not joining a fill"),
+            }
+        }
     }
 
     fn set_phase(&self, id: &str, phase: Phase) {

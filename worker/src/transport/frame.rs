@@ -59,6 +59,23 @@ impl JobId {
         getrandom::fill(&mut bytes).expect("operating system random number generator failed");
         JobId(bytes)
     }
+
+    /// The first bytes of the ids of the pools' own generation sessions
+    /// (a peer's router starts its side of a fill on the first connection
+    /// naming one). Never a job's id.
+    pub const FILL_PREFIX: [u8; 4] = [0xf1, 0x11, 0x5e, 0x55];
+
+    /// A fresh random id of a pool's own generation session.
+    pub fn random_fill_session() -> JobId {
+        let mut id = JobId::random();
+        id.0[..4].copy_from_slice(&JobId::FILL_PREFIX);
+        id
+    }
+
+    /// Whether this id names a pool's own generation session.
+    pub fn is_fill_session(&self) -> bool {
+        self.0[..4] == JobId::FILL_PREFIX
+    }
 }
 
 impl fmt::Display for JobId {

@@ -79,6 +79,9 @@ impl State {
 
 struct Shared {
     state: Mutex<State>,
+    /// Told `(session, party)` when a party first dials a pool generation
+    /// session this worker has not registered ([`Router::watch_fills`]).
+    fills: Mutex<Option<mpsc::Sender<(JobId, String)>>>,
     limits: RouterLimits,
     /// What probes ([`JobId::PROBE`]) are answered with; `None`: probes
     /// are routed like any job (and find none).
@@ -112,7 +115,17 @@ impl Shared {
             return;
         }
         debug!(%job, party = accepted.party(), "parked a connection for a job not registered yet");
+        let first = parked.is_empty();
+        let party = accepted.party().to_string();
         parked.push((now + self.limits.park_for, accepted));
+        drop(state);
+        if first && job.is_fill_session() {
+            let fills = self.fills.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Some(tx) = fills.as_ref() {
+                // Full: a fill is being started already; the peer retries.
+                let _ = tx.try_send((job, party));
+            }
+        }
     }
 }
 
@@ -160,9 +173,19 @@ impl Router {
         limits: RouterLimits,
         probes: Option<ProtocolOffer>,
     ) -> Router {
-        let shared = Arc::new(Shared { state: Mutex::new(State::default()), limits, probes });
+        let shared = Arc::new(Shared { state: Mutex::new(State::default()), fills: Mutex::new(None), limits, probes });
         let accept_loop = tokio::spawn(accept_loop(listener, identity, peers, shared.clone()));
         Router { shared, accept_loop }
+    }
+
+    /// Hear of pool generation sessions ([`JobId::is_fill_session`]) that
+    /// a peer dials before this worker registered them: `(session, the
+    /// dialing party)`, once per session (while its connections are
+    /// parked). Replaces an earlier watcher.
+    pub fn watch_fills(&self) -> mpsc::Receiver<(JobId, String)> {
+        let (tx, rx) = mpsc::channel(4);
+        *self.shared.fills.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(tx);
+        rx
     }
 
     /// Take the connections for `job` (including any parked ones) until the
