@@ -86,6 +86,10 @@ pub struct PoolConfig {
     pub low_watermark: usize,
     #[serde(default)]
     pub target: usize,
+    /// The division pairs' own watermarks (per divisor); by default the
+    /// triples'.
+    #[serde(default)]
+    pub division_pairs: Option<Watermarks>,
     /// Items per batch of the background fills.
     #[serde(default = "default_pool_per_batch")]
     pub per_batch: usize,
@@ -96,6 +100,24 @@ pub struct PoolConfig {
     /// How often the leader compares the pool with its watermarks.
     #[serde(default = "default_pool_check", deserialize_with = "de_duration")]
     pub check_interval: Duration,
+}
+
+/// A kind's low watermark and target, in items.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Watermarks {
+    pub low_watermark: usize,
+    pub target: usize,
+}
+
+impl PoolConfig {
+    /// The watermarks of `kind`.
+    pub fn watermarks(&self, kind: crate::preprocessing::store::StoredKind) -> Watermarks {
+        match (kind, self.division_pairs) {
+            (crate::preprocessing::store::StoredKind::DivPairs { .. }, Some(w)) => w,
+            _ => Watermarks { low_watermark: self.low_watermark, target: self.target },
+        }
+    }
 }
 
 fn default_pool_per_batch() -> usize {
@@ -490,6 +512,12 @@ impl WorkerConfig {
             Some(p) if p.low_watermark > p.target => {
                 return Err(invalid("pool.lowWatermark", format!("must not exceed target ({})", p.target)));
             }
+            Some(PoolConfig { division_pairs: Some(w), .. }) if w.low_watermark > w.target => {
+                return Err(invalid(
+                    "pool.divisionPairs.lowWatermark",
+                    format!("must not exceed target ({})", w.target),
+                ));
+            }
             Some(p) if p.per_batch == 0 || p.per_batch > crate::preprocessing::ot::session::MAX_ITEMS_PER_CALL => {
                 return Err(invalid(
                     "pool.perBatch",
@@ -534,6 +562,24 @@ mod tests {
         for bad in ["", "s", "10", "0s", "1.5s", "10 m", "-1s", "10d", "99999999999999999999h"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn pool_settings_default_sensibly_and_division_pairs_may_keep_their_own_watermarks() {
+        use crate::preprocessing::store::StoredKind;
+        let p: PoolConfig = serde_saphyr::from_str("dir: /pool\nlowWatermark: 10\ntarget: 40\n").expect("parses");
+        assert_eq!(
+            (p.ttl, p.per_batch, p.check_interval),
+            (Duration::from_secs(7 * 86400), 16384, Duration::from_secs(5))
+        );
+        assert_eq!(p.divisors, [1 << 16]);
+        let triples = Watermarks { low_watermark: 10, target: 40 };
+        assert_eq!(p.watermarks(StoredKind::DivPairs { divisor: 1 << 16 }), triples, "the triples' by default");
+        let own = "dir: /pool\nlowWatermark: 10\ntarget: 40\ndivisionPairs: {lowWatermark: 1, target: 2}\n";
+        let p: PoolConfig = serde_saphyr::from_str(own).expect("parses");
+        assert_eq!(p.watermarks(StoredKind::Triples), triples);
+        assert_eq!(p.watermarks(StoredKind::DivPairs { divisor: 4 }), Watermarks { low_watermark: 1, target: 2 });
+        assert!(serde_saphyr::from_str::<PoolConfig>("dir: /pool\nwatermark: 3\n").is_err(), "unknown keys");
     }
 
     #[test]

@@ -35,8 +35,8 @@ const FILL_HISTORY: usize = 64;
 pub struct Pool {
     store: Arc<Mutex<Store>>,
     ttl: Duration,
-    /// The configured `target` when the pool keeps watermarks.
-    target: Option<usize>,
+    /// The configuration when the pool keeps watermarks (`target > 0`).
+    watermarks: Option<PoolConfig>,
     fills: Mutex<Fills>,
     metrics: Arc<super::metrics::Metrics>,
 }
@@ -96,8 +96,8 @@ impl FillPlan {
     /// batch of rounding).
     fn accept(&self, pool: &Pool) -> Result<(), String> {
         self.check()?;
-        let Some(target) = pool.target else { return Ok(()) };
         let kind = self.stored_kind()?;
+        let Some(target) = pool.watermarks.as_ref().map(|c| c.watermarks(kind).target) else { return Ok(()) };
         let have = pool.store.lock().map_err(|_| "the store is unavailable".to_string())?.available(kind);
         let adding = self.per_batch.saturating_mul(self.batches);
         if have.saturating_add(adding) > target.saturating_add(self.per_batch) {
@@ -178,7 +178,7 @@ impl Pool {
         let pool = Arc::new(Pool {
             store: Arc::new(Mutex::new(store)),
             ttl: config.ttl,
-            target: (config.target > 0).then_some(config.target),
+            watermarks: (config.target > 0).then(|| config.clone()),
             fills: Mutex::default(),
             metrics,
         });
@@ -362,12 +362,15 @@ impl Pool {
                 Ok(store) => kinds.iter().map(|k| store.available(*k)).collect(),
                 Err(_) => return warn!("the preprocessing store is unavailable; background generation stops"),
             };
-            let Some((kind, have)) =
-                kinds.iter().zip(available).find(|(_, have)| *have < config.low_watermark).map(|(k, h)| (*k, h))
+            let Some((kind, have, marks)) = kinds
+                .iter()
+                .zip(available)
+                .map(|(k, have)| (*k, have, config.watermarks(*k)))
+                .find(|(_, have, marks)| *have < marks.low_watermark)
             else {
                 continue;
             };
-            let batches = (config.target - have).div_ceil(config.per_batch).clamp(1, MAX_FILL_BATCHES);
+            let batches = (marks.target - have).div_ceil(config.per_batch).clamp(1, MAX_FILL_BATCHES);
             let (kind_api, divisor) = api_kind(kind);
             let plan = FillPlan { kind: kind_api, divisor, per_batch: config.per_batch, batches };
             let timeouts = JobLimits {
@@ -377,7 +380,7 @@ impl Pool {
             };
             let session = JobId::random_fill_session();
             info!(fill = %session, kind = %crate::preprocessing::pool::kind_name(kind), have,
-                low_watermark = config.low_watermark, target = config.target, batches,
+                low_watermark = marks.low_watermark, target = marks.target, batches,
                 "the pool is below its low watermark; filling it with the peers");
             if let Err(e) = self.launch(&ctx, session, None, parties.clone(), me, timeouts, Role::Lead(plan)) {
                 warn!(error = %e, "could not start a background fill");
