@@ -82,7 +82,8 @@ pub struct PreprocessingPoolSpec {
     /// How material is generated.
     pub generator: GeneratorSpec,
 
-    /// Persistent storage for generated material.
+    /// Persistent storage of a hosted dealer's journal. Unused in mode
+    /// `ot`: the workers keep the material on their results volumes.
     #[serde(default)]
     #[x_kube(validation = Rule::new("self == oldSelf").message("spec.storage is immutable: it sizes the dealer's journal volume, which a StatefulSet cannot resize"))]
     pub storage: StorageSpec,
@@ -143,11 +144,12 @@ impl MaterialKind {
 pub struct GeneratorSpec {
     /// `dealer`: a TRUSTED THIRD PARTY generates the material (it could
     /// learn inputs if it colluded with a party). `ot`: the parties generate
-    /// it together with oblivious transfer, no trusted party (not yet
-    /// implemented: the pool reports Ready=False, reason ModeNotSupported).
+    /// it together with oblivious transfer, no trusted party; the cluster's
+    /// worker shards generate and keep it, between the watermarks.
     pub mode: GeneratorMode,
 
-    /// Generator pods. Defaults to 1.
+    /// Generator pods of a hosted dealer (exactly 1). Unused in mode `ot`,
+    /// where the cluster's worker shards generate. Defaults to 1.
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 1, max = MAX_GENERATOR_REPLICAS))]
     pub replicas: i32,
@@ -167,7 +169,7 @@ fn default_replicas() -> i32 {
 pub enum GeneratorMode {
     /// A trusted dealer generates the material.
     Dealer,
-    /// The parties generate it with oblivious transfer (planned).
+    /// The parties generate it with oblivious transfer.
     Ot,
 }
 

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cohort_worker::service::api::{JobRequest, JobStatus, JobTimeouts};
+use cohort_worker::service::api::{JobRequest, JobStatus, JobTimeouts, PoolStatus};
 use cohort_worker::service::control::{ControlClient, ControlError};
 use cohort_worker::transport::TlsIdentity;
 use tracing::{Instrument, info_span};
@@ -43,6 +43,9 @@ pub struct Job {
     pub parties: Vec<String>,
     pub inputs: BTreeMap<String, Vec<serde_json::Number>>,
     pub timeouts: JobTimeouts,
+    /// Where the job's material comes from: the cluster's dealer, or the
+    /// workers' pools (a PreprocessingPool in mode `ot`).
+    pub preprocessing: Mode,
 }
 
 impl std::fmt::Debug for Job {
@@ -51,6 +54,7 @@ impl std::fmt::Debug for Job {
         f.debug_struct("Job")
             .field("id", &self.id)
             .field("parties", &self.parties)
+            .field("preprocessing", &self.preprocessing)
             .field("input_lengths", &lengths)
             .finish_non_exhaustive()
     }
@@ -122,9 +126,7 @@ impl Dispatcher {
             parties: job.parties.clone(),
             inputs: job.inputs.clone(),
             timeouts: job.timeouts,
-            // In-cluster jobs draw from the cluster's dealer; material
-            // from an OT PreprocessingPool is served through the pool.
-            preprocessing: Mode::Dealer,
+            preprocessing: job.preprocessing,
         };
         // The worker parents its job span on this one (traceparent).
         let span = info_span!("dispatch.submit", job.id = %job.id, party = %self.party, worker = %control_endpoint);
@@ -133,6 +135,12 @@ impl Dispatcher {
             .instrument(span)
             .await
             .map_err(|e| DispatchError::from_control(&job.id, e))
+    }
+
+    /// What the pool of the worker at `control_endpoint` holds.
+    pub async fn pool(&self, control_endpoint: &str) -> Result<PoolStatus, ControlError> {
+        let span = info_span!("dispatch.pool", party = %self.party, worker = %control_endpoint);
+        self.client(control_endpoint).pool().instrument(span).await
     }
 
     /// The status of job `id` on the worker at `control_endpoint`.
@@ -201,6 +209,7 @@ mod tests {
             parties: vec!["a".into()],
             inputs: BTreeMap::from([("x".to_string(), vec![serde_json::Number::from(987_654_321)])]),
             timeouts: JobTimeouts::default(),
+            preprocessing: Mode::Pool,
         };
         let shown = format!("{job:?}");
         assert!(shown.contains("input_lengths") && !shown.contains("987654321"), "{shown}");

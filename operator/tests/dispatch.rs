@@ -9,7 +9,8 @@ use std::time::Duration;
 use cohort_cli::launch::Federation;
 use cohort_e2e::launch_options;
 use cohort_operator::dispatch::{DispatchError, Dispatcher, Job, shard_for};
-use cohort_worker::service::api::{JobTimeouts, OutputValue, Phase};
+use cohort_worker::preprocessing::Mode;
+use cohort_worker::service::api::{JobTimeouts, MaterialKind, OutputValue, Phase};
 use cohort_worker::transport::JobId;
 
 fn job(id: &str, parties: &[String], program: &str, x: f64) -> Job {
@@ -19,6 +20,7 @@ fn job(id: &str, parties: &[String], program: &str, x: f64) -> Job {
         parties: parties.to_vec(),
         inputs: BTreeMap::from([("x".to_string(), vec![serde_json::Number::from_f64(x).expect("finite")])]),
         timeouts: JobTimeouts { connect_seconds: Some(10.0), round_seconds: Some(10.0), total_seconds: Some(60.0) },
+        preprocessing: Mode::Dealer,
     }
 }
 
@@ -68,4 +70,38 @@ async fn dispatch_runs_a_job_once_and_returns_its_result_again() {
     // Cancelling a finished job changes nothing.
     let cancelled = dispatcher.cancel(&w.control, &id).await.expect("cancel");
     assert_eq!(cancelled, first[0]);
+}
+
+/// A job that names an OT PreprocessingPool is dispatched with
+/// `preprocessing: pool`: the workers take agreed batches from their pools,
+/// and the operator reads their stock through the same client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_job_takes_its_material_from_the_workers_pools() {
+    let names: Vec<String> = ["bank-a", "bank-b"].map(String::from).to_vec();
+    let mut options = launch_options("warn", None);
+    options.preprocessing = Mode::Pool;
+    let federation = Federation::start(&names, &options).await.expect("workers start");
+    for (kind, divisor) in [(MaterialKind::Triples, None), (MaterialKind::DivPairs, Some(1 << 16))] {
+        let filled = federation.fill(kind, divisor, 100, 2).await.expect("fill");
+        assert!(filled.iter().all(|s| s.phase == Phase::Succeeded), "{filled:?}");
+    }
+    let program = "input x: fixed[] from each\nlet all = concat(x)\noutput s = sum(all * all)\n";
+    let id = JobId::random().to_string();
+    let mut runs = Vec::new();
+    for (i, w) in federation.workers.iter().enumerate() {
+        let dispatcher = Dispatcher::new(federation.controller.current(), w.name.clone(), Duration::from_millis(10));
+        let mut job = job(&id, &names, program, i as f64 + 1.5);
+        job.preprocessing = Mode::Pool;
+        let endpoint = w.control.clone();
+        runs.push(tokio::spawn(async move { (dispatcher.run(&endpoint, &job).await, dispatcher, endpoint) }));
+    }
+    for run in runs {
+        let (status, dispatcher, endpoint) = run.await.expect("no panic");
+        let status = status.expect("dispatched");
+        assert_eq!(status.phase, Phase::Succeeded, "{:?}", status.failure);
+        assert_eq!(status.outputs.as_ref().and_then(|o| o.get("s")), Some(&OutputValue::Scalar(1.5 * 1.5 + 2.5 * 2.5)));
+        assert_eq!(status.stats.as_ref().map(|s| s.batches.len()), Some(2), "one batch of each kind");
+        let pool = dispatcher.pool(&endpoint).await.expect("pool status");
+        assert_eq!(pool.kinds.iter().map(|k| k.items).collect::<Vec<_>>(), [100, 100], "one batch of each left");
+    }
 }

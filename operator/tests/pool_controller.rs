@@ -2,8 +2,10 @@
 //! depends on) against the in-memory API server: a pool hosting the trusted
 //! dealer gets its certificate from the party CA, a one-replica StatefulSet
 //! with the journal on a volume, and a status that follows the pod; the
-//! cluster's workers trust that dealer through the party's own CA; OT mode
-//! is refused with a reason.
+//! cluster's workers trust that dealer through the party's own CA. A pool
+//! in OT mode owns no pod: every shard's worker configuration gains the
+//! pool's settings, and the pool reports what the workers hold (here, that
+//! they cannot be reached).
 
 mod support;
 
@@ -57,7 +59,7 @@ async fn peer_cas(client: &Client) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pool_hosts_the_dealer_and_ot_mode_is_refused() {
+async fn a_pool_hosts_the_dealer_and_an_ot_pool_configures_the_workers() {
     let server = api_server().await;
     let client = server.client();
     peer_cas(&client).await;
@@ -119,12 +121,27 @@ async fn a_pool_hosts_the_dealer_and_ot_mode_is_refused() {
     sets.patch_status("dealer-dealer", &PatchParams::default(), &Patch::Merge(&ready)).await.expect("mark ready");
     wait_reason(&pools, "dealer", types::READY, ("True", "DealerReady")).await;
 
-    // OT mode is a field now and a feature later.
+    // OT mode: the workers generate and keep the material. Every shard's
+    // configuration gains the pool (on the results volume), and the pool
+    // reports the workers' stock: here no worker runs to answer.
     let ot = pool("ot", serde_json::json!({"mode": "ot", "replicas": 1}));
     pools.create(&PostParams::default(), &ot).await.expect("create");
-    let p = wait_reason(&pools, "ot", types::READY, ("False", "ModeNotSupported")).await;
-    assert_eq!(condition(&p, types::DEGRADED).map(|c| c.0), Some("True".into()));
-    assert!(sets.get_opt("ot-dealer").await.expect("read").is_none());
+    let p = wait_reason(&pools, "ot", types::READY, ("False", "WorkersUnreachable")).await;
+    let ready = find_condition(&p.status.as_ref().expect("status").conditions, types::READY).expect("ready");
+    assert!(ready.message.contains("worker shard 0 did not report its pool"), "{}", ready.message);
+    assert_eq!(condition(&p, types::BELOW_WATERMARK), Some(("Unknown".into(), "WorkersUnreachable".into())));
+    assert!(sets.get_opt("ot-dealer").await.expect("read").is_none(), "an OT pool runs no dealer");
+    let shard = eventually("the pool in the workers' configuration", WAIT, || async {
+        let config = maps.get("consortium-config").await.map_err(|e| e.to_string())?;
+        let text = config.data.and_then(|d| d.get("shard-0.yaml").cloned()).ok_or("no shard-0.yaml")?;
+        if text.contains("pool:") { Ok(text) } else { Err(text) }
+    })
+    .await;
+    let parsed: cohort_worker::service::config::WorkerConfig = serde_saphyr::from_str(&shard).expect("a worker config");
+    let pool = parsed.pool.expect("pool settings");
+    assert_eq!(pool.dir, std::path::Path::new("/var/lib/cohort/results/pool"));
+    assert_eq!((pool.low_watermark, pool.target), (10, 1000));
+    assert_eq!(pool.ttl, Duration::from_secs(24 * 3600));
 
     stop_tx.send(true).expect("stop");
     tokio::time::timeout(WAIT, running).await.expect("the controllers stop").expect("no panic");

@@ -31,6 +31,56 @@ pub fn trust_key(party: &str) -> String {
     format!("{party}.pem")
 }
 
+/// Where the workers keep an `ot` PreprocessingPool's material: on the
+/// results volume, so adding a pool needs no new volume (a StatefulSet's
+/// volume claims cannot change).
+pub const POOL_DIR: &str = "/var/lib/cohort/results/pool";
+/// Items per batch of the workers' background fills.
+pub const POOL_PER_BATCH: usize = 16384;
+
+/// The `pool:` section of every shard's configuration, from the MpcCluster's
+/// PreprocessingPool in mode `ot` (each shard keeps its own pool, with its
+/// peers' same shard).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolSettings {
+    pub ttl_seconds: u64,
+    /// (lowWatermark, target) of Beaver triples.
+    pub triples: (i64, i64),
+    /// (lowWatermark, target) of division pairs (for the default precision).
+    pub division_pairs: (i64, i64),
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Pool {
+    dir: &'static str,
+    ttl: String,
+    low_watermark: i64,
+    target: i64,
+    division_pairs: Watermarks,
+    per_batch: usize,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Watermarks {
+    low_watermark: i64,
+    target: i64,
+}
+
+impl PoolSettings {
+    fn render(&self) -> Pool {
+        Pool {
+            dir: POOL_DIR,
+            ttl: format!("{}s", self.ttl_seconds.max(1)),
+            low_watermark: self.triples.0,
+            target: self.triples.1,
+            division_pairs: Watermarks { low_watermark: self.division_pairs.0, target: self.division_pairs.1 },
+            per_batch: POOL_PER_BATCH,
+        }
+    }
+}
+
 /// The ConfigMap key (and file name) of shard `shard`'s configuration.
 pub fn config_key(shard: usize) -> String {
     format!("shard-{shard}.yaml")
@@ -52,6 +102,8 @@ struct File<'a> {
     results_dir: &'static str,
     audit_log: String,
     protocol: Protocol,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pool: Option<Pool>,
 }
 
 /// The protocol versions the worker offers its peers: up to
@@ -148,6 +200,7 @@ pub fn render_shard(cluster: &Cluster<'_>, shard: usize) -> Result<String, Error
         // On the results volume: the audit trail outlives the pod.
         audit_log: format!("{RESULTS_DIR}/audit.jsonl"),
         protocol: Protocol { max_version: spec.protocol.version },
+        pool: cluster.pool.as_ref().map(PoolSettings::render),
     };
     serde_saphyr::to_string(&file).map_err(|e| Error::Render { what: config_key(shard), reason: e.to_string() })
 }
@@ -163,6 +216,24 @@ mod tests {
     use super::*;
     use cohort_worker::service::config::WorkerConfig;
     use std::path::Path;
+
+    #[test]
+    fn an_ot_pool_puts_its_watermarks_and_ttl_in_every_shard_file() {
+        let c = fixtures::cluster(2);
+        let mut cluster = Cluster::from_resource(&c).expect("valid");
+        let plain = render(&cluster).expect("renders");
+        assert!(plain.values().all(|t| !t.contains("pool")), "no pool without an ot PreprocessingPool");
+        cluster.pool = Some(PoolSettings { ttl_seconds: 3600, triples: (100, 400), division_pairs: (0, 0) });
+        for (i, text) in render(&cluster).expect("renders").values().enumerate() {
+            let cfg: WorkerConfig = serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("shard {i}: {e}\n{text}"));
+            let pool = cfg.pool.expect("pool");
+            assert_eq!(pool.dir, Path::new(POOL_DIR));
+            assert!(pool.dir.starts_with(RESULTS_DIR), "on the results volume");
+            assert_eq!((pool.low_watermark, pool.target, pool.per_batch), (100, 400, POOL_PER_BATCH));
+            assert_eq!(pool.ttl, std::time::Duration::from_secs(3600));
+            assert!(pool.keeps_watermarks());
+        }
+    }
 
     #[test]
     fn every_shard_file_parses_as_a_worker_config_with_its_shard_endpoints() {

@@ -132,6 +132,9 @@ pub struct Material {
     /// During a CA key replacement: the previous CA, still trusted, no
     /// longer signing (stored as `previous.crt`).
     pub ca_previous: Option<String>,
+    /// The settings of the PreprocessingPool in mode `ot` that serves the
+    /// cluster (observed: another object's spec), for the workers' `pool:`.
+    pub pool: Option<super::config::PoolSettings>,
 }
 
 impl Material {
@@ -218,7 +221,8 @@ fn update_strategy(partition: i32) -> StatefulSetUpdateStrategy {
 
 /// Build every owned object.
 pub fn build(resource: &MpcCluster, material: &Material, settings: &Settings) -> Result<Desired, Error> {
-    let cluster = Cluster::from_resource(resource)?;
+    let mut cluster = Cluster::from_resource(resource)?;
+    cluster.pool = material.pool.clone();
     if material.workers.len() != cluster.shards {
         return Err(Error::material(
             "worker certificates",
@@ -816,6 +820,7 @@ mod tests {
             dealer_ca: Some(fixtures::foreign_ca("dealer/main")),
             ca_next: None,
             ca_previous: None,
+            pool: None,
         };
         (material, ca)
     }

@@ -164,6 +164,10 @@ pub struct Cluster<'a> {
     pub endpoints: Vec<(&'a str, Endpoint)>,
     /// The index of `spec.self` in `endpoints`.
     self_index: usize,
+    /// The workers' pool, when a PreprocessingPool in mode `ot` serves this
+    /// cluster (the controller sets it; [`Cluster::from_resource`] cannot
+    /// see pools).
+    pub pool: Option<config::PoolSettings>,
 }
 
 impl<'a> Cluster<'a> {
@@ -223,7 +227,7 @@ impl<'a> Cluster<'a> {
                 .map_err(|r| Error::invalid("spec.dealer.name", r))?;
             Endpoint::parse("spec.dealer.endpoint", &d.endpoint)?;
         }
-        Ok(Cluster { name, namespace, uid, spec, shards, endpoints, self_index })
+        Ok(Cluster { name, namespace, uid, spec, shards, endpoints, self_index, pool: None })
     }
 
     /// This party's shard-0 endpoint.

@@ -15,9 +15,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use cohort_crds::MpcCluster;
 use cohort_crds::cluster::{CaRotationPhase, CertificatesStatus, MpcClusterStatus, PeerStatus, RolloutPhase};
 use cohort_crds::conditions::{ConditionStatus, find_condition, set_condition, types};
+use cohort_crds::pool::GeneratorMode;
+use cohort_crds::{MpcCluster, PreprocessingPool};
 use cohort_worker::service::control::ControlClient;
 use cohort_worker::transport::TlsIdentity;
 use cohort_worker::transport::certs::{CertifiedKey, PartyCa};
@@ -39,6 +40,7 @@ use tracing::Instrument;
 use super::{Context, Error, ShardRef, apply, now, object_key, write_status};
 use crate::cluster::ca_rotation;
 use crate::cluster::certs::{self, Observed, ObservedCa, Plan, Requirements};
+use crate::cluster::config::PoolSettings;
 use crate::cluster::desired::{self, ANNOTATION_TEMPLATE_HASH, CaMaterial, Material};
 use crate::cluster::rollout::{self, ObservedSet, ShardHealth};
 use crate::cluster::{Cluster, Endpoint};
@@ -74,18 +76,50 @@ pub async fn run(
     };
     let (sets, maps, services) = owned(&client);
     let labelled = watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={}", desired::MANAGED_BY));
+    let pools = match &namespace {
+        Some(ns) => Api::<PreprocessingPool>::namespaced(client.clone(), ns),
+        None => Api::<PreprocessingPool>::all(client.clone()),
+    };
     let controller = Controller::new(clusters, watcher::Config::default());
     let store = controller.store();
     let stream = controller
         .owns(sets, labelled.clone())
         .owns(maps, labelled.clone())
         .owns(services, labelled)
+        // An `ot` pool's settings go into every shard's configuration.
+        .watches(pools, watcher::Config::default(), |pool| {
+            pool.namespace().map(|ns| ObjectRef::new(&pool.spec.cluster_ref.name).within(&ns))
+        })
         // Owned Secrets (certificates) and referenced ones (peer CAs): one
         // watch, mapped to every cluster that owns or names the Secret.
         .watches(secrets, watcher::Config::default(), move |secret| clusters_using(&store, &secret))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, super::error_policy, ctx);
     super::drain("MpcCluster", stream).await;
+}
+
+/// The workers' `pool:` settings, from the PreprocessingPool in mode `ot`
+/// that serves cluster `name` (the first by name, if several do; the pool
+/// controller checks each pool itself). A pool that does not validate
+/// against the cluster gives none.
+async fn ot_pool(ctx: &Context, ns: &str, name: &str) -> Result<Option<PoolSettings>, Error> {
+    let pools: Api<PreprocessingPool> = Api::namespaced(ctx.client.clone(), ns);
+    let clusters: Api<MpcCluster> = Api::namespaced(ctx.client.clone(), ns);
+    let mut serving: Vec<PreprocessingPool> = pools
+        .list(&Default::default())
+        .await
+        .map_err(|e| Error::kube("list PreprocessingPools".to_string(), e))?
+        .items
+        .into_iter()
+        .filter(|p| p.spec.cluster_ref.name == name && p.spec.generator.mode == GeneratorMode::Ot)
+        .collect();
+    serving.sort_by_key(ResourceExt::name_any);
+    let Some(pool) = serving.first() else { return Ok(None) };
+    let Some(cluster) = clusters.get_opt(name).await.map_err(|e| Error::kube(format!("read MpcCluster {name}"), e))?
+    else {
+        return Ok(None);
+    };
+    Ok(crate::pool::Pool::from_resource(pool, &cluster).ok().and_then(|p| p.worker_settings()))
 }
 
 /// The clusters that own `secret` or reference it (peer trust, dealer
@@ -144,8 +178,12 @@ async fn reconcile_inner(cached: &MpcCluster, ctx: &Context) -> Result<Action, E
     let now_time = now();
 
     // Validate.
+    let pool = ot_pool(ctx, &ns, &obj.name_any()).await?;
     let cluster = match Cluster::from_resource(obj) {
-        Ok(c) => c,
+        Ok(mut c) => {
+            c.pool = pool;
+            c
+        }
         Err(e) => {
             let message = e.to_string();
             not_ready(&mut status, "InvalidSpec", &message, generation, &now_time);
@@ -796,8 +834,16 @@ fn certificates(
     let plan_after = certs::plan(req, &observed_after, now)?;
     let (ca_next, ca_previous) =
         if cluster.spec.tls.ca.is_none() { (managed_next, managed_previous) } else { (None, None) };
-    let mut material =
-        Material { ca: ca_material, workers, operator_client, peer_cas, dealer_ca: None, ca_next, ca_previous };
+    let mut material = Material {
+        ca: ca_material,
+        workers,
+        operator_client,
+        peer_cas,
+        dealer_ca: None,
+        ca_next,
+        ca_previous,
+        pool: cluster.pool.clone(),
+    };
     material.dealer_ca = dealer_ca.map(|d| match d {
         DealerCa::Bundle(pem) => pem,
         DealerCa::OwnCa => material.own_bundle(),

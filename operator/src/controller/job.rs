@@ -24,10 +24,11 @@ use std::time::{Duration, Instant};
 
 use cohort_crds::conditions::{ConditionStatus, is_condition_true, set_condition, types};
 use cohort_crds::job::{JobFailure, JobPhase, MpcJobStatus};
+use cohort_crds::pool::GeneratorMode;
 use cohort_crds::{MpcCluster, MpcJob, PreprocessingPool};
+use cohort_worker::preprocessing::Mode;
 use cohort_worker::program;
 use cohort_worker::service::api::Phase;
-use cohort_worker::transport::TlsIdentity;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::DeleteParams;
@@ -38,10 +39,9 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, watcher};
 use kube::{Api, ResourceExt};
 
-use super::{Context, Error, ShardRef, apply, now, object_key, write_status};
+use super::{Context, Error, ShardRef, apply, dispatcher, now, object_key, write_status};
 use crate::cluster::Cluster;
-use crate::cluster::certs::operator_principal;
-use crate::dispatch::{self, DispatchError, Dispatcher, shard_for};
+use crate::dispatch::{self, DispatchError, shard_for};
 use crate::job::{self as pure, FINALIZER, fail, set_phase};
 use tracing::Instrument;
 
@@ -332,6 +332,7 @@ async fn step(job: &MpcJob, ctx: &Context, ns: &str, status: &mut MpcJobStatus, 
             now,
         ));
     }
+    let mut preprocessing = Mode::Dealer;
     if let (false, Some(p)) = (running, &spec.preprocessing) {
         let pools: Api<PreprocessingPool> = Api::namespaced(ctx.client.clone(), ns);
         let pool_name = &p.pool_ref.name;
@@ -358,7 +359,12 @@ async fn step(job: &MpcJob, ctx: &Context, ns: &str, status: &mut MpcJobStatus, 
                     now,
                 ));
             }
-            Some(_) => {}
+            Some(pool) => {
+                // An OT pool's material is in the workers' own pools.
+                if pool.spec.generator.mode == GeneratorMode::Ot {
+                    preprocessing = Mode::Pool;
+                }
+            }
         }
     }
 
@@ -368,7 +374,7 @@ async fn step(job: &MpcJob, ctx: &Context, ns: &str, status: &mut MpcJobStatus, 
     status.shard = i32::try_from(shard).ok();
     let dispatcher = dispatcher(ctx, ns, &cluster).await?;
     let endpoint = (ctx.control_endpoints)(&ShardRef { namespace: ns, cluster: cluster.name, party, shard });
-    let request = dispatch::Job { id: job_id, program: spec.program.clone(), parties, inputs, timeouts };
+    let request = dispatch::Job { id: job_id, program: spec.program.clone(), parties, inputs, timeouts, preprocessing };
     let worker = match dispatcher.submit(&endpoint, &request).await {
         Ok(w) => w,
         Err(DispatchError::Conflict { .. }) => {
@@ -484,31 +490,6 @@ async fn read_input(ctx: &Context, ns: &str, source: &cohort_crds::job::InputSou
 /// A dispatcher with the operator's control-API client certificate from
 /// `<cluster>-operator-client` (`tls.crt`, `tls.key`, and `ca.crt`, the
 /// party CA that issued the workers' certificates).
-async fn dispatcher(ctx: &Context, ns: &str, cluster: &Cluster<'_>) -> Result<Dispatcher, Error> {
-    let name = cluster.names().operator_client_secret();
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    let secret = api.get(&name).await.map_err(|e| Error::kube(format!("read Secret {name}"), e))?;
-    let text = |key: &'static str| -> Result<String, Error> {
-        secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(key))
-            .and_then(|b| String::from_utf8(b.0.clone()).ok())
-            .ok_or(Error::Incomplete { object: format!("Secret {name}"), field: key })
-    };
-    let (cert, key, ca) = (text("tls.crt")?, zeroize::Zeroizing::new(text("tls.key")?), text("ca.crt")?);
-    let party = cluster.spec.self_.clone();
-    let identity = TlsIdentity::from_pem_pinned(
-        &cluster.spec.federation,
-        &operator_principal(),
-        &cert,
-        &key,
-        &[(party.clone(), ca)],
-    )
-    .map_err(|e| Error::Incomplete { object: format!("Secret {name} ({e})"), field: "a usable client certificate" })?;
-    Ok(Dispatcher::new(Arc::new(identity), party, ctx.job_poll))
-}
-
 /// After a finished job: requeue for its TTL, or wait for changes.
 fn ttl_action(job: &MpcJob, status: &MpcJobStatus) -> Action {
     match (job.spec.ttl_seconds_after_finished, &status.completion_time) {

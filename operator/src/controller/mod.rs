@@ -39,8 +39,13 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::cluster::Cluster;
+use crate::cluster::certs::operator_principal;
 use crate::cluster::desired::Settings;
+use crate::dispatch::Dispatcher;
 use crate::metrics::Metrics;
+use cohort_worker::transport::TlsIdentity;
+use k8s_openapi::api::core::v1::Secret;
 
 /// The one field manager of every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "cohort-operator";
@@ -336,4 +341,31 @@ pub fn object_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
         obj.meta().namespace.as_deref().unwrap_or(""),
         obj.meta().name.as_deref().unwrap_or("")
     )
+}
+
+/// The operator's control-API client for `cluster`'s workers (its client
+/// certificate from `<cluster>-operator-client`).
+pub(crate) async fn dispatcher(ctx: &Context, ns: &str, cluster: &Cluster<'_>) -> Result<Dispatcher, Error> {
+    let name = cluster.names().operator_client_secret();
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let secret = api.get(&name).await.map_err(|e| Error::kube(format!("read Secret {name}"), e))?;
+    let text = |key: &'static str| -> Result<String, Error> {
+        secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .and_then(|b| String::from_utf8(b.0.clone()).ok())
+            .ok_or(Error::Incomplete { object: format!("Secret {name}"), field: key })
+    };
+    let (cert, key, ca) = (text("tls.crt")?, zeroize::Zeroizing::new(text("tls.key")?), text("ca.crt")?);
+    let party = cluster.spec.self_.clone();
+    let identity = TlsIdentity::from_pem_pinned(
+        &cluster.spec.federation,
+        &operator_principal(),
+        &cert,
+        &key,
+        &[(party.clone(), ca)],
+    )
+    .map_err(|e| Error::Incomplete { object: format!("Secret {name} ({e})"), field: "a usable client certificate" })?;
+    Ok(Dispatcher::new(Arc::new(identity), party, ctx.job_poll))
 }

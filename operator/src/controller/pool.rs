@@ -139,22 +139,31 @@ async fn reconcile_inner(obj: &PreprocessingPool, ctx: &Context) -> Result<Actio
     };
 
     let checked = Pool::from_resource(obj, &cluster_obj);
+    let none = Vec::new();
     let (status, action) = match &checked {
-        Err(e) => (status::status(obj, Err(e), None, &now_time), Action::await_change()),
-        Ok(pool) if !pool.dealer.is_hosted() => {
+        Err(e) => (status::status(obj, Err(e), None, &none, &now_time), Action::await_change()),
+        Ok(pool) if pool.dealer.is_none() => {
+            // Mode ot: the cluster's workers generate and keep the
+            // material (the MpcCluster controller gives them the pool's
+            // settings); this pool reports what they hold.
             remove_hosted_objects(ctx, &ns, pool).await?;
-            (status::status(obj, Ok(pool), None, &now_time), Action::await_change())
+            let workers = observe_workers(ctx, &ns, pool).await;
+            (status::status(obj, Ok(pool), None, &workers, &now_time), Action::requeue(OT_POLL))
+        }
+        Ok(pool) if pool.hosted_dealer().is_none() => {
+            remove_hosted_objects(ctx, &ns, pool).await?;
+            (status::status(obj, Ok(pool), None, &none, &now_time), Action::await_change())
         }
         Ok(pool) => match hosted(ctx, obj, &ns, pool, &cluster_obj).await? {
             Ok((observed, next_renewal)) => {
                 let wait = next_renewal
                     .and_then(|t| t.duration_since(SystemTime::now()).ok())
                     .map_or(RESYNC, |d| d.clamp(Duration::from_secs(1), RESYNC));
-                (status::status(obj, Ok(pool), Some(observed), &now_time), Action::requeue(wait))
+                (status::status(obj, Ok(pool), Some(observed), &none, &now_time), Action::requeue(wait))
             }
             Err(e) => {
                 let warning = (e.reason(), e.to_string());
-                let status = status::status(obj, Err(&e), None, &now_time);
+                let status = status::status(obj, Err(&e), None, &none, &now_time);
                 record(ctx, obj, &status);
                 // Warn when the problem appears (the status changes), not
                 // on every retry.
@@ -172,6 +181,29 @@ async fn reconcile_inner(obj: &PreprocessingPool, ctx: &Context) -> Result<Actio
         ctx.event(obj, EventType::Warning, e.reason(), "Validate", e.to_string()).await;
     }
     Ok(action)
+}
+
+/// How often an `ot` pool's stock is read from the workers.
+pub const OT_POLL: Duration = Duration::from_secs(30);
+
+/// Every worker shard's pool (`GET /v1/pool`), in shard order.
+async fn observe_workers(ctx: &Context, ns: &str, pool: &Pool<'_>) -> status::WorkersObserved {
+    let cluster = &pool.cluster;
+    let dispatcher = match super::dispatcher(ctx, ns, cluster).await {
+        Ok(d) => d,
+        Err(e) => return vec![Err(format!("no control-API client yet: {e}")); cluster.shards],
+    };
+    let mut observed = Vec::with_capacity(cluster.shards);
+    for shard in 0..cluster.shards {
+        let endpoint = (ctx.control_endpoints)(&super::ShardRef {
+            namespace: ns,
+            cluster: cluster.name,
+            party: &cluster.spec.self_,
+            shard,
+        });
+        observed.push(dispatcher.pool(&endpoint).await.map_err(|e| e.to_string()));
+    }
+    observed
 }
 
 /// The pool's `Ready` and `BelowWatermark` conditions as gauges.

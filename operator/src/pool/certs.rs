@@ -35,13 +35,11 @@ impl Requirements {
     /// The requirements of a hosting pool ([`Error::NotHosted`] otherwise).
     /// Errors name the cluster's `spec.tls` field.
     pub fn from_pool(pool: &Pool<'_>) -> Result<Requirements, Error> {
-        if !pool.dealer.is_hosted() {
-            return Err(Error::NotHosted);
-        }
+        let dealer = pool.hosted_dealer().ok_or(Error::NotHosted)?;
         let cluster = crate::cluster::certs::Requirements::from_cluster(&pool.cluster)?;
         Ok(Requirements {
             federation: cluster.federation,
-            principal: pool.dealer.principal(),
+            principal: dealer.principal(),
             names: pool.dealer_dns_names(),
             lifetime: cluster.lifetime,
             renew_before: cluster.renew_before,

@@ -49,7 +49,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{DEALER_PORT, Error, Pool};
+use super::{DEALER_PORT, Dealer, Error, Pool};
 use crate::cluster::certs::check_ca_bundle;
 use crate::cluster::config::trust_key;
 use crate::cluster::desired::{LABEL_CLUSTER, LABEL_PARTY, MANAGED_BY, Settings};
@@ -113,15 +113,13 @@ impl Desired {
 /// remote dealer: such a pool owns nothing). `settings` are the
 /// operator's (the default image when the cluster names none).
 pub fn build(pool: &Pool<'_>, material: &Material, settings: &Settings) -> Result<Desired, Error> {
-    if !pool.dealer.is_hosted() {
-        return Err(Error::NotHosted);
-    }
+    let dealer = pool.hosted_dealer().ok_or(Error::NotHosted)?;
     let trust_hash = trust_hash(pool, material)?;
     let certs_hash = hash_map([("tls.crt", material.dealer.cert_pem.as_str())]);
     Ok(Desired {
         tls_secret: tls_secret(pool, &material.dealer),
         headless_service: headless_service(pool),
-        service: service(pool),
+        service: service(pool, dealer),
         stateful_set: stateful_set(pool, settings, &certs_hash, &trust_hash),
         network_policy: network_policy(pool),
     })
@@ -230,8 +228,8 @@ pub fn headless_service(pool: &Pool<'_>) -> Service {
 /// cluster's `spec.service` (a `NodePort` is the endpoint's port when in
 /// the default range; `externalTrafficPolicy: Local` with `peerCidrs` and
 /// an external type, so the NetworkPolicy sees client addresses).
-pub fn service(pool: &Pool<'_>) -> Service {
-    let port_number = i32::from(pool.dealer.endpoint().port);
+pub fn service(pool: &Pool<'_>, dealer: &Dealer<'_>) -> Service {
+    let port_number = i32::from(dealer.endpoint().port);
     let svc = &pool.cluster.spec.service;
     let mut port = dealer_port(port_number);
     if svc.type_ == ServiceType::NodePort && (30000..=32767).contains(&port_number) {
@@ -269,7 +267,7 @@ pub fn args(pool: &Pool<'_>) -> Vec<String> {
         "--federation".into(),
         pool.cluster.spec.federation.clone(),
         "--name".into(),
-        pool.dealer.name().to_string(),
+        pool.dealer.as_ref().map_or("", |d| d.name()).to_string(),
         "--listen".into(),
         format!("0.0.0.0:{DEALER_PORT}"),
         "--cert".into(),

@@ -19,9 +19,20 @@
 //! Only `generator.mode: dealer` runs. A trusted dealer generates material
 //! **on demand, per job**, when every party of the job has asked for it:
 //! there is no stock, so the pool counts none (`status.available` stays
-//! empty and `BelowWatermark` is `False`, reason `OnDemand`). `material`,
-//! `ttl` and the watermarks take effect with the OT mode's material store.
-//! `generator.mode: ot` is refused with reason `ModeNotSupported`.
+//! empty and `BelowWatermark` is `False`, reason `OnDemand`).
+//!
+//! With `generator.mode: ot` the parties generate the material among
+//! themselves, and **the cluster's worker shards are the generators**: the
+//! MpcCluster controller renders the pool's watermarks and `ttl` into every
+//! shard's configuration ([`Pool::worker_settings`]); each shard keeps its
+//! store on its results volume and fills it with its peers' same shard
+//! (the federation's fill leader starts fills; see docs/preprocessing.md).
+//! Such a pool owns no object; its status is read from the workers'
+//! control API (`GET /v1/pool`), and MpcJobs that name it are dispatched
+//! with `preprocessing: pool`. Keeping the store beside the jobs that use
+//! it (rather than in separate generator pods) means material never
+//! crosses another channel between generation and use, and the use-once
+//! ledger is the same file the job consumes from.
 //!
 //! # The pool and `MpcCluster.spec.dealer`
 //!
@@ -76,7 +87,7 @@ pub mod desired;
 pub mod status;
 
 use cohort_crds::common::{DealerEndpoint, truncate};
-use cohort_crds::pool::{GeneratorMode, PoolDealer, PreprocessingPoolSpec};
+use cohort_crds::pool::{GeneratorMode, MaterialKind, PoolDealer, PreprocessingPoolSpec};
 use cohort_crds::{MpcCluster, PreprocessingPool};
 use cohort_worker::transport::Role;
 
@@ -94,8 +105,6 @@ pub const DEALER_PORT: i32 = 7500;
 pub mod reasons {
     /// A field has a value the operator cannot use (the message names it).
     pub const INVALID_SPEC: &str = "InvalidSpec";
-    /// `generator.mode: ot`, which this release does not implement.
-    pub const MODE_NOT_SUPPORTED: &str = "ModeNotSupported";
     /// The pool's dealer and the MpcCluster's `spec.dealer` disagree.
     pub const DEALER_MISMATCH: &str = "DealerMismatch";
     /// The referenced MpcCluster itself is invalid.
@@ -117,12 +126,6 @@ pub enum Error {
     /// A field the operator needs is not set.
     #[error("{field} is not set")]
     Missing { field: String },
-    /// `generator.mode: ot`.
-    #[error(
-        "spec.generator.mode: OT-based generation arrives with its own release; use mode dealer (a trusted third \
-         party) until then"
-    )]
-    ModeNotSupported,
     /// The pool's dealer and the MpcCluster's `spec.dealer` disagree.
     #[error("{field}: {reason}")]
     DealerMismatch { field: String, reason: String },
@@ -156,7 +159,6 @@ impl Error {
     pub fn reason(&self) -> &'static str {
         match self {
             Error::Invalid { .. } | Error::Missing { .. } | Error::NotHosted => reasons::INVALID_SPEC,
-            Error::ModeNotSupported => reasons::MODE_NOT_SUPPORTED,
             Error::DealerMismatch { .. } => reasons::DEALER_MISMATCH,
             Error::Cluster { .. } => reasons::CLUSTER_INVALID,
             Error::Build(cluster::Error::Issue { .. }) => reasons::ISSUE_FAILED,
@@ -224,7 +226,9 @@ pub struct Pool<'a> {
     pub spec: &'a PreprocessingPoolSpec,
     /// The MpcCluster the pool serves, checked.
     pub cluster: Cluster<'a>,
-    pub dealer: Dealer<'a>,
+    /// The pool's dealer (`generator.mode: dealer`); `None` in `ot` mode,
+    /// where the cluster's workers generate and keep the material.
+    pub dealer: Option<Dealer<'a>>,
 }
 
 impl<'a> Pool<'a> {
@@ -253,11 +257,23 @@ impl<'a> Pool<'a> {
         }
         let checked = Cluster::from_resource(cluster)
             .map_err(|source| Error::Cluster { name: cluster_name.to_string(), source })?;
-        if spec.generator.mode == GeneratorMode::Ot {
-            return Err(Error::ModeNotSupported);
-        }
         check_material(spec)?;
         spec.ttl.to_std().map_err(|r| Error::invalid("spec.ttl", r))?;
+        if spec.generator.mode == GeneratorMode::Ot {
+            if spec.generator.dealer.is_some() {
+                return Err(Error::invalid("spec.generator.dealer", "only mode dealer has a dealer"));
+            }
+            check_fits_the_workers_volume(spec)?;
+            return Ok(Pool {
+                name,
+                namespace,
+                uid,
+                generation: meta.generation,
+                spec,
+                cluster: checked,
+                dealer: None,
+            });
+        }
         let d =
             spec.generator.dealer.as_ref().ok_or_else(|| Error::Missing { field: "spec.generator.dealer".into() })?;
         let dealer = if d.host == Some(true) {
@@ -265,7 +281,18 @@ impl<'a> Pool<'a> {
         } else {
             remote(d, checked.spec.dealer.as_ref())?
         };
-        Ok(Pool { name, namespace, uid, generation: meta.generation, spec, cluster: checked, dealer })
+        Ok(Pool { name, namespace, uid, generation: meta.generation, spec, cluster: checked, dealer: Some(dealer) })
+    }
+
+    /// The hosted dealer, when this pool runs one.
+    pub fn hosted_dealer(&self) -> Option<&Dealer<'a>> {
+        self.dealer.as_ref().filter(|d| d.is_hosted())
+    }
+
+    /// The `pool:` settings every shard's worker configuration carries when
+    /// the workers generate (`generator.mode: ot`).
+    pub fn worker_settings(&self) -> Option<cluster::config::PoolSettings> {
+        (self.spec.generator.mode == GeneratorMode::Ot).then(|| worker_settings(self.spec))
     }
 
     /// Names of the owned objects.
@@ -285,7 +312,7 @@ impl<'a> Pool<'a> {
             format!("{pod}.{headless}.{ns}.svc.cluster.local"),
             format!("{service}.{ns}.svc"),
             format!("{service}.{ns}.svc.cluster.local"),
-            self.dealer.endpoint().host.clone(),
+            self.dealer.as_ref().map(|d| d.endpoint().host.clone()).unwrap_or_default(),
         ];
         names.sort();
         names.dedup();
@@ -384,6 +411,44 @@ fn remote<'a>(d: &'a PoolDealer, cluster_dealer: Option<&'a DealerEndpoint>) -> 
         return Err(differs("trust.secretRef", &show(trust), &show(&cd.trust)));
     }
     Ok(Dealer::Remote { name, endpoint })
+}
+
+/// Bytes a stored item takes at one party: three 64-bit shares.
+const BYTES_PER_ITEM: i64 = 24;
+/// The share of a worker's results volume the pool may fill.
+const POOL_BYTES: i64 = 512 * 1024 * 1024;
+
+/// In `ot` mode the material is stored on each worker shard's results
+/// volume (1Gi): the targets must fit in half of it, leaving the rest for
+/// results and the audit log, with a batch of slack per kind.
+fn check_fits_the_workers_volume(spec: &PreprocessingPoolSpec) -> Result<(), Error> {
+    let items: i64 = spec.material.iter().map(|m| m.target).sum();
+    let bytes = items.saturating_add(2 * i64::try_from(cluster::config::POOL_PER_BATCH).unwrap_or(0)) * BYTES_PER_ITEM;
+    if bytes > POOL_BYTES {
+        return Err(Error::invalid(
+            "spec.material",
+            format!(
+                "the targets add up to {items} items, about {} MiB per worker shard; in mode ot the workers keep their \
+                 material on their results volume, which holds at most {} MiB of it ({} items)",
+                bytes / (1024 * 1024),
+                POOL_BYTES / (1024 * 1024),
+                POOL_BYTES / BYTES_PER_ITEM
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The workers' `pool:` settings of an `ot` pool.
+fn worker_settings(spec: &PreprocessingPoolSpec) -> cluster::config::PoolSettings {
+    let marks = |kind: MaterialKind| {
+        spec.material.iter().find(|m| m.kind == kind).map_or((0, 0), |m| (m.low_watermark, m.target))
+    };
+    cluster::config::PoolSettings {
+        ttl_seconds: spec.ttl.to_std().map_or(24 * 3600, |d| d.as_secs()),
+        triples: marks(MaterialKind::BeaverTriple),
+        division_pairs: marks(MaterialKind::DivisionPair),
+    }
 }
 
 fn check_material(spec: &PreprocessingPoolSpec) -> Result<(), Error> {
@@ -508,6 +573,7 @@ pub(crate) mod fixtures {
 mod tests {
     use super::fixtures::{self, cluster};
     use super::*;
+    use cohort_crds::pool::MaterialTarget;
 
     fn err(pool: &PreprocessingPool, cluster: &MpcCluster) -> Error {
         Pool::from_resource(pool, cluster).expect_err("invalid")
@@ -518,9 +584,9 @@ mod tests {
         let (p, c) = (fixtures::hosted(), cluster(2));
         let pool = Pool::from_resource(&p, &c).expect("valid");
         assert_eq!((pool.name, pool.namespace, pool.cluster.name), ("default", "bank-a", "consortium"));
-        assert!(pool.dealer.is_hosted());
-        assert_eq!(pool.dealer.principal(), "dealer/main");
-        assert_eq!(pool.dealer.endpoint().to_string(), "dealer.neutral.example:7500");
+        let dealer = pool.hosted_dealer().expect("hosted");
+        assert_eq!(dealer.principal(), "dealer/main");
+        assert_eq!(dealer.endpoint().to_string(), "dealer.neutral.example:7500");
         assert_eq!(
             pool.dealer_dns_names(),
             [
@@ -555,7 +621,7 @@ mod tests {
         assert!(e.to_string().starts_with("spec.dealer.name:") && e.to_string().contains("default"), "{e}");
         c.spec.dealer.as_mut().expect("dealer").name = "default".into();
         let pool = Pool::from_resource(&p, &c).expect("valid");
-        assert_eq!(pool.dealer.principal(), "dealer/default");
+        assert_eq!(pool.hosted_dealer().expect("hosted").principal(), "dealer/default");
     }
 
     #[test]
@@ -563,8 +629,9 @@ mod tests {
         let c = cluster(1);
         let p = fixtures::remote();
         let pool = Pool::from_resource(&p, &c).expect("valid");
-        assert_eq!(pool.dealer, Dealer::Remote { name: "main", endpoint: pool.dealer.endpoint().clone() });
-        assert!(!pool.dealer.is_hosted());
+        let dealer = pool.dealer.as_ref().expect("a dealer");
+        assert_eq!(*dealer, Dealer::Remote { name: "main", endpoint: dealer.endpoint().clone() });
+        assert!(pool.hosted_dealer().is_none());
 
         let with = |f: &dyn Fn(&mut PoolDealer)| {
             let mut p = fixtures::remote();
@@ -591,14 +658,37 @@ mod tests {
     }
 
     #[test]
-    fn ot_mode_is_not_supported_yet() {
+    fn an_ot_pool_runs_no_dealer_and_gives_the_workers_its_settings() {
         let mut p = fixtures::remote();
         p.spec.generator.mode = GeneratorMode::Ot;
         p.spec.generator.dealer = None;
-        let e = err(&p, &cluster(1));
-        assert_eq!(e.reason(), "ModeNotSupported");
-        let m = e.to_string();
-        assert!(m.contains("OT-based generation arrives with its own release") && m.contains("use mode dealer"), "{m}");
+        p.spec.material = vec![
+            MaterialTarget { kind: MaterialKind::BeaverTriple, target: 4000, low_watermark: 1000 },
+            MaterialTarget { kind: MaterialKind::DivisionPair, target: 800, low_watermark: 200 },
+        ];
+        let c = cluster(2);
+        let pool = Pool::from_resource(&p, &c).expect("valid");
+        assert!(pool.dealer.is_none() && pool.hosted_dealer().is_none());
+        let settings = pool.worker_settings().expect("settings");
+        assert_eq!((settings.triples, settings.division_pairs), ((1000, 4000), (200, 800)));
+        assert_eq!(settings.ttl_seconds, 24 * 3600);
+
+        // A dealer is for mode dealer only.
+        let mut with_dealer = p.clone();
+        with_dealer.spec.generator.dealer = fixtures::remote().spec.generator.dealer;
+        let e = err(&with_dealer, &c);
+        assert!(e.to_string().starts_with("spec.generator.dealer: only mode dealer"), "{e}");
+
+        // The material lives on the workers' results volume: it must fit.
+        let mut huge = p.clone();
+        huge.spec.material[0].target = 100_000_000;
+        let e = err(&huge, &c);
+        assert_eq!(e.reason(), "InvalidSpec");
+        assert!(e.to_string().starts_with("spec.material: the targets add up to 100000800 items"), "{e}");
+
+        // A dealer pool gives the workers no pool settings.
+        let (remote, one) = (fixtures::remote(), cluster(1));
+        assert!(Pool::from_resource(&remote, &one).expect("valid").worker_settings().is_none());
     }
 
     #[test]

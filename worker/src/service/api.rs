@@ -277,4 +277,7 @@ pub struct PoolKind {
     pub divisor: Option<u64>,
     pub batches: usize,
     pub items: usize,
+    /// Items generated per second over the last minute.
+    #[serde(default)]
+    pub generated_per_second: f64,
 }

@@ -80,8 +80,9 @@ pub struct PoolConfig {
     pub ttl: Duration,
     /// Background generation: when a kind falls below `lowWatermark`
     /// items, the federation's fill leader (the last party by name) fills
-    /// it to `target` with every party. `target: 0` (the default): no
-    /// background generation; fills come from the controller.
+    /// it to `target` with every party. A kind with `target: 0` (the
+    /// default) is not generated in the background; with no positive
+    /// target, fills come from the controller only.
     #[serde(default)]
     pub low_watermark: usize,
     #[serde(default)]
@@ -111,6 +112,11 @@ pub struct Watermarks {
 }
 
 impl PoolConfig {
+    /// Whether the pool fills itself (some kind has a positive target).
+    pub fn keeps_watermarks(&self) -> bool {
+        self.target > 0 || self.division_pairs.is_some_and(|w| w.target > 0)
+    }
+
     /// The watermarks of `kind`.
     pub fn watermarks(&self, kind: crate::preprocessing::store::StoredKind) -> Watermarks {
         match (kind, self.division_pairs) {

@@ -140,7 +140,7 @@ impl Worker {
         if let (Some(pool), Some(config)) = (pool, ctx_pool_config) {
             tasks.push(tokio::spawn(pool.clone().expire_periodically()));
             tasks.push(tokio::spawn(pool.clone().follow_fills(ctx.clone(), ctx.router.watch_fills())));
-            if config.target > 0 {
+            if config.keeps_watermarks() {
                 tasks.push(tokio::spawn(pool.generate_in_background(ctx.clone(), config)));
             }
         }

@@ -38,8 +38,13 @@ pub struct Pool {
     /// The configuration when the pool keeps watermarks (`target > 0`).
     watermarks: Option<PoolConfig>,
     fills: Mutex<Fills>,
+    /// Items stored in the last [`RATE_WINDOW`], for the generation rate.
+    recent: Mutex<std::collections::VecDeque<(Instant, StoredKind, usize)>>,
     metrics: Arc<super::metrics::Metrics>,
 }
+
+/// The window of [`PoolKind::generated_per_second`].
+const RATE_WINDOW: Duration = Duration::from_secs(60);
 
 #[derive(Default)]
 struct Fills {
@@ -178,8 +183,9 @@ impl Pool {
         let pool = Arc::new(Pool {
             store: Arc::new(Mutex::new(store)),
             ttl: config.ttl,
-            watermarks: (config.target > 0).then(|| config.clone()),
+            watermarks: config.keeps_watermarks().then(|| config.clone()),
             fills: Mutex::default(),
+            recent: Mutex::default(),
             metrics,
         });
         pool.refresh_metrics();
@@ -210,12 +216,9 @@ impl Pool {
         }
         let kinds = kinds
             .into_iter()
-            .map(|(kind, (batches, items))| {
-                let (kind, divisor) = match kind {
-                    StoredKind::Triples => (MaterialKind::Triples, None),
-                    StoredKind::DivPairs { divisor } => (MaterialKind::DivPairs, Some(divisor)),
-                };
-                PoolKind { kind, divisor, batches, items }
+            .map(|(stored, (batches, items))| {
+                let (kind, divisor) = api_kind(stored);
+                PoolKind { kind, divisor, batches, items, generated_per_second: self.rate(stored) }
             })
             .collect();
         let oldest_age_seconds = store.oldest().map(|created| unix_now().saturating_sub(created) as f64);
@@ -423,7 +426,18 @@ impl Pool {
         }
     }
 
+    /// Items of `kind` generated per second over the last minute.
+    fn rate(&self, kind: StoredKind) -> f64 {
+        let mut recent = self.recent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        while recent.front().is_some_and(|(at, _, _)| at.elapsed() > RATE_WINDOW) {
+            recent.pop_front();
+        }
+        let items: usize = recent.iter().filter(|(_, k, _)| *k == kind).map(|(_, _, n)| n).sum();
+        items as f64 / RATE_WINDOW.as_secs_f64()
+    }
+
     fn stored(&self, id: &str, kind: StoredKind, count: usize) {
+        self.recent.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push_back((Instant::now(), kind, count));
         if let Some((_, status)) = self.fills().by_id.get_mut(id) {
             status.batches_stored += 1;
         }
