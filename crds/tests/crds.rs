@@ -552,7 +552,12 @@ fn cel_rejects_mpccluster_mistakes() {
 
 #[test]
 fn cel_rejects_pool_mistakes() {
-    let good = example("bank-a", "PreprocessingPool");
+    // The example's pool generates with OT; the dealer rules need a dealer pool.
+    let mut good = example("bank-a", "PreprocessingPool");
+    assert_eq!(cel_failures("PreprocessingPool", &good, None), Vec::<String>::new());
+    good["spec"]["generator"] = json!({"mode": "dealer", "replicas": 1, "dealer":
+        {"name": "main", "endpoint": "dealer.neutral.example:7500", "trust": {"secretRef": {"name": "dealer-ca"}}}});
+    assert_eq!(cel_failures("PreprocessingPool", &good, None), Vec::<String>::new());
 
     let mut bad = good.clone();
     bad["spec"]["material"][0]["lowWatermark"] = json!(20_000_000);

@@ -69,7 +69,8 @@ fn every_example_is_typed_and_round_trips() {
                 }
                 Some("PreprocessingPool") => {
                     let p: PreprocessingPool = typed(doc, &what);
-                    assert_eq!(p.spec.generator.mode, GeneratorMode::Dealer);
+                    assert_eq!(p.spec.generator.mode, GeneratorMode::Ot, "no trusted party");
+                    assert!(p.spec.generator.dealer.is_none());
                     assert_eq!(p.spec.material[0].kind, MaterialKind::BeaverTriple);
                     assert!(p.spec.ttl.to_std().is_ok());
                 }
