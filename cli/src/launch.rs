@@ -92,6 +92,8 @@ pub struct Options {
     /// The workers' pools keep these watermarks themselves (background
     /// generation); `None`: they are filled by [`Federation::fill`] only.
     pub pool_watermarks: Option<PoolWatermarks>,
+    /// The pools' `ttl` (the worker's default, 7 days, when `None`).
+    pub pool_ttl: Option<Duration>,
 }
 
 /// A pool's background generation settings (`pool.lowWatermark`, `target`,
@@ -127,6 +129,7 @@ impl Options {
             env: Vec::new(),
             preprocessing: Mode::Dealer,
             pool_watermarks: None,
+            pool_ttl: None,
         }
     }
 }
@@ -389,6 +392,9 @@ impl Federation {
                 config["pool"]["target"] = w.target.into();
                 config["pool"]["perBatch"] = w.per_batch.into();
                 config["pool"]["checkInterval"] = format!("{}ms", w.check_interval.as_millis()).into();
+            }
+            if let Some(ttl) = options.pool_ttl {
+                config["pool"]["ttl"] = format!("{}ms", ttl.as_millis()).into();
             }
             if let Some((dealer_addr, dealer_ca)) = &dealer {
                 config["dealer"] = serde_json::json!({"name": DEALER, "endpoint": dealer_addr, "ca": dealer_ca});

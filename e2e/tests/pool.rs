@@ -277,3 +277,30 @@ async fn the_pool_fills_itself_between_its_watermarks_as_jobs_drain_it() {
         .expect("generated triples counted");
     assert!(generated >= 400, "{generated} triples generated");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_older_than_the_ttl_are_overwritten_and_deleted() {
+    let mut options = launch_options("warn", None);
+    options.preprocessing = Mode::Pool;
+    options.pool_ttl = Some(Duration::from_secs(1));
+    let federation = Federation::start(&names(), &options).await.expect("federation starts");
+    for status in federation.fill(MaterialKind::Triples, None, 10, 3).await.expect("fill") {
+        assert_eq!((status.phase, status.batches_stored), (Phase::Succeeded, 3), "{status:?}");
+    }
+    // Stored at second t, a batch is older than 1 s from t + 2; the expiry
+    // task runs every second.
+    let started = std::time::Instant::now();
+    while items(&federation).await.iter().any(|kinds| !kinds.is_empty()) {
+        assert!(started.elapsed() < Duration::from_secs(20), "never expired: {:?}", items(&federation).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for name in names() {
+        let dir = federation.dir.join(format!("{name}-pool"));
+        let ledger = std::fs::read_to_string(dir.join("ledger")).expect("ledger");
+        assert_eq!(ledger.lines().filter(|l| l.starts_with("discard ")).count(), 3, "{name}: {ledger}");
+        let left = std::fs::read_dir(dir.join("batches")).expect("batches").count();
+        assert_eq!(left, 0, "{name}: the files are gone");
+    }
+    let metrics = http_get(&federation.workers[0].metrics, "/metrics").await;
+    assert!(metrics.contains("cohort_worker_pool_discarded_batches_total 3"), "{metrics}");
+}
