@@ -10,7 +10,7 @@ use cohort_crds::conditions::{ConditionStatus, set_condition, types};
 use cohort_crds::job::{InputSource, JobFailure, JobPhase, JobResult, MpcJobStatus};
 use cohort_worker::data::{self, DataError, DataErrorKind, DataFormat};
 use cohort_worker::program::ir::{Circuit, InputShape};
-use cohort_worker::service::api::{JobStatus, JobTimeouts, Phase};
+use cohort_worker::service::api::{JobStatus, JobTimeouts, Phase, STEP_WAITING_FOR_PREPROCESSING};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
@@ -228,7 +228,10 @@ pub fn observe_worker(
         }
         Phase::Running => {
             let step = worker.step.as_deref().unwrap_or("running");
-            set_phase(status, JobPhase::Running, "Running", &format!("step: {step}"), generation, now);
+            // A pool job waiting for material says so in its reason.
+            let reason =
+                if step.starts_with(STEP_WAITING_FOR_PREPROCESSING) { "WaitingForPreprocessing" } else { "Running" };
+            set_phase(status, JobPhase::Running, reason, &format!("step: {step}"), generation, now);
             JobPhase::Running
         }
         Phase::Succeeded if stored => {
@@ -381,6 +384,13 @@ mod tests {
             JobPhase::Running
         );
         assert_eq!((s.rounds, s.bytes_sent), (Some(6), Some(1234)));
+        assert_eq!(s.reason.as_deref(), Some("Running"));
+        let mut waiting = worker(Phase::Running);
+        waiting.step = Some("waiting for preprocessing: the pool holds 90 of the 120 triples needed".into());
+        observe_worker(&mut s, &waiting, "bank-a", "stats", false, Some(1), &now);
+        assert_eq!(s.reason.as_deref(), Some("WaitingForPreprocessing"));
+        let progressing = cohort_crds::conditions::find_condition(&s.conditions, types::PROGRESSING).expect("p");
+        assert!(progressing.message.contains("holds 90 of the 120 triples"), "{}", progressing.message);
         assert_eq!(
             observe_worker(&mut s, &worker(Phase::Succeeded), "bank-a", "stats", false, Some(1), &now),
             JobPhase::Running

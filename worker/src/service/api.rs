@@ -138,6 +138,10 @@ impl fmt::Debug for OutputValue {
     }
 }
 
+/// How a running job's `step` starts while it waits for the pool
+/// (`preprocessing: pool` and too little material at every party).
+pub const STEP_WAITING_FOR_PREPROCESSING: &str = "waiting for preprocessing";
+
 /// A job's state as the worker reports it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -23,7 +23,7 @@ use tokio::sync::Semaphore;
 use tokio::task::AbortHandle;
 use tracing::{Instrument, info, warn};
 
-use super::api::{self, Failure, JobRequest, JobStatus, Phase, Stats};
+use super::api::{self, Failure, JobRequest, JobStatus, Phase, STEP_WAITING_FOR_PREPROCESSING, Stats};
 use super::audit::{Outcome, RECORD_VERSION, Record, timestamp};
 use super::config::Loaded;
 use super::metrics::Metrics;
@@ -383,7 +383,7 @@ impl Jobs {
                 }
                 Taken::Short { kind, need, have, last: false } => {
                     let reason =
-                        format!("waiting for preprocessing: the pool holds {have} of the {need} {kind} needed");
+                        format!("{STEP_WAITING_FOR_PREPROCESSING}: the pool holds {have} of the {need} {kind} needed");
                     self.set_step(id, &reason);
                     tokio::time::sleep(POOL_RETRY).await;
                 }
