@@ -35,6 +35,10 @@ pub enum FillError {
     Store(#[from] StoreError),
     #[error("the preprocessing store is unavailable: {0}")]
     Unavailable(String),
+    /// The generation session itself failed: the parties did not connect,
+    /// a plan was refused, the deadline passed (the message says which).
+    #[error("{0}")]
+    Session(String),
 }
 
 /// What to generate.

@@ -2,14 +2,25 @@
 //! sessions ("fills") a controller starts through the control API, expiry
 //! of old batches, and the pool's status and metrics.
 //!
-//! A fill is run like a job: every party is sent the same request (same
-//! session id and parties), each registers the id with the peer router,
-//! the parties connect over the federation's mutual TLS and generate the
-//! batches with OT ([`crate::preprocessing::pool::fill`]). One fill runs
-//! at a time per worker, beside the jobs: it takes the CPU a job would
-//! (the OT extension uses both cores of a small machine), so a controller
-//! fills between the pool's watermarks, not continuously. Jobs take from
-//! the store with [`crate::preprocessing::pool::take`] (`jobs.rs`).
+//! A fill is run like a job: each party registers the session id with the
+//! peer router, the parties connect over the federation's mutual TLS and
+//! generate the batches with OT ([`crate::preprocessing::pool::fill`]).
+//! Fills start in two ways:
+//!
+//! - **by a controller**, which sends every party the same request
+//!   (`POST /v1/pool/fills`);
+//! - **by the pool itself** ([`Pool::generate_in_background`]): the
+//!   federation's fill leader (the party last by name) starts a session
+//!   (an id with [`JobId::FILL_PREFIX`]) when a kind falls below its low
+//!   watermark and sends the plan first; the other parties join when its
+//!   first connection reaches their router ([`Pool::follow_fills`]) and
+//!   check the plan ([`FillPlan::accept`]).
+//!
+//! One fill runs at a time per worker, beside the jobs: it takes the CPU a
+//! job would (the OT extension uses both cores of a small machine), which
+//! is why the pool fills between watermarks rather than continuously. Jobs
+//! take from the store with [`crate::preprocessing::pool::take`]
+//! (`jobs.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -35,7 +46,8 @@ const FILL_HISTORY: usize = 64;
 pub struct Pool {
     store: Arc<Mutex<Store>>,
     ttl: Duration,
-    /// The configuration when the pool keeps watermarks (`target > 0`).
+    /// The configuration when the pool keeps watermarks (some positive
+    /// target).
     watermarks: Option<PoolConfig>,
     fills: Mutex<Fills>,
     /// Items stored in the last [`RATE_WINDOW`], for the generation rate.
@@ -97,19 +109,19 @@ impl FillPlan {
     }
 
     /// A follower's check of the leader's plan: within the bounds, and, when
-    /// this party keeps its own watermarks, not beyond its `target` (plus a
-    /// batch of rounding).
+    /// this party keeps its own watermarks, no larger than its `target`
+    /// (plus a batch of rounding). What it holds now is not compared: it
+    /// may still hold batches a crash left it, which the next agreement
+    /// discards.
     fn accept(&self, pool: &Pool) -> Result<(), String> {
         self.check()?;
         let kind = self.stored_kind()?;
         let Some(target) = pool.watermarks.as_ref().map(|c| c.watermarks(kind).target) else { return Ok(()) };
-        let have = pool.store.lock().map_err(|_| "the store is unavailable".to_string())?.available(kind);
         let adding = self.per_batch.saturating_mul(self.batches);
-        if have.saturating_add(adding) > target.saturating_add(self.per_batch) {
+        if adding > target.saturating_add(self.per_batch) {
             return Err(format!(
-                "the leader's fill would take this party's {} to {} items, beyond its target of {target}",
-                crate::preprocessing::pool::kind_name(kind),
-                have.saturating_add(adding)
+                "the leader's fill of {adding} {} exceeds this party's target of {target}",
+                crate::preprocessing::pool::kind_name(kind)
             ));
         }
         Ok(())
@@ -121,6 +133,18 @@ fn api_kind(kind: StoredKind) -> (MaterialKind, Option<u64>) {
         StoredKind::Triples => (MaterialKind::Triples, None),
         StoredKind::DivPairs { divisor } => (MaterialKind::DivPairs, Some(divisor)),
     }
+}
+
+/// One fill session at this party, before it starts.
+struct Session {
+    id: JobId,
+    /// The controller's request (`None`: the pool's own fill).
+    request: Option<FillRequest>,
+    /// The session's parties, in share order, and this party's index.
+    parties: Vec<PartyEndpoint>,
+    me: usize,
+    timeouts: JobLimits,
+    role: Role,
 }
 
 /// How this party learns a fill's plan.
@@ -157,15 +181,21 @@ impl Role {
             Role::Follow { leader } => {
                 let bytes = mesh.recv(*leader, Step::Setup).await.map_err(FillError::from_transport)?;
                 let plan: FillPlan = serde_json::from_slice(&bytes).map_err(|e| {
-                    FillError::Unavailable(format!("party {}'s fill plan is malformed: {e}", mesh.party_name(*leader)))
+                    FillError::Session(format!("party {}'s fill plan is malformed: {e}", mesh.party_name(*leader)))
                 })?;
                 plan.accept(pool).map_err(|reason| {
-                    FillError::Unavailable(format!("refusing party {}'s fill plan: {reason}", mesh.party_name(*leader)))
+                    FillError::Session(format!("refusing party {}'s fill plan: {reason}", mesh.party_name(*leader)))
                 })?;
                 Ok(plan)
             }
         }
     }
+}
+
+/// The time limits of the pool's own fills: the worker's job defaults.
+fn own_fill_limits(ctx: &Context) -> JobLimits {
+    let t = &ctx.loaded.config.timeouts;
+    JobLimits { connect: t.connect, round: t.round, total: t.total }
 }
 
 /// The parties of the pool's own fills: the whole federation, by name
@@ -263,23 +293,15 @@ impl Pool {
         };
         plan.check().map_err(SubmitError::Invalid)?;
         let timeouts = resolve_timeouts(&request.timeouts, &config.timeouts).map_err(SubmitError::Invalid)?;
-        let status = self.launch(ctx, session, Some(request), parties, me, timeouts, Role::Given(plan))?;
+        let session = Session { id: session, request: Some(request), parties, me, timeouts, role: Role::Given(plan) };
+        let status = self.launch(ctx, session)?;
         Ok((status, true))
     }
 
-    /// Register fill `session` and run it in the background: connect, learn
-    /// or send the plan, generate, store.
-    #[allow(clippy::too_many_arguments)]
-    fn launch(
-        self: &Arc<Self>,
-        ctx: &Arc<Context>,
-        session: JobId,
-        request: Option<FillRequest>,
-        parties: Vec<PartyEndpoint>,
-        me: usize,
-        timeouts: JobLimits,
-        role: Role,
-    ) -> Result<FillStatus, SubmitError> {
+    /// Register a fill session and run it in the background: connect,
+    /// learn or send the plan, generate, store.
+    fn launch(self: &Arc<Self>, ctx: &Arc<Context>, session: Session) -> Result<FillStatus, SubmitError> {
+        let Session { id: session, request, parties, me, timeouts, role } = session;
         let id = session.to_string();
         let mut fills = self.fills();
         if let Some(running) = &fills.running {
@@ -304,14 +326,14 @@ impl Pool {
                         Mesh::establish_from(&cfg, InboundSource::Routed(registration.connections()), session),
                     )
                     .await
-                    .map_err(|_| FillError::Unavailable("the parties did not all connect before the deadline".into()))?
+                    .map_err(|_| FillError::Session("the parties did not all connect before the deadline".into()))?
                     .map_err(FillError::from_transport)?;
                     drop(registration);
                     pool.set_phase(&id, Phase::Running);
                     let generate = async {
                         let plan = role.agree(&mesh, &pool).await?;
                         let fill = pool::FillRequest {
-                            kind: plan.stored_kind().map_err(FillError::Unavailable)?,
+                            kind: plan.stored_kind().map_err(FillError::Session)?,
                             per_batch: plan.per_batch,
                             batches: plan.batches,
                             first_seq: 0,
@@ -325,9 +347,7 @@ impl Pool {
                     };
                     let result = tokio::time::timeout_at(deadline.into(), generate)
                         .await
-                        .map_err(|_| {
-                            FillError::Unavailable(format!("the fill's deadline ({:?}) passed", timeouts.total))
-                        })
+                        .map_err(|_| FillError::Session(format!("the fill's deadline ({:?}) passed", timeouts.total)))
                         .and_then(|r| r);
                     if let Err(e) = &result {
                         mesh.abort(&e.to_string());
@@ -376,16 +396,14 @@ impl Pool {
             let batches = (marks.target - have).div_ceil(config.per_batch).clamp(1, MAX_FILL_BATCHES);
             let (kind_api, divisor) = api_kind(kind);
             let plan = FillPlan { kind: kind_api, divisor, per_batch: config.per_batch, batches };
-            let timeouts = JobLimits {
-                connect: ctx.loaded.config.timeouts.connect,
-                round: ctx.loaded.config.timeouts.round,
-                total: ctx.loaded.config.timeouts.total,
-            };
+            let timeouts = own_fill_limits(&ctx);
             let session = JobId::random_fill_session();
             info!(fill = %session, kind = %crate::preprocessing::pool::kind_name(kind), have,
                 low_watermark = marks.low_watermark, target = marks.target, batches,
                 "the pool is below its low watermark; filling it with the peers");
-            if let Err(e) = self.launch(&ctx, session, None, parties.clone(), me, timeouts, Role::Lead(plan)) {
+            let fill =
+                Session { id: session, request: None, parties: parties.clone(), me, timeouts, role: Role::Lead(plan) };
+            if let Err(e) = self.launch(&ctx, fill) {
                 warn!(error = %e, "could not start a background fill");
             }
         }
@@ -407,13 +425,15 @@ impl Pool {
                 // is stale or not a fill of this federation's pool.
                 continue;
             }
-            let config = &ctx.loaded.config;
-            let timeouts = JobLimits {
-                connect: config.timeouts.connect,
-                round: config.timeouts.round,
-                total: config.timeouts.total,
+            let fill = Session {
+                id: session,
+                request: None,
+                parties: parties.clone(),
+                me,
+                timeouts: own_fill_limits(&ctx),
+                role: Role::Follow { leader },
             };
-            match self.launch(&ctx, session, None, parties.clone(), me, timeouts, Role::Follow { leader }) {
+            match self.launch(&ctx, fill) {
                 Ok(_) => info!(fill = %session, invited_by = %from, "joining the pool leader's fill"),
                 Err(e) => info!(fill = %session, invited_by = %from, error = %e, "not joining a fill"),
             }
