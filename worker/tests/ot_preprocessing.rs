@@ -2,10 +2,11 @@
 //! `OtGenerator` in its own task over a real mTLS mesh on loopback, and the
 //! material is checked against its definition after reconstruction.
 
-use cohort_worker::local::LocalFederation;
+mod common;
+
 use cohort_worker::preprocessing::ot::OtGenerator;
 use cohort_worker::preprocessing::{DivPairShares, TripleShares};
-use cohort_worker::transport::{JobId, Mesh};
+use cohort_worker::transport::Mesh;
 use std::collections::HashSet;
 
 fn sum(shares: &[&[u64]]) -> Vec<u64> {
@@ -24,27 +25,15 @@ async fn run_parties<T: Send + 'static>(
     parties: usize,
     work: impl Fn(OtGenerator, Mesh) -> futures::future::BoxFuture<'static, (T, Mesh)> + Send + Sync + 'static,
 ) -> Vec<T> {
-    let federation = LocalFederation::with_parties(parties).await.expect("federation");
-    let meshes = federation.meshes(JobId::random()).await.expect("meshes");
     let work = std::sync::Arc::new(work);
-    let tasks: Vec<_> = meshes
-        .into_iter()
-        .map(|mesh| {
-            let work = work.clone();
-            tokio::spawn(async move {
-                let generator = OtGenerator::setup(&mesh).await.expect("base OTs");
-                let (out, mesh) = work(generator, mesh).await;
-                // Flush the last messages before the connections close.
-                mesh.close().await;
-                out
-            })
+    common::each_party(parties, move |mesh| {
+        let work = work.clone();
+        Box::pin(async move {
+            let generator = OtGenerator::setup(&mesh).await.expect("base OTs");
+            work(generator, mesh).await
         })
-        .collect();
-    let mut out = Vec::new();
-    for t in tasks {
-        out.push(t.await.expect("party task"));
-    }
-    out
+    })
+    .await
 }
 
 /// A sample is not constant and has no repeated value (64-bit uniform

@@ -5,7 +5,8 @@
 //! consumed at some parties only is discarded everywhere). A batch held
 //! differently is an error, never a wrong answer.
 
-use cohort_worker::local::LocalFederation;
+mod common;
+
 use cohort_worker::preprocessing::ot::OtGenerator;
 use cohort_worker::preprocessing::pool::{FillRequest, Taken, fill, take};
 use cohort_worker::preprocessing::store::{Store, StoredKind, StoredMaterial, describe};
@@ -13,7 +14,7 @@ use cohort_worker::preprocessing::{
     BatchId, Demand, LayerMaterial, MaterialPlan, MaterialSource, Prefetched, TripleShares,
 };
 use cohort_worker::sharing::Share;
-use cohort_worker::transport::{JobId, Mesh};
+use cohort_worker::transport::Mesh;
 use std::sync::{Arc, Mutex};
 
 const PARTIES: usize = 3;
@@ -44,30 +45,18 @@ fn open_stores() -> Stores {
     Stores { _dirs: dirs, stores }
 }
 
-/// Run `work` at every party on a fresh mesh (one per call: a session).
+/// Run `work` at every party, with its store, on a fresh mesh (one per
+/// call: a session).
 async fn each_party<T: Send + 'static>(
     stores: &Stores,
     work: impl Fn(Mesh, Arc<Mutex<Store>>) -> futures::future::BoxFuture<'static, (T, Mesh)> + Send + Sync + 'static,
 ) -> Vec<T> {
-    let federation = LocalFederation::with_parties(PARTIES).await.expect("federation");
-    let meshes = federation.meshes(JobId::random()).await.expect("meshes");
-    let work = Arc::new(work);
-    let tasks: Vec<_> = meshes
-        .into_iter()
-        .map(|mesh| {
-            let (work, store) = (work.clone(), stores.stores[mesh.self_index()].clone());
-            tokio::spawn(async move {
-                let (out, mesh) = work(mesh, store).await;
-                mesh.close().await;
-                out
-            })
-        })
-        .collect();
-    let mut out = Vec::new();
-    for t in tasks {
-        out.push(t.await.expect("party task"));
-    }
-    out
+    let (work, stores) = (Arc::new(work), stores.stores.clone());
+    common::each_party(PARTIES, move |mesh| {
+        let store = stores[mesh.self_index()].clone();
+        work(mesh, store)
+    })
+    .await
 }
 
 /// Every party fills its store in one generation session.

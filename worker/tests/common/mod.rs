@@ -13,6 +13,38 @@ pub use cohort_worker::local::DealerHub;
 
 pub mod material;
 
+/// Run `work` at each of `n` parties, each in its own task, on a fresh
+/// mesh of one session; the mesh is closed (its last messages flushed)
+/// after `work` hands it back. The parties' results, in party order.
+pub async fn each_party<T: Send + 'static>(
+    n: usize,
+    work: impl Fn(
+        cohort_worker::transport::Mesh,
+    ) -> futures::future::BoxFuture<'static, (T, cohort_worker::transport::Mesh)>
+    + Send
+    + Sync
+    + 'static,
+) -> Vec<T> {
+    let meshes = federation(n).await.meshes(cohort_worker::transport::JobId::random()).await.expect("meshes");
+    let work = Arc::new(work);
+    let tasks: Vec<_> = meshes
+        .into_iter()
+        .map(|mesh| {
+            let work = work.clone();
+            tokio::spawn(async move {
+                let (out, mesh) = work(mesh).await;
+                mesh.close().await;
+                out
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.expect("party task"));
+    }
+    out
+}
+
 /// Party inputs: (input name, values) pairs, per party.
 pub type PartyInputs = Vec<Vec<(&'static str, Vec<f64>)>>;
 
