@@ -419,7 +419,8 @@ async fn lead(
             store.discard(*id)?;
         }
         let mut materials = Vec::with_capacity(selected.len());
-        for meta in offered.iter().filter(|m| selected.contains(&m.id)) {
+        let chosen: BTreeSet<BatchId> = selected.iter().copied().collect();
+        for meta in offered.iter().filter(|m| chosen.contains(&m.id)) {
             materials.push(store.consume(meta.id, &meta.digest())?);
         }
         let decision = Decision {
@@ -449,7 +450,7 @@ fn select(
     selected: &mut Vec<BatchId>,
     last: bool,
 ) -> Outcome {
-    let mut chosen = Vec::new();
+    let mut chosen = BTreeSet::new();
     for need in needs {
         let mut have = 0;
         for (meta, _) in offered.iter().zip(usable_everywhere).filter(|(m, usable)| {
@@ -459,7 +460,7 @@ fn select(
                 break;
             }
             have += meta.count;
-            chosen.push(meta.id);
+            chosen.insert(meta.id);
         }
         if have < need.items {
             return Outcome::Short { kind: kind_name(need.kind), need: need.items, have, last };
