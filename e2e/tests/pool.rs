@@ -304,3 +304,26 @@ async fn batches_older_than_the_ttl_are_overwritten_and_deleted() {
     let metrics = http_get(&federation.workers[0].metrics, "/metrics").await;
     assert!(metrics.contains("cohort_worker_pool_discarded_batches_total 3"), "{metrics}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_job_dividing_by_a_divisor_ot_cannot_serve_is_refused_at_once() {
+    let federation = start().await;
+    let id = JobId::random().to_string();
+    for (p, w) in federation.workers.iter().enumerate() {
+        let request = JobRequest {
+            id: id.clone(),
+            program: "input x: int[] from each\noutput m = sum(concat(x)) / 3\n".into(),
+            parties: names(),
+            inputs: BTreeMap::from([("x".to_string(), vec![serde_json::Number::from(p + 1)])]),
+            timeouts: JobTimeouts { connect_seconds: Some(10.0), round_seconds: Some(10.0), total_seconds: Some(60.0) },
+            preprocessing: Mode::Pool,
+        };
+        w.client.submit(&request).await.expect("submit");
+    }
+    for w in &federation.workers {
+        let status = w.client.wait(&id, Duration::from_millis(10)).await.expect("status");
+        assert_eq!(status.phase, Phase::Failed);
+        let failure = status.failure.expect("failure");
+        assert!(failure.message.contains("divides by 3") && failure.message.contains("dealer"), "{failure:?}");
+    }
+}

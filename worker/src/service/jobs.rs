@@ -360,6 +360,9 @@ impl Jobs {
         deadline: Instant,
     ) -> Result<(crate::preprocessing::Prefetched, Vec<String>), PreprocessingError> {
         let pool = self.ctx.pool.as_ref().ok_or_else(|| PreprocessingError::Pool("no pool is configured".into()))?;
+        // The pools generate with OT: a divisor it cannot serve would only
+        // wait; every party refuses it now, before any message.
+        crate::preprocessing::ot::check_plan(plan)?;
         let federation = &self.ctx.loaded.config.federation;
         let mut round = 0;
         loop {
