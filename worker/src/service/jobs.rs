@@ -306,7 +306,7 @@ impl Jobs {
     async fn run(&self, job: JobId, id: &str, prepared: Prepared) -> Result<Ran, JobError> {
         let Prepared { circuit, inputs, me, parties, consent, timeouts, mut registration, mode } = prepared;
         let deadline = Instant::now() + timeouts.total;
-        let cfg = self.mesh_config(me, &parties, &timeouts).await?;
+        let cfg = mesh_config(&self.ctx, me, &parties, &timeouts).await?;
         let connect = tracing::info_span!("connect", peers = parties.len().saturating_sub(1));
         let mesh = match tokio::time::timeout_at(
             deadline.into(),
@@ -392,15 +392,6 @@ impl Jobs {
                 }
             }
         }
-    }
-
-    async fn mesh_config(
-        &self,
-        me: usize,
-        parties: &[super::config::PartyEndpoint],
-        timeouts: &JobLimits,
-    ) -> Result<MeshConfig, JobError> {
-        Ok(mesh_config(&self.ctx, me, parties, timeouts).await?)
     }
 
     /// This party's material stream for the job, from the dealer.
