@@ -99,12 +99,12 @@ pub async fn run(
 }
 
 /// The workers' `pool:` settings, from the PreprocessingPool in mode `ot`
-/// that serves cluster `name` (the first by name, if several do; the pool
+/// that serves `cluster` (the first by name, if several do; the pool
 /// controller checks each pool itself). A pool that does not validate
 /// against the cluster gives none.
-async fn ot_pool(ctx: &Context, ns: &str, name: &str) -> Result<Option<PoolSettings>, Error> {
+async fn ot_pool(ctx: &Context, ns: &str, cluster: &MpcCluster) -> Result<Option<PoolSettings>, Error> {
     let pools: Api<PreprocessingPool> = Api::namespaced(ctx.client.clone(), ns);
-    let clusters: Api<MpcCluster> = Api::namespaced(ctx.client.clone(), ns);
+    let name = cluster.name_any();
     let mut serving: Vec<PreprocessingPool> = pools
         .list(&Default::default())
         .await
@@ -115,11 +115,7 @@ async fn ot_pool(ctx: &Context, ns: &str, name: &str) -> Result<Option<PoolSetti
         .collect();
     serving.sort_by_key(ResourceExt::name_any);
     let Some(pool) = serving.first() else { return Ok(None) };
-    let Some(cluster) = clusters.get_opt(name).await.map_err(|e| Error::kube(format!("read MpcCluster {name}"), e))?
-    else {
-        return Ok(None);
-    };
-    Ok(crate::pool::Pool::from_resource(pool, &cluster).ok().and_then(|p| p.worker_settings()))
+    Ok(crate::pool::Pool::from_resource(pool, cluster).ok().and_then(|p| p.worker_settings()))
 }
 
 /// The clusters that own `secret` or reference it (peer trust, dealer
@@ -178,7 +174,7 @@ async fn reconcile_inner(cached: &MpcCluster, ctx: &Context) -> Result<Action, E
     let now_time = now();
 
     // Validate.
-    let pool = ot_pool(ctx, &ns, &obj.name_any()).await?;
+    let pool = ot_pool(ctx, &ns, obj).await?;
     let cluster = match Cluster::from_resource(obj) {
         Ok(mut c) => {
             c.pool = pool;

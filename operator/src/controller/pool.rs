@@ -139,9 +139,9 @@ async fn reconcile_inner(obj: &PreprocessingPool, ctx: &Context) -> Result<Actio
     };
 
     let checked = Pool::from_resource(obj, &cluster_obj);
-    let none = Vec::new();
+    let no_workers = Vec::new();
     let (status, action) = match &checked {
-        Err(e) => (status::status(obj, Err(e), None, &none, &now_time), Action::await_change()),
+        Err(e) => (status::status(obj, Err(e), None, &no_workers, &now_time), Action::await_change()),
         Ok(pool) if pool.dealer.is_none() => {
             // Mode ot: the cluster's workers generate and keep the
             // material (the MpcCluster controller gives them the pool's
@@ -152,18 +152,18 @@ async fn reconcile_inner(obj: &PreprocessingPool, ctx: &Context) -> Result<Actio
         }
         Ok(pool) if pool.hosted_dealer().is_none() => {
             remove_hosted_objects(ctx, &ns, pool).await?;
-            (status::status(obj, Ok(pool), None, &none, &now_time), Action::await_change())
+            (status::status(obj, Ok(pool), None, &no_workers, &now_time), Action::await_change())
         }
         Ok(pool) => match hosted(ctx, obj, &ns, pool, &cluster_obj).await? {
             Ok((observed, next_renewal)) => {
                 let wait = next_renewal
                     .and_then(|t| t.duration_since(SystemTime::now()).ok())
                     .map_or(RESYNC, |d| d.clamp(Duration::from_secs(1), RESYNC));
-                (status::status(obj, Ok(pool), Some(observed), &none, &now_time), Action::requeue(wait))
+                (status::status(obj, Ok(pool), Some(observed), &no_workers, &now_time), Action::requeue(wait))
             }
             Err(e) => {
                 let warning = (e.reason(), e.to_string());
-                let status = status::status(obj, Err(&e), None, &none, &now_time);
+                let status = status::status(obj, Err(&e), None, &no_workers, &now_time);
                 record(ctx, obj, &status);
                 // Warn when the problem appears (the status changes), not
                 // on every retry.
