@@ -8,7 +8,7 @@
 mod common;
 
 use cohort_worker::preprocessing::ot::OtGenerator;
-use cohort_worker::preprocessing::pool::{FillRequest, Taken, fill, take};
+use cohort_worker::preprocessing::pool::{ABSENT_GRACE, FillRequest, Taken, fill, take};
 use cohort_worker::preprocessing::store::{Store, StoredKind, StoredMaterial, describe};
 use cohort_worker::preprocessing::{
     BatchId, Demand, LayerMaterial, MaterialPlan, MaterialSource, Prefetched, TripleShares,
@@ -259,5 +259,42 @@ async fn batches_serve_jobs_that_list_the_same_parties_in_another_order() {
             Taken::Ready(_, ids) => assert_eq!(ids, [batch(0)]),
             other => panic!("{other:?}"),
         }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_lost_in_a_crashed_fill_is_discarded_everywhere_after_the_grace() {
+    let stores = open_stores();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_secs();
+    let old = now - ABSENT_GRACE.as_secs() - 10;
+    // Stored at some parties only: a fill a crash interrupted. Batches 0
+    // and 1 are old (lost); batch 2 was stored a moment ago (its fill may
+    // still be storing it elsewhere).
+    let put_at = |parties: &[usize], seq: u64, created: u64| {
+        for &party in parties {
+            let mut meta = describe(batch(seq), StoredKind::Triples, 10, "local", &names(), party);
+            meta.created = created;
+            let zeros = || Share::new(vec![0; 10]);
+            let material = StoredMaterial::Triples(TripleShares { a: zeros(), b: zeros(), c: zeros() });
+            stores.stores[party].lock().expect("store").put(meta, &material).expect("put");
+        }
+    };
+    put_at(&[0, 1], 0, old); // offered by the leader, absent at party-2
+    put_at(&[1, 2], 1, old); // not at the leader: listed unoffered
+    put_at(&[0, 1], 2, now);
+    put_everywhere(&stores, batch(3), 10, |_| names());
+    let plan = MaterialPlan { layers: vec![Demand { triples: 10, div_pairs: Vec::new() }] };
+    for result in take_all(&stores, plan).await {
+        match result.expect("take") {
+            Taken::Ready(_, ids) => assert_eq!(ids, [batch(3)], "only the batch every party holds"),
+            other => panic!("{other:?}"),
+        }
+    }
+    for (party, store) in stores.stores.iter().enumerate() {
+        let store = store.lock().expect("store");
+        for seq in [0, 1] {
+            assert!(store.get(batch(seq)).is_none(), "party {party}: lost batch {seq} is gone");
+        }
+        assert_eq!(store.get(batch(2)).is_some(), party < 2, "party {party}: a young batch is left alone");
     }
 }

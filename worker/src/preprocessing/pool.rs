@@ -18,7 +18,7 @@
 //! party and costs three messages; its doc gives the rules.
 
 use super::ot::{OtError, OtGenerator};
-use super::store::{BatchMeta, Store, StoreError, StoredKind, StoredMaterial, describe, id_text, parse_id};
+use super::store::{BatchMeta, Store, StoreError, StoredKind, StoredMaterial, describe, id_text, parse_id, unix_now};
 use super::{BatchId, DivPairShares, LayerMaterial, MaterialPlan, MaterialTag, Prefetched, TripleShares};
 use crate::program::{hex, unhex};
 use crate::sharing::Share;
@@ -93,6 +93,13 @@ pub async fn fill(
 // Taking a job's material.
 // ---------------------------------------------------------------------------
 
+/// How long a batch may be missing at some party before it is discarded
+/// everywhere. The parties store batch `k` of a fill within moments of each
+/// other, so a batch still missing after this was lost: a party crashed in
+/// the middle of a fill. Such a batch can never be used; without this rule
+/// it would stay until the `ttl`, counted as available where it exists.
+pub const ABSENT_GRACE: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// How many batches the leader offers, and a peer lists unoffered, in one
 /// agreement (bounds the messages at about 100 bytes a batch).
 pub const LIST_LIMIT: usize = 4096;
@@ -156,8 +163,10 @@ struct Reply {
     /// One entry per offered batch, in the offer's order.
     held: Vec<Held>,
     /// This party's usable batches of the needed kinds that the offer left
-    /// out; the leader has them discarded if it has spent them.
-    unoffered: Vec<String>,
+    /// out, with when this party stored them (Unix seconds); the leader has
+    /// them discarded if it has spent them, or if it does not hold them and
+    /// they are older than [`ABSENT_GRACE`].
+    unoffered: Vec<(String, u64)>,
 }
 
 /// Message 3, leader to every peer: what every party does now.
@@ -308,7 +317,8 @@ struct Agreed {
 ///    left out;
 /// 3. the leader decides. Batches spent anywhere (among them the peers'
 ///    unoffered batches that the leader has spent) are discarded
-///    everywhere. From the batches usable everywhere, and still usable now,
+///    everywhere, and so are batches missing at some party for longer than
+///    [`ABSENT_GRACE`] (lost in a fill a crash interrupted). From the batches usable everywhere, and still usable now,
 ///    the oldest that cover every need are selected, and the leader
 ///    **consumes them before it sends the decision**; each peer then
 ///    discards and consumes the same.
@@ -381,6 +391,8 @@ async fn lead(
     let mut discard = BTreeSet::new();
     let mut differs = None;
     let mut unoffered = BTreeSet::new();
+    // Offered batches some peer does not hold (by index in the offer).
+    let mut absent = BTreeSet::new();
     for &peer in &peers {
         let reply: Reply = receive(mesh, peer, steps[1]).await?;
         if reply.held.len() != offered.len() {
@@ -400,16 +412,31 @@ async fn lead(
                     discard.insert(offered[i].id);
                     differs.get_or_insert_with(|| (id_text(offered[i].id), mesh.party_name(peer).to_string()));
                 }
-                Held::Usable | Held::Absent => {}
+                Held::Absent => {
+                    absent.insert(i);
+                }
+                Held::Usable => {}
             }
         }
-        unoffered.extend(parse_ids(mesh, peer, &reply.unoffered)?);
+        for (id, created) in &reply.unoffered {
+            let id = parse_ids(mesh, peer, std::slice::from_ref(id))?[0];
+            unoffered.insert((id, *created));
+        }
     }
     // Decide and consume under one hold of the store: a concurrent job's
     // agreement sees these batches gone.
     let needs = needs.to_vec();
     let (decision, selected, materials) = with_store(store, move |store| {
-        discard.extend(unoffered.into_iter().filter(|id| store.is_spent(*id)));
+        let now = unix_now();
+        let lost = |created: u64| now.saturating_sub(created) > ABSENT_GRACE.as_secs();
+        // Spent here, or lost in a crashed fill (held by some, not here).
+        discard.extend(
+            unoffered
+                .into_iter()
+                .filter(|(id, created)| store.is_spent(*id) || (store.get(*id).is_none() && lost(*created)))
+                .map(|(id, _)| id),
+        );
+        discard.extend(absent.into_iter().filter(|i| lost(offered[*i].created)).map(|i| offered[i].id));
         let mut selected = Vec::new();
         let outcome = match differs {
             Some((batch, party)) => Outcome::Differs { batch, party },
@@ -503,8 +530,12 @@ async fn follow(
                 })
                 .collect();
             let listed: BTreeSet<BatchId> = offered.iter().map(|(id, _)| *id).collect();
-            let unoffered =
-                job.usable(store).iter().filter(|m| !listed.contains(&m.id)).map(|m| id_text(m.id)).collect();
+            let unoffered = job
+                .usable(store)
+                .iter()
+                .filter(|m| !listed.contains(&m.id))
+                .map(|m| (id_text(m.id), m.created))
+                .collect();
             Ok(Reply { held, unoffered })
         })
         .await?

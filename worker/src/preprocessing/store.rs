@@ -186,7 +186,7 @@ pub(crate) fn parse_id(text: &str) -> Option<BatchId> {
     Some(BatchId { session, seq: u64::from_str_radix(seq, 16).ok()? })
 }
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
