@@ -303,6 +303,9 @@ async fn batches_older_than_the_ttl_are_overwritten_and_deleted() {
     }
     let metrics = http_get(&federation.workers[0].metrics, "/metrics").await;
     assert!(metrics.contains("cohort_worker_pool_discarded_batches_total 3"), "{metrics}");
+    // Used up, the kind reads 0 rather than vanishing from the dashboards.
+    assert!(metrics.contains("cohort_worker_pool_available_items{kind=\"triples\",divisor=\"\"} 0"), "{metrics}");
+    assert!(metrics.contains("cohort_worker_pool_available_batches{kind=\"triples\",divisor=\"\"} 0"), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -292,6 +292,17 @@ impl Store {
         self.batches.values().filter(|m| m.kind == kind).map(|m| m.count).sum()
     }
 
+    /// Usable batches and items, by kind.
+    pub fn by_kind(&self) -> BTreeMap<StoredKind, (usize, usize)> {
+        let mut kinds: BTreeMap<StoredKind, (usize, usize)> = BTreeMap::new();
+        for meta in self.batches.values() {
+            let entry = kinds.entry(meta.kind).or_default();
+            entry.0 += 1;
+            entry.1 += meta.count;
+        }
+        kinds
+    }
+
     /// The creation time of the oldest usable batch.
     pub fn oldest(&self) -> Option<u64> {
         self.batches.values().map(|m| m.created).min()

@@ -42,6 +42,16 @@ pub(crate) struct Peer {
     peer: String,
 }
 
+/// The pool's store as last observed: the kinds it has held, and its own
+/// counts of consumed and discarded batches (the counters advance by the
+/// difference).
+#[derive(Debug, Default)]
+struct PoolSeen {
+    kinds: std::collections::BTreeSet<StoredKind>,
+    consumed: u64,
+    discarded: u64,
+}
+
 /// A kind of pool material: `triples`, or `div_pairs` with its divisor
 /// (public: fixed by the programs' precision).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -95,9 +105,8 @@ pub struct Metrics {
     pool_oldest: Gauge,
     pool_consumed: Counter,
     pool_discarded: Counter,
-    /// The store's own counts when last observed (counters advance by the
-    /// difference).
-    pool_seen: std::sync::Mutex<(u64, u64)>,
+    /// What the pool's store held when last observed.
+    pool_seen: std::sync::Mutex<PoolSeen>,
     identity: SharedIdentity,
 }
 
@@ -197,7 +206,7 @@ impl Metrics {
             pool_oldest,
             pool_consumed,
             pool_discarded,
-            pool_seen: std::sync::Mutex::new((0, 0)),
+            pool_seen: std::sync::Mutex::default(),
             jobs,
             failures,
             jobs_active,
@@ -230,29 +239,24 @@ impl Metrics {
 
     /// Record what the pool's store holds now.
     pub(crate) fn pool_observed(&self, store: &Store) {
-        let mut by_kind: std::collections::BTreeMap<StoredKind, (i64, i64)> = std::collections::BTreeMap::new();
-        for meta in store.batches() {
-            let entry = by_kind.entry(meta.kind).or_default();
-            entry.0 += 1;
-            entry.1 += meta.count as i64;
-        }
-        // Kinds seen before and now gone drop to 0 rather than vanish.
-        for gauge in [&self.pool_items, &self.pool_batches] {
-            gauge.clear();
-        }
-        // Triples, the kind every pool holds, have series from the start.
-        let _ = self.pool_items.get_or_create(&Material::of(StoredKind::Triples));
+        let held = store.by_kind();
+        let mut seen = self.pool_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Triples, the kind every pool holds, have series from the start;
+        // a kind seen before and now used up reads 0 rather than vanishing.
+        seen.kinds.insert(StoredKind::Triples);
+        seen.kinds.extend(held.keys().copied());
         let _ = self.pool_generated.get_or_create(&Material::of(StoredKind::Triples));
-        for (kind, (batches, items)) in by_kind {
-            self.pool_batches.get_or_create(&Material::of(kind)).set(batches);
-            self.pool_items.get_or_create(&Material::of(kind)).set(items);
+        for kind in &seen.kinds {
+            let (batches, items) = held.get(kind).copied().unwrap_or_default();
+            let to_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+            self.pool_batches.get_or_create(&Material::of(*kind)).set(to_i64(batches));
+            self.pool_items.get_or_create(&Material::of(*kind)).set(to_i64(items));
         }
         self.pool_oldest.set(store.oldest().map_or(0, |t| i64::try_from(t).unwrap_or(i64::MAX)));
         let (consumed, discarded) = store.counts();
-        let mut seen = self.pool_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.pool_consumed.inc_by(consumed.saturating_sub(seen.0));
-        self.pool_discarded.inc_by(discarded.saturating_sub(seen.1));
-        *seen = (consumed, discarded);
+        self.pool_consumed.inc_by(consumed.saturating_sub(seen.consumed));
+        self.pool_discarded.inc_by(discarded.saturating_sub(seen.discarded));
+        (seen.consumed, seen.discarded) = (consumed, discarded);
     }
 
     /// Record items a fill stored.

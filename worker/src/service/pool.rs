@@ -238,13 +238,8 @@ impl Pool {
         let Ok(store) = self.store.lock() else {
             return PoolStatus { kinds: Vec::new(), oldest_age_seconds: None, filling };
         };
-        let mut kinds: BTreeMap<StoredKind, (usize, usize)> = BTreeMap::new();
-        for meta in store.batches() {
-            let entry = kinds.entry(meta.kind).or_default();
-            entry.0 += 1;
-            entry.1 += meta.count;
-        }
-        let kinds = kinds
+        let kinds = store
+            .by_kind()
             .into_iter()
             .map(|(stored, (batches, items))| {
                 let (kind, divisor) = api_kind(stored);
