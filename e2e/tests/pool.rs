@@ -330,3 +330,38 @@ async fn a_pool_job_dividing_by_a_divisor_ot_cannot_serve_is_refused_at_once() {
         assert!(failure.message.contains("divides by 3") && failure.message.contains("dealer"), "{failure:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_fill_requests_are_refused_naming_the_field() {
+    use cohort_worker::service::api::FillRequest;
+    let federation = start().await;
+    let client = &federation.workers[0].client;
+    let good = FillRequest {
+        id: JobId::random().to_string(),
+        parties: names(),
+        kind: MaterialKind::Triples,
+        divisor: None,
+        per_batch: 10,
+        batches: 1,
+        timeouts: JobTimeouts::default(),
+    };
+    let cases: [(fn(&mut FillRequest), &str); 6] = [
+        (|r| r.per_batch = 0, "perBatch: must be between 1"),
+        (|r| r.batches = 1_000_000, "batches: must be between 1 and 4096"),
+        (|r| (r.kind, r.divisor) = (MaterialKind::DivPairs, Some(3)), "powers of two only, not 3"),
+        (|r| r.divisor = Some(4), "divisor: only division pairs have one"),
+        (|r| r.parties = vec!["party-0".into(), "mallory".into()], "party mallory is not in"),
+        (|r| r.id = format!("f1115e55{}", &r.id[8..]), "reserved"),
+    ];
+    for (edit, needle) in cases {
+        let mut request = FillRequest { id: JobId::random().to_string(), ..good.clone() };
+        edit(&mut request);
+        let e = client.fill(&request).await.expect_err("refused");
+        assert_eq!(e.status(), Some(400), "{e}");
+        assert!(e.to_string().contains(needle), "{needle}: {e}");
+    }
+    // The same id with another request is a conflict.
+    client.fill(&good).await.expect("a fill");
+    let other = FillRequest { batches: 2, ..good.clone() };
+    assert_eq!(client.fill(&other).await.expect_err("conflict").status(), Some(409));
+}
