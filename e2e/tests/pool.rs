@@ -345,7 +345,8 @@ async fn bad_fill_requests_are_refused_naming_the_field() {
         batches: 1,
         timeouts: JobTimeouts::default(),
     };
-    let cases: [(fn(&mut FillRequest), &str); 6] = [
+    type Edit = fn(&mut FillRequest);
+    let cases: [(Edit, &str); 6] = [
         (|r| r.per_batch = 0, "perBatch: must be between 1"),
         (|r| r.batches = 1_000_000, "batches: must be between 1 and 4096"),
         (|r| (r.kind, r.divisor) = (MaterialKind::DivPairs, Some(3)), "powers of two only, not 3"),
