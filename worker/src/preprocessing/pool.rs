@@ -18,7 +18,9 @@
 //! party and costs three messages; its doc gives the rules.
 
 use super::ot::{OtError, OtGenerator};
-use super::store::{BatchMeta, Store, StoreError, StoredKind, StoredMaterial, describe, id_text, parse_id, unix_now};
+use super::store::{
+    BatchMeta, Store, StoreError, StoredKind, StoredMaterial, describe, id_text, on_store, parse_id, unix_now,
+};
 use super::{BatchId, DivPairShares, LayerMaterial, MaterialPlan, MaterialTag, Prefetched, TripleShares};
 use crate::program::{hex, unhex};
 use crate::sharing::Share;
@@ -76,13 +78,9 @@ pub async fn fill(
             }
         };
         let meta: BatchMeta = describe(id, request.kind, request.per_batch, federation, &parties, mesh.self_index());
-        let store = store.clone();
-        let meta = tokio::task::spawn_blocking(move || {
-            let mut store = store.lock().map_err(|_| FillError::Unavailable("a thread panicked holding it".into()))?;
-            store.put(meta.clone(), &material).map_err(FillError::from).map(|()| meta)
-        })
-        .await
-        .map_err(|e| FillError::Unavailable(e.to_string()))??;
+        let meta = on_store(store, move |store| store.put(meta.clone(), &material).map(|()| meta))
+            .await
+            .map_err(FillError::Unavailable)??;
         on_stored(&meta);
         ids.push(id);
     }
@@ -243,22 +241,20 @@ async fn receive<T: serde::de::DeserializeOwned>(mesh: &Mesh, peer: usize, step:
     serde_json::from_slice(&bytes).map_err(|e| malformed(mesh, peer, e.to_string()))
 }
 
-fn parse_ids(mesh: &Mesh, peer: usize, texts: &[String]) -> Result<Vec<BatchId>, TakeError> {
-    texts.iter().map(|t| parse_id(t).ok_or_else(|| malformed(mesh, peer, format!("{t:?} is not a batch id")))).collect()
+fn parse_one(mesh: &Mesh, peer: usize, text: &str) -> Result<BatchId, TakeError> {
+    parse_id(text).ok_or_else(|| malformed(mesh, peer, format!("{text:?} is not a batch id")))
 }
 
-/// Run `f` on the store off the async threads (it fsyncs).
+fn parse_ids(mesh: &Mesh, peer: usize, texts: &[String]) -> Result<Vec<BatchId>, TakeError> {
+    texts.iter().map(|t| parse_one(mesh, peer, t)).collect()
+}
+
+/// Run `f` on the store off the async threads ([`on_store`]).
 async fn with_store<T: Send + 'static>(
     store: &Arc<Mutex<Store>>,
     f: impl FnOnce(&mut Store) -> Result<T, TakeError> + Send + 'static,
 ) -> Result<T, TakeError> {
-    let store = store.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut store = store.lock().map_err(|_| TakeError::Unavailable("a thread panicked holding it".into()))?;
-        f(&mut store)
-    })
-    .await
-    .map_err(|e| TakeError::Unavailable(e.to_string()))?
+    on_store(store, f).await.map_err(TakeError::Unavailable)?
 }
 
 /// Who the job is, as the store sees it.
@@ -276,10 +272,11 @@ impl JobParties {
     /// parties (in any order: additive shares do not depend on it), this
     /// party's shares, a needed kind.
     fn serves(&self, meta: &BatchMeta) -> bool {
-        let mut parties = meta.parties.clone();
-        parties.sort();
+        // Party names are unique in a batch and a job: the same count and
+        // every name found is the same set.
         meta.federation == self.federation
-            && parties == self.parties
+            && meta.parties.len() == self.parties.len()
+            && meta.parties.iter().all(|p| self.parties.binary_search(p).is_ok())
             && meta.parties.get(meta.party) == Some(&self.me)
             && self.kinds.contains(&meta.kind)
     }
@@ -419,7 +416,7 @@ async fn lead(
             }
         }
         for (id, created) in &reply.unoffered {
-            let id = parse_ids(mesh, peer, std::slice::from_ref(id))?[0];
+            let id = parse_one(mesh, peer, id)?;
             unoffered.insert((id, *created));
         }
     }
@@ -512,7 +509,7 @@ async fn follow(
     }
     let mut offered = Vec::with_capacity(offer.batches.len());
     for (id, digest) in &offer.batches {
-        let id = parse_ids(mesh, leader, std::slice::from_ref(id))?[0];
+        let id = parse_one(mesh, leader, id)?;
         let digest =
             unhex::<32>(digest).ok_or_else(|| malformed(mesh, leader, format!("{digest:?} is not a digest")))?;
         offered.push((id, digest));

@@ -388,6 +388,26 @@ impl Store {
     }
 }
 
+/// Run `f` on a shared store off the async threads (the store fsyncs).
+/// The outer `Err` says why the store could not be reached (a thread
+/// panicked holding it, or the task failed); the inner one is `f`'s.
+pub async fn on_store<T, E>(
+    store: &std::sync::Arc<std::sync::Mutex<Store>>,
+    f: impl FnOnce(&mut Store) -> Result<T, E> + Send + 'static,
+) -> Result<Result<T, E>, String>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut store = store.lock().map_err(|_| "a thread panicked holding it".to_string())?;
+        Ok(f(&mut store))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
 /// A new batch description stamped with the current time.
 pub fn describe(
     id: BatchId,

@@ -24,7 +24,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tracing::{Instrument, info, warn};
 
@@ -34,7 +34,7 @@ use super::jobs::{Context, JobLimits, SubmitError, mesh_config, parse_job_id, re
 use crate::preprocessing::ot::OtGenerator;
 use crate::preprocessing::ot::session::MAX_ITEMS_PER_CALL;
 use crate::preprocessing::pool::{self, FillError};
-use crate::preprocessing::store::{Store, StoredKind};
+use crate::preprocessing::store::{Store, StoredKind, on_store, unix_now};
 use crate::transport::{InboundSource, JobId, Mesh, Step};
 
 /// Batches one fill may ask for.
@@ -66,10 +66,6 @@ struct Fills {
     /// Finished fills, oldest first (bounded by [`FILL_HISTORY`]).
     finished: std::collections::VecDeque<String>,
     running: Option<String>,
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// What one fill generates: sent by the leader of a background fill to
@@ -490,14 +486,10 @@ impl Pool {
     pub(crate) async fn expire_periodically(self: Arc<Self>) {
         let interval = (self.ttl / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
         loop {
-            let pool = self.clone();
-            let expired = tokio::task::spawn_blocking(move || {
-                let mut store = pool.store.lock().map_err(|_| "a thread panicked holding the store".to_string())?;
-                store.expire(unix_now(), pool.ttl).map_err(|e| e.to_string())
-            })
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r);
+            let ttl = self.ttl;
+            let expired = on_store(&self.store, move |store| store.expire(unix_now(), ttl))
+                .await
+                .and_then(|r| r.map_err(|e| e.to_string()));
             match expired {
                 Ok(ids) if !ids.is_empty() => {
                     info!(batches = ids.len(), ttl = ?self.ttl, "expired preprocessing batches (overwritten, deleted)");
