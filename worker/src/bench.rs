@@ -361,7 +361,12 @@ async fn one_job(
         tasks.push(tokio::spawn(async move {
             let result = party(&mesh, &circuit, consent, own, material, hub, me).await;
             let done = Instant::now();
-            let bytes = mesh.bytes_sent();
+            // Bytes this party read: every message is read by a party that
+            // needs it before it finishes, so the sum over the parties is
+            // what they sent. (What a party sent may still sit in its
+            // writer's queue here: counting sends undercounted the last
+            // message, the layer's opening, under load.)
+            let bytes = mesh.bytes_received();
             mesh.close().await;
             result.map(|out| (out, done, bytes))
         }));
