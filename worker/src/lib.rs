@@ -7,6 +7,9 @@
 //! - [`ring`]: arithmetic in Z_2^64 over vectors;
 //! - [`fixed`]: the fixed-point encoding of real numbers into the ring;
 //! - [`sharing`]: additive secret sharing and the secret-holding types;
+//! - [`gf2`]: bit-sliced vectors over GF(2), the binary counterpart of `ring`;
+//! - [`circuits`]: binary circuits (comparison, equality) written once
+//!   against the primitives every protocol provides;
 //! - [`prg`]: the AES-CTR pseudorandom generator used to expand seeds;
 //! - [`preprocessing`]: correlated randomness (Beaver triples, division
 //!   pairs) and where it comes from (today: a trusted dealer);
@@ -20,9 +23,11 @@
 //! - [`local`]: a whole federation in one process (tests, examples, benches).
 
 pub mod bench;
+pub mod circuits;
 pub mod data;
 pub mod executor;
 pub mod fixed;
+pub mod gf2;
 pub mod local;
 pub mod preprocessing;
 pub mod prg;
