@@ -808,3 +808,325 @@ async fn an_abort_names_its_cause_at_version_2_and_is_silent_at_version_1() {
     let e = a.recv(1, Step::Layer(0)).await.expect_err("closed");
     assert!(matches!(e.kind, TransportErrorKind::Disconnected), "{e}");
 }
+
+/// A router on a fresh port for party `i` of `fed`, with `limits`.
+async fn router_for(fed: &Fed, i: usize, limits: RouterLimits) -> (Arc<Router>, std::net::SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let peers = fed.names.iter().filter(|n| **n != fed.names[i]).cloned().collect();
+    (Arc::new(Router::spawn(listener, fed.identity(i), peers, limits)), addr)
+}
+
+/// Wait (bounded) until `cond` holds; false if it never did.
+async fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cond()
+}
+
+/// Issue 15, item 15: a parked connection for a job that never registers
+/// is dropped after `park_for` by the router's own timer, with no other
+/// connection arriving to trigger the expiry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_connections_expire_without_further_traffic() {
+    let fed = Fed::new(2).await;
+    let limits = RouterLimits { park_for: Duration::from_millis(300), ..RouterLimits::default() };
+    let (router, addr) = router_for(&fed, 0, limits).await;
+    // bank-b dials bank-a for a job bank-a never registers.
+    let mut cfg = fed.config(1);
+    cfg.parties[0].addr = addr;
+    cfg.timeouts.connect = Duration::from_millis(800);
+    let dial = tokio::spawn(async move {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Mesh::establish(&cfg, &listener, JobId::random()).await
+    });
+    assert!(eventually(SLACK, || router.parked() == 1).await, "the dial was parked");
+    assert!(dial.await.expect("no panic").is_err(), "nobody answers the job");
+    // Nothing else connects: the parked connection still goes.
+    assert!(eventually(SLACK, || router.parked() == 0).await, "parked connections outlived park_for");
+}
+
+/// A TLS client for raw tests: presents `leaf` and accepts any server.
+fn raw_client(leaf: &CertifiedKey) -> tokio_rustls::TlsConnector {
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+    #[derive(Debug)]
+    struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
+    impl ServerCertVerifier for AnyServer {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &rustls::DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+        }
+        fn verify_tls13_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &rustls::DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(leaf.cert_pem.as_bytes()).collect::<Result<_, _>>().expect("chain");
+    let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).expect("key");
+    let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("tls13")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyServer(provider)))
+        .with_client_auth_cert(chain, key)
+        .expect("client cert");
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+}
+
+/// A version hello (docs in transport::hello) naming `party`.
+fn raw_hello(job: JobId, party: &str) -> Vec<u8> {
+    let mut out = b"CHHI\x01".to_vec();
+    out.extend_from_slice(&job.0);
+    out.push(party.len() as u8);
+    out.extend_from_slice(party.as_bytes());
+    out.push(PROTOCOL.len() as u8);
+    out.extend_from_slice(PROTOCOL.as_bytes());
+    out.extend_from_slice(&1u32.to_be_bytes());
+    out.extend_from_slice(&1u32.to_be_bytes());
+    out
+}
+
+/// Issue 15, item 15: a hello naming another party than the dialer's
+/// certificate is refused (status 4, with the reason), never parked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hello_naming_another_party_than_its_certificate_is_refused_not_parked() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fed = Fed::new(3).await;
+    let (router, addr) = router_for(&fed, 0, RouterLimits::default()).await;
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    // bank-b's genuine certificate, a hello claiming bank-c.
+    let mut tls = raw_client(&fed.leaf(1)).connect(name, tcp).await.expect("TLS");
+    tls.write_all(&raw_hello(JobId::random(), "bank-c")).await.expect("hello");
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(SLACK, tls.read_to_end(&mut reply)).await.expect("answered and closed");
+    assert!(reply.len() > 6 && &reply[..4] == b"CHRE", "{reply:?}");
+    assert_eq!(reply[5], 4, "status refused");
+    let text = String::from_utf8_lossy(&reply);
+    assert!(text.contains("names party \"bank-c\" but the certificate identifies party bank-b"), "{text}");
+    assert_eq!(router.parked(), 0);
+}
+
+/// Issue 15, item 11: a dialer whose certificate the accepting router
+/// refuses (here expired) fails the accepting party's job at once with
+/// the certificate's party and reason, rather than a connect timeout;
+/// also when it dialed before the job was registered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_certificate_fails_the_accepting_job_naming_its_party() {
+    let fed = Fed::new(3).await;
+    let (router, addr) = router_for(&fed, 0, RouterLimits::default()).await;
+    let expired = leaf_from(&fed.cas[1], "bank-b", SystemTime::now() - 2 * HOUR, SystemTime::now() - HOUR);
+    for registered_first in [true, false] {
+        let job = JobId::random();
+        let mut accepting = fed.config(0);
+        accepting.timeouts.connect = Duration::from_secs(60);
+        let mut dialing = fed.config_with(1, fed.identity_with(1, "bank-b", &expired));
+        dialing.parties[0].addr = addr;
+        let registration = registered_first.then(|| router.register(job).expect("register"));
+        let dialed = Mesh::establish(&dialing, &TcpListener::bind("127.0.0.1:0").await.expect("bind"), job).await;
+        assert!(dialed.is_err(), "the dialer is refused too");
+        let mut registration = match registration {
+            Some(r) => r,
+            None => router.register(job).expect("register"),
+        };
+        let e = Mesh::establish_from(&accepting, InboundSource::Routed(registration.connections()), job)
+            .await
+            .expect_err("refused");
+        assert_eq!(e.peer.as_deref(), Some("bank-b"), "{e}");
+        assert!(matches!(tls_failure(&e), TlsFailure::Expired { .. }), "{e}");
+        assert!(e.to_string().contains("certificate of party bank-b expired at"), "{e}");
+    }
+}
+
+/// Issue 15, item 5: connections that never send a byte hold no handshake
+/// slot and go after `client_hello_timeout`; a source address holds at
+/// most `max_per_source`; a job's real connections get through meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_hold_no_handshake_slot_and_are_capped_per_source() {
+    let mut fed = Fed::new(3).await;
+    let cfgs = fed.configs();
+    let limits = RouterLimits {
+        max_handshakes: 4,
+        // Longer than the job takes to connect: they are all still there.
+        client_hello_timeout: Duration::from_secs(3),
+        max_per_source: 20,
+        ..RouterLimits::default()
+    };
+    let counts = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<&'static str, u64>::new()));
+    let mut routers = Vec::new();
+    for (i, listener) in std::mem::take(&mut fed.listeners).into_iter().enumerate() {
+        let listener = Arc::try_unwrap(listener).expect("sole owner");
+        let peers = fed.names.iter().filter(|n| **n != fed.names[i]).cloned().collect();
+        let router = Router::spawn(listener, fed.identity(i), peers, limits);
+        let counts = counts.clone();
+        router.on_dropped(Box::new(move |reason| *counts.lock().expect("lock").entry(reason).or_default() += 1));
+        routers.push(Arc::new(router));
+    }
+    let addr = cfgs[0].parties[0].addr;
+    // 5 sources x 10 silent connections (within the cap), and 40 from one
+    // more source (20 over the cap): 10x the handshake slots.
+    let mut idle = Vec::new();
+    for source in 2..=7u8 {
+        let n = if source == 7 { 40 } else { 10 };
+        for _ in 0..n {
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            socket.bind(std::net::SocketAddr::from(([127, 0, 0, source], 0))).expect("bind a loopback source");
+            idle.push(socket.connect(addr).await.expect("connect"));
+        }
+    }
+    assert!(eventually(SLACK, || routers[0].unauthenticated().1 == 70).await, "{:?}", routers[0].unauthenticated());
+    // Every handshake slot would be taken by now if silence held one.
+    let meshes = routed_jobs(&cfgs, &routers, &[JobId::random()], 3).await;
+    exchange_all(&meshes, Step::Layer(0), 100).await;
+    assert!(eventually(SLACK, || routers[0].unauthenticated() == (0, 0)).await, "{:?}", routers[0].unauthenticated());
+    let counts = counts.lock().expect("lock").clone();
+    assert_eq!(counts.get("source_cap"), Some(&20), "{counts:?}");
+    assert_eq!(counts.get("silent"), Some(&70), "{counts:?}");
+    drop(idle);
+}
+
+/// Issue 15, item 10: when this process was not running past a round's
+/// deadline (here its runtime thread is blocked, as under SIGSTOP), the
+/// peer's message already in the socket is read rather than the peer
+/// blamed; with nothing sent, the error says the clock jumped and names
+/// no peer.
+#[test]
+fn a_stopped_party_reads_what_arrived_before_blaming_a_peer() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let (fed, mut cfgs) = rt.block_on(async {
+        let fed = Fed::new(2).await;
+        let cfgs = fed.configs();
+        (fed, cfgs)
+    });
+    let job = JobId::random();
+    let (a_cfg, a_listener) = (cfgs.remove(0), fed.listeners[0].clone());
+    let (a_to_b, b_from_a) = std::sync::mpsc::channel::<()>();
+    // Party A on a runtime of its own, one thread, which the test blocks.
+    let a = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async move {
+            let mesh = Mesh::establish(&a_cfg, &a_listener, job).await.expect("establish");
+            a_to_b.send(()).expect("signal");
+            let stop = || async {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                std::thread::sleep(ROUND * 3); // stopped: no timer, no reader runs
+            };
+            let (first, ()) = tokio::join!(mesh.recv(1, Step::Layer(0)), stop());
+            let (second, ()) = tokio::join!(mesh.recv(1, Step::Layer(1)), stop());
+            (first, second)
+        })
+    });
+    let b = rt.block_on(async {
+        let listener = fed.listeners[1].clone();
+        let b = Mesh::establish(&cfgs[0], &listener, job).await.expect("establish");
+        tokio::task::spawn_blocking(move || b_from_a.recv().expect("signal")).await.expect("join");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        b.send(0, Step::Layer(0), vec![1, 2, 3]).await.expect("send");
+        b
+    });
+    let (first, second) = a.join().expect("no panic");
+    assert_eq!(first.expect("the message that arrived while stopped"), vec![1, 2, 3]);
+    let e = second.expect_err("nothing was sent");
+    assert_eq!(e.peer, None, "{e}");
+    assert!(matches!(e.kind, TransportErrorKind::Stalled { .. }), "{e}");
+    assert!(e.to_string().contains("this party's own timer fired"), "{e}");
+    drop(b);
+}
+
+/// Issue 15, item 10: an abort that blames a party of the job is reported
+/// as concerning that party (here: the receiver itself), not the sender.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_blaming_a_party_names_that_party() {
+    let fed = Fed::new(3).await;
+    let mut cfgs = fed.configs();
+    for c in &mut cfgs {
+        c.protocol.max_version = 2;
+    }
+    let meshes = establish_all(&fed, cfgs).await;
+    meshes[2].abort("party bank-a, step layer 3: timed out after 1s waiting for a complete message");
+    let e = meshes[0].recv(2, Step::Layer(3)).await.expect_err("aborted");
+    assert_eq!(e.peer.as_deref(), Some("bank-a"), "{e}");
+    assert!(matches!(&e.kind, TransportErrorKind::AbortedBy { by, .. } if by == "bank-c"), "{e}");
+    // A receive from the healthy bank-b, timing out meanwhile, reports the
+    // abort rather than blaming bank-b.
+    let e = meshes[1].recv(0, Step::Layer(3)).await.expect_err("aborted");
+    assert_eq!(e.peer.as_deref(), Some("bank-a"), "{e}");
+}
+
+/// Issue 15, item 12: two parties behind routers that list the parties in
+/// different orders each expect the other to dial. The order query tells
+/// both, naming the other party, well before the connect timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parties_that_disagree_on_the_order_are_told_so() {
+    let mut fed = Fed::new(3).await;
+    let mut cfgs = fed.configs();
+    for c in &mut cfgs {
+        c.timeouts.connect = Duration::from_secs(60);
+    }
+    // bank-b lists bank-b first: bank-a and bank-b each wait for the other.
+    cfgs[1].parties.swap(0, 1);
+    cfgs[1].self_index = 0;
+    let mut routers = Vec::new();
+    for (i, listener) in std::mem::take(&mut fed.listeners).into_iter().enumerate() {
+        let listener = Arc::try_unwrap(listener).expect("sole owner");
+        let peers = fed.names.iter().filter(|n| **n != fed.names[i]).cloned().collect();
+        routers.push(Arc::new(Router::spawn(listener, fed.identity(i), peers, RouterLimits::default())));
+    }
+    let job = JobId::random();
+    let mut handles = Vec::new();
+    for (cfg, router) in cfgs.into_iter().zip(&routers) {
+        let router = router.clone();
+        handles.push(tokio::spawn(async move {
+            let mut registration = router.register(job).expect("register");
+            tokio::time::timeout(
+                CONNECT + SLACK,
+                Mesh::establish_from(&cfg, InboundSource::Routed(registration.connections()), job),
+            )
+            .await
+        }));
+    }
+    let mut results = Vec::new();
+    for h in handles {
+        results.push(h.await.expect("no panic"));
+    }
+    for (i, other) in [(0, "bank-b"), (1, "bank-a")] {
+        let e = match &results[i] {
+            Ok(Err(e)) => e,
+            Ok(Ok(_)) => panic!("party {i} established a mesh with a disagreeing peer"),
+            Err(_) => panic!("party {i} was not told: it waited for the connect timeout"),
+        };
+        assert_eq!(e.peer.as_deref(), Some(other), "{e}");
+        assert!(matches!(e.kind, TransportErrorKind::Handshake(_)), "{e}");
+        assert!(e.to_string().contains("disagree on the party list or its order"), "{e}");
+    }
+}

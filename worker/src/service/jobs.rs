@@ -811,9 +811,9 @@ fn failure_reason(e: &JobError) -> &'static str {
     use crate::transport::{Step, TransportErrorKind as K};
     match e {
         JobError::Transport(t) => match &t.kind {
-            K::Disconnected | K::Aborted(_) => "peer_closed",
+            K::Disconnected | K::Aborted(_) | K::AbortedBy { .. } => "peer_closed",
             K::Io(_) => "network",
-            K::Timeout { .. } => "timeout",
+            K::Timeout { .. } | K::Stalled { .. } => "timeout",
             K::Tls(_) => "tls",
             K::VersionMismatch { .. } | K::ProtocolMismatch { .. } => "setup_mismatch",
             K::FrameTooLarge { .. }

@@ -97,6 +97,7 @@ pub struct Metrics {
     bytes_sent: Counter,
     cert_expiry: Gauge<f64, AtomicU64>,
     tls_reloads: Family<ReloadResult, Counter>,
+    peer_dropped: Family<Reason, Counter>,
     peer_up: Family<Peer, Gauge>,
     peer_connect: Family<Peer, Gauge<f64, AtomicU64>>,
     pool_items: Family<Material, Gauge>,
@@ -153,6 +154,15 @@ impl Metrics {
         for result in RELOAD_RESULTS {
             let _ = tls_reloads.get_or_create(&ReloadResult { result });
         }
+        let peer_dropped = Family::<Reason, Counter>::default();
+        registry.register(
+            "peer_unauthenticated_dropped",
+            "Connections to the peer port dropped before authentication, by reason (transport::router::dropped)",
+            peer_dropped.clone(),
+        );
+        for reason in crate::transport::router::dropped::ALL {
+            let _ = peer_dropped.get_or_create(&Reason { reason });
+        }
         // `peer` is a party name from the configuration: bounded and public.
         let peer_up = Family::<Peer, Gauge>::default();
         registry.register(
@@ -200,6 +210,7 @@ impl Metrics {
         );
         Metrics {
             registry,
+            peer_dropped,
             pool_items,
             pool_batches,
             pool_generated,
@@ -262,6 +273,11 @@ impl Metrics {
     /// Record items a fill stored.
     pub(crate) fn pool_generated(&self, kind: StoredKind, items: usize) {
         self.pool_generated.get_or_create(&Material::of(kind)).inc_by(items as u64);
+    }
+
+    /// Record a connection the peer port dropped before authentication.
+    pub(crate) fn peer_dropped(&self, reason: &'static str) {
+        self.peer_dropped.get_or_create(&Reason { reason }).inc();
     }
 
     /// Record a change of the TLS files (`result` out of [`RELOAD_RESULTS`]).

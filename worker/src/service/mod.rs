@@ -89,6 +89,8 @@ impl Worker {
         let router =
             Router::spawn_answering_probes(peer, identity.clone(), peers, RouterLimits::default(), offer.clone());
         let metrics = Arc::new(Metrics::new(identity.clone()));
+        let dropped = metrics.clone();
+        router.on_dropped(Box::new(move |reason| dropped.peer_dropped(reason)));
         let max_request_bytes = loaded.config.limits.max_request_bytes;
         let controller = loaded.controller.clone();
         let versions = loaded.versions;

@@ -86,6 +86,33 @@ pub enum TransportErrorKind {
     /// names the party it blames; protocol version 2 and later).
     #[error("the peer aborted the job: {0}")]
     Aborted(String),
+    /// A peer gave up on the job blaming another party (possibly this
+    /// one), which is the error's peer: its reason names that party.
+    #[error("{} gave up on the job: {reason}", describe(.by))]
+    AbortedBy {
+        /// The party that sent the abort.
+        by: String,
+        /// Its own error, as it reported it.
+        reason: String,
+    },
+    /// A wait timed out, but this party's timer fired long after its
+    /// deadline: the process was stopped or starved, so the delay is not
+    /// known to be the peer's (the error names no peer).
+    #[error(
+        "timed out after {after:?} waiting for {waiting_for} from {}, but this party's own timer fired {late:?} after \
+         the deadline (the process was stopped or starved of CPU): the delay is not known to be the peer's",
+        describe(.from)
+    )]
+    Stalled {
+        /// The timeout that expired.
+        after: Duration,
+        /// How late the timer fired.
+        late: Duration,
+        /// What we were waiting for.
+        waiting_for: &'static str,
+        /// The peer we were waiting on.
+        from: String,
+    },
     /// A frame header announced more than the maximum frame size.
     #[error("frame of {size} bytes exceeds the maximum frame size of {max} bytes")]
     FrameTooLarge {
@@ -159,6 +186,10 @@ impl Clone for TransportErrorKind {
             Timeout { after, waiting_for } => Timeout { after: *after, waiting_for },
             Disconnected => Disconnected,
             Aborted(reason) => Aborted(reason.clone()),
+            AbortedBy { by, reason } => AbortedBy { by: by.clone(), reason: reason.clone() },
+            Stalled { after, late, waiting_for, from } => {
+                Stalled { after: *after, late: *late, waiting_for, from: from.clone() }
+            }
             FrameTooLarge { size, max } => FrameTooLarge { size: *size, max: *max },
             MessageTooLarge { size, max } => MessageTooLarge { size: *size, max: *max },
             Malformed(m) => Malformed(m.clone()),

@@ -27,6 +27,15 @@
 //!
 //! Every length is bounded, so a hostile peer cannot make a party allocate
 //! more than a few hundred bytes here.
+//!
+//! An *order query* is a probe hello (job [`JobId::PROBE`]) whose protocol
+//! field reads `cohort-order/<job id hex>/<order digest hex>`: it asks the
+//! peer's router whether its job lists the parties in the same order (the
+//! order decides who dials whom, so two parties that disagree would both
+//! wait for the other). The router answers `ok` with reason
+//! [`ORDER_AGREES`], `refused` with the disagreement, or `wrong job` when
+//! the job is not registered there; a router that predates order queries
+//! answers it as a plain probe (`ok`, no reason), which tells nothing.
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -38,6 +47,45 @@ const HELLO_MAGIC: [u8; 4] = *b"CHHI";
 const REPLY_MAGIC: [u8; 4] = *b"CHRE";
 const HELLO_VERSION: u8 = 1;
 const MAX_REASON: usize = 1024;
+
+/// Prefix of an order query's protocol field.
+const ORDER_QUERY: &str = "cohort-order/";
+/// The reason of an order query's `ok` reply.
+pub(crate) const ORDER_AGREES: &str = "same party order";
+
+/// The protocol field of an order query about `job`.
+pub(crate) fn order_query(job: JobId, digest: &[u8; 32]) -> String {
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{ORDER_QUERY}{job}/{hex}")
+}
+
+/// The job and order digest of an order query's protocol field.
+pub(crate) fn parse_order_query(protocol: &str) -> Option<(JobId, [u8; 32])> {
+    let (job, digest) = protocol.strip_prefix(ORDER_QUERY)?.split_once('/')?;
+    fn hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+        if s.len() != 2 * N || !s.is_ascii() {
+            return None;
+        }
+        let mut out = [0u8; N];
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(out)
+    }
+    Some((JobId(hex(job)?), hex(digest)?))
+}
+
+/// The digest of a job's ordered party list.
+pub(crate) fn order_digest(names: &[String]) -> [u8; 32] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for name in names {
+        ctx.update(&(name.len() as u64).to_be_bytes());
+        ctx.update(name.as_bytes());
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
 
 /// Reply status codes.
 pub(crate) mod status {
@@ -217,6 +265,18 @@ mod tests {
         };
         let got = read_reply(&mut r.encode().as_slice()).await.expect("reply");
         assert_eq!(got, r);
+    }
+
+    #[test]
+    fn order_queries_round_trip_and_fit_the_protocol_field() {
+        let job = JobId([0xab; 16]);
+        let digest = order_digest(&["a".into(), "b".into()]);
+        let q = order_query(job, &digest);
+        assert!(q.len() <= 255);
+        assert_eq!(parse_order_query(&q), Some((job, digest)));
+        assert_ne!(digest, order_digest(&["b".into(), "a".into()]));
+        assert_eq!(parse_order_query("additive-semi-honest"), None);
+        assert_eq!(parse_order_query("cohort-order/zz/00"), None);
     }
 
     #[tokio::test]

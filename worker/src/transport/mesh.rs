@@ -34,19 +34,71 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, sleep, sleep_until, timeout, timeout_at};
-use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
+use tokio_rustls::server::StartHandshake;
+use tokio_rustls::{LazyConfigAcceptor, TlsConnector, TlsStream};
 use tracing::{debug, info};
 
 use super::certs::{truncate, validate_name};
 use super::error::{TransportError, TransportErrorKind};
 use super::frame::{FrameHeader, HEADER_LEN, JobId, MAX_ABORT_REASON, Step, frame_count};
-use super::hello::{Hello, Reply, read_hello, read_reply, status, write_all};
+use super::hello::{Hello, Reply, order_digest, order_query, read_hello, read_reply, status, write_all};
 use super::tls::{ReportSlot, TlsIdentity};
 
 /// Capacity of the per-peer write buffer.
 const WRITE_BUFFER: usize = 256 * 1024;
 /// Longest wait for a graceful close (flush + close_notify) per mesh.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// Longest extra wait, after a round timed out or a peer's connection
+/// failed, for what the peers already sent (their message, or an abort
+/// naming the party they blame) before naming a peer.
+const BLAME_GRACE: Duration = Duration::from_secs(1);
+/// How long a job behind a router waits for a peer to dial before asking
+/// it whether they agree on the party order (and again after as long).
+const ORDER_ASK_AFTER: Duration = Duration::from_millis(500);
+/// A timer firing this late means this process was not running (stopped,
+/// or starved of CPU): the wait was ours, not the peer's.
+const CLOCK_JUMP: Duration = Duration::from_secs(1);
+
+/// Aborts the peers sent, in arrival order, as soon as a reader reads them
+/// (even while the job waits on another peer).
+#[derive(Default)]
+struct AbortBoard {
+    aborts: Mutex<Vec<(usize, String)>>,
+    notify: tokio::sync::Notify,
+}
+
+impl AbortBoard {
+    fn post(&self, from: usize, reason: String) {
+        match self.aborts.lock() {
+            Ok(mut g) => g.push((from, reason)),
+            Err(p) => p.into_inner().push((from, reason)),
+        }
+        self.notify.notify_waiters();
+    }
+
+    fn first(&self) -> Option<(usize, String)> {
+        match self.aborts.lock() {
+            Ok(g) => g.first().cloned(),
+            Err(p) => p.into_inner().first().cloned(),
+        }
+    }
+}
+
+/// The party an abort reason blames: the last `party NAME,` in it (an
+/// error names its party so; nested aborts end with the root cause)
+/// naming a party of this job.
+fn blamed_party<'a>(reason: &str, names: &'a [String]) -> Option<&'a str> {
+    let mut best: Option<(usize, &'a str)> = None;
+    for name in names {
+        let pattern = format!("party {name},");
+        if let Some(at) = reason.rfind(&pattern) {
+            if best.is_none_or(|(b, _)| at > b) {
+                best = Some((at, name.as_str()));
+            }
+        }
+    }
+    best.map(|(_, n)| n)
+}
 
 /// A party's name and network address.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -145,7 +197,7 @@ enum Outgoing {
 struct Inbound {
     rx: mpsc::Receiver<Result<Message, TransportErrorKind>>,
     /// Sticky failure: reported by every later `recv`.
-    failed: Option<TransportErrorKind>,
+    failed: Option<TransportError>,
 }
 
 /// The connection to one peer.
@@ -199,6 +251,7 @@ pub struct Mesh {
     links: Vec<Option<Link>>,
     sent: Arc<AtomicU64>,
     received: Arc<AtomicU64>,
+    aborts: Arc<AbortBoard>,
 }
 
 impl std::fmt::Debug for Mesh {
@@ -453,6 +506,43 @@ pub async fn answer_probe(accepted: Accepted, offer: &ProtocolOffer, within: Dur
     .await;
 }
 
+/// Answer an order query (status and reason), then close. Best effort.
+pub(crate) async fn answer_order(accepted: Accepted, st: u8, reason: String, within: Duration) {
+    let mut stream = accepted.stream;
+    let reply =
+        Reply { status: st, version: 0, min_version: 0, max_version: 0, protocol: "cohort-order".into(), reason };
+    let _ = timeout(within, async {
+        write_all(&mut *stream, &reply.encode()).await.ok();
+        stream.shutdown().await.ok();
+    })
+    .await;
+}
+
+/// Ask party `j` at `addr` whether its job lists the parties in our order
+/// (an order query, see `hello`): `Some(reason)` when it says they differ;
+/// `None` when they agree, it does not know the job (yet), cannot tell
+/// (an older router), or could not be asked (the dial reports that).
+async fn ask_order(ctx: &Ctx, j: usize, addr: SocketAddr) -> Option<String> {
+    let tcp = TcpStream::connect(addr).await.ok()?;
+    let _ = tcp.set_nodelay(true);
+    let config = ctx.identity.client_config(&ctx.names[j], ReportSlot::default()).ok()?;
+    let mut tls = TlsConnector::from(config)
+        .connect(rustls::pki_types::ServerName::IpAddress(addr.ip().into()), tcp)
+        .await
+        .ok()?;
+    let hello = Hello {
+        job: JobId::PROBE,
+        party: ctx.names[ctx.me].clone(),
+        protocol: order_query(ctx.job, &order_digest(&ctx.names)),
+        min_version: ctx.protocol.min_version,
+        max_version: ctx.protocol.max_version,
+    };
+    write_all(&mut tls, &hello.encode()).await.ok()?;
+    let reply = read_reply(&mut tls).await.ok()?;
+    let _ = tls.shutdown().await;
+    (reply.status == status::REFUSED).then_some(reply.reason)
+}
+
 /// Dial party `j` until connected, refused, or the deadline passes.
 async fn dial(
     ctx: Arc<Ctx>,
@@ -505,6 +595,11 @@ impl Accepted {
     pub fn party(&self) -> &str {
         &self.principal
     }
+
+    /// The protocol its hello names.
+    pub(crate) fn protocol(&self) -> &str {
+        &self.hello.protocol
+    }
 }
 
 impl std::fmt::Debug for Accepted {
@@ -520,13 +615,17 @@ pub enum AuthOutcome {
     /// Dropped without affecting establishment (e.g. a connection closed
     /// before the TLS handshake: a port scan, or a stale dial).
     Ignored(String),
-    /// The peer is refused (certificate refused, garbage hello, ...).
-    Failed(TransportError),
+    /// The peer is refused (certificate refused, garbage hello, a hello
+    /// naming another party than its certificate, ...): the error names the
+    /// party the certificate claimed when it claimed one, and the job when
+    /// the hello was read.
+    Failed(TransportError, Option<JobId>),
 }
 
 /// Authenticate one inbound TCP connection: a TLS 1.3 handshake that
 /// accepts only the `accepted` principals (each through the CAs trusted for
-/// it), then read the dialer's hello. Nothing is answered yet.
+/// it), then read the dialer's hello. Nothing is answered yet, unless the
+/// hello names another party than the certificate (refused at once).
 pub async fn authenticate(
     identity: &TlsIdentity,
     accepted: &[String],
@@ -534,22 +633,47 @@ pub async fn authenticate(
     deadline: Instant,
 ) -> AuthOutcome {
     let _ = tcp.set_nodelay(true);
+    match timeout_at(deadline, client_hello(tcp)).await {
+        Err(_) => AuthOutcome::Ignored("no TLS ClientHello in time".into()),
+        Ok(Err(reason)) => AuthOutcome::Ignored(reason),
+        Ok(Ok(start)) => authenticate_started(identity, accepted, start, deadline).await,
+    }
+}
+
+/// Read a connection's TLS ClientHello, and nothing more: the cheap first
+/// part of an inbound handshake, which a [`Router`](super::Router) bounds
+/// by a short deadline of its own before the connection takes a handshake
+/// slot.
+pub async fn client_hello(tcp: TcpStream) -> Result<StartHandshake<TcpStream>, String> {
+    LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp)
+        .await
+        .map_err(|e| format!("inbound connection failed before a TLS ClientHello: {}", TransportErrorKind::from_io(e)))
+}
+
+/// [`authenticate`] for a connection whose ClientHello was read
+/// ([`client_hello`]).
+pub async fn authenticate_started(
+    identity: &TlsIdentity,
+    accepted: &[String],
+    start: StartHandshake<TcpStream>,
+    deadline: Instant,
+) -> AuthOutcome {
     let label = accepted.join(" or ");
     let report = ReportSlot::default();
     let config = match identity.server_config(accepted, report.clone()) {
         Ok(c) => c,
-        Err(e) => return AuthOutcome::Failed(e),
+        Err(e) => return AuthOutcome::Failed(e, None),
     };
-    let mut tls = match timeout_at(deadline, TlsAcceptor::from(config).accept(tcp)).await {
+    let mut tls = match timeout_at(deadline, start.into_stream(config)).await {
         Err(_) => return AuthOutcome::Ignored("TLS handshake did not finish in time".into()),
         Ok(Err(e)) => {
             let (claimed, failure) = take_report(&report);
             let peer = claimed.filter(|c| accepted.contains(c)).unwrap_or(label);
             if let Some(f) = failure {
-                return AuthOutcome::Failed(handshake_err(&peer, TransportErrorKind::Tls(f)));
+                return AuthOutcome::Failed(handshake_err(&peer, TransportErrorKind::Tls(f)), None);
             }
             return match TransportErrorKind::from_io(e) {
-                k @ TransportErrorKind::Tls(_) => AuthOutcome::Failed(handshake_err(&peer, k)),
+                k @ TransportErrorKind::Tls(_) => AuthOutcome::Failed(handshake_err(&peer, k), None),
                 other => AuthOutcome::Ignored(format!("inbound connection failed before authentication: {other}")),
             };
         }
@@ -559,18 +683,80 @@ pub async fn authenticate(
     let Some(principal) = claimed.filter(|c| accepted.contains(c)) else {
         // The verifier accepts only the listed principals; unreachable in
         // practice, but never trust a connection we cannot attribute.
-        return AuthOutcome::Failed(handshake_err(
-            &label,
-            TransportErrorKind::Handshake("could not attribute an authenticated connection".into()),
-        ));
+        return AuthOutcome::Failed(
+            handshake_err(
+                &label,
+                TransportErrorKind::Handshake("could not attribute an authenticated connection".into()),
+            ),
+            None,
+        );
     };
-    match timeout_at(deadline, read_hello(&mut tls)).await {
-        Err(_) => AuthOutcome::Ignored(format!("party {principal} sent no hello in time")),
+    let hello = match timeout_at(deadline, read_hello(&mut tls)).await {
+        Err(_) => return AuthOutcome::Ignored(format!("party {principal} sent no hello in time")),
         Ok(Err(TransportErrorKind::Disconnected)) => {
-            AuthOutcome::Ignored(format!("party {principal} disconnected before its hello"))
+            return AuthOutcome::Ignored(format!("party {principal} disconnected before its hello"));
         }
-        Ok(Err(k)) => AuthOutcome::Failed(handshake_err(&principal, k)),
-        Ok(Ok(hello)) => AuthOutcome::Ready(Accepted { principal, stream: Box::new(TlsStream::Server(tls)), hello }),
+        Ok(Err(k)) => return AuthOutcome::Failed(handshake_err(&principal, k), None),
+        Ok(Ok(hello)) => hello,
+    };
+    if hello.party != principal {
+        // Refused here, before it is parked or routed: an authenticated
+        // peer must not occupy another party's place.
+        let m = format!("the hello names party {:?} but the certificate identifies party {principal}", hello.party);
+        let reply = Reply {
+            status: status::REFUSED,
+            version: 0,
+            min_version: 0,
+            max_version: 0,
+            protocol: hello.protocol.clone(),
+            reason: m.clone(),
+        };
+        let _ = timeout_at(deadline, async {
+            write_all(&mut tls, &reply.encode()).await.ok();
+            tls.shutdown().await.ok();
+        })
+        .await;
+        return AuthOutcome::Failed(handshake_err(&principal, TransportErrorKind::Handshake(m)), Some(hello.job));
+    }
+    AuthOutcome::Ready(Accepted { principal, stream: Box::new(TlsStream::Server(tls)), hello })
+}
+
+/// What a [`Router`](super::Router) hands a job.
+#[derive(Debug)]
+pub enum Routed {
+    /// An authenticated connection whose hello names the job.
+    Connection(Accepted),
+    /// A dialer the router refused (its certificate expired, not yet
+    /// valid, untrusted; a hello naming another party): the error names
+    /// the party its certificate claimed. A job still waiting for that
+    /// party to dial fails with it at once, instead of timing out.
+    Refused(TransportError),
+    /// A peer asks whether this job lists the parties in its order
+    /// (see `hello`'s order queries).
+    OrderQuery(OrderQuery),
+}
+
+/// A peer's question whether a job lists the parties in the same order;
+/// answered by the job while it establishes its mesh.
+pub struct OrderQuery {
+    from: String,
+    digest: [u8; 32],
+    reply: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
+impl OrderQuery {
+    pub(crate) fn new(
+        from: &str,
+        digest: [u8; 32],
+    ) -> (OrderQuery, tokio::sync::oneshot::Receiver<Result<(), String>>) {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        (OrderQuery { from: from.to_string(), digest, reply }, rx)
+    }
+}
+
+impl std::fmt::Debug for OrderQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrderQuery").field("from", &self.from).finish_non_exhaustive()
     }
 }
 
@@ -580,12 +766,12 @@ pub enum InboundSource<'a> {
     Listener(&'a TcpListener),
     /// Take connections a [`Router`](super::Router) authenticated and
     /// routed to this job (one listener serving many jobs).
-    Routed(&'a mut mpsc::Receiver<Accepted>),
+    Routed(&'a mut mpsc::Receiver<Routed>),
 }
 
 /// The next routed connection; pending forever when there is no router or
 /// it has gone (the deadline then ends establishment).
-async fn recv_routed(routed: &mut Option<&mut mpsc::Receiver<Accepted>>) -> Option<Accepted> {
+async fn recv_routed(routed: &mut Option<&mut mpsc::Receiver<Routed>>) -> Option<Routed> {
     match routed {
         Some(rx) => match rx.recv().await {
             Some(a) => Some(a),
@@ -725,6 +911,12 @@ impl Mesh {
         }
         let max_pending = 2 * n + 4;
         let mut handshakes: JoinSet<AuthOutcome> = JoinSet::new();
+        // A job behind a router asks the parties it waits for whether they
+        // list the parties in its order, once it waited a moment: two
+        // parties that disagree would each wait for the other to dial.
+        let order = order_digest(&names);
+        let mut next_ask = Instant::now() + ORDER_ASK_AFTER;
+        let mut asks: JoinSet<(usize, Option<String>)> = JoinSet::new();
         let mut missing = n - 1;
         let inbound_names = ctx.inbound_names();
         while missing > 0 {
@@ -773,7 +965,7 @@ impl Mesh {
                     Ok(AuthOutcome::Ignored(reason)) => {
                         debug!(job = %job, %reason, "ignored an inbound connection");
                     }
-                    Ok(AuthOutcome::Failed(e)) => return Err(e),
+                    Ok(AuthOutcome::Failed(e, _)) => return Err(e),
                     Err(e) => {
                         return Err(TransportError::config(
                             Step::Handshake,
@@ -781,12 +973,54 @@ impl Mesh {
                         ));
                     }
                 },
-                Some(accepted) = recv_routed(&mut routed), if want_routed => {
-                    let (index, mut stream, hello) = ctx.attribute(accepted)?;
-                    let v = answer_hello(&ctx, streams[index].is_some(), index, &mut stream, &hello, deadline).await?;
-                    debug!(job = %job, peer = %names[index], version = v, "connected (routed)");
-                    streams[index] = Some((*stream, v));
-                    missing -= 1;
+                Some(item) = recv_routed(&mut routed), if want_routed => match item {
+                    Routed::Refused(e) => {
+                        // Refused by the router before it knew the job:
+                        // ours if we still wait for the party it names.
+                        let awaited = e.peer.as_deref().and_then(|p| names.iter().position(|n| n == p));
+                        match awaited {
+                            Some(index) if index > me && streams[index].is_none() => return Err(e),
+                            _ => debug!(job = %job, error = %e, "a refused dialer concerns another job"),
+                        }
+                    }
+                    Routed::OrderQuery(q) => {
+                        if q.digest == order {
+                            let _ = q.reply.send(Ok(()));
+                        } else {
+                            let theirs = format!(
+                                "party {} lists the parties of job {job} in another order than party {} ({}): the parties \
+                                 disagree on the party list or its order",
+                                q.from, names[me], names.join(", ")
+                            );
+                            let _ = q.reply.send(Err(theirs));
+                            return Err(handshake_err(
+                                &q.from,
+                                TransportErrorKind::Handshake(format!(
+                                    "it lists the parties of this job in another order than this party ({}): the \
+                                     parties disagree on the party list or its order",
+                                    names.join(", ")
+                                )),
+                            ));
+                        }
+                    }
+                    Routed::Connection(accepted) => {
+                        let (index, mut stream, hello) = ctx.attribute(accepted)?;
+                        let v = answer_hello(&ctx, streams[index].is_some(), index, &mut stream, &hello, deadline)
+                            .await?;
+                        debug!(job = %job, peer = %names[index], version = v, "connected (routed)");
+                        streams[index] = Some((*stream, v));
+                        missing -= 1;
+                    }
+                },
+                _ = sleep_until(next_ask), if routed.is_some() && want_inbound => {
+                    next_ask = Instant::now() + ORDER_ASK_AFTER;
+                    for j in (me + 1..n).filter(|&j| streams[j].is_none()) {
+                        let (ctx, addr) = (ctx.clone(), cfg.parties[j].addr);
+                        asks.spawn(async move { (j, timeout(ORDER_ASK_AFTER, ask_order(&ctx, j, addr)).await.ok().flatten()) });
+                    }
+                },
+                Some(Ok((j, Some(reason)))) = asks.join_next(), if !asks.is_empty() => {
+                    return Err(handshake_err(&names[j], TransportErrorKind::Handshake(reason)));
                 },
                 acc = accept_on(listener), if want_accept => match acc {
                     Ok(tcp) => {
@@ -803,9 +1037,11 @@ impl Mesh {
         }
         drop(dialers);
         drop(handshakes);
+        drop(asks);
 
         let sent = Arc::new(AtomicU64::new(0));
         let received = Arc::new(AtomicU64::new(0));
+        let aborts = Arc::new(AbortBoard::default());
         let mut version = cfg.protocol.max_version;
         let mut links = Vec::with_capacity(n);
         for (j, slot) in streams.into_iter().enumerate() {
@@ -813,7 +1049,16 @@ impl Mesh {
                 None => links.push(None),
                 Some((stream, v)) => {
                     version = version.min(v);
-                    links.push(Some(start_link(stream, &names[j], job, cfg.limits, cfg.timeouts, &sent, &received)));
+                    let counters = (&sent, &received);
+                    links.push(Some(start_link(
+                        stream,
+                        (j, &names[j]),
+                        job,
+                        cfg.limits,
+                        cfg.timeouts,
+                        counters,
+                        &aborts,
+                    )));
                 }
             }
         }
@@ -828,6 +1073,7 @@ impl Mesh {
             links,
             sent,
             received,
+            aborts,
         })
     }
 
@@ -908,33 +1154,53 @@ impl Mesh {
     /// [`Mesh::send`] for a payload shared with other sends (the same
     /// message to several peers is queued without a copy per peer).
     pub async fn send_shared(&self, peer: usize, step: Step, payload: Arc<Vec<u8>>) -> Result<(), TransportError> {
-        let (link, name) = self.link(peer, step)?;
-        let err = |k| TransportError::new(Some(name), step, k);
+        let (link, _) = self.link(peer, step)?;
         if payload.len() > self.limits.max_message_bytes {
-            return Err(err(TransportErrorKind::MessageTooLarge {
-                size: payload.len() as u64,
-                max: self.limits.max_message_bytes as u64,
-            }));
+            return Err(self.peer_err(
+                peer,
+                step,
+                TransportErrorKind::MessageTooLarge {
+                    size: payload.len() as u64,
+                    max: self.limits.max_message_bytes as u64,
+                },
+            ));
         }
-        if let Some(k) = link.writer_failure() {
-            return Err(err(k));
-        }
-        let frames = frame_count(payload.len(), self.limits.max_frame_bytes).min(self.limits.queue_frames) as u32;
-        let failed = || err(link.writer_failure().unwrap_or(TransportErrorKind::Disconnected));
-        let permit = match timeout(self.timeouts.round, link.permits.clone().acquire_many_owned(frames)).await {
-            Ok(Ok(p)) => p,
-            Ok(Err(_closed)) => return Err(failed()),
-            Err(_) => {
-                return Err(err(TransportErrorKind::Timeout {
-                    after: self.timeouts.round,
-                    waiting_for: "send queue space (the peer is not reading)",
-                }));
+        let queued: Result<(), TransportErrorKind> = async {
+            if let Some(k) = link.writer_failure() {
+                return Err(k);
             }
-        };
-        let Some(out) = &link.out else {
-            return Err(failed());
-        };
-        out.send(Outgoing::Message { step, payload, _permit: permit }).await.map_err(|_| failed())
+            let frames = frame_count(payload.len(), self.limits.max_frame_bytes).min(self.limits.queue_frames) as u32;
+            let failed = || link.writer_failure().unwrap_or(TransportErrorKind::Disconnected);
+            let permit = match timeout(self.timeouts.round, link.permits.clone().acquire_many_owned(frames)).await {
+                Ok(Ok(p)) => p,
+                Ok(Err(_closed)) => return Err(failed()),
+                Err(_) => {
+                    return Err(TransportErrorKind::Timeout {
+                        after: self.timeouts.round,
+                        waiting_for: "send queue space (the peer is not reading)",
+                    });
+                }
+            };
+            let Some(out) = &link.out else {
+                return Err(failed());
+            };
+            out.send(Outgoing::Message { step, payload, _permit: permit }).await.map_err(|_| failed())
+        }
+        .await;
+        match queued {
+            Ok(()) => Ok(()),
+            Err(k @ TransportErrorKind::Timeout { .. }) => {
+                // As for a receive: a peer's abort names the culprit better.
+                match self
+                    .within_grace((self.timeouts.round / 4).min(BLAME_GRACE), std::future::pending::<()>(), step)
+                    .await
+                {
+                    Err(abort) => Err(abort),
+                    Ok(_) => Err(self.peer_err(peer, step, k)),
+                }
+            }
+            Err(k) => Err(self.failure(peer, step, k).await),
+        }
     }
 
     /// An empty buffer with room for at least `capacity` bytes, for a large
@@ -989,15 +1255,15 @@ impl Mesh {
             }));
         };
         let state = &mut *guard;
-        if let Some(k) = &state.failed {
-            return Err(err(k.clone()));
+        if let Some(e) = &state.failed {
+            return Err(e.clone());
         }
-        match self.recv_locked(state, step, deadline).await {
+        match self.recv_locked(state, peer, step, deadline).await {
             Ok(msg) => Ok(msg),
-            Err(k) => {
-                debug!(job = %self.job, peer = %name, %step, error = %k, "receive failed");
-                state.failed = Some(k.clone());
-                Err(err(k))
+            Err(e) => {
+                debug!(job = %self.job, peer = %name, %step, error = %e, "receive failed");
+                state.failed = Some(e.clone());
+                Err(e)
             }
         }
     }
@@ -1005,19 +1271,113 @@ impl Mesh {
     async fn recv_locked(
         &self,
         state: &mut Inbound,
+        peer: usize,
         step: Step,
         deadline: Instant,
-    ) -> Result<Vec<u8>, TransportErrorKind> {
-        match timeout_at(deadline, state.rx.recv()).await {
+    ) -> Result<Vec<u8>, TransportError> {
+        let item = match timeout_at(deadline, state.rx.recv()).await {
+            Ok(item) => item,
             Err(_) => {
-                Err(TransportErrorKind::Timeout { after: self.timeouts.round, waiting_for: "a complete message" })
+                // Before blaming the peer: what the peers sent may still be
+                // unread (when this process was stopped, its timers fire
+                // before its readers run), and a peer may already have
+                // given up naming the party really at fault.
+                let late = Instant::now().saturating_duration_since(deadline);
+                let grace = if late >= CLOCK_JUMP { BLAME_GRACE } else { (self.timeouts.round / 4).min(BLAME_GRACE) };
+                match self.within_grace(grace, state.rx.recv(), step).await {
+                    Err(abort) => return Err(abort),
+                    Ok(Some(item)) => item,
+                    Ok(None) if late >= CLOCK_JUMP => {
+                        return Err(TransportError::local(
+                            step,
+                            TransportErrorKind::Stalled {
+                                after: self.timeouts.round,
+                                late,
+                                waiting_for: "a complete message",
+                                from: self.names[peer].clone(),
+                            },
+                        ));
+                    }
+                    Ok(None) => {
+                        return Err(self.peer_err(
+                            peer,
+                            step,
+                            TransportErrorKind::Timeout {
+                                after: self.timeouts.round,
+                                waiting_for: "a complete message",
+                            },
+                        ));
+                    }
+                }
             }
-            Ok(None) => Err(TransportErrorKind::Disconnected),
-            Ok(Some(Err(k))) => Err(k),
-            Ok(Some(Ok(msg))) if msg.step != step => {
-                Err(TransportErrorKind::UnexpectedStep { expected: step, got: msg.step })
+        };
+        match item {
+            None => Err(self.failure(peer, step, TransportErrorKind::Disconnected).await),
+            Some(Err(k)) => Err(self.failure(peer, step, k).await),
+            Some(Ok(msg)) if msg.step != step => {
+                Err(self.peer_err(peer, step, TransportErrorKind::UnexpectedStep { expected: step, got: msg.step }))
             }
-            Ok(Some(Ok(msg))) => Ok(msg.body),
+            Some(Ok(msg)) => Ok(msg.body),
+        }
+    }
+
+    fn peer_err(&self, peer: usize, step: Step, kind: TransportErrorKind) -> TransportError {
+        TransportError::new(Some(&self.names[peer]), step, kind)
+    }
+
+    /// The error of an abort `reason` from party `from`: it concerns the
+    /// party the reason blames when that is another party of this job
+    /// (possibly this one), else `from` itself.
+    fn abort_err(&self, from: usize, step: Step, reason: String) -> TransportError {
+        let by = &self.names[from];
+        match blamed_party(&reason, &self.names) {
+            Some(blamed) if blamed != by => {
+                TransportError::new(Some(blamed), step, TransportErrorKind::AbortedBy { by: by.clone(), reason })
+            }
+            _ => self.peer_err(from, step, TransportErrorKind::Aborted(reason)),
+        }
+    }
+
+    /// Wait up to `grace` for `fut`, but return at once any abort a peer
+    /// sent (`Err`); `Ok(None)` when neither came.
+    async fn within_grace<T>(
+        &self,
+        grace: Duration,
+        fut: impl std::future::Future<Output = T>,
+        step: Step,
+    ) -> Result<Option<T>, TransportError> {
+        let until = Instant::now() + grace;
+        tokio::pin!(fut);
+        loop {
+            let notified = self.aborts.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some((from, reason)) = self.aborts.first() {
+                return Err(self.abort_err(from, step, reason));
+            }
+            tokio::select! {
+                biased;
+                _ = &mut notified => continue,
+                out = &mut fut => return Ok(Some(out)),
+                _ = sleep_until(until) => return Ok(None),
+            }
+        }
+    }
+
+    /// The error for a failed connection to `peer`: an abort from any peer
+    /// (arrived, or arriving within a short grace) explains it better than
+    /// a closed connection or a socket error.
+    async fn failure(&self, peer: usize, step: Step, kind: TransportErrorKind) -> TransportError {
+        match kind {
+            TransportErrorKind::Aborted(reason) => self.abort_err(peer, step, reason),
+            k @ (TransportErrorKind::Disconnected | TransportErrorKind::Io(_)) => {
+                let grace = (self.timeouts.round / 4).min(BLAME_GRACE);
+                match self.within_grace(grace, std::future::pending::<()>(), step).await {
+                    Err(abort) => abort,
+                    Ok(_) => self.peer_err(peer, step, k),
+                }
+            }
+            k => self.peer_err(peer, step, k),
         }
     }
 
@@ -1082,12 +1442,12 @@ impl Mesh {
 
 fn start_link(
     stream: TlsStream<TcpStream>,
-    name: &str,
+    (index, name): (usize, &str),
     job: JobId,
     limits: Limits,
     timeouts: Timeouts,
-    total_sent: &Arc<AtomicU64>,
-    total_received: &Arc<AtomicU64>,
+    (total_sent, total_received): (&Arc<AtomicU64>, &Arc<AtomicU64>),
+    aborts: &Arc<AbortBoard>,
 ) -> Link {
     let suite = stream.get_ref().1.negotiated_cipher_suite().and_then(|s| s.suite().as_str());
     let (rd, wr) = tokio::io::split(stream);
@@ -1107,6 +1467,8 @@ fn start_link(
             budget: Arc::new(Semaphore::new(limits.queue_frames)),
             counters: [received.clone(), total_received.clone()],
             hint: hint.clone(),
+            peer: index,
+            aborts: aborts.clone(),
         },
     ));
     let writer = tokio::spawn(writer_task(
@@ -1148,6 +1510,9 @@ struct ReaderCtx {
     counters: [Arc<AtomicU64>; 2],
     /// Size announced by [`Mesh::expect_message`] for a step's next message.
     hint: Arc<Mutex<Option<(Step, usize)>>>,
+    /// This peer's index, and where its abort is posted as soon as read.
+    peer: usize,
+    aborts: Arc<AbortBoard>,
 }
 
 impl ReaderCtx {
@@ -1250,6 +1615,7 @@ async fn read_messages(
             // anything that could forge log lines.
             let reason: String =
                 String::from_utf8_lossy(&msg.body).chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+            ctx.aborts.post(ctx.peer, reason.clone());
             return Err(TransportErrorKind::Aborted(reason));
         }
         if h.last {

@@ -33,6 +33,6 @@ pub mod tls;
 pub use certs::{CertifiedKey, PartyCa, Role, describe, party_uri, validate_principal};
 pub use error::{TlsFailure, TransportError, TransportErrorKind};
 pub use frame::{JobId, Step};
-pub use mesh::{Accepted, InboundSource, Limits, Mesh, MeshConfig, PeerAddr, ProtocolOffer, Timeouts};
+pub use mesh::{Accepted, InboundSource, Limits, Mesh, MeshConfig, PeerAddr, ProtocolOffer, Routed, Timeouts};
 pub use router::{Registration, Router, RouterLimits};
 pub use tls::{SharedIdentity, TlsIdentity, TlsMaterial};

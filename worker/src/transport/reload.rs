@@ -13,7 +13,9 @@
 //! with.
 //!
 //! Material that does not load (a key that does not match the certificate,
-//! a certificate naming another party, a half-written file) is refused and
+//! a certificate naming another party, a half-written file) or whose
+//! certificate is not valid now (notBefore in the future, notAfter past:
+//! every peer would refuse it) is refused and
 //! the previous identity stays in use; the watcher tries again when the
 //! files change again. Kubernetes updates a mounted Secret by swapping a
 //! symlink, so a reader sees either the old files or the new ones; a writer
@@ -21,11 +23,11 @@
 //! converges. Nothing read is logged: the log names the files' owner and
 //! the new certificate's expiry, never a key.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
-use super::error::rfc3339;
+use super::error::{TransportError, rfc3339};
 use super::tls::{SharedIdentity, TlsMaterial};
 
 /// The smallest interval accepted: polling is a few file reads, but not in
@@ -65,8 +67,20 @@ impl TlsWatcher {
     /// Watch the files `read` reads for `identity`, which was built from
     /// files whose digest is `loaded` (so the first look finds them
     /// unchanged).
+    ///
+    /// A process starts with the certificate it has, even one that is not
+    /// valid now (a clock a little off, or a renewal about to land: a
+    /// refusal to start would only turn that into a crash loop); it logs an
+    /// error saying so, once, and the watcher applies the renewed files.
     pub fn new(identity: SharedIdentity, loaded: [u8; 32], read: ReadMaterial, on_change: OnChange) -> TlsWatcher {
         let current = identity.current();
+        if let Some(problem) = current.validity_problem(SystemTime::now()) {
+            error!(
+                principal = %super::certs::describe(current.party()),
+                %problem,
+                "THIS PARTY'S CERTIFICATE IS NOT VALID NOW: every peer will refuse it until it is renewed"
+            );
+        }
         TlsWatcher {
             federation: current.federation().to_string(),
             principal: current.party().to_string(),
@@ -110,8 +124,14 @@ impl TlsWatcher {
             return Check::Unchanged;
         }
         self.seen = Some(digest);
-        let replaced =
-            material.identity(&self.federation, &self.principal).and_then(|identity| self.identity.replace(identity));
+        let replaced = material.identity(&self.federation, &self.principal).and_then(|identity| {
+            // Every peer refuses a certificate outside its validity period:
+            // swapping one in would cut this party off from all of them.
+            if let Some(problem) = identity.validity_problem(SystemTime::now()) {
+                return Err(TransportError::certificate(problem));
+            }
+            self.identity.replace(identity)
+        });
         match replaced {
             Ok(()) => {
                 (self.on_change)("applied");
@@ -196,8 +216,18 @@ mod tests {
         /// written only when `with_key`.
         fn issue(&self, party: &str, life: Duration, with_key: bool) -> SystemTime {
             let now = SystemTime::now();
-            let not_after = now + life;
-            let leaf = self.cas[0].issue_party_cert(party, &[], now - Duration::from_secs(5), not_after).expect("leaf");
+            self.issue_between(party, now - Duration::from_secs(5), now + life, with_key)
+        }
+
+        /// A leaf for `party` valid from `not_before` to `not_after`.
+        fn issue_between(
+            &self,
+            party: &str,
+            not_before: SystemTime,
+            not_after: SystemTime,
+            with_key: bool,
+        ) -> SystemTime {
+            let leaf = self.cas[0].issue_party_cert(party, &[], not_before, not_after).expect("leaf");
             self.write("a.crt", &leaf.cert_pem);
             if with_key {
                 self.write("a.key", &leaf.key_pem);
@@ -283,5 +313,46 @@ mod tests {
         files.write("bank-b-ca.pem", &format!("{}{}", files.cas[1].cert_pem(), next.cert_pem()));
         assert_eq!(w.check(), Check::Applied);
         assert_eq!(counts.get("applied"), 1);
+    }
+
+    /// A certificate outside its validity period would be refused by every
+    /// peer: hot reload refuses it and keeps the identity in use.
+    #[test]
+    fn a_certificate_not_valid_now_is_refused_and_the_old_one_kept() {
+        let files = Files::new();
+        let (mut w, counts) = files.watcher();
+        let before = secs(w.identity.current().cert_not_after());
+        let now = SystemTime::now();
+        let hour = Duration::from_secs(3600);
+        // Expired an hour ago.
+        files.issue_between("bank-a", now - 2 * hour, now - hour, true);
+        assert_eq!(w.check(), Check::Rejected);
+        assert_eq!(secs(w.identity.current().cert_not_after()), before);
+        // Valid only from an hour on.
+        files.issue_between("bank-a", now + hour, now + 3 * hour, true);
+        assert_eq!(w.check(), Check::Rejected);
+        assert_eq!(secs(w.identity.current().cert_not_after()), before);
+        assert_eq!((counts.get("rejected"), counts.get("applied")), (2, 0));
+        // A valid one is applied.
+        let renewed = files.issue("bank-a", 2 * hour, true);
+        assert_eq!(w.check(), Check::Applied);
+        assert_eq!(secs(w.identity.current().cert_not_after()), secs(renewed));
+    }
+
+    #[test]
+    fn validity_problem_names_the_bound() {
+        let files = Files::new();
+        let now = SystemTime::now();
+        let hour = Duration::from_secs(3600);
+        files.issue_between("bank-a", now - 2 * hour, now - hour, true);
+        let path = files.dir.path().join("worker.yaml");
+        let loaded = WorkerConfig::read(&path).and_then(|c| c.load(&path)).expect("an expired certificate loads");
+        let problem = loaded.identity.current().validity_problem(now).expect("expired");
+        assert!(problem.contains("expired at"), "{problem}");
+        files.issue_between("bank-a", now + hour, now + 2 * hour, true);
+        let loaded = WorkerConfig::read(&path).and_then(|c| c.load(&path)).expect("loads");
+        let problem = loaded.identity.current().validity_problem(now).expect("not yet valid");
+        assert!(problem.contains("not valid before"), "{problem}");
+        assert_eq!(loaded.identity.current().validity_problem(now + hour + Duration::from_secs(60)), None);
     }
 }

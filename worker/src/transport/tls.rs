@@ -41,7 +41,7 @@ use rustls::{
 };
 
 use super::certs::{PartyIdentity, party_identity, validate_name, validate_principal};
-use super::error::{TlsFailure, TransportError, cert_failure};
+use super::error::{TlsFailure, TransportError, cert_failure, rfc3339};
 
 /// One party's TLS identity and trust: its certificate chain and private
 /// key, and the CAs it trusts for its peers.
@@ -52,6 +52,7 @@ pub struct TlsIdentity {
     party: String,
     provider: Arc<CryptoProvider>,
     certified: Arc<rustls::sign::CertifiedKey>,
+    not_before: SystemTime,
     not_after: SystemTime,
     trust: Trust,
 }
@@ -103,13 +104,14 @@ impl TlsIdentity {
         key_pem: &str,
         trust_bundle_pem: &str,
     ) -> Result<TlsIdentity, TransportError> {
-        let (provider, certified, not_after) = load_own(federation, party, cert_chain_pem, key_pem)?;
+        let (provider, certified, (not_before, not_after)) = load_own(federation, party, cert_chain_pem, key_pem)?;
         let anchors = trust_anchors(&provider, trust_bundle_pem, "the trust bundle")?;
         Ok(TlsIdentity {
             federation: federation.to_string(),
             party: party.to_string(),
             provider,
             certified,
+            not_before,
             not_after,
             trust: Trust::Bundle(anchors),
         })
@@ -125,7 +127,7 @@ impl TlsIdentity {
         key_pem: &str,
         peer_cas: &[(String, String)],
     ) -> Result<TlsIdentity, TransportError> {
-        let (provider, certified, not_after) = load_own(federation, party, cert_chain_pem, key_pem)?;
+        let (provider, certified, (not_before, not_after)) = load_own(federation, party, cert_chain_pem, key_pem)?;
         let mut map = HashMap::new();
         for (peer, pem) in peer_cas {
             validate_principal(peer).map_err(TransportError::certificate)?;
@@ -139,6 +141,7 @@ impl TlsIdentity {
             party: party.to_string(),
             provider,
             certified,
+            not_before,
             not_after,
             trust: Trust::Pinned(map),
         })
@@ -157,6 +160,25 @@ impl TlsIdentity {
     /// End of validity of this party's own certificate (for expiry metrics).
     pub fn cert_not_after(&self) -> SystemTime {
         self.not_after
+    }
+
+    /// Why this party's own certificate is not valid at `now` (not yet
+    /// valid, or expired), or `None` when it is. Every peer refuses a
+    /// certificate outside its validity period, so a process must not
+    /// switch to one (see [`super::reload`]).
+    pub fn validity_problem(&self, now: SystemTime) -> Option<String> {
+        let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if now < self.not_before {
+            Some(format!(
+                "the certificate is not valid before {} (now {})",
+                rfc3339(secs(self.not_before)),
+                rfc3339(secs(now))
+            ))
+        } else if now > self.not_after {
+            Some(format!("the certificate expired at {} (now {})", rfc3339(secs(self.not_after)), rfc3339(secs(now))))
+        } else {
+            None
+        }
     }
 
     /// Seconds until this party's own certificate expires (negative once
@@ -355,7 +377,7 @@ impl fmt::Debug for SharedIdentity {
     }
 }
 
-type OwnParts = (Arc<CryptoProvider>, Arc<rustls::sign::CertifiedKey>, SystemTime);
+type OwnParts = (Arc<CryptoProvider>, Arc<rustls::sign::CertifiedKey>, (SystemTime, SystemTime));
 
 fn load_own(federation: &str, party: &str, cert_chain_pem: &str, key_pem: &str) -> Result<OwnParts, TransportError> {
     validate_name("federation", federation).map_err(TransportError::certificate)?;
@@ -377,7 +399,7 @@ fn load_own(federation: &str, party: &str, cert_chain_pem: &str, key_pem: &str) 
             return Err(TransportError::certificate(format!("our certificate carries no party identity: {reason}")));
         }
     }
-    let not_after = leaf_not_after(leaf)?;
+    let validity = leaf_validity(leaf)?;
     // The PEM parser's error could quote key lines: report no detail.
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
         .map_err(|_| TransportError::certificate("cannot parse our private key PEM (PKCS#8, SEC1 or PKCS#1)"))?;
@@ -393,14 +415,15 @@ fn load_own(federation: &str, party: &str, cert_chain_pem: &str, key_pem: &str) 
     let certified = rustls::sign::CertifiedKey::from_der(chain, key, &provider).map_err(|e| {
         TransportError::certificate(format!("our private key is unusable or does not match our certificate: {e}"))
     })?;
-    Ok((provider, Arc::new(certified), not_after))
+    Ok((provider, Arc::new(certified), validity))
 }
 
-fn leaf_not_after(leaf: &CertificateDer<'_>) -> Result<SystemTime, TransportError> {
+/// `(notBefore, notAfter)` of our own leaf.
+fn leaf_validity(leaf: &CertificateDer<'_>) -> Result<(SystemTime, SystemTime), TransportError> {
     let (_, cert) = x509_parser::parse_x509_certificate(leaf)
         .map_err(|_| TransportError::certificate("cannot parse our certificate"))?;
-    let ts = cert.validity().not_after.timestamp();
-    Ok(UNIX_EPOCH + Duration::from_secs(u64::try_from(ts).unwrap_or(0)))
+    let at = |ts: i64| UNIX_EPOCH + Duration::from_secs(u64::try_from(ts).unwrap_or(0));
+    Ok((at(cert.validity().not_before.timestamp()), at(cert.validity().not_after.timestamp())))
 }
 
 fn trust_anchors(provider: &Arc<CryptoProvider>, pem: &str, what: &str) -> Result<TrustAnchors, TransportError> {
