@@ -17,7 +17,7 @@
 //! a value: errors name the file, the 1-based line (counting the header),
 //! the field (`column "NAME"` or `value`) and the reason, nothing else.
 
-use crate::fixed::{self, EncodeError, FixedPoint, SAFE_BOUND};
+use crate::fixed::{self, DecimalError, EncodeError, FixedPoint, SAFE_BOUND};
 use crate::program::ir::ElemType;
 use crate::sharing::Secret;
 use std::fmt;
@@ -44,8 +44,9 @@ pub enum DataFormat {
 pub enum Values {
     /// `int` values, each with `|x| < 2^62`.
     Int(Vec<i64>),
-    /// `fixed` values, each finite and encodable with the program's
-    /// fractional bits.
+    /// `fixed` values, each the grid point of the program's fixed-point
+    /// format nearest the decimal read (see [`parse_fixed`]), so encoding
+    /// them is exact.
     Fixed(Vec<f64>),
 }
 
@@ -160,6 +161,10 @@ pub enum DataErrorKind {
     Ragged { found: u64, expected: u64 },
     #[error("malformed CSV")]
     Csv,
+    /// A field opens a quote that nothing closes (the CSV reader would
+    /// otherwise read the rest of the file into that field).
+    #[error("unclosed quote: the quoted field starting on this line has no closing `\"`")]
+    UnclosedQuote,
     #[error("empty")]
     Empty,
     #[error("not a number")]
@@ -239,6 +244,9 @@ pub fn parse_values(
             }
         }
         DataFormat::Csv { column } => {
+            if let Some(line) = unclosed_quote(body) {
+                return Err(err(Some(line), None, DataErrorKind::UnclosedQuote));
+            }
             let mut reader =
                 csv::ReaderBuilder::new().has_headers(false).trim(csv::Trim::All).flexible(false).from_reader(body);
             let mut record = csv::StringRecord::new();
@@ -289,6 +297,34 @@ pub fn parse_values(
         }
     }
     Ok(parser.values)
+}
+
+/// The 1-based line of a quoted field that is never closed, by the CSV
+/// reader's rules: a quote opens a field only as its first byte, `""`
+/// inside is an escaped quote, and the next lone `"` closes it.
+fn unclosed_quote(body: &[u8]) -> Option<u64> {
+    let mut line = 1u64;
+    let mut opened_at = None;
+    let mut field_start = true;
+    let mut i = 0;
+    while i < body.len() {
+        let b = body[i];
+        if opened_at.is_some() {
+            if b == b'"' {
+                if body.get(i + 1) == Some(&b'"') {
+                    i += 1;
+                } else {
+                    opened_at = None;
+                }
+            }
+        } else if b == b'"' && field_start {
+            opened_at = Some(line);
+        }
+        field_start = opened_at.is_none() && matches!(b, b',' | b'\n' | b'\r');
+        line += u64::from(b == b'\n');
+        i += 1;
+    }
+    opened_at
 }
 
 /// 1-based physical line numbers of records, from their byte offsets
@@ -382,16 +418,24 @@ pub fn parse_int(field: &str) -> Result<i64, DataErrorKind> {
 }
 
 /// A `fixed` value: a decimal real (`-12.5`, `3`, `1e-3`), finite, and
-/// encodable in `fp`.
+/// encodable in `fp`; returned as its grid point (`round(x * 2^f) / 2^f`,
+/// computed exactly from the decimal text, never through `f64`). The grid
+/// point is exact as an `f64` below `2^(53-f)` in magnitude and rounded
+/// toward zero above (see [`FixedPoint::to_f64_toward_zero`]).
 pub fn parse_fixed(field: &str, fp: FixedPoint) -> Result<f64, DataErrorKind> {
     if field.is_empty() {
         return Err(DataErrorKind::Empty);
     }
-    let x = parse_real(field).ok_or(DataErrorKind::NotANumber)?;
-    match fp.encode(x) {
-        Ok(_) => Ok(x),
-        Err(EncodeError::NotFinite) => Err(DataErrorKind::NotFinite),
-        Err(_) => Err(DataErrorKind::FixedOutOfRange { frac_bits: fp.frac_bits(), limit_log2: 62 - fp.frac_bits() }),
+    match fp.encode_decimal(field) {
+        Ok(k) => Ok(fp.to_f64_toward_zero(k)),
+        Err(DecimalError::OutOfRange) => {
+            Err(DataErrorKind::FixedOutOfRange { frac_bits: fp.frac_bits(), limit_log2: 62 - fp.frac_bits() })
+        }
+        Err(DecimalError::Syntax) => match parse_real(field) {
+            // `inf`, `nan`: numbers, but not finite ones.
+            Some(_) => Err(DataErrorKind::NotFinite),
+            None => Err(DataErrorKind::NotANumber),
+        },
     }
 }
 
@@ -435,15 +479,53 @@ mod tests {
     fn fixeds() {
         let fp = FixedPoint::default();
         assert_eq!(parse_fixed("-12.5", fp).unwrap(), -12.5);
-        assert_eq!(parse_fixed("1e-3", fp).unwrap(), 1e-3);
+        // The grid point nearest 0.001: 66 / 2^16.
+        assert_eq!(parse_fixed("1e-3", fp).unwrap(), 66.0 / 65536.0);
         assert_eq!(parse_fixed(".5", fp).unwrap(), 0.5);
         assert!(matches!(parse_fixed("NaN", fp), Err(DataErrorKind::NotFinite)));
         assert!(matches!(parse_fixed("-inf", fp), Err(DataErrorKind::NotFinite)));
-        assert!(matches!(parse_fixed("1e400", fp), Err(DataErrorKind::NotFinite)));
+        assert!(matches!(parse_fixed("1e400", fp), Err(DataErrorKind::FixedOutOfRange { .. })));
         assert!(matches!(parse_fixed("70368744177664", fp), Err(DataErrorKind::FixedOutOfRange { .. })));
         assert_eq!(parse_fixed("70368744177663", fp).unwrap(), 70368744177663.0);
         assert!(matches!(parse_fixed("0x10", fp), Err(DataErrorKind::NotANumber)));
         assert!(matches!(parse_fixed("1,5", fp), Err(DataErrorKind::NotANumber)));
+    }
+
+    #[test]
+    fn fixeds_are_parsed_exactly() {
+        let fp = FixedPoint::default();
+        // Below 2^46 by 0.001, which f64 parsing rounds up to 2^46 (issue 15,
+        // item 2): accepted, as the grid point below 2^46 read toward zero.
+        let x = parse_fixed("70368744177663.999", fp).unwrap();
+        assert!(x < 70368744177664.0);
+        assert_eq!(fp.encode(x).unwrap(), fp.encode_decimal("70368744177663.9921875").unwrap());
+        assert!(matches!(parse_fixed("70368744177663.999993", fp), Err(DataErrorKind::FixedOutOfRange { .. })));
+        // Values are grid points: 243.4 is read as 15951462 / 2^16.
+        assert_eq!(parse_fixed("243.4", fp).unwrap(), 15951462.0 / 65536.0);
+        let values = parse_values("t", b"243.4\n-0.1\n", &DataFormat::Lines, ElemType::Fixed, 16, false).unwrap();
+        let secret = values.encode(fp).unwrap();
+        assert_eq!(secret.expose(), &[15951462, crate::ring::from_signed(-6554)]);
+        assert_eq!(values.to_json_numbers()[0].to_string(), "243.39999389648438");
+    }
+
+    #[test]
+    fn an_unclosed_quote_is_named() {
+        let csv = DataFormat::Csv { column: "salary".into() };
+        let parse = |text: &str| parse_values("d.csv", text.as_bytes(), &csv, ElemType::Fixed, 16, true);
+        let e = parse("name,salary\nalice,1\nbob,\"2\ncarol,3\n").unwrap_err();
+        assert!(matches!(e.kind, DataErrorKind::UnclosedQuote), "{e}");
+        assert_eq!(e.line, Some(3));
+        assert_eq!(
+            e.to_string(),
+            "d.csv:3: unclosed quote: the quoted field starting on this line has no closing `\"`"
+        );
+        let e = parse("\"name,salary\n1,2\n").unwrap_err();
+        assert!(matches!(e.kind, DataErrorKind::UnclosedQuote), "{e}");
+        assert_eq!(e.line, Some(1));
+        // Closed quotes, escaped quotes, quotes inside unquoted fields and
+        // line breaks inside quotes are fine.
+        let ok = parse("name,salary\n\"a \"\"b\"\", c\",\"1\"\nx\"y,2\n\"multi\nline\",3\n").unwrap();
+        assert_eq!(ok.len(), 3);
     }
 
     #[test]

@@ -155,6 +155,10 @@ fn compile_errors_have_exact_positions() {
         ("let a = 1\nfixed_point 20", 2, 1, "must come before"),
         ("output a = 1 to all, bank-a", 1, 17, "cannot be combined"),
         ("let x = 1\nlet y = x x", 2, 11, "expected an operator or a new statement"),
+        // A program that outputs nothing is refused, not run (issue 15, item 23).
+        ("", 1, 1, "the program is empty"),
+        ("  # only a comment\n", 1, 1, "the program is empty"),
+        ("input x: int from bank-a\n  let y = x * 2", 2, 3, "the program has no outputs"),
     ];
     for (src, line, column, msg) in cases {
         let e = compile(src, &parties(3)).expect_err(src);
@@ -487,6 +491,47 @@ fn runtime_errors_point_at_the_source() {
     let c = compile("input x: int from bank-a\noutput m = x", &parties(2)).unwrap();
     let e = evaluate(&c, &PlainInputs::new().set(0, 0, vec![1, 2])).unwrap_err();
     assert!(matches!(e.kind, EvalErrorKind::NotAScalar { len: 2, .. }));
+}
+
+/// Public run-time arithmetic is checked like constant folding (issue 15,
+/// item 3): `50000.5*50000.5` folds to 2500050000.25, so the same product
+/// of run-time public values must not wrap to a wrong number but fail at
+/// the operator. The raw product carries 2f = 32 fractional bits:
+/// 2500050000.25 * 2^32 > 2^62.
+#[test]
+fn public_runtime_arithmetic_out_of_range_fails_at_the_operator() {
+    let folded = run("output p = 50000.5*50000.5", 2, &[]);
+    assert_eq!(folded.outputs["p"], vec![2500050000.25]);
+
+    let src = "input x: int[] from bank-a\noutput p = (len(x)*50000.5)  *  (len(x)*50000.5)";
+    let c = compile(src, &parties(2)).unwrap();
+    let e = evaluate(&c, &PlainInputs::new().set(0, 0, vec![7])).unwrap_err();
+    assert_eq!(e.span, Span { line: 2, column: 30 }, "{e}");
+    assert_eq!(e.kind, EvalErrorKind::PublicOutOfRange("multiplication"));
+    assert!(e.to_string().starts_with("line 2, column 30: the multiplication of public values leaves the range"));
+
+    // Inside the range the same expression is exact; sums, differences and
+    // negations of public values are checked too.
+    let r = run(
+        "input x: int[] from bank-a\noutput p = (len(x)*1000.5)*(len(x)*1000.5)",
+        2,
+        &[("x", 0, Data::Int(vec![1, 2]))],
+    );
+    assert_eq!(r.outputs["p"], vec![2001.0 * 2001.0]);
+    for (src, column, what) in [
+        ("input x: int[] from bank-a\noutput p = len(x)*4611686018427387903 + len(x)", 39, "addition"),
+        ("input x: int[] from bank-a\noutput p = -4611686018427387903 - len(x)*2", 33, "subtraction"),
+        ("input x: int[] from bank-a\noutput p = len(x)*2305843009213693952*2", 38, "multiplication"),
+        ("input x: int[] from bank-a\noutput p = sum(concat(len(x)*4611686018427387903, len(x)))", 12, "sum"),
+    ] {
+        let c = compile(src, &parties(2)).unwrap_or_else(|e| panic!("{src}: {e}"));
+        let e = evaluate(&c, &PlainInputs::new().set(0, 0, vec![7])).unwrap_err();
+        assert_eq!(
+            (e.span.line, e.span.column, e.kind.clone()),
+            (2, column, EvalErrorKind::PublicOutOfRange(what)),
+            "{src}: {e}"
+        );
+    }
 }
 
 // ---- depth ------------------------------------------------------------

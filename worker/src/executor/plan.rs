@@ -11,6 +11,7 @@
 //! share one communication round, so a job takes as many online rounds as
 //! the circuit's interactive depth, whatever the vector lengths.
 
+use crate::fixed::SAFE_BOUND;
 use crate::preprocessing::{Demand, MaterialPlan};
 use crate::program::ir::{Circuit, InputShape, Op, PartyIndex, Span, ValueId};
 use crate::protocol::division::{Division, MAX_DIVISOR};
@@ -160,7 +161,9 @@ impl Instance {
             depth.push(operand_depth + usize::from(interactive));
             shapes.push(shape);
             secret.push(is_secret);
-            public.push(if is_secret { None } else { Some(evaluate_public(&node.op, &public, &shapes, shape)) });
+            let value =
+                if is_secret { None } else { Some(evaluate_public(&node.op, &public, &shapes, shape).map_err(err)?) };
+            public.push(value);
         }
 
         for output in &circuit.outputs {
@@ -202,28 +205,54 @@ fn party_name(circuit: &Circuit, party: PartyIndex) -> &str {
     circuit.parties.get(party).map(String::as_str).unwrap_or("?")
 }
 
-/// Evaluate a node all of whose operands are public.
-fn evaluate_public(op: &Op, public: &[Option<Vec<u64>>], shapes: &[Option<usize>], shape: Option<usize>) -> Vec<u64> {
+/// Evaluate a node all of whose operands are public. Arithmetic is checked
+/// against the safe range `|v| < 2^62` (the ring elements' signed values)
+/// instead of wrapping: a public value out of range is an error at the
+/// operator's position, as a folded constant is at compile time.
+fn evaluate_public(
+    op: &Op,
+    public: &[Option<Vec<u64>>],
+    shapes: &[Option<usize>],
+    shape: Option<usize>,
+) -> Result<Vec<u64>, String> {
     let value = |id: &ValueId| public[*id].as_deref().expect("operand of a public node is public");
     let width = shape.unwrap_or(1);
     let at = |v: &[u64], i: usize| if v.len() == 1 { v[0] } else { v[i] };
-    let zip = |a: &ValueId, b: &ValueId, f: fn(u64, u64) -> u64| -> Vec<u64> {
-        let (a, b) = (value(a), value(b));
-        (0..width).map(|i| f(at(a, i), at(b, i))).collect()
+    let what = match op {
+        Op::Add(..) => "addition",
+        Op::Sub(..) => "subtraction",
+        Op::Mul(..) => "multiplication",
+        Op::Neg(_) => "negation",
+        _ => "sum",
     };
-    match op {
+    let checked = |x: Option<i64>| match x {
+        Some(v) if v.unsigned_abs() < SAFE_BOUND => Ok(ring::from_signed(v)),
+        _ => Err(format!(
+            "the {what} of public values leaves the range (its encoded value must lie strictly between -2^62 and \
+             2^62; see \"Range\" in docs/language.md)"
+        )),
+    };
+    let zip = |a: &ValueId, b: &ValueId, f: fn(i64, i64) -> Option<i64>| -> Result<Vec<u64>, String> {
+        let (a, b) = (value(a), value(b));
+        (0..width).map(|i| checked(f(ring::to_signed(at(a, i)), ring::to_signed(at(b, i))))).collect()
+    };
+    Ok(match op {
         Op::Input { .. } => unreachable!("inputs are secret"),
         Op::Const(c) => vec![*c],
         Op::Len(a) => vec![shapes[*a].unwrap_or(1) as u64],
-        Op::Add(a, b) => zip(a, b, u64::wrapping_add),
-        Op::Sub(a, b) => zip(a, b, u64::wrapping_sub),
-        Op::Mul(a, b) => zip(a, b, u64::wrapping_mul),
-        Op::Neg(a) => value(a).iter().map(|x| x.wrapping_neg()).collect(),
+        Op::Add(a, b) => zip(a, b, i64::checked_add)?,
+        Op::Sub(a, b) => zip(a, b, i64::checked_sub)?,
+        Op::Mul(a, b) => zip(a, b, i64::checked_mul)?,
+        Op::Neg(a) => value(a).iter().map(|x| checked(ring::to_signed(*x).checked_neg())).collect::<Result<_, _>>()?,
         Op::DivPublic(a, b) => {
             let d = value(b)[0];
             value(a).iter().map(|x| ring::floor_div(*x, d)).collect()
         }
-        Op::Sum(a) => vec![ring::sum(value(a))],
+        Op::Sum(a) => {
+            // Exact in i128: 2^27 elements of at most 2^63 cannot overflow it.
+            let total: i128 = value(a).iter().map(|x| i128::from(ring::to_signed(*x))).sum();
+            vec![checked(i64::try_from(total).ok())?]
+        }
         Op::Concat(parts) => parts.iter().flat_map(|p| value(p).iter().copied()).collect(),
-    }
+    })
 }

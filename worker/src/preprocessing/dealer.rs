@@ -370,7 +370,9 @@ fn component_seeds(seed: &Seed, groups: usize) -> Vec<Seed> {
 }
 
 /// Check a demand against the documented invariants (divisors positive,
-/// ascending and distinct; counts positive) and return its item count.
+/// ascending and distinct) and return its item count. A count of zero is
+/// valid: a plan lists every divisor a layer divides by, and dividing an
+/// empty vector needs no pairs.
 pub(crate) fn validate_demand(demand: &Demand) -> Result<usize, PreprocessingError> {
     let bad = |what: String| PreprocessingError::Mismatch(format!("invalid demand: {what}"));
     if demand.div_pairs.len() > MAX_DIVISOR_GROUPS {
@@ -384,9 +386,6 @@ pub(crate) fn validate_demand(demand: &Demand) -> Result<usize, PreprocessingErr
         }
         if divisor <= prev {
             return Err(bad("divisors are not ascending and distinct".into()));
-        }
-        if count == 0 {
-            return Err(bad(format!("zero count for divisor {divisor}")));
         }
         prev = divisor;
         total = total.checked_add(count).ok_or_else(|| bad("item count overflows".into()))?;
@@ -759,11 +758,22 @@ mod tests {
             Demand { triples: 1, div_pairs: vec![(0, 1)] },
             Demand { triples: 1, div_pairs: vec![(4, 1), (2, 1)] },
             Demand { triples: 1, div_pairs: vec![(4, 1), (4, 1)] },
-            Demand { triples: 1, div_pairs: vec![(4, 0)] },
             Demand { triples: MAX_BATCH_ITEMS + 1, div_pairs: vec![] },
         ] {
             assert!(matches!(dealer.deal(&bad), Err(PreprocessingError::Mismatch(_))), "{bad:?}");
         }
         assert!(matches!(TrustedDealer::new(1), Err(PreprocessingError::Mismatch(_))));
+    }
+
+    /// Dividing an empty vector puts a divisor with no pairs in the plan
+    /// (issue 15, item 4): valid, dealt as nothing.
+    #[test]
+    fn zero_counts_are_valid() {
+        let mut dealer = TrustedDealer::new(2).unwrap();
+        let demand = Demand { triples: 1, div_pairs: vec![(2, 0), (3, 2)] };
+        assert_eq!(validate_demand(&demand).unwrap(), 3);
+        let batches = dealer.deal(&demand).unwrap();
+        assert_eq!(batches.len(), 2);
+        assert!(split_demand(&demand, 10).iter().all(|d| d.div_pairs.iter().all(|&(_, n)| n > 0)));
     }
 }

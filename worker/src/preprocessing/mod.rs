@@ -98,7 +98,7 @@ pub struct Demand {
     /// Number of Beaver triples.
     pub triples: usize,
     /// Division pairs needed, as (divisor, count), divisors ascending and
-    /// distinct, counts positive.
+    /// distinct, a count may be zero (dividing an empty vector).
     pub div_pairs: Vec<(u64, usize)>,
 }
 

@@ -148,6 +148,19 @@ pub fn lower(program: &Program, parties: &[String]) -> Result<Circuit, CompileEr
     for stmt in &program.stmts {
         lw.stmt(stmt)?;
     }
+    // A program that outputs nothing computes nothing anyone receives:
+    // refuse it here rather than run a whole job for it.
+    if lw.outputs.is_empty() {
+        return Err(match program.stmts.last() {
+            None => {
+                err(Span { line: 1, column: 1 }, "the program is empty: it needs at least one `output NAME = EXPR`")
+            }
+            Some(Stmt::Input { span, .. } | Stmt::Let { span, .. } | Stmt::Output { span, .. }) => err(
+                *span,
+                "the program has no outputs: it needs at least one `output NAME = EXPR` (this is its last statement)",
+            ),
+        });
+    }
     Ok(Circuit { frac_bits, parties: lw.parties, inputs: lw.inputs, nodes: lw.nodes, outputs: lw.outputs })
 }
 

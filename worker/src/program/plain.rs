@@ -5,6 +5,11 @@
 //! use to check lowering. Semantics match the executor's, except that
 //! `DivPublic` here is the *exact* floor division of the signed dividend
 //! ([`crate::ring::floor_div`]); the secure protocol may be off by one.
+//! Secret values wrap in the ring (the range is the program's contract);
+//! public values are checked: a public addition, subtraction,
+//! multiplication, negation or sum whose result leaves `|v| < 2^62` is an
+//! error at its position ([`EvalErrorKind::PublicOutOfRange`]), as in the
+//! executor.
 //!
 //! ```
 //! use cohort_worker::program::{compile, plain::{evaluate, PlainInputs}};
@@ -17,7 +22,8 @@
 use std::collections::HashMap;
 
 use super::ir::{Circuit, InputShape, Op, PartyIndex, Span};
-use crate::ring::{floor_div, to_signed};
+use crate::fixed::SAFE_BOUND;
+use crate::ring::{floor_div, from_signed, to_signed};
 
 /// Input values per (input index, party): the ring-encoded values each owner
 /// provides. A scalar input is a vector of length 1.
@@ -72,6 +78,10 @@ pub enum EvalErrorKind {
     DivisorNotScalar,
     #[error("invalid circuit: {0}")]
     InvalidCircuit(String),
+    #[error(
+        "the {0} of public values leaves the range (its encoded value must lie strictly between -2^62 and 2^62; see \"Range\" in docs/language.md)"
+    )]
+    PublicOutOfRange(&'static str),
 }
 
 /// A value during evaluation: elements and whether it is a scalar.
@@ -87,9 +97,16 @@ impl Value {
     }
 }
 
-fn elementwise(a: &Value, b: &Value, span: Span, f: impl Fn(u64, u64) -> u64) -> Result<Value, EvalError> {
-    let data = match (a.scalar, b.scalar) {
-        (true, true) => vec![f(a.data[0], b.data[0])],
+/// `f` is `None` where a public result leaves the range.
+fn elementwise(
+    a: &Value,
+    b: &Value,
+    span: Span,
+    what: &'static str,
+    f: impl Fn(u64, u64) -> Option<u64>,
+) -> Result<Value, EvalError> {
+    let data: Option<Vec<u64>> = match (a.scalar, b.scalar) {
+        (true, true) => vec![f(a.data[0], b.data[0])].into_iter().collect(),
         (true, false) => b.data.iter().map(|&y| f(a.data[0], y)).collect(),
         (false, true) => a.data.iter().map(|&x| f(x, b.data[0])).collect(),
         (false, false) => {
@@ -102,15 +119,35 @@ fn elementwise(a: &Value, b: &Value, span: Span, f: impl Fn(u64, u64) -> u64) ->
             a.data.iter().zip(&b.data).map(|(&x, &y)| f(x, y)).collect()
         }
     };
+    let data = data.ok_or(EvalError { span, kind: EvalErrorKind::PublicOutOfRange(what) })?;
     Ok(Value { data, scalar: a.scalar && b.scalar })
+}
+
+/// Ring arithmetic for a secret result (wrapping), checked arithmetic in
+/// the safe range for a public one.
+fn arith(
+    public: bool,
+    wrapping: fn(u64, u64) -> u64,
+    checked: fn(i64, i64) -> Option<i64>,
+) -> impl Fn(u64, u64) -> Option<u64> {
+    move |x, y| {
+        if public {
+            checked(to_signed(x), to_signed(y)).filter(|r| r.unsigned_abs() < SAFE_BOUND).map(from_signed)
+        } else {
+            Some(wrapping(x, y))
+        }
+    }
 }
 
 /// Evaluate `circuit` on cleartext `inputs`: one ring vector per output, in
 /// [`Circuit::outputs`] order (a scalar output is a vector of length 1).
 pub fn evaluate(circuit: &Circuit, inputs: &PlainInputs) -> Result<Vec<Vec<u64>>, EvalError> {
     let mut values: Vec<Value> = Vec::with_capacity(circuit.nodes.len());
+    let secret = super::secret_nodes(circuit);
     for (i, node) in circuit.nodes.iter().enumerate() {
         let span = node.span;
+        let public = !secret[i];
+        let out_of_range = |what| EvalError { span, kind: EvalErrorKind::PublicOutOfRange(what) };
         let invalid = |msg: String| EvalError { span, kind: EvalErrorKind::InvalidCircuit(msg) };
         if let Some(&bad) = node.op.operands().iter().find(|&&a| a >= i) {
             return Err(invalid(format!("node {i} uses node {bad}, which does not precede it")));
@@ -142,10 +179,20 @@ pub fn evaluate(circuit: &Circuit, inputs: &PlainInputs) -> Result<Vec<Vec<u64>>
             }
             Op::Const(c) => Value::scalar(*c),
             Op::Len(a) => Value::scalar(if v(*a).scalar { 1 } else { v(*a).data.len() as u64 }),
-            Op::Add(a, b) => elementwise(v(*a), v(*b), span, u64::wrapping_add)?,
-            Op::Sub(a, b) => elementwise(v(*a), v(*b), span, u64::wrapping_sub)?,
-            Op::Mul(a, b) => elementwise(v(*a), v(*b), span, u64::wrapping_mul)?,
-            Op::Neg(a) => Value { data: v(*a).data.iter().map(|x| x.wrapping_neg()).collect(), scalar: v(*a).scalar },
+            Op::Add(a, b) => {
+                elementwise(v(*a), v(*b), span, "addition", arith(public, u64::wrapping_add, i64::checked_add))?
+            }
+            Op::Sub(a, b) => {
+                elementwise(v(*a), v(*b), span, "subtraction", arith(public, u64::wrapping_sub, i64::checked_sub))?
+            }
+            Op::Mul(a, b) => {
+                elementwise(v(*a), v(*b), span, "multiplication", arith(public, u64::wrapping_mul, i64::checked_mul))?
+            }
+            Op::Neg(a) => {
+                let negate = arith(public, |_, x| x.wrapping_neg(), |_, x| x.checked_neg());
+                let data = v(*a).data.iter().map(|&x| negate(0, x)).collect::<Option<_>>();
+                Value { data: data.ok_or_else(|| out_of_range("negation"))?, scalar: v(*a).scalar }
+            }
             Op::DivPublic(a, b) => {
                 let d = v(*b);
                 if !d.scalar {
@@ -157,6 +204,13 @@ pub fn evaluate(circuit: &Circuit, inputs: &PlainInputs) -> Result<Vec<Vec<u64>>
                 }
                 let x = v(*a);
                 Value { data: x.data.iter().map(|&e| floor_div(e, divisor as u64)).collect(), scalar: x.scalar }
+            }
+            Op::Sum(a) if public => {
+                let total: i128 = v(*a).data.iter().map(|&x| i128::from(to_signed(x))).sum();
+                match i64::try_from(total) {
+                    Ok(t) if t.unsigned_abs() < SAFE_BOUND => Value::scalar(from_signed(t)),
+                    _ => return Err(out_of_range("sum")),
+                }
             }
             Op::Sum(a) => Value::scalar(crate::ring::sum(&v(*a).data)),
             Op::Concat(parts) => {
