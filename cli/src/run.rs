@@ -145,7 +145,9 @@ pub fn render_text(report: &Report) -> String {
     for (name, value) in &report.outputs {
         let shown = match value {
             OutputValue::Scalar(x) => format!("{x}"),
-            OutputValue::Vector(v) if v.len() <= 10 => format!("{v:?}"),
+            OutputValue::Vector(v) if v.len() <= 10 => {
+                format!("[{}]", v.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))
+            }
             OutputValue::Vector(v) => {
                 format!("[{} values: {}, {}, {}, ..., {}]", v.len(), v[0], v[1], v[2], v[v.len() - 1])
             }

@@ -75,7 +75,7 @@ async fn submit(federation: &Federation, k: usize, len: usize, total: f64) -> St
 
 fn answer(status: &JobStatus) -> f64 {
     match status.outputs.as_ref().and_then(|o| o.get("s")) {
-        Some(OutputValue::Scalar(x)) => *x,
+        Some(v @ OutputValue::Scalar(_)) => v.as_f64().expect("a number"),
         other => panic!("output s: {other:?}"),
     }
 }

@@ -36,7 +36,7 @@ async fn start(n: usize, log_dir: Option<std::path::PathBuf>) -> Federation {
 
 fn scalar(status: &JobStatus, name: &str) -> f64 {
     match status.outputs.as_ref().and_then(|o| o.get(name)) {
-        Some(OutputValue::Scalar(x)) => *x,
+        Some(v @ OutputValue::Scalar(_)) => v.as_f64().expect("a number"),
         other => panic!("output {name}: {other:?} in {status:?}"),
     }
 }

@@ -355,8 +355,8 @@ mod tests {
             failure: None,
             stats: Some(Stats { rounds: 6, bytes_sent: 1234, ..Stats::default() }),
             outputs: Some(BTreeMap::from([
-                ("mean".to_string(), OutputValue::Scalar(1.5)),
-                ("v".to_string(), OutputValue::Vector(vec![1.0, 2.0])),
+                ("mean".to_string(), OutputValue::Scalar(serde_json::Number::from_f64(1.5).expect("finite"))),
+                ("v".to_string(), OutputValue::Vector(vec![9007199254740993i64.into(), (-2).into()])),
             ])),
         }
     }
@@ -372,7 +372,8 @@ mod tests {
         assert_eq!((owner.kind.as_str(), owner.uid.as_str(), owner.controller), ("MpcJob", "u-1", Some(true)));
         let data = s.data.expect("data");
         assert_eq!(data["mean"].0, b"1.5");
-        assert_eq!(data["v"].0, b"[1.0,2.0]");
+        // An int output stays exact in the Secret (above 2^53).
+        assert_eq!(data["v"].0, b"[9007199254740993,-2]");
     }
 
     #[test]

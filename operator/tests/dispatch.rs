@@ -44,7 +44,10 @@ async fn dispatch_runs_a_job_once_and_returns_its_result_again() {
     for run in runs {
         let status = run.await.expect("no panic").expect("dispatched");
         assert_eq!(status.phase, Phase::Succeeded, "{:?}", status.failure);
-        assert_eq!(status.outputs.as_ref().and_then(|o| o.get("total")), Some(&OutputValue::Scalar(7.5)));
+        assert_eq!(
+            status.outputs.as_ref().and_then(|o| o.get("total")),
+            Some(&OutputValue::Scalar(serde_json::Number::from_f64(7.5).expect("finite")))
+        );
         first.push(status);
     }
 
@@ -99,7 +102,10 @@ async fn a_pool_job_takes_its_material_from_the_workers_pools() {
         let (status, dispatcher, endpoint) = run.await.expect("no panic");
         let status = status.expect("dispatched");
         assert_eq!(status.phase, Phase::Succeeded, "{:?}", status.failure);
-        assert_eq!(status.outputs.as_ref().and_then(|o| o.get("s")), Some(&OutputValue::Scalar(1.5 * 1.5 + 2.5 * 2.5)));
+        assert_eq!(
+            status.outputs.as_ref().and_then(|o| o.get("s")),
+            Some(&OutputValue::Scalar(serde_json::Number::from_f64(1.5 * 1.5 + 2.5 * 2.5).expect("finite")))
+        );
         assert_eq!(status.stats.as_ref().map(|s| s.batches.len()), Some(2), "one batch of each kind");
         let pool = dispatcher.pool(&endpoint).await.expect("pool status");
         assert_eq!(pool.kinds.iter().map(|k| k.items).collect::<Vec<_>>(), [100, 100], "one batch of each left");

@@ -122,11 +122,34 @@ pub struct Stats {
 }
 
 /// One output this party received: a number, or a list for vectors.
+/// `int` outputs are JSON integers, exact over the whole range; `fixed`
+/// outputs are the value of their grid point `k / 2^f` as the shortest
+/// decimal that reads back to it, exact whenever `|k| < 2^53` (every value
+/// below `2^(53-f)` in magnitude), the nearest double beyond.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum OutputValue {
-    Scalar(f64),
-    Vector(Vec<f64>),
+    Scalar(serde_json::Number),
+    Vector(Vec<serde_json::Number>),
+}
+
+impl OutputValue {
+    /// The scalar's value as an `f64` (`None` for a vector).
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            OutputValue::Scalar(x) => x.as_f64(),
+            OutputValue::Vector(_) => None,
+        }
+    }
+
+    /// The value's elements as `f64`s (one for a scalar).
+    pub fn to_f64s(&self) -> Vec<f64> {
+        let all = match self {
+            OutputValue::Scalar(x) => std::slice::from_ref(x),
+            OutputValue::Vector(v) => v.as_slice(),
+        };
+        all.iter().filter_map(serde_json::Number::as_f64).collect()
+    }
 }
 
 impl fmt::Debug for OutputValue {

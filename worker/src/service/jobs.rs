@@ -756,6 +756,13 @@ fn encode_inputs(
             let e = match decl.elem {
                 ElemType::Int => match v.as_i64() {
                     Some(x) => fixed::encode_int(x).map_err(|e| e.to_string()),
+                    // Above 2^63 the number is a u64, above 2^64 an f64: an
+                    // integer all the same, just out of range.
+                    None if v.is_u64()
+                        || v.as_f64().is_some_and(|x| x.fract() == 0.0 && x.abs() >= fixed::SAFE_BOUND as f64) =>
+                    {
+                        Err(fixed::EncodeError::IntOutOfRange.to_string())
+                    }
                     None => Err("not an integer".to_string()),
                 },
                 ElemType::Fixed => match v.as_f64() {
@@ -791,16 +798,25 @@ fn stats_of(output: &JobOutput, elapsed: Duration) -> Stats {
     }
 }
 
+/// The outputs this party received, as JSON numbers: `int`s as exact
+/// integers, `fixed` values as their grid point (exact below 2^53 units;
+/// see [`api::OutputValue`]), never through a lossy `f64` for an `int`.
 fn outputs_of(output: &JobOutput, frac_bits: u32) -> BTreeMap<String, api::OutputValue> {
+    let fp = FixedPoint::new(frac_bits).unwrap_or_default();
     let mut out = BTreeMap::new();
     for o in &output.outputs {
-        if let Some(values) = o.decode(frac_bits) {
-            let v = match (o.is_vector, values.as_slice()) {
-                (false, [x]) => api::OutputValue::Scalar(*x),
-                _ => api::OutputValue::Vector(values),
-            };
-            out.insert(o.name.clone(), v);
-        }
+        let Some(secret) = &o.value else { continue };
+        let number = |x: &u64| match o.elem {
+            ElemType::Int => serde_json::Number::from(fixed::decode_int(*x)),
+            // A decoded ring element is always finite.
+            ElemType::Fixed => serde_json::Number::from_f64(fp.decode(*x)).unwrap_or_else(|| 0.into()),
+        };
+        let mut values: Vec<serde_json::Number> = secret.expose().iter().map(number).collect();
+        let v = match (o.is_vector, values.len()) {
+            (false, 1) => api::OutputValue::Scalar(values.remove(0)),
+            _ => api::OutputValue::Vector(values),
+        };
+        out.insert(o.name.clone(), v);
     }
     out
 }
