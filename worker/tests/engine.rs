@@ -412,3 +412,99 @@ async fn bad_own_inputs_are_refused_without_echoing_values() {
     let err = own_inputs(&circuit, &[("nope", vec![1.0])]).unwrap_err();
     assert!(err.to_string().contains("no input of that name"), "{err}");
 }
+
+/// Run `source` once among `inputs.len()` parties with OT-based
+/// preprocessing: the parties generate the material over the job's own
+/// mesh (as `preprocessing: ot` does), with generated division pairs.
+async fn run_program_ot(
+    source: &str,
+    inputs: PartyInputs,
+) -> Vec<Result<cohort_worker::executor::JobOutput, JobError>> {
+    use cohort_worker::executor::Quotients;
+    use cohort_worker::preprocessing::Mode;
+    use cohort_worker::preprocessing::ot::generate_for_plan;
+    let n = inputs.len();
+    let names: Vec<String> = (0..n).map(|i| format!("party-{i}")).collect();
+    let circuit = Arc::new(compile(source, &names).expect("program compiles"));
+    let consent = cohort_worker::local::consent_digest_for(source, &names, Mode::Ot);
+    let inputs = Arc::new(inputs);
+    each_party(n, move |mesh| {
+        let (circuit, inputs) = (circuit.clone(), inputs.clone());
+        Box::pin(async move {
+            let me = mesh.self_index();
+            let own = own_inputs(&circuit, &inputs[me]).expect("inputs encode");
+            let mut options = ExecuteOptions::new(consent);
+            options.quotients = Quotients::of(Mode::Ot);
+            let job = mesh.job();
+            let m = &mesh;
+            let result =
+                execute(m, &circuit, &own, &options, |plan| async move { generate_for_plan(m, job, &plan).await })
+                    .await;
+            (result, mesh)
+        })
+    })
+    .await
+}
+
+/// Item 1 of issue 15: mean and variance over lengths that are not powers
+/// of two, in dealer and OT modes, within the same bound. (OT mode refused
+/// these divisors before.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mean_and_variance_over_lengths_that_are_not_powers_of_two_in_dealer_and_ot_modes() {
+    for (seed, len) in [3usize, 50, 1000, 99_999].into_iter().enumerate() {
+        let data = [sample(len - len / 2, 5000.0, 10 + seed as u64), sample(len / 2, 5000.0, 20 + seed as u64)];
+        let inputs: PartyInputs = data.iter().map(|d| vec![("salaries", d.clone())]).collect();
+        let all: Vec<f64> = data.concat();
+        let tolerance = 4.0 * ulp() * (1.0 + 2.0 * mean(&all).abs());
+        for (mode, results) in [
+            ("dealer", run_program(SALARY_STATS, inputs.clone()).await),
+            ("ot", run_program_ot(SALARY_STATS, inputs).await),
+        ] {
+            for result in results {
+                let out = result.unwrap_or_else(|e| panic!("{mode}, {len} values: {e}"));
+                assert_eq!(output(&out, "count", F).unwrap(), vec![len as f64]);
+                let what = format!("{mode}, {len} values");
+                assert_close(output(&out, "mean", F).unwrap()[0], mean(&all), 2.0 * ulp(), &format!("mean, {what}"));
+                assert_close(
+                    output(&out, "variance", F).unwrap()[0],
+                    variance(&all),
+                    tolerance,
+                    &format!("variance, {what}"),
+                );
+            }
+        }
+    }
+}
+
+/// The exact answer of `x / d` for many `x` near the edges and many
+/// divisors, in OT mode (generated pairs, the correction round), against
+/// plaintext: within one of the floor, as with the dealer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integer_division_by_many_divisors_in_ot_mode_is_within_one() {
+    let divisors: [i64; 8] = [3, 7, 50, 1000, 99_999, 65_536_000, (1 << 40) + 1, (1 << 61) + 1];
+    let mut src = String::from("input x: int[] from party-0\ninput y: int[] from party-1\nlet v = concat(x, y)\n");
+    for (i, d) in divisors.iter().enumerate() {
+        src.push_str(&format!("output q{i} = v / {d}\n"));
+    }
+    src.push_str("output m = v / len(v)\n");
+    let mut values: Vec<f64> = vec![0.0, 1.0, -1.0, 2.0, -2.0, 49.0, 50.0, -50.0, 99_998.0, 99_999.0, -99_999.0];
+    values.extend(sample(40, 1e10, 7).into_iter().map(f64::round));
+    // `/` gives `fixed`: the dividend is x·2^16, which must stay below
+    // 2^62 − d; these are at that edge for the largest divisor.
+    let edge = ((1i64 << 45) - 1) as f64;
+    let big: Vec<f64> = vec![edge, -edge, edge - 99_999.0, -edge + 3.0];
+    let inputs: PartyInputs = vec![vec![("x", values.clone())], vec![("y", big.clone())]];
+    let all: Vec<i64> = values.iter().chain(&big).map(|v| *v as i64).collect();
+    for result in run_program_ot(&src, inputs).await {
+        let out = result.expect("job succeeds");
+        for (i, d) in divisors.iter().chain(std::iter::once(&(all.len() as i64))).enumerate() {
+            let name = if i < divisors.len() { format!("q{i}") } else { "m".to_string() };
+            // The raw ring values: exact, whatever their size.
+            let got = out.outputs.iter().find(|o| o.name == name).and_then(|o| o.value.as_ref()).expect("output");
+            for (x, y) in all.iter().zip(got.expose()) {
+                let err = to_signed(*y) - (x << F).div_euclid(*d);
+                assert!((-1..=1).contains(&err), "{x} / {d}: error {err}");
+            }
+        }
+    }
+}

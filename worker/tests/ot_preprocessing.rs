@@ -4,7 +4,8 @@
 
 mod common;
 
-use cohort_worker::preprocessing::ot::OtGenerator;
+use cohort_worker::preprocessing::MaterialSource;
+use cohort_worker::preprocessing::ot::{OtGenerator, generate_with};
 use cohort_worker::preprocessing::{DivPairShares, TripleShares};
 use cohort_worker::transport::Mesh;
 use std::collections::HashSet;
@@ -130,19 +131,76 @@ async fn random_bits_and_division_pairs_match_their_definitions() {
     }
 }
 
+/// Divisors that are not powers of two (and a few that are), across the
+/// range: generated pairs meet the linear-quotient definition
+/// (`protocol::division`), checked after reconstruction.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_divisor_that_is_not_a_power_of_two_is_refused_with_the_reason() {
-    let results = run_parties(2, |mut generator, mesh| {
-        Box::pin(async move {
-            let result = generator.div_pairs(&mesh, 9, 10).await.map(|_| ()).map_err(|e| e.to_string());
-            (result, mesh)
+async fn division_pairs_for_every_divisor_match_their_definition() {
+    use cohort_worker::preprocessing::{Demand, MaterialPlan};
+    const DIVISORS: [u64; 10] =
+        [3, 7, 50, 1000, 99_999, 1 << 16, (1 << 16) * 1000, (1 << 40) + 1, (1 << 62) - 1, 1 << 62];
+    let plan = MaterialPlan {
+        layers: vec![
+            Demand { triples: 2, div_pairs: DIVISORS.iter().map(|d| (*d, 150)).collect() },
+            Demand { triples: 0, div_pairs: vec![(3, 0), (1 << 38, 5)] },
+        ],
+    };
+    for parties in [2, 3] {
+        let p = plan.clone();
+        let layers = run_parties(parties, move |mut generator, mesh| {
+            let plan = p.clone();
+            Box::pin(async move {
+                let job = mesh.job();
+                let mut material = generate_with(&mut generator, &mesh, job, &plan).await.expect("material");
+                let mut layers = Vec::new();
+                for (index, demand) in plan.layers.iter().enumerate() {
+                    layers.push(material.next_layer(index, demand).await.expect("layer"));
+                }
+                (layers, mesh)
+            })
         })
-    })
-    .await;
-    for r in results {
-        let err = r.expect_err("refused");
-        assert!(err.contains("divisor 9 needs the trusted dealer"), "{err}");
+        .await;
+        common::material::check_plan(&layers, &plan);
+        let mut all_r = Vec::new();
+        for (g, d) in DIVISORS.iter().enumerate() {
+            all_r.extend(common::material::sum(&layers.iter().map(|l| &l[0].div_pairs[g].r).collect::<Vec<_>>()));
+            assert_eq!(layers[0][0].div_pairs[g].g.is_empty(), d.is_power_of_two(), "g for {d}");
+        }
+        looks_uniform(&all_r, "r");
     }
+}
+
+/// Item 8 of issue 15: a ten-layer plan costs the same preprocessing
+/// message exchanges as a one-layer plan with the same amounts (one call
+/// per layer made them grow with depth).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deep_plan_takes_no_more_preprocessing_exchanges_than_a_shallow_one() {
+    use cohort_worker::preprocessing::{Demand, MaterialPlan};
+    let shallow = MaterialPlan { layers: vec![Demand { triples: 30, div_pairs: vec![(3, 20), (1 << 16, 10)] }] };
+    let deep = MaterialPlan { layers: vec![Demand { triples: 3, div_pairs: vec![(3, 2), (1 << 16, 1)] }; 10] };
+    let mut used = Vec::new();
+    for plan in [shallow, deep] {
+        let p = plan.clone();
+        let results = run_parties(3, move |mut generator, mesh| {
+            let plan = p.clone();
+            Box::pin(async move {
+                let job = mesh.job();
+                let mut material = generate_with(&mut generator, &mesh, job, &plan).await.expect("material");
+                let mut layers = Vec::new();
+                for (index, demand) in plan.layers.iter().enumerate() {
+                    layers.push(material.next_layer(index, demand).await.expect("layer"));
+                }
+                ((generator.messages_used(), layers), mesh)
+            })
+        })
+        .await;
+        let counts: Vec<u32> = results.iter().map(|r| r.0).collect();
+        assert!(counts.windows(2).all(|w| w[0] == w[1]), "parties disagree on the message count: {counts:?}");
+        let layers: Vec<_> = results.into_iter().map(|r| r.1).collect();
+        common::material::check_plan(&layers, &plan);
+        used.push(counts[0]);
+    }
+    assert_eq!(used[0], used[1], "one layer took {} message numbers, ten layers {}", used[0], used[1]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,5 +21,5 @@
 pub mod plan;
 pub mod run;
 
-pub use plan::{InputLengths, Instance, Layer, PlanError};
+pub use plan::{InputLengths, Instance, Layer, PlanError, Quotients};
 pub use run::{ExecuteOptions, JobError, JobOutput, JobStats, OutputValue, OwnInputs, execute};

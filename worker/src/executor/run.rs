@@ -1,11 +1,12 @@
 //! One party's execution of a job over the mesh.
 
-use super::plan::{InputLengths, Instance, PlanError};
+use super::plan::{InputLengths, Instance, PlanError, Quotients};
 use crate::fixed::{self, EncodeError, FixedPoint};
 use crate::preprocessing::{MaterialPlan, MaterialSource, MaterialTag, PreprocessingError};
 use crate::prg::Seed;
 use crate::program::ir::{Circuit, ElemType, Op, PartyIndex, ValueId};
 use crate::protocol::beaver;
+use crate::protocol::division::{CORRECTION_DIVISOR, Division};
 use crate::ring;
 use crate::sharing::{self, Secret, Share};
 use crate::transport::{Mesh, Step, TransportError};
@@ -106,11 +107,19 @@ pub struct ExecuteOptions {
     pub job_timeout: Duration,
     /// Largest input vector a peer may declare.
     pub max_vector_len: usize,
+    /// The kind of division pairs the material source provides
+    /// ([`Quotients::of`] the job's preprocessing mode).
+    pub quotients: Quotients,
 }
 
 impl ExecuteOptions {
     pub fn new(consent_digest: [u8; 32]) -> ExecuteOptions {
-        ExecuteOptions { consent_digest, job_timeout: Duration::from_secs(600), max_vector_len: 1 << 27 }
+        ExecuteOptions {
+            consent_digest,
+            job_timeout: Duration::from_secs(600),
+            max_vector_len: 1 << 27,
+            quotients: Quotients::Exact,
+        }
     }
 }
 
@@ -196,6 +205,7 @@ where
         rounds: 0,
         deadline: Instant::now() + options.job_timeout,
         limit: options.job_timeout,
+        pending: BTreeMap::new(),
     };
     // One span per phase, children of the caller's (the job's) span. Their
     // fields are public by the protocol: counts and sizes, never values.
@@ -203,7 +213,7 @@ where
         check_own_inputs(circuit, job.me, inputs)?;
         let lengths = job.setup(inputs, options).instrument(info_span!("setup")).await?;
 
-        let instance = Instance::new(circuit, &lengths)?;
+        let instance = Instance::with_quotients(circuit, &lengths, options.quotients)?;
         let plan = &instance.plan;
         let span = info_span!(
             "preprocessing",
@@ -211,10 +221,8 @@ where
             material.triples = plan.total_triples(),
             material.div_pairs = plan.total_div_pairs()
         );
-        let mut source = provide(plan.clone())
-            .instrument(span)
-            .await
-            .map_err(|source| JobError::Preprocessing { step: Step::Setup, source })?;
+        let mut source =
+            provide(plan.clone()).instrument(span).await.map_err(|source| preprocessing_failed(Step::Setup, source))?;
         let mut values: Vec<Option<Value>> = (0..circuit.nodes.len()).map(|_| None).collect();
         let span = info_span!("input", inputs = inputs.0.len());
         job.share_inputs(&instance, inputs, &mut values).instrument(span).await?;
@@ -255,6 +263,39 @@ where
     .await
 }
 
+/// Check a layer's division pairs against what the layer will use: one
+/// group per divisor with the planned count, and `g` exactly for the
+/// divisions that take the correction round. Material made for the other
+/// construction is an error here, never a wrong result.
+fn check_div_material(
+    layer: &super::plan::Layer,
+    planned: &[(u64, usize)],
+    pairs: &[crate::preprocessing::DivPairShares],
+) -> Result<(), PreprocessingError> {
+    let mismatch = |what: String| PreprocessingError::Mismatch(what);
+    if pairs.len() != layer.divs.len() || planned.len() != layer.divs.len() {
+        return Err(mismatch(format!("{} divisor groups, the layer uses {}", pairs.len(), layer.divs.len())));
+    }
+    for (((division, _), &(_, count)), p) in layer.divs.iter().zip(planned).zip(pairs) {
+        let d = division.divisor;
+        if p.divisor != d || [&p.r, &p.msb, &p.q].iter().any(|s| s.len() != count) {
+            return Err(mismatch(format!(
+                "the division pairs for {} do not match the {count} planned for {d}",
+                p.divisor
+            )));
+        }
+        let expected_g = if division.corrected() { count } else { 0 };
+        if p.g.len() != expected_g {
+            return Err(mismatch(format!(
+                "division pairs for {d} with {} correction values, expected {expected_g} (material made for another \
+                 preprocessing mode?)",
+                p.g.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn check_own_inputs(circuit: &Circuit, me: PartyIndex, inputs: &OwnInputs) -> Result<(), JobError> {
     for (index, decl) in circuit.inputs.iter().enumerate() {
         let owned = decl.is_owned_by(me);
@@ -283,6 +324,16 @@ fn check_own_inputs(circuit: &Circuit, me: PartyIndex, inputs: &OwnInputs) -> Re
     Ok(())
 }
 
+/// A failure to provide material, as a job error. A transport error (a peer
+/// lost while the parties generate material) stays one, so that the job's
+/// failure names that party, the step and the kind, as in the online phase.
+fn preprocessing_failed(step: Step, source: PreprocessingError) -> JobError {
+    match source {
+        PreprocessingError::Transport(t) => JobError::Transport(*t),
+        source => JobError::Preprocessing { step, source },
+    }
+}
+
 /// Per-job state of the party.
 struct Job<'a> {
     mesh: &'a Mesh,
@@ -292,6 +343,9 @@ struct Job<'a> {
     rounds: u32,
     deadline: Instant,
     limit: Duration,
+    /// Divisions between their two rounds: this party's shares of `y1`
+    /// and `V` (see `protocol::division`).
+    pending: BTreeMap<ValueId, (Share, Share)>,
 }
 
 const SETUP_VERSION: u8 = 1;
@@ -575,6 +629,8 @@ impl Job<'_> {
         let mut material = source
             .next_layer(index, &instance.plan.layers[index])
             .await
+            .map_err(|source| preprocessing_failed(step, source))?;
+        check_div_material(layer, &instance.plan.layers[index].div_pairs, &material.div_pairs)
             .map_err(|source| JobError::Preprocessing { step, source })?;
         let triples = material.triples.a.len();
         let div_count: usize = material.div_pairs.iter().map(|p| p.r.len()).sum();
@@ -616,6 +672,14 @@ impl Job<'_> {
                 let w = instance.width(id);
                 division.mask(secret_at(x, w).expose(), &pairs.r.expose()[offset..offset + w], first, &mut div_masked);
                 offset += w;
+            }
+            if division.divisor == CORRECTION_DIVISOR {
+                for id in &layer.corrections {
+                    let w = instance.width(*id);
+                    let (_, v) = self.pending.get(id).expect("the first round ran in the layer before");
+                    division.mask(v.expose(), &pairs.r.expose()[offset..offset + w], first, &mut div_masked);
+                    offset += w;
+                }
             }
         }
         ring::extend_le_bytes(&mut payload, &div_masked);
@@ -680,10 +744,27 @@ impl Job<'_> {
             for &id in nodes {
                 let w = instance.width(id);
                 let r = offset..offset + w;
-                let y = division.finish(&c[..w], &pairs.msb.expose()[r.clone()], &pairs.q.expose()[r], first);
-                values[id] = Some(Value::Secret(y));
+                let (msb, q) = (&pairs.msb.expose()[r.clone()], &pairs.q.expose()[r.clone()]);
+                if division.corrected() {
+                    let first_round = division.finish_first(&c[..w], msb, q, &pairs.g.expose()[r], first);
+                    self.pending.insert(id, first_round);
+                } else {
+                    values[id] = Some(Value::Secret(division.finish(&c[..w], msb, q, first)));
+                }
                 c = &c[w..];
                 offset += w;
+            }
+            if division.divisor == CORRECTION_DIVISOR {
+                for &id in &layer.corrections {
+                    let w = instance.width(id);
+                    let r = offset..offset + w;
+                    let t = division.finish(&c[..w], &pairs.msb.expose()[r.clone()], &pairs.q.expose()[r], first);
+                    let (mut y, _) = self.pending.remove(&id).expect("the first round ran in the layer before");
+                    Division::correct(&mut y, t.expose(), first);
+                    values[id] = Some(Value::Secret(y));
+                    c = &c[w..];
+                    offset += w;
+                }
             }
         }
         // Large message buffers go back to the transport's pool (zeroed

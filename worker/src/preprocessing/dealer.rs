@@ -260,7 +260,7 @@ impl Assembly {
             div_pairs: demand
                 .div_pairs
                 .iter()
-                .map(|&(divisor, n)| DivPairShares { divisor, r: cap(n), msb: cap(n), q: cap(n) })
+                .map(|&(divisor, n)| DivPairShares { divisor, r: cap(n), msb: cap(n), q: cap(n), g: cap(0) })
                 .collect(),
         }
     }

@@ -152,8 +152,13 @@ pub struct DivPairShares {
     pub r: Share,
     /// Shares of the top bit of `r` (0 or 1).
     pub msb: Share,
-    /// Shares of `floor((r mod 2^63) / divisor)`.
+    /// Shares of the quotient `q`: `floor((r mod 2^63) / divisor)` when
+    /// dealt; linear in the bits of `r` when generated (see
+    /// `protocol::division`).
     pub q: Share,
+    /// Shares of `g`, the correction round's input, for generated pairs of
+    /// a divisor that is not a power of two; empty otherwise.
+    pub g: Share,
 }
 
 /// Everything one layer consumes, for one party.
@@ -181,6 +186,11 @@ pub enum PreprocessingError {
     /// OT-based generation failed (the message names the party and step).
     #[error("OT-based preprocessing: {0}")]
     Generation(String),
+    /// The connection to a peer failed while the parties generated
+    /// material. Kept typed, so that the job's failure names the party, the
+    /// step and the kind, as it does in the online phase.
+    #[error("OT-based preprocessing: {0}")]
+    Transport(Box<crate::transport::TransportError>),
     /// Taking material from the pool failed (the message names the batch,
     /// kind or party).
     #[error("the preprocessing pool: {0}")]

@@ -124,6 +124,24 @@ pub fn needs(plan: &MaterialPlan) -> Vec<Need> {
     needs
 }
 
+/// Check that the pool can serve `plan`. A pool holds division pairs for
+/// the powers of two it stocks (`pool.divisors`); pairs for other divisors
+/// are not stocked (a job's divisor, such as a length, is known only when
+/// it runs), so such a job is refused at every party at once, with the
+/// modes that serve it, instead of waiting for material that never comes.
+pub fn check_plan(plan: &MaterialPlan) -> Result<(), super::PreprocessingError> {
+    super::ot::check_plan(plan)?;
+    for (layer, demand) in plan.layers.iter().enumerate() {
+        if let Some(&(divisor, _)) = demand.div_pairs.iter().find(|(d, _)| !d.is_power_of_two()) {
+            return Err(super::PreprocessingError::Pool(format!(
+                "layer {layer} divides by {divisor}; the pool stocks division pairs for powers of two only, so this \
+                 job needs preprocessing: ot (or dealer)"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A kind as errors and statuses name it.
 pub fn kind_name(kind: StoredKind) -> String {
     match kind {
@@ -632,7 +650,7 @@ fn assemble(
         for &(divisor, count) in &demand.div_pairs {
             let stream = pairs.get_mut(&divisor).ok_or_else(|| format!("no division pairs for {divisor} selected"))?;
             let [r, msb, q] = stream.take(count)?;
-            div_pairs.push(DivPairShares { divisor, r, msb, q });
+            div_pairs.push(DivPairShares { divisor, r, msb, q, g: Share::new(Vec::new()) });
         }
         let tag = layer_tag(job, index, selected);
         layers.push((index, LayerMaterial { tag, triples: TripleShares { a, b, c }, div_pairs }));

@@ -583,9 +583,13 @@ fn read_batch(path: &Path) -> Result<(BatchMeta, StoredMaterial), StoreError> {
     };
     let material = match meta.kind {
         StoredKind::Triples => StoredMaterial::Triples(TripleShares { a: part(0), b: part(1), c: part(2) }),
-        StoredKind::DivPairs { divisor } => {
-            StoredMaterial::DivPairs(DivPairShares { divisor, r: part(0), msb: part(1), q: part(2) })
-        }
+        StoredKind::DivPairs { divisor } => StoredMaterial::DivPairs(DivPairShares {
+            divisor,
+            r: part(0),
+            msb: part(1),
+            q: part(2),
+            g: Share::new(Vec::new()),
+        }),
     };
     Ok((meta, material))
 }

@@ -324,6 +324,7 @@ impl Jobs {
         let mut options = ExecuteOptions::new(consent);
         options.job_timeout = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
         options.max_vector_len = self.ctx.loaded.config.limits.max_vector_len;
+        options.quotients = crate::executor::Quotients::of(mode);
         let names: Vec<String> = parties.iter().map(|p| p.name.clone()).collect();
         let mut batches = Vec::new();
         let result = execute(&mesh, &circuit, &inputs, &options, |plan| async {
@@ -362,7 +363,7 @@ impl Jobs {
         let pool = self.ctx.pool.as_ref().ok_or_else(|| PreprocessingError::Pool("no pool is configured".into()))?;
         // The pools generate with OT: a divisor it cannot serve would only
         // wait; every party refuses it now, before any message.
-        crate::preprocessing::ot::check_plan(plan)?;
+        crate::preprocessing::pool::check_plan(plan)?;
         let federation = &self.ctx.loaded.config.federation;
         let mut round = 0;
         loop {

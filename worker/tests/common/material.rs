@@ -36,9 +36,26 @@ pub fn check_layer(layer: &[&LayerMaterial], expected: &Demand) {
         let q = sum(&layer.iter().map(|m| &m.div_pairs[g].q).collect::<Vec<_>>());
         assert!(layer.iter().all(|m| m.div_pairs[g].divisor == d));
         assert_eq!(r.len(), count);
+        let g = layer[0].div_pairs[g]
+            .g
+            .is_empty()
+            .then(Vec::new)
+            .unwrap_or_else(|| sum(&layer.iter().map(|m| &m.div_pairs[g].g).collect::<Vec<_>>()));
         for i in 0..count {
             assert_eq!(msb[i], r[i] >> 63, "msb of pair {i}, divisor {d}");
-            assert_eq!(q[i], (r[i] & LOW_63) / d, "quotient of pair {i}, divisor {d}");
+            if g.is_empty() {
+                assert_eq!(q[i], (r[i] & LOW_63) / d, "quotient of pair {i}, divisor {d}");
+            } else {
+                // A generated pair for a divisor that is not a power of
+                // two: q leaves a remainder S in [0, 63·d), and g brackets
+                // S·2^s/d (protocol::division).
+                let low = (r[i] & LOW_63) as u128;
+                let s = low.checked_sub(q[i] as u128 * d as u128).expect("q·d <= r_low");
+                assert!(s < 63 * d as u128, "remainder of pair {i}, divisor {d}");
+                let scaled = s << cohort_worker::protocol::division::CORRECTION_SHIFT;
+                let gd = g[i] as u128 * d as u128;
+                assert!(gd >= scaled && gd < scaled + 63 * d as u128, "g of pair {i}, divisor {d}");
+            }
         }
     }
 }

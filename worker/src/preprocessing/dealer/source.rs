@@ -199,5 +199,6 @@ fn copy_error(e: &PreprocessingError) -> PreprocessingError {
         PreprocessingError::Entropy(e) => PreprocessingError::Exhausted(format!("trusted dealer failed: {e}")),
         PreprocessingError::Generation(s) => PreprocessingError::Generation(s.clone()),
         PreprocessingError::Pool(s) => PreprocessingError::Pool(s.clone()),
+        PreprocessingError::Transport(t) => PreprocessingError::Transport(t.clone()),
     }
 }

@@ -25,7 +25,7 @@
 //!   packing, and plain correlated OT over Z_2^64;
 //! - [`session`]: one party's generator over the transport: pairwise
 //!   products combined into `n`-party Beaver triples, random shared bits
-//!   and, from them, division pairs for power-of-two divisors.
+//!   and, from them, division pairs for every divisor.
 
 pub mod base;
 pub mod gilboa;
@@ -58,16 +58,16 @@ fn append(share: &mut Share, more: Share) {
     }
 }
 
-/// Check that OT-based generation can serve `plan`: every division is by
-/// a power of two. Every party computes the same plan, so every party
-/// refuses the same job, before any message.
+/// Check that OT-based generation can serve `plan`: every divisor is in
+/// `1..=2^62` (any such divisor: see [`session::pairs_from_bits`]). Every
+/// party computes the same plan, so every party refuses the same job,
+/// before any message.
 pub fn check_plan(plan: &MaterialPlan) -> Result<(), PreprocessingError> {
     for (layer, demand) in plan.layers.iter().enumerate() {
         for &(divisor, _) in &demand.div_pairs {
-            if !divisor.is_power_of_two() {
-                return Err(PreprocessingError::Generation(format!(
-                    "layer {layer} divides by {divisor}; OT-based generation makes division pairs for powers of \
-                     two only (fixed-point truncation), so this job needs preprocessing: dealer"
+            if divisor == 0 || divisor > crate::protocol::division::MAX_DIVISOR {
+                return Err(PreprocessingError::Mismatch(format!(
+                    "layer {layer} divides by {divisor}; divisors are between 1 and 2^62"
                 )));
             }
         }
@@ -91,43 +91,121 @@ fn layer_tag(job: JobId, layer: usize) -> MaterialTag {
     MaterialTag(u64::from_le_bytes(tag))
 }
 
+/// A generation failure as a [`PreprocessingError`]: a transport error
+/// stays typed (its party, step and kind are what the job's failure
+/// reports); anything else is described.
+pub fn generation_error(e: OtError) -> PreprocessingError {
+    match e {
+        OtError::Transport(t) => PreprocessingError::Transport(Box::new(t)),
+        other => PreprocessingError::Generation(other.to_string()),
+    }
+}
+
 /// Generate every layer of `plan` with the job's peers over `mesh`, now:
-/// base OTs, then the triples and division pairs of each layer in order.
-/// Every party of the job calls this at the same point (after the setup
-/// step, before input sharing).
+/// base OTs, then every layer's material at once. Every party of the job
+/// calls this at the same point (after the setup step, before input
+/// sharing).
 pub async fn generate_for_plan(mesh: &Mesh, job: JobId, plan: &MaterialPlan) -> Result<Prefetched, PreprocessingError> {
     check_plan(plan)?;
-    let failed = |e: OtError| PreprocessingError::Generation(e.to_string());
-    let mut generator = OtGenerator::setup(mesh).await.map_err(failed)?;
+    let mut generator = OtGenerator::setup(mesh).await.map_err(generation_error)?;
+    generate_with(&mut generator, mesh, job, plan).await
+}
+
+/// [`generate_for_plan`] with a generator already set up.
+///
+/// The whole plan is generated in one batch, then cut into layers: the
+/// triples of every layer in one call, the random bits of every division
+/// pair of every layer in calls of at most [`DIV_PAIRS_PER_CALL`] pairs. So
+/// the number of message exchanges depends on the amounts, never on the
+/// circuit's depth (one call per layer would pay the round trips of each
+/// call once per layer).
+pub async fn generate_with(
+    generator: &mut OtGenerator,
+    mesh: &Mesh,
+    job: JobId,
+    plan: &MaterialPlan,
+) -> Result<Prefetched, PreprocessingError> {
+    let empty = || Share::new(Vec::new());
+    let mut all = TripleShares { a: empty(), b: empty(), c: empty() };
+    for n in pieces(plan.total_triples(), session::MAX_ITEMS_PER_CALL) {
+        let t = generator.triples(mesh, n).await.map_err(generation_error)?;
+        append(&mut all.a, t.a);
+        append(&mut all.b, t.b);
+        append(&mut all.c, t.c);
+    }
+    // The bits of every pair, in plan order, drawn call by call.
+    let mut bits = BitSupply { pending: plan.total_div_pairs(), held: Vec::new(), next: 0 };
     let mut layers = Vec::with_capacity(plan.layers.len());
+    let mut taken = 0;
     for (index, demand) in plan.layers.iter().enumerate() {
-        let mut triples =
-            TripleShares { a: Share::new(Vec::new()), b: Share::new(Vec::new()), c: Share::new(Vec::new()) };
-        for n in pieces(demand.triples, session::MAX_ITEMS_PER_CALL) {
-            let t = generator.triples(mesh, n).await.map_err(failed)?;
-            append(&mut triples.a, t.a);
-            append(&mut triples.b, t.b);
-            append(&mut triples.c, t.c);
-        }
+        let cut = |v: &Share| Share::new(v.expose()[taken..taken + demand.triples].to_vec());
+        let triples = TripleShares { a: cut(&all.a), b: cut(&all.b), c: cut(&all.c) };
+        taken += demand.triples;
         let mut div_pairs = Vec::with_capacity(demand.div_pairs.len());
         for &(divisor, count) in &demand.div_pairs {
-            let mut pairs = DivPairShares {
-                divisor,
-                r: Share::new(Vec::new()),
-                msb: Share::new(Vec::new()),
-                q: Share::new(Vec::new()),
-            };
-            for n in pieces(count, DIV_PAIRS_PER_CALL) {
-                let p = generator.div_pairs(mesh, divisor, n).await.map_err(failed)?;
+            let mut pairs = DivPairShares { divisor, r: empty(), msb: empty(), q: empty(), g: empty() };
+            let mut left = count;
+            while left > 0 {
+                let chunk = bits.take(generator, mesh, left).await?;
+                let n = chunk.len() / 64;
+                let p = session::pairs_from_bits(chunk.expose(), divisor);
                 append(&mut pairs.r, p.r);
                 append(&mut pairs.msb, p.msb);
                 append(&mut pairs.q, p.q);
+                append(&mut pairs.g, p.g);
+                left -= n;
             }
             div_pairs.push(pairs);
         }
         layers.push((index, LayerMaterial { tag: layer_tag(job, index), triples, div_pairs }));
     }
     Ok(Prefetched::from_layers(layers))
+}
+
+/// Shared random bits for division pairs, generated [`DIV_PAIRS_PER_CALL`]
+/// pairs' worth at a time and handed out in order.
+struct BitSupply {
+    /// Pairs not generated yet.
+    pending: usize,
+    /// This party's shares of the bits of the current call.
+    held: Vec<u64>,
+    /// The first unused bit of `held`.
+    next: usize,
+}
+
+impl BitSupply {
+    /// The bits of up to `pairs` pairs (64 per pair; at least one pair).
+    async fn take(
+        &mut self,
+        generator: &mut OtGenerator,
+        mesh: &Mesh,
+        pairs: usize,
+    ) -> Result<Share, PreprocessingError> {
+        if self.next == self.held.len() {
+            use zeroize::Zeroize;
+            self.held.zeroize();
+            let n = self.pending.min(DIV_PAIRS_PER_CALL);
+            if n == 0 {
+                return Err(PreprocessingError::Mismatch(
+                    "the plan asks for more division pairs than it counts".into(),
+                ));
+            }
+            self.held = generator.random_bits(mesh, 64 * n).await.map_err(generation_error)?.into_inner();
+            self.pending -= n;
+            self.next = 0;
+        }
+        let n = pairs.min((self.held.len() - self.next) / 64);
+        let out = Share::new(self.held[self.next..self.next + 64 * n].to_vec());
+        self.next += 64 * n;
+        Ok(out)
+    }
+}
+
+impl Drop for BitSupply {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.held.zeroize();
+    }
 }
 
 /// Why OT-based generation failed. Carries no secret: messages name sizes,

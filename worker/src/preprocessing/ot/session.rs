@@ -25,9 +25,9 @@
 //! party `i` (correlation `⟨x⟩_i`, choice `β_k`). That is `n − 1` sequential
 //! rounds, one per party after the first. A division pair for `d = 2^f` is
 //! 64 such bits: `r = Σ 2^k r_k`, `m = r_63`, `q = Σ_{f≤k<63} 2^{k−f} r_k`
-//! (see [`crate::protocol::division`]). Other divisors need a shared value
-//! uniform modulo `d`, which this generator does not make yet; it refuses
-//! them ([`OtError::Unsupported`]).
+//! (see [`crate::protocol::division`]). For any other divisor `q =
+//! Σ_k floor(2^k/d)·r_k` and `g = Σ_k ceil((2^k mod d)·2^s/d)·r_k` are as
+//! linear, and the online phase corrects the quotient in a second round.
 //!
 //! # Messages
 //!
@@ -334,6 +334,13 @@ impl OtGenerator {
         Ok(OtGenerator { me, parties, pairs, hash: Arc::new(CcrHash::new()), next_message: 2, failed: None })
     }
 
+    /// How many message numbers this generator has used so far (each is
+    /// one message each way with every peer it involves): what a
+    /// generation costs in exchanges, whatever the payloads.
+    pub fn messages_used(&self) -> u32 {
+        self.next_message
+    }
+
     /// Refuse a call after a failure, or one larger than a call may be.
     fn admit(&self, count: usize, what: &str) -> Result<(), OtError> {
         if let Some(reason) = &self.failed {
@@ -445,32 +452,41 @@ impl OtGenerator {
         Ok(Share::new(std::mem::take(&mut *x)))
     }
 
-    /// This party's shares of `count` division pairs for `divisor` (see
-    /// [`crate::protocol::division`]), which must be a power of two.
+    /// This party's shares of `count` division pairs for `divisor`, any
+    /// of `1..=2^62`, from 64 shared random bits each: `q` and (for a
+    /// divisor that is not a power of two) `g` are linear in the bits (see
+    /// [`crate::protocol::division`]).
     pub async fn div_pairs(&mut self, mesh: &Mesh, divisor: u64, count: usize) -> Result<DivPairShares, OtError> {
-        if !divisor.is_power_of_two() || divisor > crate::protocol::division::MAX_DIVISOR {
-            return Err(OtError::Unsupported(format!(
-                "OT-based generation makes division pairs for power-of-two divisors up to 2^62 (fixed-point \
-                 truncation) only; divisor {divisor} needs the trusted dealer"
-            )));
+        if divisor == 0 || divisor > crate::protocol::division::MAX_DIVISOR {
+            return Err(OtError::Unsupported(format!("division pairs for divisor {divisor}: the range is 1 to 2^62")));
         }
         if count > MAX_ITEMS_PER_CALL / 64 {
             return Err(OtError::Unsupported(format!("{count} division pairs in one call")));
         }
-        let f = divisor.trailing_zeros();
         let bits = self.random_bits(mesh, 64 * count).await?;
-        let bits = bits.expose();
-        let mut r = Vec::with_capacity(count);
-        let mut msb = Vec::with_capacity(count);
-        let mut q = Vec::with_capacity(count);
-        for t in 0..count {
-            let bits = &bits[64 * t..64 * (t + 1)];
-            r.push(bits.iter().enumerate().fold(0u64, |acc, (k, b)| acc.wrapping_add(b << k)));
-            msb.push(bits[63]);
-            q.push(bits[f as usize..63].iter().enumerate().fold(0u64, |acc, (k, b)| acc.wrapping_add(b << k)));
-        }
-        Ok(DivPairShares { divisor, r: Share::new(r), msb: Share::new(msb), q: Share::new(q) })
+        Ok(pairs_from_bits(bits.expose(), divisor))
     }
+}
+
+/// Division pairs for `divisor` from this party's shares of 64 random bits
+/// per pair (bit `k` of pair `t` at `64·t + k`).
+pub fn pairs_from_bits(bits: &[u64], divisor: u64) -> DivPairShares {
+    let count = bits.len() / 64;
+    let (f, h) = crate::protocol::division::linear_coefficients(divisor);
+    let corrected = !divisor.is_power_of_two();
+    let mut r = Vec::with_capacity(count);
+    let mut msb = Vec::with_capacity(count);
+    let mut q = Vec::with_capacity(count);
+    let mut g = Vec::with_capacity(if corrected { count } else { 0 });
+    for bits in bits.chunks_exact(64) {
+        r.push(bits.iter().enumerate().fold(0u64, |acc, (k, b)| acc.wrapping_add(b << k)));
+        msb.push(bits[63]);
+        q.push(bits[..63].iter().zip(&f).fold(0u64, |acc, (b, f)| acc.wrapping_add(b.wrapping_mul(*f))));
+        if corrected {
+            g.push(bits[..63].iter().zip(&h).fold(0u64, |acc, (b, h)| acc.wrapping_add(b.wrapping_mul(*h))));
+        }
+    }
+    DivPairShares { divisor, r: Share::new(r), msb: Share::new(msb), q: Share::new(q), g: Share::new(g) }
 }
 
 /// Attach the peer index to a per-peer result.
