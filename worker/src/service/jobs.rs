@@ -893,6 +893,22 @@ mod tests {
         assert!(parse_job_id(&"0".repeat(32)).unwrap_err().contains("reserved"));
     }
 
+    /// Integers above 2^63 (a u64) or 2^64 (an f64 to serde_json) are out
+    /// of range, not "not an integer" (issue 15, item 13).
+    #[test]
+    fn huge_integer_inputs_are_out_of_range() {
+        let parties = vec!["a".to_string(), "b".to_string()];
+        let circuit = compile("input x: int[] from a\noutput s = sum(x)", &parties).unwrap();
+        let big: serde_json::Number = serde_json::from_str("123456789012345678901234567890").unwrap();
+        for n in [big, serde_json::Number::from(u64::MAX), serde_json::Number::from(1u64 << 62)] {
+            let given = BTreeMap::from([("x".to_string(), vec![1.into(), n])]);
+            let err = encode_inputs(&circuit, 0, &given).err().expect("refused");
+            assert!(err.starts_with("input `x`, element 1: out of range"), "{err}");
+        }
+        let given = BTreeMap::from([("x".to_string(), vec![serde_json::Number::from_f64(1.5).unwrap()])]);
+        assert!(encode_inputs(&circuit, 0, &given).err().expect("refused").ends_with("not an integer"));
+    }
+
     #[test]
     fn failure_reasons_are_bounded_and_never_name_a_party() {
         use crate::transport::{Step, TransportError, TransportErrorKind as K};
