@@ -269,3 +269,46 @@ async fn three_parties_fill_their_stores_with_agreed_batches_that_reconstruct() 
         }
     }
 }
+
+/// Item 9 of issue 15: a peer that goes away while the parties generate
+/// material fails the survivors' generation with a typed transport error
+/// that names it and the preprocessing step (not a flattened string), and
+/// the job built on it reports that party.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_lost_during_generation_is_named_with_its_step() {
+    use cohort_worker::executor::JobError;
+    use cohort_worker::preprocessing::PreprocessingError;
+    use cohort_worker::preprocessing::ot::generate_for_plan;
+    use cohort_worker::preprocessing::{Demand, MaterialPlan};
+    use cohort_worker::transport::Step;
+    let plan = MaterialPlan { layers: vec![Demand { triples: 50_000, div_pairs: vec![(50, 1000)] }] };
+    let results = common::each_party(3, move |mesh| {
+        let plan = plan.clone();
+        Box::pin(async move {
+            let me = mesh.self_index();
+            if me == 2 {
+                // Take part in the base OTs, then leave.
+                let generator = OtGenerator::setup(&mesh).await;
+                drop(generator);
+                return (None, mesh);
+            }
+            let job = mesh.job();
+            let err = generate_for_plan(&mesh, job, &plan).await.expect_err("a peer left");
+            (Some(err), mesh)
+        })
+    })
+    .await;
+    for err in results.into_iter().flatten() {
+        let PreprocessingError::Transport(t) = &err else { panic!("not a transport error: {err}") };
+        assert_eq!(t.peer.as_deref(), Some("party-2"), "{err}");
+        assert!(matches!(t.step, Step::Preprocess(_)), "{err}");
+        // The executor keeps it a transport error (what the service's
+        // failure classification names the party from).
+        let job: Result<(), JobError> = Err(PreprocessingError::Transport(t.clone()))
+            .map_err(|e| cohort_worker::executor::run::preprocessing_failed(Step::Setup, e));
+        match job {
+            Err(JobError::Transport(t)) => assert_eq!(t.peer.as_deref(), Some("party-2")),
+            other => panic!("{other:?}"),
+        }
+    }
+}

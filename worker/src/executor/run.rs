@@ -327,7 +327,7 @@ fn check_own_inputs(circuit: &Circuit, me: PartyIndex, inputs: &OwnInputs) -> Re
 /// A failure to provide material, as a job error. A transport error (a peer
 /// lost while the parties generate material) stays one, so that the job's
 /// failure names that party, the step and the kind, as in the online phase.
-fn preprocessing_failed(step: Step, source: PreprocessingError) -> JobError {
+pub fn preprocessing_failed(step: Step, source: PreprocessingError) -> JobError {
     match source {
         PreprocessingError::Transport(t) => JobError::Transport(*t),
         source => JobError::Preprocessing { step, source },
