@@ -6,8 +6,14 @@
 //! for the controller (this process) and one for the dealer, writes each
 //! worker's configuration, starts the processes and waits until each has
 //! bound its ports. [`Federation::run`] submits a job to every worker
-//! through its control API and waits for all of them. Dropping the
-//! federation kills the processes and removes the directory.
+//! through its control API and waits for all of them.
+//!
+//! The directory holds every party's private key, so it must not outlive
+//! the run: [`Federation::shutdown`] stops the processes gracefully
+//! (SIGTERM, so that each drains and exports its spans, then SIGKILL after
+//! a grace period) and removes it; dropping the federation instead (a
+//! panic, an early return) kills the processes at once and removes it too.
+//! `COHORT_KEEP_DIR` keeps the directory (for debugging).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -83,6 +89,9 @@ pub struct Options {
     /// Extra environment for the worker and dealer processes (e.g. the
     /// `OTEL_*` variables of a trace collector); the rest is inherited.
     pub env: Vec<(String, String)>,
+    /// The workers' `--shutdown-grace` (how long a SIGTERM waits for
+    /// running jobs); `None` leaves the worker's default (30 s).
+    pub worker_shutdown_grace: Option<Duration>,
     /// Where jobs take their material: with [`Mode::Dealer`] a trusted
     /// dealer process starts beside the workers; with [`Mode::Ot`] none
     /// does, and the workers generate the material among themselves; with
@@ -127,6 +136,7 @@ impl Options {
             tls_reload: Duration::from_secs(10),
             peer_probe: Duration::from_secs(30),
             env: Vec::new(),
+            worker_shutdown_grace: None,
             preprocessing: Mode::Dealer,
             pool_watermarks: None,
             pool_ttl: None,
@@ -162,6 +172,72 @@ pub struct Federation {
     keep_dir: bool,
 }
 
+/// What [`Federation::shutdown`] did.
+#[derive(Debug, Default)]
+pub struct Shutdown {
+    /// Processes that had not exited by the deadline and were killed.
+    pub killed: Vec<String>,
+    /// The working directory, when `COHORT_KEEP_DIR` kept it.
+    pub kept_dir: Option<PathBuf>,
+}
+
+/// Ask `child` to stop (SIGTERM): it drains, flushes and exits.
+fn terminate(child: &Child) {
+    #[cfg(unix)]
+    if let Some(pid) = child.id().and_then(|p| libc::pid_t::try_from(p).ok()) {
+        // SAFETY: kill(2) has no memory effects; `pid` is our own child,
+        // not yet reaped (`id()` is `None` once it has been), so the id
+        // cannot have been reused.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = child;
+}
+
+impl Federation {
+    /// Stop every process and remove the working directory (and with it
+    /// every private key). Each process gets SIGTERM: a worker stops taking
+    /// jobs, waits for running ones (its `--shutdown-grace`), exports its
+    /// queued spans and exits; so does the dealer. Whatever still runs
+    /// after `grace`, or once `hurry` completes (a second Ctrl-C), is
+    /// killed. Every process has exited when this returns.
+    pub async fn shutdown(mut self, grace: Duration, hurry: impl std::future::Future<Output = ()>) -> Shutdown {
+        let mut children: Vec<(String, &mut Child)> =
+            self.workers.iter_mut().map(|w| (format!("cohort-worker of {}", w.name), &mut w.child)).collect();
+        if let Some(dealer) = &mut self.dealer {
+            children.push(("cohort-dealer".into(), dealer));
+        }
+        for (_, child) in &children {
+            terminate(child);
+        }
+        let all_exited = async {
+            for (_, child) in children.iter_mut() {
+                let _ = child.wait().await;
+            }
+        };
+        tokio::select! {
+            () = all_exited => {}
+            () = tokio::time::sleep(grace) => {}
+            () = hurry => {}
+        }
+        let mut report = Shutdown::default();
+        for (name, child) in children.iter_mut() {
+            if matches!(child.try_wait(), Ok(None)) {
+                let _ = child.kill().await;
+                report.killed.push(std::mem::take(name));
+            }
+        }
+        if self.keep_dir {
+            report.kept_dir = Some(self.dir.clone());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+        report
+    }
+}
+
 impl Drop for Federation {
     fn drop(&mut self) {
         for w in &mut self.workers {
@@ -172,6 +248,17 @@ impl Drop for Federation {
         }
         if !self.keep_dir {
             let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Removes a directory that nothing owns yet when dropped.
+struct DirGuard(Option<PathBuf>);
+
+impl Drop for DirGuard {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }
@@ -339,6 +426,8 @@ impl Federation {
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
                 .map_err(io(format!("cannot restrict {}", dir.display())))?;
         }
+        // Until the federation owns the directory, a failure here removes it.
+        let mut unowned = DirGuard(Some(dir.clone()));
         let mut party_files = PartyFiles::new();
         let mut cas = BTreeMap::new();
         for name in parties {
@@ -356,6 +445,7 @@ impl Federation {
             options: options.clone(),
             keep_dir: std::env::var_os("COHORT_KEEP_DIR").is_some(),
         };
+        unowned.0 = None;
         let dealer = match options.preprocessing {
             Mode::Dealer => Some(federation.start_dealer(&dir, &party_files).await?),
             Mode::Ot | Mode::Pool => None,
@@ -404,6 +494,9 @@ impl Federation {
             write_file(&path, &config.to_string(), false)?;
             let mut cmd = Command::new(&options.worker_bin);
             cmd.arg("--config").arg(&path);
+            if let Some(grace) = options.worker_shutdown_grace {
+                cmd.arg("--shutdown-grace").arg(format!("{}ms", grace.as_millis()));
+            }
             let child = spawn(&mut cmd, "cohort-worker", options, name)?;
             federation.workers.push(WorkerProcess {
                 name: name.clone(),
@@ -493,6 +586,9 @@ impl Federation {
         let _ = self.workers[i].child.kill().await;
         let mut cmd = Command::new(&self.options.worker_bin);
         cmd.arg("--config").arg(&self.workers[i].config);
+        if let Some(grace) = self.options.worker_shutdown_grace {
+            cmd.arg("--shutdown-grace").arg(format!("{}ms", grace.as_millis()));
+        }
         let name = self.workers[i].name.clone();
         self.workers[i].child = spawn(&mut cmd, "cohort-worker", &self.options, &format!("{name}-restarted"))?;
         self.await_worker(i).await
@@ -595,7 +691,16 @@ fn spawn(cmd: &mut Command, what: &str, options: &Options, log_name: &str) -> Re
             cmd.stderr(Stdio::inherit());
         }
     }
-    cmd.spawn().map_err(|e| LaunchError::Start { process: what.into(), reason: format!("cannot execute it: {e}") })
+    cmd.spawn().map_err(|e| {
+        let path = cmd.as_std().get_program().to_string_lossy().into_owned();
+        let hint = match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                "; build it (`cargo build --workspace`) or point COHORT_WORKER_BIN / COHORT_DEALER_BIN at it"
+            }
+            _ => "",
+        };
+        LaunchError::Start { process: what.into(), reason: format!("cannot execute {path}: {e}{hint}") }
+    })
 }
 
 /// Party files by name: (CA, certificate chain, key).

@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use cohort_cli::bench::DeployedReport;
 use cohort_cli::launch::Options;
-use cohort_cli::run::{render_text, run_file};
+use cohort_cli::run::{Interrupts, render_text, run_file};
 use cohort_worker::bench::ot::{OtBenchOptions, OtBenchReport};
-use cohort_worker::bench::{BenchOptions, BenchReport};
+use cohort_worker::bench::{BenchOptions, BenchReport, CpuInfo};
 use cohort_worker::preprocessing::Mode;
 
 #[derive(Parser, Debug)]
@@ -43,16 +44,19 @@ enum Command {
     /// `--preprocessing ot` (the default): dealer-free generation of Beaver
     /// triples by OT extension (triples per second, bytes per triple). With
     /// `--preprocessing dealer`: one layer of secret multiplications, online
-    /// (material prefetched) and end to end (trusted dealer during the job),
-    /// the dealer's rate and bytes per multiplication. Both report the
-    /// loopback TLS bound. See docs/benchmarks.md.
+    /// (material prefetched) and with an in-process dealer (a thread, in
+    /// one process), the dealer's rate and bytes per multiplication, and
+    /// the same job deployed: cohort-worker processes and a cohort-dealer
+    /// process over mutual TLS. Both modes report the loopback TLS bound
+    /// and the CPU. See docs/benchmarks.md.
     Bench {
         /// Number of parties.
         #[arg(long, default_value_t = 3)]
         parties: usize,
-        /// Multiplications in the layer.
-        #[arg(long, default_value_t = 1_000_000)]
-        mults: usize,
+        /// Multiplications in the layer (`--preprocessing dealer` only;
+        /// default 1000000).
+        #[arg(long)]
+        mults: Option<usize>,
         /// Runs of each variant (figures are medians).
         #[arg(long, default_value_t = 5)]
         repeats: usize,
@@ -65,9 +69,14 @@ enum Command {
         /// per triple).
         #[arg(long, value_enum, default_value_t = Preprocessing::Ot)]
         preprocessing: Preprocessing,
-        /// Triples generated per run with `--preprocessing ot`.
-        #[arg(long, default_value_t = 1_000_000)]
-        triples: usize,
+        /// Triples generated per run (`--preprocessing ot` only; default
+        /// 1000000).
+        #[arg(long)]
+        triples: Option<usize>,
+        /// With `--preprocessing dealer`: skip the deployed measurement
+        /// (worker and dealer processes).
+        #[arg(long)]
+        no_deployed: bool,
         /// Output format on stdout.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
@@ -93,7 +102,19 @@ enum Format {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Bench { preprocessing: Preprocessing::Ot, mults: Some(_), .. } => refuse(
+            "--mults sets the multiplications of --preprocessing dealer; --preprocessing ot (the default) measures \
+             triple generation: give --triples N, or add --preprocessing dealer",
+        ),
+        Command::Bench { preprocessing: Preprocessing::Ot, no_deployed: true, .. } => {
+            refuse("--no-deployed applies to --preprocessing dealer only")
+        }
+        Command::Bench { preprocessing: Preprocessing::Dealer, triples: Some(_), .. } => refuse(
+            "--triples sets the triples of --preprocessing ot; --preprocessing dealer measures a layer of \
+             multiplications: give --mults N",
+        ),
         Command::Bench { parties, repeats, tls_mib, format, preprocessing: Preprocessing::Ot, triples, .. } => {
+            let triples = triples.unwrap_or(DEFAULT_COUNT);
             let options = OtBenchOptions { parties, triples, repeats, tls_bytes_per_stream: tls_mib << 20 };
             eprintln!("cohort bench: {parties} parties, {triples} Beaver triples by OT extension, {repeats} runs");
             match cohort_worker::bench::ot::run(&options).await {
@@ -104,18 +125,50 @@ async fn main() -> ExitCode {
                 }
             }
         }
-        Command::Bench { parties, mults, repeats, tls_mib, format, preprocessing: Preprocessing::Dealer, .. } => {
+        Command::Bench {
+            parties,
+            mults,
+            repeats,
+            tls_mib,
+            format,
+            preprocessing: Preprocessing::Dealer,
+            no_deployed,
+            ..
+        } => {
+            let mults = mults.unwrap_or(DEFAULT_COUNT);
             let options = BenchOptions { parties, mults, repeats, tls_bytes_per_stream: tls_mib << 20 };
             eprintln!("cohort bench: {parties} parties, {mults} multiplications, {repeats} runs of each variant");
-            match cohort_worker::bench::run(&options).await {
-                Ok(report) => print_report("cohort bench", format, &report, bench_text),
+            let engine = match cohort_worker::bench::run(&options).await {
+                Ok(report) => report,
                 Err(e) => {
                     eprintln!("cohort bench: {e}");
-                    ExitCode::FAILURE
+                    return ExitCode::FAILURE;
                 }
-            }
+            };
+            let deployed = if no_deployed {
+                None
+            } else {
+                eprintln!("cohort bench: the same job deployed: {parties} cohort-worker processes and a cohort-dealer");
+                match cohort_cli::bench::deployed(&Options::beside_current_exe(), parties, mults, repeats).await {
+                    Ok(report) => Some(report),
+                    Err(e) => {
+                        eprintln!("cohort bench: deployed: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            };
+            print_report("cohort bench", format, &DealerBench { engine, deployed }, bench_text)
         }
         Command::Run { file, format, log_dir, preprocessing } => {
+            // From here on a signal stops the run cleanly instead of leaving
+            // its processes and keys behind.
+            let mut interrupts = match Interrupts::install() {
+                Ok(i) => i,
+                Err(e) => {
+                    eprintln!("cohort run: cannot catch signals: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let mut options = Options::beside_current_exe();
             if let Some(dir) = log_dir {
                 if let Err(e) = std::fs::create_dir_all(&dir) {
@@ -123,40 +176,83 @@ async fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
                 options.log_dir = Some(dir);
+            } else if std::env::var_os("RUST_LOG").is_none() {
+                // The processes share this terminal, and `cohort run` prints
+                // a failure once with the parties that reported it: their
+                // own "job failed" lines would repeat it once per process.
+                options.log = QUIET_JOB_LOGS.into();
             }
             let preprocessing = preprocessing.map(|p| match p {
                 Preprocessing::Dealer => Mode::Dealer,
                 Preprocessing::Ot => Mode::Ot,
             });
-            match run_file(&file, &options, preprocessing, |line| eprintln!("cohort run: {line}")).await {
+            let progress = |line: &str| eprintln!("cohort run: {line}");
+            match run_file(&file, &options, preprocessing, progress, &mut interrupts).await {
                 Ok(report) => print_report("cohort run", format, &report, render_text),
                 Err(e) => {
                     eprintln!("cohort run: {e}");
-                    ExitCode::FAILURE
+                    ExitCode::from(e.exit_code())
                 }
             }
         }
     }
 }
 
+/// The processes' log filter when they share `cohort run`'s stderr: warnings,
+/// except each worker's and the dealer's own report of a job's failure.
+const QUIET_JOB_LOGS: &str =
+    "warn,cohort_worker::service::jobs=error,cohort_worker::preprocessing::dealer::service=error";
+
+/// Multiplications (dealer mode) or triples (OT mode) when not given.
+const DEFAULT_COUNT: usize = 1_000_000;
+
+/// A flag that does not apply: say why, exit as clap does for a usage error.
+fn refuse(why: &str) -> ExitCode {
+    eprintln!("cohort bench: {why}");
+    ExitCode::from(2)
+}
+
+/// `cohort bench --preprocessing dealer`'s report: the engine's figures and
+/// the deployed path's beside them (one flat JSON object).
+#[derive(serde::Serialize)]
+struct DealerBench {
+    #[serde(flatten)]
+    engine: BenchReport,
+    #[serde(flatten)]
+    deployed: Option<DeployedReport>,
+}
+
 /// The benchmark report for a person.
-fn bench_text(r: &BenchReport) -> String {
+fn bench_text(report: &DealerBench) -> String {
+    let r = &report.engine;
     let m = |x: f64| x / 1e6;
-    format!(
+    let deployed = match &report.deployed {
+        Some(d) => format!(
+            "deployed    {:>8.2} M mults/s  ({:.1} ms submission to every result; slowest party's own {:.1} ms; \
+             worker and dealer processes, dealer over mTLS)\n",
+            m(d.deployed_mults_per_second),
+            d.deployed_seconds * 1e3,
+            d.deployed_party_seconds * 1e3,
+        ),
+        None => String::new(),
+    };
+    let text = format!(
         "{} parties, {} multiplications in one layer, {} rounds, {}\n\
          online      {:>8.2} M mults/s  ({:.1} ms, material prefetched)\n\
-         end to end  {:>8.2} M mults/s  ({:.1} ms, trusted dealer during the job)\n\
+         in-process  {:>8.2} M mults/s  ({:.1} ms, dealer a thread of the bench, material handed over in memory)\n\
+         {deployed}\
          dealer      {:>8.2} M triples/s delivered and expanded ({:.2} M/s generation alone)\n\
          bytes       {:>8.2} per mult per party (protocol: {:.0})\n\
-         TLS         {:>8.2} GB/s loopback, mesh-shaped -> bound {:.2} M mults/s; online is {:.0} % of it\n",
+         TLS         {:>8.2} GB/s loopback, mesh-shaped -> bound {:.2} M mults/s; online is {:.0} % of it\n\
+         CPU         {}\n",
         r.parties,
         r.mults,
         r.rounds,
         r.cipher_suite,
         m(r.online_mults_per_second),
         r.online_seconds * 1e3,
-        m(r.end_to_end_mults_per_second),
-        r.end_to_end_seconds * 1e3,
+        m(r.in_process_dealer_mults_per_second),
+        r.in_process_dealer_seconds * 1e3,
         m(r.dealer_triples_per_second),
         m(r.dealer_generation_triples_per_second),
         r.bytes_per_mult_per_party,
@@ -164,7 +260,13 @@ fn bench_text(r: &BenchReport) -> String {
         r.tls_loopback_bytes_per_second / 1e9,
         m(r.online_bound_mults_per_second),
         r.online_fraction_of_bound * 100.0,
-    )
+        cpu_text(&r.cpu),
+    );
+    text
+}
+
+fn cpu_text(cpu: &CpuInfo) -> String {
+    format!("{} ({} logical CPUs; {})", cpu.model, cpu.logical_cpus, cpu.features.join(" "))
 }
 
 /// The OT generation report for a person.
@@ -173,7 +275,8 @@ fn ot_bench_text(r: &OtBenchReport) -> String {
         "{} parties, {} Beaver triples (Z_2^64) by OT extension, {}\n\
          generation  {:>8.3} M triples/s  ({:.1} ms; base OTs took {:.1} ms once)\n\
          bytes       {:>8.1} per triple, all parties (construction: {:.0})\n\
-         TLS         {:>8.2} GB/s loopback, mesh-shaped -> bound {:.3} M triples/s; generation is {:.0} % of it\n",
+         TLS         {:>8.2} GB/s loopback, mesh-shaped -> bound {:.3} M triples/s; generation is {:.0} % of it\n\
+         CPU         {}\n",
         r.parties,
         r.triples,
         r.cipher_suite,
@@ -185,6 +288,7 @@ fn ot_bench_text(r: &OtBenchReport) -> String {
         r.tls_loopback_bytes_per_second / 1e9,
         r.bound_triples_per_second / 1e6,
         r.fraction_of_bound * 100.0,
+        cpu_text(&r.cpu),
     )
 }
 

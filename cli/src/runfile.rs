@@ -110,6 +110,11 @@ impl PartyInputs {
     }
 }
 
+/// The longest any timeout may be: a worker refuses a job whose limits
+/// exceed a week (`timeouts` of its control API), so the run file check
+/// refuses them first, with the file and line.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Time limits of a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timeouts {
@@ -338,8 +343,14 @@ impl RunFile {
                 ("total", raw.total, &mut timeouts.total),
             ] {
                 if let Some(value) = value {
-                    *slot = parse_duration(&value.value)
+                    let duration = parse_duration(&value.value)
                         .map_err(|reason| invalid(line_of(&value), Invalid::Duration { key, reason }))?;
+                    if duration > MAX_TIMEOUT {
+                        let reason =
+                            format!("{} is longer than a week (168h), the longest a worker accepts", value.value);
+                        return Err(invalid(line_of(&value), Invalid::Duration { key, reason }));
+                    }
+                    *slot = duration;
                 }
             }
         }

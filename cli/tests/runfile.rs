@@ -205,6 +205,9 @@ fn run_file_rules() {
         ),
         (with("connect: 5s", "connect: 5"), &["run.yaml:14", "timeouts.connect", "500ms"]),
         (with("connect: 5s", "connect: 0s"), &["timeouts.connect: must be longer than zero"]),
+        // A worker refuses limits over a week; the check says so first.
+        (with("total: 1h30m", "total: 200h"), &["run.yaml:14", "timeouts.total", "200h", "longer than a week (168h)"]),
+        (with("connect: 5s", "connect: 168h1ms"), &["run.yaml:14", "timeouts.connect", "a week"]),
     ];
     for (text, wanted) in cases {
         let dir = setup(&text);
@@ -213,6 +216,13 @@ fn run_file_rules() {
             assert!(shown.contains(w), "{w:?} not in {shown:?}\nfor\n{text}");
         }
     }
+}
+
+#[test]
+fn a_week_is_the_longest_timeout() {
+    let dir = setup(&with("total: 1h30m", "total: 168h"));
+    let (run, _) = load(&dir).expect("a week is allowed");
+    assert_eq!(run.timeouts.total, cohort_cli::runfile::MAX_TIMEOUT);
 }
 
 #[test]

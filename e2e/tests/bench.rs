@@ -29,7 +29,7 @@ fn bench_json_report_has_the_required_keys() {
         assert_eq!(report["rounds"], 4, "setup, input, one layer, output");
         for key in [
             "online_mults_per_second",
-            "end_to_end_mults_per_second",
+            "in_process_dealer_mults_per_second",
             "dealer_triples_per_second",
             "tls_loopback_bytes_per_second",
         ] {
@@ -58,5 +58,41 @@ fn ot_bench_reports_triples_per_second_and_bytes_per_triple() {
         let construction = (parties * (parties - 1)) as f64 * 1312.0;
         assert_eq!(report["protocol_bytes_per_triple"].as_f64(), Some(construction));
         assert!(per_triple >= construction && per_triple < construction * 1.01, "{per_triple} vs {construction}");
+    }
+}
+
+#[test]
+fn the_deployed_figure_and_the_cpu_are_reported() {
+    let report = bench_json(&["--preprocessing", "dealer", "--parties", "2", "--mults", "20000"]);
+    for key in [
+        "deployed_mults_per_second",
+        "deployed_seconds",
+        "deployed_party_seconds",
+        "in_process_dealer_mults_per_second",
+    ] {
+        assert!(report[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {}", report[key]);
+    }
+    assert_eq!(report["deployed_samples"].as_array().map(Vec::len), Some(1));
+    assert!(report.get("end_to_end_mults_per_second").is_none(), "the in-process figure is named for what it is");
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").expect("Linux");
+    let model = cpu.lines().find_map(|l| l.strip_prefix("model name")).map(|l| l.trim_start_matches([' ', '\t', ':']));
+    assert_eq!(report["cpu"]["model"].as_str(), model, "the CPU the bench ran on");
+    let ot = bench_json(&["--parties", "2", "--triples", "5000"]);
+    assert_eq!(ot["cpu"]["model"].as_str(), model);
+}
+
+#[test]
+fn flags_of_the_other_mode_are_refused() {
+    for (args, flag) in [
+        (&["--mults", "1000"][..], "--mults"),
+        (&["--preprocessing", "ot", "--mults", "1000"][..], "--mults"),
+        (&["--preprocessing", "dealer", "--triples", "1000"][..], "--triples"),
+        (&["--preprocessing", "ot", "--no-deployed"][..], "--no-deployed"),
+    ] {
+        let out = Command::new(bin("cohort")).arg("bench").args(args).output().expect("cohort bench runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?} is refused: {stderr}");
+        assert!(stderr.contains(flag), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}: nothing measured");
     }
 }

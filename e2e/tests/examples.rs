@@ -93,3 +93,211 @@ fn text_format_reports_outputs_and_stats() {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }
 }
+
+// ---- how `cohort run` ends (issue 15, items 21-23) ----
+
+/// A fresh directory for `TMPDIR`, so that a run's working directory can
+/// be looked for afterwards.
+fn fresh_dir(what: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("cohort-e2e-{what}-{}", cohort_worker::transport::JobId::random()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// The run directories (`cohort-run-<id>`) under `dir`.
+fn run_dirs(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .expect("readable")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("cohort-run-"))
+        .collect()
+}
+
+/// `(pid, parent pid, start time)` of every process, from `/proc`.
+fn processes() -> Vec<(u32, u32, u64)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // After the command name's closing parenthesis: state, ppid, ...;
+        // the start time is field 22 of the whole line.
+        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let (Some(ppid), Some(start)) = (fields.get(1), fields.get(19)) else { continue };
+        if let (Ok(ppid), Ok(start)) = (ppid.parse(), start.parse()) {
+            out.push((pid, ppid, start));
+        }
+    }
+    out
+}
+
+/// A run file whose job takes long enough to interrupt: three parties,
+/// 3 × 10^5 secret integers (3 × 10^6 with the faster dealer), a chain of
+/// 24 layers of multiplications.
+fn long_run(dir: &Path, mode: &str) -> std::path::PathBuf {
+    let mut program = String::from("input x: int[] from each\nlet a0 = concat(x)\n");
+    for i in 1..=24 {
+        program.push_str(&format!("let a{i} = a{} * a0\n", i - 1));
+    }
+    program.push_str("output s = sum(a24)\n");
+    std::fs::write(dir.join("long.cohort"), program).expect("program");
+    let count = if mode == "dealer" { 1_000_000 } else { 100_000 };
+    let values: String = (0..count).map(|i| format!("{}\n", i % 3)).collect();
+    let mut run = String::from("program: long.cohort\nparties:\n");
+    for p in ["alice", "bob", "carol"] {
+        std::fs::write(dir.join(format!("{p}.txt")), &values).expect("data");
+        run.push_str(&format!("  - name: {p}\n    inputs:\n      x: {{file: {p}.txt}}\n"));
+    }
+    run.push_str(&format!("preprocessing: {mode}\n"));
+    let file = dir.join("run.yaml");
+    std::fs::write(&file, run).expect("run file");
+    file
+}
+
+/// Start `cohort run` on a long job, send `signal` once the job is
+/// submitted, and check that it stopped every process it started and
+/// removed its directory (with the parties' private keys).
+fn interrupt_mid_job(mode: &str, signal: &str, exit_code: i32) {
+    use std::io::BufRead;
+    let data = fresh_dir("data");
+    let tmp = fresh_dir("tmp");
+    let file = long_run(&data, mode);
+    let mut child = Command::new(bin("cohort"))
+        .arg("run")
+        .arg(&file)
+        .env("TMPDIR", &tmp)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("cohort starts");
+    let pid = child.id();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        let n = stderr.read_line(&mut line).expect("stderr");
+        assert!(n > 0, "cohort run ended before submitting the job:\n{seen}");
+        seen.push_str(&line);
+        if line.contains("submitting the job") {
+            break;
+        }
+    }
+    // Every process this run started, and its directory, exist now.
+    let children: Vec<(u32, u64)> =
+        processes().into_iter().filter(|&(_, ppid, _)| ppid == pid).map(|(p, _, start)| (p, start)).collect();
+    let expected_children = if mode == "dealer" { 4 } else { 3 };
+    assert_eq!(children.len(), expected_children, "the workers (and dealer) of the run:\n{seen}");
+    assert_eq!(run_dirs(&tmp).len(), 1, "the run's directory exists while it runs");
+    // Let the workers get into the job (not an assertion on time).
+    std::thread::sleep(std::time::Duration::from_millis(500));
+
+    let sent = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().expect("kill");
+    assert!(sent.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).expect("stderr");
+    seen.push_str(&rest);
+    let status = child.wait().expect("cohort exits");
+    assert_eq!(status.code(), Some(exit_code), "cohort run exits as interrupted by {signal}:\n{seen}");
+    assert!(seen.contains(&format!("interrupted by SIG{signal}")), "{seen}");
+
+    let alive: Vec<(u32, u64)> = processes().into_iter().map(|(p, _, start)| (p, start)).collect();
+    for child in &children {
+        assert!(!alive.contains(child), "process {} of the run outlived it:\n{seen}", child.0);
+    }
+    assert_eq!(run_dirs(&tmp), Vec::<String>::new(), "the run's directory (private keys) is gone:\n{seen}");
+    let _ = std::fs::remove_dir_all(&data);
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+#[test]
+fn sigterm_mid_job_stops_every_process_and_removes_the_keys() {
+    interrupt_mid_job("dealer", "TERM", 143);
+}
+
+#[test]
+fn sigint_mid_job_stops_every_process_and_removes_the_keys() {
+    interrupt_mid_job("ot", "INT", 130);
+}
+
+#[test]
+fn a_finished_run_leaves_no_directory() {
+    let tmp = fresh_dir("tmp");
+    let file = repo_root().join("examples/private-dot/run.yaml");
+    let out = Command::new(bin("cohort")).arg("run").arg(&file).env("TMPDIR", &tmp).output().expect("cohort runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(run_dirs(&tmp), Vec::<String>::new());
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+#[test]
+fn a_timeout_over_a_week_is_refused_before_any_worker_starts() {
+    let data = fresh_dir("data");
+    let tmp = fresh_dir("tmp");
+    let file = long_run(&data, "ot");
+    let text = std::fs::read_to_string(&file).expect("run file");
+    std::fs::write(&file, format!("{text}timeouts: {{total: 200h}}\n")).expect("run file");
+    let out = Command::new(bin("cohort"))
+        .arg("run")
+        .arg(&file)
+        .env("TMPDIR", &tmp)
+        // Were a worker started, this would be the error instead.
+        .env("COHORT_WORKER_BIN", data.join("no-such-worker"))
+        .output()
+        .expect("cohort runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("run.yaml:13: timeouts.total: 200h is longer than a week (168h)"), "{stderr}");
+    assert!(!stderr.contains("no-such-worker") && !stderr.contains("starting"), "{stderr}");
+    assert_eq!(run_dirs(&tmp), Vec::<String>::new(), "nothing was created");
+    let _ = std::fs::remove_dir_all(&data);
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+#[test]
+fn a_missing_worker_binary_is_named_with_its_path() {
+    let data = fresh_dir("data");
+    let tmp = fresh_dir("tmp");
+    let missing = data.join("bin/cohort-worker");
+    let file = repo_root().join("examples/private-dot/run.yaml");
+    let out = Command::new(bin("cohort"))
+        .arg("run")
+        .arg(&file)
+        .env("TMPDIR", &tmp)
+        .env("COHORT_WORKER_BIN", &missing)
+        .output()
+        .expect("cohort runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&missing.display().to_string()), "the path is named: {stderr}");
+    assert!(stderr.contains("COHORT_WORKER_BIN"), "and how to point at another: {stderr}");
+    assert_eq!(run_dirs(&tmp), Vec::<String>::new(), "the half-started run's directory is gone");
+    let _ = std::fs::remove_dir_all(&data);
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+#[test]
+fn logs_carry_no_colour_codes_unless_on_a_terminal() {
+    let logs = fresh_dir("logs");
+    let file = repo_root().join("examples/private-dot/run.yaml");
+    let out = Command::new(bin("cohort"))
+        .arg("run")
+        .arg("--log-dir")
+        .arg(&logs)
+        .arg(&file)
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("cohort runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!out.stderr.contains(&0x1b), "stderr is a pipe: no ANSI codes");
+    let mut files = 0;
+    for entry in std::fs::read_dir(&logs).expect("logs").flatten() {
+        let text = std::fs::read(entry.path()).expect("log");
+        assert!(!text.is_empty(), "{} logs at info", entry.path().display());
+        assert!(!text.contains(&0x1b), "{} holds ANSI codes", entry.path().display());
+        files += 1;
+    }
+    assert_eq!(files, 2, "one log per process (two workers, no dealer in OT mode)");
+    let _ = std::fs::remove_dir_all(&logs);
+}

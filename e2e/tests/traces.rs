@@ -206,3 +206,45 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).expect("log dir");
     dir
 }
+
+/// The documented local recipe (docs/observability.md):
+/// `OTEL_EXPORTER_OTLP_ENDPOINT=... cohort run examples/salary-stats/run.yaml`.
+/// `cohort run` stops its workers and dealer with SIGTERM, so each exports
+/// its job's trace before exiting: when `cohort` has exited, the receiver
+/// holds one succeeded job trace per party, and the dealer's span.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cohort_run_exports_every_partys_job_trace() {
+    let receiver = Receiver::start().await;
+    let file = cohort_e2e::repo_root().join("examples/salary-stats/run.yaml");
+    let out = tokio::process::Command::new(cohort_e2e::bin("cohort"))
+        .args(["run", "--format", "json", "--preprocessing", "dealer"])
+        .arg(&file)
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
+        .output()
+        .await
+        .expect("cohort runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let spans = receiver.spans();
+    let roots: Vec<&ReceivedSpan> =
+        spans.iter().filter(|s| s.service == "cohort-worker" && s.span.name == "job").collect();
+    let parties: BTreeSet<String> = roots.iter().filter_map(|r| r.attr("party")).collect();
+    assert_eq!(
+        parties,
+        ["alice", "bob", "carol"].map(String::from).into(),
+        "every party's job span reached the receiver ({} spans in all)",
+        spans.len()
+    );
+    assert_eq!(roots.len(), 3, "one job span per party");
+    let ids: BTreeSet<String> = roots.iter().filter_map(|r| r.attr("job.id")).collect();
+    assert_eq!(ids.len(), 1, "one job");
+    assert!(roots.iter().all(|r| r.attr("outcome").as_deref() == Some("succeeded")));
+    let traces = receiver.traces();
+    for root in &roots {
+        let trace = &traces[&root.trace_id()];
+        assert!(trace.iter().any(|s| s.span.name == "online.layer"), "the trace has its phases");
+    }
+    let id = ids.into_iter().next().expect("an id");
+    let deal = spans.iter().find(|s| s.service == "cohort-dealer" && s.span.name == "deal").expect("the dealer's span");
+    assert_eq!(deal.attr("job.id"), Some(id));
+}

@@ -7,7 +7,10 @@
 //! a deployed worker uses) and an in-process trusted dealer. All parties,
 //! the dealer and the TLS of every link share the cores of the Tokio
 //! runtime `run` is called on (use a multi-threaded runtime with one worker
-//! per core).
+//! per core). This is the engine's figure, not the deployed path's: no
+//! worker process, no control API, and the dealer hands material over in
+//! memory, not over TLS. `cohort bench` measures the deployed path beside
+//! it (real `cohort-worker` and `cohort-dealer` processes, `cli/src/bench.rs`).
 //!
 //! # The job
 //!
@@ -28,10 +31,13 @@
 //!   the time of the program with preprocessing excluded, inputs and
 //!   outputs included. Timing only the opening round would look better and
 //!   is not what a user waits for.
-//! - **end to end** (`end_to_end_mults_per_second`): the same job with the
-//!   trusted dealer starting when the job does: generation, distribution
-//!   to every party and the parties' expansion of the material happen
-//!   during the run, from meshes established to outputs at every party.
+//! - **in-process dealer** (`in_process_dealer_mults_per_second`): the same
+//!   job with the trusted dealer, *a thread of this process handing the
+//!   material over in-memory channels*, starting when the job does:
+//!   generation, hand-over and the parties' expansion of the material
+//!   happen during the run, from meshes established to outputs at every
+//!   party. (Called "end to end" before issue 15; it leaves out the dealer
+//!   process, the dealer-to-party TLS and the worker process.)
 //!   Mesh establishment (TCP + TLS handshakes + version hello) is measured
 //!   separately (`mesh_setup_seconds`) and excluded from both, as it is a
 //!   per-job constant independent of `mults`.
@@ -113,9 +119,53 @@ pub struct TlsThroughput {
     pub bytes_per_second: f64,
 }
 
+/// The processor a benchmark ran on, from `/proc/cpuinfo` (empty fields
+/// where it is unreadable).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CpuInfo {
+    /// `model name`, e.g. `AMD EPYC` or `Intel(R) Xeon(R) Platinum 8488C`.
+    pub model: String,
+    /// `vendor_id`, e.g. `AuthenticAMD`, `GenuineIntel`.
+    pub vendor: String,
+    /// Logical CPUs the kernel lists.
+    pub logical_cpus: usize,
+    /// Of the flags that matter to these figures (AES and carry-less
+    /// multiplication for TLS and the PRG, vector widths), those present.
+    pub features: Vec<String>,
+}
+
+impl CpuInfo {
+    /// This machine's processor.
+    pub fn current() -> CpuInfo {
+        std::fs::read_to_string("/proc/cpuinfo").map(|text| CpuInfo::parse(&text)).unwrap_or_default()
+    }
+
+    /// Parse the text of `/proc/cpuinfo` (the first processor's model and
+    /// flags; every processor counted).
+    pub fn parse(text: &str) -> CpuInfo {
+        const FEATURES: [&str; 8] = ["aes", "pclmulqdq", "sha_ni", "avx2", "avx512f", "avx512bw", "vaes", "vpclmulqdq"];
+        let field = |name: &str| {
+            text.lines().find_map(|line| {
+                let (key, value) = line.split_once(':')?;
+                (key.trim() == name).then(|| value.trim().to_string())
+            })
+        };
+        let flags = field("flags").unwrap_or_default();
+        let flags: Vec<&str> = flags.split_whitespace().collect();
+        CpuInfo {
+            model: field("model name").unwrap_or_default(),
+            vendor: field("vendor_id").unwrap_or_default(),
+            logical_cpus: text.lines().filter(|l| l.split(':').next().is_some_and(|k| k.trim() == "processor")).count(),
+            features: FEATURES.iter().filter(|f| flags.contains(f)).map(|f| f.to_string()).collect(),
+        }
+    }
+}
+
 /// The result of [`run`]. Times are seconds, rates per second.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct BenchReport {
+    /// The processor this ran on.
+    pub cpu: CpuInfo,
     pub parties: usize,
     pub mults: usize,
     pub repeats: usize,
@@ -126,9 +176,10 @@ pub struct BenchReport {
     /// Median online job time (material prefetched).
     pub online_seconds: f64,
     pub online_mults_per_second: f64,
-    /// Median end-to-end job time (dealer running during the job).
-    pub end_to_end_seconds: f64,
-    pub end_to_end_mults_per_second: f64,
+    /// Median job time with the in-process dealer (a thread, in-memory
+    /// hand-over) running during the job.
+    pub in_process_dealer_seconds: f64,
+    pub in_process_dealer_mults_per_second: f64,
     /// Mean over parties of the bytes sent in the online run, per
     /// multiplication.
     pub bytes_per_mult_per_party: f64,
@@ -151,7 +202,7 @@ pub struct BenchReport {
     pub tls: Vec<TlsThroughput>,
     /// Every sample, seconds.
     pub online_samples: Vec<f64>,
-    pub end_to_end_samples: Vec<f64>,
+    pub in_process_dealer_samples: Vec<f64>,
 }
 
 /// Why a benchmark could not run.
@@ -263,6 +314,7 @@ pub async fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     let bound = if aggregate > 0.0 { aggregate / (bytes_per_mult * parties as f64) } else { 0.0 };
     let online_rate = mults as f64 / online_seconds;
     Ok(BenchReport {
+        cpu: CpuInfo::current(),
         parties,
         mults,
         repeats,
@@ -270,8 +322,8 @@ pub async fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         cipher_suite: suite,
         online_seconds,
         online_mults_per_second: online_rate,
-        end_to_end_seconds: median(&e2e),
-        end_to_end_mults_per_second: mults as f64 / median(&e2e),
+        in_process_dealer_seconds: median(&e2e),
+        in_process_dealer_mults_per_second: mults as f64 / median(&e2e),
         bytes_per_mult_per_party: bytes_per_mult,
         protocol_bytes_per_mult_per_party: 16.0 * (parties - 1) as f64,
         dealer_triples_per_second: mults as f64 / median(&drain),
@@ -282,7 +334,7 @@ pub async fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         online_fraction_of_bound: if bound > 0.0 { online_rate / bound } else { 0.0 },
         tls,
         online_samples: online,
-        end_to_end_samples: e2e,
+        in_process_dealer_samples: e2e,
     })
 }
 
@@ -571,4 +623,23 @@ async fn pump_read<R: tokio::io::AsyncRead + Unpin>(mut r: R, total: usize) -> s
         left = left.saturating_sub(n);
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CpuInfo;
+
+    #[test]
+    fn cpu_info_reads_model_vendor_count_and_features() {
+        let text = "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Platinum 8488C\n\
+                    flags\t\t: fpu sse2 aes pclmulqdq avx2 avx512f avx512bw vaes vpclmulqdq\n\n\
+                    processor\t: 1\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Platinum 8488C\n\
+                    flags\t\t: fpu sse2 aes\n";
+        let cpu = CpuInfo::parse(text);
+        assert_eq!(cpu.model, "Intel(R) Xeon(R) Platinum 8488C");
+        assert_eq!(cpu.vendor, "GenuineIntel");
+        assert_eq!(cpu.logical_cpus, 2);
+        assert_eq!(cpu.features, ["aes", "pclmulqdq", "avx2", "avx512f", "avx512bw", "vaes", "vpclmulqdq"]);
+        assert_eq!(CpuInfo::parse(""), CpuInfo::default());
+    }
 }

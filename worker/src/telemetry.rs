@@ -1,7 +1,8 @@
 //! Logs and traces of Cohort's processes (`cohort-worker`, `cohort-dealer`,
 //! `cohort-operator`).
 //!
-//! Logs go to stderr through `tracing_subscriber`'s fmt layer (`RUST_LOG`).
+//! Logs go to stderr through `tracing_subscriber`'s fmt layer (`RUST_LOG`),
+//! coloured only when stderr is a terminal.
 //! Traces are exported over OTLP only when the standard variables ask for
 //! it: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT`
 //! set, and `OTEL_TRACES_EXPORTER` not `none` (nor `OTEL_SDK_DISABLED=true`).
@@ -222,7 +223,7 @@ pub fn init(options: &Options) -> Result<Telemetry, TelemetryError> {
     let config = OtlpConfig::from_env(|var| std::env::var(var).ok())?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(options.default_log_filter));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(colours());
     let fmt = if options.log_json { fmt.json().with_filter(filter).boxed() } else { fmt.with_filter(filter).boxed() };
     let provider = config.map(|c| c.provider(options.service_name)).transpose()?;
     let traces = provider.as_ref().map(|p| {
@@ -233,6 +234,14 @@ pub fn init(options: &Options) -> Result<Telemetry, TelemetryError> {
     });
     tracing_subscriber::registry().with(fmt).with(traces).try_init().map_err(|_| TelemetryError::AlreadyInitialized)?;
     Ok(Telemetry { provider })
+}
+
+/// Whether log lines carry ANSI colour codes: only when stderr is a
+/// terminal (not a file, a pipe or a log collector) and `NO_COLOR` is unset
+/// (<https://no-color.org>).
+fn colours() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// What the trace exporter sees: spans (never events, whose messages are

@@ -47,6 +47,8 @@ pub struct OtBenchOptions {
 /// The result of [`run`]. Times are seconds, rates per second.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct OtBenchReport {
+    /// The processor this ran on.
+    pub cpu: super::CpuInfo,
     pub preprocessing: &'static str,
     pub parties: usize,
     pub triples: usize,
@@ -166,6 +168,7 @@ pub async fn run(options: &OtBenchOptions) -> Result<OtBenchReport, BenchError> 
     let bytes_per_triple = bytes as f64 / triples as f64;
     let bound = if aggregate > 0.0 { aggregate / bytes_per_triple } else { 0.0 };
     Ok(OtBenchReport {
+        cpu: super::CpuInfo::current(),
         preprocessing: "ot",
         parties,
         triples,
