@@ -411,6 +411,7 @@ mod tests {
             party: Some("bank-b".into()),
             step: Some("layer 2".into()),
             message: "bank-b, layer 2: peer closed the connection".into(),
+            retryable: false,
         });
         assert_eq!(observe_worker(&mut s, &failed, "bank-a", "stats", false, None, &now), JobPhase::Failed);
         assert_eq!(s.reason.as_deref(), Some("PeerFailed"));

@@ -131,9 +131,10 @@ async fn three_parties_run_a_job_through_the_controller_and_get_the_plaintext_an
     let start = |instance: &str| {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let ctx = context(client.clone(), instance, endpoints(&federation));
-        (stop_tx, tokio::spawn(controller::job::run(ctx, None, stopped(stop_rx))))
+        let metrics = ctx.metrics.clone();
+        (stop_tx, tokio::spawn(controller::job::run(ctx, None, stopped(stop_rx))), metrics)
     };
-    let (stop_tx, running) = start("first");
+    let (stop_tx, running, _) = start("first");
 
     for party in PARTIES {
         let api: Api<MpcJob> = Api::namespaced(client.clone(), party);
@@ -178,7 +179,7 @@ async fn three_parties_run_a_job_through_the_controller_and_get_the_plaintext_an
     tokio::time::timeout(WAIT, running).await.expect("stops").expect("no panic");
     let jobs_a: Api<MpcJob> = Api::namespaced(client.clone(), "alice");
     let before = jobs_a.get("salary-stats").await.expect("job").status;
-    let (stop_tx, running) = start("second");
+    let (stop_tx, running, metrics) = start("second");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(jobs_a.get("salary-stats").await.expect("job").status, before, "a finished job is left alone");
     for w in &federation.workers {
@@ -245,6 +246,10 @@ async fn three_parties_run_a_job_through_the_controller_and_get_the_plaintext_an
     let carol = federation.workers.iter().find(|w| w.name == "carol").expect("carol");
     let on_worker = carol.client.status(&id).await.expect("the worker knows the job");
     assert_eq!(on_worker.phase, Phase::Cancelled);
+    let counted = metrics.encode();
+    let cancelled =
+        |l: &&str| l.starts_with("cohort_operator_jobs_finished_total{") && l.contains("outcome=\"cancelled\"");
+    assert!(counted.lines().filter(cancelled).any(|l| l.ends_with(" 1")), "{counted}");
 
     stop_tx.send(true).expect("stop");
     tokio::time::timeout(WAIT, running).await.expect("stops").expect("no panic");

@@ -416,6 +416,9 @@ async fn follow(
     let dispatcher = dispatcher(ctx, ns, cluster).await?;
     let endpoint = (ctx.control_endpoints)(&ShardRef { namespace: ns, cluster: cluster.name, party, shard });
     match dispatcher.status(&endpoint, &id).await {
+        // A peer had no slot and nothing ran: submit the same job again
+        // (docs/worker.md, "Admission and retries").
+        Ok(worker) if worker.is_retryable() => Ok(None),
         Ok(worker) => observe(job, ctx, ns, status, &worker, party, now).await.map(Some),
         Err(DispatchError::NotFound { .. }) => Ok(None),
         Err(e) => Err(e.into()),
@@ -545,7 +548,12 @@ async fn cleanup(job: &MpcJob, ctx: &Context, ns: &str) -> Result<Action, Error>
                     .unwrap_or_else(|| shard_for(&id, cluster.shards)),
             });
             match d.cancel(&endpoint, &id).await {
-                // Never reached this worker: nothing to cancel.
+                // It was running there and is now cancelled: count it.
+                Ok(worker) if worker.phase == Phase::Cancelled => {
+                    ctx.metrics.job_finished("cancelled");
+                    Ok(())
+                }
+                // Finished already, or never reached this worker: nothing to cancel.
                 Ok(_) | Err(DispatchError::NotFound { .. }) => Ok(()),
                 Err(e) => Err(Error::from(e)),
             }

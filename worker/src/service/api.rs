@@ -102,6 +102,20 @@ pub struct Failure {
     pub step: Option<String>,
     /// The whole message.
     pub message: String,
+    /// The job never started because a party had no free slot
+    /// (`limits.maxJobs`): nothing was computed, and its id is not used
+    /// up. A controller resubmits the same request (see `docs/worker.md`,
+    /// "Admission and retries").
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retryable: bool,
+}
+
+impl JobStatus {
+    /// Whether the job failed only for lack of a slot at some party and
+    /// may be resubmitted under the same id.
+    pub fn is_retryable(&self) -> bool {
+        self.phase == Phase::Failed && self.failure.as_ref().is_some_and(|f| f.retryable)
+    }
 }
 
 /// The public cost of a job at this party.

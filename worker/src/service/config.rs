@@ -263,12 +263,33 @@ pub struct ServiceLimits {
     /// Largest input vector a party may declare.
     #[serde(default = "default_max_vector_len")]
     pub max_vector_len: usize,
-    /// Largest control API request body.
+    /// Largest control API request body. At most a few bodies are read at
+    /// once (see `control`), so this bounds the API's memory too.
     #[serde(default = "default_max_request_bytes")]
     pub max_request_bytes: usize,
+    /// Control API connections served at once; more are closed at once.
+    #[serde(default = "default_max_control_connections")]
+    pub max_control_connections: usize,
+    /// Metrics port connections served at once; more are closed at once.
+    #[serde(default = "default_max_metrics_connections")]
+    pub max_metrics_connections: usize,
     /// Finished jobs remembered for status queries (oldest forgotten first).
     #[serde(default = "default_history")]
     pub history: usize,
+    /// How long an admitted job id is remembered (durably with a results
+    /// directory), so that it never runs twice.
+    #[serde(default = "default_id_retention", deserialize_with = "de_duration")]
+    pub id_retention: Duration,
+    /// Job ids remembered at most (the oldest are forgotten first).
+    #[serde(default = "default_max_remembered_ids")]
+    pub max_remembered_ids: usize,
+}
+
+fn default_id_retention() -> Duration {
+    Duration::from_secs(30 * 24 * 3600)
+}
+fn default_max_remembered_ids() -> usize {
+    1_000_000
 }
 
 fn default_max_jobs() -> usize {
@@ -278,7 +299,13 @@ fn default_max_vector_len() -> usize {
     1 << 24
 }
 fn default_max_request_bytes() -> usize {
-    512 << 20
+    64 << 20
+}
+fn default_max_control_connections() -> usize {
+    64
+}
+fn default_max_metrics_connections() -> usize {
+    16
 }
 fn default_history() -> usize {
     1000
@@ -290,7 +317,11 @@ impl Default for ServiceLimits {
             max_jobs: default_max_jobs(),
             max_vector_len: default_max_vector_len(),
             max_request_bytes: default_max_request_bytes(),
+            max_control_connections: default_max_control_connections(),
+            max_metrics_connections: default_max_metrics_connections(),
             history: default_history(),
+            id_retention: default_id_retention(),
+            max_remembered_ids: default_max_remembered_ids(),
         }
     }
 }
@@ -493,6 +524,12 @@ impl WorkerConfig {
         }
         if self.limits.max_jobs == 0 {
             return Err(invalid("limits.maxJobs", "must be at least 1".into()));
+        }
+        if self.limits.max_control_connections == 0 {
+            return Err(invalid("limits.maxControlConnections", "must be at least 1".into()));
+        }
+        if self.limits.max_metrics_connections == 0 {
+            return Err(invalid("limits.maxMetricsConnections", "must be at least 1".into()));
         }
         let versions = self.protocol.resolve().map_err(|r| invalid("protocol", r))?;
         let controller = Role::Controller.principal(&self.controller.name);

@@ -19,14 +19,20 @@ use tracing::info;
 
 use super::api::{ApiError, FillRequest, FillStatus, Health, JobRequest, JobStatus, PoolStatus};
 use super::jobs::{Jobs, SubmitError};
+use super::listen::ConnectionCap;
 use crate::protocol::PROTOCOL_NAME;
 use crate::transport::tls::ReportSlot;
 use crate::transport::{SharedIdentity, TlsIdentity, TransportError, TransportErrorKind};
 
-/// Time a client has to finish its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Bound on one control connection.
+/// Time a client has to finish its TLS handshake (after its first byte,
+/// which must come within [`super::listen::FIRST_BYTE_TIMEOUT`]), and then
+/// to send its request's headers.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bound on one control connection (one request: no keep-alive).
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(300);
+/// Request bodies read at once: with `limits.maxRequestBytes` this bounds
+/// the memory the API spends on bodies.
+const BODIES_AT_ONCE: usize = 4;
 
 type Body = Full<Bytes>;
 
@@ -37,9 +43,18 @@ pub(crate) struct ControlServer {
     pub(crate) jobs: Arc<Jobs>,
     pub(crate) max_request_bytes: usize,
     pub(crate) health: Arc<dyn Fn() -> Health + Send + Sync>,
+    /// `limits.maxControlConnections`.
+    pub(crate) connections: Arc<ConnectionCap>,
+    /// Request bodies being read, at most [`BODIES_AT_ONCE`].
+    pub(crate) bodies: Arc<tokio::sync::Semaphore>,
 }
 
 impl ControlServer {
+    /// The semaphore of [`ControlServer::bodies`].
+    pub(crate) fn body_readers() -> Arc<tokio::sync::Semaphore> {
+        Arc::new(tokio::sync::Semaphore::new(BODIES_AT_ONCE))
+    }
+
     /// Serve the control API on `listener` until the task is dropped.
     pub(crate) async fn serve(self: Arc<Self>, listener: TcpListener) {
         loop {
@@ -47,8 +62,13 @@ impl ControlServer {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             };
+            let Some(permit) = self.connections.admit() else { continue };
             let server = self.clone();
             tokio::spawn(async move {
+                let _permit = permit;
+                if !super::listen::first_byte(&tcp, super::listen::FIRST_BYTE_TIMEOUT).await {
+                    return;
+                }
                 let _ = tcp.set_nodelay(true);
                 let report = ReportSlot::default();
                 let config = match server
@@ -74,9 +94,12 @@ impl ControlServer {
                     let server = server.clone();
                     async move { Ok::<_, std::convert::Infallible>(server.handle(req).await) }
                 });
+                // One request per connection (the client opens one per
+                // call): an idle keep-alive connection would hold a slot.
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(HANDSHAKE_TIMEOUT)
+                    .keep_alive(false)
                     .serve_connection(TokioIo::new(tls), service);
                 let _ = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await;
             });
@@ -85,6 +108,9 @@ impl ControlServer {
 
     /// A request's body, bounded by `limits.maxRequestBytes`.
     async fn body(&self, req: Request<hyper::body::Incoming>) -> Result<Bytes, Response<Body>> {
+        let Ok(_reading) = self.bodies.acquire().await else {
+            return Err(error(StatusCode::SERVICE_UNAVAILABLE, "the worker is stopping".into()));
+        };
         match Limited::new(req.into_body(), self.max_request_bytes).collect().await {
             Ok(b) => Ok(b.to_bytes()),
             Err(_) => Err(error(
@@ -176,6 +202,7 @@ fn admitted<T: Serialize>(result: Result<(T, bool), SubmitError>) -> Response<Bo
         Err(e @ (SubmitError::Busy(_) | SubmitError::FillRunning(_))) => {
             error(StatusCode::TOO_MANY_REQUESTS, e.to_string())
         }
+        Err(e @ SubmitError::Storage(_)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 
@@ -237,6 +264,46 @@ impl ControlError {
             _ => None,
         }
     }
+
+    /// Whether the connection failed before any request was sent (refused,
+    /// or closed by the worker before or during the TLS handshake, as at
+    /// its connection cap); not a refused certificate.
+    fn is_connection_closed(&self) -> bool {
+        match self {
+            ControlError::Connect { .. } => true,
+            ControlError::Tls { source, .. } => {
+                matches!(source.kind, TransportErrorKind::Disconnected | TransportErrorKind::Io(_))
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the worker refused for capacity (429): resubmit the same
+    /// request later.
+    pub fn is_busy(&self) -> bool {
+        self.status() == Some(429)
+    }
+}
+
+/// Attempts of one control call whose connection is closed before the
+/// request (see [`ControlError::is_connection_closed`]).
+const CONNECT_ATTEMPTS: usize = 6;
+
+/// The first pause of the retry path, and its cap.
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// Sleep a random time of up to `backoff` (full jitter: controllers that
+/// were refused together do not come back together), and return the next
+/// backoff.
+async fn retry_pause(backoff: Duration) -> Duration {
+    let mut bytes = [0u8; 4];
+    let fraction = match getrandom::fill(&mut bytes) {
+        Ok(()) => f64::from(u32::from_le_bytes(bytes)) / f64::from(u32::MAX),
+        Err(_) => 0.5,
+    };
+    tokio::time::sleep(backoff.mul_f64(fraction.max(0.1))).await;
+    (backoff * 2).min(RETRY_MAX)
 }
 
 /// The controller's client for one worker.
@@ -303,6 +370,37 @@ impl ControlClient {
         self.call(Method::GET, "/v1/pool", None).await
     }
 
+    /// Submit `request` and follow it to its end through the documented
+    /// retry path (`docs/worker.md`, "Admission and retries"): a
+    /// submission refused for capacity (429), or a job that failed
+    /// [retryable](JobStatus::is_retryable) because some party had no free
+    /// slot, is resubmitted under the same id after a growing, jittered
+    /// backoff, until `until`. Polls every `every`. The final status, or
+    /// the last refusal once `until` has passed.
+    pub async fn run_retrying(
+        &self,
+        request: &JobRequest,
+        every: Duration,
+        until: std::time::Instant,
+    ) -> Result<JobStatus, ControlError> {
+        let mut backoff = RETRY_FIRST;
+        loop {
+            let status = match self.submit(request).await {
+                Ok(status) if status.phase.is_final() => status,
+                Ok(_) => self.wait(&request.id, every).await?,
+                Err(e) if e.is_busy() && std::time::Instant::now() < until => {
+                    backoff = retry_pause(backoff).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if !status.is_retryable() || std::time::Instant::now() >= until {
+                return Ok(status);
+            }
+            backoff = retry_pause(backoff).await;
+        }
+    }
+
     /// Poll a job every `every` until it has finished.
     pub async fn wait(&self, id: &str, every: Duration) -> Result<JobStatus, ControlError> {
         loop {
@@ -324,7 +422,19 @@ impl ControlClient {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<T, ControlError> {
-        match tokio::time::timeout(self.timeout, self.call_inner(method, path, body)).await {
+        let attempts = async {
+            // A worker at its connection cap closes new connections at
+            // once: try again shortly (every call is idempotent).
+            let mut backoff = RETRY_FIRST;
+            for _ in 1..CONNECT_ATTEMPTS {
+                match self.call_inner(method.clone(), path, body.clone()).await {
+                    Err(e) if e.is_connection_closed() => backoff = retry_pause(backoff).await,
+                    result => return result,
+                }
+            }
+            self.call_inner(method, path, body).await
+        };
+        match tokio::time::timeout(self.timeout, attempts).await {
             Ok(result) => result,
             Err(_) => Err(self.protocol(format!("no answer within {:?}", self.timeout))),
         }

@@ -26,6 +26,7 @@ use tracing::{Instrument, info, warn};
 use super::api::{self, Failure, JobRequest, JobStatus, Phase, STEP_WAITING_FOR_PREPROCESSING, Stats};
 use super::audit::{Outcome, RECORD_VERSION, Record, timestamp};
 use super::config::Loaded;
+use super::ledger::{Ledger, Record as LedgerRecord, State as LedgerState};
 use super::metrics::Metrics;
 use crate::executor::{ExecuteOptions, JobError, JobOutput, OwnInputs, execute};
 use crate::fixed::{self, FixedPoint};
@@ -48,6 +49,18 @@ use crate::transport::{
 /// How long a job waits before agreeing again when the pool is short.
 const POOL_RETRY: Duration = Duration::from_millis(500);
 
+/// What a party that refused a job for capacity tells the parties that
+/// admitted it (inside its abort reason); such a failure before any input
+/// was shared is retryable ([`api::Failure::retryable`]).
+pub const CAPACITY_REFUSAL: &str = "refused the job for capacity";
+
+/// Jobs refused for capacity whose peers are told so at once, at most.
+const MAX_REFUSERS: usize = 256;
+
+/// How long a refusing party waits for each peer's first message before it
+/// closes the connections.
+const REFUSAL_LINGER: Duration = Duration::from_secs(5);
+
 /// Why a submission was not admitted.
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -61,6 +74,10 @@ pub enum SubmitError {
     Busy(usize),
     #[error("fill {0} is running; a worker runs one fill at a time")]
     FillRunning(String),
+    /// The job id could not be recorded durably (`resultsDir`): the job is
+    /// not admitted, since it could otherwise run twice.
+    #[error("cannot record the job id in the results directory: {0}")]
+    Storage(String),
 }
 
 /// Parse a job id: 32 hex digits.
@@ -97,6 +114,9 @@ struct Table {
     jobs: HashMap<String, Entry>,
     finished: VecDeque<String>,
     draining: bool,
+    /// Jobs refused for capacity whose peers are being told so (see
+    /// [`Jobs::refuse`]); such an id is refused again until that ends.
+    refusing: HashMap<String, AbortHandle>,
 }
 
 /// Everything a job needs from its worker.
@@ -113,6 +133,8 @@ pub struct Jobs {
     ctx: Arc<Context>,
     table: Mutex<Table>,
     slots: Arc<Semaphore>,
+    /// Every id admitted (see [`super::ledger`]). Locked after `table`.
+    ledger: Mutex<Ledger>,
 }
 
 /// What is stored for a finished job in the results directory.
@@ -123,11 +145,65 @@ struct Stored {
 }
 
 impl Jobs {
-    pub(crate) fn new(ctx: Arc<Context>) -> Arc<Jobs> {
+    pub(crate) fn new(ctx: Arc<Context>) -> Result<Arc<Jobs>, std::io::Error> {
         let slots = Arc::new(Semaphore::new(ctx.loaded.config.limits.max_jobs));
-        let jobs = Arc::new(Jobs { ctx, table: Mutex::new(Table::default()), slots });
+        let limits = &ctx.loaded.config.limits;
+        let ledger =
+            Ledger::open(ctx.loaded.config.results_dir.as_deref(), limits.id_retention, limits.max_remembered_ids)?;
+        let jobs = Arc::new(Jobs { ctx, table: Mutex::new(Table::default()), slots, ledger: Mutex::new(ledger) });
         jobs.load_results();
-        jobs
+        Ok(jobs)
+    }
+
+    fn ledger(&self) -> MutexGuard<'_, Ledger> {
+        self.ledger.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Record `id` in the ledger; a failure is logged (the outcome stands:
+    /// the admission was recorded already).
+    fn record(&self, id: &str, fingerprint: &str, state: LedgerState) {
+        if let Err(e) = self.ledger().record(id, fingerprint, state) {
+            tracing::error!(job = %id, error = %e, "cannot record the job's outcome in the job id ledger");
+        }
+    }
+
+    /// What a job the ledger remembers (its status forgotten after
+    /// `limits.history`, or lost in a restart) answers to a resubmission.
+    fn remembered(&self, request: &JobRequest, record: &LedgerRecord) -> JobStatus {
+        if record.state == LedgerState::Succeeded
+            && let Some(dir) = &self.ctx.loaded.config.results_dir
+            && let Ok(bytes) = std::fs::read(dir.join(format!("{}.json", request.id)))
+            && let Ok(stored) = serde_json::from_slice::<Stored>(&bytes)
+        {
+            return stored.status;
+        }
+        let (phase, what) = match record.state {
+            LedgerState::Succeeded => (Phase::Succeeded, "succeeded (its result is no longer kept)"),
+            LedgerState::Cancelled => (Phase::Cancelled, "was cancelled"),
+            LedgerState::Failed => (Phase::Failed, "failed"),
+            LedgerState::Admitted | LedgerState::Released => {
+                (Phase::Failed, "did not finish: this worker stopped while it ran")
+            }
+        };
+        let failure = (phase != Phase::Succeeded).then(|| Failure {
+            party: Some(self.party().to_string()),
+            step: None,
+            message: format!(
+                "job {} was admitted here before and {what}; its details are forgotten (limits.history), and a job \
+                 id never runs twice: submit the job under a new id",
+                request.id
+            ),
+            retryable: false,
+        });
+        JobStatus {
+            id: request.id.clone(),
+            phase,
+            program_hash: format!("sha256:{}", hex(&program_hash(&request.program))),
+            step: None,
+            failure,
+            stats: None,
+            outputs: None,
+        }
     }
 
     fn table(&self) -> MutexGuard<'_, Table> {
@@ -180,16 +256,38 @@ impl Jobs {
         let fingerprint = fingerprint(&request);
         let mut table = self.table();
         if let Some(existing) = table.jobs.get(&request.id) {
-            return if existing.fingerprint == fingerprint {
-                Ok((existing.status.clone(), false))
-            } else {
-                Err(SubmitError::Conflict(request.id))
-            };
+            if existing.fingerprint != fingerprint {
+                return Err(SubmitError::Conflict(request.id));
+            }
+            if !existing.status.is_retryable() {
+                return Ok((existing.status.clone(), false));
+            }
+            // It never started (a party had no slot): run it now.
+            table.jobs.remove(&request.id);
+            table.finished.retain(|id| *id != request.id);
+        }
+        if let Some(record) = self.ledger().get(&request.id).cloned() {
+            if record.fingerprint != fingerprint {
+                return Err(SubmitError::Conflict(request.id));
+            }
+            return Ok((self.remembered(&request, &record), false));
         }
         if table.draining {
             return Err(SubmitError::Draining);
         }
-        let slot = self.slots.clone().try_acquire_owned().map_err(|_| SubmitError::Busy(self.max_jobs()))?;
+        if table.refusing.contains_key(&request.id) {
+            self.ctx.metrics.job_refused("capacity");
+            return Err(SubmitError::Busy(self.max_jobs()));
+        }
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+            self.refuse(job, &request, &mut table);
+            return Err(SubmitError::Busy(self.max_jobs()));
+        };
+        // Recorded before anything runs: from here on the id is used up
+        // (unless the job fails for capacity, which releases it).
+        self.ledger()
+            .record(&request.id, &fingerprint, LedgerState::Admitted)
+            .map_err(|e| SubmitError::Storage(format!("{e}")))?;
         let mut status = JobStatus {
             id: request.id.clone(),
             phase: Phase::Pending,
@@ -212,7 +310,8 @@ impl Jobs {
                 span.record("otel.status_code", "ERROR");
                 status.phase = Phase::Failed;
                 status.step = None;
-                status.failure = Some(Failure { party: Some(self.party().to_string()), step: None, message });
+                status.failure =
+                    Some(Failure { party: Some(self.party().to_string()), step: None, message, retryable: false });
                 None
             }
             Ok(prepared) => {
@@ -243,6 +342,7 @@ impl Jobs {
         };
         if failed_early {
             self.audit(&entry, &status, Outcome::Failed);
+            self.record(&request.id, &entry.fingerprint, LedgerState::Failed);
         }
         table.jobs.insert(request.id.clone(), entry);
         if failed_early {
@@ -253,6 +353,61 @@ impl Jobs {
             self.ctx.metrics.jobs_active.inc();
         }
         Ok((status, true))
+    }
+
+    /// Refuse `job` for capacity (the caller answers 429) and tell the
+    /// parties that admitted it, so they fail it at once with a retryable
+    /// failure instead of holding their slots until the connect timeout:
+    /// join the job's mesh as an ordinary party would (taking the
+    /// connections peers dial us with, parked ones included, and dialing
+    /// those we dial), then abort it with [`CAPACITY_REFUSAL`] in the
+    /// reason. Costs no slot; at most [`MAX_REFUSERS`] at once (beyond
+    /// that, peers find out at their connect timeout, as before).
+    fn refuse(self: &Arc<Self>, job: JobId, request: &JobRequest, table: &mut Table) {
+        self.ctx.metrics.job_refused("capacity");
+        if table.refusing.len() >= MAX_REFUSERS {
+            return;
+        }
+        let config = &self.ctx.loaded.config;
+        let (Ok((parties, me)), Ok(timeouts)) =
+            (resolve_parties(config, &request.parties, "job"), resolve_timeouts(&request.timeouts, &config.timeouts))
+        else {
+            return; // the peers would refuse it too
+        };
+        let Ok(mut registration) = self.ctx.router.register(job) else { return };
+        let reason = format!(
+            "party {} {CAPACITY_REFUSAL}: it is running its limit of {} jobs (limits.maxJobs); nothing was computed, \
+             resubmit the same job",
+            self.party(),
+            self.max_jobs()
+        );
+        let (jobs, id) = (self.clone(), request.id.clone());
+        let task = tokio::spawn(async move {
+            let told = async {
+                let cfg = mesh_config(&jobs.ctx, me, &parties, &timeouts).await.ok()?;
+                let inbound = InboundSource::Routed(registration.connections());
+                let mesh = tokio::time::timeout(timeouts.connect, Mesh::establish_from(&cfg, inbound, job))
+                    .await
+                    .ok()?
+                    .ok()?;
+                mesh.abort(&reason);
+                // Read each peer's first message (its setup, or its own
+                // abort) before closing, so that none of them fails on a
+                // closed connection before it reads our reason.
+                let linger = timeouts.round.min(REFUSAL_LINGER);
+                for peer in (0..mesh.party_count()).filter(|p| *p != me) {
+                    let _ = tokio::time::timeout(linger, mesh.recv(peer, Step::Setup)).await;
+                }
+                mesh.close().await;
+                Some(())
+            };
+            if told.await.is_some() {
+                info!(job = %id, "told the parties that admitted the job that this party refused it for capacity");
+            }
+            drop(registration);
+            jobs.table().refusing.remove(&id);
+        });
+        table.refusing.insert(request.id.clone(), task.abort_handle());
     }
 
     /// Admit a fill of the pool (see [`super::pool`]); refused while
@@ -288,6 +443,7 @@ impl Jobs {
             return Err("the job asks for preprocessing: pool, and this worker has no pool configured".into());
         }
         let circuit = compile(&request.program, &request.parties).map_err(|e| format!("program: {e}"))?;
+        check_scalar_inputs(&circuit, me, &request.inputs)?;
         let inputs = encode_inputs(&circuit, me, &request.inputs)?;
         let timeouts = resolve_timeouts(&request.timeouts, &config.timeouts)?;
         let registration = self.ctx.router.register(job).map_err(|e| e.to_string())?;
@@ -440,7 +596,8 @@ impl Jobs {
             }
             Err(e) => {
                 reason = failure_reason(&e);
-                (Phase::Failed, None, None, Some(failure_of(&e)))
+                let failure = Failure { retryable: refused_for_capacity(&e), ..failure_of(&e) };
+                (Phase::Failed, None, None, Some(failure))
             }
         };
         let mut status = {
@@ -465,6 +622,7 @@ impl Jobs {
                 party: Some(self.party().to_string()),
                 step: Some("output".into()),
                 message: format!("the result could not be stored: {e}"),
+                retryable: false,
             });
         }
         match &status.failure {
@@ -472,13 +630,24 @@ impl Jobs {
             Some(f) => warn!(job = %id, failure = %f.message, "job failed"),
         }
         let outcome = if status.phase == Phase::Succeeded { "succeeded" } else { "failed" };
-        self.ctx.metrics.job_finished(outcome, Some((elapsed, status.stats.as_ref())));
-        if status.phase != Phase::Succeeded {
-            self.ctx.metrics.job_failed(reason);
+        if status.is_retryable() {
+            // Not a failure of the service: counted as a refusal.
+            self.ctx.metrics.job_refused("peer_capacity");
+        } else {
+            self.ctx.metrics.job_finished(outcome, Some((elapsed, status.stats.as_ref())));
+            if status.phase != Phase::Succeeded {
+                self.ctx.metrics.job_failed(reason);
+            }
         }
         self.ctx.metrics.jobs_active.dec();
         let mut table = self.table();
         if let Some(entry) = table.jobs.get_mut(id) {
+            let state = match status.phase {
+                _ if status.is_retryable() => LedgerState::Released,
+                Phase::Succeeded => LedgerState::Succeeded,
+                _ => LedgerState::Failed,
+            };
+            self.record(id, &entry.fingerprint, state);
             let outcome = if status.phase == Phase::Succeeded { Outcome::Succeeded } else { Outcome::Failed };
             self.audit(entry, &status, outcome);
             entry.status = status;
@@ -555,11 +724,13 @@ impl Jobs {
                 party: Some(self.ctx.loaded.config.party.clone()),
                 step: None,
                 message: "cancelled by the controller".into(),
+                retryable: false,
             });
             self.ctx.metrics.job_finished("cancelled", None);
             self.ctx.metrics.jobs_active.dec();
             let status = entry.status.clone();
             self.audit(entry, &status, Outcome::Cancelled);
+            self.record(id, &entry.fingerprint, LedgerState::Cancelled);
             Self::remember_finished(&mut table, id, self.ctx.loaded.config.limits.history);
             return Some(status);
         }
@@ -731,6 +902,25 @@ pub(crate) fn resolve_timeouts(
     })
 }
 
+/// A scalar input takes exactly one value: refused at submission, like
+/// every other input check, rather than after every party connected.
+fn check_scalar_inputs(
+    circuit: &Circuit,
+    me: usize,
+    given: &BTreeMap<String, Vec<serde_json::Number>>,
+) -> Result<(), String> {
+    use crate::program::ir::InputShape;
+    for decl in circuit.inputs.iter().filter(|d| d.owners.includes(me) && d.shape == InputShape::Scalar) {
+        match given.get(&decl.name).map(Vec::len) {
+            Some(1) | None => {}
+            Some(n) => {
+                return Err(format!("input `{}`: a scalar input takes exactly one value, got {n}", decl.name));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Encode this party's inputs: every input the program expects from it,
 /// and nothing else. Errors name the input and element, never a value.
 fn encode_inputs(
@@ -849,6 +1039,22 @@ fn failure_reason(e: &JobError) -> &'static str {
     }
 }
 
+/// Whether the job failed because a party refused it for capacity (its
+/// abort names [`CAPACITY_REFUSAL`], directly or relayed by another party)
+/// before any input was shared: then nothing was computed and the id may
+/// run when resubmitted. Later in the protocol no reason makes a job
+/// retryable, whatever a peer says.
+fn refused_for_capacity(e: &JobError) -> bool {
+    match e {
+        JobError::Transport(t) => {
+            matches!(t.step, Step::Handshake | Step::Setup)
+                && matches!(&t.kind, TransportErrorKind::Aborted(reason) | TransportErrorKind::AbortedBy { reason, .. }
+                    if reason.contains(CAPACITY_REFUSAL))
+        }
+        _ => false,
+    }
+}
+
 fn failure_of(e: &JobError) -> Failure {
     let (party, step) = match e {
         JobError::Transport(t) => (t.peer.clone(), Some(t.step)),
@@ -856,7 +1062,7 @@ fn failure_of(e: &JobError) -> Failure {
         JobError::Preprocessing { step, .. } | JobError::Deadline { step, .. } => (None, Some(*step)),
         JobError::Plan(_) | JobError::Input { .. } => (None, None),
     };
-    Failure { party, step: step.map(|s| s.to_string()), message: e.to_string() }
+    Failure { party, step: step.map(|s| s.to_string()), message: e.to_string(), retryable: false }
 }
 
 pub(crate) async fn resolve(endpoint: &str) -> Result<std::net::SocketAddr, String> {

@@ -76,6 +76,11 @@ pub const RELOAD_RESULTS: [&str; 2] = ["applied", "rejected"];
 /// The outcomes of `jobs_total`.
 pub const OUTCOMES: [&str; 3] = ["succeeded", "failed", "cancelled"];
 
+/// The reasons of `jobs_refused_total`: this worker had no free slot
+/// (`limits.maxJobs`: the submission was answered 429), or a peer had none
+/// (the job failed here, retryable, before anything was computed).
+pub const REFUSAL_REASONS: [&str; 2] = ["capacity", "peer_capacity"];
+
 /// The reasons of `job_failures_total`, a fixed set derived from the
 /// job's failure (see `jobs::failure_reason`): a peer closed the
 /// connection; a socket error (refused, unreachable); a timeout (a round,
@@ -91,6 +96,7 @@ pub struct Metrics {
     registry: Registry,
     jobs: Family<Outcome, Counter>,
     failures: Family<Reason, Counter>,
+    refused: Family<Reason, Counter>,
     pub(crate) jobs_active: Gauge,
     duration: Histogram,
     rounds: Counter,
@@ -130,6 +136,15 @@ impl Metrics {
         }
         for reason in FAILURE_REASONS {
             let _ = failures.get_or_create(&Reason { reason });
+        }
+        let refused = Family::<Reason, Counter>::default();
+        registry.register(
+            "jobs_refused",
+            "Jobs refused for capacity, by reason (capacity: this worker had no free slot; peer_capacity: a peer had none); the controller resubmits them",
+            refused.clone(),
+        );
+        for reason in REFUSAL_REASONS {
+            let _ = refused.get_or_create(&Reason { reason });
         }
         let jobs_active = Gauge::default();
         registry.register("jobs_active", "Jobs admitted and not finished", jobs_active.clone());
@@ -220,6 +235,7 @@ impl Metrics {
             pool_seen: std::sync::Mutex::default(),
             jobs,
             failures,
+            refused,
             jobs_active,
             duration,
             rounds,
@@ -305,6 +321,13 @@ impl Metrics {
         self.failures.get_or_create(&Reason { reason }).inc();
     }
 
+    /// Record a job refused for capacity (`reason` out of
+    /// [`REFUSAL_REASONS`]).
+    pub(crate) fn job_refused(&self, reason: &'static str) {
+        debug_assert!(REFUSAL_REASONS.contains(&reason), "{reason}");
+        self.refused.get_or_create(&Reason { reason }).inc();
+    }
+
     /// Seconds until the certificate in use expires.
     pub fn cert_expires_in(&self) -> f64 {
         self.identity.current().cert_expires_in()
@@ -322,7 +345,12 @@ impl Metrics {
 
 /// Serve `/metrics`, `/healthz` and `/readyz` on `listener` (plain HTTP:
 /// kubelet probes and Prometheus scrapers; nothing here is secret).
-pub(crate) async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, jobs: Arc<super::jobs::Jobs>) {
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    jobs: Arc<super::jobs::Jobs>,
+    cap: Arc<super::listen::ConnectionCap>,
+) {
     use hyper::StatusCode;
     let route: Route = Arc::new(move |path| match path {
         "/metrics" => (StatusCode::OK, OPENMETRICS, metrics.render()),
@@ -333,7 +361,7 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metric
         },
         _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".to_string()),
     });
-    serve_plain(listener, route).await
+    serve_plain_capped(listener, route, cap).await
 }
 
 /// The content type of the Prometheus text exposition.
@@ -343,11 +371,26 @@ pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; char
 /// body.
 pub type Route = Arc<dyn Fn(&str) -> (hyper::StatusCode, &'static str, String) + Send + Sync>;
 
+/// Connections a plain-HTTP endpoint serves at once by default (a few
+/// scrapers and the kubelet's probes need a handful).
+pub const PLAIN_MAX_CONNECTIONS: usize = 16;
+
 /// Serve `route` for GET requests on `listener` (plain HTTP/1.1, for
-/// probes and scrapes: headers must arrive within 10 s and a connection
+/// probes and scrapes: at most [`PLAIN_MAX_CONNECTIONS`] connections at
+/// once, the first byte within 2 s, headers within 5 s, and a connection
 /// lasts at most 60 s) until the task is dropped. Shared by the worker and
 /// the operator.
 pub async fn serve_plain(listener: tokio::net::TcpListener, route: Route) {
+    let cap = super::listen::ConnectionCap::new("metrics", PLAIN_MAX_CONNECTIONS);
+    serve_plain_capped(listener, route, cap).await
+}
+
+/// [`serve_plain`] with the connection cap `cap`.
+pub async fn serve_plain_capped(
+    listener: tokio::net::TcpListener,
+    route: Route,
+    cap: Arc<super::listen::ConnectionCap>,
+) {
     use http_body_util::Full;
     use hyper::body::Bytes;
     use hyper::{Method, Response, StatusCode};
@@ -356,8 +399,13 @@ pub async fn serve_plain(listener: tokio::net::TcpListener, route: Route) {
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         };
+        let Some(permit) = cap.admit() else { continue };
         let route = route.clone();
         tokio::spawn(async move {
+            let _permit = permit;
+            if !super::listen::first_byte(&tcp, super::listen::FIRST_BYTE_TIMEOUT).await {
+                return;
+            }
             let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let route = route.clone();
                 async move {
@@ -374,7 +422,7 @@ pub async fn serve_plain(listener: tokio::net::TcpListener, route: Route) {
             let io = hyper_util::rt::TokioIo::new(tcp);
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
+                .header_read_timeout(Duration::from_secs(5))
                 .serve_connection(io, service);
             let _ = tokio::time::timeout(Duration::from_secs(60), conn).await;
         });

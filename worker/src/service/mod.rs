@@ -20,6 +20,8 @@ pub mod audit;
 pub mod config;
 pub mod control;
 pub mod jobs;
+mod ledger;
+pub mod listen;
 pub mod metrics;
 mod peers;
 pub mod pool;
@@ -92,6 +94,8 @@ impl Worker {
         let dropped = metrics.clone();
         router.on_dropped(Box::new(move |reason| dropped.peer_dropped(reason)));
         let max_request_bytes = loaded.config.limits.max_request_bytes;
+        let max_control_connections = loaded.config.limits.max_control_connections;
+        let max_metrics_connections = loaded.config.limits.max_metrics_connections;
         let controller = loaded.controller.clone();
         let versions = loaded.versions;
         let watcher = {
@@ -124,7 +128,11 @@ impl Worker {
         };
         let ctx_pool_config = loaded.config.pool.clone();
         let ctx = Arc::new(Context { loaded, router, metrics: metrics.clone(), pool: pool.clone() });
-        let jobs = Jobs::new(ctx.clone());
+        let jobs = Jobs::new(ctx.clone()).map_err(|e| ConfigError::Invalid {
+            path: ctx.loaded.config.results_dir.clone().unwrap_or_default(),
+            field: "resultsDir".into(),
+            reason: format!("cannot open the job id ledger ({}): {e}", ledger::FILE_NAME),
+        })?;
 
         let health = {
             let (identity, jobs, metrics) = (identity.clone(), jobs.clone(), metrics.clone());
@@ -132,10 +140,19 @@ impl Worker {
                 control::health(&identity.current(), versions, &jobs, metrics.cert_expires_in(), peer_table.snapshot())
             })
         };
-        let server = Arc::new(ControlServer { identity, controller, jobs: jobs.clone(), max_request_bytes, health });
+        let server = Arc::new(ControlServer {
+            identity,
+            controller,
+            jobs: jobs.clone(),
+            max_request_bytes,
+            health,
+            connections: listen::ConnectionCap::new("control", max_control_connections),
+            bodies: ControlServer::body_readers(),
+        });
+        let metrics_cap = listen::ConnectionCap::new("metrics", max_metrics_connections);
         let mut tasks = vec![
             tokio::spawn(server.serve(control)),
-            tokio::spawn(metrics::serve(metrics_listener, metrics, jobs.clone())),
+            tokio::spawn(metrics::serve(metrics_listener, metrics, jobs.clone(), metrics_cap)),
             tokio::spawn(watcher.run(reload_interval)),
             tokio::spawn(prober.run(probe_interval)),
         ];

@@ -468,8 +468,12 @@ impl Pool {
                 Err(e) => {
                     warn!(fill = %id, error = %e, "fill failed");
                     status.phase = Phase::Failed;
-                    status.failure =
-                        Some(Failure { party: None, step: Some("generation".into()), message: e.to_string() });
+                    status.failure = Some(Failure {
+                        party: None,
+                        step: Some("generation".into()),
+                        message: e.to_string(),
+                        retryable: false,
+                    });
                 }
             }
         }
