@@ -93,21 +93,29 @@ fn out_of_range_fixed_point_value_is_refused_without_echoing_it() {
 }
 
 #[test]
-fn ot_preprocessing_refuses_a_divisor_it_cannot_serve_and_the_dealer_runs_it() {
+fn ot_preprocessing_divides_by_a_divisor_that_is_not_a_power_of_two_as_the_dealer_does() {
+    // Issue 15, item 1: `cohort run` defaults to OT-based preprocessing,
+    // which refused every divisor but a power of two; now it serves any
+    // divisor (a constant, and a run-time one: `mean` divides by the
+    // length), within the dealer's bound.
     let dir = Dir::new("divisor");
-    let file = run_file(&dir, "input x: int[] from each\noutput m = sum(concat(x)) / 3\n", "v\n1\n2\n", "3\n");
-    // `cohort run` defaults to OT-based preprocessing, which makes division
-    // pairs for powers of two only: every party refuses the job before any
-    // message, naming the layer and the divisor.
-    let err = fails(&file);
-    assert!(err.contains("divides by") && err.contains("preprocessing: dealer"), "{err}");
-    assert!(err.contains("at a:") && err.contains("at b:"), "both parties report it: {err}");
-    let out = Command::new(bin("cohort"))
-        .args(["run", "--format", "json", "--preprocessing", "dealer"])
-        .arg(&file)
-        .output()
-        .expect("runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    assert!((report["outputs"]["m"].as_f64().expect("m") - 2.0).abs() < 0.01, "{report}");
+    let file = run_file(
+        &dir,
+        "input x: int[] from each\nlet v = concat(x)\noutput m = sum(v) / 3\noutput avg = mean(v)\n",
+        "v\n1\n2\n",
+        "3\n",
+    );
+    for mode in ["ot", "dealer"] {
+        let out = Command::new(bin("cohort"))
+            .args(["run", "--format", "json", "--preprocessing", mode])
+            .arg(&file)
+            .output()
+            .expect("runs");
+        assert!(out.status.success(), "{mode}: {}", String::from_utf8_lossy(&out.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        for name in ["m", "avg"] {
+            let got = report["outputs"][name].as_f64().expect(name);
+            assert!((got - 2.0).abs() < 0.01, "{mode}, {name}: {report}");
+        }
+    }
 }
