@@ -76,10 +76,10 @@ impl AbortBoard {
         self.notify.notify_waiters();
     }
 
-    fn first(&self) -> Option<(usize, String)> {
+    fn all(&self) -> Vec<(usize, String)> {
         match self.aborts.lock() {
-            Ok(g) => g.first().cloned(),
-            Err(p) => p.into_inner().first().cloned(),
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
         }
     }
 }
@@ -1191,10 +1191,9 @@ impl Mesh {
             Ok(()) => Ok(()),
             Err(k @ TransportErrorKind::Timeout { .. }) => {
                 // As for a receive: a peer's abort names the culprit better.
-                match self
-                    .within_grace((self.timeouts.round / 4).min(BLAME_GRACE), std::future::pending::<()>(), step)
-                    .await
-                {
+                let grace = (self.timeouts.round / 4).min(BLAME_GRACE);
+                let check = || self.follow_aborts(peer, step, false);
+                match self.within_grace(grace, std::future::pending::<()>(), check).await {
                     Err(abort) => Err(abort),
                     Ok(_) => Err(self.peer_err(peer, step, k)),
                 }
@@ -1278,16 +1277,36 @@ impl Mesh {
         let item = match timeout_at(deadline, state.rx.recv()).await {
             Ok(item) => item,
             Err(_) => {
-                // Before blaming the peer: what the peers sent may still be
-                // unread (when this process was stopped, its timers fire
-                // before its readers run), and a peer may already have
-                // given up naming the party really at fault.
                 let late = Instant::now().saturating_duration_since(deadline);
-                let grace = if late >= CLOCK_JUMP { BLAME_GRACE } else { (self.timeouts.round / 4).min(BLAME_GRACE) };
-                match self.within_grace(grace, state.rx.recv(), step).await {
+                let timed_out = self.peer_err(
+                    peer,
+                    step,
+                    TransportErrorKind::Timeout { after: self.timeouts.round, waiting_for: "a complete message" },
+                );
+                if late < CLOCK_JUMP {
+                    // The peer may itself be waiting on another party and
+                    // have said so: follow the aborts to the party at fault.
+                    if let Some(e) = self.follow_aborts(peer, step, false) {
+                        return Err(e);
+                    }
+                    // Tell the peers now (not after the grace), so that a
+                    // party waiting on this one learns in time who stalled.
+                    self.abort(&timed_out.to_string());
+                    let grace = (self.timeouts.round / 4).min(BLAME_GRACE);
+                    let check = || self.follow_aborts(peer, step, false);
+                    return Err(match self.within_grace(grace, std::future::pending::<()>(), check).await {
+                        Err(abort) => abort,
+                        Ok(_) => timed_out,
+                    });
+                }
+                // This process was not running past the deadline (stopped,
+                // or starved): its timers fire before its readers run, so
+                // read what the peers sent before blaming anyone.
+                let check = || self.follow_aborts(peer, step, true).or_else(|| self.blaming_me(step));
+                match self.within_grace(BLAME_GRACE, state.rx.recv(), check).await {
                     Err(abort) => return Err(abort),
                     Ok(Some(item)) => item,
-                    Ok(None) if late >= CLOCK_JUMP => {
+                    Ok(None) => {
                         return Err(TransportError::local(
                             step,
                             TransportErrorKind::Stalled {
@@ -1295,16 +1314,6 @@ impl Mesh {
                                 late,
                                 waiting_for: "a complete message",
                                 from: self.names[peer].clone(),
-                            },
-                        ));
-                    }
-                    Ok(None) => {
-                        return Err(self.peer_err(
-                            peer,
-                            step,
-                            TransportErrorKind::Timeout {
-                                after: self.timeouts.round,
-                                waiting_for: "a complete message",
                             },
                         ));
                     }
@@ -1325,26 +1334,64 @@ impl Mesh {
         TransportError::new(Some(&self.names[peer]), step, kind)
     }
 
-    /// The error of an abort `reason` from party `from`: it concerns the
-    /// party the reason blames when that is another party of this job
-    /// (possibly this one), else `from` itself.
+    /// The error of an abort `reason` from party `from`, read from its
+    /// connection: it concerns the party the aborts lead to (see
+    /// [`Mesh::follow_aborts`]; possibly this one), else `from` itself.
     fn abort_err(&self, from: usize, step: Step, reason: String) -> TransportError {
-        let by = &self.names[from];
-        match blamed_party(&reason, &self.names) {
-            Some(blamed) if blamed != by => {
-                TransportError::new(Some(blamed), step, TransportErrorKind::AbortedBy { by: by.clone(), reason })
-            }
-            _ => self.peer_err(from, step, TransportErrorKind::Aborted(reason)),
-        }
+        self.follow_aborts(from, step, true)
+            .unwrap_or_else(|| self.peer_err(from, step, TransportErrorKind::Aborted(reason)))
     }
 
-    /// Wait up to `grace` for `fut`, but return at once any abort a peer
-    /// sent (`Err`); `Ok(None)` when neither came.
+    /// Follow the peers' aborts from party `start`: while the party reached
+    /// gave up blaming another party (its reason names it), go on to that
+    /// one. The error naming the party reached; `None` when `start` sent no
+    /// abort, or the blame runs in a cycle or (unless `to_me`) back to this
+    /// party, which was waiting too.
+    fn follow_aborts(&self, start: usize, step: Step, to_me: bool) -> Option<TransportError> {
+        let aborts = self.aborts.all();
+        let me = self.self_index;
+        let (mut current, mut visited) = (start, vec![start]);
+        let mut followed: Option<(usize, &String)> = None;
+        while current != me {
+            let Some((_, reason)) = aborts.iter().find(|(from, _)| *from == current) else { break };
+            let blamed = blamed_party(reason, &self.names).and_then(|b| self.names.iter().position(|n| n == b));
+            match blamed {
+                Some(next) if next != current => {
+                    if visited.contains(&next) || (next == me && !to_me) {
+                        return None;
+                    }
+                    visited.push(next);
+                    followed = Some((current, reason));
+                    current = next;
+                }
+                // It gave up for a reason of its own: it is the cause.
+                _ => return Some(self.peer_err(current, step, TransportErrorKind::Aborted(reason.clone()))),
+            }
+        }
+        let (by, reason) = followed?;
+        Some(TransportError::new(
+            Some(&self.names[current]),
+            step,
+            TransportErrorKind::AbortedBy { by: self.names[by].clone(), reason: reason.clone() },
+        ))
+    }
+
+    /// An abort that blames this party, as an error naming this party.
+    fn blaming_me(&self, step: Step) -> Option<TransportError> {
+        let me = &self.names[self.self_index];
+        let (by, reason) =
+            self.aborts.all().into_iter().find(|(_, r)| blamed_party(r, &self.names) == Some(me.as_str()))?;
+        Some(TransportError::new(Some(me), step, TransportErrorKind::AbortedBy { by: self.names[by].clone(), reason }))
+    }
+
+    /// Wait up to `grace` for `fut`, but return at once the error `check`
+    /// finds in the peers' aborts (`Err`), looking again at each new one;
+    /// `Ok(None)` when neither came.
     async fn within_grace<T>(
         &self,
         grace: Duration,
         fut: impl std::future::Future<Output = T>,
-        step: Step,
+        check: impl Fn() -> Option<TransportError>,
     ) -> Result<Option<T>, TransportError> {
         let until = Instant::now() + grace;
         tokio::pin!(fut);
@@ -1352,8 +1399,8 @@ impl Mesh {
             let notified = self.aborts.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some((from, reason)) = self.aborts.first() {
-                return Err(self.abort_err(from, step, reason));
+            if let Some(e) = check() {
+                return Err(e);
             }
             tokio::select! {
                 biased;
@@ -1364,15 +1411,16 @@ impl Mesh {
         }
     }
 
-    /// The error for a failed connection to `peer`: an abort from any peer
-    /// (arrived, or arriving within a short grace) explains it better than
-    /// a closed connection or a socket error.
+    /// The error for a failed connection to `peer`: its abort leads to the
+    /// party at fault; a closed connection or a socket error is explained
+    /// by the peers' aborts when they arrive within a short grace.
     async fn failure(&self, peer: usize, step: Step, kind: TransportErrorKind) -> TransportError {
         match kind {
             TransportErrorKind::Aborted(reason) => self.abort_err(peer, step, reason),
             k @ (TransportErrorKind::Disconnected | TransportErrorKind::Io(_)) => {
                 let grace = (self.timeouts.round / 4).min(BLAME_GRACE);
-                match self.within_grace(grace, std::future::pending::<()>(), step).await {
+                let check = || self.follow_aborts(peer, step, true);
+                match self.within_grace(grace, std::future::pending::<()>(), check).await {
                     Err(abort) => abort,
                     Ok(_) => self.peer_err(peer, step, k),
                 }
