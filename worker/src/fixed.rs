@@ -327,8 +327,8 @@ mod tests {
         // to it: the form outputs take in JSON.
         assert_eq!(fp.decode(15951462).to_string(), "243.39999389648438");
         // Just below 2^46 the doubles are 2^-7 apart.
-        assert_eq!(fp.to_f64_toward_zero(from_signed((1 << 62) - 1)), 70368744177663.9921875);
-        assert_eq!(fp.to_f64_toward_zero(from_signed(-(1 << 62) + 1)), -70368744177663.9921875);
+        assert_eq!(fp.to_f64_toward_zero(from_signed((1 << 62) - 1)), 2f64.powi(46) - 2f64.powi(-7));
+        assert_eq!(fp.to_f64_toward_zero(from_signed(-(1 << 62) + 1)), -(2f64.powi(46) - 2f64.powi(-7)));
     }
 
     proptest! {

@@ -1108,11 +1108,12 @@ mod tests {
         let big: serde_json::Number = serde_json::from_str("123456789012345678901234567890").unwrap();
         for n in [big, serde_json::Number::from(u64::MAX), serde_json::Number::from(1u64 << 62)] {
             let given = BTreeMap::from([("x".to_string(), vec![1.into(), n])]);
-            let err = encode_inputs(&circuit, 0, &given).err().expect("refused");
+            let Err(err) = encode_inputs(&circuit, 0, &given) else { panic!("refused") };
             assert!(err.starts_with("input `x`, element 1: out of range"), "{err}");
         }
         let given = BTreeMap::from([("x".to_string(), vec![serde_json::Number::from_f64(1.5).unwrap()])]);
-        assert!(encode_inputs(&circuit, 0, &given).err().expect("refused").ends_with("not an integer"));
+        let Err(err) = encode_inputs(&circuit, 0, &given) else { panic!("refused") };
+        assert!(err.ends_with("not an integer"), "{err}");
     }
 
     #[test]
