@@ -91,10 +91,10 @@ fn blamed_party<'a>(reason: &str, names: &'a [String]) -> Option<&'a str> {
     let mut best: Option<(usize, &'a str)> = None;
     for name in names {
         let pattern = format!("party {name},");
-        if let Some(at) = reason.rfind(&pattern) {
-            if best.is_none_or(|(b, _)| at > b) {
-                best = Some((at, name.as_str()));
-            }
+        if let Some(at) = reason.rfind(&pattern)
+            && best.is_none_or(|(b, _)| at > b)
+        {
+            best = Some((at, name.as_str()));
         }
     }
     best.map(|(_, n)| n)

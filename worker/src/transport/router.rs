@@ -214,10 +214,10 @@ impl Shared {
         if held >= self.limits.max_per_source.max(1) {
             return Err(dropped::SOURCE_CAP);
         }
-        if gate.silent.len() >= self.limits.max_silent.max(1) {
-            if let Some((_, oldest)) = gate.silent.pop_first() {
-                oldest.notify_one();
-            }
+        if gate.silent.len() >= self.limits.max_silent.max(1)
+            && let Some((_, oldest)) = gate.silent.pop_first()
+        {
+            oldest.notify_one();
         }
         let seq = gate.next;
         gate.next += 1;
