@@ -19,7 +19,17 @@
 //!   once per message;
 //! - [`Mesh::recv`] takes the next message, checks its step and enforces the
 //!   per-round timeout. A failure is sticky: every later `recv` from that
-//!   peer reports it again.
+//!   peer reports it again;
+//! - **blame**: every peer's abort is posted where any receive can see it.
+//!   A timed-out receive tells the peers at once, then follows their aborts
+//!   to the party at fault (a peer that was itself waiting is not it); a
+//!   timer that fired over a second late (this process was stopped or
+//!   starved) first reads what arrived meanwhile and, if nothing explains
+//!   the wait, blames no peer ([`TransportErrorKind::Stalled`]);
+//! - **party order**: a job behind a [`Router`](super::Router) asks the
+//!   parties it waits for whether they list the parties in its order
+//!   (order queries, see `hello`), since two parties that disagree would
+//!   each wait for the other to dial.
 //!
 //! Every error names the peer and the step. Payload bytes never appear in
 //! an error or a log line.
