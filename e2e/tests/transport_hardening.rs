@@ -306,6 +306,8 @@ async fn a_certificate_not_valid_now_is_refused_on_reload_and_reported_at_start(
     federation.restart_worker(1).await.expect("restarts");
     let log = std::fs::read_to_string(logs.join("party-1-restarted.log")).expect("log");
     assert!(log.contains("CERTIFICATE IS NOT VALID NOW") && log.contains("not valid before"), "{log}");
+    drop(federation);
+    let _ = std::fs::remove_dir_all(&logs);
 }
 
 fn tempfile_dir() -> std::path::PathBuf {
