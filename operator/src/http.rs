@@ -22,7 +22,7 @@ pub fn health(ready: Arc<AtomicBool>) -> Route {
     })
 }
 
-/// `/metrics` in the Prometheus text format.
+/// `/metrics` in the OpenMetrics text format.
 pub fn metrics(metrics: Arc<crate::metrics::Metrics>) -> Route {
     Arc::new(move |path| match path {
         "/metrics" => (StatusCode::OK, OPENMETRICS, metrics.encode()),

@@ -1,13 +1,20 @@
 //! The operator's Prometheus metrics (prometheus-client).
 //!
 //! Labels are bounded and public: a kind out of three, a reason word out of
-//! a fixed set, an outcome, a certificate out of three, and the names of
-//! this party's MpcClusters and PreprocessingPools (objects an
+//! a fixed set, an outcome, a certificate out of three, and the namespace
+//! and name of this party's MpcClusters and PreprocessingPools (objects an
 //! administrator creates, a handful per party, public to the federation).
 //! No job id, input, value or peer message is a label.
+//!
+//! Per-object series follow cert-manager's convention: labelled
+//! `namespace` and `name` of the object (the ServiceMonitor keeps them with
+//! `honorLabels`, so they are not overwritten by the operator pod's own
+//! namespace), and removed when the object is deleted ([`Metrics::forget`],
+//! [`Metrics::retain`]), so a deleted object's alerts stop.
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -33,20 +40,46 @@ struct OutcomeLabel {
     outcome: &'static str,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ClusterLabel {
-    cluster: String,
+/// One MpcCluster or PreprocessingPool.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+struct ObjectLabels {
+    namespace: String,
+    name: String,
+}
+
+impl ObjectLabels {
+    fn of(namespace: &str, name: &str) -> ObjectLabels {
+        ObjectLabels { namespace: namespace.to_string(), name: name.to_string() }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CertificateLabels {
-    cluster: String,
+    namespace: String,
+    name: String,
     certificate: &'static str,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct PoolLabel {
-    pool: String,
+/// The certificates `certificate_expiry_timestamp_seconds` reports.
+pub const CERTIFICATES: [&str; 3] = ["ca", "worker", "operator"];
+
+/// An MpcCluster or PreprocessingPool, as its series know it.
+#[derive(Clone, Copy, Debug)]
+pub struct Object<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+    /// Tells a deleted object from a new one of the same name.
+    pub uid: &'a str,
+}
+
+/// How many deleted objects' uids are remembered (see [`Metrics::forget`]).
+const GONE_REMEMBERED: usize = 1024;
+
+/// The kinds that have per-object series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ObjectKind {
+    MpcCluster,
+    PreprocessingPool,
 }
 
 /// The kinds the operator reconciles.
@@ -64,11 +97,16 @@ pub struct Metrics {
     jobs: Family<OutcomeLabel, Counter>,
     leader: Gauge,
     transitions: Counter,
-    peers: Family<ClusterLabel, Gauge>,
-    peers_reachable: Family<ClusterLabel, Gauge>,
+    peers: Family<ObjectLabels, Gauge>,
+    peers_reachable: Family<ObjectLabels, Gauge>,
     cert_expiry: Family<CertificateLabels, Gauge<f64, AtomicU64>>,
-    pool_ready: Family<PoolLabel, Gauge>,
-    pool_below: Family<PoolLabel, Gauge>,
+    pool_ready: Family<ObjectLabels, Gauge>,
+    pool_below: Family<ObjectLabels, Gauge>,
+    /// The objects that have series (a Family cannot be listed).
+    objects: Mutex<BTreeSet<(ObjectKind, ObjectLabels)>>,
+    /// The uids of the last deleted objects: a reconcile that was already
+    /// running when its object was deleted must not bring its series back.
+    gone: Mutex<std::collections::VecDeque<String>>,
 }
 
 impl Default for Metrics {
@@ -102,9 +140,9 @@ impl Metrics {
             "Times this replica gained the leader Lease (sum over replicas: leadership changes)",
             transitions.clone(),
         );
-        let peers = Family::<ClusterLabel, Gauge>::default();
+        let peers = Family::<ObjectLabels, Gauge>::default();
         registry.register("cluster_peers", "Peer parties of an MpcCluster (the leader's view)", peers.clone());
-        let peers_reachable = Family::<ClusterLabel, Gauge>::default();
+        let peers_reachable = Family::<ObjectLabels, Gauge>::default();
         registry.register(
             "cluster_peers_reachable",
             "Peer parties whose endpoint accepted a TCP connection at the last probe",
@@ -116,9 +154,9 @@ impl Metrics {
             "When an MpcCluster's certificate expires (Unix seconds): ca, worker (the earliest shard), operator",
             cert_expiry.clone(),
         );
-        let pool_ready = Family::<PoolLabel, Gauge>::default();
+        let pool_ready = Family::<ObjectLabels, Gauge>::default();
         registry.register("pool_ready", "1 when a PreprocessingPool's Ready condition is True", pool_ready.clone());
-        let pool_below = Family::<PoolLabel, Gauge>::default();
+        let pool_below = Family::<ObjectLabels, Gauge>::default();
         registry.register(
             "pool_below_watermark",
             "1 when a PreprocessingPool's BelowWatermark condition is True (always 0 in dealer mode: nothing is stocked)",
@@ -149,6 +187,8 @@ impl Metrics {
             cert_expiry,
             pool_ready,
             pool_below,
+            objects: Mutex::new(BTreeSet::new()),
+            gone: Mutex::new(std::collections::VecDeque::new()),
         }
     }
 
@@ -185,6 +225,66 @@ impl Metrics {
             self.cert_expiry.clear();
             self.pool_ready.clear();
             self.pool_below.clear();
+            self.tracked().clear();
+        }
+    }
+
+    fn tracked(&self) -> std::sync::MutexGuard<'_, BTreeSet<(ObjectKind, ObjectLabels)>> {
+        self.objects.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Note that `obj` has series; false (and nothing to record) when it
+    /// was deleted.
+    fn track(&self, kind: ObjectKind, obj: Object<'_>) -> bool {
+        if self.gone.lock().unwrap_or_else(|p| p.into_inner()).iter().any(|u| u == obj.uid) {
+            return false;
+        }
+        self.tracked().insert((kind, ObjectLabels::of(obj.namespace, obj.name)));
+        true
+    }
+
+    /// Remove every series of a deleted object (`uid`, when known, keeps a
+    /// reconcile still running for it from recording them again).
+    pub fn forget(&self, kind: ObjectKind, namespace: &str, name: &str, uid: Option<&str>) {
+        if let Some(uid) = uid {
+            let mut gone = self.gone.lock().unwrap_or_else(|p| p.into_inner());
+            if gone.len() >= GONE_REMEMBERED {
+                gone.pop_front();
+            }
+            gone.push_back(uid.to_string());
+        }
+        let labels = ObjectLabels::of(namespace, name);
+        self.tracked().remove(&(kind, labels.clone()));
+        match kind {
+            ObjectKind::MpcCluster => {
+                self.peers.remove(&labels);
+                self.peers_reachable.remove(&labels);
+                for certificate in CERTIFICATES {
+                    self.cert_expiry.remove(&CertificateLabels {
+                        namespace: labels.namespace.clone(),
+                        name: labels.name.clone(),
+                        certificate,
+                    });
+                }
+            }
+            ObjectKind::PreprocessingPool => {
+                self.pool_ready.remove(&labels);
+                self.pool_below.remove(&labels);
+            }
+        }
+    }
+
+    /// Keep the series of `kind`'s objects in `present` (namespace, name)
+    /// only: after a (re)list, the objects deleted while no watch was open.
+    pub fn retain(&self, kind: ObjectKind, present: &BTreeSet<(String, String)>) {
+        let gone: Vec<ObjectLabels> = self
+            .tracked()
+            .iter()
+            .filter(|(k, l)| *k == kind && !present.contains(&(l.namespace.clone(), l.name.clone())))
+            .map(|(_, l)| l.clone())
+            .collect();
+        for l in gone {
+            self.forget(kind, &l.namespace, &l.name, None);
         }
     }
 
@@ -194,16 +294,23 @@ impl Metrics {
     }
 
     /// An MpcCluster's last peer probe: how many peers, how many reachable.
-    pub fn cluster_peers(&self, cluster: &str, peers: usize, reachable: usize) {
-        let label = ClusterLabel { cluster: cluster.to_string() };
+    pub fn cluster_peers(&self, cluster: Object<'_>, peers: usize, reachable: usize) {
+        if !self.track(ObjectKind::MpcCluster, cluster) {
+            return;
+        }
+        let label = ObjectLabels::of(cluster.namespace, cluster.name);
         self.peers.get_or_create(&label).set(i64::try_from(peers).unwrap_or(i64::MAX));
         self.peers_reachable.get_or_create(&label).set(i64::try_from(reachable).unwrap_or(i64::MAX));
     }
 
     /// When an MpcCluster's `certificate` (`ca`, `worker`, `operator`)
     /// expires; `None` (not issued yet) removes the series.
-    pub fn certificate_expiry(&self, cluster: &str, certificate: &'static str, not_after: Option<SystemTime>) {
-        let label = CertificateLabels { cluster: cluster.to_string(), certificate };
+    pub fn certificate_expiry(&self, cluster: Object<'_>, certificate: &'static str, not_after: Option<SystemTime>) {
+        if !self.track(ObjectKind::MpcCluster, cluster) {
+            return;
+        }
+        let label =
+            CertificateLabels { namespace: cluster.namespace.to_string(), name: cluster.name.to_string(), certificate };
         match not_after {
             Some(t) => {
                 let secs = match t.duration_since(SystemTime::UNIX_EPOCH) {
@@ -219,8 +326,11 @@ impl Metrics {
     }
 
     /// A PreprocessingPool's `Ready` and `BelowWatermark` conditions.
-    pub fn pool(&self, pool: &str, ready: bool, below_watermark: bool) {
-        let label = PoolLabel { pool: pool.to_string() };
+    pub fn pool(&self, pool: Object<'_>, ready: bool, below_watermark: bool) {
+        if !self.track(ObjectKind::PreprocessingPool, pool) {
+            return;
+        }
+        let label = ObjectLabels::of(pool.namespace, pool.name);
         self.pool_ready.get_or_create(&label).set(i64::from(ready));
         self.pool_below.get_or_create(&label).set(i64::from(below_watermark));
     }
@@ -235,7 +345,7 @@ impl Metrics {
         self.leader.get() == 1
     }
 
-    /// The text exposition format.
+    /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Encoding into a String cannot fail.

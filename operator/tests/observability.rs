@@ -1,6 +1,6 @@
 //! Every metric the chart's Grafana dashboards and PrometheusRule name is
 //! exported by the real binaries: a local federation of `cohort-worker`
-//! processes after a succeeded and a failed job, and the `cohort-operator`
+//! processes (and its `cohort-dealer`) after a succeeded and a failed job, and the `cohort-operator`
 //! process reconciling an MpcCluster and a PreprocessingPool against the
 //! in-memory API server. No exported label value carries a job id or a
 //! canary input value.
@@ -142,8 +142,9 @@ fn numbers(values: &[f64]) -> Vec<serde_json::Number> {
 
 /// A local federation of three workers: one job with canary inputs that
 /// succeeds, one that fails at setup (the parties submit different
-/// programs). Returns each worker's `/metrics` and the job ids.
-async fn worker_expositions() -> (Vec<String>, Vec<String>) {
+/// programs). Returns each worker's `/metrics`, the dealer's (the federation
+/// runs in dealer mode) and the job ids.
+async fn worker_expositions() -> (Vec<String>, String, Vec<String>) {
     let parties: Vec<String> = (0..3).map(|i| format!("party-{i}")).collect();
     let federation = Federation::start(&parties, &launch_options("warn", None)).await.expect("federation starts");
     let timeouts = JobTimeouts { connect_seconds: Some(10.0), round_seconds: Some(5.0), total_seconds: Some(30.0) };
@@ -176,8 +177,10 @@ async fn worker_expositions() -> (Vec<String>, Vec<String>) {
         assert_eq!(code, 200);
         texts.push(body);
     }
+    let (code, dealer) = http_get(&federation.dealer_metrics, "/metrics").await.expect("dealer metrics");
+    assert_eq!(code, 200);
     let ids = vec![ok[0].id.clone(), failed_id];
-    (texts, ids)
+    (texts, dealer, ids)
 }
 
 /// The `cohort-operator` process against the in-memory API server, once it
@@ -209,13 +212,13 @@ async fn operator_exposition() -> String {
     eventually("the cluster and pool gauges", WAIT, || async {
         let (_, body) = http_get(&metrics, "/metrics").await?;
         let wanted = [
-            "cohort_operator_cluster_peers{cluster=\"consortium\"} 2",
-            "cohort_operator_cluster_peers_reachable{cluster=\"consortium\"}",
-            "cohort_operator_certificate_expiry_timestamp_seconds{cluster=\"consortium\",certificate=\"ca\"}",
-            "cohort_operator_certificate_expiry_timestamp_seconds{cluster=\"consortium\",certificate=\"worker\"}",
-            "cohort_operator_certificate_expiry_timestamp_seconds{cluster=\"consortium\",certificate=\"operator\"}",
-            "cohort_operator_pool_ready{pool=\"default\"}",
-            "cohort_operator_pool_below_watermark{pool=\"default\"} 0",
+            "cohort_operator_cluster_peers{namespace=\"bank-a\",name=\"consortium\"} 2",
+            "cohort_operator_cluster_peers_reachable{namespace=\"bank-a\",name=\"consortium\"}",
+            "cohort_operator_certificate_expiry_timestamp_seconds{namespace=\"bank-a\",name=\"consortium\",certificate=\"ca\"}",
+            "cohort_operator_certificate_expiry_timestamp_seconds{namespace=\"bank-a\",name=\"consortium\",certificate=\"worker\"}",
+            "cohort_operator_certificate_expiry_timestamp_seconds{namespace=\"bank-a\",name=\"consortium\",certificate=\"operator\"}",
+            "cohort_operator_pool_ready{namespace=\"bank-a\",name=\"default\"}",
+            "cohort_operator_pool_below_watermark{namespace=\"bank-a\",name=\"default\"} 0",
             "cohort_operator_leader_transitions_total 1",
         ];
         match wanted.iter().find(|w| !body.contains(*w)) {
@@ -228,7 +231,7 @@ async fn operator_exposition() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_metric_the_dashboards_and_alerts_name_is_exported_and_labels_leak_nothing() {
-    let (workers, job_ids) = worker_expositions().await;
+    let (workers, dealer, job_ids) = worker_expositions().await;
     let operator = operator_exposition().await;
 
     // The failed job was classified: every party saw the consent digests
@@ -241,6 +244,7 @@ async fn every_metric_the_dashboards_and_alerts_name_is_exported_and_labels_leak
     }
 
     let mut exports = exported(&operator);
+    exports.extend(exported(&dealer));
     for text in &workers {
         exports.extend(exported(text));
     }
@@ -256,7 +260,7 @@ async fn every_metric_the_dashboards_and_alerts_name_is_exported_and_labels_leak
     // Labels are bounded and public: no job id, no input value. (Sample
     // values are numbers; a sentinel's digits may recur in one by chance,
     // so only job ids are searched for in the whole text.)
-    for text in workers.iter().chain([&operator]) {
+    for text in workers.iter().chain([&operator, &dealer]) {
         for id in &job_ids {
             assert!(!text.contains(id.as_str()), "the exposition carries job id {id}");
         }
@@ -267,7 +271,7 @@ async fn every_metric_the_dashboards_and_alerts_name_is_exported_and_labels_leak
         let encoded = fp.encode(s).expect("encodes");
         needles.extend([format!("{s}"), format!("{}", s.trunc() as i64), format!("{encoded}"), format!("{encoded:x}")]);
     }
-    for text in workers.iter().chain([&operator]) {
+    for text in workers.iter().chain([&operator, &dealer]) {
         for value in label_values(text) {
             for needle in &needles {
                 assert!(!value.contains(needle.as_str()), "label value {value:?} carries {needle}");

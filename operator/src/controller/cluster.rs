@@ -44,6 +44,7 @@ use crate::cluster::config::PoolSettings;
 use crate::cluster::desired::{self, ANNOTATION_TEMPLATE_HASH, CaMaterial, Material};
 use crate::cluster::rollout::{self, ObservedSet, ShardHealth};
 use crate::cluster::{Cluster, Endpoint};
+use crate::metrics::Object;
 
 /// Re-probe peers and re-check certificates at least this often.
 pub const RESYNC: Duration = Duration::from_secs(120);
@@ -384,10 +385,11 @@ async fn reconcile_inner(cached: &MpcCluster, ctx: &Context) -> Result<Action, E
     status.rollout = Some(decision.rollout.clone());
     status.certificates.get_or_insert_with(Default::default).ca_rotation = rotation.status.clone();
     let reachable = peers.iter().filter(|(_, r)| r.is_ok()).count();
-    ctx.metrics.cluster_peers(cluster.name, peers.len(), reachable);
-    ctx.metrics.certificate_expiry(cluster.name, "ca", plan_after.ca_not_after);
-    ctx.metrics.certificate_expiry(cluster.name, "worker", plan_after.worker_not_after);
-    ctx.metrics.certificate_expiry(cluster.name, "operator", plan_after.operator_not_after);
+    let (m, me) = (&ctx.metrics, Object { namespace: cluster.namespace, name: cluster.name, uid: cluster.uid });
+    m.cluster_peers(me, peers.len(), reachable);
+    m.certificate_expiry(me, "ca", plan_after.ca_not_after);
+    m.certificate_expiry(me, "worker", plan_after.worker_not_after);
+    m.certificate_expiry(me, "operator", plan_after.operator_not_after);
     let was_ready = find_condition(&status.conditions, types::READY).is_some_and(|c| c.status == "True");
     compute_status(&mut status, &cluster, &applied, &plan_after, peers, generation, &now_time);
     let is_ready = find_condition(&status.conditions, types::READY).is_some_and(|c| c.status == "True");

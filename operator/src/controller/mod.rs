@@ -43,7 +43,7 @@ use crate::cluster::Cluster;
 use crate::cluster::certs::operator_principal;
 use crate::cluster::desired::Settings;
 use crate::dispatch::Dispatcher;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ObjectKind};
 use cohort_worker::transport::TlsIdentity;
 use k8s_openapi::api::core::v1::Secret;
 
@@ -283,11 +283,59 @@ pub fn now() -> Time {
 /// Run every controller until `stop` turns true.
 pub async fn run_all(ctx: Arc<Context>, namespace: Option<String>, stop: tokio::sync::watch::Receiver<bool>) {
     use crate::leader::stopped;
+    type Meta<K> = kube::core::PartialObjectMeta<K>;
+    let api = |c: &Client| match &namespace {
+        Some(ns) => (Api::<Meta<cohort_crds::MpcCluster>>::namespaced(c.clone(), ns), Api::namespaced(c.clone(), ns)),
+        None => (Api::all(c.clone()), Api::<Meta<cohort_crds::PreprocessingPool>>::all(c.clone())),
+    };
+    let (clusters, pools) = api(&ctx.client);
     tokio::join!(
         cluster::run(ctx.clone(), namespace.clone(), stopped(stop.clone())),
         job::run(ctx.clone(), namespace.clone(), stopped(stop.clone())),
         pool::run(ctx.clone(), namespace.clone(), stopped(stop.clone())),
+        forget_deleted(clusters, ObjectKind::MpcCluster, ctx.metrics.clone(), stopped(stop.clone())),
+        forget_deleted(pools, ObjectKind::PreprocessingPool, ctx.metrics.clone(), stopped(stop.clone())),
     );
+}
+
+/// Drop a deleted object's metrics. kube-runtime's controllers never
+/// reconcile an object that is gone (MpcClusters and PreprocessingPools
+/// have no finalizer), so a metadata-only watch of the kind does it: a
+/// deletion forgets that object, and every (re)list forgets the objects
+/// missing from it (deleted while no watch was open).
+async fn forget_deleted<K>(
+    api: Api<kube::core::PartialObjectMeta<K>>,
+    kind: ObjectKind,
+    metrics: Arc<Metrics>,
+    stop: impl std::future::Future<Output = ()>,
+) where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    use kube::runtime::WatchStreamExt;
+    use kube::runtime::watcher::{self, Event as Watched};
+    let key = |m: &kube::api::ObjectMeta| (m.namespace.clone().unwrap_or_default(), m.name.clone().unwrap_or_default());
+    let mut listed = std::collections::BTreeSet::new();
+    let events = watcher::watcher(api, watcher::Config::default()).default_backoff();
+    let sweep = events.for_each(|event| {
+        match event {
+            Ok(Watched::Delete(obj)) => {
+                let (ns, name) = key(&obj.metadata);
+                metrics.forget(kind, &ns, &name, obj.metadata.uid.as_deref());
+            }
+            Ok(Watched::Init) => listed.clear(),
+            Ok(Watched::InitApply(obj)) => {
+                listed.insert(key(&obj.metadata));
+            }
+            Ok(Watched::InitDone) => metrics.retain(kind, &listed),
+            Ok(Watched::Apply(_)) => {}
+            Err(e) => tracing::debug!(?kind, error = %e, "the metrics' deletion watch restarts"),
+        }
+        futures::future::ready(())
+    });
+    tokio::select! {
+        () = sweep => {}
+        () = stop => {}
+    }
 }
 
 /// Drive a controller stream to its end, logging each outcome.

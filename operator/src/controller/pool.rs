@@ -209,7 +209,9 @@ async fn observe_workers(ctx: &Context, ns: &str, pool: &Pool<'_>) -> status::Wo
 /// The pool's `Ready` and `BelowWatermark` conditions as gauges.
 fn record(ctx: &Context, obj: &PreprocessingPool, status: &PreprocessingPoolStatus) {
     let is_true = |t: &str| find_condition(&status.conditions, t).is_some_and(|c| c.status == "True");
-    ctx.metrics.pool(&obj.name_any(), is_true(types::READY), is_true(types::BELOW_WATERMARK));
+    let (ns, name, uid) = (obj.namespace().unwrap_or_default(), obj.name_any(), obj.uid().unwrap_or_default());
+    let me = crate::metrics::Object { namespace: &ns, name: &name, uid: &uid };
+    ctx.metrics.pool(me, is_true(types::READY), is_true(types::BELOW_WATERMARK));
 }
 
 /// Issue, build and apply a hosted dealer's objects. `Ok(Err(_))`: the
