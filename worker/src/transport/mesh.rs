@@ -63,8 +63,10 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// naming the party they blame) before naming a peer.
 const BLAME_GRACE: Duration = Duration::from_secs(1);
 /// How long a job behind a router waits for a peer to dial before asking
-/// it whether they agree on the party order (and again after as long).
+/// it whether they agree on the party order (then twice as long each time,
+/// up to [`ORDER_ASK_MAX`]).
 const ORDER_ASK_AFTER: Duration = Duration::from_millis(500);
+const ORDER_ASK_MAX: Duration = Duration::from_secs(4);
 /// A timer firing this late means this process was not running (stopped,
 /// or starved of CPU): the wait was ours, not the peer's.
 const CLOCK_JUMP: Duration = Duration::from_secs(1);
@@ -925,7 +927,8 @@ impl Mesh {
         // list the parties in its order, once it waited a moment: two
         // parties that disagree would each wait for the other to dial.
         let order = order_digest(&names);
-        let mut next_ask = Instant::now() + ORDER_ASK_AFTER;
+        let mut ask_every = ORDER_ASK_AFTER;
+        let mut next_ask = Instant::now() + ask_every;
         let mut asks: JoinSet<(usize, Option<String>)> = JoinSet::new();
         let mut missing = n - 1;
         let inbound_names = ctx.inbound_names();
@@ -1023,10 +1026,15 @@ impl Mesh {
                     }
                 },
                 _ = sleep_until(next_ask), if routed.is_some() && want_inbound => {
-                    next_ask = Instant::now() + ORDER_ASK_AFTER;
+                    // Asked again, less and less often: the peer's job may
+                    // not be registered yet.
+                    ask_every = (ask_every * 2).min(ORDER_ASK_MAX);
+                    next_ask = Instant::now() + ask_every;
                     for j in (me + 1..n).filter(|&j| streams[j].is_none()) {
                         let (ctx, addr) = (ctx.clone(), cfg.parties[j].addr);
-                        asks.spawn(async move { (j, timeout(ORDER_ASK_AFTER, ask_order(&ctx, j, addr)).await.ok().flatten()) });
+                        asks.spawn(async move {
+                            (j, timeout(ORDER_ASK_AFTER, ask_order(&ctx, j, addr)).await.ok().flatten())
+                        });
                     }
                 },
                 Some(Ok((j, Some(reason)))) = asks.join_next(), if !asks.is_empty() => {
