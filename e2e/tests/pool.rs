@@ -308,26 +308,49 @@ async fn batches_older_than_the_ttl_are_overwritten_and_deleted() {
     assert!(metrics.contains("cohort_worker_pool_available_batches{kind=\"triples\",divisor=\"\"} 0"), "{metrics}");
 }
 
+/// Issue 15, item 1: mean and variance over lengths that are not powers of
+/// two in pool mode (refused before: pools stock pairs for powers of two
+/// only). The pool serves the triples and the truncation pairs; the pairs
+/// for the length are generated during the job.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pool_job_dividing_by_a_divisor_ot_cannot_serve_is_refused_at_once() {
+async fn pool_jobs_divide_by_lengths_that_are_not_powers_of_two() {
     let federation = start().await;
-    let id = JobId::random().to_string();
-    for (p, w) in federation.workers.iter().enumerate() {
-        let request = JobRequest {
-            id: id.clone(),
-            program: "input x: int[] from each\noutput m = sum(concat(x)) / 3\n".into(),
-            parties: names(),
-            inputs: BTreeMap::from([("x".to_string(), vec![serde_json::Number::from(p + 1)])]),
-            timeouts: JobTimeouts { connect_seconds: Some(10.0), round_seconds: Some(10.0), total_seconds: Some(60.0) },
-            preprocessing: Mode::Pool,
-        };
-        w.client.submit(&request).await.expect("submit");
-    }
-    for w in &federation.workers {
-        let status = w.client.wait(&id, Duration::from_millis(10)).await.expect("status");
-        assert_eq!(status.phase, Phase::Failed);
-        let failure = status.failure.expect("failure");
-        assert!(failure.message.contains("divides by 3") && failure.message.contains("dealer"), "{failure:?}");
+    fill(&federation, 1100, 3).await;
+    let program = "input x: fixed[] from each\nlet all = concat(x)\noutput m = mean(all)\noutput v = variance(all)\n";
+    for (k, total) in [3usize, 50, 1000].into_iter().enumerate() {
+        let id = JobId::random().to_string();
+        let per_party: Vec<Vec<f64>> =
+            (0..PARTIES).map(|p| values(k, p, total / PARTIES + usize::from(p < total % PARTIES))).collect();
+        let all: Vec<f64> = per_party.concat();
+        assert_eq!(all.len(), total);
+        let mean = all.iter().sum::<f64>() / total as f64;
+        let variance = all.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / total as f64;
+        for (p, w) in federation.workers.iter().enumerate() {
+            let request = JobRequest {
+                id: id.clone(),
+                program: program.into(),
+                parties: names(),
+                inputs: inputs(&per_party[p]),
+                timeouts: JobTimeouts {
+                    connect_seconds: Some(10.0),
+                    round_seconds: Some(10.0),
+                    total_seconds: Some(60.0),
+                },
+                preprocessing: Mode::Pool,
+            };
+            w.client.submit(&request).await.expect("submit");
+        }
+        for w in &federation.workers {
+            let status = w.client.wait(&id, Duration::from_millis(10)).await.expect("status");
+            assert_eq!(status.phase, Phase::Succeeded, "{total} values at {}: {status:?}", w.name);
+            let get = |name: &str| match status.outputs.as_ref().and_then(|o| o.get(name)) {
+                Some(v @ OutputValue::Scalar(_)) => v.as_f64().expect("a number"),
+                other => panic!("output {name}: {other:?}"),
+            };
+            assert!((get("m") - mean).abs() < 1e-3, "{total} values: mean {} vs {mean}", get("m"));
+            assert!((get("v") - variance).abs() < 1e-2, "{total} values: variance {} vs {variance}", get("v"));
+            assert!(!status.stats.as_ref().expect("stats").batches.is_empty(), "the pool served the job");
+        }
     }
 }
 

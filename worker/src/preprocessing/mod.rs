@@ -232,6 +232,35 @@ impl Prefetched {
 }
 
 impl Prefetched {
+    /// Combine the material of two complementary parts of `plan` (each
+    /// with every layer: one holds the triples, the groups of each divisor
+    /// are in one or the other) into the plan's layers. A layer's tag
+    /// combines both tags, so parties holding different material still
+    /// disagree.
+    pub fn merge(self, other: Prefetched, plan: &MaterialPlan) -> Result<Prefetched, PreprocessingError> {
+        let mismatch = |what: String| PreprocessingError::Mismatch(format!("combining material: {what}"));
+        if self.layers.len() != plan.layers.len() || other.layers.len() != plan.layers.len() {
+            return Err(mismatch("the parts do not have the plan's layers".into()));
+        }
+        let mut layers = Vec::with_capacity(plan.layers.len());
+        for (((index, mut a), (other_index, b)), demand) in self.layers.into_iter().zip(other.layers).zip(&plan.layers)
+        {
+            if index != other_index || !b.triples.a.is_empty() {
+                return Err(mismatch(format!("layer {index} against layer {other_index}")));
+            }
+            a.div_pairs.extend(b.div_pairs);
+            a.div_pairs.sort_by_key(|p| p.divisor);
+            let divisors: Vec<u64> = a.div_pairs.iter().map(|p| p.divisor).collect();
+            let planned: Vec<u64> = demand.div_pairs.iter().map(|(d, _)| *d).collect();
+            if divisors != planned {
+                return Err(mismatch(format!("layer {index} holds pairs for {divisors:?}, the plan {planned:?}")));
+            }
+            a.tag = MaterialTag(a.tag.0.rotate_left(17) ^ b.tag.0);
+            layers.push((index, a));
+        }
+        Ok(Prefetched { layers: layers.into() })
+    }
+
     /// Material already assembled, as `(layer index, material)` in layer
     /// order.
     pub fn from_layers(layers: Vec<(usize, LayerMaterial)>) -> Prefetched {

@@ -124,22 +124,35 @@ pub fn needs(plan: &MaterialPlan) -> Vec<Need> {
     needs
 }
 
-/// Check that the pool can serve `plan`. A pool holds division pairs for
-/// the powers of two it stocks (`pool.divisors`); pairs for other divisors
-/// are not stocked (a job's divisor, such as a length, is known only when
-/// it runs), so such a job is refused at every party at once, with the
-/// modes that serve it, instead of waiting for material that never comes.
+/// Check that the pool (with OT for what it does not stock) can serve
+/// `plan`: every divisor is in range.
 pub fn check_plan(plan: &MaterialPlan) -> Result<(), super::PreprocessingError> {
-    super::ot::check_plan(plan)?;
-    for (layer, demand) in plan.layers.iter().enumerate() {
-        if let Some(&(divisor, _)) = demand.div_pairs.iter().find(|(d, _)| !d.is_power_of_two()) {
-            return Err(super::PreprocessingError::Pool(format!(
-                "layer {layer} divides by {divisor}; the pool stocks division pairs for powers of two only, so this \
-                 job needs preprocessing: ot (or dealer)"
-            )));
-        }
+    super::ot::check_plan(plan)
+}
+
+/// Whether a pool job generates the pairs for `divisor` during the job
+/// (with OT) instead of taking them from the pool: divisors that are not
+/// powers of two (a job's divisor, such as a length, is not known when the
+/// pool fills) and the correction round's divisor. A function of the
+/// divisor alone, so every party splits a plan the same way, whatever its
+/// `pool.divisors`.
+pub fn generated_in_job(divisor: u64) -> bool {
+    !divisor.is_power_of_two() || divisor == crate::protocol::division::CORRECTION_DIVISOR
+}
+
+/// Split a pool job's plan into what the pool serves (triples, stocked
+/// divisors) and what the job generates ([`generated_in_job`]), layer by
+/// layer.
+pub fn split_plan(plan: &MaterialPlan) -> (MaterialPlan, MaterialPlan) {
+    let mut stocked = MaterialPlan::default();
+    let mut generated = MaterialPlan::default();
+    for demand in &plan.layers {
+        let (g, s): (Vec<(u64, usize)>, Vec<(u64, usize)>) =
+            demand.div_pairs.iter().partition(|(d, _)| generated_in_job(*d));
+        stocked.layers.push(super::Demand { triples: demand.triples, div_pairs: s });
+        generated.layers.push(super::Demand { triples: 0, div_pairs: g });
     }
-    Ok(())
+    (stocked, generated)
 }
 
 /// A kind as errors and statuses name it.

@@ -488,8 +488,12 @@ impl Jobs {
                 Mode::Dealer => self.draw(job, names, plan).await.map(JobMaterial::Dealer),
                 Mode::Ot => generate_for_plan(&mesh, job, &plan).await.map(JobMaterial::Generated),
                 Mode::Pool => {
-                    let (material, used) = self.take_from_pool(&mesh, id, &plan, deadline).await?;
+                    // The pool serves what it stocks; the job generates the rest.
+                    let (stocked, _) = crate::preprocessing::pool::split_plan(&plan);
+                    let (material, used) = self.take_from_pool(&mesh, id, &stocked, deadline).await?;
                     batches = used;
+                    let material =
+                        crate::preprocessing::ot::complete_pool_material(&mesh, job, &plan, material).await?;
                     Ok(JobMaterial::Generated(material))
                 }
             }

@@ -111,6 +111,34 @@ pub async fn generate_for_plan(mesh: &Mesh, job: JobId, plan: &MaterialPlan) -> 
     generate_with(&mut generator, mesh, job, plan).await
 }
 
+/// The first message number of the OT generation that completes a pool
+/// job's material ([`complete_pool_material`]): far above the pool
+/// agreement's numbers, which count up from 0 in threes per attempt.
+pub const POOL_COMPLETION_MESSAGES: u32 = 1 << 30;
+
+/// Complete a pool job's material: `stocked` is what the pool served for
+/// the stocked part of `plan` ([`super::pool::split_plan`]); the rest —
+/// division pairs for divisors that are not powers of two, and the
+/// correction round's pairs — is generated now with OT over the job's mesh
+/// (a job's divisors, such as a length, are not known when a pool fills).
+/// Every party calls this at the same point; a plan with nothing to
+/// generate exchanges no message.
+pub async fn complete_pool_material(
+    mesh: &Mesh,
+    job: JobId,
+    plan: &MaterialPlan,
+    stocked: Prefetched,
+) -> Result<Prefetched, PreprocessingError> {
+    let (_, generated) = super::pool::split_plan(plan);
+    if generated.total_div_pairs() == 0 && generated.total_triples() == 0 {
+        return Ok(stocked);
+    }
+    check_plan(&generated)?;
+    let mut generator = OtGenerator::setup_at(mesh, POOL_COMPLETION_MESSAGES).await.map_err(generation_error)?;
+    let extra = generate_with(&mut generator, mesh, job, &generated).await?;
+    stocked.merge(extra, plan)
+}
+
 /// [`generate_for_plan`] with a generator already set up.
 ///
 /// The whole plan is generated in one batch, then cut into layers: the

@@ -120,14 +120,14 @@ fn random_delta() -> Result<u128, OtError> {
 /// Base OTs with `peer` in both directions: this party is the base-OT
 /// sender for its extension receiver and the base-OT receiver (choices
 /// `Δ`) for its extension sender.
-async fn setup_pair(mesh: &Mesh, peer: usize) -> Result<Pair, OtError> {
+async fn setup_pair(mesh: &Mesh, peer: usize, first: u32) -> Result<Pair, OtError> {
     let (base_sender, a) = BaseOtSender::start()?;
-    mesh.send(peer, Step::Preprocess(0), a.to_vec()).await?;
-    let a_peer = mesh.recv(peer, Step::Preprocess(0)).await?;
+    mesh.send(peer, Step::Preprocess(first), a.to_vec()).await?;
+    let a_peer = mesh.recv(peer, Step::Preprocess(first)).await?;
     let delta = random_delta()?;
     let (chosen, reply) = base::receive(&delta_choices(delta), &a_peer).map_err(|e| named(e, mesh, peer))?;
-    mesh.send(peer, Step::Preprocess(1), reply).await?;
-    let reply_peer = mesh.recv(peer, Step::Preprocess(1)).await?;
+    mesh.send(peer, Step::Preprocess(first + 1), reply).await?;
+    let reply_peer = mesh.recv(peer, Step::Preprocess(first + 1)).await?;
     let keys = base_sender.finish(&reply_peer, KAPPA).map_err(|e| named(e, mesh, peer))?;
     Ok(Pair { sender: ExtSender::new(delta, &chosen), receiver: ExtReceiver::new(&keys) })
 }
@@ -324,14 +324,22 @@ impl OtGenerator {
     /// Run the base OTs with every peer of `mesh` (one round trip each, all
     /// peers at once).
     pub async fn setup(mesh: &Mesh) -> Result<OtGenerator, OtError> {
+        OtGenerator::setup_at(mesh, 0).await
+    }
+
+    /// As [`OtGenerator::setup`], numbering its messages from `first`
+    /// (so that generation can follow other preprocessing messages of the
+    /// same job, such as a pool agreement's).
+    pub async fn setup_at(mesh: &Mesh, first: u32) -> Result<OtGenerator, OtError> {
         let me = mesh.self_index();
         let parties = mesh.party_count();
-        let setups = (0..parties).filter(|&p| p != me).map(|peer| async move { (peer, setup_pair(mesh, peer).await) });
+        let setups =
+            (0..parties).filter(|&p| p != me).map(|peer| async move { (peer, setup_pair(mesh, peer, first).await) });
         let mut pairs: Vec<Option<Pair>> = (0..parties).map(|_| None).collect();
         for (peer, result) in futures::future::join_all(setups).await {
             pairs[peer] = Some(result?);
         }
-        Ok(OtGenerator { me, parties, pairs, hash: Arc::new(CcrHash::new()), next_message: 2, failed: None })
+        Ok(OtGenerator { me, parties, pairs, hash: Arc::new(CcrHash::new()), next_message: first + 2, failed: None })
     }
 
     /// How many message numbers this generator has used so far (each is
