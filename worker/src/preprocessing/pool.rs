@@ -147,8 +147,7 @@ pub fn split_plan(plan: &MaterialPlan) -> (MaterialPlan, MaterialPlan) {
     let mut stocked = MaterialPlan::default();
     let mut generated = MaterialPlan::default();
     for demand in &plan.layers {
-        let (g, s): (Vec<(u64, usize)>, Vec<(u64, usize)>) =
-            demand.div_pairs.iter().partition(|(d, _)| generated_in_job(*d));
+        let (g, s): (Vec<_>, Vec<_>) = demand.div_pairs.iter().partition(|(d, _)| generated_in_job(*d));
         stocked.layers.push(super::Demand { triples: demand.triples, div_pairs: s });
         generated.layers.push(super::Demand { triples: 0, div_pairs: g });
     }
