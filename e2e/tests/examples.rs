@@ -194,18 +194,18 @@ fn interrupt_mid_job(mode: &str, signal: &str, exit_code: i32) {
 
     let sent = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().expect("kill");
     assert!(sent.success());
+    // Wait for `cohort` itself, not for its stderr: processes it left
+    // behind would hold the pipe open.
+    let status = child.wait().expect("cohort exits");
+    let alive: Vec<(u32, u64)> = processes().into_iter().map(|(p, _, start)| (p, start)).collect();
+    let left: Vec<u32> = children.iter().filter(|c| alive.contains(c)).map(|c| c.0).collect();
+    assert_eq!(left, Vec::<u32>::new(), "processes of the run that outlived it ({status})");
+    assert_eq!(run_dirs(&tmp), Vec::<String>::new(), "the run's directory (private keys) is gone ({status})");
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stderr, &mut rest).expect("stderr");
     seen.push_str(&rest);
-    let status = child.wait().expect("cohort exits");
     assert_eq!(status.code(), Some(exit_code), "cohort run exits as interrupted by {signal}:\n{seen}");
     assert!(seen.contains(&format!("interrupted by SIG{signal}")), "{seen}");
-
-    let alive: Vec<(u32, u64)> = processes().into_iter().map(|(p, _, start)| (p, start)).collect();
-    for child in &children {
-        assert!(!alive.contains(child), "process {} of the run outlived it:\n{seen}", child.0);
-    }
-    assert_eq!(run_dirs(&tmp), Vec::<String>::new(), "the run's directory (private keys) is gone:\n{seen}");
     let _ = std::fs::remove_dir_all(&data);
     let _ = std::fs::remove_dir_all(&tmp);
 }
