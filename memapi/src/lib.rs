@@ -130,7 +130,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::server::Shared;
 use crate::store::Fault;
-pub use crate::store::Write;
+pub use crate::store::{RequestRecord, Write};
 
 /// A running in-memory API server. Dropping it stops serving.
 pub struct ApiServer {
@@ -159,6 +159,24 @@ impl ApiServer {
         let mut config = kube::Config::new(uri);
         config.default_namespace = "default".into();
         kube::Client::try_from(config).unwrap_or_else(|e| panic!("a kube client for plain HTTP: {e}"))
+    }
+
+    /// A client whose requests carry `Authorization: Bearer <user>`: the
+    /// server records `user` with each of them ([`ApiServer::requests`]),
+    /// as an API server records the authenticated user (nothing is refused).
+    pub fn client_as(&self, user: &str) -> kube::Client {
+        let uri = self.url().parse().unwrap_or_else(|_| unreachable!("http://127.0.0.1:PORT is a valid URI"));
+        let mut config = kube::Config::new(uri);
+        config.default_namespace = "default".into();
+        config.auth_info.token = Some(user.to_string().into());
+        kube::Client::try_from(config).unwrap_or_else(|e| panic!("a kube client for plain HTTP: {e}"))
+    }
+
+    /// Every resource request so far, in order, with what RBAC would
+    /// authorize: user, verb, group, resource, subresource, namespace and
+    /// name.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.shared.lock().requests.clone()
     }
 
     /// `http://127.0.0.1:PORT`.

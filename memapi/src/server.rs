@@ -10,7 +10,7 @@ use futures::StreamExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper::header::{ACCEPT, CONTENT_TYPE, USER_AGENT};
+use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use hyper::{Request, Response, StatusCode};
 use serde_json::{Value, json};
 
@@ -18,7 +18,7 @@ use crate::error::ApiError;
 use crate::query::Query;
 use crate::route::Route;
 use crate::selector::{FieldSelector, LabelSelector};
-use crate::store::{PatchType, Store, Write, WriteOpts};
+use crate::store::{PatchType, RequestRecord, Store, Write, WriteOpts};
 use crate::watch::{Filter, View, Watch, WatchParams};
 
 pub(crate) type Body = UnsyncBoxBody<Bytes, Infallible>;
@@ -55,6 +55,8 @@ struct ParsedRequest {
     content_type: Option<String>,
     partial: bool,
     user_agent: Option<String>,
+    /// The bearer token, if any.
+    user: Option<String>,
     body: Bytes,
 }
 
@@ -72,6 +74,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
         content_type: header(CONTENT_TYPE).map(str::to_string),
         partial: header(ACCEPT).is_some_and(|a| a.contains("as=PartialObjectMetadata")),
         user_agent: header(USER_AGENT).map(str::to_string),
+        user: header(AUTHORIZATION).and_then(|a| a.strip_prefix("Bearer ")).map(str::to_string),
         body,
     };
     let result = {
@@ -125,6 +128,15 @@ fn dispatch(store: &mut Store, req: &ParsedRequest) -> Result<Reply, ApiError> {
     }
     let route = Route::parse(&req.path, &store.registry)?;
     let watching = req.query.flag("watch");
+    store.requests.push(RequestRecord {
+        user: req.user.clone(),
+        verb: verb(req, &route, watching).to_string(),
+        group: route.rt.group.clone(),
+        resource: route.rt.plural.clone(),
+        subresource: route.status.then(|| "status".to_string()),
+        namespace: route.namespace.clone(),
+        name: route.name.clone(),
+    });
     if let Some(code) = take_fault(store, req, &route, watching) {
         return Err(ApiError::Injected { code });
     }
@@ -200,6 +212,21 @@ fn dispatch(store: &mut Store, req: &ParsedRequest) -> Result<Reply, ApiError> {
     }
 }
 
+/// The Kubernetes verb of a request (what RBAC authorizes).
+fn verb(req: &ParsedRequest, route: &Route, watching: bool) -> &'static str {
+    match (req.method.as_str(), route.name.is_some()) {
+        ("GET", false) if watching => "watch",
+        ("GET", false) => "list",
+        ("GET", true) => "get",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", false) => "deletecollection",
+        ("DELETE", true) => "delete",
+        _ => "",
+    }
+}
+
 /// A `<Kind>List` (or `PartialObjectMetadataList`).
 fn list(view: &View, items: Vec<Value>, rv: u64) -> Value {
     let (api_version, kind) = if view.partial {
@@ -223,17 +250,7 @@ fn default_manager(user_agent: Option<&str>) -> String {
 /// Consumes one injected failure matching this request, if any. A fault's
 /// method matches the HTTP method or the verb (`list`, `watch`, ...).
 fn take_fault(store: &mut Store, req: &ParsedRequest, route: &Route, watching: bool) -> Option<u16> {
-    let verb = match (req.method.as_str(), route.name.is_some()) {
-        ("GET", false) if watching => "watch",
-        ("GET", false) => "list",
-        ("GET", true) => "get",
-        ("POST", _) => "create",
-        ("PUT", _) => "update",
-        ("PATCH", _) => "patch",
-        ("DELETE", false) => "deletecollection",
-        ("DELETE", true) => "delete",
-        _ => "",
-    };
+    let verb = verb(req, route, watching);
     let fault = store.faults.iter_mut().find(|f| {
         f.remaining > 0
             && (f.method.eq_ignore_ascii_case(&req.method) || f.method.eq_ignore_ascii_case(verb))

@@ -71,6 +71,25 @@ pub struct Write {
     pub code: u16,
 }
 
+/// One request, as an authorizer sees it (RBAC's request attributes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRecord {
+    /// The bearer token the client sent (see [`crate::ApiServer::client_as`]),
+    /// standing in for the authenticated user.
+    pub user: Option<String>,
+    /// `get`, `list`, `watch`, `create`, `update`, `patch`, `delete`,
+    /// `deletecollection`.
+    pub verb: String,
+    /// Empty for the core group.
+    pub group: String,
+    /// The plural, e.g. `statefulsets`.
+    pub resource: String,
+    /// `status` for the status subresource.
+    pub subresource: Option<String>,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+}
+
 /// The kind of a PATCH body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PatchType {
@@ -115,6 +134,7 @@ pub(crate) struct Store {
     pub events: broadcast::Sender<Arc<Event>>,
     pub faults: Vec<Fault>,
     pub writes: Vec<Write>,
+    pub requests: Vec<RequestRecord>,
 }
 
 impl Store {
@@ -129,6 +149,7 @@ impl Store {
             events,
             faults: Vec::new(),
             writes: Vec::new(),
+            requests: Vec::new(),
         }
     }
 

@@ -64,6 +64,7 @@ async fn the_operator_process_leads_reconciles_and_releases_the_lease_on_sigterm
     assert!(status.success(), "{status}");
     let lease = leases.get("cohort-operator").await.expect("the Lease");
     assert_eq!(lease.spec.and_then(|s| s.holder_identity), None, "the Lease is released");
+    assert_chart_rbac_allows(&server);
 }
 
 #[test]

@@ -76,7 +76,7 @@ async fn a_ca_key_replacement_overlaps_both_cas_and_retires_the_old_one_once_eve
         lookup.lock().expect("lock").get(&s.shard).cloned().unwrap_or_else(|| "127.0.0.1:1".into())
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let ctx = context(client.clone(), "test", control);
+    let ctx = context(operator_client(&server), "test", control);
     let metrics = ctx.metrics.clone();
     let running = tokio::spawn(controller::cluster::run(ctx, Some(NS.into()), stopped(stop_rx)));
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
@@ -160,6 +160,7 @@ async fn a_ca_key_replacement_overlaps_both_cas_and_retires_the_old_one_once_eve
     }
     assert!(metrics.encode().contains("cohort_operator_certificate_expiry_timestamp_seconds"));
 
+    assert_chart_rbac_allows(&server);
     stop_tx.send(true).expect("stop");
     tokio::time::timeout(WAIT, running).await.expect("the controller stops").expect("no panic");
     drop(peer);

@@ -52,7 +52,7 @@ async fn the_cluster_controller_builds_repairs_rolls_and_cleans_up() {
     let client = server.client();
     bank_a_trust(&client).await;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let ctx = context(client.clone(), "test", cluster_dns_endpoints());
+    let ctx = context(operator_client(&server), "test", cluster_dns_endpoints());
     let metrics = ctx.metrics.clone();
     let running = tokio::spawn(controller::cluster::run(ctx, Some(NS.into()), stopped(stop_rx)));
 
@@ -284,6 +284,7 @@ async fn the_cluster_controller_builds_repairs_rolls_and_cleans_up() {
     assert!(secrets.get_opt("consortium-ca").await.expect("read").is_some(), "the party CA outlives the cluster");
     assert!(secrets.get_opt("bank-b-ca").await.expect("read").is_some(), "referenced Secrets are not owned");
 
+    assert_chart_rbac_allows(&server);
     stop_tx.send(true).expect("stop");
     tokio::time::timeout(WAIT, running).await.expect("the controller stops").expect("no panic");
 }
@@ -293,7 +294,7 @@ async fn a_missing_peer_ca_is_a_condition_and_its_arrival_resumes_the_reconcile(
     let server = api_server().await;
     let client = server.client();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let ctx = context(client.clone(), "test", cluster_dns_endpoints());
+    let ctx = context(operator_client(&server), "test", cluster_dns_endpoints());
     let running = tokio::spawn(controller::cluster::run(ctx, Some(NS.into()), stopped(stop_rx)));
     let clusters: Api<MpcCluster> = Api::namespaced(client.clone(), NS);
     let cluster: MpcCluster = example("examples/k8s/bank-a.yaml", "MpcCluster");
@@ -332,6 +333,7 @@ async fn a_missing_peer_ca_is_a_condition_and_its_arrival_resumes_the_reconcile(
         sets.get_opt("consortium").await.map_err(|e| e.to_string())?.map(|_| ()).ok_or_else(|| "absent".to_string())
     })
     .await;
+    assert_chart_rbac_allows(&server);
     stop_tx.send(true).expect("stop");
     tokio::time::timeout(WAIT, running).await.expect("the controller stops").expect("no panic");
 }

@@ -130,7 +130,7 @@ async fn three_parties_run_a_job_through_the_controller_and_get_the_plaintext_an
     let program = std::fs::read_to_string(repo_root().join("examples/salary-stats/salary.cohort")).expect("program");
     let start = |instance: &str| {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let ctx = context(client.clone(), instance, endpoints(&federation));
+        let ctx = context(operator_client(&server), instance, endpoints(&federation));
         let metrics = ctx.metrics.clone();
         (stop_tx, tokio::spawn(controller::job::run(ctx, None, stopped(stop_rx))), metrics)
     };
@@ -175,6 +175,7 @@ async fn three_parties_run_a_job_through_the_controller_and_get_the_plaintext_an
 
     // A restarted controller (a new leader) resubmits: the workers return
     // the stored result, nothing runs twice, the status stays.
+    assert_chart_rbac_allows(&server);
     stop_tx.send(true).expect("stop");
     tokio::time::timeout(WAIT, running).await.expect("stops").expect("no panic");
     let jobs_a: Api<MpcJob> = Api::namespaced(client.clone(), "alice");
@@ -251,6 +252,7 @@ async fn three_parties_run_a_job_through_the_controller_and_get_the_plaintext_an
         |l: &&str| l.starts_with("cohort_operator_jobs_finished_total{") && l.contains("outcome=\"cancelled\"");
     assert!(counted.lines().filter(cancelled).any(|l| l.ends_with(" 1")), "{counted}");
 
+    assert_chart_rbac_allows(&server);
     stop_tx.send(true).expect("stop");
     tokio::time::timeout(WAIT, running).await.expect("stops").expect("no panic");
     drop(server);

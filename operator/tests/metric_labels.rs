@@ -44,7 +44,7 @@ async fn objects_with_one_name_in_two_namespaces_are_two_series_and_a_deleted_on
         put_secret(&client, "bank-b", name, &[("ca.crt", secret_text(&s, "ca.crt").as_bytes())]).await;
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let ctx = context(client.clone(), "test", cluster_dns_endpoints());
+    let ctx = context(operator_client(&server), "test", cluster_dns_endpoints());
     let metrics = ctx.metrics.clone();
     let running = tokio::spawn(controller::run_all(ctx, None, stop_rx));
 
@@ -90,6 +90,7 @@ async fn objects_with_one_name_in_two_namespaces_are_two_series_and_a_deleted_on
         assert!(text.contains(kept.as_str()), "bank-a's {kept} stays:\n{text}");
     }
 
+    assert_chart_rbac_allows(&server);
     stop_tx.send(true).expect("stop");
     running.await.expect("the controllers stop");
 }

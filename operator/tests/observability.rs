@@ -209,7 +209,7 @@ async fn operator_exposition() -> String {
         .await
         .expect("create the PreprocessingPool");
 
-    eventually("the cluster and pool gauges", WAIT, || async {
+    let body = eventually("the cluster and pool gauges", WAIT, || async {
         let (_, body) = http_get(&metrics, "/metrics").await?;
         let wanted = [
             "cohort_operator_cluster_peers{namespace=\"bank-a\",name=\"consortium\"} 2",
@@ -226,7 +226,10 @@ async fn operator_exposition() -> String {
             Some(missing) => Err(format!("no {missing}")),
         }
     })
-    .await
+    .await;
+    // The binary's requests (the Lease included) are what the chart grants.
+    assert_chart_rbac_allows(&server);
+    body
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

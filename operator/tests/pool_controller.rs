@@ -64,7 +64,7 @@ async fn a_pool_hosts_the_dealer_and_an_ot_pool_configures_the_workers() {
     let client = server.client();
     peer_cas(&client).await;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let ctx = context(client.clone(), "test", cluster_dns_endpoints());
+    let ctx = context(operator_client(&server), "test", cluster_dns_endpoints());
     let running = tokio::spawn(controller::run_all(ctx, Some(NS.into()), stop_rx));
 
     // bank-a hosts dealer `main` (a test federation): its workers trust
@@ -143,6 +143,7 @@ async fn a_pool_hosts_the_dealer_and_an_ot_pool_configures_the_workers() {
     assert_eq!((pool.low_watermark, pool.target), (10, 1000));
     assert_eq!(pool.ttl, Duration::from_secs(24 * 3600));
 
+    assert_chart_rbac_allows(&server);
     stop_tx.send(true).expect("stop");
     tokio::time::timeout(WAIT, running).await.expect("the controllers stop").expect("no panic");
 }

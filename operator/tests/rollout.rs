@@ -194,7 +194,7 @@ async fn image_changes_roll_one_drained_shard_at_a_time_pause_on_a_broken_shard_
         lookup.lock().expect("lock").get(&s.shard).cloned().unwrap_or_else(|| "127.0.0.1:1".into())
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let ctx = context(client.clone(), "test", control);
+    let ctx = context(operator_client(&server), "test", control);
     let running = tokio::spawn(controller::cluster::run(ctx, Some(NS.into()), stopped(stop_rx.clone())));
 
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
@@ -302,6 +302,7 @@ async fn image_changes_roll_one_drained_shard_at_a_time_pause_on_a_broken_shard_
         assert!(!h.draining, "shard {i}: {h:?}");
     }
 
+    assert_chart_rbac_allows(&server);
     stop_tx.send(true).expect("stop");
     tokio::time::timeout(WAIT, running).await.expect("the controller stops").expect("no panic");
     tokio::time::timeout(WAIT, sim).await.expect("the simulation stops").expect("no panic");

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod chart;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -17,6 +19,123 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ObjectMeta, PostParams};
 use kube::runtime::events::Reporter;
 use kube::{Api, Client};
+
+/// The user the operator's requests are recorded under (its bearer token
+/// against the in-memory API server): the chart's ServiceAccount.
+pub const OPERATOR_USER: &str = "system:serviceaccount:cohort-system:cohort-operator";
+
+/// The operator's client: its requests are what the chart's RBAC must allow
+/// ([`assert_chart_rbac_allows`]).
+pub fn operator_client(server: &ApiServer) -> Client {
+    server.client_as(OPERATOR_USER)
+}
+
+/// One rule of a rendered Role or ClusterRole, with where it applies
+/// (`None`: every namespace and cluster-scoped objects).
+#[derive(Debug)]
+struct Granted {
+    namespace: Option<String>,
+    groups: Vec<String>,
+    resources: Vec<String>,
+    names: Vec<String>,
+    verbs: Vec<String>,
+}
+
+/// The rules the chart (default values: scope Cluster, release `cohort` in
+/// `cohort-system`) grants its operator's ServiceAccount.
+fn chart_rbac() -> Vec<Granted> {
+    let chart = chart::Chart::load(&cohort_e2e::repo_root().join("charts/cohort")).expect("the chart loads");
+    let objects =
+        chart.objects("templates/rbac.yaml", "cohort", "cohort-system", serde_json::Value::Null).expect("rbac renders");
+    let str_list = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array().into_iter().flatten().filter_map(|s| s.as_str().map(str::to_string)).collect()
+    };
+    let sa = OPERATOR_USER.rsplit(":").next().unwrap_or_default();
+    let mut granted = Vec::new();
+    for binding in objects.iter().filter(|o| matches!(o["kind"].as_str(), Some("RoleBinding" | "ClusterRoleBinding"))) {
+        let bound = binding["subjects"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|s| s["kind"] == "ServiceAccount" && s["name"] == sa && s["namespace"] == "cohort-system");
+        if !bound {
+            continue;
+        }
+        let (role_kind, role_name) = (&binding["roleRef"]["kind"], &binding["roleRef"]["name"]);
+        let role = objects
+            .iter()
+            .find(|o| &o["kind"] == role_kind && &o["metadata"]["name"] == role_name)
+            .unwrap_or_else(|| panic!("{role_kind} {role_name} is bound but not rendered"));
+        // A RoleBinding grants in its own namespace only.
+        let namespace = binding["metadata"]["namespace"].as_str().map(str::to_string);
+        for rule in role["rules"].as_array().into_iter().flatten() {
+            granted.push(Granted {
+                namespace: namespace.clone(),
+                groups: str_list(&rule["apiGroups"]),
+                resources: str_list(&rule["resources"]),
+                names: str_list(&rule["resourceNames"]),
+                verbs: str_list(&rule["verbs"]),
+            });
+        }
+    }
+    assert!(!granted.is_empty(), "the chart binds no rule to its operator");
+    granted
+}
+
+/// Whether the chart's RBAC lets the operator do `verb` on `group`/`resource`
+/// (any namespace, any name).
+pub fn chart_rbac_grants(verb: &str, group: &str, resource: &str) -> bool {
+    chart_rbac().iter().any(|g| {
+        g.names.is_empty()
+            && g.groups.iter().any(|x| x == group || x == "*")
+            && g.resources.iter().any(|x| x == resource || x == "*")
+            && g.verbs.iter().any(|x| x == verb || x == "*")
+    })
+}
+
+/// Every request the operator made against `server` (recorded under
+/// [`OPERATOR_USER`]) is allowed by the chart's rendered RBAC, as the API
+/// server's RBAC authorizer decides: group, resource (with subresource),
+/// verb, resourceNames, and a RoleBinding's namespace. Returns the distinct
+/// (verb, resource) pairs seen.
+pub fn assert_chart_rbac_allows(server: &ApiServer) -> std::collections::BTreeSet<String> {
+    let granted = chart_rbac();
+    let mut refused = std::collections::BTreeSet::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for r in server.requests().into_iter().filter(|r| r.user.as_deref() == Some(OPERATOR_USER)) {
+        let resource = match &r.subresource {
+            Some(sub) => format!("{}/{sub}", r.resource),
+            None => r.resource.clone(),
+        };
+        let group = if r.group.is_empty() { "core".to_string() } else { r.group.clone() };
+        seen.insert(format!("{} {group}/{resource}", r.verb));
+        let allowed = granted.iter().any(|g| {
+            let in_scope = g.namespace.is_none() || g.namespace == r.namespace;
+            // resourceNames never match list, watch, create or deletecollection.
+            let named = g.names.is_empty() || r.name.as_ref().is_some_and(|n| g.names.contains(n));
+            in_scope
+                && named
+                && g.groups.iter().any(|x| x == &r.group || x == "*")
+                && g.resources.iter().any(|x| x == &resource || x == "*")
+                && g.verbs.iter().any(|x| x == &r.verb || x == "*")
+        });
+        if !allowed {
+            refused.insert(format!(
+                "{} {group}/{resource} {}{}",
+                r.verb,
+                r.namespace.map(|n| format!("in {n} ")).unwrap_or_default(),
+                r.name.unwrap_or_default()
+            ));
+        }
+    }
+    assert!(!seen.is_empty(), "no request of the operator was recorded (did it use operator_client?)");
+    assert!(refused.is_empty(), "the chart's RBAC refuses requests the operator makes: {refused:#?}");
+    // COHORT_RBAC_SEEN=1 lists what was used (to trim the chart's rules).
+    if std::env::var_os("COHORT_RBAC_SEEN").is_some() {
+        eprintln!("operator requests: {seen:#?}");
+    }
+    seen
+}
 
 /// An in-memory API server serving Cohort's CRDs.
 pub async fn api_server() -> ApiServer {
@@ -140,7 +259,7 @@ pub fn spawn_operator(server: &ApiServer, namespace: &str) -> OperatorProcess {
     let kubeconfig = dir.path().join("kubeconfig");
     let config = format!(
         "apiVersion: v1\nkind: Config\nclusters: [{{name: mem, cluster: {{server: \"{}\"}}}}]\n\
-         users: [{{name: op, user: {{}}}}]\ncontexts: [{{name: mem, context: {{cluster: mem, user: op}}}}]\n\
+         users: [{{name: op, user: {{token: \"{OPERATOR_USER}\"}}}}]\ncontexts: [{{name: mem, context: {{cluster: mem, user: op}}}}]\n\
          current-context: mem\n",
         server.url()
     );
