@@ -16,7 +16,7 @@ fn repo_root() -> PathBuf {
 }
 
 fn committed_paths() -> [PathBuf; 2] {
-    [repo_root().join("crds/crds.yaml"), repo_root().join("charts/cohort/crds/crds.yaml")]
+    [repo_root().join("crds/crds.yaml"), repo_root().join("charts/cohort/files/crds.yaml")]
 }
 
 /// `(kind, openAPIV3Schema as JSON)` for every CRD.
