@@ -6,7 +6,7 @@
 //! - [`MpcJob`] (`mpcjob`): one computation, applied by every party.
 //!
 //! The CRDs are generated from these types ([`crds`], [`crds_yaml`]) and
-//! committed at `crds/crds.yaml` and `charts/cohort/crds/crds.yaml`; a test
+//! committed at `crds/crds.yaml` and `charts/cohort/files/crds.yaml`; a test
 //! fails when either is stale (`COHORT_UPDATE_CRDS=1 cargo test -p
 //! cohort-crds` refreshes them). Field documentation becomes the schema
 //! descriptions that `kubectl explain` prints. See docs/operator.md.
@@ -44,7 +44,7 @@ pub const YAML_HEADER: &str = "# Generated from the cohort-crds crate (crds/src)
 # refresh with `COHORT_UPDATE_CRDS=1 cargo test -p cohort-crds`.\n";
 
 /// The CRDs as one YAML stream (documents separated by `---`), as committed
-/// in `crds/crds.yaml` and `charts/cohort/crds/crds.yaml`.
+/// in `crds/crds.yaml` and `charts/cohort/files/crds.yaml`.
 pub fn crds_yaml() -> Result<String, serde_saphyr::ser::Error> {
     let mut out = String::from(YAML_HEADER);
     for crd in crds() {

@@ -28,10 +28,11 @@
 //! - Kubernetes 1.31 or later (the CRDs' CEL rules), checked up front.
 //! - The kubeconfig's user may create namespaces, CRDs and ClusterRoles
 //!   (cluster-admin, as on a fresh kind or k3d cluster). The CRDs come with
-//!   the chart: the first install creates them, the other two releases
-//!   skip them (Helm never upgrades CRDs: after changing them, delete the
-//!   CRDs from the cluster or use a fresh cluster). They are left in place
-//!   at the end.
+//!   the chart: the first release owns them (`crds.create: true`), the
+//!   other two set `crds.create: false`. They are kept at the end (the
+//!   chart marks them `helm.sh/resource-policy: keep`); CRDs left by an
+//!   earlier run belong to its deleted release, so delete them or use a
+//!   fresh cluster before the next run.
 //! - A default StorageClass (kind and k3d ship local-path): every worker
 //!   has a results volume, the hosted dealer a journal volume.
 //! - Pod-to-pod traffic between namespaces through ClusterIP Services. The
@@ -461,10 +462,12 @@ async fn federate_and_run(
     let values_dir = std::env::temp_dir().join(format!("cohort-e2e-{suffix}"));
     std::fs::create_dir_all(&values_dir).map_err(|e| format!("create {}: {e}", values_dir.display()))?;
     let mut installed = Ok(());
-    for p in parties {
+    for (k, p) in parties.iter().enumerate() {
         // Recorded before installing: a failed install can leave a release.
         guard.releases.push(p.namespace.clone());
-        installed = helm_install(&p.namespace, settings, &values_dir).await;
+        // One release per cluster owns the CRDs (the chart templates them,
+        // so `helm upgrade` upgrades them); the others leave them alone.
+        installed = helm_install(&p.namespace, settings, &values_dir, k == 0).await;
         if installed.is_err() {
             break;
         }
@@ -522,7 +525,7 @@ async fn helm_version() -> Result<String, String> {
 
 /// `helm install cohort charts/cohort` in `namespace`, namespaced, with the
 /// suite's images; waits for the operator Deployment.
-async fn helm_install(namespace: &str, settings: &Settings, values_dir: &Path) -> Result<(), String> {
+async fn helm_install(namespace: &str, settings: &Settings, values_dir: &Path, owns_crds: bool) -> Result<(), String> {
     let mut operator_image = settings.operator_image.values();
     operator_image["pullPolicy"] = "IfNotPresent".into();
     let values = serde_json::json!({
@@ -534,6 +537,7 @@ async fn helm_install(namespace: &str, settings: &Settings, values_dir: &Path) -
             "logLevel": "info,cohort_operator=debug",
         },
         "worker": {"image": settings.worker_image.values()},
+        "crds": {"create": owns_crds},
     });
     // JSON is YAML: Helm reads the file as values.
     let file = values_dir.join(format!("{namespace}.yaml"));

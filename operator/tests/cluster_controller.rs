@@ -198,12 +198,20 @@ async fn the_cluster_controller_builds_repairs_rolls_and_cleans_up() {
     })
     .await;
 
-    // A settled cluster writes nothing (no status churn, no re-apply).
+    // A settled cluster writes nothing (no status churn, no re-apply). The
+    // repair's own StatefulSet write triggers one more reconcile, which a
+    // loaded machine may run late: one window may hold that reconcile's
+    // writes, the next must hold none.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let before = server.writes().len();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let quiet: Vec<_> = server.writes().into_iter().skip(before).filter(|w| !w.path.contains("/events")).collect();
-    assert!(quiet.is_empty(), "a settled cluster keeps writing: {quiet:?}");
+    let window = || async {
+        let before = server.writes().len();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        server.writes().into_iter().skip(before).filter(|w| !w.path.contains("/events")).collect::<Vec<_>>()
+    };
+    if !window().await.is_empty() {
+        let quiet = window().await;
+        assert!(quiet.is_empty(), "a settled cluster keeps writing: {quiet:?}");
+    }
 
     // A peer's new CA reaches the trust ConfigMap, which the workers
     // reload: the pod template does not change, nothing rolls.
