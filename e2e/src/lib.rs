@@ -103,3 +103,35 @@ pub async fn http_get(addr: &str, path: &str) -> String {
     tcp.read_to_string(&mut out).await.expect("read");
     out
 }
+
+/// Join `job` as party-1 of a two-party federation whose party-0 is a real
+/// worker: the test holds a genuine certificate from party-1's CA, so
+/// party-0's worker sees an authenticated peer that then misbehaves as the
+/// test chooses. Protocol version 1; 10 s connect and round timeouts.
+pub async fn join_as_party_1(
+    federation: &cohort_cli::launch::Federation,
+    job: cohort_worker::transport::JobId,
+) -> cohort_worker::transport::Mesh {
+    use cohort_worker::transport::{Limits, Mesh, MeshConfig, PeerAddr, ProtocolOffer, Timeouts, TlsIdentity};
+    use std::time::{Duration, SystemTime};
+    let ca = &federation.cas["party-1"];
+    let now = SystemTime::now();
+    let leaf = ca.issue_party_cert("party-1", &[], now, now + Duration::from_secs(600)).expect("leaf");
+    let chain = format!("{}{}", leaf.cert_pem, ca.cert_pem());
+    let trust = vec![("party-0".to_string(), federation.cas["party-0"].cert_pem())];
+    let identity = TlsIdentity::from_pem_pinned("local", "party-1", &chain, &leaf.key_pem, &trust).expect("identity");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let cfg = MeshConfig {
+        federation: "local".into(),
+        self_index: 1,
+        parties: vec![
+            PeerAddr { name: "party-0".into(), addr: federation.workers[0].peer.parse().expect("addr") },
+            PeerAddr { name: "party-1".into(), addr: listener.local_addr().expect("addr") },
+        ],
+        identity: std::sync::Arc::new(identity),
+        protocol: ProtocolOffer { name: "additive-semi-honest".into(), min_version: 1, max_version: 1 },
+        limits: Limits::default(),
+        timeouts: Timeouts { connect: Duration::from_secs(10), round: Duration::from_secs(10) },
+    };
+    Mesh::establish(&cfg, &listener, job).await.expect("the test joins as party-1")
+}

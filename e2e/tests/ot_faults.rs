@@ -6,15 +6,13 @@
 //! and step kept, not flattened into a party-less `preprocessing` failure).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use cohort_cli::launch::Federation;
 use cohort_e2e::launch_options;
 use cohort_worker::preprocessing::Mode;
 use cohort_worker::service::api::{JobRequest, JobTimeouts, Phase};
-use cohort_worker::transport::{JobId, Limits, Mesh, MeshConfig, PeerAddr, ProtocolOffer, Step, Timeouts, TlsIdentity};
-use tokio::net::TcpListener;
+use cohort_worker::transport::{JobId, Step};
 
 const PROGRAM: &str = "input x: fixed[] from each\noutput m = mean(concat(x))\n";
 
@@ -35,27 +33,7 @@ async fn a_peer_that_dies_during_ot_preprocessing_is_named_with_the_step() {
     };
     federation.workers[0].client.submit(&request).await.expect("submit");
 
-    // Party-1, with a genuine certificate from its CA.
-    let ca = &federation.cas["party-1"];
-    let now = SystemTime::now();
-    let leaf = ca.issue_party_cert("party-1", &[], now, now + Duration::from_secs(600)).expect("leaf");
-    let chain = format!("{}{}", leaf.cert_pem, ca.cert_pem());
-    let trust = vec![("party-0".to_string(), federation.cas["party-0"].cert_pem())];
-    let identity = TlsIdentity::from_pem_pinned("local", "party-1", &chain, &leaf.key_pem, &trust).expect("identity");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let cfg = MeshConfig {
-        federation: "local".into(),
-        self_index: 1,
-        parties: vec![
-            PeerAddr { name: "party-0".into(), addr: federation.workers[0].peer.parse().expect("addr") },
-            PeerAddr { name: "party-1".into(), addr: listener.local_addr().expect("addr") },
-        ],
-        identity: Arc::new(identity),
-        protocol: ProtocolOffer { name: "additive-semi-honest".into(), min_version: 1, max_version: 1 },
-        limits: Limits::default(),
-        timeouts: Timeouts { connect: Duration::from_secs(10), round: Duration::from_secs(10) },
-    };
-    let mesh = Mesh::establish(&cfg, &listener, job).await.expect("the test joins as party-1");
+    let mesh = cohort_e2e::join_as_party_1(&federation, job).await;
 
     // The setup step, as a real party-1 holding one value: the consent
     // digest of this program, party list and mode, and its input length.
