@@ -135,3 +135,29 @@ pub async fn join_as_party_1(
     };
     Mesh::establish(&cfg, &listener, job).await.expect("the test joins as party-1")
 }
+
+/// A scratch directory for a test's run files and data, removed on drop.
+pub struct Dir(pub PathBuf);
+
+impl Dir {
+    /// A fresh `cohort-e2e-<tag>-<pid>` under the temporary directory.
+    pub fn new(tag: &str) -> Dir {
+        let dir = std::env::temp_dir().join(format!("cohort-e2e-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Dir(dir)
+    }
+
+    /// Write `text` to `name` inside the directory; its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).expect("write");
+        path
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

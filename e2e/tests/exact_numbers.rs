@@ -7,30 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use cohort_e2e::bin;
-
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let dir = std::env::temp_dir().join(format!("cohort-e2e-exact-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        Dir(dir)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).expect("write");
-        path
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use cohort_e2e::{Dir, bin};
 
 /// A two-party run file: `program`, party a's data file `a.txt`, party
 /// b's `b.txt` (one number per line), inputs named in `inputs_a`/`inputs_b`.
@@ -75,7 +52,7 @@ fn succeeds(file: &Path, preprocessing: &str) -> (String, serde_json::Value) {
 
 #[test]
 fn int_and_fixed_outputs_are_exact() {
-    let dir = Dir::new("outputs");
+    let dir = Dir::new("exact-outputs");
     let program = "input x: int[] from each\ninput y: fixed from a\ninput z: fixed from b\n\
                    let all = concat(x)\n\
                    output total = sum(all)\noutput count = len(all)\noutput y = y\noutput z = z\n";
@@ -109,7 +86,7 @@ fn int_and_fixed_outputs_are_exact() {
 
 #[test]
 fn an_integer_input_above_2_64_is_out_of_range() {
-    let dir = Dir::new("bigint");
+    let dir = Dir::new("exact-bigint");
     let file = run_file(
         &dir,
         "input x: int[] from each\noutput s = sum(concat(x))\n",
@@ -125,7 +102,7 @@ fn an_integer_input_above_2_64_is_out_of_range() {
 
 #[test]
 fn public_runtime_arithmetic_out_of_range_fails_at_the_operator() {
-    let dir = Dir::new("public");
+    let dir = Dir::new("exact-public");
     let program = "input x: fixed[] from each\nlet n = len(concat(x))\noutput p = (n*50000.5) * (n*50000.5)\n";
     let file = run_file(&dir, program, &[("x", "1\n")], &[("x", "2\n")]);
     let out = cohort_run(&file, "dealer");
@@ -136,7 +113,7 @@ fn public_runtime_arithmetic_out_of_range_fails_at_the_operator() {
 
 #[test]
 fn dividing_an_empty_vector_works_in_every_mode() {
-    let dir = Dir::new("empty");
+    let dir = Dir::new("exact-empty");
     let program = "input x: fixed[] from a\ninput y: fixed[] from b\n\
                    output q = x / 2\noutput r = x / 3\noutput s = sum(y) / 2\n";
     let file = run_file(&dir, program, &[("x", "")], &[("y", "3\n")]);
@@ -150,7 +127,7 @@ fn dividing_an_empty_vector_works_in_every_mode() {
 
 #[test]
 fn empty_programs_and_unclosed_quotes_are_refused_before_anything_runs() {
-    let dir = Dir::new("refusals");
+    let dir = Dir::new("exact-refusals");
     let file = run_file(&dir, "input x: int[] from each\n", &[("x", "1\n")], &[("x", "2\n")]);
     let out = cohort_run(&file, "dealer");
     assert_eq!(out.status.code(), Some(1));
