@@ -104,6 +104,14 @@ pub fn linear_coefficients(divisor: u64) -> ([u64; 63], [u64; 63]) {
     (f, h)
 }
 
+/// This party's share of the carry `w = c_top XOR m` (module
+/// documentation): `[first]·c_top + [m]·(1 − 2·c_top)`, linear in `[m]`.
+fn carry_share(c: u64, m: u64, is_first: bool) -> u64 {
+    let c_top = c >> 63;
+    let w = m.wrapping_mul(1u64.wrapping_sub(c_top << 1));
+    if is_first { w.wrapping_add(c_top) } else { w }
+}
+
 /// Public constants of a division by `divisor`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Division {
@@ -161,11 +169,9 @@ impl Division {
             .iter()
             .zip(msb.iter().zip(g))
             .map(|(c, (m, g))| {
-                let c_top = c >> 63;
-                let mut w = m.wrapping_mul(1u64.wrapping_sub(c_top << 1));
+                let w = carry_share(*c, *m, is_first);
                 let mut v = 0u64.wrapping_sub(*g);
                 if is_first {
-                    w = w.wrapping_add(c_top);
                     let rem = ((c & ((1u64 << 63) - 1)) as u128 % d) as u64;
                     let frac = (((rem as u128) << CORRECTION_SHIFT) / d) as u64;
                     v = v.wrapping_add(frac).wrapping_add(offset);
@@ -206,12 +212,9 @@ impl Division {
             .iter()
             .zip(msb.iter().zip(q))
             .map(|(c, (m, q))| {
-                let c_top = c >> 63;
-                // [w] = [first]*c_top + [m]*(1 - 2*c_top)
-                let mut w = m.wrapping_mul(1u64.wrapping_sub(c_top << 1));
+                let w = carry_share(*c, *m, is_first);
                 let mut y = 0u64.wrapping_sub(*q);
                 if is_first {
-                    w = w.wrapping_add(c_top);
                     let c_low = c & ((1u64 << 63) - 1);
                     y = y.wrapping_add(c_low / d).wrapping_sub(k_over_d);
                 }
