@@ -39,6 +39,20 @@ async fn run_parties<T: Send + 'static>(
 
 /// A sample is not constant and has no repeated value (64-bit uniform
 /// values repeat with negligible probability), and its bits are balanced.
+/// Generate `plan` whole with the job's peers and take its layers in order.
+async fn generate_layers(
+    generator: &mut OtGenerator,
+    mesh: &Mesh,
+    plan: &cohort_worker::preprocessing::MaterialPlan,
+) -> Vec<cohort_worker::preprocessing::LayerMaterial> {
+    let mut material = generate_with(generator, mesh, mesh.job(), plan).await.expect("material");
+    let mut layers = Vec::new();
+    for (index, demand) in plan.layers.iter().enumerate() {
+        layers.push(material.next_layer(index, demand).await.expect("layer"));
+    }
+    layers
+}
+
 fn looks_uniform(values: &[u64], what: &str) {
     let distinct: HashSet<u64> = values.iter().copied().collect();
     assert_eq!(distinct.len(), values.len(), "{what}: a repeated value");
@@ -150,12 +164,7 @@ async fn division_pairs_for_every_divisor_match_their_definition() {
         let layers = run_parties(parties, move |mut generator, mesh| {
             let plan = p.clone();
             Box::pin(async move {
-                let job = mesh.job();
-                let mut material = generate_with(&mut generator, &mesh, job, &plan).await.expect("material");
-                let mut layers = Vec::new();
-                for (index, demand) in plan.layers.iter().enumerate() {
-                    layers.push(material.next_layer(index, demand).await.expect("layer"));
-                }
+                let layers = generate_layers(&mut generator, &mesh, &plan).await;
                 (layers, mesh)
             })
         })
@@ -184,12 +193,7 @@ async fn a_deep_plan_takes_no_more_preprocessing_exchanges_than_a_shallow_one() 
         let results = run_parties(3, move |mut generator, mesh| {
             let plan = p.clone();
             Box::pin(async move {
-                let job = mesh.job();
-                let mut material = generate_with(&mut generator, &mesh, job, &plan).await.expect("material");
-                let mut layers = Vec::new();
-                for (index, demand) in plan.layers.iter().enumerate() {
-                    layers.push(material.next_layer(index, demand).await.expect("layer"));
-                }
+                let layers = generate_layers(&mut generator, &mesh, &plan).await;
                 ((generator.messages_used(), layers), mesh)
             })
         })
