@@ -19,13 +19,13 @@ fn deal(c: &mut Criterion) {
     group.throughput(Throughput::Elements(ITEMS as u64));
     for parties in [3, 5] {
         let mut dealer = TrustedDealer::new(parties).expect("dealer");
-        let triples = Demand { triples: ITEMS, div_pairs: vec![] };
+        let triples = Demand { triples: ITEMS, div_pairs: vec![], ..Default::default() };
         group.bench_with_input(BenchmarkId::new("triples", parties), &triples, |b, d| {
             b.iter(|| black_box(dealer.deal(d).expect("deal")))
         });
         // Truncation pairs (divisor 2^16) and pairs for a general divisor.
         for divisor in [1u64 << 16, 1000] {
-            let pairs = Demand { triples: 0, div_pairs: vec![(divisor, ITEMS)] };
+            let pairs = Demand { triples: 0, div_pairs: vec![(divisor, ITEMS)], ..Default::default() };
             group.bench_with_input(BenchmarkId::new(format!("div_pairs_d{divisor}"), parties), &pairs, |b, d| {
                 b.iter(|| black_box(dealer.deal(d).expect("deal")))
             });

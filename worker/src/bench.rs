@@ -466,7 +466,7 @@ fn dealer_generation(parties: usize, mults: usize) -> Result<f64, BenchError> {
     let mut left = mults;
     while left > 0 {
         let take = left.min(batch);
-        std::hint::black_box(dealer.deal(&Demand { triples: take, div_pairs: vec![] })?);
+        std::hint::black_box(dealer.deal(&Demand { triples: take, div_pairs: vec![], ..Default::default() })?);
         left -= take;
     }
     Ok(mults as f64 / started.elapsed().as_secs_f64())

@@ -31,7 +31,7 @@ fn tail_mask(len: usize) -> u64 {
 }
 
 /// `width` bit-planes over `len` elements, stored plane after plane.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Bits {
     width: usize,
     len: usize,

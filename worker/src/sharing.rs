@@ -20,7 +20,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 pub struct Secret(Vec<u64>);
 
 /// One party's additive share of a secret vector.
-#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+#[derive(Clone, Default, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
 pub struct Share(Vec<u64>);
 
 macro_rules! secret_container {

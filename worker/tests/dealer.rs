@@ -20,7 +20,7 @@ const DIVISORS: [u64; 5] = [1, 3, 1000, 1 << 16, 1 << 40];
 /// (no division pairs at all when `pairs` is 0).
 fn demand(triples: usize, pairs: usize) -> Demand {
     let div_pairs = if pairs == 0 { vec![] } else { DIVISORS.iter().map(|&d| (d, pairs)).collect() };
-    Demand { triples, div_pairs }
+    Demand { triples, div_pairs, ..Default::default() }
 }
 
 /// Reconstruct and check every triple and division pair of one layer/batch
@@ -68,7 +68,12 @@ fn check_batch_material(m: &[BatchMaterial], d: &Demand) {
 #[test]
 fn dealt_material_reconstructs_for_2_3_5_parties() {
     for n in [2, 3, 5] {
-        for d in [demand(7, 5), demand(1, 1), Demand { triples: 33, div_pairs: vec![] }, Demand::default()] {
+        for d in [
+            demand(7, 5),
+            demand(1, 1),
+            Demand { triples: 33, div_pairs: vec![], ..Default::default() },
+            Demand::default(),
+        ] {
             check_batch_material(&deal_and_expand(n, &d), &d);
         }
     }
@@ -97,7 +102,7 @@ fn zero_count_demand_gives_empty_batches() {
 fn seed_compression_sizes() {
     // n-1 parties get header + seed; the last gets 8 bytes per triple and
     // 16 per division pair on top.
-    let d = Demand { triples: 1000, div_pairs: vec![(1 << 16, 300)] };
+    let d = Demand { triples: 1000, div_pairs: vec![(1 << 16, 300)], ..Default::default() };
     let mut dealer = TrustedDealer::new(5).unwrap();
     let batches = dealer.deal(&d).unwrap();
     let base = WIRE_HEADER_BYTES + 16 + 16;
@@ -113,7 +118,7 @@ fn seed_compression_sizes() {
 fn shares_of_the_first_parties_look_uniform() {
     // A coarse check that every component is pseudorandom (not, say, zero):
     // low bits of each party's msb shares are balanced.
-    let d = Demand { triples: 0, div_pairs: vec![(2, 4096)] };
+    let d = Demand { triples: 0, div_pairs: vec![(2, 4096)], ..Default::default() };
     let m = deal_and_expand(3, &d);
     for p in &m {
         let ones: usize = p.div_pairs[0].msb.expose().iter().map(|x| (x & 1) as usize).sum();
@@ -131,7 +136,7 @@ fn expand_checks_shape_and_recipient() {
     assert!(mismatch(batches[0].clone().expand(0, 4, &d)), "wrong party count");
     assert!(mismatch(batches[0].clone().expand(0, 3, &demand(5, 2))), "wrong triple count");
     assert!(mismatch(batches[0].clone().expand(0, 3, &demand(4, 3))), "wrong pair count");
-    let other_divisor = Demand { triples: 4, div_pairs: vec![(7, 2)] };
+    let other_divisor = Demand { triples: 4, div_pairs: vec![(7, 2)], ..Default::default() };
     assert!(mismatch(batches[2].clone().expand(2, 3, &other_divisor)), "wrong divisor");
     assert!(batches[2].clone().expand(2, 3, &d).is_ok());
 }
@@ -208,7 +213,7 @@ fn wire_rejects_garbage_with_malformed() {
 #[test]
 fn debug_never_prints_seeds_or_corrections() {
     let mut dealer = TrustedDealer::new(2).unwrap();
-    let d = Demand { triples: 3, div_pairs: vec![(3, 2)] };
+    let d = Demand { triples: 3, div_pairs: vec![(3, 2)], ..Default::default() };
     let batches = dealer.deal(&d).unwrap();
     for b in &batches {
         let text = format!("{b:?} {b:#?} {dealer:?}");
@@ -280,8 +285,8 @@ async fn local_dealer_streams_layers_from_several_batches() {
             layers: vec![
                 demand(2500, 700),
                 Demand::default(),
-                Demand { triples: 0, div_pairs: vec![(1 << 16, 1001)] },
-                Demand { triples: 1, div_pairs: vec![] },
+                Demand { triples: 0, div_pairs: vec![(1 << 16, 1001)], ..Default::default() },
+                Demand { triples: 1, div_pairs: vec![], ..Default::default() },
             ],
         };
         // 1000 items per batch: layer 0 (6000 items) spans 6 batches, and
@@ -307,7 +312,9 @@ async fn local_dealer_streams_layers_from_several_batches() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_layer_of_a_million_triples_arrives_in_batches() {
-    let plan = MaterialPlan { layers: vec![Demand { triples: 1_000_000, div_pairs: vec![(1 << 16, 1000)] }] };
+    let plan = MaterialPlan {
+        layers: vec![Demand { triples: 1_000_000, div_pairs: vec![(1 << 16, 1000)], ..Default::default() }],
+    };
     let mut sources = spawn_local_dealer(plan.clone(), 3, 1 << 18);
     let layers = collect_layers(&mut sources, &plan).await;
     check_layer(&layers[0], &plan.layers[0]);
@@ -386,7 +393,7 @@ async fn mismatches_are_errors() {
     // Division pairs for a divisor the layer does not use.
     let (tx, mut s) = DealerSource::channel(0, 3, 4);
     tx.send(Ok(batches[0].clone())).await.unwrap();
-    let other = Demand { triples: 4, div_pairs: vec![(7, 100)] };
+    let other = Demand { triples: 4, div_pairs: vec![(7, 100)], ..Default::default() };
     assert!(matches!(s.next_layer(0, &other).await, Err(PreprocessingError::Mismatch(_))));
 
     // Layers out of order.
@@ -395,7 +402,7 @@ async fn mismatches_are_errors() {
 
     // An invalid demand.
     let (_tx, mut s) = DealerSource::channel(0, 3, 4);
-    let bad = Demand { triples: 1, div_pairs: vec![(0, 1)] };
+    let bad = Demand { triples: 1, div_pairs: vec![(0, 1)], ..Default::default() };
     assert!(matches!(s.next_layer(0, &bad).await, Err(PreprocessingError::Mismatch(_))));
 
     // Batches from two dealer sessions mixed in one stream.
@@ -420,10 +427,10 @@ async fn closed_stream_is_exhausted_and_dealer_errors_are_forwarded() {
     assert!(matches!(s.next_layer(0, &d).await, Err(PreprocessingError::Exhausted(_))));
 
     // A dealer that cannot deal forwards its error to every party.
-    let plan = MaterialPlan { layers: vec![Demand { triples: 1, div_pairs: vec![(0, 1)] }] };
+    let plan = MaterialPlan { layers: vec![Demand { triples: 1, div_pairs: vec![(0, 1)], ..Default::default() }] };
     let mut sources = spawn_local_dealer(plan, 2, 10);
     for s in &mut sources {
-        let r = s.next_layer(0, &Demand { triples: 1, div_pairs: vec![] }).await;
+        let r = s.next_layer(0, &Demand { triples: 1, div_pairs: vec![], ..Default::default() }).await;
         assert!(matches!(r, Err(PreprocessingError::Mismatch(_))), "{r:?}");
     }
 }
@@ -460,7 +467,7 @@ fn split_demand_respects_the_batch_size() {
     let d = demand(2500, 700);
     let pieces = split_demand(&d, 1000);
     assert_eq!(pieces.len(), 6);
-    assert_eq!(pieces[0], Demand { triples: 1000, div_pairs: vec![] });
-    assert_eq!(pieces[2], Demand { triples: 500, div_pairs: vec![(1, 500)] });
+    assert_eq!(pieces[0], Demand { triples: 1000, div_pairs: vec![], ..Default::default() });
+    assert_eq!(pieces[2], Demand { triples: 500, div_pairs: vec![(1, 500)], ..Default::default() });
     assert!(split_demand(&Demand::default(), 10).is_empty());
 }

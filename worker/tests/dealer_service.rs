@@ -113,10 +113,10 @@ fn options() -> DrawOptions {
 fn plan() -> MaterialPlan {
     MaterialPlan {
         layers: vec![
-            Demand { triples: 1000, div_pairs: vec![(3, 200), (1 << 16, 450)] },
+            Demand { triples: 1000, div_pairs: vec![(3, 200), (1 << 16, 450)], ..Default::default() },
             Demand::default(),
-            Demand { triples: 7, div_pairs: vec![] },
-            Demand { triples: 0, div_pairs: vec![(1000, 301)] },
+            Demand { triples: 7, div_pairs: vec![], ..Default::default() },
+            Demand { triples: 0, div_pairs: vec![(1000, 301)], ..Default::default() },
         ],
     }
 }
@@ -465,7 +465,7 @@ async fn a_hostile_dealer_sending_an_oversized_frame_is_an_error() {
         tokio::time::sleep(Duration::from_secs(5)).await;
     });
     let ep = DealerEndpoint { principal: DEALER.to_string(), addr };
-    let plan = MaterialPlan { layers: vec![Demand { triples: 100, div_pairs: vec![] }] };
+    let plan = MaterialPlan { layers: vec![Demand { triples: 100, div_pairs: vec![], ..Default::default() }] };
     let mut source = draw(&fed.parties[0], &ep, JobId::random(), &fed.names, &plan, &options()).await.unwrap();
     let err = source.next_layer(0, &plan.layers[0]).await.unwrap_err();
     assert!(matches!(err, PreprocessingError::Malformed(_)), "{err}");
@@ -756,7 +756,7 @@ async fn a_party_that_stops_reading_fails_the_job_for_the_others() {
     let server = serve(&fed, cfg).await;
     // The last party receives 8 bytes per triple: far more than the
     // buffers between the dealer and a party that never reads.
-    let plan = MaterialPlan { layers: vec![Demand { triples: 4 << 20, div_pairs: vec![] }] };
+    let plan = MaterialPlan { layers: vec![Demand { triples: 4 << 20, div_pairs: vec![], ..Default::default() }] };
     let opts = DrawOptions { max_batch_items: 1 << 16, ..options() };
     let ep = server.endpoint();
     let job = JobId::random();
@@ -778,7 +778,7 @@ async fn a_party_that_stops_reading_fails_the_job_for_the_others() {
 async fn a_party_that_leaves_does_not_stop_the_others_streams() {
     let fed = federation(3);
     let server = serve(&fed, config(&fed)).await;
-    let plan = MaterialPlan { layers: vec![Demand { triples: 1 << 20, div_pairs: vec![] }] };
+    let plan = MaterialPlan { layers: vec![Demand { triples: 1 << 20, div_pairs: vec![], ..Default::default() }] };
     let opts = DrawOptions { max_batch_items: 1 << 14, ..options() };
     let ep = server.endpoint();
     let job = JobId::random();

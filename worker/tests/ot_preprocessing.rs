@@ -155,8 +155,8 @@ async fn division_pairs_for_every_divisor_match_their_definition() {
         [3, 7, 50, 1000, 99_999, 1 << 16, (1 << 16) * 1000, (1 << 40) + 1, (1 << 62) - 1, 1 << 62];
     let plan = MaterialPlan {
         layers: vec![
-            Demand { triples: 2, div_pairs: DIVISORS.iter().map(|d| (*d, 150)).collect() },
-            Demand { triples: 0, div_pairs: vec![(3, 0), (1 << 38, 5)] },
+            Demand { triples: 2, div_pairs: DIVISORS.iter().map(|d| (*d, 150)).collect(), ..Default::default() },
+            Demand { triples: 0, div_pairs: vec![(3, 0), (1 << 38, 5)], ..Default::default() },
         ],
     };
     for parties in [2, 3] {
@@ -185,8 +185,12 @@ async fn division_pairs_for_every_divisor_match_their_definition() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deep_plan_takes_no_more_preprocessing_exchanges_than_a_shallow_one() {
     use cohort_worker::preprocessing::{Demand, MaterialPlan};
-    let shallow = MaterialPlan { layers: vec![Demand { triples: 30, div_pairs: vec![(3, 20), (1 << 16, 10)] }] };
-    let deep = MaterialPlan { layers: vec![Demand { triples: 3, div_pairs: vec![(3, 2), (1 << 16, 1)] }; 10] };
+    let shallow = MaterialPlan {
+        layers: vec![Demand { triples: 30, div_pairs: vec![(3, 20), (1 << 16, 10)], ..Default::default() }],
+    };
+    let deep = MaterialPlan {
+        layers: vec![Demand { triples: 3, div_pairs: vec![(3, 2), (1 << 16, 1)], ..Default::default() }; 10],
+    };
     let mut used = Vec::new();
     for plan in [shallow, deep] {
         let p = plan.clone();
@@ -285,7 +289,8 @@ async fn a_peer_lost_during_generation_is_named_with_its_step() {
     use cohort_worker::preprocessing::ot::generate_for_plan;
     use cohort_worker::preprocessing::{Demand, MaterialPlan};
     use cohort_worker::transport::Step;
-    let plan = MaterialPlan { layers: vec![Demand { triples: 50_000, div_pairs: vec![(50, 1000)] }] };
+    let plan =
+        MaterialPlan { layers: vec![Demand { triples: 50_000, div_pairs: vec![(50, 1000)], ..Default::default() }] };
     let results = common::each_party(3, move |mesh| {
         let plan = plan.clone();
         Box::pin(async move {

@@ -92,8 +92,8 @@ async fn take_all(stores: &Stores, plan: MaterialPlan) -> Vec<Result<Taken, Stri
 fn plan() -> MaterialPlan {
     MaterialPlan {
         layers: vec![
-            Demand { triples: 150, div_pairs: vec![(DIVISOR, 60)] },
-            Demand { triples: 20, div_pairs: Vec::new() },
+            Demand { triples: 150, div_pairs: vec![(DIVISOR, 60)], ..Default::default() },
+            Demand { triples: 20, div_pairs: Vec::new(), ..Default::default() },
         ],
     }
 }
@@ -205,7 +205,7 @@ async fn a_batch_consumed_at_some_parties_only_is_discarded_everywhere() {
             store.consume(batch(seq), &digest).expect("consume");
         }
     }
-    let plan = MaterialPlan { layers: vec![Demand { triples: 10, div_pairs: Vec::new() }] };
+    let plan = MaterialPlan { layers: vec![Demand { triples: 10, div_pairs: Vec::new(), ..Default::default() }] };
     for result in take_all(&stores, plan).await {
         match result.expect("take") {
             Taken::Ready(_, ids) => assert_eq!(ids, [batch(2)], "the first batch usable everywhere"),
@@ -234,7 +234,7 @@ async fn a_batch_held_differently_fails_the_job_and_is_discarded_everywhere() {
         n
     });
     put_everywhere(&stores, batch(1), 10, |_| names());
-    let plan = MaterialPlan { layers: vec![Demand { triples: 10, div_pairs: Vec::new() }] };
+    let plan = MaterialPlan { layers: vec![Demand { triples: 10, div_pairs: Vec::new(), ..Default::default() }] };
     for result in take_all(&stores, plan).await {
         let err = result.expect_err("a different batch is an error");
         assert!(err.contains("held differently by party party-2"), "{err}");
@@ -253,7 +253,7 @@ async fn batches_serve_jobs_that_list_the_same_parties_in_another_order() {
     // lists party-0, party-1, party-2, the batch lists them reversed.
     let reversed = || names().into_iter().rev().collect::<Vec<_>>();
     put_everywhere(&stores, batch(0), 10, |_| reversed());
-    let plan = MaterialPlan { layers: vec![Demand { triples: 10, div_pairs: Vec::new() }] };
+    let plan = MaterialPlan { layers: vec![Demand { triples: 10, div_pairs: Vec::new(), ..Default::default() }] };
     for result in take_all(&stores, plan).await {
         match result.expect("take") {
             Taken::Ready(_, ids) => assert_eq!(ids, [batch(0)]),
@@ -283,7 +283,7 @@ async fn a_batch_lost_in_a_crashed_fill_is_discarded_everywhere_after_the_grace(
     put_at(&[1, 2], 1, old); // not at the leader: listed unoffered
     put_at(&[0, 1], 2, now);
     put_everywhere(&stores, batch(3), 10, |_| names());
-    let plan = MaterialPlan { layers: vec![Demand { triples: 10, div_pairs: Vec::new() }] };
+    let plan = MaterialPlan { layers: vec![Demand { triples: 10, div_pairs: Vec::new(), ..Default::default() }] };
     for result in take_all(&stores, plan).await {
         match result.expect("take") {
             Taken::Ready(_, ids) => assert_eq!(ids, [batch(3)], "only the batch every party holds"),

@@ -266,6 +266,7 @@ impl Instance {
                         (d.divisor, own + corrections)
                     })
                     .collect(),
+                ..Default::default()
             });
         }
         Ok(Instance { shapes, secret, public, depth, layers, plan })

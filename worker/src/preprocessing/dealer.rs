@@ -685,7 +685,7 @@ mod tests {
 
         #[test]
         fn split_demand_preserves_totals(t in 0usize..50, groups in proptest::collection::btree_map(1u64..100, 1usize..30, 0..4), max in 0usize..20) {
-            let demand = Demand { triples: t, div_pairs: groups.into_iter().collect() };
+            let demand = Demand { triples: t, div_pairs: groups.into_iter().collect(), ..Default::default() };
             let pieces = split_demand(&demand, max);
             let mut triples = 0;
             let mut pairs = std::collections::BTreeMap::new();
@@ -706,7 +706,7 @@ mod tests {
         // More than one dealer chunk, and a count that is not a multiple.
         let n = 3;
         let count = DEALER_CHUNK * 2 + 17;
-        let demand = Demand { triples: count, div_pairs: vec![(3, count)] };
+        let demand = Demand { triples: count, div_pairs: vec![(3, count)], ..Default::default() };
         let mut dealer = TrustedDealer::new(n).unwrap();
         let shares: Vec<BatchMaterial> = dealer
             .deal(&demand)
@@ -755,10 +755,10 @@ mod tests {
     fn invalid_demands_are_refused() {
         let mut dealer = TrustedDealer::new(2).unwrap();
         for bad in [
-            Demand { triples: 1, div_pairs: vec![(0, 1)] },
-            Demand { triples: 1, div_pairs: vec![(4, 1), (2, 1)] },
-            Demand { triples: 1, div_pairs: vec![(4, 1), (4, 1)] },
-            Demand { triples: MAX_BATCH_ITEMS + 1, div_pairs: vec![] },
+            Demand { triples: 1, div_pairs: vec![(0, 1)], ..Default::default() },
+            Demand { triples: 1, div_pairs: vec![(4, 1), (2, 1)], ..Default::default() },
+            Demand { triples: 1, div_pairs: vec![(4, 1), (4, 1)], ..Default::default() },
+            Demand { triples: MAX_BATCH_ITEMS + 1, div_pairs: vec![], ..Default::default() },
         ] {
             assert!(matches!(dealer.deal(&bad), Err(PreprocessingError::Mismatch(_))), "{bad:?}");
         }
@@ -770,7 +770,7 @@ mod tests {
     #[test]
     fn zero_counts_are_valid() {
         let mut dealer = TrustedDealer::new(2).unwrap();
-        let demand = Demand { triples: 1, div_pairs: vec![(2, 0), (3, 2)] };
+        let demand = Demand { triples: 1, div_pairs: vec![(2, 0), (3, 2)], ..Default::default() };
         assert_eq!(validate_demand(&demand).unwrap(), 3);
         let batches = dealer.deal(&demand).unwrap();
         assert_eq!(batches.len(), 2);

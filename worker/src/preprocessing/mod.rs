@@ -34,6 +34,7 @@ pub mod ot;
 pub mod pool;
 pub mod store;
 
+use crate::gf2::Bits;
 use crate::sharing::Share;
 use std::fmt;
 use std::future::Future;
@@ -100,11 +101,28 @@ pub struct Demand {
     /// Division pairs needed, as (divisor, count), divisors ascending and
     /// distinct, a count may be zero (dividing an empty vector).
     pub div_pairs: Vec<(u64, usize)>,
+    /// Bit triples for the layer's AND gates, in 64-bit words: each word
+    /// holds 64 independent triples, bit-sliced ([`BitTripleShares`]).
+    pub bit_triple_words: usize,
+    /// edaBits for the layer's masked openings ([`EdaBitShares`]).
+    pub edabits: usize,
+    /// daBits for the layer's bit injections ([`DaBitShares`]).
+    pub dabits: usize,
 }
 
 impl Demand {
     pub fn is_empty(&self) -> bool {
-        self.triples == 0 && self.div_pairs.is_empty()
+        self.triples == 0
+            && self.div_pairs.is_empty()
+            && self.bit_triple_words == 0
+            && self.edabits == 0
+            && self.dabits == 0
+    }
+
+    /// Whether the layer needs any of the binary kinds (bit triples,
+    /// edaBits, daBits).
+    pub fn has_binary(&self) -> bool {
+        self.bit_triple_words > 0 || self.edabits > 0 || self.dabits > 0
     }
 }
 
@@ -121,6 +139,46 @@ impl MaterialPlan {
     pub fn total_div_pairs(&self) -> usize {
         self.layers.iter().flat_map(|l| &l.div_pairs).map(|(_, n)| n).sum()
     }
+    /// Bit triples (not words) over every layer.
+    pub fn total_bit_triples(&self) -> usize {
+        64 * self.layers.iter().map(|l| l.bit_triple_words).sum::<usize>()
+    }
+    pub fn total_edabits(&self) -> usize {
+        self.layers.iter().map(|l| l.edabits).sum()
+    }
+    pub fn total_dabits(&self) -> usize {
+        self.layers.iter().map(|l| l.dabits).sum()
+    }
+    /// Whether any layer needs a binary kind.
+    pub fn has_binary(&self) -> bool {
+        self.layers.iter().any(Demand::has_binary)
+    }
+    /// What the whole plan consumes, per kind.
+    pub fn totals(&self) -> MaterialTotals {
+        MaterialTotals {
+            triples: self.total_triples() as u64,
+            div_pairs: self.total_div_pairs() as u64,
+            bit_triples: self.total_bit_triples() as u64,
+            edabits: self.total_edabits() as u64,
+            dabits: self.total_dabits() as u64,
+        }
+    }
+}
+
+/// The material a plan consumes, per kind (public: counts only).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MaterialTotals {
+    /// Beaver triples over Z_2^64.
+    pub triples: u64,
+    /// Division pairs (any divisor).
+    pub div_pairs: u64,
+    /// Bit triples over GF(2) (AND gates), counted in bits.
+    pub bit_triples: u64,
+    /// edaBits (a ring element with its bits).
+    pub edabits: u64,
+    /// daBits (one bit in both sharings).
+    pub dabits: u64,
 }
 
 /// Identifies the material of one layer. Equal at every party exactly when
@@ -161,6 +219,45 @@ pub struct DivPairShares {
     pub g: Share,
 }
 
+/// One party's XOR shares of a batch of bit triples (`c = a AND b`,
+/// bitwise), bit-sliced: each is one plane of `64 * words` elements, so
+/// word `k` of `a`, `b`, `c` holds 64 independent triples.
+#[derive(Debug, Default)]
+pub struct BitTripleShares {
+    pub a: Bits,
+    pub b: Bits,
+    pub c: Bits,
+}
+
+impl BitTripleShares {
+    /// The number of 64-triple words held.
+    pub fn words(&self) -> usize {
+        self.a.words().len()
+    }
+}
+
+/// One party's shares of a batch of edaBits (Escudero, Ghosh, Keller,
+/// Rachuri, Scholl, CRYPTO 2020): `r` uniform in Z_2^64, additively shared,
+/// and the 64 bits of the same `r`, XOR-shared as a 64-plane bundle.
+#[derive(Debug, Default)]
+pub struct EdaBitShares {
+    /// Additive shares of `r`.
+    pub r: Share,
+    /// XOR shares of the bits of `r` (plane `k` is bit `k`).
+    pub bits: Bits,
+}
+
+/// One party's shares of a batch of daBits (Rotaru and Wood, INDOCRYPT
+/// 2019): a uniform bit `b`, additively shared over Z_2^64 (as 0 or 1) and
+/// XOR-shared.
+#[derive(Debug, Default)]
+pub struct DaBitShares {
+    /// Additive shares of `b` as a ring element.
+    pub arith: Share,
+    /// XOR shares of `b` (one plane).
+    pub bits: Bits,
+}
+
 /// Everything one layer consumes, for one party.
 #[derive(Debug)]
 pub struct LayerMaterial {
@@ -168,6 +265,28 @@ pub struct LayerMaterial {
     pub triples: TripleShares,
     /// In the order of [`Demand::div_pairs`].
     pub div_pairs: Vec<DivPairShares>,
+    pub bit_triples: BitTripleShares,
+    pub edabits: EdaBitShares,
+    pub dabits: DaBitShares,
+}
+
+impl LayerMaterial {
+    /// A layer of arithmetic material only (no binary kinds).
+    pub fn arithmetic(tag: MaterialTag, triples: TripleShares, div_pairs: Vec<DivPairShares>) -> LayerMaterial {
+        LayerMaterial {
+            tag,
+            triples,
+            div_pairs,
+            bit_triples: BitTripleShares::default(),
+            edabits: EdaBitShares::default(),
+            dabits: DaBitShares::default(),
+        }
+    }
+
+    /// Whether the layer holds any binary material.
+    pub fn has_binary(&self) -> bool {
+        !self.bit_triples.a.is_empty() || !self.edabits.r.is_empty() || !self.dabits.arith.is_empty()
+    }
 }
 
 /// Why material could not be provided.
@@ -234,7 +353,8 @@ impl Prefetched {
 impl Prefetched {
     /// Combine the material of two complementary parts of `plan` (each
     /// with every layer: one holds the triples, the groups of each divisor
-    /// are in one or the other) into the plan's layers. A layer's tag
+    /// are in one or the other, the binary kinds are in one or the other)
+    /// into the plan's layers. A layer's tag
     /// combines both tags, so parties holding different material still
     /// disagree.
     pub fn merge(self, other: Prefetched, plan: &MaterialPlan) -> Result<Prefetched, PreprocessingError> {
@@ -247,6 +367,14 @@ impl Prefetched {
         {
             if index != other_index || !b.triples.a.is_empty() {
                 return Err(mismatch(format!("layer {index} against layer {other_index}")));
+            }
+            if b.has_binary() {
+                if a.has_binary() {
+                    return Err(mismatch(format!("layer {index}: both parts hold binary material")));
+                }
+                a.bit_triples = b.bit_triples;
+                a.edabits = b.edabits;
+                a.dabits = b.dabits;
             }
             a.div_pairs.extend(b.div_pairs);
             a.div_pairs.sort_by_key(|p| p.divisor);

@@ -141,15 +141,22 @@ pub fn generated_in_job(divisor: u64) -> bool {
 }
 
 /// Split a pool job's plan into what the pool serves (triples, stocked
-/// divisors) and what the job generates ([`generated_in_job`]), layer by
-/// layer.
+/// divisors) and what the job generates (divisors [`generated_in_job`],
+/// and every binary kind), layer by layer.
 pub fn split_plan(plan: &MaterialPlan) -> (MaterialPlan, MaterialPlan) {
     let mut stocked = MaterialPlan::default();
     let mut generated = MaterialPlan::default();
     for demand in &plan.layers {
         let (g, s): (Vec<_>, Vec<_>) = demand.div_pairs.iter().partition(|(d, _)| generated_in_job(*d));
-        stocked.layers.push(super::Demand { triples: demand.triples, div_pairs: s });
-        generated.layers.push(super::Demand { triples: 0, div_pairs: g });
+        stocked.layers.push(super::Demand { triples: demand.triples, div_pairs: s, ..Default::default() });
+        // Binary kinds are not stocked: a pool job generates them in the job.
+        generated.layers.push(super::Demand {
+            triples: 0,
+            div_pairs: g,
+            bit_triple_words: demand.bit_triple_words,
+            edabits: demand.edabits,
+            dabits: demand.dabits,
+        });
     }
     (stocked, generated)
 }
@@ -665,7 +672,7 @@ fn assemble(
             div_pairs.push(DivPairShares { divisor, r, msb, q, g: Share::new(Vec::new()) });
         }
         let tag = layer_tag(job, index, selected);
-        layers.push((index, LayerMaterial { tag, triples: TripleShares { a, b, c }, div_pairs }));
+        layers.push((index, LayerMaterial::arithmetic(tag, TripleShares { a, b, c }, div_pairs)));
     }
     Ok(Prefetched::from_layers(layers))
 }

@@ -193,7 +193,7 @@ mod tests {
     fn digest() -> [u8; 32] {
         plan_digest(
             &["a".into(), "b".into()],
-            &MaterialPlan { layers: vec![Demand { triples: 3, div_pairs: vec![(2, 1)] }] },
+            &MaterialPlan { layers: vec![Demand { triples: 3, div_pairs: vec![(2, 1)], ..Default::default() }] },
         )
     }
 
@@ -309,8 +309,8 @@ mod tests {
 
     #[test]
     fn digests_commit_to_parties_and_plan() {
-        let plan = MaterialPlan { layers: vec![Demand { triples: 3, div_pairs: vec![] }] };
-        let other = MaterialPlan { layers: vec![Demand { triples: 4, div_pairs: vec![] }] };
+        let plan = MaterialPlan { layers: vec![Demand { triples: 3, div_pairs: vec![], ..Default::default() }] };
+        let other = MaterialPlan { layers: vec![Demand { triples: 4, div_pairs: vec![], ..Default::default() }] };
         let p = vec!["a".to_string(), "b".to_string()];
         let q = vec!["ab".to_string(), String::new()];
         assert_ne!(plan_digest(&p, &plan), plan_digest(&p, &other));

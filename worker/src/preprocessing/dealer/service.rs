@@ -241,7 +241,7 @@ impl Request {
                 let n = r.count()?;
                 div_pairs.push((d, n));
             }
-            plan.layers.push(Demand { triples, div_pairs });
+            plan.layers.push(Demand { triples, div_pairs, ..Default::default() });
         }
         if r.remaining() != 0 {
             return Err("trailing bytes after the plan".into());
@@ -1165,7 +1165,10 @@ mod tests {
             parties: vec!["bank-a".into(), "bank-b".into()],
             max_batch_items: 100,
             plan: MaterialPlan {
-                layers: vec![Demand { triples: 3, div_pairs: vec![(2, 5), (1 << 16, 1)] }, Demand::default()],
+                layers: vec![
+                    Demand { triples: 3, div_pairs: vec![(2, 5), (1 << 16, 1)], ..Default::default() },
+                    Demand::default(),
+                ],
             },
         }
     }

@@ -97,7 +97,7 @@ impl DealerSource {
             batch.expand_into(&mut asm);
         }
         let (triples, div_pairs) = asm.finish();
-        Ok(LayerMaterial { tag: layer_tag(layer, &ids), triples, div_pairs })
+        Ok(LayerMaterial::arithmetic(layer_tag(layer, &ids), triples, div_pairs))
     }
 }
 

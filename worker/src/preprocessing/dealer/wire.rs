@@ -120,7 +120,7 @@ impl DealerBatch {
             let n = r.count()?;
             div_pairs.push((d, n));
         }
-        let shape = Demand { triples, div_pairs };
+        let shape = Demand { triples, div_pairs, ..Default::default() };
         let items = validate_demand(&shape).map_err(|e| malformed(&format!("bad shape ({e})")))?;
         if items > MAX_BATCH_ITEMS {
             return Err(malformed("too many items"));
@@ -208,7 +208,7 @@ mod tests {
 
     fn sample(parties: usize) -> Vec<DealerBatch> {
         let mut d = TrustedDealer::new(parties).unwrap();
-        d.deal(&Demand { triples: 5, div_pairs: vec![(3, 2), (1 << 16, 4)] }).unwrap()
+        d.deal(&Demand { triples: 5, div_pairs: vec![(3, 2), (1 << 16, 4)], ..Default::default() }).unwrap()
     }
 
     #[test]

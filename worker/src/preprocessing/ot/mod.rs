@@ -185,7 +185,7 @@ pub async fn generate_with(
             }
             div_pairs.push(pairs);
         }
-        layers.push((index, LayerMaterial { tag: layer_tag(job, index), triples, div_pairs }));
+        layers.push((index, LayerMaterial::arithmetic(layer_tag(job, index), triples, div_pairs)));
     }
     Ok(Prefetched::from_layers(layers))
 }
