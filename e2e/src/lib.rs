@@ -75,6 +75,7 @@ pub fn expected_outputs(run_file: &Path) -> BTreeMap<String, Vec<f64>> {
                 .iter()
                 .map(|x| match decl.elem {
                     ElemType::Int => fixed::decode_int(*x) as f64,
+                    ElemType::Bool => (*x & 1) as f64,
                     ElemType::Fixed => fp.decode(*x),
                 })
                 .collect();

@@ -368,7 +368,7 @@ fn unquote(field: &str) -> &str {
 impl Values {
     fn empty(elem: ElemType) -> Values {
         match elem {
-            ElemType::Int => Values::Int(Vec::new()),
+            ElemType::Int | ElemType::Bool => Values::Int(Vec::new()),
             ElemType::Fixed => Values::Fixed(Vec::new()),
         }
     }

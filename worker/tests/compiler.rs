@@ -38,6 +38,7 @@ fn encode(fp: FixedPoint, d: &Data) -> Vec<u64> {
 fn decode(fp: FixedPoint, elem: ElemType, v: &[u64]) -> Vec<f64> {
     match elem {
         ElemType::Int => v.iter().map(|&x| decode_int(x) as f64).collect(),
+        ElemType::Bool => v.iter().map(|&x| (x & 1) as f64).collect(),
         ElemType::Fixed => v.iter().map(|&x| fp.decode(x)).collect(),
     }
 }

@@ -158,6 +158,7 @@ output edge_linear = -edge + 0.5 * 2 - edge * 3
                 .iter()
                 .map(|v| match circuit.inputs[index].elem {
                     ElemType::Int => cohort_worker::fixed::encode_int(*v as i64).unwrap(),
+                    ElemType::Bool => *v as u64,
                     ElemType::Fixed => fp.encode(*v).unwrap(),
                 })
                 .collect();

@@ -207,6 +207,7 @@ impl Instance {
                     let len = parts.iter().map(|p| shapes[*p].unwrap_or(1)).sum();
                     (Some(len), parts.iter().any(|p| secret[*p]), false)
                 }
+                _ => return Err(err("comparisons and bools are not supported by this executor yet".into())),
             };
             let operand_depth = node.op.operands().iter().map(|o| depth[*o]).max().unwrap_or(0);
             let rounds = match divisors.get(&id) {
@@ -326,5 +327,6 @@ fn evaluate_public(
             vec![checked(i64::try_from(total).ok())?]
         }
         Op::Concat(parts) => parts.iter().flat_map(|p| value(p).iter().copied()).collect(),
+        _ => return Err("comparisons and bools are not supported by this executor yet".into()),
     })
 }

@@ -75,11 +75,14 @@ impl OwnInputs {
                     ElemType::Int if v.fract() != 0.0 || !v.is_finite() => Err(EncodeError::NotFinite),
                     ElemType::Int if v.abs() >= fixed::SAFE_BOUND as f64 => Err(EncodeError::IntOutOfRange),
                     ElemType::Int => fixed::encode_int(*v as i64),
+                    ElemType::Bool if *v == 0.0 || *v == 1.0 => Ok(*v as u64),
+                    ElemType::Bool => Err(EncodeError::NotFinite),
                 };
                 result.map_err(|e| JobError::Input {
                     input: name.to_string(),
                     reason: match (elem, e) {
                         (ElemType::Int, EncodeError::NotFinite) => format!("element {i} is not an integer"),
+                        (ElemType::Bool, _) => format!("element {i} is not a bool (0 or 1)"),
                         _ => format!("element {i}: {e}"),
                     },
                 })
@@ -144,6 +147,7 @@ impl OutputValue {
                 .map(|x| match self.elem {
                     ElemType::Int => fixed::decode_int(*x) as f64,
                     ElemType::Fixed => fp.decode(*x),
+                    ElemType::Bool => (*x & 1) as f64,
                 })
                 .collect()
         })
@@ -602,7 +606,7 @@ impl Job<'_> {
                 }
                 out
             }
-            Op::Input { .. } | Op::Const(_) | Op::Len(_) | Op::DivPublic(..) => {
+            _ => {
                 unreachable!("not a secret local operation")
             }
         }

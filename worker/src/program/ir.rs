@@ -49,6 +49,9 @@ pub enum ElemType {
     Int,
     /// A fixed-point number with [`Circuit::frac_bits`] fractional bits.
     Fixed,
+    /// A bit, `false` or `true`; in plaintext (inputs, outputs, `plain`)
+    /// the ring element 0 or 1. Secret bools are XOR-shared over GF(2).
+    Bool,
 }
 
 /// Whether an input is one value or a vector of values.
@@ -131,19 +134,79 @@ pub enum Op {
     DivPublic(ValueId, ValueId),
     /// The sum of a vector's elements (a scalar). Local.
     Sum(ValueId),
-    /// The concatenation of vectors and scalars, in order. Local.
+    /// The concatenation of vectors and scalars, in order, all ring
+    /// values or all bools. Local.
     Concat(Vec<ValueId>),
+
+    // The comparison family. Ring operands are compared as signed 64-bit
+    // integers; results are bools.
+    /// Elementwise `[a < b]`: the sign bit of `a - b` (mod 2^64), which is
+    /// the signed order whenever the difference lies in `(-2^63, 2^63)` —
+    /// always, for operands within the documented range `|v| < 2^62`.
+    Less(ValueId, ValueId),
+    /// Elementwise `[a == b]` of ring elements.
+    Equal(ValueId, ValueId),
+    /// A public bool.
+    Bool(bool),
+    /// Elementwise negation of a bool.
+    Not(ValueId),
+    /// Elementwise conjunction of bools.
+    And(ValueId, ValueId),
+    /// Elementwise disjunction of bools.
+    Or(ValueId, ValueId),
+    /// Elementwise exclusive or of bools.
+    Xor(ValueId, ValueId),
+    /// Elementwise `c ? a : b`: `c` a bool, `a` and `b` ring values.
+    Select(ValueId, ValueId, ValueId),
+    /// A bool as the ring element 0 or 1.
+    ToRing(ValueId),
+    /// The smallest element of a non-empty ring vector (signed order), a
+    /// scalar.
+    Min(ValueId),
+    /// The largest element of a non-empty ring vector, a scalar.
+    Max(ValueId),
+    /// The index (from 0) of the first smallest element of a non-empty
+    /// ring vector, a scalar ring integer (not scaled).
+    ArgMin(ValueId),
+    /// The index of the first largest element.
+    ArgMax(ValueId),
 }
 
 impl Op {
     /// The operands of this operation, in order.
     pub fn operands(&self) -> Vec<ValueId> {
         match self {
-            Op::Input { .. } | Op::Const(_) => Vec::new(),
-            Op::Len(a) | Op::Neg(a) | Op::Sum(a) => vec![*a],
-            Op::Add(a, b) | Op::Sub(a, b) | Op::Mul(a, b) | Op::DivPublic(a, b) => vec![*a, *b],
+            Op::Input { .. } | Op::Const(_) | Op::Bool(_) => Vec::new(),
+            Op::Len(a)
+            | Op::Neg(a)
+            | Op::Sum(a)
+            | Op::Not(a)
+            | Op::ToRing(a)
+            | Op::Min(a)
+            | Op::Max(a)
+            | Op::ArgMin(a)
+            | Op::ArgMax(a) => vec![*a],
+            Op::Add(a, b)
+            | Op::Sub(a, b)
+            | Op::Mul(a, b)
+            | Op::DivPublic(a, b)
+            | Op::Less(a, b)
+            | Op::Equal(a, b)
+            | Op::And(a, b)
+            | Op::Or(a, b)
+            | Op::Xor(a, b) => vec![*a, *b],
+            Op::Select(c, a, b) => vec![*c, *a, *b],
             Op::Concat(parts) => parts.clone(),
         }
+    }
+}
+
+impl Op {
+    /// Whether the operation yields a bool (otherwise a ring value). A
+    /// `Concat` or an `Input` yields what its parts or declaration are:
+    /// see [`Circuit::is_bool`].
+    pub fn yields_bool(&self) -> bool {
+        matches!(self, Op::Less(..) | Op::Equal(..) | Op::Bool(_) | Op::Not(_) | Op::And(..) | Op::Or(..) | Op::Xor(..))
     }
 }
 
@@ -175,4 +238,20 @@ pub struct Circuit {
     pub inputs: Vec<InputDecl>,
     pub nodes: Vec<Node>,
     pub outputs: Vec<OutputDecl>,
+}
+
+impl Circuit {
+    /// Per node: whether its value is a bool (otherwise a ring value).
+    pub fn bool_nodes(&self) -> Vec<bool> {
+        let mut out: Vec<bool> = Vec::with_capacity(self.nodes.len());
+        for node in &self.nodes {
+            let b = match &node.op {
+                Op::Input { input, .. } => self.inputs.get(*input).is_some_and(|i| i.elem == ElemType::Bool),
+                Op::Concat(parts) => parts.first().is_some_and(|p| out.get(*p).copied().unwrap_or(false)),
+                op => op.yields_bool(),
+            };
+            out.push(b);
+        }
+        out
+    }
 }

@@ -84,6 +84,7 @@ fn elem_name(e: ElemType) -> &'static str {
     match e {
         ElemType::Int => "int",
         ElemType::Fixed => "fixed",
+        ElemType::Bool => "bool",
     }
 }
 
@@ -104,7 +105,7 @@ fn describe(v: &Val) -> String {
 fn article(e: ElemType) -> &'static str {
     match e {
         ElemType::Int => "an",
-        ElemType::Fixed => "a",
+        ElemType::Fixed | ElemType::Bool => "a",
     }
 }
 
@@ -507,7 +508,7 @@ impl Lowerer {
                 (Const::Fixed(_), ElemType::Fixed) => {
                     (self.encode_const(c, ElemType::Fixed, span)?, ElemType::Fixed, true)
                 }
-                (Const::Fixed(_), ElemType::Int) => {
+                (Const::Fixed(_), ElemType::Int | ElemType::Bool) => {
                     (self.encode_const(c, ElemType::Fixed, span)?, ElemType::Fixed, false)
                 }
             };

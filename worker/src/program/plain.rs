@@ -217,6 +217,7 @@ pub fn evaluate(circuit: &Circuit, inputs: &PlainInputs) -> Result<Vec<Vec<u64>>
                 let data = parts.iter().flat_map(|&p| v(p).data.iter().copied()).collect();
                 Value { data, scalar: false }
             }
+            _ => return Err(invalid("comparisons and bools are not evaluated yet".into())),
         };
         values.push(value);
     }

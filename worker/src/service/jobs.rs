@@ -960,6 +960,10 @@ fn encode_inputs(
                     }
                     None => Err("not an integer".to_string()),
                 },
+                ElemType::Bool => match v.as_u64() {
+                    Some(b @ (0 | 1)) => Ok(b),
+                    _ => Err("not a bool (0 or 1)".to_string()),
+                },
                 ElemType::Fixed => match v.as_f64() {
                     Some(x) => fp.encode(x).map_err(|e| e.to_string()),
                     None => Err("not a number".to_string()),
@@ -1003,6 +1007,7 @@ fn outputs_of(output: &JobOutput, frac_bits: u32) -> BTreeMap<String, api::Outpu
         let Some(secret) = &o.value else { continue };
         let number = |x: &u64| match o.elem {
             ElemType::Int => serde_json::Number::from(fixed::decode_int(*x)),
+            ElemType::Bool => serde_json::Number::from(*x & 1),
             // A decoded ring element is always finite.
             ElemType::Fixed => serde_json::Number::from_f64(fp.decode(*x)).unwrap_or_else(|| 0.into()),
         };
