@@ -185,6 +185,70 @@ impl Bits {
         Bits { width, len: self.len, words: self.words.repeat(width) }
     }
 
+    /// A one-element bundle repeated over `len` elements (a scalar
+    /// broadcast over a vector).
+    pub fn repeat(&self, len: usize) -> Bits {
+        assert_eq!(self.len, 1, "only a one-element bundle repeats");
+        let wpp = words_for(len);
+        let mut words = Vec::with_capacity(self.width * wpp);
+        for j in 0..self.width {
+            let fill = if self.words[j] & 1 == 1 { u64::MAX } else { 0 };
+            words.extend(std::iter::repeat_n(fill, wpp));
+        }
+        let mut b = Bits { width: self.width, len, words };
+        b.clear_tails();
+        b
+    }
+
+    /// 64 bits of plane `j` from element `start` on (zeros past `len`).
+    fn window(&self, j: usize, start: usize) -> u64 {
+        let plane = self.plane(j);
+        let (w, s) = (start / 64, start % 64);
+        let lo = plane.get(w).copied().unwrap_or(0) >> s;
+        let hi = if s == 0 { 0 } else { plane.get(w + 1).copied().unwrap_or(0) << (64 - s) };
+        lo | hi
+    }
+
+    /// Elements `range` of every plane, as a bundle of their own.
+    pub fn slice(&self, range: Range<usize>) -> Bits {
+        assert!(range.end <= self.len, "elements {range:?} of a bundle of {}", self.len);
+        let len = range.len();
+        let wpp = words_for(len);
+        let mut words = Vec::with_capacity(self.width * wpp);
+        for j in 0..self.width {
+            words.extend((0..wpp).map(|k| self.window(j, range.start + 64 * k)));
+        }
+        let mut b = Bits { width: self.width, len, words };
+        b.clear_tails();
+        b
+    }
+
+    /// The elements of every part, in order (all parts of one width).
+    pub fn concat_elements(parts: &[&Bits]) -> Bits {
+        let width = parts.first().map_or(0, |p| p.width);
+        assert!(parts.iter().all(|p| p.width == width), "concatenated bundles differ in width");
+        let len = parts.iter().map(|p| p.len).sum();
+        let wpp = words_for(len);
+        let mut out = Bits::zeros(width, len);
+        let mut at = 0;
+        for p in parts {
+            for j in 0..width {
+                for k in 0..words_for(p.len) {
+                    let word = p.plane(j)[k];
+                    let pos = at + 64 * k;
+                    let (w, s) = (pos / 64, pos % 64);
+                    out.words[j * wpp + w] |= word << s;
+                    if s != 0 && w + 1 < wpp {
+                        out.words[j * wpp + w + 1] |= word >> (64 - s);
+                    }
+                }
+            }
+            at += p.len;
+        }
+        out.clear_tails();
+        out
+    }
+
     /// `self ^= other`, plane by plane.
     pub fn xor_assign(&mut self, other: &Bits) {
         self.check_shape(other);
@@ -244,6 +308,26 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        #[test]
+        fn slicing_concatenating_and_repeating_move_elements(
+            a in prop::collection::vec(any::<u64>(), 0..200),
+            b in prop::collection::vec(any::<u64>(), 0..200),
+            cut in any::<prop::sample::Index>(),
+            scalar in any::<u64>(),
+            copies in 0usize..150,
+        ) {
+            let (ba, bb) = (Bits::decompose(&a, 64), Bits::decompose(&b, 64));
+            let joined = Bits::concat_elements(&[&ba, &bb]);
+            let want: Vec<u64> = a.iter().chain(&b).copied().collect();
+            prop_assert_eq!(joined.compose(), want.clone());
+            let at = if want.is_empty() { 0 } else { cut.index(want.len() + 1) };
+            prop_assert_eq!(joined.slice(0..at).compose(), want[..at].to_vec());
+            prop_assert_eq!(joined.slice(at..want.len()).compose(), want[at..].to_vec());
+            let repeated = Bits::decompose(&[scalar], 64).repeat(copies);
+            prop_assert_eq!(repeated.compose(), vec![scalar; copies]);
+            prop_assert_eq!(repeated.count_ones(), u64::from(scalar.count_ones()) * copies as u64);
+        }
+
         #[test]
         fn decompose_then_compose_is_the_identity(values in prop::collection::vec(any::<u64>(), 0..300)) {
             let b = Bits::decompose(&values, 64);

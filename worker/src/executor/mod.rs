@@ -18,6 +18,7 @@
 //! A job therefore takes `3 + D` rounds, `D` the circuit's interactive
 //! depth, independent of vector lengths.
 
+pub mod netlist;
 pub mod plan;
 pub mod run;
 

@@ -1,12 +1,14 @@
 //! One party's execution of a job over the mesh.
 
+use super::netlist::{GateId, GateOp, Kind, PublicValue};
 use super::plan::{InputLengths, Instance, PlanError, Quotients};
 use crate::fixed::{self, EncodeError, FixedPoint};
+use crate::gf2::{Bits, words_for};
 use crate::preprocessing::{MaterialPlan, MaterialSource, MaterialTag, PreprocessingError};
 use crate::prg::Seed;
-use crate::program::ir::{Circuit, ElemType, Op, PartyIndex, ValueId};
-use crate::protocol::beaver;
+use crate::program::ir::{Circuit, ElemType, PartyIndex};
 use crate::protocol::division::{CORRECTION_DIVISOR, Division};
+use crate::protocol::{beaver, boolean, conversion};
 use crate::ring;
 use crate::sharing::{self, Secret, Share};
 use crate::transport::{Mesh, Step, TransportError};
@@ -176,10 +178,16 @@ pub struct JobOutput {
     pub stats: JobStats,
 }
 
-/// A node's value at this party.
+/// A gate's value at this party.
 enum Value {
+    /// Ring elements every party knows.
     Public(Vec<u64>),
+    /// This party's additive shares.
     Secret(Share),
+    /// A bundle every party knows.
+    PublicBits(Bits),
+    /// This party's XOR shares of a bundle.
+    SecretBits(Bits),
 }
 
 /// Run `circuit` as this party of `mesh`. `provide` is called once, after
@@ -210,6 +218,7 @@ where
         deadline: Instant::now() + options.job_timeout,
         limit: options.job_timeout,
         pending: BTreeMap::new(),
+        mask_bits: BTreeMap::new(),
     };
     // One span per phase, children of the caller's (the job's) span. Their
     // fields are public by the protocol: counts and sizes, never values.
@@ -227,7 +236,7 @@ where
         );
         let mut source =
             provide(plan.clone()).instrument(span).await.map_err(|source| preprocessing_failed(Step::Setup, source))?;
-        let mut values: Vec<Option<Value>> = (0..circuit.nodes.len()).map(|_| None).collect();
+        let mut values: Vec<Option<Value>> = (0..instance.netlist.gates.len()).map(|_| None).collect();
         let span = info_span!("input", inputs = inputs.0.len());
         job.share_inputs(&instance, inputs, &mut values).instrument(span).await?;
 
@@ -238,6 +247,8 @@ where
                 layer = layer + 1,
                 multiplications = l.muls.len(),
                 divisions = l.divs.iter().map(|(_, nodes)| nodes.len()).sum::<usize>(),
+                ands = l.ands.len(),
+                conversions = l.opens.len() + l.injects.len(),
                 material.triples = field::Empty,
                 material.div_pairs = field::Empty,
                 opened = field::Empty,
@@ -349,7 +360,10 @@ struct Job<'a> {
     limit: Duration,
     /// Divisions between their two rounds: this party's shares of `y1`
     /// and `V` (see `protocol::division`).
-    pending: BTreeMap<ValueId, (Share, Share)>,
+    pending: BTreeMap<GateId, (Share, Share)>,
+    /// The bits of each masked opening's edaBit, from its layer until the
+    /// gate that reads them.
+    mask_bits: BTreeMap<GateId, Bits>,
 }
 
 const SETUP_VERSION: u8 = 1;
@@ -474,25 +488,26 @@ impl Job<'_> {
     }
 
     /// Step 2: secret-share every input (PRG-seed compressed: one seed per
-    /// input per receiving party).
+    /// input per receiving party). Ring inputs are shared additively, bool
+    /// inputs by XOR.
     async fn share_inputs(
         &mut self,
         instance: &Instance,
         inputs: &OwnInputs,
         values: &mut [Option<Value>],
     ) -> Result<(), JobError> {
-        let input_nodes: Vec<(ValueId, usize, PartyIndex)> = self
-            .circuit
-            .nodes
+        let input_gates: Vec<(GateId, usize, PartyIndex)> = instance
+            .netlist
+            .gates
             .iter()
             .enumerate()
-            .filter_map(|(id, node)| match node.op {
-                Op::Input { input, party } => Some((id, input, party)),
+            .filter_map(|(id, gate)| match gate.op {
+                GateOp::Input { input, party } => Some((id, input, party)),
                 _ => None,
             })
             .collect();
         let mut messages = vec![Vec::new(); self.n];
-        for (id, input, party) in &input_nodes {
+        for (id, input, party) in &input_gates {
             if *party != self.me {
                 continue;
             }
@@ -503,11 +518,21 @@ impl Job<'_> {
                 messages[peer].extend_from_slice(seed.as_bytes());
             }
             let secret = inputs.0.get(input).expect("checked before setup");
-            values[*id] = Some(Value::Secret(sharing::share_with_seeds(secret, &seeds)));
+            values[*id] = Some(match instance.netlist.gates[*id].kind {
+                Kind::Ring => Value::Secret(sharing::share_with_seeds(secret, &seeds)),
+                Kind::Bits(_) => {
+                    let bools: Vec<bool> = secret.expose().iter().map(|v| *v & 1 == 1).collect();
+                    let mut mine = Bits::from_bools(&bools);
+                    for seed in &seeds {
+                        mine.xor_assign(&bits_from_seed(seed, bools.len()));
+                    }
+                    Value::SecretBits(mine)
+                }
+            });
         }
         let received = self.exchange(Step::Input, Self::per_peer(messages)).await?;
         for peer in self.peers() {
-            let owned: Vec<ValueId> = input_nodes.iter().filter(|(_, _, p)| *p == peer).map(|(id, _, _)| *id).collect();
+            let owned: Vec<GateId> = input_gates.iter().filter(|(_, _, p)| *p == peer).map(|(id, _, _)| *id).collect();
             let msg = &received[peer];
             if msg.len() != owned.len() * 16 {
                 return Err(self.protocol_error(
@@ -518,108 +543,225 @@ impl Job<'_> {
             }
             for (id, seed) in owned.iter().zip(msg.chunks_exact(16)) {
                 let seed = Seed::from_bytes(seed.try_into().expect("16 bytes"));
-                values[*id] = Some(Value::Secret(sharing::share_from_seed(&seed, instance.width(*id))));
+                let gate = &instance.netlist.gates[*id];
+                values[*id] = Some(match gate.kind {
+                    Kind::Ring => Value::Secret(sharing::share_from_seed(&seed, gate.width())),
+                    Kind::Bits(_) => Value::SecretBits(bits_from_seed(&seed, gate.width())),
+                });
             }
         }
         Ok(())
     }
 
-    /// Evaluate every local node at `depth` (its operands are all ready).
+    /// Evaluate every local gate at `depth` (its operands are all ready).
     fn evaluate_local(&self, instance: &Instance, depth: usize, values: &mut [Option<Value>]) -> Result<(), JobError> {
-        for (id, node) in self.circuit.nodes.iter().enumerate() {
-            if instance.depth[id] != depth || values[id].is_some() {
+        for (id, gate) in instance.netlist.gates.iter().enumerate() {
+            if gate.depth != depth || gate.interactive || values[id].is_some() {
                 continue;
             }
-            if let Some(public) = &instance.public[id] {
-                values[id] = Some(Value::Public(public.clone()));
-                continue;
-            }
-            let value = self.local_op(instance, id, &node.op, values);
-            values[id] = Some(Value::Secret(value));
+            let value = self.local_gate(instance, id, values);
+            values[id] = Some(value);
         }
         Ok(())
     }
 
-    /// A secret-valued local operation on this party's shares.
-    fn local_op(&self, instance: &Instance, id: ValueId, op: &Op, values: &[Option<Value>]) -> Share {
+    /// A gate that needs no communication, on public values or on this
+    /// party's shares. A public value enters a share as itself at party 0
+    /// and as zero elsewhere, so that the shares still sum (or XOR)
+    /// correctly.
+    fn local_gate(&self, instance: &Instance, id: GateId, values: &[Option<Value>]) -> Value {
         let first = self.me == 0;
-        let width = instance.width(id);
-        let get = |v: &ValueId| values[*v].as_ref().expect("operands are evaluated before their users");
-        // Operands as this party's share of a `width`-element value. Copies
-        // are `Share`s, so they are wiped when dropped.
-        let expand = |v: &ValueId| -> Share {
-            let (elems, public) = match get(v) {
-                Value::Public(p) => (p.as_slice(), true),
-                Value::Secret(s) => (s.expose(), false),
-            };
-            // A public value enters a share as itself at party 0 and as
-            // zero elsewhere, so that the shares still sum correctly.
-            if public && !first {
-                return Share::zeros(width);
-            }
-            Share::new(if elems.len() == width { elems.to_vec() } else { vec![elems[0]; width] })
+        let gates = &instance.netlist.gates;
+        let gate = &gates[id];
+        let width = gate.width();
+        let get = |g: &GateId| values[*g].as_ref().expect("operands are evaluated before their users");
+        let public_ring = |g: &GateId| match get(g) {
+            Value::Public(p) => broadcast_ring(p, width),
+            _ => unreachable!("a public operand"),
         };
-        match op {
-            Op::Add(a, b) => {
-                let mut x = expand(a);
-                ring::add_assign(x.expose_mut(), expand(b).expose());
-                x
+        // An operand as this party's share of a `width`-element value.
+        let ring_share = |g: &GateId| -> Share {
+            match get(g) {
+                Value::Secret(s) => Share::new(broadcast_ring(s.expose(), width)),
+                Value::Public(_) if first => Share::new(public_ring(g)),
+                Value::Public(_) => Share::zeros(width),
+                _ => unreachable!("a ring operand"),
             }
-            Op::Sub(a, b) => {
-                let mut x = expand(a);
-                ring::sub_assign(x.expose_mut(), expand(b).expose());
-                x
+        };
+        let bits_of = |g: &GateId| -> (Bits, bool) {
+            match get(g) {
+                Value::SecretBits(b) => (broadcast_bits(b, width), true),
+                Value::PublicBits(b) => (broadcast_bits(b, width), false),
+                _ => unreachable!("a bits operand"),
             }
-            Op::Neg(a) => {
-                let mut x = expand(a);
-                ring::neg_assign(x.expose_mut());
-                x
-            }
-            Op::Mul(a, b) => {
-                // Exactly one operand is public (secret-by-secret is interactive).
-                let (secret, public) = match (get(a), get(b)) {
-                    (Value::Secret(_), Value::Public(p)) => (a, p),
-                    (Value::Public(p), Value::Secret(_)) => (b, p),
-                    _ => unreachable!("local multiplication has one public operand"),
-                };
-                let mut x = expand(secret);
-                if public.len() == 1 {
-                    ring::scale_assign(x.expose_mut(), public[0]);
-                } else {
-                    ring::mul_assign(x.expose_mut(), public);
-                }
-                x
-            }
-            Op::Sum(a) => match get(a) {
-                Value::Secret(s) => Share::new(vec![ring::sum(s.expose())]),
-                Value::Public(_) => unreachable!("the sum of a public vector is public"),
-            },
-            Op::Concat(parts) => {
-                let mut out = Share::new(Vec::with_capacity(width));
-                for p in parts {
-                    let elems = out.expose_mut();
-                    match get(p) {
-                        Value::Secret(s) => elems.extend_from_slice(s.expose()),
-                        Value::Public(v) if first => elems.extend_from_slice(v),
-                        Value::Public(v) => elems.extend(std::iter::repeat_n(0, v.len())),
+        };
+        // As a share: public bits at party 0, zeros elsewhere.
+        let bits_share = |g: &GateId| -> Bits {
+            let (b, secret) = bits_of(g);
+            if secret || first { b } else { Bits::zeros(b.width(), width) }
+        };
+        let secret = gate.secret;
+        match &gate.op {
+            GateOp::Public(PublicValue::Ring(v)) => Value::Public(v.clone()),
+            GateOp::Public(PublicValue::Bits(b)) => Value::PublicBits(b.clone()),
+            GateOp::Add(a, b) | GateOp::Sub(a, b) => {
+                let sub = matches!(gate.op, GateOp::Sub(..));
+                if !secret {
+                    let (mut x, y) = (public_ring(a), public_ring(b));
+                    if sub {
+                        ring::sub_assign(&mut x, &y)
+                    } else {
+                        ring::add_assign(&mut x, &y)
                     }
+                    return Value::Public(x);
                 }
-                out
+                let mut x = ring_share(a);
+                let y = ring_share(b);
+                if sub {
+                    ring::sub_assign(x.expose_mut(), y.expose())
+                } else {
+                    ring::add_assign(x.expose_mut(), y.expose())
+                }
+                Value::Secret(x)
             }
-            _ => {
-                unreachable!("not a secret local operation")
+            GateOp::Neg(a) => {
+                if !secret {
+                    let mut x = public_ring(a);
+                    ring::neg_assign(&mut x);
+                    return Value::Public(x);
+                }
+                let mut x = ring_share(a);
+                ring::neg_assign(x.expose_mut());
+                Value::Secret(x)
             }
+            GateOp::Mul(a, b) => {
+                // At most one operand is secret (secret-by-secret is interactive).
+                let (s, p) = if gates[*a].secret { (a, b) } else { (b, a) };
+                let public = public_ring(p);
+                if !secret {
+                    let mut x = public_ring(s);
+                    ring::mul_assign(&mut x, &public);
+                    return Value::Public(x);
+                }
+                let mut x = ring_share(s);
+                ring::mul_assign(x.expose_mut(), &public);
+                Value::Secret(x)
+            }
+            GateOp::Div(a, division) => {
+                // Interactive when secret; a public dividend divides exactly.
+                Value::Public(public_ring(a).iter().map(|x| ring::floor_div(*x, division.divisor)).collect())
+            }
+            GateOp::Sum(a) => match get(a) {
+                Value::Secret(s) => Value::Secret(Share::new(vec![ring::sum(s.expose())])),
+                Value::Public(p) => Value::Public(vec![ring::sum(p)]),
+                _ => unreachable!("a ring operand"),
+            },
+            GateOp::Concat(parts) => match gate.kind {
+                Kind::Ring => {
+                    let mut out = Vec::with_capacity(width);
+                    for p in parts {
+                        match get(p) {
+                            Value::Secret(s) => out.extend_from_slice(s.expose()),
+                            Value::Public(v) if first || !secret => out.extend_from_slice(v),
+                            Value::Public(v) => out.extend(std::iter::repeat_n(0, v.len())),
+                            _ => unreachable!("a ring operand"),
+                        }
+                    }
+                    if secret { Value::Secret(Share::new(out)) } else { Value::Public(out) }
+                }
+                Kind::Bits(_) => {
+                    let pieces: Vec<Bits> = parts
+                        .iter()
+                        .map(|p| match get(p) {
+                            Value::SecretBits(b) => b.clone(),
+                            Value::PublicBits(b) if first || !secret => b.clone(),
+                            Value::PublicBits(b) => Bits::zeros(b.width(), b.len()),
+                            _ => unreachable!("a bits operand"),
+                        })
+                        .collect();
+                    let joined = Bits::concat_elements(&pieces.iter().collect::<Vec<_>>());
+                    if secret { Value::SecretBits(joined) } else { Value::PublicBits(joined) }
+                }
+            },
+            GateOp::Strided { a, start, step, count } => {
+                let pick = |v: &[u64]| -> Vec<u64> { (0..*count).map(|k| v[start + k * step]).collect() };
+                match get(a) {
+                    Value::Secret(s) => Value::Secret(Share::new(pick(s.expose()))),
+                    Value::Public(p) => Value::Public(pick(p)),
+                    _ => unreachable!("a ring operand"),
+                }
+            }
+            GateOp::Decompose(a) => Value::PublicBits(Bits::decompose(&public_ring(a), 64)),
+            GateOp::MaskBits(open) => {
+                Value::SecretBits(self.mask_bits.get(open).expect("the opening ran in an earlier layer").clone())
+            }
+            GateOp::Xor(a, b) => {
+                if !secret {
+                    let (mut x, _) = bits_of(a);
+                    x.xor_assign(&bits_of(b).0);
+                    return Value::PublicBits(x);
+                }
+                let mut x = bits_share(a);
+                x.xor_assign(&bits_share(b));
+                Value::SecretBits(x)
+            }
+            GateOp::And(a, b) => {
+                // At most one operand is secret: AND with a public bundle is
+                // local in XOR sharing.
+                let (mut x, _) = bits_of(a);
+                x.and_assign(&bits_of(b).0);
+                if secret { Value::SecretBits(x) } else { Value::PublicBits(x) }
+            }
+            GateOp::Not(a) => {
+                let (mut x, is_secret) = bits_of(a);
+                if !is_secret || first {
+                    x.not_assign();
+                }
+                if secret { Value::SecretBits(x) } else { Value::PublicBits(x) }
+            }
+            GateOp::Planes(a, indices) => match get(a) {
+                Value::SecretBits(b) => Value::SecretBits(b.gather(indices)),
+                Value::PublicBits(b) => Value::PublicBits(b.gather(indices)),
+                _ => unreachable!("a bits operand"),
+            },
+            GateOp::Stack(parts) => {
+                let pieces: Vec<Bits> =
+                    parts.iter().map(|p| if secret { bits_share(p) } else { bits_of(p).0 }).collect();
+                let stacked = Bits::concat(&pieces.iter().collect::<Vec<_>>());
+                if secret { Value::SecretBits(stacked) } else { Value::PublicBits(stacked) }
+            }
+            GateOp::Inject(b, x) => {
+                // A public bit: keep `x` where it is set.
+                let (bit, _) = bits_of(b);
+                let keep = |v: &mut [u64]| {
+                    for (i, v) in v.iter_mut().enumerate() {
+                        if !bit.get(0, i) {
+                            *v = 0;
+                        }
+                    }
+                };
+                if !secret {
+                    let mut v = public_ring(x);
+                    keep(&mut v);
+                    return Value::Public(v);
+                }
+                let mut v = ring_share(x);
+                keep(v.expose_mut());
+                Value::Secret(v)
+            }
+            GateOp::Input { .. } | GateOp::MaskedOpen(_) => unreachable!("not a local gate"),
         }
     }
 
     /// Step 3, one layer: mask, open everything in one round, finish.
     ///
-    /// The opening message is `[tag][d for every mul][e for every mul][c
-    /// for every division]`, little-endian `u64`s. The masked values are
-    /// written straight into that byte payload, which is shared by the
-    /// sends to every peer; the opened values are summed from the payloads
-    /// block by block and combined at once, and each product is written
-    /// over the triple's `c` share it replaces.
+    /// The opening message is `[tag]`, then ring elements (summed when
+    /// opened): `[d for every Beaver product][e for every Beaver product]
+    /// [c for every division][c for every masked opening]`, then words
+    /// (XORed when opened): `[d for every AND][e for every AND][e for every
+    /// injection]`, all little-endian `u64`s. The Beaver products are the
+    /// layer's multiplications, then its injections of a secret bit into a
+    /// secret value (`s·x` with the daBit's arithmetic share `s`).
     async fn run_layer<S: MaterialSource>(
         &mut self,
         instance: &Instance,
@@ -628,71 +770,147 @@ impl Job<'_> {
         values: &mut [Option<Value>],
     ) -> Result<(), JobError> {
         let layer = &instance.layers[index];
+        let gates = &instance.netlist.gates;
         let step = Step::Layer(index as u32 + 1);
         let first = self.me == 0;
-        let mut material = source
-            .next_layer(index, &instance.plan.layers[index])
-            .await
-            .map_err(|source| preprocessing_failed(step, source))?;
-        check_div_material(layer, &instance.plan.layers[index].div_pairs, &material.div_pairs)
+        let demand = &instance.plan.layers[index];
+        let mut material =
+            source.next_layer(index, demand).await.map_err(|source| preprocessing_failed(step, source))?;
+        check_div_material(layer, &demand.div_pairs, &material.div_pairs)
+            .and_then(|()| check_binary_material(demand, &material))
             .map_err(|source| JobError::Preprocessing { step, source })?;
         let triples = material.triples.a.len();
         let div_count: usize = material.div_pairs.iter().map(|p| p.r.len()).sum();
-        let message_len = 8 * (1 + 2 * triples + div_count);
+        let open_count = material.edabits.r.len();
+        let and_words = material.bit_triples.words();
+        let inject_words: usize = layer.injects.iter().map(|id| words_for(gates[*id].width())).sum();
+        let ring_len = 2 * triples + div_count + open_count;
+        let message_len = 8 * (1 + ring_len + 2 * and_words + inject_words);
         let span = tracing::Span::current();
         span.record("material.triples", triples);
         span.record("material.div_pairs", div_count);
-        span.record("opened", 2 * triples + div_count);
+        span.record("opened", ring_len + 64 * (2 * and_words + inject_words));
         for peer in self.peers() {
             self.mesh.expect_message(peer, step, message_len);
         }
 
-        // Mask.
-        let secret_at = |v: ValueId, width: usize| -> std::borrow::Cow<'_, Share> {
+        // Operands, broadcast to the gate's width.
+        let ring_at = |v: GateId, width: usize| -> std::borrow::Cow<'_, Share> {
             match values[v].as_ref().expect("operand ready") {
                 Value::Secret(s) if s.len() == width => std::borrow::Cow::Borrowed(s),
                 // A scalar broadcast over a vector: a copy, wiped on drop.
                 Value::Secret(s) => std::borrow::Cow::Owned(Share::new(vec![s.expose()[0]; width])),
-                Value::Public(_) => unreachable!("interactive operands are secret"),
+                _ => unreachable!("interactive ring operands are secret"),
             }
         };
+        let bits_at = |v: GateId, width: usize| -> Bits {
+            match values[v].as_ref().expect("operand ready") {
+                Value::SecretBits(b) => broadcast_bits(b, width),
+                _ => unreachable!("interactive bit operands are secret"),
+            }
+        };
+        let secret_injections: Vec<GateId> = layer
+            .injects
+            .iter()
+            .copied()
+            .filter(|id| matches!(gates[*id].op, GateOp::Inject(_, x) if gates[x].secret))
+            .collect();
+        // The daBits of the layer's injections, by gate, in order.
+        let mut dabit_offsets = BTreeMap::new();
+        let mut offset = 0;
+        for &id in &layer.injects {
+            dabit_offsets.insert(id, offset);
+            offset += gates[id].width();
+        }
+
+        // Mask: the ring section.
         let mut payload = self.mesh.take_buffer(message_len);
         payload.extend_from_slice(&material.tag.0.to_le_bytes());
         for operand in [0, 1] {
             let (mut offset, t) = (0, &material.triples);
+            let mask = if operand == 0 { &t.a } else { &t.b };
             for &id in &layer.muls {
-                let Op::Mul(x, y) = self.circuit.nodes[id].op else { unreachable!() };
-                let w = instance.width(id);
-                let (v, mask) = if operand == 0 { (x, &t.a) } else { (y, &t.b) };
-                beaver::mask_into(secret_at(v, w).expose(), &mask.expose()[offset..offset + w], &mut payload);
+                let GateOp::Mul(x, y) = gates[id].op else { unreachable!() };
+                let w = gates[id].width();
+                let v = if operand == 0 { x } else { y };
+                beaver::mask_into(ring_at(v, w).expose(), &mask.expose()[offset..offset + w], &mut payload);
+                offset += w;
+            }
+            for &id in &secret_injections {
+                let GateOp::Inject(_, x) = gates[id].op else { unreachable!() };
+                let w = gates[id].width();
+                let at = dabit_offsets[&id];
+                let s = &material.dabits.arith.expose()[at..at + w];
+                let v = if operand == 0 {
+                    std::borrow::Cow::Borrowed(s)
+                } else {
+                    std::borrow::Cow::Owned(ring_at(x, w).expose().to_vec())
+                };
+                beaver::mask_into(&v, &mask.expose()[offset..offset + w], &mut payload);
                 offset += w;
             }
         }
-        let mut div_masked = Vec::with_capacity(div_count);
+        let mut ring_tail = Vec::with_capacity(div_count + open_count);
         for ((division, nodes), pairs) in layer.divs.iter().zip(&material.div_pairs) {
             let mut offset = 0;
             for &id in nodes {
-                let Op::DivPublic(x, _) = self.circuit.nodes[id].op else { unreachable!() };
-                let w = instance.width(id);
-                division.mask(secret_at(x, w).expose(), &pairs.r.expose()[offset..offset + w], first, &mut div_masked);
+                let GateOp::Div(x, _) = gates[id].op else { unreachable!() };
+                let w = gates[id].width();
+                division.mask(ring_at(x, w).expose(), &pairs.r.expose()[offset..offset + w], first, &mut ring_tail);
                 offset += w;
             }
             if division.divisor == CORRECTION_DIVISOR {
                 for id in &layer.corrections {
-                    let w = instance.width(*id);
+                    let w = gates[*id].width();
                     let (_, v) = self.pending.get(id).expect("the first round ran in the layer before");
-                    division.mask(v.expose(), &pairs.r.expose()[offset..offset + w], first, &mut div_masked);
+                    division.mask(v.expose(), &pairs.r.expose()[offset..offset + w], first, &mut ring_tail);
                     offset += w;
                 }
             }
         }
-        ring::extend_le_bytes(&mut payload, &div_masked);
+        let mut offset = 0;
+        for &id in &layer.opens {
+            let GateOp::MaskedOpen(x) = gates[id].op else { unreachable!() };
+            let w = gates[id].width();
+            conversion::mask_open(
+                ring_at(x, w).expose(),
+                &material.edabits.r.expose()[offset..offset + w],
+                &mut ring_tail,
+            );
+            offset += w;
+        }
+        ring::extend_le_bytes(&mut payload, &ring_tail);
+        drop(ring_tail);
+
+        // Mask: the binary section.
+        let mut bit_words = Vec::with_capacity(2 * and_words + inject_words);
+        for operand in [0, 1] {
+            let (mut offset, t) = (0, &material.bit_triples);
+            let mask = if operand == 0 { &t.a } else { &t.b };
+            for &id in &layer.ands {
+                let GateOp::And(x, y) = gates[id].op else { unreachable!() };
+                let w = gates[id].width();
+                let words = and_words_of(&gates[id]);
+                let v = bits_at(if operand == 0 { x } else { y }, w);
+                boolean::mask_into(v.words(), &mask.words()[offset..offset + words], &mut bit_words);
+                offset += words;
+            }
+        }
+        for &id in &layer.injects {
+            let GateOp::Inject(b, _) = gates[id].op else { unreachable!() };
+            let w = gates[id].width();
+            let at = dabit_offsets[&id];
+            let mut e = bits_at(b, w);
+            e.xor_assign(&material.dabits.bits.slice(at..at + w));
+            bit_words.extend_from_slice(e.words());
+        }
+        ring::extend_le_bytes(&mut payload, &bit_words);
+        drop(bit_words);
         debug_assert_eq!(payload.len(), message_len);
 
-        // Open: one round, everyone's masked shares summed.
+        // Open: one round.
         let payload = Arc::new(payload);
         let received = self.exchange(step, self.to_every_peer(payload.clone())).await?;
-
         for peer in self.peers() {
             let msg = &received[peer];
             if msg.len() != message_len {
@@ -720,57 +938,126 @@ impl Job<'_> {
             .map(|m| &m[8..])
             .collect();
 
-        // Finish the multiplications: z = c + d*b + e*a (+ d*e), over c.
+        let mut done: Vec<(GateId, Value)> = Vec::new();
+        // Finish the Beaver products: z = c + d*b + e*a (+ d*e), over c.
         let d_parts: Vec<&[u8]> = parts.iter().map(|m| &m[..8 * triples]).collect();
         let e_parts: Vec<&[u8]> = parts.iter().map(|m| &m[8 * triples..16 * triples]).collect();
         let t = &mut material.triples;
         beaver::combine_opened_in_place(&d_parts, &e_parts, t.a.expose(), t.b.expose(), t.c.expose_mut(), first);
-        if let [id] = layer.muls[..] {
-            // One node takes the whole vector: hand it over, no copy.
-            values[id] = Some(Value::Secret(Share::new(std::mem::take(t.c.expose_mut()))));
+        if let ([id], []) = (&layer.muls[..], &secret_injections[..]) {
+            // One gate takes the whole vector: hand it over, no copy.
+            done.push((*id, Value::Secret(Share::new(std::mem::take(t.c.expose_mut())))));
         } else {
             let mut offset = 0;
             for &id in &layer.muls {
-                let w = instance.width(id);
-                values[id] = Some(Value::Secret(Share::new(t.c.expose()[offset..offset + w].to_vec())));
+                let w = gates[id].width();
+                done.push((id, Value::Secret(Share::new(t.c.expose()[offset..offset + w].to_vec()))));
                 offset += w;
             }
         }
 
-        // Finish the divisions.
-        let mut c = vec![0u64; div_count];
+        // Open the tail of the ring section and the binary section.
+        let mut tail = vec![0u64; div_count + open_count];
         for m in &parts {
-            ring::add_le_bytes(&mut c, &m[16 * triples..]);
+            ring::add_le_bytes(&mut tail, &m[16 * triples..8 * ring_len]);
         }
-        let mut c = c.as_slice();
+        let bit_len = 2 * and_words + inject_words;
+        let mut opened_bits = vec![0u64; bit_len];
+        for m in &parts {
+            for (o, chunk) in opened_bits.iter_mut().zip(m[8 * ring_len..].chunks_exact(8)) {
+                *o ^= u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+            }
+        }
+
+        // Finish the divisions.
+        let mut c = &tail[..div_count];
         for ((division, nodes), pairs) in layer.divs.iter().zip(&material.div_pairs) {
             let mut offset = 0;
             for &id in nodes {
-                let w = instance.width(id);
+                let w = gates[id].width();
                 let r = offset..offset + w;
                 let (msb, q) = (&pairs.msb.expose()[r.clone()], &pairs.q.expose()[r.clone()]);
                 if division.corrected() {
                     let first_round = division.finish_first(&c[..w], msb, q, &pairs.g.expose()[r], first);
                     self.pending.insert(id, first_round);
                 } else {
-                    values[id] = Some(Value::Secret(division.finish(&c[..w], msb, q, first)));
+                    done.push((id, Value::Secret(division.finish(&c[..w], msb, q, first))));
                 }
                 c = &c[w..];
                 offset += w;
             }
             if division.divisor == CORRECTION_DIVISOR {
                 for &id in &layer.corrections {
-                    let w = instance.width(id);
+                    let w = gates[id].width();
                     let r = offset..offset + w;
                     let t = division.finish(&c[..w], &pairs.msb.expose()[r.clone()], &pairs.q.expose()[r], first);
                     let (mut y, _) = self.pending.remove(&id).expect("the first round ran in the layer before");
                     Division::correct(&mut y, t.expose(), first);
-                    values[id] = Some(Value::Secret(y));
+                    done.push((id, Value::Secret(y)));
                     c = &c[w..];
                     offset += w;
                 }
             }
         }
+
+        // Finish the masked openings: `c` is public; the edaBit's bits wait
+        // for the gate that reads them.
+        let mut c = &tail[div_count..];
+        let mut offset = 0;
+        for &id in &layer.opens {
+            let w = gates[id].width();
+            done.push((id, Value::Public(c[..w].to_vec())));
+            self.mask_bits.insert(id, material.edabits.bits.slice(offset..offset + w));
+            c = &c[w..];
+            offset += w;
+        }
+
+        // Finish the ANDs: z = c ^ d&b ^ e&a (^ d&e), over c.
+        let (d_bits, rest) = opened_bits.split_at(and_words);
+        let (e_bits, inject_e) = rest.split_at(and_words);
+        let bt = &mut material.bit_triples;
+        let mut z = bt.c.words().to_vec();
+        boolean::combine(d_bits, e_bits, bt.a.words(), bt.b.words(), &mut z, first);
+        let mut offset = 0;
+        for &id in &layer.ands {
+            let words = and_words_of(&gates[id]);
+            let Kind::Bits(width) = gates[id].kind else { unreachable!("an AND of bundles") };
+            let out = Bits::from_words(width, gates[id].width(), z[offset..offset + words].to_vec())
+                .expect("the gate's words");
+            done.push((id, Value::SecretBits(out)));
+            offset += words;
+        }
+        zeroize::Zeroize::zeroize(&mut z);
+
+        // Finish the injections: b·x = e·x + (1 - 2e)·s·x.
+        let mut e_at = inject_e;
+        let mut sx_offset = layer.muls.iter().map(|id| gates[*id].width()).sum::<usize>();
+        for &id in &layer.injects {
+            let GateOp::Inject(_, x) = gates[id].op else { unreachable!() };
+            let w = gates[id].width();
+            let words = words_for(w);
+            let e = &e_at[..words];
+            let out = if gates[x].secret {
+                let mut sx = material.triples.c.expose()[sx_offset..sx_offset + w].to_vec();
+                conversion::inject_secret(e, ring_at(x, w).expose(), &mut sx);
+                sx_offset += w;
+                sx
+            } else {
+                let public = match values[x].as_ref().expect("operand ready") {
+                    Value::Public(p) => broadcast_ring(p, w),
+                    _ => unreachable!("a public operand"),
+                };
+                let at = dabit_offsets[&id];
+                conversion::inject_public(e, &public, &material.dabits.arith.expose()[at..at + w], first)
+            };
+            done.push((id, Value::Secret(Share::new(out))));
+            e_at = &e_at[words..];
+        }
+
+        for (id, value) in done {
+            values[id] = Some(value);
+        }
+
         // Large message buffers go back to the transport's pool (zeroed
         // there) instead of to the allocator: the next large message reuses
         // their pages. The payload is reused only if no send holds it still.
@@ -784,7 +1071,8 @@ impl Job<'_> {
         Ok(())
     }
 
-    /// Step 4: send each output's shares to its recipients only.
+    /// Step 4: send each output's shares to its recipients only (words of
+    /// XOR shares for a bool output).
     async fn deliver_outputs(
         &mut self,
         instance: &Instance,
@@ -792,10 +1080,13 @@ impl Job<'_> {
     ) -> Result<Vec<OutputValue>, JobError> {
         let mut messages = vec![Vec::new(); self.n];
         for output in &self.circuit.outputs {
-            if let Some(Value::Secret(share)) = &values[output.value] {
-                for &r in output.recipients.iter().filter(|r| **r != self.me) {
-                    messages[r].extend_from_slice(&ring::to_le_bytes(share.expose()));
-                }
+            let words = match &values[instance.node_gate[output.value]] {
+                Some(Value::Secret(share)) => share.expose(),
+                Some(Value::SecretBits(bits)) => bits.words(),
+                _ => continue,
+            };
+            for &r in output.recipients.iter().filter(|r| **r != self.me) {
+                messages[r].extend_from_slice(&ring::to_le_bytes(words));
             }
         }
         let received = self.exchange(Step::Output, Self::per_peer(messages)).await?;
@@ -803,15 +1094,22 @@ impl Job<'_> {
         let mut outputs = Vec::with_capacity(self.circuit.outputs.len());
         for output in &self.circuit.outputs {
             let is_recipient = output.recipients.contains(&self.me);
-            let width = instance.width(output.value);
-            let value = match &values[output.value] {
+            let gate = instance.gate_of(output.value);
+            let width = gate.width();
+            let value = match &values[instance.node_gate[output.value]] {
                 _ if !is_recipient => None,
                 Some(Value::Public(v)) => Some(Secret::new(v.clone())),
-                Some(Value::Secret(share)) => {
-                    let mut sum = share.expose().to_vec();
+                Some(Value::PublicBits(b)) => Some(Secret::new(bools_of(b))),
+                Some(Value::Secret(_)) | Some(Value::SecretBits(_)) => {
+                    let (mine, xor) = match &values[instance.node_gate[output.value]] {
+                        Some(Value::Secret(share)) => (share.expose().to_vec(), false),
+                        Some(Value::SecretBits(bits)) => (bits.words().to_vec(), true),
+                        _ => unreachable!(),
+                    };
+                    let mut sum = mine;
                     for peer in self.peers() {
                         let msg = &received[peer];
-                        let range = offsets[peer]..offsets[peer] + 8 * width;
+                        let range = offsets[peer]..offsets[peer] + 8 * sum.len();
                         let theirs = msg.get(range).and_then(ring::from_le_bytes).ok_or_else(|| {
                             self.protocol_error(
                                 peer,
@@ -819,17 +1117,26 @@ impl Job<'_> {
                                 format!("output message too short for `{}`", output.name),
                             )
                         })?;
-                        ring::add_assign(&mut sum, &theirs);
-                        offsets[peer] += 8 * width;
+                        if xor {
+                            sum.iter_mut().zip(&theirs).for_each(|(a, b)| *a ^= b);
+                        } else {
+                            ring::add_assign(&mut sum, &theirs);
+                        }
+                        offsets[peer] += 8 * sum.len();
                     }
-                    Some(Secret::new(sum))
+                    if xor {
+                        let bits = Bits::from_words(1, width, sum).expect("one plane of the output's width");
+                        Some(Secret::new(bools_of(&bits)))
+                    } else {
+                        Some(Secret::new(sum))
+                    }
                 }
                 None => unreachable!("outputs are evaluated"),
             };
             outputs.push(OutputValue {
                 name: output.name.clone(),
                 elem: output.elem,
-                is_vector: instance.shapes[output.value].is_some(),
+                is_vector: gate.len.is_some(),
                 value,
             });
         }
@@ -843,5 +1150,63 @@ impl Job<'_> {
             }
         }
         Ok(outputs)
+    }
+}
+
+/// A ring value as `width` elements (a scalar repeated).
+fn broadcast_ring(v: &[u64], width: usize) -> Vec<u64> {
+    if v.len() == width { v.to_vec() } else { vec![v[0]; width] }
+}
+
+/// A bundle over `width` elements (a one-element bundle repeated).
+fn broadcast_bits(b: &Bits, width: usize) -> Bits {
+    if b.len() == width { b.clone() } else { b.repeat(width) }
+}
+
+/// A one-plane bundle as ring elements 0 and 1.
+fn bools_of(b: &Bits) -> Vec<u64> {
+    (0..b.len()).map(|i| u64::from(b.get(0, i))).collect()
+}
+
+/// The words of `PRG(seed)` as a one-plane bundle of `len` elements: an
+/// XOR share of a bool input.
+fn bits_from_seed(seed: &Seed, len: usize) -> Bits {
+    let words = crate::prg::Prg::new(seed).next_vec(words_for(len));
+    Bits::from_words(1, len, words).expect("one plane of words")
+}
+
+/// The bit-triple words an AND gate consumes.
+fn and_words_of(gate: &super::netlist::Gate) -> usize {
+    super::plan::and_words(gate)
+}
+
+/// Check a layer's binary material against the plan: exactly the planned
+/// amount of each kind.
+fn check_binary_material(
+    demand: &crate::preprocessing::Demand,
+    material: &crate::preprocessing::LayerMaterial,
+) -> Result<(), PreprocessingError> {
+    let t = &material.bit_triples;
+    let (e, d) = (&material.edabits, &material.dabits);
+    let words = demand.bit_triple_words;
+    let bits_ok = [&t.a, &t.b, &t.c].iter().all(|b| b.width() == 1 && b.words().len() == words)
+        || (words == 0 && t.a.is_empty() && t.b.is_empty() && t.c.is_empty());
+    let eda_ok =
+        e.r.len() == demand.edabits && e.bits.len() == demand.edabits && (demand.edabits == 0 || e.bits.width() == 64);
+    let da_ok =
+        d.arith.len() == demand.dabits && d.bits.len() == demand.dabits && (demand.dabits == 0 || d.bits.width() == 1);
+    if bits_ok && eda_ok && da_ok {
+        Ok(())
+    } else {
+        Err(PreprocessingError::Mismatch(format!(
+            "binary material does not match the plan ({} bit-triple words, {} edaBits, {} daBits planned; {} words, {} \
+             edaBits, {} daBits provided)",
+            words,
+            demand.edabits,
+            demand.dabits,
+            t.a.words().len(),
+            e.r.len(),
+            d.arith.len()
+        )))
     }
 }

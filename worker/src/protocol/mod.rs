@@ -19,10 +19,18 @@
 //! randomness comes from [`crate::preprocessing`]; with the trusted dealer,
 //! privacy additionally assumes the dealer does not collude with a party.
 //!
+//! The binary half of the engine (XOR sharing over GF(2), bit-sliced):
+//!
+//! - [`boolean`]: AND with a bit triple, one opening;
+//! - [`conversion`]: arithmetic to binary by a masked opening with an
+//!   edaBit, binary to arithmetic (fused with a product) with a daBit.
+//!
 //! The functions here are pure: they take this party's shares and the
 //! opened values and return shares. The executor does the communication.
 
 pub mod beaver;
+pub mod boolean;
+pub mod conversion;
 pub mod division;
 
 /// Wire name of the protocol, carried in the transport's version hello.

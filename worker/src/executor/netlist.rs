@@ -1,0 +1,382 @@
+//! The gate-level form of a circuit instance: what the executor runs.
+//!
+//! [`crate::program::ir`] is the program's semantic graph: vector-valued,
+//! with high-level operations (comparisons, selections, reductions) over
+//! vectors whose lengths are unknown until the parties declare them. Once
+//! they have, [`Netlist::lower`] expands it into [`Gate`]s over the
+//! primitives a protocol provides:
+//!
+//! - ring gates over Z_2^64 (linear operations, multiplication, division
+//!   by a public value);
+//! - bit-sliced binary gates over GF(2) ([`crate::gf2::Bits`] bundles: XOR,
+//!   NOT and plane shuffles are local, AND is the interactive gate);
+//! - the two conversions: a **masked opening** of a ring value with an
+//!   edaBit (`c = x + r` is opened, and the bits of `r` are a secret
+//!   bundle, so `x = c - r` continues in binary: arithmetic to binary), and
+//!   a **bit injection** `b·x` with a daBit (binary to arithmetic).
+//!
+//! The comparison circuits are not written here but in
+//! [`crate::circuits`], generic over [`BinaryOps`]: the lowering is one
+//! more evaluator of them, which records gates instead of computing bits.
+//! So the same circuit code is the plaintext reference, the cost model and
+//! the protocol's schedule.
+//!
+//! A gate is *public* when every party knows its value (constants and
+//! lengths at plan time; opened values and what is computed from public
+//! values only at run time) and *secret* otherwise. A gate is
+//! *interactive* when it needs a round: a ring product or an AND of two
+//! secrets, a division or a masked opening of a secret, a bit injection of
+//! a secret bit. Its depth is one more than its deepest operand's (two for
+//! a division that takes a correction round); every other gate's is its
+//! deepest operand's. The executor runs every interactive gate of one
+//! depth in one round, whatever mix of kinds they are.
+
+use super::plan::PlanError;
+use crate::circuits::{self, BinaryOps};
+use crate::gf2::Bits;
+use crate::program::ir::{ElemType, PartyIndex, Span};
+use crate::protocol::division::Division;
+
+/// Index of a gate in [`Netlist::gates`].
+pub type GateId = usize;
+
+/// What a gate's value is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Ring elements of Z_2^64.
+    Ring,
+    /// A bundle of this many bit-planes.
+    Bits(usize),
+}
+
+/// A value every party knows when the instance is planned.
+#[derive(Clone, Debug)]
+pub enum PublicValue {
+    Ring(Vec<u64>),
+    Bits(Bits),
+}
+
+/// One gate. Operands are earlier gates; elementwise gates broadcast a
+/// scalar operand over a vector one.
+#[derive(Clone, Debug)]
+pub enum GateOp {
+    /// A value known at plan time.
+    Public(PublicValue),
+    /// Party `party`'s value of input `input` (ring, or one plane for a
+    /// bool input).
+    Input {
+        input: usize,
+        party: PartyIndex,
+    },
+    Add(GateId, GateId),
+    Sub(GateId, GateId),
+    Neg(GateId),
+    /// Ring product: a Beaver multiplication when both are secret.
+    Mul(GateId, GateId),
+    /// Signed division by a public divisor (probabilistic when secret).
+    Div(GateId, Division),
+    /// The sum of a vector's elements.
+    Sum(GateId),
+    /// Concatenation of elements (all ring, or all bundles of one width).
+    Concat(Vec<GateId>),
+    /// Elements `start, start + step, …` (`count` of them) of a ring vector.
+    Strided {
+        a: GateId,
+        start: usize,
+        step: usize,
+        count: usize,
+    },
+    /// Open `x + r` for a fresh edaBit `r`: a public ring value.
+    MaskedOpen(GateId),
+    /// The bits of the edaBit consumed by the masked opening `open`: a
+    /// secret 64-plane bundle.
+    MaskBits(GateId),
+    /// The 64 bits of a public ring value, as planes.
+    Decompose(GateId),
+    Xor(GateId, GateId),
+    /// Plane-by-plane AND: a bit-triple multiplication when both are secret.
+    And(GateId, GateId),
+    Not(GateId),
+    /// The planes at the indices, in order.
+    Planes(GateId, Vec<usize>),
+    /// The planes of every part, in order (same elements).
+    Stack(Vec<GateId>),
+    /// `b·x`: `b` a one-plane bundle, `x` a ring value. With a secret `b`,
+    /// a bit injection with a daBit (and a Beaver triple when `x` is
+    /// secret too).
+    Inject(GateId, GateId),
+}
+
+impl GateOp {
+    pub fn operands(&self) -> Vec<GateId> {
+        match self {
+            GateOp::Public(_) | GateOp::Input { .. } => Vec::new(),
+            GateOp::Neg(a)
+            | GateOp::Div(a, _)
+            | GateOp::Sum(a)
+            | GateOp::Strided { a, .. }
+            | GateOp::MaskedOpen(a)
+            | GateOp::MaskBits(a)
+            | GateOp::Decompose(a)
+            | GateOp::Not(a)
+            | GateOp::Planes(a, _) => vec![*a],
+            GateOp::Add(a, b)
+            | GateOp::Sub(a, b)
+            | GateOp::Mul(a, b)
+            | GateOp::Xor(a, b)
+            | GateOp::And(a, b)
+            | GateOp::Inject(a, b) => vec![*a, *b],
+            GateOp::Concat(parts) | GateOp::Stack(parts) => parts.clone(),
+        }
+    }
+}
+
+/// A gate with its public shape.
+#[derive(Clone, Debug)]
+pub struct Gate {
+    pub op: GateOp,
+    /// The source position of the program operation it implements.
+    pub span: Span,
+    /// `None` for a scalar, `Some(n)` for a vector of `n` elements.
+    pub len: Option<usize>,
+    pub kind: Kind,
+    pub secret: bool,
+    /// Its round: 0 for gates computable before any interaction.
+    pub depth: usize,
+    /// Whether it needs a round (see the module documentation).
+    pub interactive: bool,
+}
+
+impl Gate {
+    /// Elements (1 for a scalar).
+    pub fn width(&self) -> usize {
+        self.len.unwrap_or(1)
+    }
+}
+
+/// The gates of an instance, in topological order.
+#[derive(Clone, Debug, Default)]
+pub struct Netlist {
+    pub gates: Vec<Gate>,
+}
+
+/// Why a gate cannot be built: an internal inconsistency or a shape error,
+/// reported at the span being lowered.
+fn shape_error(span: Span, reason: String) -> PlanError {
+    PlanError { span, reason }
+}
+
+impl Netlist {
+    /// Append a gate, deriving its secrecy and depth from its operands.
+    pub fn push(&mut self, op: GateOp, span: Span, len: Option<usize>, kind: Kind) -> GateId {
+        let operands = op.operands();
+        let secret_of = |g: &GateId| self.gates[*g].secret;
+        let secret = match &op {
+            GateOp::Public(_) | GateOp::MaskedOpen(_) => false,
+            GateOp::Input { .. } | GateOp::MaskBits(_) => true,
+            _ => operands.iter().any(secret_of),
+        };
+        let interactive = match &op {
+            GateOp::Mul(a, b) | GateOp::And(a, b) => secret_of(a) && secret_of(b),
+            GateOp::Div(a, _) | GateOp::MaskedOpen(a) | GateOp::Inject(a, _) => secret_of(a),
+            _ => false,
+        };
+        let below = operands.iter().map(|g| self.gates[*g].depth).max().unwrap_or(0);
+        let rounds = match &op {
+            GateOp::Div(_, division) if interactive && division.corrected() => 2,
+            _ => usize::from(interactive),
+        };
+        self.gates.push(Gate { op, span, len, kind, secret, depth: below + rounds, interactive });
+        self.gates.len() - 1
+    }
+
+    pub fn gate(&self, g: GateId) -> &Gate {
+        &self.gates[g]
+    }
+
+    /// The shape of an elementwise result of `a` and `b`.
+    pub fn elementwise(&self, a: GateId, b: GateId, span: Span, what: &str) -> Result<Option<usize>, PlanError> {
+        match (self.gates[a].len, self.gates[b].len) {
+            (Some(x), Some(y)) if x != y => {
+                Err(shape_error(span, format!("{what} of vectors of different lengths ({x} and {y})")))
+            }
+            (Some(x), _) | (_, Some(x)) => Ok(Some(x)),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// A public ring scalar.
+    pub fn constant(&mut self, value: u64, span: Span) -> GateId {
+        self.push(GateOp::Public(PublicValue::Ring(vec![value])), span, None, Kind::Ring)
+    }
+
+    /// A binary elementwise ring gate (`Add`, `Sub`, `Mul`).
+    pub fn ring2(&mut self, op: fn(GateId, GateId) -> GateOp, a: GateId, b: GateId, span: Span) -> GateId {
+        let len = self.elementwise(a, b, span, "an operation").expect("operands of one shape");
+        self.push(op(a, b), span, len, Kind::Ring)
+    }
+
+    /// `[x < 0]` for a ring value: the sign of `x`, through a masked
+    /// opening (arithmetic to binary with an edaBit) and the borrow circuit
+    /// of [`circuits::compare::msb_of_difference`]. For a secret `x`: one
+    /// round for the opening, then the circuit's AND levels.
+    pub fn sign(&mut self, x: GateId, span: Span) -> GateId {
+        let (c, r) = self.to_binary(x, span);
+        let mut ops = Recorder { net: self, span };
+        circuits::compare::msb_of_difference(&mut ops, &c, &r)
+    }
+
+    /// `[x == 0]` for a ring value: `x + r` opened equals `r` exactly when
+    /// `x` is 0, an AND tree over the agreeing bits.
+    pub fn is_zero(&mut self, x: GateId, span: Span) -> GateId {
+        let (c, r) = self.to_binary(x, span);
+        let mut ops = Recorder { net: self, span };
+        circuits::compare::equal(&mut ops, &c, &r)
+    }
+
+    /// A ring value in binary as a pair of 64-plane bundles `(c, r)` with
+    /// `x = c - r`: `c` public, `r` secret (the bits of an edaBit). A
+    /// public `x` needs no edaBit: `(x, 0)`.
+    fn to_binary(&mut self, x: GateId, span: Span) -> (GateId, GateId) {
+        let len = self.gates[x].len;
+        let bits = Kind::Bits(64);
+        if !self.gates[x].secret {
+            let c = self.push(GateOp::Decompose(x), span, len, bits);
+            let zeros = Bits::zeros(64, self.gates[x].width());
+            let r = self.push(GateOp::Public(PublicValue::Bits(zeros)), span, len, bits);
+            return (c, r);
+        }
+        let open = self.push(GateOp::MaskedOpen(x), span, len, Kind::Ring);
+        let c = self.push(GateOp::Decompose(open), span, len, bits);
+        let r = self.push(GateOp::MaskBits(open), span, len, bits);
+        (c, r)
+    }
+
+    /// `c ? a : b` for a one-plane `c` and ring `a`, `b`: `b + c·(a - b)`,
+    /// one bit injection.
+    pub fn select(&mut self, c: GateId, a: GateId, b: GateId, span: Span) -> Result<GateId, PlanError> {
+        let diff_len = self.elementwise(a, b, span, "select")?;
+        let len = match (self.gates[c].len, diff_len) {
+            (Some(x), Some(y)) if x != y => {
+                return Err(shape_error(span, format!("select of vectors of different lengths ({x} and {y})")));
+            }
+            (Some(x), _) | (_, Some(x)) => Some(x),
+            (None, None) => None,
+        };
+        let diff = self.push(GateOp::Sub(a, b), span, diff_len, Kind::Ring);
+        let picked = self.push(GateOp::Inject(c, diff), span, len, Kind::Ring);
+        Ok(self.push(GateOp::Add(b, picked), span, len, Kind::Ring))
+    }
+
+    /// The best element of a non-empty ring vector `v` of `n` elements and,
+    /// if `with_index`, its index: a tournament of adjacent pairs, so that
+    /// position `k` of level `l` holds the best of the contiguous elements
+    /// `[k·2^l, (k+1)·2^l)`; the upper element of a pair wins only when it
+    /// is strictly better, so ties go to the lowest index. `ceil(log2 n)`
+    /// levels of one comparison and one injection each.
+    pub fn tournament(
+        &mut self,
+        v: GateId,
+        n: usize,
+        smallest: bool,
+        span: Span,
+    ) -> Result<(GateId, GateId), PlanError> {
+        if n == 0 {
+            let what = if smallest { "the minimum" } else { "the maximum" };
+            return Err(shape_error(span, format!("{what} of an empty vector")));
+        }
+        let mut values = v;
+        let indices: Vec<u64> = (0..n as u64).collect();
+        let mut index = self.push(GateOp::Public(PublicValue::Ring(indices)), span, Some(n), Kind::Ring);
+        let mut len = n;
+        while len > 1 {
+            let pairs = len / 2;
+            let take = |net: &mut Netlist, a: GateId, start: usize| {
+                net.push(GateOp::Strided { a, start, step: 2, count: pairs }, span, Some(pairs), Kind::Ring)
+            };
+            let (lo, hi) = (take(self, values, 0), take(self, values, 1));
+            let (lo_i, hi_i) = (take(self, index, 0), take(self, index, 1));
+            // The upper element wins when strictly better.
+            let diff =
+                if smallest { self.ring2(GateOp::Sub, hi, lo, span) } else { self.ring2(GateOp::Sub, lo, hi, span) };
+            let upper_wins = self.sign(diff, span);
+            let mut next = self.select(upper_wins, hi, lo, span)?;
+            let mut next_i = self.select(upper_wins, hi_i, lo_i, span)?;
+            if len % 2 == 1 {
+                let last = |net: &mut Netlist, a: GateId| {
+                    net.push(GateOp::Strided { a, start: len - 1, step: 1, count: 1 }, span, Some(1), Kind::Ring)
+                };
+                let (lv, li) = (last(self, values), last(self, index));
+                next = self.push(GateOp::Concat(vec![next, lv]), span, Some(pairs + 1), Kind::Ring);
+                next_i = self.push(GateOp::Concat(vec![next_i, li]), span, Some(pairs + 1), Kind::Ring);
+            }
+            values = next;
+            index = next_i;
+            len = pairs + len % 2;
+        }
+        // One element left: as a scalar.
+        let scalar = |net: &mut Netlist, a: GateId| {
+            let zero = net.constant(0, span);
+            net.push(GateOp::Add(a, zero), span, None, Kind::Ring)
+        };
+        let (value, index) = (scalar(self, values), scalar(self, index));
+        Ok((value, index))
+    }
+
+    /// The element type an input gate carries.
+    pub fn input_kind(elem: ElemType) -> Kind {
+        match elem {
+            ElemType::Bool => Kind::Bits(1),
+            ElemType::Int | ElemType::Fixed => Kind::Ring,
+        }
+    }
+}
+
+/// Records the gates of a binary circuit ([`BinaryOps`] on gate ids).
+pub struct Recorder<'a> {
+    pub net: &'a mut Netlist,
+    pub span: Span,
+}
+
+impl Recorder<'_> {
+    fn bits(&mut self, op: GateOp, like: GateId, width: usize) -> GateId {
+        let len = self.net.gates[like].len;
+        self.net.push(op, self.span, len, Kind::Bits(width))
+    }
+}
+
+impl BinaryOps for Recorder<'_> {
+    type Bits = GateId;
+
+    fn width(&self, a: &GateId) -> usize {
+        match self.net.gates[*a].kind {
+            Kind::Bits(w) => w,
+            Kind::Ring => 0,
+        }
+    }
+
+    fn xor(&mut self, a: &GateId, b: &GateId) -> GateId {
+        let w = self.width(a);
+        self.bits(GateOp::Xor(*a, *b), *a, w)
+    }
+
+    fn not(&mut self, a: &GateId) -> GateId {
+        let w = self.width(a);
+        self.bits(GateOp::Not(*a), *a, w)
+    }
+
+    fn and(&mut self, a: &GateId, b: &GateId) -> GateId {
+        let w = self.width(a);
+        self.bits(GateOp::And(*a, *b), *a, w)
+    }
+
+    fn gather(&mut self, a: &GateId, indices: &[usize]) -> GateId {
+        self.bits(GateOp::Planes(*a, indices.to_vec()), *a, indices.len())
+    }
+
+    fn concat(&mut self, parts: &[&GateId]) -> GateId {
+        let width = parts.iter().map(|p| self.width(p)).sum();
+        let like = *parts[0];
+        self.bits(GateOp::Stack(parts.iter().map(|p| **p).collect()), like, width)
+    }
+}
