@@ -56,6 +56,21 @@ pub enum BinOp {
     Sub,
     Mul,
     Div,
+    /// `<`
+    Less,
+    /// `<=`
+    LessEq,
+    /// `>`
+    Greater,
+    /// `>=`
+    GreaterEq,
+    /// `==`
+    Eq,
+    /// `!=`
+    NotEq,
+    And,
+    Or,
+    Xor,
 }
 
 impl BinOp {
@@ -65,7 +80,26 @@ impl BinOp {
             BinOp::Sub => "-",
             BinOp::Mul => "*",
             BinOp::Div => "/",
+            BinOp::Less => "<",
+            BinOp::LessEq => "<=",
+            BinOp::Greater => ">",
+            BinOp::GreaterEq => ">=",
+            BinOp::Eq => "==",
+            BinOp::NotEq => "!=",
+            BinOp::And => "and",
+            BinOp::Or => "or",
+            BinOp::Xor => "xor",
         }
+    }
+
+    /// `< <= > >= == !=`.
+    pub fn is_comparison(self) -> bool {
+        matches!(self, BinOp::Less | BinOp::LessEq | BinOp::Greater | BinOp::GreaterEq | BinOp::Eq | BinOp::NotEq)
+    }
+
+    /// `and or xor`.
+    pub fn is_logic(self) -> bool {
+        matches!(self, BinOp::And | BinOp::Or | BinOp::Xor)
     }
 }
 
@@ -82,10 +116,14 @@ pub enum ExprKind {
     Int(i64),
     /// A fixed-point literal.
     Float(f64),
+    /// `true` or `false`.
+    Bool(bool),
     /// A variable (an input, `let` or `output` name).
     Var(String),
     /// `-e`.
     Neg(Box<Expr>),
+    /// `not e`.
+    Not(Box<Expr>),
     /// `l op r`; `op_span` is the operator's position.
     Binary { op: BinOp, op_span: Span, lhs: Box<Expr>, rhs: Box<Expr> },
     /// `name(args)`.

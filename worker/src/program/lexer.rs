@@ -30,7 +30,14 @@ pub enum Tok {
     To,
     IntType,
     FixedType,
+    BoolType,
     FixedPoint,
+    True,
+    False,
+    And,
+    Or,
+    Not,
+    Xor,
     // Punctuation.
     Plus,
     Minus,
@@ -43,6 +50,14 @@ pub enum Tok {
     Comma,
     Colon,
     Eq,
+    /// `==`
+    EqEq,
+    /// `!=`
+    NotEq,
+    Less,
+    LessEq,
+    Greater,
+    GreaterEq,
     Eof,
 }
 
@@ -59,7 +74,14 @@ impl Tok {
             Tok::To => "`to`".into(),
             Tok::IntType => "`int`".into(),
             Tok::FixedType => "`fixed`".into(),
+            Tok::BoolType => "`bool`".into(),
             Tok::FixedPoint => "`fixed_point`".into(),
+            Tok::True => "`true`".into(),
+            Tok::False => "`false`".into(),
+            Tok::And => "`and`".into(),
+            Tok::Or => "`or`".into(),
+            Tok::Not => "`not`".into(),
+            Tok::Xor => "`xor`".into(),
             Tok::Plus => "`+`".into(),
             Tok::Minus => "`-`".into(),
             Tok::Star => "`*`".into(),
@@ -71,6 +93,12 @@ impl Tok {
             Tok::Comma => "`,`".into(),
             Tok::Colon => "`:`".into(),
             Tok::Eq => "`=`".into(),
+            Tok::EqEq => "`==`".into(),
+            Tok::NotEq => "`!=`".into(),
+            Tok::Less => "`<`".into(),
+            Tok::LessEq => "`<=`".into(),
+            Tok::Greater => "`>`".into(),
+            Tok::GreaterEq => "`>=`".into(),
             Tok::Eof => "the end of the program".into(),
         }
     }
@@ -82,6 +110,25 @@ pub struct Token {
     pub tok: Tok,
     pub span: Span,
 }
+
+/// The reserved words: never names, in expressions or as party names.
+pub const RESERVED: &[&str] = &[
+    "input",
+    "let",
+    "output",
+    "from",
+    "to",
+    "int",
+    "fixed",
+    "bool",
+    "fixed_point",
+    "true",
+    "false",
+    "and",
+    "or",
+    "not",
+    "xor",
+];
 
 /// Integer literals must be strictly below this (the ring's safe range).
 const INT_LITERAL_BOUND: u64 = crate::fixed::SAFE_BOUND;
@@ -169,7 +216,22 @@ impl Lexer {
             ']' => self.single(Tok::RBracket),
             ',' => self.single(Tok::Comma),
             ':' => self.single(Tok::Colon),
+            '=' if self.peek_char_at(1) == Some('=') => self.double(Tok::EqEq),
             '=' => self.single(Tok::Eq),
+            '!' if self.peek_char_at(1) == Some('=') => self.double(Tok::NotEq),
+            '!' => return Err(err(span, "invalid character `!`; write `not` for negation and `!=` for inequality")),
+            '<' if self.peek_char_at(1) == Some('=') => self.double(Tok::LessEq),
+            '<' => self.single(Tok::Less),
+            '>' if self.peek_char_at(1) == Some('=') => self.double(Tok::GreaterEq),
+            '>' => self.single(Tok::Greater),
+            '&' | '|' | '^' => {
+                let word = match c {
+                    '&' => "and",
+                    '|' => "or",
+                    _ => "xor",
+                };
+                return Err(err(span, format!("invalid character `{c}`; the logical operators are words: `{word}`")));
+            }
             c if c.is_ascii_digit() => self.number(span)?,
             '.' if self.peek_char_at(1).is_some_and(|d| d.is_ascii_digit()) => {
                 return Err(err(span, "a number must start with a digit (write `0.5`, not `.5`)"));
@@ -192,7 +254,14 @@ impl Lexer {
                     "to" => Tok::To,
                     "int" => Tok::IntType,
                     "fixed" => Tok::FixedType,
+                    "bool" => Tok::BoolType,
                     "fixed_point" => Tok::FixedPoint,
+                    "true" => Tok::True,
+                    "false" => Tok::False,
+                    "and" => Tok::And,
+                    "or" => Tok::Or,
+                    "not" => Tok::Not,
+                    "xor" => Tok::Xor,
                     _ => Tok::Ident(word),
                 }
             }
@@ -205,6 +274,12 @@ impl Lexer {
     }
 
     fn single(&mut self, tok: Tok) -> Tok {
+        self.bump();
+        tok
+    }
+
+    fn double(&mut self, tok: Tok) -> Tok {
+        self.bump();
         self.bump();
         tok
     }
@@ -289,7 +364,7 @@ impl Lexer {
             };
             return Err(err(span, format!("expected a party name, found {found}")));
         }
-        if matches!(name.as_str(), "input" | "let" | "output" | "from" | "to" | "int" | "fixed" | "fixed_point") {
+        if RESERVED.contains(&name.as_str()) {
             return Err(err(span, format!("expected a party name, found the reserved word `{name}`")));
         }
         let first = name.chars().next().expect("non-empty");
@@ -360,6 +435,46 @@ mod tests {
                 Tok::Ident("each".into()),
             ]
         );
+    }
+
+    #[test]
+    fn comparison_and_logic_tokens() {
+        assert_eq!(
+            toks("a<b<=c>d>=e==f!=g = and or not xor true false bool"),
+            vec![
+                Tok::Ident("a".into()),
+                Tok::Less,
+                Tok::Ident("b".into()),
+                Tok::LessEq,
+                Tok::Ident("c".into()),
+                Tok::Greater,
+                Tok::Ident("d".into()),
+                Tok::GreaterEq,
+                Tok::Ident("e".into()),
+                Tok::EqEq,
+                Tok::Ident("f".into()),
+                Tok::NotEq,
+                Tok::Ident("g".into()),
+                Tok::Eq,
+                Tok::And,
+                Tok::Or,
+                Tok::Not,
+                Tok::Xor,
+                Tok::True,
+                Tok::False,
+                Tok::BoolType,
+            ]
+        );
+        // `a = = b` is two `=`, not `==`; `andy` is a name.
+        assert_eq!(toks("= = andy"), vec![Tok::Eq, Tok::Eq, Tok::Ident("andy".into())]);
+        let e = lex_err("a ! b");
+        assert_eq!((e.line, e.column), (1, 3));
+        assert!(e.message.contains("`not`"), "{e}");
+        assert!(lex_err("a && b").message.contains("`and`"));
+        assert!(lex_err("a || b").message.contains("`or`"));
+        assert!(lex_err("a ^ b").message.contains("`xor`"));
+        let mut lx = Lexer::new("xor");
+        assert!(lx.party_name().unwrap_err().message.contains("reserved word `xor`"));
     }
 
     #[test]

@@ -24,7 +24,23 @@ use crate::fixed::{FixedPoint, SAFE_BOUND};
 use crate::ring::from_signed;
 
 /// The built-in functions, for error messages.
-const FUNCTIONS: &[&str] = &["aggregate", "concat", "dot", "len", "mean", "sum", "variance"];
+const FUNCTIONS: &[&str] = &[
+    "abs",
+    "aggregate",
+    "argmax",
+    "argmin",
+    "clamp",
+    "concat",
+    "count",
+    "dot",
+    "len",
+    "max",
+    "mean",
+    "min",
+    "select",
+    "sum",
+    "variance",
+];
 
 fn err(span: Span, message: impl Into<String>) -> CompileError {
     CompileError { line: span.line, column: span.column, message: message.into() }
@@ -51,13 +67,17 @@ impl From<InputShape> for Shape {
 enum Const {
     Int(i64),
     Fixed(f64),
+    Bool(bool),
 }
 
 impl Const {
+    /// The number (a bool counts as 0 or 1; callers convert bools
+    /// explicitly before arithmetic).
     fn as_f64(self) -> f64 {
         match self {
             Const::Int(i) => i as f64,
             Const::Fixed(x) => x,
+            Const::Bool(b) => f64::from(u8::from(b)),
         }
     }
 }
@@ -92,6 +112,7 @@ fn describe(v: &Val) -> String {
     match v {
         Val::Const(Const::Int(_)) => "an int constant".into(),
         Val::Const(Const::Fixed(_)) => "a fixed constant".into(),
+        Val::Const(Const::Bool(_)) => "a bool constant".into(),
         Val::Node { elem, shape: Shape::Scalar, .. } => format!("{} {} scalar", article(*elem), elem_name(*elem)),
         Val::Node { elem, shape: Shape::Vector, .. } => format!("{} {} vector", article(*elem), elem_name(*elem)),
         Val::List { elem, shape, .. } => format!(
@@ -175,7 +196,7 @@ impl Lowerer {
         }
         let secret = match &op {
             Op::Input { .. } => true,
-            Op::Len(_) | Op::Const(_) => false,
+            Op::Len(_) | Op::Const(_) | Op::Bool(_) => false,
             other => other.operands().iter().any(|&a| self.secret[a]),
         };
         let id = self.nodes.len();
@@ -264,10 +285,14 @@ impl Lowerer {
     /// `want` = `Some(Fixed)` promotes an int to fixed.
     fn operand(&mut self, v: &Val, span: Span, want: Option<ElemType>) -> Result<Operand, CompileError> {
         match v {
+            Val::Const(Const::Bool(b)) => {
+                Ok(Operand { id: self.push(Op::Bool(*b), span), elem: ElemType::Bool, shape: Shape::Scalar })
+            }
             Val::Const(c) => {
                 let elem = match (c, want) {
                     (Const::Int(_), Some(ElemType::Fixed)) | (Const::Fixed(_), _) => ElemType::Fixed,
                     (Const::Int(_), _) => ElemType::Int,
+                    (Const::Bool(_), _) => ElemType::Bool,
                 };
                 let enc = self.encode_const(*c, elem, span)?;
                 Ok(Operand { id: self.konst(enc, span), elem, shape: Shape::Scalar })
@@ -393,6 +418,7 @@ impl Lowerer {
     fn expr(&mut self, e: &Expr) -> Result<Val, CompileError> {
         match &e.kind {
             ExprKind::Int(v) => Ok(Val::Const(Const::Int(*v))),
+            ExprKind::Bool(b) => Ok(Val::Const(Const::Bool(*b))),
             ExprKind::Float(x) => {
                 self.check_fixed(*x, e.span)?;
                 Ok(Val::Const(Const::Fixed(*x)))
@@ -406,21 +432,43 @@ impl Lowerer {
             },
             ExprKind::Neg(inner) => {
                 let v = self.expr(inner)?;
+                let v = self.numeric(v, inner.span);
                 match v {
                     Val::Const(Const::Int(i)) => Ok(Val::Const(Const::Int(-i))),
                     Val::Const(Const::Fixed(x)) => Ok(Val::Const(Const::Fixed(-x))),
+                    Val::Const(Const::Bool(_)) => unreachable!("converted by numeric"),
                     Val::Node { id, elem, shape } => Ok(Val::Node { id: self.push(Op::Neg(id), e.span), elem, shape }),
                     Val::List { .. } => Err(list_misuse(inner.span)),
                 }
             }
+            ExprKind::Not(inner) => {
+                let v = self.expr(inner)?;
+                self.expect_bool("`not`", &v, inner.span)?;
+                Ok(self.not(&v, e.span))
+            }
             ExprKind::Binary { op, op_span, lhs, rhs } => {
                 let l = self.expr(lhs)?;
                 let r = self.expr(rhs)?;
-                if let Val::List { .. } = l {
-                    return Err(list_misuse(lhs.span));
+                for (v, s) in [(&l, lhs.span), (&r, rhs.span)] {
+                    if let Val::List { .. } = v {
+                        return Err(if op.is_comparison() {
+                            err(
+                                s,
+                                "cannot compare a per-party list (an input `from each`); compare one party's \
+                                 value x[PARTY], or concat(x) or aggregate(x)",
+                            )
+                        } else {
+                            list_misuse(s)
+                        });
+                    }
                 }
-                if let Val::List { .. } = r {
-                    return Err(list_misuse(rhs.span));
+                if op.is_comparison() {
+                    return self.compare(*op, *op_span, &l, lhs.span, &r, rhs.span);
+                }
+                if op.is_logic() {
+                    self.expect_bool(&format!("`{}`", op.symbol()), &l, lhs.span)?;
+                    self.expect_bool(&format!("`{}`", op.symbol()), &r, rhs.span)?;
+                    return Ok(self.logic(*op, *op_span, &l, &r));
                 }
                 self.binary(*op, *op_span, &l, lhs.span, &r, rhs.span)
             }
@@ -463,6 +511,7 @@ impl Lowerer {
                         }
                         a / b
                     }
+                    other => unreachable!("`{}` is not arithmetic", other.symbol()),
                 };
                 self.check_fixed(x, span)?;
                 Const::Fixed(x)
@@ -471,7 +520,14 @@ impl Lowerer {
         Ok(Val::Const(c))
     }
 
+    /// Arithmetic `+ - * /`. A bool operand is the int 0 or 1, except in
+    /// a product with a number, which is a selection (see [`Self::mul`]).
     fn binary(&mut self, op: BinOp, span: Span, l: &Val, ls: Span, r: &Val, rs: Span) -> Result<Val, CompileError> {
+        if op == BinOp::Mul && (elem_of(l) == ElemType::Bool || elem_of(r) == ElemType::Bool) {
+            return self.mul_bool(span, l, ls, r, rs);
+        }
+        let l = &self.numeric(l.clone(), ls);
+        let r = &self.numeric(r.clone(), rs);
         if let (Val::Const(a), Val::Const(b)) = (l, r) {
             return self.fold(op, *a, *b, span);
         }
@@ -487,6 +543,7 @@ impl Lowerer {
             }
             BinOp::Mul => self.mul(span, l, ls, r, rs),
             BinOp::Div => self.div(span, l, ls, r, rs),
+            other => unreachable!("`{}` is not arithmetic", other.symbol()),
         }
     }
 
@@ -511,6 +568,7 @@ impl Lowerer {
                 (Const::Fixed(_), ElemType::Int | ElemType::Bool) => {
                     (self.encode_const(c, ElemType::Fixed, span)?, ElemType::Fixed, false)
                 }
+                (Const::Bool(_), _) => unreachable!("bools are converted before a product"),
             };
             let c_id = self.konst(k, span);
             let mut id = self.push(Op::Mul(x.id, c_id), span);
@@ -559,6 +617,7 @@ impl Lowerer {
                         }
                         (self.konst(enc, rs), true, negate)
                     }
+                    Const::Bool(_) => unreachable!("bools are converted before a division"),
                 }
             }
             _ => {
@@ -595,7 +654,9 @@ impl Lowerer {
         match f {
             "sum" => {
                 arity(1)?;
-                let v = self.vector(f, &args[0], spans[0])?;
+                // A bool vector counts its true elements.
+                let a = self.numeric(args[0].clone(), spans[0]);
+                let v = self.vector(f, &a, spans[0])?;
                 Ok(Val::Node { id: self.push(Op::Sum(v.id), span), elem: v.elem, shape: Shape::Scalar })
             }
             "len" => {
@@ -614,6 +675,14 @@ impl Lowerer {
                 arity(2)?;
                 let a = self.vector(f, &args[0], spans[0])?;
                 let b = self.vector(f, &args[1], spans[1])?;
+                if a.elem == ElemType::Bool || b.elem == ElemType::Bool {
+                    // Products with a bool are selections: Σ select(c, x, 0).
+                    let (av, bv) = (self.val(a), self.val(b));
+                    let Val::Node { id, elem, .. } = self.mul_bool(span, &av, spans[0], &bv, spans[1])? else {
+                        unreachable!("a product of vectors is a node")
+                    };
+                    return Ok(Val::Node { id: self.push(Op::Sum(id), span), elem, shape: Shape::Scalar });
+                }
                 let mut p = self.push(Op::Mul(a.id, b.id), span);
                 let elem = match (a.elem, b.elem) {
                     (ElemType::Int, ElemType::Int) => ElemType::Int,
@@ -632,7 +701,8 @@ impl Lowerer {
             }
             "mean" => {
                 arity(1)?;
-                let v = self.vector(f, &args[0], spans[0])?;
+                let a = self.numeric(args[0].clone(), spans[0]);
+                let v = self.vector(f, &a, spans[0])?;
                 let n = self.push(Op::Len(v.id), span);
                 let s = self.push(Op::Sum(v.id), span);
                 let s = if v.elem == ElemType::Int { self.mul_const(s, self.scale(), span) } else { s };
@@ -640,7 +710,8 @@ impl Lowerer {
             }
             "variance" => {
                 arity(1)?;
-                let v = self.vector(f, &args[0], spans[0])?;
+                let a = self.numeric(args[0].clone(), spans[0]);
+                let v = self.vector(f, &a, spans[0])?;
                 let n = self.push(Op::Len(v.id), span);
                 let s1 = self.push(Op::Sum(v.id), span);
                 let sq = self.push(Op::Mul(v.id, v.id), span);
@@ -666,6 +737,19 @@ impl Lowerer {
                 if args.is_empty() {
                     return Err(err(span, "`concat` takes at least 1 argument, found 0"));
                 }
+                // All bools (a bool vector) or all numbers: the IR keeps
+                // the two kinds of values apart.
+                let bools = args.iter().map(|a| elem_of(a) == ElemType::Bool).collect::<Vec<_>>();
+                if bools.iter().any(|&b| b) && !bools.iter().all(|&b| b) {
+                    let (i, _) = bools.iter().enumerate().find(|(_, b)| **b).expect("some bool");
+                    return Err(err(
+                        spans[i],
+                        format!(
+                            "`concat` cannot mix bools and numbers, found {}; convert a bool c to 0 or 1 with `c * 1`",
+                            describe(&args[i])
+                        ),
+                    ));
+                }
                 let fixed = args.iter().any(|a| elem_of(a) == ElemType::Fixed);
                 let want = fixed.then_some(ElemType::Fixed);
                 let mut parts = Vec::new();
@@ -680,12 +764,20 @@ impl Lowerer {
                         other => parts.push(self.operand(other, *s, want)?.id),
                     }
                 }
-                let elem = if fixed { ElemType::Fixed } else { ElemType::Int };
+                let elem = if bools[0] {
+                    ElemType::Bool
+                } else if fixed {
+                    ElemType::Fixed
+                } else {
+                    ElemType::Int
+                };
                 Ok(Val::Node { id: self.push(Op::Concat(parts), span), elem, shape: Shape::Vector })
             }
             "aggregate" => {
                 arity(1)?;
-                let Val::List { parts, elem, shape } = &args[0] else {
+                // Bools are summed as 0/1: how many parties hold true.
+                let a = self.numeric(args[0].clone(), spans[0]);
+                let Val::List { parts, elem, shape } = &a else {
                     return Err(err(
                         spans[0],
                         format!(
@@ -700,8 +792,426 @@ impl Lowerer {
                 }
                 Ok(Val::Node { id: acc, elem: *elem, shape: *shape })
             }
+            "select" => {
+                arity(3)?;
+                self.select(f, span, args, spans)
+            }
+            "abs" => {
+                arity(1)?;
+                self.expect_number(f, &args[0], spans[0])?;
+                match &args[0] {
+                    Val::Const(Const::Int(i)) => Ok(Val::Const(Const::Int(i.abs()))),
+                    Val::Const(Const::Fixed(x)) => Ok(Val::Const(Const::Fixed(x.abs()))),
+                    v => {
+                        let x = self.operand(v, spans[0], None)?;
+                        let zero = self.konst(0, span);
+                        let negative = self.push(Op::Less(x.id, zero), span);
+                        let negated = self.push(Op::Neg(x.id), span);
+                        let id = self.push(Op::Select(negative, negated, x.id), span);
+                        Ok(Val::Node { id, elem: x.elem, shape: x.shape })
+                    }
+                }
+            }
+            "min" | "max" => self.min_max(f, span, args, spans),
+            "argmin" | "argmax" => {
+                arity(1)?;
+                let v = self.vector(f, &args[0], spans[0])?;
+                if v.elem == ElemType::Bool {
+                    return Err(err(spans[0], format!("`{f}` expects a vector of numbers, found a bool vector")));
+                }
+                let op = if f == "argmin" { Op::ArgMin(v.id) } else { Op::ArgMax(v.id) };
+                Ok(Val::Node { id: self.push(op, span), elem: ElemType::Int, shape: Shape::Scalar })
+            }
+            "clamp" => {
+                arity(3)?;
+                self.clamp(span, args, spans)
+            }
+            "count" => {
+                arity(1)?;
+                let v = self.vector(f, &args[0], spans[0])?;
+                if v.elem != ElemType::Bool {
+                    return Err(err(spans[0], format!("`count` expects a bool vector, found {}", describe(&args[0]))));
+                }
+                let ones = self.push(Op::ToRing(v.id), span);
+                Ok(Val::Node { id: self.push(Op::Sum(ones), span), elem: ElemType::Int, shape: Shape::Scalar })
+            }
             _ => Err(err(span, format!("unknown function `{f}`; the functions are: {}", FUNCTIONS.join(", ")))),
         }
+    }
+
+    // ---- bools and comparisons ---------------------------------------
+
+    fn val(&self, o: Operand) -> Val {
+        Val::Node { id: o.id, elem: o.elem, shape: o.shape }
+    }
+
+    /// A bool as the int 0 or 1 (`ToRing`); any other value unchanged.
+    fn numeric(&mut self, v: Val, span: Span) -> Val {
+        match v {
+            Val::Const(Const::Bool(b)) => Val::Const(Const::Int(i64::from(b))),
+            Val::Node { id, elem: ElemType::Bool, shape } => {
+                Val::Node { id: self.push(Op::ToRing(id), span), elem: ElemType::Int, shape }
+            }
+            Val::List { parts, elem: ElemType::Bool, shape } => {
+                let parts = parts.into_iter().map(|p| self.push(Op::ToRing(p), span)).collect();
+                Val::List { parts, elem: ElemType::Int, shape }
+            }
+            other => other,
+        }
+    }
+
+    /// `v` must be a bool (what: the construct, for the message).
+    fn expect_bool(&self, what: &str, v: &Val, span: Span) -> Result<(), CompileError> {
+        match v {
+            Val::List { .. } => Err(list_misuse(span)),
+            v if elem_of(v) == ElemType::Bool => Ok(()),
+            v => Err(err(
+                span,
+                format!("{what} expects a bool, found {}; compare it to get a bool (e.g. `x > 0`)", describe(v)),
+            )),
+        }
+    }
+
+    /// `v` must be a number (`int` or `fixed`) for function `f`.
+    fn expect_number(&self, f: &str, v: &Val, span: Span) -> Result<(), CompileError> {
+        match v {
+            Val::List { .. } => Err(list_misuse(span)),
+            v if elem_of(v) == ElemType::Bool => Err(err(
+                span,
+                format!("`{f}` expects a number (int or fixed), found {}; a bool c is the number `c * 1`", describe(v)),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The two constants as comparable signed encodings (both `int`, or
+    /// both encoded as `fixed`): the exact order the circuit computes.
+    fn const_order(&self, a: Const, b: Const, span: Span) -> Result<(i64, i64), CompileError> {
+        match (a, b) {
+            (Const::Int(x), Const::Int(y)) => Ok((x, y)),
+            (a, b) => {
+                let x = self.encode_const(a, ElemType::Fixed, span)?;
+                let y = self.encode_const(b, ElemType::Fixed, span)?;
+                Ok((crate::ring::to_signed(x), crate::ring::to_signed(y)))
+            }
+        }
+    }
+
+    fn compare(&mut self, op: BinOp, span: Span, l: &Val, ls: Span, r: &Val, rs: Span) -> Result<Val, CompileError> {
+        let (lb, rb) = (elem_of(l) == ElemType::Bool, elem_of(r) == ElemType::Bool);
+        if lb && rb {
+            // Bools are equal or not; they have no order.
+            if !matches!(op, BinOp::Eq | BinOp::NotEq) {
+                return Err(err(
+                    span,
+                    format!(
+                        "`{}` compares numbers, found two bools; bools compare only with `==` and `!=`",
+                        op.symbol()
+                    ),
+                ));
+            }
+            let differ = self.logic(BinOp::Xor, span, l, r);
+            return Ok(if op == BinOp::Eq { self.not(&differ, span) } else { differ });
+        }
+        if lb || rb {
+            let (v, s) = if lb { (l, ls) } else { (r, rs) };
+            return Err(err(
+                s,
+                format!(
+                    "`{}` cannot compare a bool with a number, found {}; a bool c is the number `c * 1`",
+                    op.symbol(),
+                    describe(v)
+                ),
+            ));
+        }
+        if let (Val::Const(a), Val::Const(b)) = (l, r) {
+            let (x, y) = self.const_order(*a, *b, span)?;
+            let v = match op {
+                BinOp::Less => x < y,
+                BinOp::LessEq => x <= y,
+                BinOp::Greater => x > y,
+                BinOp::GreaterEq => x >= y,
+                BinOp::Eq => x == y,
+                BinOp::NotEq => x != y,
+                other => unreachable!("`{}` is not a comparison", other.symbol()),
+            };
+            return Ok(Val::Const(Const::Bool(v)));
+        }
+        let fixed = elem_of(l) == ElemType::Fixed || elem_of(r) == ElemType::Fixed;
+        let want = fixed.then_some(ElemType::Fixed);
+        let a = self.operand(l, ls, want)?;
+        let b = self.operand(r, rs, want)?;
+        let id = match op {
+            BinOp::Less => self.push(Op::Less(a.id, b.id), span),
+            BinOp::Greater => self.push(Op::Less(b.id, a.id), span),
+            BinOp::LessEq => {
+                let gt = self.push(Op::Less(b.id, a.id), span);
+                self.not_node(gt, span)
+            }
+            BinOp::GreaterEq => {
+                let lt = self.push(Op::Less(a.id, b.id), span);
+                self.not_node(lt, span)
+            }
+            BinOp::Eq => self.push(Op::Equal(a.id, b.id), span),
+            BinOp::NotEq => {
+                let eq = self.push(Op::Equal(a.id, b.id), span);
+                self.not_node(eq, span)
+            }
+            other => unreachable!("`{}` is not a comparison", other.symbol()),
+        };
+        Ok(Val::Node { id, elem: ElemType::Bool, shape: join(a.shape, b.shape) })
+    }
+
+    /// `Not`, cancelling a double negation.
+    fn not_node(&mut self, id: ValueId, span: Span) -> ValueId {
+        match self.nodes[id].op {
+            Op::Not(inner) => inner,
+            _ => self.push(Op::Not(id), span),
+        }
+    }
+
+    /// `not v` of a checked bool.
+    fn not(&mut self, v: &Val, span: Span) -> Val {
+        match v {
+            Val::Const(Const::Bool(b)) => Val::Const(Const::Bool(!b)),
+            Val::Node { id, shape, .. } => {
+                Val::Node { id: self.not_node(*id, span), elem: ElemType::Bool, shape: *shape }
+            }
+            _ => unreachable!("checked to be a bool"),
+        }
+    }
+
+    /// `and`, `or`, `xor` of two checked bools. Constants fold; a constant
+    /// operand that leaves the other unchanged (or negated) is dropped.
+    fn logic(&mut self, op: BinOp, span: Span, l: &Val, r: &Val) -> Val {
+        let apply = |a: bool, b: bool| match op {
+            BinOp::And => a & b,
+            BinOp::Or => a | b,
+            _ => a ^ b,
+        };
+        match (l, r) {
+            (Val::Const(Const::Bool(a)), Val::Const(Const::Bool(b))) => return Val::Const(Const::Bool(apply(*a, *b))),
+            (Val::Const(Const::Bool(k)), x @ Val::Node { .. }) | (x @ Val::Node { .. }, Val::Const(Const::Bool(k))) => {
+                match (op, *k) {
+                    (BinOp::And, true) | (BinOp::Or | BinOp::Xor, false) => return x.clone(),
+                    (BinOp::Xor, true) => return self.not(x, span),
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+        let (a, b) = (self.bool_operand(l, span), self.bool_operand(r, span));
+        let node = match op {
+            BinOp::And => Op::And(a.0, b.0),
+            BinOp::Or => Op::Or(a.0, b.0),
+            _ => Op::Xor(a.0, b.0),
+        };
+        Val::Node { id: self.push(node, span), elem: ElemType::Bool, shape: join(a.1, b.1) }
+    }
+
+    /// A checked bool as a node.
+    fn bool_operand(&mut self, v: &Val, span: Span) -> (ValueId, Shape) {
+        match v {
+            Val::Const(Const::Bool(b)) => (self.push(Op::Bool(*b), span), Shape::Scalar),
+            Val::Node { id, shape, .. } => (*id, *shape),
+            _ => unreachable!("checked to be a bool"),
+        }
+    }
+
+    /// A product with a bool operand: `c * x` keeps `x` where `c` is true
+    /// (`Select(c, x, 0)`, one selection instead of a conversion and a
+    /// multiplication); with a constant or a bool the bool is the int 0/1.
+    fn mul_bool(&mut self, span: Span, l: &Val, ls: Span, r: &Val, rs: Span) -> Result<Val, CompileError> {
+        let (lb, rb) = (elem_of(l) == ElemType::Bool, elem_of(r) == ElemType::Bool);
+        if lb && rb {
+            if let (Val::Const(_), Val::Const(_)) = (l, r) {
+                let (a, b) = (self.numeric(l.clone(), ls), self.numeric(r.clone(), rs));
+                return self.binary(BinOp::Mul, span, &a, ls, &b, rs);
+            }
+            // 0/1 times 0/1: the conjunction, as an int.
+            let both = self.logic(BinOp::And, span, l, r);
+            return Ok(self.numeric(both, span));
+        }
+        let ((c, cs), (x, xs)) = if lb { ((l, ls), (r, rs)) } else { ((r, rs), (l, ls)) };
+        match (c, x) {
+            (Val::Node { id: c_id, shape: c_shape, .. }, Val::Node { .. }) => {
+                let x = self.operand(x, xs, None)?;
+                let zero = self.konst(0, span);
+                let id = self.push(Op::Select(*c_id, x.id, zero), span);
+                Ok(Val::Node { id, elem: x.elem, shape: join(*c_shape, x.shape) })
+            }
+            _ => {
+                let c = self.numeric(c.clone(), cs);
+                if lb {
+                    self.binary(BinOp::Mul, span, &c, cs, x, xs)
+                } else {
+                    self.binary(BinOp::Mul, span, x, xs, &c, cs)
+                }
+            }
+        }
+    }
+
+    /// `select(c, a, b)`: elementwise `c ? a : b`. Numbers (mixed gives
+    /// `fixed`) lower to `Select`; two bools to `b xor (c and (a xor b))`.
+    fn select(&mut self, f: &str, span: Span, args: &[Val], spans: &[Span]) -> Result<Val, CompileError> {
+        let (c, a, b) = (&args[0], &args[1], &args[2]);
+        self.expect_bool("`select`'s condition (its first argument)", c, spans[0])?;
+        for (v, s) in [(a, spans[1]), (b, spans[2])] {
+            if let Val::List { .. } = v {
+                return Err(list_misuse(s));
+            }
+        }
+        let shape = join(join(shape_of(c), shape_of(a)), shape_of(b));
+        let (ab, bb) = (elem_of(a) == ElemType::Bool, elem_of(b) == ElemType::Bool);
+        if ab != bb {
+            // Point at the bool: the odd one out in a numeric selection.
+            let s = if ab { spans[1] } else { spans[2] };
+            return Err(err(
+                s,
+                format!(
+                    "`{f}` needs two numbers or two bools as its choices, found {} and {}; a bool c is the number \
+                     `c * 1`",
+                    describe(a),
+                    describe(b)
+                ),
+            ));
+        }
+        // A constant condition picks a branch, when that keeps the shape.
+        if let Val::Const(Const::Bool(k)) = c {
+            let chosen = if *k { a } else { b };
+            if shape_of(chosen) == shape {
+                let fixed = elem_of(a) == ElemType::Fixed || elem_of(b) == ElemType::Fixed;
+                return Ok(match chosen {
+                    Val::Const(Const::Int(i)) if fixed => Val::Const(Const::Fixed(*i as f64)),
+                    Val::Node { .. } if fixed => {
+                        let o = self.operand(chosen, if *k { spans[1] } else { spans[2] }, Some(ElemType::Fixed))?;
+                        self.val(o)
+                    }
+                    other => other.clone(),
+                });
+            }
+        }
+        let (c_id, _) = self.bool_operand(c, spans[0]);
+        if ab {
+            let (a_id, _) = self.bool_operand(a, spans[1]);
+            let (b_id, _) = self.bool_operand(b, spans[2]);
+            let differ = self.push(Op::Xor(a_id, b_id), span);
+            let pick = self.push(Op::And(c_id, differ), span);
+            return Ok(Val::Node { id: self.push(Op::Xor(b_id, pick), span), elem: ElemType::Bool, shape });
+        }
+        let fixed = elem_of(a) == ElemType::Fixed || elem_of(b) == ElemType::Fixed;
+        let want = fixed.then_some(ElemType::Fixed);
+        let x = self.operand(a, spans[1], want)?;
+        let y = self.operand(b, spans[2], want)?;
+        Ok(Val::Node { id: self.push(Op::Select(c_id, x.id, y.id), span), elem: x.elem, shape })
+    }
+
+    /// `min`/`max`: of one vector (`Min`/`Max`, a scalar), or elementwise
+    /// of two or more values (`Select(Less(a, b), a, b)` in a balanced tree).
+    fn min_max(&mut self, f: &str, span: Span, args: &[Val], spans: &[Span]) -> Result<Val, CompileError> {
+        let is_min = f == "min";
+        match args.len() {
+            0 => Err(err(span, format!("`{f}` takes a vector or at least 2 values, found no arguments"))),
+            1 => {
+                let v = self.vector(f, &args[0], spans[0]).map_err(|e| CompileError {
+                    message: format!("{}; or give it two or more values: `{f}(a, b)`", e.message),
+                    ..e
+                })?;
+                if v.elem == ElemType::Bool {
+                    return Err(err(spans[0], format!("`{f}` expects a vector of numbers, found a bool vector")));
+                }
+                let op = if is_min { Op::Min(v.id) } else { Op::Max(v.id) };
+                Ok(Val::Node { id: self.push(op, span), elem: v.elem, shape: Shape::Scalar })
+            }
+            _ => {
+                for (a, s) in args.iter().zip(spans) {
+                    self.expect_number(f, a, *s)?;
+                }
+                let fixed = args.iter().any(|a| elem_of(a) == ElemType::Fixed);
+                if let Some(consts) =
+                    args.iter().map(|a| if let Val::Const(c) = a { Some(*c) } else { None }).collect::<Option<Vec<_>>>()
+                {
+                    let mut best = consts[0];
+                    for &c in &consts[1..] {
+                        let (x, y) = self.const_order(c, best, span)?;
+                        if (is_min && x < y) || (!is_min && x > y) {
+                            best = c;
+                        }
+                    }
+                    return Ok(Val::Const(match best {
+                        Const::Int(i) if fixed => Const::Fixed(i as f64),
+                        other => other,
+                    }));
+                }
+                let want = fixed.then_some(ElemType::Fixed);
+                let mut level = Vec::new();
+                for (a, s) in args.iter().zip(spans) {
+                    level.push(self.operand(a, *s, want)?);
+                }
+                // A balanced tree: ceil(log2 n) comparison levels.
+                while level.len() > 1 {
+                    let mut next = Vec::new();
+                    for pair in level.chunks(2) {
+                        if let [a, b] = pair {
+                            let lt = self.push(Op::Less(a.id, b.id), span);
+                            let (yes, no) = if is_min { (a.id, b.id) } else { (b.id, a.id) };
+                            let id = self.push(Op::Select(lt, yes, no), span);
+                            next.push(Operand { id, elem: a.elem, shape: join(a.shape, b.shape) });
+                        } else {
+                            next.push(pair[0]);
+                        }
+                    }
+                    level = next;
+                }
+                Ok(self.val(level[0]))
+            }
+        }
+    }
+
+    /// `clamp(x, lo, hi)` = `x + select(x < lo, lo - x, 0) + select(hi < x,
+    /// hi - x, 0)`: both comparisons and both selections in parallel
+    /// (8 rounds, against 9 for nested selections). With `lo > hi` (only
+    /// possible at run time: constant bounds are checked here) a value
+    /// between them gets both corrections, `lo + hi - x`; see
+    /// docs/language.md.
+    fn clamp(&mut self, span: Span, args: &[Val], spans: &[Span]) -> Result<Val, CompileError> {
+        for (a, s) in args.iter().zip(spans) {
+            self.expect_number("clamp", a, *s)?;
+        }
+        let (x, lo, hi) = (&args[0], &args[1], &args[2]);
+        if let (Val::Const(l), Val::Const(h)) = (lo, hi) {
+            let (l, h) = self.const_order(*l, *h, span)?;
+            if l > h {
+                return Err(err(spans[1], "`clamp`'s lower bound is above its upper bound"));
+            }
+        }
+        if let (Val::Const(_), Val::Const(_), Val::Const(_)) = (x, lo, hi) {
+            let low = self.min_max("max", span, &[x.clone(), lo.clone()], &spans[..2])?;
+            return self.min_max("min", span, &[low, hi.clone()], &[span, spans[2]]);
+        }
+        let fixed = args.iter().any(|a| elem_of(a) == ElemType::Fixed);
+        let want = fixed.then_some(ElemType::Fixed);
+        let x = self.operand(x, spans[0], want)?;
+        let lo = self.operand(lo, spans[1], want)?;
+        let hi = self.operand(hi, spans[2], want)?;
+        let elem = if fixed { ElemType::Fixed } else { ElemType::Int };
+        let zero = self.konst(0, span);
+        let below = self.push(Op::Less(x.id, lo.id), span);
+        let above = self.push(Op::Less(hi.id, x.id), span);
+        let up = self.push(Op::Sub(lo.id, x.id), span);
+        let down = self.push(Op::Sub(hi.id, x.id), span);
+        let up = self.push(Op::Select(below, up, zero), span);
+        let down = self.push(Op::Select(above, down, zero), span);
+        let id = self.push(Op::Add(x.id, up), span);
+        let id = self.push(Op::Add(id, down), span);
+        Ok(Val::Node { id, elem, shape: join(join(x.shape, lo.shape), hi.shape) })
+    }
+}
+
+fn shape_of(v: &Val) -> Shape {
+    match v {
+        Val::Const(_) => Shape::Scalar,
+        Val::Node { shape, .. } | Val::List { shape, .. } => *shape,
     }
 }
 
@@ -709,6 +1219,7 @@ fn elem_of(v: &Val) -> ElemType {
     match v {
         Val::Const(Const::Int(_)) => ElemType::Int,
         Val::Const(Const::Fixed(_)) => ElemType::Fixed,
+        Val::Const(Const::Bool(_)) => ElemType::Bool,
         Val::Node { elem, .. } | Val::List { elem, .. } => *elem,
     }
 }

@@ -92,8 +92,9 @@ pub fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
-/// Which nodes are secret: inputs, and every node other than `Len` and
-/// `Const` with a secret operand (lengths are public).
+/// Which nodes are secret: inputs, and every node other than `Len`,
+/// `Const` and `Bool` with a secret operand (lengths are public; so is a
+/// comparison of public values).
 ///
 /// Assumes the circuit is in topological order (operands precede users);
 /// an out-of-order operand is treated as public.
@@ -102,7 +103,7 @@ pub fn secret_nodes(circuit: &ir::Circuit) -> Vec<bool> {
     for (i, node) in circuit.nodes.iter().enumerate() {
         secret[i] = match &node.op {
             ir::Op::Input { .. } => true,
-            ir::Op::Len(_) | ir::Op::Const(_) => false,
+            ir::Op::Len(_) | ir::Op::Const(_) | ir::Op::Bool(_) => false,
             op => op.operands().iter().any(|&a| a < i && secret[a]),
         };
     }
@@ -113,7 +114,13 @@ pub fn secret_nodes(circuit: &ir::Circuit) -> Vec<bool> {
 /// of interactive nodes on any path, where a node is interactive if it is a
 /// `Mul` of two secret operands or a `DivPublic` of a secret dividend. This
 /// is the number of communication rounds of the online phase, apart from
-/// input sharing and output opening.
+/// input sharing and output opening, for a circuit without comparisons.
+///
+/// It does **not** count the rounds of the comparison family (`Less`,
+/// `Equal`, `And`, `Or`, `Select`, `ToRing`, `Min`/`Max`/`ArgMin`/`ArgMax`):
+/// those depend on the protocol's constructions and, for `Min`/`Max`, on
+/// the vector lengths, and the executor's planner counts them (see the cost
+/// table in `docs/language.md`).
 pub fn interactive_depth(circuit: &ir::Circuit) -> usize {
     let secret = secret_nodes(circuit);
     let mut depth = vec![0usize; circuit.nodes.len()];

@@ -157,10 +157,14 @@ impl Parser {
         let elem = match t.tok {
             Tok::IntType => ElemType::Int,
             Tok::FixedType => ElemType::Fixed,
+            Tok::BoolType => ElemType::Bool,
             other => {
                 return Err(err(
                     t.span,
-                    format!("expected a type (`int`, `fixed`, `int[]` or `fixed[]`), found {}", other.describe()),
+                    format!(
+                        "expected a type (`int`, `fixed` or `bool`, `[]` for a vector), found {}",
+                        other.describe()
+                    ),
                 ));
             }
         };
@@ -213,8 +217,76 @@ impl Parser {
         Ok(Stmt::Output { name, value, to, span })
     }
 
-    /// additive := multiplicative (('+' | '-') multiplicative)*
+    /// expr := or_expr. The levels, loosest first: `or`, `xor`, `and`,
+    /// `not`, one comparison, `+ -`, `* /`, unary `- +`, postfix.
     fn expr(&mut self, depth: usize) -> Result<Expr, CompileError> {
+        self.logic(depth, 0)
+    }
+
+    /// or_expr := xor_expr ('or' xor_expr)*; xor_expr := and_expr ('xor'
+    /// and_expr)*; and_expr := not_expr ('and' not_expr)*. `level` 0, 1, 2.
+    fn logic(&mut self, depth: usize, level: usize) -> Result<Expr, CompileError> {
+        const LEVELS: [(Tok, BinOp); 3] = [(Tok::Or, BinOp::Or), (Tok::Xor, BinOp::Xor), (Tok::And, BinOp::And)];
+        let operand = |p: &mut Self| if level + 1 < LEVELS.len() { p.logic(depth, level + 1) } else { p.not(depth) };
+        let mut lhs = operand(self)?;
+        let (tok, op) = &LEVELS[level];
+        while self.peek()?.tok == *tok {
+            let op_span = self.next()?.span;
+            self.count_operation(op_span)?;
+            let rhs = operand(self)?;
+            let span = lhs.span;
+            lhs = Expr { kind: ExprKind::Binary { op: *op, op_span, lhs: Box::new(lhs), rhs: Box::new(rhs) }, span };
+        }
+        Ok(lhs)
+    }
+
+    /// not_expr := 'not' not_expr | comparison
+    fn not(&mut self, depth: usize) -> Result<Expr, CompileError> {
+        let t = self.peek()?;
+        let span = t.span;
+        if t.tok != Tok::Not {
+            return self.comparison(depth);
+        }
+        if depth > MAX_NESTING {
+            return Err(err(span, "expression nested too deeply"));
+        }
+        self.next()?;
+        self.count_operation(span)?;
+        let inner = self.not(depth + 1)?;
+        Ok(Expr { kind: ExprKind::Not(Box::new(inner)), span })
+    }
+
+    /// comparison := additive [('<' | '<=' | '>' | '>=' | '==' | '!=')
+    /// additive]. Comparisons do not chain: `a < b < c` is an error at the
+    /// second operator.
+    fn comparison(&mut self, depth: usize) -> Result<Expr, CompileError> {
+        let lhs = self.additive(depth)?;
+        let Some(op) = comparison_op(&self.peek()?.tok) else {
+            return Ok(lhs);
+        };
+        let op_span = self.next()?.span;
+        self.count_operation(op_span)?;
+        let rhs = self.additive(depth)?;
+        let next = self.peek()?;
+        if let Some(second) = comparison_op(&next.tok) {
+            return Err(err(
+                next.span,
+                format!(
+                    "comparisons do not chain: `a {} b {} c` is ambiguous; write `a {} b and b {} c`, or \
+                     parenthesize to compare a bool",
+                    op.symbol(),
+                    second.symbol(),
+                    op.symbol(),
+                    second.symbol()
+                ),
+            ));
+        }
+        let span = lhs.span;
+        Ok(Expr { kind: ExprKind::Binary { op, op_span, lhs: Box::new(lhs), rhs: Box::new(rhs) }, span })
+    }
+
+    /// additive := multiplicative (('+' | '-') multiplicative)*
+    fn additive(&mut self, depth: usize) -> Result<Expr, CompileError> {
         let mut lhs = self.term(depth)?;
         loop {
             let op = match self.peek()?.tok {
@@ -283,13 +355,15 @@ impl Parser {
         Ok(e)
     }
 
-    /// primary := INT | FLOAT | NAME | NAME '(' args ')' | '(' expr ')'
+    /// primary := INT | FLOAT | 'true' | 'false' | NAME | NAME '(' args ')' | '(' expr ')'
     fn primary(&mut self, depth: usize) -> Result<Expr, CompileError> {
         let t = self.next()?;
         let span = t.span;
         let kind = match t.tok {
             Tok::Int(v) => ExprKind::Int(v),
             Tok::Float(v) => ExprKind::Float(v),
+            Tok::True => ExprKind::Bool(true),
+            Tok::False => ExprKind::Bool(false),
             Tok::Ident(text) => {
                 if self.peek()?.tok == Tok::LParen {
                     let open = self.next()?.span;
@@ -333,6 +407,18 @@ impl Parser {
     }
 }
 
+fn comparison_op(tok: &Tok) -> Option<BinOp> {
+    Some(match tok {
+        Tok::Less => BinOp::Less,
+        Tok::LessEq => BinOp::LessEq,
+        Tok::Greater => BinOp::Greater,
+        Tok::GreaterEq => BinOp::GreaterEq,
+        Tok::EqEq => BinOp::Eq,
+        Tok::NotEq => BinOp::NotEq,
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,6 +459,56 @@ mod tests {
         let ExprKind::Binary { op: BinOp::Sub, op_span, rhs, .. } = &value.kind else { panic!("{value:?}") };
         assert_eq!(*op_span, Span { line: 1, column: 10 });
         assert!(matches!(rhs.kind, ExprKind::Binary { op: BinOp::Mul, .. }));
+    }
+
+    /// The tree of an expression as a string, for precedence tests.
+    fn shape(e: &Expr) -> String {
+        match &e.kind {
+            ExprKind::Var(v) => v.clone(),
+            ExprKind::Int(i) => i.to_string(),
+            ExprKind::Bool(b) => b.to_string(),
+            ExprKind::Neg(x) => format!("(-{})", shape(x)),
+            ExprKind::Not(x) => format!("(not {})", shape(x)),
+            ExprKind::Binary { op, lhs, rhs, .. } => format!("({} {} {})", shape(lhs), op.symbol(), shape(rhs)),
+            other => format!("{other:?}"),
+        }
+    }
+
+    fn parsed(src: &str) -> String {
+        let p = parse(&format!("let x = {src}")).unwrap_or_else(|e| panic!("{src}: {e}"));
+        let Stmt::Let { value, .. } = &p.stmts[0] else { panic!() };
+        shape(value)
+    }
+
+    #[test]
+    fn comparison_and_logic_precedence() {
+        assert_eq!(parsed("a + 1 < b * 2"), "((a + 1) < (b * 2))");
+        assert_eq!(parsed("a or b xor c and not d"), "(a or (b xor (c and (not d))))");
+        assert_eq!(parsed("not a < b and c >= -d"), "((not (a < b)) and (c >= (-d)))");
+        assert_eq!(parsed("a and b and c or d"), "(((a and b) and c) or d)");
+        assert_eq!(parsed("a xor b xor c"), "((a xor b) xor c)");
+        assert_eq!(parsed("not not a == b"), "(not (not (a == b)))");
+        assert_eq!(parsed("(a < b) == (c != d)"), "((a < b) == (c != d))");
+        assert_eq!(parsed("true or false"), "(true or false)");
+        assert_eq!(parsed("a <= b or a > b"), "((a <= b) or (a > b))");
+    }
+
+    #[test]
+    fn comparisons_do_not_chain() {
+        let (line, column, message) = parse_err("let x = a < b < c");
+        assert_eq!((line, column), (1, 15));
+        assert!(message.contains("comparisons do not chain"), "{message}");
+        assert_eq!(parse_err("let x = a == b != c").1, 16);
+        assert_eq!(parse_err("let x = a <").2, "expected an expression, found the end of the program");
+        assert_eq!(parse_err("let x = not").1, 12);
+        assert_eq!(parse_err("let x = a and or b").1, 15);
+    }
+
+    #[test]
+    fn bool_inputs() {
+        let p = parse("input f: bool[] from each\ninput g: bool from a").unwrap();
+        assert!(matches!(&p.stmts[0], Stmt::Input { elem: ElemType::Bool, shape: InputShape::Vector, .. }));
+        assert!(matches!(&p.stmts[1], Stmt::Input { elem: ElemType::Bool, shape: InputShape::Scalar, .. }));
     }
 
     #[test]

@@ -11,6 +11,14 @@
 //! error at its position ([`EvalErrorKind::PublicOutOfRange`]), as in the
 //! executor.
 //!
+//! Bools are the ring elements 0 and 1. `Less(a, b)` is the top bit of
+//! `a - b` (mod 2^64): the signed order whenever the difference does not
+//! wrap, i.e. for operands with |v| < 2^62. `Min`, `Max`, `ArgMin` and
+//! `ArgMax` use that same order, the arg-functions return the first index
+//! of the extreme, and all four fail on an empty vector
+//! ([`EvalErrorKind::EmptyVector`]). Comparisons of public values are
+//! public.
+//!
 //! ```
 //! use cohort_worker::program::{compile, plain::{evaluate, PlainInputs}};
 //! let parties = vec!["a".to_string(), "b".to_string()];
@@ -21,7 +29,7 @@
 
 use std::collections::HashMap;
 
-use super::ir::{Circuit, InputShape, Op, PartyIndex, Span};
+use super::ir::{Circuit, ElemType, InputShape, Op, PartyIndex, Span};
 use crate::fixed::SAFE_BOUND;
 use crate::ring::{floor_div, from_signed, to_signed};
 
@@ -82,6 +90,10 @@ pub enum EvalErrorKind {
         "the {0} of public values leaves the range (its encoded value must lie strictly between -2^62 and 2^62; see \"Range\" in docs/language.md)"
     )]
     PublicOutOfRange(&'static str),
+    #[error("`{op}` of an empty vector")]
+    EmptyVector { op: &'static str },
+    #[error("bool input `{name}` from party {party} must be 0 (false) or 1 (true)")]
+    NotABool { input: usize, party: PartyIndex, name: String },
 }
 
 /// A value during evaluation: elements and whether it is a scalar.
@@ -121,6 +133,39 @@ fn elementwise(
     };
     let data = data.ok_or(EvalError { span, kind: EvalErrorKind::PublicOutOfRange(what) })?;
     Ok(Value { data, scalar: a.scalar && b.scalar })
+}
+
+/// `[a < b]` as the ring's 0/1: the top bit of `a - b` (see [`Op::Less`]).
+pub fn less(a: u64, b: u64) -> u64 {
+    a.wrapping_sub(b) >> 63
+}
+
+/// Elementwise `c ? a : b`, broadcasting scalars; every vector operand
+/// must have the same length.
+fn select(c: &Value, a: &Value, b: &Value, span: Span) -> Result<Value, EvalError> {
+    let vectors: Vec<usize> = [c, a, b].iter().filter(|v| !v.scalar).map(|v| v.data.len()).collect();
+    if let Some(&first) = vectors.first()
+        && let Some(&other) = vectors.iter().find(|&&l| l != first)
+    {
+        return Err(EvalError { span, kind: EvalErrorKind::LengthMismatch { left: first, right: other } });
+    }
+    let n = vectors.first().copied().unwrap_or(1);
+    let at = |v: &Value, i: usize| if v.scalar { v.data[0] } else { v.data[i] };
+    let data = (0..n).map(|i| if at(c, i) & 1 == 1 { at(a, i) } else { at(b, i) }).collect();
+    Ok(Value { data, scalar: vectors.is_empty() })
+}
+
+/// The index of the first extreme element under [`less`]: the smallest
+/// when `largest` is false. `None` for an empty vector.
+fn arg_extreme(data: &[u64], largest: bool) -> Option<usize> {
+    let mut best = 0;
+    for (i, &x) in data.iter().enumerate().skip(1) {
+        let better = if largest { less(data[best], x) } else { less(x, data[best]) };
+        if better == 1 {
+            best = i;
+        }
+    }
+    (!data.is_empty()).then_some(best)
 }
 
 /// Ring arithmetic for a secret result (wrapping), checked arithmetic in
@@ -175,6 +220,12 @@ pub fn evaluate(circuit: &Circuit, inputs: &PlainInputs) -> Result<Vec<Vec<u64>>
                         },
                     });
                 }
+                if decl.elem == ElemType::Bool && data.iter().any(|&b| b > 1) {
+                    return Err(EvalError {
+                        span,
+                        kind: EvalErrorKind::NotABool { input: *input, party: *party, name: decl.name.clone() },
+                    });
+                }
                 Value { data: data.to_vec(), scalar }
             }
             Op::Const(c) => Value::scalar(*c),
@@ -217,7 +268,27 @@ pub fn evaluate(circuit: &Circuit, inputs: &PlainInputs) -> Result<Vec<Vec<u64>>
                 let data = parts.iter().flat_map(|&p| v(p).data.iter().copied()).collect();
                 Value { data, scalar: false }
             }
-            _ => return Err(invalid("comparisons and bools are not evaluated yet".into())),
+            Op::Less(a, b) => elementwise(v(*a), v(*b), span, "comparison", |x, y| Some(less(x, y)))?,
+            Op::Equal(a, b) => elementwise(v(*a), v(*b), span, "comparison", |x, y| Some(u64::from(x == y)))?,
+            Op::Bool(b) => Value::scalar(u64::from(*b)),
+            Op::Not(a) => Value { data: v(*a).data.iter().map(|&x| x ^ 1).collect(), scalar: v(*a).scalar },
+            Op::And(a, b) => elementwise(v(*a), v(*b), span, "and", |x, y| Some(x & y))?,
+            Op::Or(a, b) => elementwise(v(*a), v(*b), span, "or", |x, y| Some(x | y))?,
+            Op::Xor(a, b) => elementwise(v(*a), v(*b), span, "xor", |x, y| Some(x ^ y))?,
+            Op::Select(c, a, b) => select(v(*c), v(*a), v(*b), span)?,
+            Op::ToRing(a) => v(*a).clone(),
+            Op::Min(a) | Op::Max(a) | Op::ArgMin(a) | Op::ArgMax(a) => {
+                let (op, largest, index) = match &node.op {
+                    Op::Min(_) => ("min", false, false),
+                    Op::Max(_) => ("max", true, false),
+                    Op::ArgMin(_) => ("argmin", false, true),
+                    _ => ("argmax", true, true),
+                };
+                let data = &v(*a).data;
+                let best =
+                    arg_extreme(data, largest).ok_or(EvalError { span, kind: EvalErrorKind::EmptyVector { op } })?;
+                Value::scalar(if index { best as u64 } else { data[best] })
+            }
         };
         values.push(value);
     }
@@ -322,5 +393,110 @@ mod tests {
 
         let c = circuit(vec![Op::Add(0, 1)], InputShape::Vector);
         assert!(matches!(evaluate(&c, &PlainInputs::new()).unwrap_err().kind, EvalErrorKind::InvalidCircuit(_)));
+    }
+
+    fn bool_circuit(nodes: Vec<Op>, outputs: &[usize]) -> Circuit {
+        let mut c = circuit(nodes, InputShape::Vector);
+        c.outputs = outputs.iter().map(|&value| OutputDecl { value, ..c.outputs[0].clone() }).collect();
+        c
+    }
+
+    #[test]
+    fn comparison_family() {
+        let m = |v: i64| from_signed(v);
+        let c = bool_circuit(
+            vec![
+                Op::Input { input: 0, party: 0 }, // 0: x
+                Op::Const(m(2)),                  // 1
+                Op::Less(0, 1),                   // 2: x < 2
+                Op::Equal(0, 1),                  // 3: x == 2
+                Op::Not(2),                       // 4
+                Op::And(2, 3),                    // 5
+                Op::Or(2, 3),                     // 6
+                Op::Xor(4, 3),                    // 7
+                Op::Bool(true),                   // 8
+                Op::Select(2, 0, 1),              // 9: min(x, 2)
+                Op::ToRing(4),                    // 10
+                Op::Min(0),                       // 11
+                Op::Max(0),                       // 12
+                Op::ArgMin(0),                    // 13
+                Op::ArgMax(0),                    // 14
+                Op::Concat(vec![2, 8]),           // 15: a bool vector
+                Op::Select(8, 1, 0),              // 16: public condition, scalar branch
+            ],
+            &[2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16],
+        );
+        let x = [5, 2, -7, 2, -7, 9].map(m).to_vec();
+        let out = evaluate(&c, &PlainInputs::new().set(0, 0, x)).unwrap();
+        assert_eq!(out[0], vec![0, 0, 1, 0, 1, 0], "less");
+        assert_eq!(out[1], vec![0, 1, 0, 1, 0, 0], "equal");
+        assert_eq!(out[2], vec![1, 1, 0, 1, 0, 1], "not");
+        assert_eq!(out[3], vec![0; 6], "and");
+        assert_eq!(out[4], vec![0, 1, 1, 1, 1, 0], "or");
+        assert_eq!(out[5], vec![1, 0, 0, 0, 0, 1], "xor");
+        assert_eq!(out[6], [2, 2, -7, 2, -7, 2].map(m).to_vec(), "select");
+        assert_eq!(out[7], vec![1, 1, 0, 1, 0, 1], "to ring");
+        assert_eq!(out[8], vec![m(-7)], "min");
+        assert_eq!(out[9], vec![m(9)], "max");
+        assert_eq!(out[10], vec![2], "argmin: the first of the tied minima");
+        assert_eq!(out[11], vec![5], "argmax");
+        assert_eq!(out[12], vec![0, 0, 1, 0, 1, 0, 1], "concat of bools");
+        assert_eq!(out[13], vec![m(2); 6], "select broadcasts a scalar branch over the vector");
+    }
+
+    #[test]
+    fn extremes_of_an_empty_vector_fail_at_their_node() {
+        for (op, name) in
+            [(Op::Min(0), "min"), (Op::Max(0), "max"), (Op::ArgMin(0), "argmin"), (Op::ArgMax(0), "argmax")]
+        {
+            let c = bool_circuit(vec![Op::Input { input: 0, party: 0 }, op], &[1]);
+            let e = evaluate(&c, &PlainInputs::new().set(0, 0, vec![])).unwrap_err();
+            assert_eq!(e.span, Span { line: 2, column: 1 });
+            assert_eq!(e.kind, EvalErrorKind::EmptyVector { op: name });
+            assert_eq!(e.to_string(), format!("line 2, column 1: `{name}` of an empty vector"));
+        }
+    }
+
+    #[test]
+    fn bool_inputs_must_be_zero_or_one() {
+        let mut c = bool_circuit(vec![Op::Input { input: 0, party: 0 }, Op::Not(0)], &[1]);
+        c.inputs[0].elem = ElemType::Bool;
+        assert_eq!(evaluate(&c, &PlainInputs::new().set(0, 0, vec![0, 1])).unwrap(), vec![vec![1, 0]]);
+        let e = evaluate(&c, &PlainInputs::new().set(0, 0, vec![0, 2])).unwrap_err();
+        assert!(matches!(e.kind, EvalErrorKind::NotABool { input: 0, party: 0, .. }), "{e}");
+    }
+
+    #[test]
+    fn select_checks_lengths() {
+        let c = bool_circuit(
+            vec![
+                Op::Input { input: 0, party: 0 },
+                Op::Input { input: 0, party: 1 },
+                Op::Less(0, 0),
+                Op::Select(2, 0, 1),
+            ],
+            &[3],
+        );
+        let e = evaluate(&c, &PlainInputs::new().set(0, 0, vec![1, 2]).set(0, 1, vec![3])).unwrap_err();
+        assert_eq!(e.kind, EvalErrorKind::LengthMismatch { left: 2, right: 1 });
+    }
+
+    proptest::proptest! {
+        /// `less` is the signed order for operands with |v| < 2^62, and
+        /// argmin/argmax pick the first extreme.
+        #[test]
+        fn less_is_the_signed_order_in_range(
+            a in -(1i64 << 62) + 1..(1i64 << 62),
+            b in -(1i64 << 62) + 1..(1i64 << 62),
+            v in proptest::collection::vec(-3i64..3, 1..20),
+        ) {
+            proptest::prop_assert_eq!(less(from_signed(a), from_signed(b)), u64::from(a < b));
+            proptest::prop_assert_eq!(less(from_signed(a), from_signed(a)), 0);
+            let enc: Vec<u64> = v.iter().map(|&x| from_signed(x)).collect();
+            let min = *v.iter().min().unwrap();
+            let max = *v.iter().max().unwrap();
+            proptest::prop_assert_eq!(arg_extreme(&enc, false), v.iter().position(|&x| x == min));
+            proptest::prop_assert_eq!(arg_extreme(&enc, true), v.iter().position(|&x| x == max));
+        }
     }
 }
