@@ -13,7 +13,14 @@
 //! limit bounds each product, not the sum), and every division
 //! yields `fixed`. Identical operations are shared (hash-consing), so e.g.
 //! `mean(x)` and `variance(x)` in one program compute `sum(x)` once.
-//! `docs/language.md` documents every rule and its round cost.
+//!
+//! Bools (`bool`, comparisons, `and`/`or`/`not`/`xor`) are a third
+//! element type that never mixes silently with numbers: comparisons lower
+//! to `Less`/`Equal` (and `Not`), the comparison functions to `Select`,
+//! `Min`/`Max`/`ArgMin`/`ArgMax`, and a bool enters arithmetic only where
+//! the language defines it (`c * x` as `Select(c, x, 0)`, `+ - /`, `sum`,
+//! `count` through `ToRing`). `docs/language.md` documents every rule and
+//! its cost.
 
 use std::collections::HashMap;
 
