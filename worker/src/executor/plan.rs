@@ -104,6 +104,10 @@ pub struct Instance {
     pub layers: Vec<Layer>,
     /// What the layers consume, in the same order.
     pub plan: MaterialPlan,
+    /// Per gate: the depth after whose local evaluation no gate reads it
+    /// any more (`usize::MAX` for outputs). An interactive reader at depth
+    /// `d` runs before the local gates of depth `d`.
+    pub last_use: Vec<usize>,
 }
 
 impl Instance {
@@ -140,7 +144,16 @@ impl Instance {
             }
         }
         let (layers, plan) = schedule(&netlist);
-        Ok(Instance { netlist, node_gate, layers, plan })
+        let mut last_use = vec![0; netlist.gates.len()];
+        for gate in &netlist.gates {
+            for operand in gate.op.operands() {
+                last_use[operand] = last_use[operand].max(gate.depth);
+            }
+        }
+        for output in &circuit.outputs {
+            last_use[node_gate[output.value]] = usize::MAX;
+        }
+        Ok(Instance { netlist, node_gate, layers, plan, last_use })
     }
 }
 

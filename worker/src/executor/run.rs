@@ -12,6 +12,7 @@ use crate::protocol::{beaver, boolean, conversion};
 use crate::ring;
 use crate::sharing::{self, Secret, Share};
 use crate::transport::{Mesh, Step, TransportError};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -442,7 +443,7 @@ impl Job<'_> {
             }
             if msg[1..33] != options.consent_digest {
                 return Err(bad(
-                    "the party applied a different program, party list, protocol or preprocessing mode (consent digest differs); no input was shared",
+                    "the party applied a different program, party list, protocol or preprocessing mode (consent digest differs); no input was shared (compare what each party reviews with `cohort check`)",
                 ));
             }
             let count = u32::from_le_bytes(msg[33..37].try_into().expect("4 bytes")) as usize;
@@ -554,13 +555,32 @@ impl Job<'_> {
     }
 
     /// Evaluate every local gate at `depth` (its operands are all ready).
-    fn evaluate_local(&self, instance: &Instance, depth: usize, values: &mut [Option<Value>]) -> Result<(), JobError> {
+    fn evaluate_local(
+        &mut self,
+        instance: &Instance,
+        depth: usize,
+        values: &mut [Option<Value>],
+    ) -> Result<(), JobError> {
         for (id, gate) in instance.netlist.gates.iter().enumerate() {
             if gate.depth != depth || gate.interactive || values[id].is_some() {
                 continue;
             }
-            let value = self.local_gate(instance, id, values);
+            let value = match gate.op {
+                // Read once: the edaBit's bits leave the map with it.
+                GateOp::MaskBits(open) => Value::SecretBits(
+                    self.mask_bits.remove(&open).expect("the opening ran in an earlier layer and is read once"),
+                ),
+                _ => self.local_gate(instance, id, values),
+            };
             values[id] = Some(value);
+        }
+        // Values no later gate reads are dropped (and wiped) now: a
+        // comparison's intermediate bundles would otherwise all live until
+        // the job ends.
+        for (id, last) in instance.last_use.iter().enumerate() {
+            if *last <= depth {
+                values[id] = None;
+            }
         }
         Ok(())
     }
@@ -588,7 +608,8 @@ impl Job<'_> {
                 _ => unreachable!("a ring operand"),
             }
         };
-        let bits_of = |g: &GateId| -> (Bits, bool) {
+        // Borrowed unless a scalar is broadcast.
+        let bits_of = |g: &GateId| -> (Cow<'_, Bits>, bool) {
             match get(g) {
                 Value::SecretBits(b) => (broadcast_bits(b, width), true),
                 Value::PublicBits(b) => (broadcast_bits(b, width), false),
@@ -596,9 +617,9 @@ impl Job<'_> {
             }
         };
         // As a share: public bits at party 0, zeros elsewhere.
-        let bits_share = |g: &GateId| -> Bits {
+        let bits_share = |g: &GateId| -> Cow<'_, Bits> {
             let (b, secret) = bits_of(g);
-            if secret || first { b } else { Bits::zeros(b.width(), width) }
+            if secret || first { b } else { Cow::Owned(Bits::zeros(b.width(), width)) }
         };
         let secret = gate.secret;
         match &gate.op {
@@ -693,27 +714,28 @@ impl Job<'_> {
             }
             GateOp::Decompose(a) => Value::PublicBits(Bits::decompose(&public_ring(a), 64)),
             GateOp::MaskBits(open) => {
-                Value::SecretBits(self.mask_bits.get(open).expect("the opening ran in an earlier layer").clone())
+                unreachable!("masked bits of opening {open} are taken in evaluate_local")
             }
             GateOp::Xor(a, b) => {
                 if !secret {
-                    let (mut x, _) = bits_of(a);
+                    let mut x = bits_of(a).0.into_owned();
                     x.xor_assign(&bits_of(b).0);
                     return Value::PublicBits(x);
                 }
-                let mut x = bits_share(a);
+                let mut x = bits_share(a).into_owned();
                 x.xor_assign(&bits_share(b));
                 Value::SecretBits(x)
             }
             GateOp::And(a, b) => {
                 // At most one operand is secret: AND with a public bundle is
                 // local in XOR sharing.
-                let (mut x, _) = bits_of(a);
+                let mut x = bits_of(a).0.into_owned();
                 x.and_assign(&bits_of(b).0);
                 if secret { Value::SecretBits(x) } else { Value::PublicBits(x) }
             }
             GateOp::Not(a) => {
-                let (mut x, is_secret) = bits_of(a);
+                let (x, is_secret) = bits_of(a);
+                let mut x = x.into_owned();
                 if !is_secret || first {
                     x.not_assign();
                 }
@@ -725,9 +747,9 @@ impl Job<'_> {
                 _ => unreachable!("a bits operand"),
             },
             GateOp::Stack(parts) => {
-                let pieces: Vec<Bits> =
+                let pieces: Vec<Cow<'_, Bits>> =
                     parts.iter().map(|p| if secret { bits_share(p) } else { bits_of(p).0 }).collect();
-                let stacked = Bits::concat(&pieces.iter().collect::<Vec<_>>());
+                let stacked = Bits::concat(&pieces.iter().map(|p| p.as_ref()).collect::<Vec<_>>());
                 if secret { Value::SecretBits(stacked) } else { Value::PublicBits(stacked) }
             }
             GateOp::Inject(b, x) => {
@@ -803,7 +825,7 @@ impl Job<'_> {
                 _ => unreachable!("interactive ring operands are secret"),
             }
         };
-        let bits_at = |v: GateId, width: usize| -> Bits {
+        let bits_at = |v: GateId, width: usize| -> Cow<'_, Bits> {
             match values[v].as_ref().expect("operand ready") {
                 Value::SecretBits(b) => broadcast_bits(b, width),
                 _ => unreachable!("interactive bit operands are secret"),
@@ -900,7 +922,7 @@ impl Job<'_> {
             let GateOp::Inject(b, _) = gates[id].op else { unreachable!() };
             let w = gates[id].width();
             let at = dabit_offsets[&id];
-            let mut e = bits_at(b, w);
+            let mut e = bits_at(b, w).into_owned();
             e.xor_assign(&material.dabits.bits.slice(at..at + w));
             bit_words.extend_from_slice(e.words());
         }
@@ -1159,8 +1181,8 @@ fn broadcast_ring(v: &[u64], width: usize) -> Vec<u64> {
 }
 
 /// A bundle over `width` elements (a one-element bundle repeated).
-fn broadcast_bits(b: &Bits, width: usize) -> Bits {
-    if b.len() == width { b.clone() } else { b.repeat(width) }
+fn broadcast_bits(b: &Bits, width: usize) -> Cow<'_, Bits> {
+    if b.len() == width { Cow::Borrowed(b) } else { Cow::Owned(b.repeat(width)) }
 }
 
 /// A one-plane bundle as ring elements 0 and 1.
