@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use cohort_worker::preprocessing::Mode;
-use cohort_worker::service::api::{JobStatus, JobTimeouts, Phase};
+use cohort_worker::service::api::{InputValue, JobStatus, JobTimeouts, Phase};
 
 use crate::launch::{Federation, LaunchError, Options};
 use crate::run::SHUTDOWN_GRACE;
@@ -73,8 +73,8 @@ pub async fn deployed(
         format!("input x: int[] from {}\ninput y: int[] from {}\noutput z = sum(x * y)\n", names[0], names[1]);
     let (x, y) = inputs(mults);
     let expected = x.iter().zip(&y).map(|(a, b)| a * b).sum::<u64>() as f64;
-    let number = |v: &Vec<u64>| v.iter().map(|&e| serde_json::Number::from(e)).collect::<Vec<_>>();
-    let mut requests: Vec<BTreeMap<String, Vec<serde_json::Number>>> = vec![BTreeMap::new(); parties];
+    let number = |v: &Vec<u64>| v.iter().map(|&e| InputValue::Number(e.into())).collect::<Vec<_>>();
+    let mut requests: Vec<BTreeMap<String, Vec<InputValue>>> = vec![BTreeMap::new(); parties];
     requests[0].insert("x".into(), number(&x));
     requests[1].insert("y".into(), number(&y));
     let timeouts = JobTimeouts { connect_seconds: Some(60.0), round_seconds: Some(120.0), total_seconds: Some(600.0) };
@@ -112,7 +112,7 @@ struct Job<'a> {
     federation: &'a Federation,
     names: &'a [String],
     program: &'a str,
-    requests: &'a [BTreeMap<String, Vec<serde_json::Number>>],
+    requests: &'a [BTreeMap<String, Vec<InputValue>>],
     expected: f64,
 }
 

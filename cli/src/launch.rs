@@ -22,7 +22,9 @@ use std::time::{Duration, SystemTime};
 
 use cohort_worker::preprocessing::Mode;
 use cohort_worker::service::EXIT_ADDRESS_IN_USE;
-use cohort_worker::service::api::{FillRequest, FillStatus, JobRequest, JobStatus, JobTimeouts, MaterialKind};
+use cohort_worker::service::api::{
+    FillRequest, FillStatus, InputValue, JobRequest, JobStatus, JobTimeouts, MaterialKind,
+};
 use cohort_worker::service::control::{ControlClient, ControlError};
 use cohort_worker::transport::{JobId, PartyCa, Role, SharedIdentity, TlsIdentity, TransportError};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -637,7 +639,7 @@ impl Federation {
     pub async fn run(
         &self,
         program: &str,
-        inputs: Vec<BTreeMap<String, Vec<serde_json::Number>>>,
+        inputs: Vec<BTreeMap<String, Vec<InputValue>>>,
         timeouts: JobTimeouts,
         mut on_wait: impl FnMut(Duration),
     ) -> Result<Vec<JobStatus>, LaunchError> {

@@ -1,6 +1,6 @@
-//! `cohort`: run a program among local parties (`cohort run`) and measure
-//! the engine (`cohort bench`). See `docs/run-file.md` and
-//! `docs/benchmarks.md`.
+//! `cohort`: run a program among local parties (`cohort run`), review one
+//! before consenting to it (`cohort check`) and measure the engine
+//! (`cohort bench`). See `docs/run-file.md` and `docs/benchmarks.md`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,6 +39,28 @@ enum Command {
         /// parties generate it with oblivious transfer; no third party).
         #[arg(long, value_enum)]
         preprocessing: Option<Preprocessing>,
+    },
+    /// Compile a program without running it and show what a party reviews
+    /// before it consents: the program hash, each input with its owners
+    /// and type, each output with its recipients and type, and the rounds
+    /// and material a job takes as functions of the input lengths (per
+    /// preprocessing mode where they differ). See docs/run-file.md.
+    Check {
+        /// A program file, or a run file (YAML), which names the parties
+        /// and the program.
+        file: PathBuf,
+        /// The job's parties in order (needed for a program file; a run
+        /// file names them).
+        #[arg(long, value_delimiter = ',', value_name = "A,B,...")]
+        parties: Option<Vec<String>>,
+        /// Exact figures for these input lengths: `NAME=N,...`, where NAME
+        /// is a vector input, or `input@party` for one party's part of a
+        /// `from each` input.
+        #[arg(long, value_name = "NAME=N,...")]
+        lengths: Option<String>,
+        /// Output format on stdout.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// Measure the engine among local parties over real loopback mTLS. With
     /// `--preprocessing ot` (the default): dealer-free generation of Beaver
@@ -159,6 +181,19 @@ async fn main() -> ExitCode {
             };
             print_report("cohort bench", format, &DealerBench { engine, deployed }, bench_text)
         }
+        Command::Check { file, parties, lengths, format } => {
+            match cohort_cli::check::check(&file, parties.as_deref(), lengths.as_deref()) {
+                Ok(review) => print_report("cohort check", format, &review, cohort_cli::check::render_text),
+                Err(e) if e.is_diagnostic() => {
+                    eprintln!("{}", e.render(cohort_cli::diagnostic::colour()));
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("cohort check: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run { file, format, log_dir, preprocessing } => {
             // From here on a signal stops the run cleanly instead of leaving
             // its processes and keys behind.
@@ -189,6 +224,10 @@ async fn main() -> ExitCode {
             let progress = |line: &str| eprintln!("cohort run: {line}");
             match run_file(&file, &options, preprocessing, progress, &mut interrupts).await {
                 Ok(report) => print_report("cohort run", format, &report, render_text),
+                Err(e) if e.is_diagnostic() => {
+                    eprintln!("{}", e.render(cohort_cli::diagnostic::colour()));
+                    ExitCode::from(e.exit_code())
+                }
                 Err(e) => {
                     eprintln!("cohort run: {e}");
                     ExitCode::from(e.exit_code())

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use cohort_worker::service::api::{JobStatus, JobTimeouts, OutputValue, Phase};
+use cohort_worker::service::api::{InputValue, JobStatus, JobTimeouts, OutputValue, Phase};
 use serde::Serialize;
 
 use crate::launch::{Federation, LaunchError, Options, Shutdown};
@@ -43,6 +43,23 @@ impl RunError {
             RunError::Interrupted { .. } => 143,
             _ => 1,
         }
+    }
+}
+
+impl RunError {
+    /// The error for a person: a compile error with its source line and a
+    /// caret ([`RunFileError::render`]), anything else as its one line.
+    pub fn render(&self, colour: bool) -> String {
+        match self {
+            RunError::RunFile(e) => e.render(colour),
+            other => other.to_string(),
+        }
+    }
+
+    /// Whether [`RunError::render`] is a whole diagnostic (starting
+    /// `error:`) rather than one line to prefix with the command.
+    pub fn is_diagnostic(&self) -> bool {
+        matches!(self, RunError::RunFile(RunFileError::Compile { .. }))
     }
 }
 
@@ -218,9 +235,10 @@ async fn stop(federation: Federation, interrupts: &mut Interrupts, progress: &mu
     stopped
 }
 
-/// A party's inputs as the control API takes them (integers stay exact).
-fn request_inputs(party: &PartyInputs) -> BTreeMap<String, Vec<serde_json::Number>> {
-    party.inputs.iter().map(|input| (input.name.clone(), input.values.to_json_numbers())).collect()
+/// A party's inputs as the control API takes them (integers stay exact,
+/// bools are JSON booleans).
+fn request_inputs(party: &PartyInputs) -> BTreeMap<String, Vec<InputValue>> {
+    party.inputs.iter().map(|input| (input.name.clone(), input.values.to_json())).collect()
 }
 
 /// Each distinct failure reason once, in the order first reported, with the
@@ -278,14 +296,12 @@ pub fn render_text(report: &Report) -> String {
     let mut out = String::from("outputs\n");
     let width = report.outputs.keys().map(String::len).max().unwrap_or(0);
     for (name, value) in &report.outputs {
-        let shown = match value {
-            OutputValue::Scalar(x) => format!("{x}"),
-            OutputValue::Vector(v) if v.len() <= 10 => {
-                format!("[{}]", v.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))
-            }
-            OutputValue::Vector(v) => {
-                format!("[{} values: {}, {}, {}, ..., {}]", v.len(), v[0], v[1], v[2], v[v.len() - 1])
-            }
+        // Numbers as in the JSON (ints exact), bools as true/false.
+        let v = value.elements();
+        let shown = match v.len() {
+            _ if !value.is_vector() => v.join(", "),
+            0..=10 => format!("[{}]", v.join(", ")),
+            n => format!("[{n} values: {}, {}, {}, ..., {}]", v[0], v[1], v[2], v[n - 1]),
         };
         let to = report.stats.recipients.get(name).map(|r| r.join(", ")).unwrap_or_default();
         out.push_str(&format!("  {name:<width$} = {shown}   (to {to})\n"));
@@ -332,5 +348,37 @@ mod tests {
         let one =
             RunError::Job(vec![JobFailure { message: "timed out".into(), parties: vec!["a".into(), "b".into()] }]);
         assert_eq!(one.to_string(), "the job failed: timed out (reported by a, b)");
+    }
+
+    /// Bool outputs print as true/false in the text form and are JSON
+    /// booleans with `--format json`; ints stay exact.
+    #[test]
+    fn bool_outputs_print_as_true_and_false() {
+        let outputs: BTreeMap<String, OutputValue> = serde_json::from_str(
+            r#"{"flagged": true, "flags": [false, true], "many": [true,true,true,true,true,true,true,true,true,true,false],
+                "n": 9007199254740993}"#,
+        )
+        .expect("outputs");
+        let report = Report {
+            outputs,
+            stats: ReportStats {
+                rounds: 9,
+                bytes_sent: 0,
+                bytes_sent_per_party: BTreeMap::new(),
+                wall_seconds: 0.0,
+                startup_seconds: 0.0,
+                protocol_version: 2,
+                recipients: BTreeMap::new(),
+            },
+        };
+        let text = render_text(&report);
+        assert!(text.contains("flagged = true   (to )"), "{text}");
+        assert!(text.contains("flags   = [false, true]"), "{text}");
+        assert!(text.contains("many    = [11 values: true, true, true, ..., false]"), "{text}");
+        assert!(text.contains("n       = 9007199254740993"), "{text}");
+        let json = serde_json::to_value(&report).expect("json");
+        assert_eq!(json["outputs"]["flagged"], serde_json::json!(true));
+        assert_eq!(json["outputs"]["flags"], serde_json::json!([false, true]));
+        assert_eq!(json["outputs"]["n"].to_string(), "9007199254740993");
     }
 }

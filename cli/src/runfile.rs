@@ -157,12 +157,27 @@ pub enum RunFileError {
     /// Valid YAML that breaks a rule of the format.
     #[error("{}{}: {kind}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
     Invalid { path: PathBuf, line: Option<u64>, kind: Invalid },
-    /// The program does not compile.
+    /// The program does not compile. `program` is its text, for showing
+    /// the line ([`RunFileError::render`]).
     #[error("{origin}: line {}, column {}: {}", source.line, source.column, source.message)]
-    Compile { origin: String, source: CompileError },
+    Compile { origin: String, program: String, source: CompileError },
     /// A data file cannot be read or has a bad value.
     #[error("party {party}, input `{input}`: {source}")]
     Data { party: String, input: String, source: Box<DataError> },
+}
+
+impl RunFileError {
+    /// The error for a person: a compile error as rustc shows one (the
+    /// source line with a caret under the position; ANSI colour when
+    /// `colour`), anything else as its one line.
+    pub fn render(&self, colour: bool) -> String {
+        match self {
+            RunFileError::Compile { origin, program, source } => {
+                crate::diagnostic::render(origin, program, source.line, source.column, &source.message, colour)
+            }
+            other => other.to_string(),
+        }
+    }
 }
 
 /// The rule a [`RunFileError::Invalid`] breaks.
@@ -291,8 +306,11 @@ impl RunFile {
             return Err(invalid(parties_line, Invalid::TooFewParties(names.len())));
         }
 
-        let circuit = program::compile(&program_source, &names)
-            .map_err(|source| RunFileError::Compile { origin: program_origin.clone(), source })?;
+        let circuit = program::compile(&program_source, &names).map_err(|source| RunFileError::Compile {
+            origin: program_origin.clone(),
+            program: program_source.clone(),
+            source,
+        })?;
 
         // Each party's inputs against the program's.
         let mut parties = Vec::with_capacity(raw_parties.len());

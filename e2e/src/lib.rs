@@ -84,11 +84,31 @@ pub fn expected_outputs(run_file: &Path) -> BTreeMap<String, Vec<f64>> {
         .collect()
 }
 
-/// The values of a JSON output (a number or a list of numbers).
+/// The values of a JSON output (a number or a boolean, or a list of them),
+/// as [`expected_outputs`] gives them: a bool is 0 or 1.
 pub fn json_values(value: &serde_json::Value) -> Vec<f64> {
+    let one = |x: &serde_json::Value| match x {
+        serde_json::Value::Bool(b) => f64::from(u8::from(*b)),
+        x => x.as_f64().expect("a number or a boolean"),
+    };
     match value {
-        serde_json::Value::Array(items) => items.iter().map(|x| x.as_f64().expect("a number")).collect(),
-        other => vec![other.as_f64().expect("a number")],
+        serde_json::Value::Array(items) => items.iter().map(one).collect(),
+        other => vec![one(other)],
+    }
+}
+
+/// Whether a JSON output has the JSON type its declaration says: booleans
+/// for `bool` outputs, integers for `int` ones, numbers for `fixed` ones
+/// (elementwise for a list).
+pub fn json_has_type(value: &serde_json::Value, elem: ElemType) -> bool {
+    let one = |x: &serde_json::Value| match elem {
+        ElemType::Bool => x.is_boolean(),
+        ElemType::Int => x.is_i64(),
+        ElemType::Fixed => x.is_number(),
+    };
+    match value {
+        serde_json::Value::Array(items) => items.iter().all(one),
+        other => one(other),
     }
 }
 

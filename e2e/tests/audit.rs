@@ -18,7 +18,7 @@ fn request(id: &str, program: &str, parties: &[String], x: i64) -> JobRequest {
         id: id.into(),
         program: program.into(),
         parties: parties.to_vec(),
-        inputs: BTreeMap::from([("x".to_string(), vec![serde_json::Number::from(x)])]),
+        inputs: BTreeMap::from([("x".to_string(), vec![serde_json::Number::from(x).into()])]),
         timeouts: JobTimeouts { connect_seconds: Some(5.0), round_seconds: Some(10.0), total_seconds: Some(30.0) },
         preprocessing: Default::default(),
     }

@@ -96,7 +96,10 @@ async fn thousands_of_idle_connections_stop_neither_a_job_nor_a_scrape() {
     let program = "input x: fixed[] from each\noutput s = sum(concat(x))\n";
     let inputs = (0..2)
         .map(|p| {
-            BTreeMap::from([("x".to_string(), vec![serde_json::Number::from_f64(p as f64 + 1.0).expect("finite")])])
+            BTreeMap::from([(
+                "x".to_string(),
+                vec![serde_json::Number::from_f64(p as f64 + 1.0).expect("finite").into()],
+            )])
         })
         .collect();
     let timeouts = JobTimeouts { connect_seconds: Some(20.0), round_seconds: Some(20.0), total_seconds: Some(60.0) };

@@ -21,8 +21,8 @@ fn parties() -> Vec<String> {
     vec!["party-0".into(), "party-1".into()]
 }
 
-fn inputs(x: f64) -> BTreeMap<String, Vec<serde_json::Number>> {
-    BTreeMap::from([("x".to_string(), vec![serde_json::Number::from_f64(x).expect("finite")])])
+fn inputs(x: f64) -> BTreeMap<String, Vec<cohort_worker::service::api::InputValue>> {
+    BTreeMap::from([("x".to_string(), vec![serde_json::Number::from_f64(x).expect("finite").into()])])
 }
 
 /// Submit a job to party-0's worker only, then join it as party-1 from

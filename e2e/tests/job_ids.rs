@@ -21,7 +21,7 @@ fn request(id: &str, parties: &[String], value: f64, connect: f64) -> JobRequest
         id: id.into(),
         program: PROGRAM.into(),
         parties: parties.to_vec(),
-        inputs: BTreeMap::from([("x".to_string(), vec![serde_json::Number::from_f64(value).expect("finite")])]),
+        inputs: BTreeMap::from([("x".to_string(), vec![serde_json::Number::from_f64(value).expect("finite").into()])]),
         timeouts: JobTimeouts { connect_seconds: Some(connect), round_seconds: Some(10.0), total_seconds: Some(60.0) },
         preprocessing: Default::default(),
     }
@@ -106,7 +106,7 @@ async fn a_cancelled_job_is_counted_and_a_scalar_given_two_values_is_refused_at_
         r.program = "input x: fixed from party-0\ninput y: fixed from party-1\noutput s = x + y\n".into();
         r.inputs = BTreeMap::from([(
             "x".to_string(),
-            values.iter().map(|v| serde_json::Number::from_f64(*v).expect("finite")).collect(),
+            values.iter().map(|v| serde_json::Number::from_f64(*v).expect("finite").into()).collect(),
         )]);
         // Like every input check: the job fails at once, with the reason.
         let status = w0.client.submit(&r).await.expect("submit");

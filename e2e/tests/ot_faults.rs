@@ -21,8 +21,8 @@ async fn a_peer_that_dies_during_ot_preprocessing_is_named_with_the_step() {
     let parties: Vec<String> = vec!["party-0".into(), "party-1".into()];
     let federation = Federation::start(&parties, &launch_options("warn", None)).await.expect("start");
     let job = JobId::random();
-    let values: Vec<serde_json::Number> =
-        (0..50_000).map(|i| serde_json::Number::from_f64(i as f64 / 7.0).expect("finite")).collect();
+    let values: Vec<cohort_worker::service::api::InputValue> =
+        (0..50_000).map(|i| serde_json::Number::from_f64(i as f64 / 7.0).expect("finite").into()).collect();
     let request = JobRequest {
         id: job.to_string(),
         program: PROGRAM.into(),

@@ -37,7 +37,7 @@ async fn a_burst_of_fifty_jobs_against_max_jobs_four_completes_every_job_through
                 id: id.clone(),
                 program: PROGRAM.into(),
                 parties: names.clone(),
-                inputs: BTreeMap::from([("x".to_string(), vec![serde_json::Number::from(value)])]),
+                inputs: BTreeMap::from([("x".to_string(), vec![serde_json::Number::from(value).into()])]),
                 timeouts: JobTimeouts {
                     connect_seconds: Some(20.0),
                     round_seconds: Some(20.0),

@@ -43,8 +43,8 @@ async fn fill(federation: &Federation, per_batch: usize, batches: usize) {
     }
 }
 
-fn inputs(values: &[f64]) -> BTreeMap<String, Vec<serde_json::Number>> {
-    let numbers = values.iter().map(|x| serde_json::Number::from_f64(*x).expect("finite")).collect();
+fn inputs(values: &[f64]) -> BTreeMap<String, Vec<cohort_worker::service::api::InputValue>> {
+    let numbers = values.iter().map(|x| serde_json::Number::from_f64(*x).expect("finite").into()).collect();
     BTreeMap::from([("x".to_string(), numbers)])
 }
 

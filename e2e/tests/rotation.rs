@@ -49,7 +49,10 @@ fn request(id: &str, i: usize, depth: usize, len: usize, connect_seconds: f64) -
         id: id.into(),
         program: chain(depth),
         parties: names(),
-        inputs: BTreeMap::from([("x".to_string(), input(i, len).into_iter().map(serde_json::Number::from).collect())]),
+        inputs: BTreeMap::from([(
+            "x".to_string(),
+            input(i, len).into_iter().map(|x| cohort_worker::service::api::InputValue::Number(x.into())).collect(),
+        )]),
         timeouts: JobTimeouts {
             connect_seconds: Some(connect_seconds),
             round_seconds: Some(20.0),

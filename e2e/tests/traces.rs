@@ -31,13 +31,10 @@ fn parties() -> Vec<String> {
     ["bank-a", "bank-b", "bank-c"].map(String::from).to_vec()
 }
 
-fn inputs() -> Vec<BTreeMap<String, Vec<serde_json::Number>>> {
-    let num = |x: f64| serde_json::Number::from_f64(x).expect("finite");
+fn inputs() -> Vec<BTreeMap<String, Vec<cohort_worker::service::api::InputValue>>> {
+    let num = |x: f64| cohort_worker::service::api::InputValue::from(serde_json::Number::from_f64(x).expect("finite"));
     let party = |x: Vec<f64>, k: i64| {
-        BTreeMap::from([
-            ("x".to_string(), x.into_iter().map(num).collect()),
-            ("k".to_string(), vec![serde_json::Number::from(k)]),
-        ])
+        BTreeMap::from([("x".to_string(), x.into_iter().map(num).collect()), ("k".to_string(), vec![k.into()])])
     };
     vec![party(vec![FIXED_CANARY, 1000.25], INT_CANARY), party(vec![2000.0], 5), party(vec![3000.5, 12.0], 6)]
 }

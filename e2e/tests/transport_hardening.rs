@@ -28,8 +28,11 @@ fn names() -> Vec<String> {
     (0..3).map(|i| format!("party-{i}")).collect()
 }
 
-fn inputs(values: &[i64]) -> BTreeMap<String, Vec<serde_json::Number>> {
-    BTreeMap::from([("x".to_string(), values.iter().map(|v| serde_json::Number::from(*v)).collect())])
+fn inputs(values: &[i64]) -> BTreeMap<String, Vec<cohort_worker::service::api::InputValue>> {
+    BTreeMap::from([(
+        "x".to_string(),
+        values.iter().map(|v| cohort_worker::service::api::InputValue::from(*v)).collect(),
+    )])
 }
 
 fn request(id: &str, program: &str, parties: Vec<String>, x: &[i64], timeouts: JobTimeouts) -> JobRequest {

@@ -31,7 +31,7 @@ fn request(id: &str, i: usize, connect_seconds: f64) -> JobRequest {
         id: id.into(),
         program: PROGRAM.into(),
         parties: names(),
-        inputs: BTreeMap::from([("x".to_string(), vec![serde_json::Number::from(i as i64 + 2)])]),
+        inputs: BTreeMap::from([("x".to_string(), vec![serde_json::Number::from(i as i64 + 2).into()])]),
         timeouts: JobTimeouts {
             connect_seconds: Some(connect_seconds),
             round_seconds: Some(20.0),

@@ -15,14 +15,14 @@ use cohort_worker::service::api::{JobRequest, JobStatus, JobTimeouts, OutputValu
 use cohort_worker::service::control::ControlClient;
 use cohort_worker::transport::{JobId, PartyCa, Role, TlsIdentity};
 
-type Inputs = BTreeMap<String, Vec<serde_json::Number>>;
+type Inputs = BTreeMap<String, Vec<cohort_worker::service::api::InputValue>>;
 
 fn names(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("party-{i}")).collect()
 }
 
 fn fixed(name: &str, values: &[f64]) -> Inputs {
-    let numbers = values.iter().map(|x| serde_json::Number::from_f64(*x).expect("finite")).collect();
+    let numbers = values.iter().map(|x| serde_json::Number::from_f64(*x).expect("finite").into()).collect();
     BTreeMap::from([(name.to_string(), numbers)])
 }
 
@@ -240,7 +240,8 @@ async fn a_party_killed_mid_job_is_named_and_the_next_job_runs() {
     let parties = names(3);
     // Long enough to be killed in the middle: many layers over big vectors.
     let program = "input x: int[] from each\nlet a = aggregate(x)\nlet b = a * a\nlet c = b * a\nlet d = c * b\nlet e = d * c\nlet f = e * d\nlet g = f * e\nlet h = g * f\nlet i = h * g\nlet j = i * h\noutput s = sum(j)\n";
-    let big: Vec<serde_json::Number> = (0..400_000).map(|i| serde_json::Number::from(i % 7)).collect();
+    let big: Vec<cohort_worker::service::api::InputValue> =
+        (0..400_000).map(|i| cohort_worker::service::api::InputValue::from(i % 7)).collect();
     let id = JobId::random().to_string();
     let round = 3.0;
     for w in &federation.workers {

@@ -41,7 +41,7 @@ pub struct Job {
     pub id: String,
     pub program: String,
     pub parties: Vec<String>,
-    pub inputs: BTreeMap<String, Vec<serde_json::Number>>,
+    pub inputs: BTreeMap<String, Vec<cohort_worker::service::api::InputValue>>,
     pub timeouts: JobTimeouts,
     /// Where the job's material comes from: the cluster's dealer, or the
     /// workers' pools (a PreprocessingPool in mode `ot`).
@@ -207,7 +207,7 @@ mod tests {
             id: "j".into(),
             program: "p".into(),
             parties: vec!["a".into()],
-            inputs: BTreeMap::from([("x".to_string(), vec![serde_json::Number::from(987_654_321)])]),
+            inputs: BTreeMap::from([("x".to_string(), vec![987_654_321.into()])]),
             timeouts: JobTimeouts::default(),
             preprocessing: Mode::Pool,
         };

@@ -10,7 +10,7 @@ use cohort_crds::conditions::{ConditionStatus, set_condition, types};
 use cohort_crds::job::{InputSource, JobFailure, JobPhase, JobResult, MpcJobStatus};
 use cohort_worker::data::{self, DataError, DataErrorKind, DataFormat};
 use cohort_worker::program::ir::{Circuit, InputShape};
-use cohort_worker::service::api::{JobStatus, JobTimeouts, Phase, STEP_WAITING_FOR_PREPROCESSING};
+use cohort_worker::service::api::{InputValue, JobStatus, JobTimeouts, Phase, STEP_WAITING_FOR_PREPROCESSING};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
@@ -68,7 +68,7 @@ pub fn parse_input(
     origin: &str,
     source: &InputSource,
     bytes: &[u8],
-) -> Result<Vec<serde_json::Number>, DataError> {
+) -> Result<Vec<InputValue>, DataError> {
     let decl = circuit.inputs.iter().find(|i| i.name == name);
     let (elem, shape) = match decl {
         Some(d) => (d.elem, d.shape),
@@ -90,7 +90,7 @@ pub fn parse_input(
             kind: DataErrorKind::ScalarCount(values.len()),
         });
     }
-    Ok(values.to_json_numbers())
+    Ok(values.to_json())
 }
 
 /// The worker's time limits from `spec.timeouts`. Errors name the field.
@@ -322,7 +322,7 @@ mod tests {
         let origin = origin("ns", &src);
         assert_eq!(origin, "Secret ns/data, key x.csv");
         let got = parse_input(&c, "x", &origin, &src, b"id,amount\n1,10\n2,-7\n").expect("parses");
-        assert_eq!(got, vec![serde_json::Number::from(10), serde_json::Number::from(-7)]);
+        assert_eq!(got, vec![InputValue::from(10), InputValue::from(-7)]);
         let lines = secret_source("x", None);
         let got = parse_input(&c, "x", "o", &lines, b"# comment\n5\n\n6\n").expect("parses");
         assert_eq!(got.len(), 2);
@@ -330,6 +330,20 @@ mod tests {
         let shown = err.to_string();
         assert!(shown.starts_with("Secret ns/data, key x.csv:2: column \"amount\""), "{shown}");
         assert!(!shown.contains("987654"), "{shown}");
+        // A bool input (declared by hand: the language may not parse `bool`
+        // yet) takes true/false or 1/0 and becomes JSON booleans.
+        let mut c = c;
+        c.inputs.push(cohort_worker::program::ir::InputDecl {
+            name: "f".into(),
+            elem: cohort_worker::program::ir::ElemType::Bool,
+            shape: InputShape::Vector,
+            owners: cohort_worker::program::ir::Owners::Party(0),
+            span: Default::default(),
+        });
+        let got = parse_input(&c, "f", "o", &lines, b"true\nFALSE\n1\n").expect("parses");
+        assert_eq!(got, vec![InputValue::from(true), false.into(), true.into()]);
+        let err = parse_input(&c, "f", "o", &lines, b"true\nyes-secret\n").expect_err("not a bool");
+        assert_eq!(err.to_string(), "o:2: value: not a bool (write true or false, or 1 or 0)");
         let err = parse_input(&c, "t", "o", &lines, b"1.5\n2.5\n").expect_err("scalar needs one value");
         assert!(err.to_string().contains("exactly one value"), "{err}");
         assert!(parse_input(&c, "t", "o", &lines, b"1.5\n").is_ok());
@@ -357,6 +371,8 @@ mod tests {
             outputs: Some(BTreeMap::from([
                 ("mean".to_string(), OutputValue::Scalar(serde_json::Number::from_f64(1.5).expect("finite"))),
                 ("v".to_string(), OutputValue::Vector(vec![9007199254740993i64.into(), (-2).into()])),
+                ("flagged".to_string(), OutputValue::Bool(true)),
+                ("flags".to_string(), OutputValue::Bools(vec![false, true])),
             ])),
         }
     }
@@ -374,6 +390,9 @@ mod tests {
         assert_eq!(data["mean"].0, b"1.5");
         // An int output stays exact in the Secret (above 2^53).
         assert_eq!(data["v"].0, b"[9007199254740993,-2]");
+        // Bool outputs are JSON booleans.
+        assert_eq!(data["flagged"].0, b"true");
+        assert_eq!(data["flags"].0, b"[false,true]");
     }
 
     #[test]

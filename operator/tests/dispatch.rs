@@ -18,7 +18,7 @@ fn job(id: &str, parties: &[String], program: &str, x: f64) -> Job {
         id: id.into(),
         program: program.into(),
         parties: parties.to_vec(),
-        inputs: BTreeMap::from([("x".to_string(), vec![serde_json::Number::from_f64(x).expect("finite")])]),
+        inputs: BTreeMap::from([("x".to_string(), vec![serde_json::Number::from_f64(x).expect("finite").into()])]),
         timeouts: JobTimeouts { connect_seconds: Some(10.0), round_seconds: Some(10.0), total_seconds: Some(60.0) },
         preprocessing: Mode::Dealer,
     }

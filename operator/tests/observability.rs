@@ -136,8 +136,8 @@ fn label_values(text: &str) -> Vec<String> {
     values
 }
 
-fn numbers(values: &[f64]) -> Vec<serde_json::Number> {
-    values.iter().map(|x| serde_json::Number::from_f64(*x).expect("finite")).collect()
+fn numbers(values: &[f64]) -> Vec<cohort_worker::service::api::InputValue> {
+    values.iter().map(|x| serde_json::Number::from_f64(*x).expect("finite").into()).collect()
 }
 
 /// A local federation of three workers: one job with canary inputs that

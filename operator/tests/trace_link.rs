@@ -62,7 +62,7 @@ async fn the_dispatch_span_is_the_parent_of_the_workers_job_span() {
                 id: id.clone(),
                 program: "input x: int[] from each\noutput total = sum(concat(x))\n".into(),
                 parties: names.clone(),
-                inputs: BTreeMap::from([("x".to_string(), vec![serde_json::Number::from(i as i64 + 1)])]),
+                inputs: BTreeMap::from([("x".to_string(), vec![serde_json::Number::from(i as i64 + 1).into()])]),
                 timeouts,
                 preprocessing: cohort_worker::preprocessing::Mode::Dealer,
             };

@@ -6,8 +6,10 @@
 //! - **CSV** ([`DataFormat::Csv`]): a header row, comma-separated fields,
 //!   optional double quotes (RFC 4180), whitespace around fields trimmed,
 //!   blank lines skipped, LF or CRLF line ends. One named column is read.
-//! - **Lines** ([`DataFormat::Lines`]): one number per line; blank lines and
+//! - **Lines** ([`DataFormat::Lines`]): one value per line; blank lines and
 //!   lines whose first non-blank character is `#` are skipped.
+//!
+//! A `bool` input's values are `true` or `false` (any case) or `1` or `0`.
 //!
 //! Values are parsed for an [`ElemType`] and checked against the range the
 //! engine can encode, so a file that loads is a file the executor accepts.
@@ -19,6 +21,7 @@
 
 use crate::fixed::{self, DecimalError, EncodeError, FixedPoint, SAFE_BOUND};
 use crate::program::ir::ElemType;
+use crate::service::api::InputValue;
 use crate::sharing::Secret;
 use std::fmt;
 use std::io;
@@ -48,6 +51,8 @@ pub enum Values {
     /// format nearest the decimal read (see [`parse_fixed`]), so encoding
     /// them is exact.
     Fixed(Vec<f64>),
+    /// `bool` values (see [`parse_bool`]).
+    Bool(Vec<bool>),
 }
 
 impl Values {
@@ -55,16 +60,20 @@ impl Values {
         match self {
             Values::Int(v) => v.len(),
             Values::Fixed(v) => v.len(),
+            Values::Bool(v) => v.len(),
         }
     }
 
-    /// The values as JSON numbers, the control API's input format (`int`s
-    /// exactly, as integers).
-    pub fn to_json_numbers(&self) -> Vec<serde_json::Number> {
+    /// The values as the control API takes them: JSON numbers (`int`s
+    /// exactly, as integers) or, for `bool`s, JSON booleans.
+    pub fn to_json(&self) -> Vec<InputValue> {
         match self {
-            Values::Int(v) => v.iter().map(|x| serde_json::Number::from(*x)).collect(),
+            Values::Int(v) => v.iter().map(|x| InputValue::Number((*x).into())).collect(),
             // Parsed values are finite, so none is dropped.
-            Values::Fixed(v) => v.iter().filter_map(|x| serde_json::Number::from_f64(*x)).collect(),
+            Values::Fixed(v) => {
+                v.iter().filter_map(|x| serde_json::Number::from_f64(*x)).map(InputValue::Number).collect()
+            }
+            Values::Bool(v) => v.iter().map(|b| InputValue::Bool(*b)).collect(),
         }
     }
 
@@ -76,6 +85,7 @@ impl Values {
         match self {
             Values::Int(_) => ElemType::Int,
             Values::Fixed(_) => ElemType::Fixed,
+            Values::Bool(_) => ElemType::Bool,
         }
     }
 
@@ -86,17 +96,21 @@ impl Values {
         let encoded = match self {
             Values::Int(v) => v.iter().map(|x| fixed::encode_int(*x)).collect::<Result<Vec<u64>, _>>()?,
             Values::Fixed(v) => v.iter().map(|x| fp.encode(*x)).collect::<Result<Vec<u64>, _>>()?,
+            // In plaintext a bool is the ring element 0 or 1.
+            Values::Bool(v) => v.iter().map(|b| u64::from(*b)).collect(),
         };
         Ok(Secret::new(encoded))
     }
 
-    /// The values as reals (integers converted exactly below 2^53). For
+    /// The values as reals (integers converted exactly below 2^53, bools as
+    /// 0 and 1). For
     /// APIs that take `f64`; prefer [`Values::encode`], which keeps every
     /// integer exact.
     pub fn to_f64(&self) -> Zeroizing<Vec<f64>> {
         Zeroizing::new(match self {
             Values::Int(v) => v.iter().map(|x| *x as f64).collect(),
             Values::Fixed(v) => v.clone(),
+            Values::Bool(v) => v.iter().map(|b| f64::from(u8::from(*b))).collect(),
         })
     }
 }
@@ -106,6 +120,7 @@ impl fmt::Debug for Values {
         let kind = match self {
             Values::Int(_) => "Int",
             Values::Fixed(_) => "Fixed",
+            Values::Bool(_) => "Bool",
         };
         write!(f, "Values::{kind}(<{} redacted values>)", self.len())
     }
@@ -116,6 +131,7 @@ impl Zeroize for Values {
         match self {
             Values::Int(v) => v.zeroize(),
             Values::Fixed(v) => v.zeroize(),
+            Values::Bool(v) => v.zeroize(),
         }
     }
 }
@@ -171,6 +187,10 @@ pub enum DataErrorKind {
     NotANumber,
     #[error("not a number (is this a CSV file? give the input a `column`)")]
     NotANumberMaybeCsv,
+    #[error("not a bool (write true or false, or 1 or 0)")]
+    NotABool,
+    #[error("not a bool (is this a CSV file? give the input a `column`)")]
+    NotABoolMaybeCsv,
     #[error("not a finite number")]
     NotFinite,
     #[error("not an integer")]
@@ -236,6 +256,7 @@ pub fn parse_values(
                 parser.push(field).map_err(|kind| {
                     let kind = match kind {
                         DataErrorKind::NotANumber if first && csv_like => DataErrorKind::NotANumberMaybeCsv,
+                        DataErrorKind::NotABool if first && csv_like => DataErrorKind::NotABoolMaybeCsv,
                         k => k,
                     };
                     err(Some(line), Some("value".into()), kind)
@@ -271,7 +292,10 @@ pub fn parse_values(
                 [i] => i,
                 // A first row of numbers is data, not a header: say so
                 // without echoing it.
-                [] if record.iter().any(|h| h.is_empty() || parse_real(unquote(h)).is_some()) => {
+                [] if record
+                    .iter()
+                    .any(|h| h.is_empty() || parse_real(unquote(h)).is_some() || parse_bool(unquote(h)).is_ok()) =>
+                {
                     let kind = DataErrorKind::HeaderLooksLikeData { column: column.clone() };
                     return Err(err(Some(header_line), None, kind));
                 }
@@ -368,8 +392,9 @@ fn unquote(field: &str) -> &str {
 impl Values {
     fn empty(elem: ElemType) -> Values {
         match elem {
-            ElemType::Int | ElemType::Bool => Values::Int(Vec::new()),
+            ElemType::Int => Values::Int(Vec::new()),
             ElemType::Fixed => Values::Fixed(Vec::new()),
+            ElemType::Bool => Values::Bool(Vec::new()),
         }
     }
 }
@@ -388,6 +413,7 @@ impl ValueParser {
         match &mut self.values {
             Values::Int(v) => v.push(parse_int(field)?),
             Values::Fixed(v) => v.push(parse_fixed(field, self.fp)?),
+            Values::Bool(v) => v.push(parse_bool(field)?),
         }
         debug_assert_eq!(self.values.elem(), self.elem);
         Ok(())
@@ -436,6 +462,19 @@ pub fn parse_fixed(field: &str, fp: FixedPoint) -> Result<f64, DataErrorKind> {
             Some(_) => Err(DataErrorKind::NotFinite),
             None => Err(DataErrorKind::NotANumber),
         },
+    }
+}
+
+/// A `bool` value: `true` or `false` in any case (what spreadsheets write),
+/// or `1` or `0`.
+pub fn parse_bool(field: &str) -> Result<bool, DataErrorKind> {
+    match field {
+        "" => Err(DataErrorKind::Empty),
+        "1" => Ok(true),
+        "0" => Ok(false),
+        f if f.eq_ignore_ascii_case("true") => Ok(true),
+        f if f.eq_ignore_ascii_case("false") => Ok(false),
+        _ => Err(DataErrorKind::NotABool),
     }
 }
 
@@ -505,7 +544,7 @@ mod tests {
         let values = parse_values("t", b"243.4\n-0.1\n", &DataFormat::Lines, ElemType::Fixed, 16, false).unwrap();
         let secret = values.encode(fp).unwrap();
         assert_eq!(secret.expose(), &[15951462, crate::ring::from_signed(-6554)]);
-        assert_eq!(values.to_json_numbers()[0].to_string(), "243.39999389648438");
+        assert_eq!(serde_json::to_string(&values.to_json()[0]).unwrap(), "243.39999389648438");
     }
 
     #[test]
@@ -535,5 +574,42 @@ mod tests {
         assert_eq!(shown, "Values::Fixed(<2 redacted values>)");
         let secret = Values::Int(vec![5, -6]).encode(FixedPoint::default()).unwrap();
         assert_eq!(secret.expose(), &[5, (-6i64) as u64]);
+    }
+
+    #[test]
+    fn bools() {
+        for (text, want) in [("true", true), ("FALSE", false), ("True", true), ("1", true), ("0", false)] {
+            assert_eq!(parse_bool(text).unwrap(), want, "{text}");
+        }
+        for text in ["yes", "t", "2", "-1", "1.0", "truee"] {
+            assert!(matches!(parse_bool(text), Err(DataErrorKind::NotABool)), "{text}");
+        }
+        assert!(matches!(parse_bool(""), Err(DataErrorKind::Empty)));
+        let lines = parse_values("f.txt", b"# flags\ntrue\n0\nFalse\n", &DataFormat::Lines, ElemType::Bool, 16, false);
+        let lines = lines.unwrap();
+        assert_eq!(lines, Values::Bool(vec![true, false, false]));
+        assert_eq!(lines.encode(FixedPoint::default()).unwrap().expose(), &[1, 0, 0]);
+        assert_eq!(serde_json::to_string(&lines.to_json()).unwrap(), "[true,false,false]");
+        assert_eq!(format!("{lines:?}"), "Values::Bool(<3 redacted values>)");
+    }
+
+    /// A bad bool names the file, the line and the column, never the value.
+    #[test]
+    fn bad_bools_are_located_and_not_echoed() {
+        let csv = DataFormat::Csv { column: "flag".into() };
+        let parse = |text: &str, format: &DataFormat, csv_like| {
+            parse_values("d.csv", text.as_bytes(), format, ElemType::Bool, 16, csv_like)
+        };
+        let e = parse("id,flag\n1,true\n2,maybe-secret\n", &csv, true).unwrap_err();
+        assert_eq!(e.to_string(), "d.csv:3: column \"flag\": not a bool (write true or false, or 1 or 0)");
+        let e = parse("true\nsecretish\n", &DataFormat::Lines, false).unwrap_err();
+        assert_eq!(e.to_string(), "d.csv:2: value: not a bool (write true or false, or 1 or 0)");
+        // A CSV file read as lines: the header is the first value.
+        let e = parse("flag\ntrue\n", &DataFormat::Lines, true).unwrap_err();
+        assert!(matches!(e.kind, DataErrorKind::NotABoolMaybeCsv), "{e}");
+        // A header-less CSV file of bools: not echoed as "the columns are".
+        let e = parse("TRUE,false\n", &csv, true).unwrap_err();
+        assert!(matches!(e.kind, DataErrorKind::HeaderLooksLikeData { .. }), "{e}");
+        assert!(!e.to_string().contains("TRUE"), "{e}");
     }
 }

@@ -239,7 +239,7 @@ pub fn init(options: &Options) -> Result<Telemetry, TelemetryError> {
 /// Whether log lines carry ANSI colour codes: only when stderr is a
 /// terminal (not a file, a pipe or a log collector) and `NO_COLOR` is unset
 /// (<https://no-color.org>).
-fn colours() -> bool {
+pub fn colours() -> bool {
     use std::io::IsTerminal;
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }

@@ -31,9 +31,10 @@ pub struct JobRequest {
     /// federation); this worker's party must be one of them.
     pub parties: Vec<String>,
     /// This party's inputs by input name. Integers for `int` inputs (kept
-    /// exact up to 2^62), reals for `fixed` ones. Secret.
+    /// exact up to 2^62), reals for `fixed` ones, `true`/`false` for `bool`
+    /// ones. Secret.
     #[serde(default)]
-    pub inputs: BTreeMap<String, Vec<serde_json::Number>>,
+    pub inputs: BTreeMap<String, Vec<InputValue>>,
     /// Time limits; the worker's defaults where absent.
     #[serde(default)]
     pub timeouts: JobTimeouts,
@@ -56,6 +57,41 @@ impl fmt::Debug for JobRequest {
             .field("timeouts", &self.timeouts)
             .field("preprocessing", &self.preprocessing)
             .finish()
+    }
+}
+
+/// One element of an input: a JSON number (`int` and `fixed` inputs) or a
+/// JSON boolean (`bool` inputs). The worker refuses an element of the wrong
+/// kind for its input's type, naming the input and the element's index.
+/// Secret: `Debug` does not show it.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum InputValue {
+    Number(serde_json::Number),
+    Bool(bool),
+}
+
+impl From<serde_json::Number> for InputValue {
+    fn from(n: serde_json::Number) -> InputValue {
+        InputValue::Number(n)
+    }
+}
+
+impl From<i64> for InputValue {
+    fn from(n: i64) -> InputValue {
+        InputValue::Number(n.into())
+    }
+}
+
+impl From<bool> for InputValue {
+    fn from(b: bool) -> InputValue {
+        InputValue::Bool(b)
+    }
+}
+
+impl fmt::Debug for InputValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("InputValue([redacted])")
     }
 }
 
@@ -135,34 +171,64 @@ pub struct Stats {
     pub batches: Vec<String>,
 }
 
-/// One output this party received: a number, or a list for vectors.
-/// `int` outputs are JSON integers, exact over the whole range; `fixed`
-/// outputs are the value of their grid point `k / 2^f` as the shortest
-/// decimal that reads back to it, exact whenever `|k| < 2^53` (every value
-/// below `2^(53-f)` in magnitude), the nearest double beyond.
+/// One output this party received: a number or a boolean, or a list of
+/// them for vectors. `int` outputs are JSON integers, exact over the whole
+/// range; `fixed` outputs are the value of their grid point `k / 2^f` as
+/// the shortest decimal that reads back to it, exact whenever `|k| < 2^53`
+/// (every value below `2^(53-f)` in magnitude), the nearest double beyond;
+/// `bool` outputs are JSON `true`/`false`. An empty vector reads back as
+/// `Vector([])` whatever its type.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum OutputValue {
     Scalar(serde_json::Number),
     Vector(Vec<serde_json::Number>),
+    Bool(bool),
+    Bools(Vec<bool>),
 }
 
 impl OutputValue {
-    /// The scalar's value as an `f64` (`None` for a vector).
+    /// The scalar's value as an `f64` (`None` for a vector or a bool).
     pub fn as_f64(&self) -> Option<f64> {
         match self {
             OutputValue::Scalar(x) => x.as_f64(),
-            OutputValue::Vector(_) => None,
+            _ => None,
         }
     }
 
-    /// The value's elements as `f64`s (one for a scalar).
+    /// The scalar bool's value (`None` for anything else).
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            OutputValue::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+
+    /// The value's elements as `f64`s (one for a scalar; a bool is 0 or 1).
     pub fn to_f64s(&self) -> Vec<f64> {
         let all = match self {
             OutputValue::Scalar(x) => std::slice::from_ref(x),
             OutputValue::Vector(v) => v.as_slice(),
+            OutputValue::Bool(b) => return vec![f64::from(u8::from(*b))],
+            OutputValue::Bools(v) => return v.iter().map(|b| f64::from(u8::from(*b))).collect(),
         };
         all.iter().filter_map(serde_json::Number::as_f64).collect()
+    }
+
+    /// The elements as JSON text, in order (one for a scalar): what
+    /// `cohort run` prints.
+    pub fn elements(&self) -> Vec<String> {
+        match self {
+            OutputValue::Scalar(x) => vec![x.to_string()],
+            OutputValue::Vector(v) => v.iter().map(ToString::to_string).collect(),
+            OutputValue::Bool(b) => vec![b.to_string()],
+            OutputValue::Bools(v) => v.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    /// Whether the value is a vector (otherwise one element).
+    pub fn is_vector(&self) -> bool {
+        matches!(self, OutputValue::Vector(_) | OutputValue::Bools(_))
     }
 }
 
@@ -171,6 +237,8 @@ impl fmt::Debug for OutputValue {
         match self {
             OutputValue::Scalar(_) => f.write_str("Scalar([redacted])"),
             OutputValue::Vector(v) => write!(f, "Vector([{} redacted])", v.len()),
+            OutputValue::Bool(_) => f.write_str("Bool([redacted])"),
+            OutputValue::Bools(v) => write!(f, "Bools([{} redacted])", v.len()),
         }
     }
 }

@@ -911,7 +911,7 @@ pub(crate) fn resolve_timeouts(
 fn check_scalar_inputs(
     circuit: &Circuit,
     me: usize,
-    given: &BTreeMap<String, Vec<serde_json::Number>>,
+    given: &BTreeMap<String, Vec<api::InputValue>>,
 ) -> Result<(), String> {
     use crate::program::ir::InputShape;
     for decl in circuit.inputs.iter().filter(|d| d.owners.includes(me) && d.shape == InputShape::Scalar) {
@@ -930,7 +930,7 @@ fn check_scalar_inputs(
 fn encode_inputs(
     circuit: &Circuit,
     me: usize,
-    given: &BTreeMap<String, Vec<serde_json::Number>>,
+    given: &BTreeMap<String, Vec<api::InputValue>>,
 ) -> Result<OwnInputs, String> {
     let fp = FixedPoint::new(circuit.frac_bits).ok_or("unsupported fixed-point precision")?;
     let mut own = OwnInputs::new();
@@ -948,8 +948,9 @@ fn encode_inputs(
         };
         let mut encoded = Vec::with_capacity(values.len());
         for (i, v) in values.iter().enumerate() {
-            let e = match decl.elem {
-                ElemType::Int => match v.as_i64() {
+            use api::InputValue::{Bool, Number};
+            let e = match (decl.elem, v) {
+                (ElemType::Int, Number(v)) => match v.as_i64() {
                     Some(x) => fixed::encode_int(x).map_err(|e| e.to_string()),
                     // Above 2^63 the number is a u64, above 2^64 an f64: an
                     // integer all the same, just out of range.
@@ -960,14 +961,18 @@ fn encode_inputs(
                     }
                     None => Err("not an integer".to_string()),
                 },
-                ElemType::Bool => match v.as_u64() {
-                    Some(b @ (0 | 1)) => Ok(b),
-                    _ => Err("not a bool (0 or 1)".to_string()),
-                },
-                ElemType::Fixed => match v.as_f64() {
+                (ElemType::Fixed, Number(v)) => match v.as_f64() {
                     Some(x) => fp.encode(x).map_err(|e| e.to_string()),
                     None => Err("not a number".to_string()),
                 },
+                (ElemType::Bool, Bool(b)) => Ok(u64::from(*b)),
+                // JSON has booleans: a number for a bool input is a mistake
+                // (and a boolean for a number one), not something to coerce.
+                (ElemType::Bool, Number(_)) => Err("not a bool (the input is a bool: give true or false)".to_string()),
+                (ElemType::Int | ElemType::Fixed, Bool(_)) => Err(format!(
+                    "a bool, but the input is {} (give a number)",
+                    if decl.elem == ElemType::Int { "an int" } else { "a fixed" }
+                )),
             };
             encoded.push(e.map_err(|reason| format!("input `{}`, element {i}: {reason}", decl.name))?);
         }
@@ -997,24 +1002,38 @@ fn stats_of(output: &JobOutput, elapsed: Duration) -> Stats {
     }
 }
 
-/// The outputs this party received, as JSON numbers: `int`s as exact
-/// integers, `fixed` values as their grid point (exact below 2^53 units;
-/// see [`api::OutputValue`]), never through a lossy `f64` for an `int`.
+/// The outputs this party received, as JSON: `int`s as exact integers,
+/// `fixed` values as their grid point (exact below 2^53 units; see
+/// [`api::OutputValue`]), never through a lossy `f64` for an `int`, and
+/// `bool`s as `true`/`false`.
 fn outputs_of(output: &JobOutput, frac_bits: u32) -> BTreeMap<String, api::OutputValue> {
     let fp = FixedPoint::new(frac_bits).unwrap_or_default();
     let mut out = BTreeMap::new();
     for o in &output.outputs {
         let Some(secret) = &o.value else { continue };
-        let number = |x: &u64| match o.elem {
-            ElemType::Int => serde_json::Number::from(fixed::decode_int(*x)),
-            ElemType::Bool => serde_json::Number::from(*x & 1),
-            // A decoded ring element is always finite.
-            ElemType::Fixed => serde_json::Number::from_f64(fp.decode(*x)).unwrap_or_else(|| 0.into()),
-        };
-        let mut values: Vec<serde_json::Number> = secret.expose().iter().map(number).collect();
-        let v = match (o.is_vector, values.len()) {
-            (false, 1) => api::OutputValue::Scalar(values.remove(0)),
-            _ => api::OutputValue::Vector(values),
+        let v = match o.elem {
+            ElemType::Bool => {
+                // A bool output holds the ring elements 0 and 1.
+                let mut bits: Vec<bool> = secret.expose().iter().map(|x| *x & 1 == 1).collect();
+                match (o.is_vector, bits.len()) {
+                    (false, 1) => api::OutputValue::Bool(bits.remove(0)),
+                    _ => api::OutputValue::Bools(bits),
+                }
+            }
+            ElemType::Int | ElemType::Fixed => {
+                let number = |x: &u64| match o.elem {
+                    ElemType::Fixed => {
+                        // A decoded ring element is always finite.
+                        serde_json::Number::from_f64(fp.decode(*x)).unwrap_or_else(|| 0.into())
+                    }
+                    _ => serde_json::Number::from(fixed::decode_int(*x)),
+                };
+                let mut values: Vec<serde_json::Number> = secret.expose().iter().map(number).collect();
+                match (o.is_vector, values.len()) {
+                    (false, 1) => api::OutputValue::Scalar(values.remove(0)),
+                    _ => api::OutputValue::Vector(values),
+                }
+            }
         };
         out.insert(o.name.clone(), v);
     }
@@ -1116,13 +1135,87 @@ mod tests {
         let circuit = compile("input x: int[] from a\noutput s = sum(x)", &parties).unwrap();
         let big: serde_json::Number = serde_json::from_str("123456789012345678901234567890").unwrap();
         for n in [big, serde_json::Number::from(u64::MAX), serde_json::Number::from(1u64 << 62)] {
-            let given = BTreeMap::from([("x".to_string(), vec![1.into(), n])]);
+            let given = BTreeMap::from([("x".to_string(), vec![1i64.into(), n.into()])]);
             let Err(err) = encode_inputs(&circuit, 0, &given) else { panic!("refused") };
             assert!(err.starts_with("input `x`, element 1: out of range"), "{err}");
         }
-        let given = BTreeMap::from([("x".to_string(), vec![serde_json::Number::from_f64(1.5).unwrap()])]);
+        let given = BTreeMap::from([("x".to_string(), vec![serde_json::Number::from_f64(1.5).unwrap().into()])]);
         let Err(err) = encode_inputs(&circuit, 0, &given) else { panic!("refused") };
         assert!(err.ends_with("not an integer"), "{err}");
+    }
+
+    /// Bool inputs take JSON booleans, and only them; number inputs refuse
+    /// booleans. Errors name the input and element, never the value.
+    #[test]
+    fn bool_inputs_are_json_booleans() {
+        use crate::program::ir::{InputDecl, InputShape, Owners, Span};
+        let parties = vec!["a".to_string(), "b".to_string()];
+        let mut circuit = compile("input x: int[] from a\noutput s = sum(x)", &parties).unwrap();
+        // Built by hand: the language's `bool` type may not be parsed yet.
+        let decl = |name: &str, elem| InputDecl {
+            name: name.into(),
+            elem,
+            shape: InputShape::Vector,
+            owners: Owners::Party(0),
+            span: Span::default(),
+        };
+        circuit.inputs.push(decl("flags", ElemType::Bool));
+        circuit.inputs.push(decl("f", ElemType::Fixed));
+        let request: JobRequest = serde_json::from_str(
+            r#"{"id": "0", "program": "", "parties": [],
+                "inputs": {"x": [7, -2], "flags": [true, false, true], "f": [1.5]}}"#,
+        )
+        .unwrap();
+        let own = encode_inputs(&circuit, 0, &request.inputs).expect("encodes");
+        assert!(format!("{own:?}").contains("OwnInputs"));
+        let refused = |name: &str, values: Vec<api::InputValue>| {
+            let mut given = request.inputs.clone();
+            given.insert(name.to_string(), values);
+            encode_inputs(&circuit, 0, &given).expect_err("refused")
+        };
+        let err = refused("flags", vec![true.into(), 1i64.into()]);
+        assert_eq!(err, "input `flags`, element 1: not a bool (the input is a bool: give true or false)");
+        let err = refused("x", vec![5i64.into(), 6i64.into(), false.into()]);
+        assert_eq!(err, "input `x`, element 2: a bool, but the input is an int (give a number)");
+        let err = refused("f", vec![true.into()]);
+        assert_eq!(err, "input `f`, element 0: a bool, but the input is a fixed (give a number)");
+        // Round trip: booleans serialize as JSON booleans.
+        let json = serde_json::to_string(&request.inputs["flags"]).unwrap();
+        assert_eq!(json, "[true,false,true]");
+        assert_eq!(format!("{:?}", request.inputs["flags"][0]), "InputValue([redacted])");
+    }
+
+    /// Bool outputs are JSON booleans (scalars and vectors); ints stay
+    /// exact integers and fixed values their grid point.
+    #[test]
+    fn bool_outputs_are_json_booleans() {
+        use crate::executor::OutputValue;
+        use crate::sharing::Secret;
+        let output = |name: &str, elem, is_vector, values: Vec<u64>| OutputValue {
+            name: name.into(),
+            elem,
+            is_vector,
+            value: Some(Secret::new(values)),
+        };
+        let job = JobOutput {
+            outputs: vec![
+                output("any", ElemType::Bool, false, vec![1]),
+                output("flags", ElemType::Bool, true, vec![0, 1, 1]),
+                output("none", ElemType::Bool, true, vec![]),
+                output("n", ElemType::Int, false, vec![(1 << 53) + 1]),
+                output("m", ElemType::Fixed, true, vec![3 << 15]),
+                OutputValue { name: "hidden".into(), elem: ElemType::Bool, is_vector: false, value: None },
+            ],
+            stats: Default::default(),
+        };
+        let outputs = outputs_of(&job, 16);
+        let json = serde_json::to_string(&outputs).unwrap();
+        assert_eq!(json, r#"{"any":true,"flags":[false,true,true],"m":[1.5],"n":9007199254740993,"none":[]}"#);
+        let back: BTreeMap<String, api::OutputValue> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back["any"].as_bool(), Some(true));
+        assert_eq!(back["flags"], outputs["flags"]);
+        assert_eq!(back["flags"].to_f64s(), [0.0, 1.0, 1.0]);
+        assert_eq!(format!("{:?}", back["flags"]), "Bools([3 redacted])");
     }
 
     #[test]
