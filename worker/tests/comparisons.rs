@@ -6,9 +6,11 @@
 mod common;
 
 use cohort_worker::executor::{InputLengths, Instance, JobOutput};
+use cohort_worker::preprocessing::Mode;
 use cohort_worker::program::ir::{
     Circuit, ElemType, InputDecl, InputShape, Node, Op, OutputDecl, Owners, Span, ValueId,
 };
+use cohort_worker::program::{compile, plain};
 use cohort_worker::ring::{from_signed, to_signed};
 use common::*;
 use std::sync::Arc;
@@ -314,4 +316,128 @@ async fn a_million_comparisons() {
             outs[0].stats.bytes_sent
         );
     }
+}
+
+/// Every construct of the comparison family, compiled from the language,
+/// under MPC against `program::plain` on the same inputs: exact equality
+/// (the program has no truncation), for edge and random values.
+async fn the_language_against_plain(parties: usize, mode: Mode) {
+    let last = format!("party-{}", parties - 1);
+    let source = format!(
+        "
+input x: int[] from party-0
+input y: int[] from {last}
+input f: fixed[] from party-0
+input g: fixed[] from {last}
+input t: int from {last}
+input flags: bool[] from party-0
+output lt = x < y
+output le = x <= y
+output gt = x > y
+output ge = x >= y
+output eq = x == y
+output ne = x != y
+output fl = f < g
+output mixed = x < f
+output sel = select(x < y, x, y)
+output ab = abs(x)
+output mn = min(x, y)
+output mx = max(x, y)
+output vmin = min(x)
+output vmax = max(y)
+output amin = argmin(x)
+output amax = argmax(y)
+output cl = clamp(x, -100, t)
+output cnt = count(x < t)
+output kept = select(flags, x, 0)
+output logic = (x < y and flags) or not (x == y) xor flags
+output counted = sum(x < y)
+output scalar = t > 3
+"
+    );
+    let names: Vec<String> = (0..parties).map(|i| format!("party-{i}")).collect();
+    let circuit = compile(&source, &names).expect("compiles");
+    let e = edges();
+    let n = e.len();
+    let x: Vec<i64> = e.clone();
+    let y: Vec<i64> = e.iter().rev().copied().collect();
+    // Fixed inputs as ring encodings, small enough to mix with ints.
+    let f: Vec<i64> = e.iter().map(|v| v % (1 << 40)).collect();
+    let g: Vec<i64> = e.iter().rev().map(|v| (v / 3) % (1 << 40)).collect();
+    let flags: Vec<u64> = (0..n).map(|i| (i % 3 == 0) as u64).collect();
+    let t = vec![from_signed(12345)];
+    let index = |name: &str| circuit.inputs.iter().position(|i| i.name == name).unwrap();
+    let mut plain_inputs = plain::PlainInputs::new();
+    let mut inputs: Vec<Vec<(&'static str, Vec<u64>)>> = vec![Vec::new(); parties];
+    for (name, owner, values) in [
+        ("x", 0, enc(&x)),
+        ("f", 0, enc(&f)),
+        ("flags", 0, flags.clone()),
+        ("y", parties - 1, enc(&y)),
+        ("g", parties - 1, enc(&g)),
+        ("t", parties - 1, t.clone()),
+    ] {
+        plain_inputs.insert(index(name), owner, values.clone());
+        inputs[owner].push((name, values));
+    }
+    let want = plain::evaluate(&circuit, &plain_inputs).expect("plain evaluates");
+    for out in run_mode(circuit.clone(), inputs, mode).await {
+        for (decl, want) in circuit.outputs.iter().zip(&want) {
+            assert_eq!(&raw(&out, &decl.name), want, "output `{}` ({parties} parties, {mode})", decl.name);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_language_against_plain_two_parties_dealer() {
+    the_language_against_plain(2, Mode::Dealer).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_language_against_plain_three_parties_dealer() {
+    the_language_against_plain(3, Mode::Dealer).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_language_against_plain_two_parties_ot() {
+    the_language_against_plain(2, Mode::Ot).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_language_against_plain_three_parties_ot() {
+    the_language_against_plain(3, Mode::Ot).await;
+}
+
+/// Run `circuit` with dealt material (`Mode::Dealer`) or with material the
+/// parties generate over the job's mesh (`Mode::Ot`).
+async fn run_mode(circuit: Circuit, inputs: Vec<Vec<(&'static str, Vec<u64>)>>, mode: Mode) -> Vec<JobOutput> {
+    if mode == Mode::Dealer {
+        return run(circuit, inputs).await;
+    }
+    use cohort_worker::executor::{ExecuteOptions, Quotients, execute};
+    use cohort_worker::preprocessing::ot::generate_for_plan;
+    let n = circuit.parties.len();
+    let circuit = Arc::new(circuit);
+    let inputs = Arc::new(inputs);
+    let consent = cohort_worker::local::consent_digest_for("comparisons", &circuit.parties, Mode::Ot);
+    let results = each_party(n, move |mesh| {
+        let (circuit, inputs) = (circuit.clone(), inputs.clone());
+        Box::pin(async move {
+            let me = mesh.self_index();
+            let mut own = cohort_worker::executor::OwnInputs::new();
+            for (name, values) in &inputs[me] {
+                own.insert_encoded(&circuit, name, cohort_worker::sharing::Secret::new(values.clone())).unwrap();
+            }
+            let mut options = ExecuteOptions::new(consent);
+            options.quotients = Quotients::of(Mode::Ot);
+            let job = mesh.job();
+            let m = &mesh;
+            let result =
+                execute(m, &circuit, &own, &options, |plan| async move { generate_for_plan(m, job, &plan).await })
+                    .await;
+            (result, mesh)
+        })
+    })
+    .await;
+    results.into_iter().map(|r| r.expect("job succeeds")).collect()
 }
