@@ -291,8 +291,9 @@ fn material_per_comparison() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement; run in release"]
 async fn a_million_comparisons() {
-    for parties in [2usize, 3] {
-        let n = 1_000_000;
+    for (mode, parties, n) in
+        [(Mode::Dealer, 2, 1_000_000), (Mode::Dealer, 3, 1_000_000), (Mode::Ot, 2, 100_000), (Mode::Ot, 3, 100_000)]
+    {
         let mut b = Builder::new(parties);
         let x = b.input("x", ElemType::Int, InputShape::Vector, 0);
         let y = b.input("y", ElemType::Int, InputShape::Vector, parties - 1);
@@ -304,14 +305,14 @@ async fn a_million_comparisons() {
         inputs[0].push(("x", enc(&xs)));
         inputs[parties - 1].push(("y", enc(&ys)));
         let start = std::time::Instant::now();
-        let outs = run(b.circuit, inputs).await;
+        let outs = run_mode(b.circuit, inputs, mode).await;
         let t = start.elapsed().as_secs_f64();
         for out in &outs {
             let want: Vec<u64> = (0..n).map(|i| u64::from(i < n / 2)).collect();
             assert_eq!(raw(out, "lt"), want);
         }
         eprintln!(
-            "{parties} parties: {n} comparisons in {t:.3} s = {:.0}/s, bytes sent {}",
+            "{mode}, {parties} parties: {n} comparisons in {t:.3} s = {:.0}/s, bytes sent by party 0: {}",
             n as f64 / t,
             outs[0].stats.bytes_sent
         );
