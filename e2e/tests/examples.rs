@@ -7,8 +7,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use cohort_e2e::{bin, expected_outputs, json_values, repo_root};
-use cohort_worker::program::interactive_depth;
+use cohort_e2e::{bin, expected_outputs, json_has_type, json_values, repo_root};
+use cohort_worker::executor::{InputLengths, Instance, Quotients};
+use cohort_worker::preprocessing::Mode;
 
 /// Run `cohort run --format json --preprocessing MODE FILE`; the parsed
 /// stdout.
@@ -42,7 +43,10 @@ fn check_example_with(dir: &str, recipients: &[(&str, &[&str])], mode: &str) {
     let expected = expected_outputs(&file);
     let outputs = report["outputs"].as_object().expect("outputs object");
     assert_eq!(outputs.len(), expected.len(), "{dir}: every output is reported");
+    let (run, inputs) = cohort_cli::runfile::RunFile::load(&file).expect("loads");
     for (name, want) in &expected {
+        let decl = run.circuit.outputs.iter().find(|o| &o.name == name).expect("declared");
+        assert!(json_has_type(&outputs[name], decl.elem), "{dir}: output {name} has its declared JSON type");
         let got = json_values(&outputs[name]);
         assert_eq!(got.len(), want.len(), "{dir}: output {name} length");
         for (g, w) in got.iter().zip(want) {
@@ -59,9 +63,24 @@ fn check_example_with(dir: &str, recipients: &[(&str, &[&str])], mode: &str) {
             .collect();
         assert_eq!(&got, parties, "{dir}: recipients of {output}");
     }
-    let (run, _) = cohort_cli::runfile::RunFile::load(&file).expect("loads");
+    // The planner's depth for these files' lengths, in this mode.
+    let circuit = &run.circuit;
+    let lengths = InputLengths(
+        circuit
+            .inputs
+            .iter()
+            .map(|decl| {
+                inputs
+                    .iter()
+                    .map(|party| party.inputs.iter().find(|i| i.name == decl.name).map(|i| i.values.len()))
+                    .collect()
+            })
+            .collect(),
+    );
+    let mode = if mode == "ot" { Mode::Ot } else { Mode::Dealer };
+    let depth = Instance::with_quotients(circuit, &lengths, Quotients::of(mode)).expect("plans").depth();
     let rounds = report["stats"]["rounds"].as_u64().expect("rounds");
-    assert_eq!(rounds, 3 + interactive_depth(&run.circuit) as u64, "{dir}: rounds = setup + inputs + layers + output");
+    assert_eq!(rounds, 3 + depth as u64, "{dir}: rounds = setup + inputs + layers + output");
     let per_party = report["stats"]["bytes_sent_per_party"].as_object().expect("bytes per party");
     assert_eq!(per_party.len(), run.parties.len());
     assert!(per_party.values().all(|b| b.as_u64().is_some_and(|b| b > 0)));
@@ -76,6 +95,19 @@ fn salary_statistics_three_parties() {
 #[test]
 fn private_dot_product_two_parties_only_the_publisher_learns_it() {
     check_example("private-dot", &[("score", &["publisher"])]);
+}
+
+#[test]
+fn fraud_flags_three_banks_compare_and_count() {
+    check_example("fraud-flags", &[("flagged_count", &["bank-a", "bank-b", "bank-c"]), ("flags", &["bank-a"])]);
+}
+
+#[test]
+fn sealed_auction_max_argmax_and_second_price() {
+    check_example(
+        "sealed-auction",
+        &[("highest", &["seller", "bidder-1", "bidder-2", "bidder-3", "bidder-4"]), ("winner", &["seller"])],
+    );
 }
 
 #[test]
