@@ -1216,3 +1216,44 @@ fn example_sealed_auction() {
     assert_eq!(decode_int(out[2][0]), 1, "the first of the two 7.5 bids");
     assert_eq!(fp.decode(out[3][0]), 7.5);
 }
+
+/// The longest chain of comparisons (`Less`/`Equal`) in a circuit: what
+/// the comparison rounds of `min`/`max` of several values scale with.
+fn comparison_depth(c: &Circuit) -> usize {
+    let mut depth = vec![0usize; c.nodes.len()];
+    for (i, n) in c.nodes.iter().enumerate() {
+        let below = n.op.operands().iter().map(|&a| depth[a]).max().unwrap_or(0);
+        depth[i] = below + usize::from(matches!(n.op, Op::Less(..) | Op::Equal(..)));
+    }
+    depth.into_iter().max().unwrap_or(0)
+}
+
+#[test]
+fn min_max_of_several_values_is_a_balanced_tree() {
+    for (k, want) in [(2, 1), (3, 2), (4, 2), (5, 3), (8, 3), (9, 4)] {
+        let args: Vec<String> = (0..k).map(|i| format!("x[bank-{}]", ["a", "b", "c", "d", "e"][i % 5])).collect();
+        // Distinct expressions, so that sharing does not shrink the tree.
+        let args: Vec<String> = args.iter().enumerate().map(|(i, a)| format!("{a} + {i}")).collect();
+        let src = format!("input x: int[] from each\noutput m = max({})", args.join(", "));
+        let c = compile(&src, &parties(5)).unwrap();
+        assert_eq!(comparison_depth(&c), want, "max of {k} values");
+        let n_less = c.nodes.iter().filter(|n| matches!(n.op, Op::Less(..))).count();
+        assert_eq!(n_less, k - 1, "max of {k} values: k - 1 comparisons");
+    }
+    // clamp compares x with both bounds in parallel, abs once.
+    let c = compile("input x: int[] from bank-a\ninput t: int from bank-b\noutput o = clamp(x, -t, t)", &parties(2))
+        .unwrap();
+    assert_eq!(comparison_depth(&c), 1);
+}
+
+#[test]
+fn constant_conditions_keep_shapes() {
+    let src = "input x: int[] from bank-a\noutput ones = select(true, 1, x)\noutput same = select(false, 1, x)\n\
+               output none = (x > 0) and false\noutput all = (x > 0) or true\noutput k = select(x > 0, 1, 2.5)";
+    let r = run(src, 2, &[("x", 0, Data::Int(vec![-1, 0, 4]))]);
+    assert_eq!(r.out("ones"), &[1.0, 1.0, 1.0]);
+    assert_eq!(r.out("same"), &[-1.0, 0.0, 4.0]);
+    assert_eq!(bools(r.out("none")), vec![false; 3]);
+    assert_eq!(bools(r.out("all")), vec![true; 3]);
+    assert_eq!((r.out("k"), r.output_elem("k")), (&[2.5, 2.5, 1.0][..], ElemType::Fixed));
+}
