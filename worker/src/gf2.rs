@@ -30,6 +30,82 @@ fn tail_mask(len: usize) -> u64 {
     }
 }
 
+/// 64 bits of `words` from bit `start` on (zeros past the end).
+fn window(words: &[u64], start: usize) -> u64 {
+    let (w, s) = (start / 64, start % 64);
+    let lo = words.get(w).copied().unwrap_or(0) >> s;
+    let hi = if s == 0 { 0 } else { words.get(w + 1).copied().unwrap_or(0) << (64 - s) };
+    lo | hi
+}
+
+/// Planes packed densely, one after another, each `len` bits long: how a
+/// layer's AND gates are opened, so that a short vector's plane costs its
+/// length in bit triples, not a whole word. Zeroized on drop (it holds
+/// shares).
+#[derive(Default)]
+pub struct Packed {
+    words: Vec<u64>,
+    /// Bits held.
+    len: usize,
+}
+
+impl Packed {
+    /// Room for `bits` bits.
+    pub fn with_capacity(bits: usize) -> Packed {
+        Packed { words: Vec::with_capacity(words_for(bits)), len: 0 }
+    }
+
+    /// Append every plane of `b`, in order.
+    pub fn push(&mut self, b: &Bits) {
+        for j in 0..b.width {
+            self.push_bits(b.plane(j), b.len);
+        }
+    }
+
+    /// Append the first `len` bits of `words` (bits past `len` are zero).
+    fn push_bits(&mut self, words: &[u64], len: usize) {
+        let s = self.len % 64;
+        if s == 0 {
+            self.words.extend_from_slice(&words[..words_for(len)]);
+        } else {
+            for (k, word) in words[..words_for(len)].iter().enumerate() {
+                *self.words.last_mut().expect("a partial word") |= word << s;
+                // The high part starts a new word only if bits remain for it.
+                if 64 * k + (64 - s) < len {
+                    self.words.push(word >> (64 - s));
+                }
+            }
+        }
+        self.len += len;
+        debug_assert_eq!(self.words.len(), words_for(self.len));
+    }
+
+    /// The packed words (`words_for(len)` of them).
+    pub fn words(&self) -> &[u64] {
+        &self.words
+    }
+
+    /// `width` planes of `len` bits each, read from `words` (packed as
+    /// [`Packed::push`] packs them) from bit `offset` on.
+    pub fn unpack(words: &[u64], offset: usize, width: usize, len: usize) -> Bits {
+        let wpp = words_for(len);
+        let mut out = Vec::with_capacity(width * wpp);
+        for j in 0..width {
+            let start = offset + j * len;
+            out.extend((0..wpp).map(|k| window(words, start + 64 * k)));
+        }
+        let mut b = Bits { width, len, words: out };
+        b.clear_tails();
+        b
+    }
+}
+
+impl Drop for Packed {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.words);
+    }
+}
+
 /// `width` bit-planes over `len` elements, stored plane after plane.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Bits {
@@ -202,11 +278,7 @@ impl Bits {
 
     /// 64 bits of plane `j` from element `start` on (zeros past `len`).
     fn window(&self, j: usize, start: usize) -> u64 {
-        let plane = self.plane(j);
-        let (w, s) = (start / 64, start % 64);
-        let lo = plane.get(w).copied().unwrap_or(0) >> s;
-        let hi = if s == 0 { 0 } else { plane.get(w + 1).copied().unwrap_or(0) << (64 - s) };
-        lo | hi
+        window(self.plane(j), start)
     }
 
     /// Elements `range` of every plane, as a bundle of their own.
@@ -326,6 +398,24 @@ mod tests {
             let repeated = Bits::decompose(&[scalar], 64).repeat(copies);
             prop_assert_eq!(repeated.compose(), vec![scalar; copies]);
             prop_assert_eq!(repeated.count_ones(), u64::from(scalar.count_ones()) * copies as u64);
+        }
+
+        #[test]
+        fn packing_then_unpacking_is_the_identity(
+            parts in prop::collection::vec((1usize..4, prop::collection::vec(any::<u64>(), 0..150)), 0..6),
+        ) {
+            let bundles: Vec<Bits> = parts.iter().map(|(w, v)| Bits::decompose(v, *w)).collect();
+            let mut packed = Packed::default();
+            for b in &bundles {
+                packed.push(b);
+            }
+            let total: usize = bundles.iter().map(|b| b.width() * b.len()).sum();
+            prop_assert_eq!(packed.words().len(), words_for(total));
+            let mut offset = 0;
+            for b in &bundles {
+                prop_assert_eq!(&Packed::unpack(packed.words(), offset, b.width(), b.len()), b);
+                offset += b.width() * b.len();
+            }
         }
 
         #[test]

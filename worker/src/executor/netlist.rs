@@ -221,7 +221,7 @@ impl Netlist {
     /// of [`circuits::compare::msb_of_difference`]. For a secret `x`: one
     /// round for the opening, then the circuit's AND levels.
     pub fn sign(&mut self, x: GateId, span: Span) -> GateId {
-        let (c, r) = self.to_binary(x, span);
+        let (c, r) = self.in_binary(x, span);
         let mut ops = Recorder { net: self, span };
         circuits::compare::msb_of_difference(&mut ops, &c, &r)
     }
@@ -229,7 +229,7 @@ impl Netlist {
     /// `[x == 0]` for a ring value: `x + r` opened equals `r` exactly when
     /// `x` is 0, an AND tree over the agreeing bits.
     pub fn is_zero(&mut self, x: GateId, span: Span) -> GateId {
-        let (c, r) = self.to_binary(x, span);
+        let (c, r) = self.in_binary(x, span);
         let mut ops = Recorder { net: self, span };
         circuits::compare::equal(&mut ops, &c, &r)
     }
@@ -237,7 +237,7 @@ impl Netlist {
     /// A ring value in binary as a pair of 64-plane bundles `(c, r)` with
     /// `x = c - r`: `c` public, `r` secret (the bits of an edaBit). A
     /// public `x` needs no edaBit: `(x, 0)`.
-    fn to_binary(&mut self, x: GateId, span: Span) -> (GateId, GateId) {
+    fn in_binary(&mut self, x: GateId, span: Span) -> (GateId, GateId) {
         let len = self.gates[x].len;
         let bits = Kind::Bits(64);
         if !self.gates[x].secret {

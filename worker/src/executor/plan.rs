@@ -83,7 +83,8 @@ pub struct Layer {
     /// was the layer before), in gate order. They consume the pairs for
     /// [`CORRECTION_DIVISOR`] after that group's own gates in `divs`.
     pub corrections: Vec<GateId>,
-    /// Secret-by-secret ANDs: bit triples, `width × words(len)` words each.
+    /// Secret-by-secret ANDs: `width × len` bit triples each, packed
+    /// densely over the layer.
     pub ands: Vec<GateId>,
     /// Masked openings: one edaBit per element.
     pub opens: Vec<GateId>,
@@ -207,7 +208,7 @@ fn schedule(netlist: &Netlist) -> (Vec<Layer>, MaterialPlan) {
                     (d.divisor, own + corrections)
                 })
                 .collect(),
-            bit_triple_words: layer.ands.iter().map(|id| and_words(&gates[*id])).sum(),
+            bit_triple_words: words_for(layer.ands.iter().map(|id| and_bits(&gates[*id])).sum()),
             edabits: layer.opens.iter().map(width).sum(),
             dabits: layer.injects.iter().map(width).sum(),
         });
@@ -215,11 +216,12 @@ fn schedule(netlist: &Netlist) -> (Vec<Layer>, MaterialPlan) {
     (layers, plan)
 }
 
-/// The bit-triple words an AND gate consumes: a word per plane per 64
-/// elements.
-pub fn and_words(gate: &Gate) -> usize {
+/// The bit triples an AND gate consumes: one per plane per element. A
+/// layer's ANDs are packed densely ([`crate::gf2::Packed`]), so a layer
+/// takes the words that hold all of its gates' triples.
+pub fn and_bits(gate: &Gate) -> usize {
     match gate.kind {
-        Kind::Bits(w) => w * words_for(gate.width()),
+        Kind::Bits(w) => w * gate.width(),
         Kind::Ring => 0,
     }
 }

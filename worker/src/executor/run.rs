@@ -3,7 +3,7 @@
 use super::netlist::{GateId, GateOp, Kind, PublicValue};
 use super::plan::{InputLengths, Instance, PlanError, Quotients};
 use crate::fixed::{self, EncodeError, FixedPoint};
-use crate::gf2::{Bits, words_for};
+use crate::gf2::{Bits, Packed, words_for};
 use crate::preprocessing::{MaterialPlan, MaterialSource, MaterialTag, PreprocessingError};
 use crate::prg::Seed;
 use crate::program::ir::{Circuit, ElemType, PartyIndex};
@@ -904,19 +904,21 @@ impl Job<'_> {
         ring::extend_le_bytes(&mut payload, &ring_tail);
         drop(ring_tail);
 
-        // Mask: the binary section.
+        // Mask: the binary section. The ANDs' operands are packed densely
+        // (plane after plane, gate after gate) against the layer's triples.
         let mut bit_words = Vec::with_capacity(2 * and_words + inject_words);
         for operand in [0, 1] {
-            let (mut offset, t) = (0, &material.bit_triples);
+            let t = &material.bit_triples;
             let mask = if operand == 0 { &t.a } else { &t.b };
+            let mut packed = Packed::with_capacity(64 * and_words);
             for &id in &layer.ands {
                 let GateOp::And(x, y) = gates[id].op else { unreachable!() };
-                let w = gates[id].width();
-                let words = and_words_of(&gates[id]);
-                let v = bits_at(if operand == 0 { x } else { y }, w);
-                boolean::mask_into(v.words(), &mask.words()[offset..offset + words], &mut bit_words);
-                offset += words;
+                packed.push(&bits_at(if operand == 0 { x } else { y }, gates[id].width()));
             }
+            let mut words = packed.words().to_vec();
+            words.resize(and_words, 0);
+            boolean::mask_into(&words, mask.words(), &mut bit_words);
+            zeroize::Zeroize::zeroize(&mut words);
         }
         for &id in &layer.injects {
             let GateOp::Inject(b, _) = gates[id].op else { unreachable!() };
@@ -1042,12 +1044,10 @@ impl Job<'_> {
         boolean::combine(d_bits, e_bits, bt.a.words(), bt.b.words(), &mut z, first);
         let mut offset = 0;
         for &id in &layer.ands {
-            let words = and_words_of(&gates[id]);
             let Kind::Bits(width) = gates[id].kind else { unreachable!("an AND of bundles") };
-            let out = Bits::from_words(width, gates[id].width(), z[offset..offset + words].to_vec())
-                .expect("the gate's words");
-            done.push((id, Value::SecretBits(out)));
-            offset += words;
+            let len = gates[id].width();
+            done.push((id, Value::SecretBits(Packed::unpack(&z, offset, width, len))));
+            offset += width * len;
         }
         zeroize::Zeroize::zeroize(&mut z);
 
@@ -1195,11 +1195,6 @@ fn bools_of(b: &Bits) -> Vec<u64> {
 fn bits_from_seed(seed: &Seed, len: usize) -> Bits {
     let words = crate::prg::Prg::new(seed).next_vec(words_for(len));
     Bits::from_words(1, len, words).expect("one plane of words")
-}
-
-/// The bit-triple words an AND gate consumes.
-fn and_words_of(gate: &super::netlist::Gate) -> usize {
-    super::plan::and_words(gate)
 }
 
 /// Check a layer's binary material against the plan: exactly the planned

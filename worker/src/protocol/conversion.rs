@@ -69,7 +69,7 @@ mod tests {
         #[test]
         fn injection_is_the_product_with_the_bit(
             b in any::<bool>(), s in any::<bool>(), x in any::<u64>(),
-            r in any::<[u64; 6]>(), t in any::<[bool; 2]>(),
+            r in any::<[u64; 6]>(),
         ) {
             let e = u64::from(b ^ s);
             // Additive shares of s and x, and of s·x.
@@ -77,17 +77,16 @@ mod tests {
             let x_sh = [r[2], r[3], x.wrapping_sub(r[2]).wrapping_sub(r[3])];
             let sx = u64::from(s).wrapping_mul(x);
             let sx_sh = [r[4], r[5], sx.wrapping_sub(r[4]).wrapping_sub(r[5])];
-            let _ = t;
             let mut total = 0u64;
-            for i in 0..3 {
-                let mut p = [sx_sh[i]];
-                inject_secret(&[e], &[x_sh[i]], &mut p);
+            for (x_i, sx_i) in x_sh.iter().zip(sx_sh) {
+                let mut p = [sx_i];
+                inject_secret(&[e], &[*x_i], &mut p);
                 total = total.wrapping_add(p[0]);
             }
             prop_assert_eq!(total, u64::from(b).wrapping_mul(x));
             let mut total = 0u64;
-            for i in 0..3 {
-                total = total.wrapping_add(inject_public(&[e], &[x], &[s_sh[i]], i == 0)[0]);
+            for (i, s_i) in s_sh.iter().enumerate() {
+                total = total.wrapping_add(inject_public(&[e], &[x], &[*s_i], i == 0)[0]);
             }
             prop_assert_eq!(total, u64::from(b).wrapping_mul(x));
         }
