@@ -4,15 +4,15 @@
 //! from being reused or mismatched.
 
 use cohort_worker::preprocessing::dealer::{
-    BatchId, BatchMaterial, DealerBatch, DealerSource, TrustedDealer, WIRE_HEADER_BYTES, spawn_local_dealer,
-    split_demand,
+    BatchId, BatchMaterial, DealerBatch, DealerSource, TrustedDealer, WIRE_HEADER_BYTES, WIRE_VERSION,
+    WIRE_VERSION_ARITHMETIC, spawn_local_dealer, split_demand,
 };
 use cohort_worker::preprocessing::{
     Demand, LayerMaterial, MaterialPlan, MaterialSource, MaterialTag, PreprocessingError,
 };
 
 mod common;
-use common::material::{LOW_63, sum};
+use common::material::{LOW_63, check_binary, sum};
 
 const DIVISORS: [u64; 5] = [1, 3, 1000, 1 << 16, 1 << 40];
 
@@ -63,6 +63,50 @@ fn check_batch_material(m: &[BatchMaterial], d: &Demand) {
     let t: Vec<_> = m.iter().map(|x| &x.triples).collect();
     let p: Vec<&[_]> = m.iter().map(|x| x.div_pairs.as_slice()).collect();
     check_material(&t, &p, d);
+    check_binary(
+        &m.iter().map(|x| &x.bit_triples).collect::<Vec<_>>(),
+        &m.iter().map(|x| &x.edabits).collect::<Vec<_>>(),
+        &m.iter().map(|x| &x.dabits).collect::<Vec<_>>(),
+        d,
+    );
+}
+
+/// [`demand`] with the binary kinds too.
+fn mixed(triples: usize, pairs: usize, words: usize, edabits: usize, dabits: usize) -> Demand {
+    Demand { bit_triple_words: words, edabits, dabits, ..demand(triples, pairs) }
+}
+
+/// Bit triples, edaBits and daBits reconstruct to their definitions for 2,
+/// 3 and 5 parties, alone, mixed with arithmetic kinds, at word and
+/// dealer-chunk boundaries (16,384 elements per chunk).
+#[test]
+fn dealt_binary_material_reconstructs_for_2_3_5_parties() {
+    for n in [2, 3, 5] {
+        for d in [
+            mixed(0, 0, 1, 0, 0),
+            mixed(0, 0, 0, 1, 0),
+            mixed(0, 0, 0, 0, 1),
+            mixed(3, 2, 5, 63, 65),
+            mixed(0, 0, 40, 64, 64),
+            mixed(1, 1, 16 * 1024 + 3, 16 * 1024 + 1, 16 * 1024 + 65),
+        ] {
+            let m = deal_and_expand(n, &d);
+            check_batch_material(&m, &d);
+        }
+    }
+}
+
+/// The seed compression of the binary kinds: the first parties' batches
+/// stay a seed; the last party's carries one word per 64 bit triples, per
+/// edaBit and per daBit.
+#[test]
+fn binary_kinds_compress_to_seeds_and_one_word_per_item() {
+    let d = mixed(0, 0, 10, 20, 30);
+    let batches = TrustedDealer::new(3).unwrap().deal(&d).unwrap();
+    let head = WIRE_HEADER_BYTES + 24 + 16;
+    assert_eq!(batches[0].to_bytes().len(), head);
+    assert_eq!(batches[1].to_bytes().len(), head);
+    assert_eq!(batches[2].to_bytes().len(), head + 8 * (10 + 20 + 30));
 }
 
 #[test]
@@ -176,6 +220,71 @@ fn wire_round_trip() {
     }
 }
 
+/// Batches with binary kinds travel as version 2, batches without as
+/// version 1, byte for byte as before the binary kinds (so old workers and
+/// dealers keep working for jobs without them); both round-trip.
+#[test]
+fn wire_round_trip_with_binary_kinds_and_versions() {
+    for n in [2, 3, 5] {
+        let d = mixed(7, 3, 9, 70, 130);
+        let mut dealer = TrustedDealer::new(n).unwrap();
+        let batches = dealer.deal(&d).unwrap();
+        let decoded: Vec<DealerBatch> =
+            batches.iter().map(|b| DealerBatch::from_bytes(&b.to_bytes()).unwrap()).collect();
+        for (b, x) in batches.iter().zip(&decoded) {
+            let bytes = b.to_bytes();
+            assert_eq!(bytes[4], WIRE_VERSION);
+            assert_eq!(bytes.to_vec(), x.to_bytes().to_vec());
+            assert_eq!(b.shape(), x.shape());
+        }
+        let m: Vec<BatchMaterial> = decoded.into_iter().enumerate().map(|(i, b)| b.expand(i, n, &d).unwrap()).collect();
+        check_batch_material(&m, &d);
+        let arithmetic = dealer.deal(&demand(4, 2)).unwrap();
+        assert!(arithmetic.iter().all(|b| b.to_bytes()[4] == WIRE_VERSION_ARITHMETIC));
+    }
+}
+
+/// Strict decoding of version 2: every truncation and extension, a
+/// version-2 header without binary kinds (version 1 encodes that), a
+/// version-1 header on a binary batch, counts beyond the batch bound, and
+/// corrections one word short are all refused.
+#[test]
+fn wire_refuses_malformed_binary_batches() {
+    let d = mixed(2, 1, 3, 4, 5);
+    let batches = TrustedDealer::new(3).unwrap().deal(&d).unwrap();
+    let malformed = |bytes: &[u8]| matches!(DealerBatch::from_bytes(bytes), Err(PreprocessingError::Malformed(_)));
+    for b in &batches {
+        let bytes = b.to_bytes();
+        for cut in 0..bytes.len() {
+            assert!(malformed(&bytes[..cut]), "cut at {cut}");
+        }
+        let mut longer = bytes.to_vec();
+        longer.extend_from_slice(&[0; 8]);
+        assert!(malformed(&longer));
+        let mut as_v1 = bytes.to_vec();
+        as_v1[4] = WIRE_VERSION_ARITHMETIC;
+        assert!(malformed(&as_v1));
+    }
+    // The binary counts sit after the one divisor group.
+    let counts = WIRE_HEADER_BYTES + 16;
+    let first = batches[0].to_bytes().to_vec();
+    let mut no_binary = first.clone();
+    no_binary[counts..counts + 24].fill(0);
+    assert!(malformed(&no_binary));
+    let mut huge = first.clone();
+    huge[counts + 8..counts + 16].copy_from_slice(&u64::MAX.to_le_bytes());
+    assert!(malformed(&huge));
+    let mut too_many = first.clone();
+    too_many[counts + 16..counts + 24].copy_from_slice(&(1u64 << 24).to_le_bytes());
+    assert!(malformed(&too_many));
+    // The arithmetic form refuses a version-2 header too.
+    let mut arithmetic = TrustedDealer::new(2).unwrap().deal(&demand(1, 0)).unwrap()[0].to_bytes().to_vec();
+    arithmetic[4] = WIRE_VERSION;
+    assert!(malformed(&arithmetic));
+    arithmetic[4] = 3;
+    assert!(malformed(&arithmetic));
+}
+
 #[test]
 fn wire_rejects_garbage_with_malformed() {
     let mut dealer = TrustedDealer::new(3).unwrap();
@@ -185,7 +294,7 @@ fn wire_rejects_garbage_with_malformed() {
     assert!(malformed(b"CHDB"));
     let good = batches[0].to_bytes().to_vec();
     let mut bad_version = good.clone();
-    bad_version[4] = 2;
+    bad_version[4] = 3;
     assert!(malformed(&bad_version));
     let mut party_out_of_range = good.clone();
     party_out_of_range[10..14].copy_from_slice(&3u32.to_le_bytes());
@@ -276,6 +385,39 @@ fn check_layer(m: &[LayerMaterial], d: &Demand) {
     let t: Vec<_> = m.iter().map(|x| &x.triples).collect();
     let p: Vec<&[_]> = m.iter().map(|x| x.div_pairs.as_slice()).collect();
     check_material(&t, &p, d);
+    check_binary(
+        &m.iter().map(|x| &x.bit_triples).collect::<Vec<_>>(),
+        &m.iter().map(|x| &x.edabits).collect::<Vec<_>>(),
+        &m.iter().map(|x| &x.dabits).collect::<Vec<_>>(),
+        d,
+    );
+}
+
+/// Layers with binary kinds assembled from many batches: a layer's bit
+/// triples, edaBits and daBits straddle batch boundaries (daBits at bit
+/// offsets that are not multiples of 64), and arithmetic-only layers keep
+/// empty binary fields.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_dealer_assembles_binary_layers_from_several_batches() {
+    for n in [2, 3, 5] {
+        let plan = MaterialPlan {
+            layers: vec![
+                mixed(10, 5, 300, 250, 333),
+                demand(4, 0),
+                mixed(0, 0, 0, 0, 77),
+                mixed(0, 0, 7, 0, 0),
+                Demand::default(),
+            ],
+        };
+        // 100 items per batch: layer 0 spans 10 batches.
+        let mut sources = spawn_local_dealer(plan.clone(), n, 100);
+        let layers = collect_layers(&mut sources, &plan).await;
+        for (m, d) in layers.iter().zip(&plan.layers) {
+            check_layer(m, d);
+        }
+        assert!(!layers[1][0].has_binary());
+        assert_eq!(sources[0].consumed_batches(), 10 + 1 + 1 + 1);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -470,4 +612,9 @@ fn split_demand_respects_the_batch_size() {
     assert_eq!(pieces[0], Demand { triples: 1000, div_pairs: vec![], ..Default::default() });
     assert_eq!(pieces[2], Demand { triples: 500, div_pairs: vec![(1, 500)], ..Default::default() });
     assert!(split_demand(&Demand::default(), 10).is_empty());
+    let pieces = split_demand(&mixed(1, 0, 3, 2, 5), 4);
+    assert_eq!(pieces.len(), 3);
+    assert_eq!(pieces[0], Demand { triples: 1, bit_triple_words: 3, ..Default::default() });
+    assert_eq!(pieces[1], Demand { edabits: 2, dabits: 2, ..Default::default() });
+    assert_eq!(pieces[2], Demand { dabits: 3, ..Default::default() });
 }

@@ -70,6 +70,7 @@ fn federation(n: usize) -> Fed {
 
 struct Running {
     addr: SocketAddr,
+    metrics: Arc<cohort_worker::preprocessing::dealer::metrics::DealerMetrics>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -90,11 +91,12 @@ async fn serve(fed: &Fed, config: DealerConfig) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let server = DealerServer::new(listener, fed.dealer.clone(), config).unwrap();
     let addr = server.local_addr().unwrap();
+    let metrics = server.metrics();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(server.run(async move {
         let _ = stopped.await;
     }));
-    Running { addr, stop: Some(stop), task }
+    Running { addr, metrics, stop: Some(stop), task }
 }
 
 fn config(fed: &Fed) -> DealerConfig {
@@ -795,5 +797,81 @@ async fn a_party_that_leaves_does_not_stop_the_others_streams() {
     let (la, lb) = (la.expect("party-0's material"), lb.expect("party-1's material"));
     assert_eq!(la.tag, lb.tag);
     assert_eq!(la.triples.a.len(), 1 << 20);
+    server.shutdown().await;
+}
+
+/// A plan with the binary kinds of comparisons (issue 16): bit triples,
+/// edaBits and daBits, mixed with arithmetic kinds and split across
+/// batches of 300 items, dealt over mTLS to 2, 3 and 5 parties at once;
+/// every layer reconstructs to its definitions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn binary_kinds_are_dealt_over_the_network() {
+    let fed = federation(5);
+    let server = serve(&fed, config(&fed)).await;
+    let endpoint = server.endpoint();
+    let plan = MaterialPlan {
+        layers: vec![
+            Demand { triples: 100, div_pairs: vec![(1 << 16, 50)], edabits: 500, dabits: 100, ..Default::default() },
+            Demand { bit_triple_words: 700, ..Default::default() },
+            Demand::default(),
+            Demand { triples: 3, bit_triple_words: 1, dabits: 301, ..Default::default() },
+        ],
+    };
+    let jobs = [vec![0, 1], vec![2, 0, 4], vec![0, 1, 2, 3, 4]];
+    let mut runs = Vec::new();
+    for parties in &jobs {
+        runs.push(draw_and_check(&fed, &endpoint, parties, &plan));
+    }
+    futures_join(runs).await;
+    let metrics = server.metrics.render();
+    // 10 parties over the three jobs, 1 + 700 words each.
+    assert!(metrics.contains(&format!("kind=\"bit_triple\"}} {}", 10 * 64 * 701)), "{metrics}");
+    assert!(metrics.contains(&format!("kind=\"edabit\"}} {}", 10 * 500)), "{metrics}");
+    server.shutdown().await;
+}
+
+/// Rolling upgrades: a party of a build before the binary kinds speaks
+/// protocol version 1 and reads only version-1 batches. This dealer still
+/// serves it a plan without binary kinds in version 1, byte for byte the
+/// old format (raw clients here play the old parties).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_old_party_speaking_version_1_still_draws_arithmetic_material() {
+    use cohort_worker::preprocessing::dealer::{DealerBatch, WIRE_VERSION_ARITHMETIC};
+    let fed = federation(2);
+    let server = serve(&fed, config(&fed)).await;
+    let job = JobId::random();
+    let plan = plan();
+    let old_party = |i: usize| {
+        let (fed, plan) = (&fed, &plan);
+        async move {
+            let name = &fed.names[i];
+            let mut s = raw_client(&fed.cas[i], name, server.addr).await;
+            s.write_all(&request(job, name, &fed.names, plan)).await.unwrap();
+            let mut preamble = [0u8; 5];
+            s.read_exact(&mut preamble).await.unwrap();
+            assert_eq!(&preamble, b"CHDR\x01", "answered in the version asked");
+            let mut batches = Vec::new();
+            loop {
+                let mut head = [0u8; 5];
+                s.read_exact(&mut head).await.unwrap();
+                let mut body = vec![0u8; u32::from_le_bytes(head[1..5].try_into().unwrap()) as usize];
+                s.read_exact(&mut body).await.unwrap();
+                match head[0] {
+                    1 => {}
+                    2 => {
+                        assert_eq!(body[4], WIRE_VERSION_ARITHMETIC, "an arithmetic batch in version 1");
+                        batches.push(DealerBatch::from_bytes(&body).expect("a valid batch"));
+                    }
+                    3 => break,
+                    other => panic!("frame kind {other}"),
+                }
+            }
+            batches
+        }
+    };
+    for batches in futures::future::join_all([old_party(0), old_party(1)]).await {
+        // 1000 + 650 + 7 + 301 items in batches of at most 100.
+        assert_eq!(batches.len(), 17 + 1 + 4);
+    }
     server.shutdown().await;
 }

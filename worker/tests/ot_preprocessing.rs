@@ -321,3 +321,109 @@ async fn a_peer_lost_during_generation_is_named_with_its_step() {
         }
     }
 }
+
+/// The binary kinds (issue 16): bit triples from random OTs, daBits and
+/// edaBits from shared random bits, generated through `generate_with` and
+/// cut into layers, reconstruct to their definitions for 2 and 3 parties —
+/// at word boundaries, mixed with arithmetic kinds, and with the bit
+/// triples spanning several pipeline chunks (4096 words each).
+async fn check_binary_generation(parties: usize, big_words: usize) {
+    use cohort_worker::preprocessing::{Demand, MaterialPlan};
+    let plan = MaterialPlan {
+        layers: vec![
+            Demand { triples: 5, bit_triple_words: 1, edabits: 1, dabits: 1, ..Default::default() },
+            Demand { bit_triple_words: big_words, edabits: 130, dabits: 63, ..Default::default() },
+            Demand { triples: 3, div_pairs: vec![(1 << 16, 4)], ..Default::default() },
+            Demand { edabits: 64, dabits: 2000, ..Default::default() },
+            Demand { bit_triple_words: 17, ..Default::default() },
+        ],
+    };
+    let p = plan.clone();
+    let layers = run_parties(parties, move |mut generator, mesh| {
+        let plan = p.clone();
+        Box::pin(async move {
+            let layers = generate_layers(&mut generator, &mesh, &plan).await;
+            (layers, mesh)
+        })
+    })
+    .await;
+    common::material::check_plan(&layers, &plan);
+    assert!(!layers[0][2].has_binary());
+    // No party holds the triples' c alone.
+    let c: Vec<u64> = layers[0][1].bit_triples.c.words().to_vec();
+    let total = common::material::xor(&layers.iter().map(|l| &l[1].bit_triples.c).collect::<Vec<_>>());
+    assert_ne!(c, total.words().to_vec());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_material_matches_its_definitions_for_two_parties() {
+    check_binary_generation(2, 2 * cohort_worker::preprocessing::ot::BIT_WORDS_PER_CHUNK + 5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_material_matches_its_definitions_for_three_parties() {
+    check_binary_generation(3, cohort_worker::preprocessing::ot::BIT_WORDS_PER_CHUNK + 1).await;
+}
+
+/// The generator's own calls, outside a plan: bit triples in one call and
+/// edaBits and daBits, for 2, 3 and 5 parties (5 exercises the corrections
+/// towards several peers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generator_calls_for_binary_kinds_match_their_definitions() {
+    use cohort_worker::preprocessing::{BitTripleShares, DaBitShares, Demand, EdaBitShares};
+    for parties in [2, 3, 5] {
+        let results: Vec<(BitTripleShares, EdaBitShares, DaBitShares)> = run_parties(parties, |mut generator, mesh| {
+            Box::pin(async move {
+                let t = generator.bit_triples(&mesh, 40).await.expect("bit triples");
+                let e = generator.edabits(&mesh, 70).await.expect("edaBits");
+                let d = generator.dabits(&mesh, 1001).await.expect("daBits");
+                ((t, e, d), mesh)
+            })
+        })
+        .await;
+        let demand = Demand { bit_triple_words: 40, edabits: 70, dabits: 1001, ..Default::default() };
+        common::material::check_binary(
+            &results.iter().map(|r| &r.0).collect::<Vec<_>>(),
+            &results.iter().map(|r| &r.1).collect::<Vec<_>>(),
+            &results.iter().map(|r| &r.2).collect::<Vec<_>>(),
+            &demand,
+        );
+    }
+}
+
+/// Binary kinds keep the number of exchanges independent of depth: a
+/// twelve-layer plan of comparisons-like layers takes exactly the message
+/// numbers of one layer with the same amounts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deep_plan_with_binary_kinds_takes_no_more_exchanges_than_a_shallow_one() {
+    use cohort_worker::preprocessing::{Demand, MaterialPlan};
+    let layer = Demand { triples: 2, bit_triple_words: 5, edabits: 3, dabits: 7, ..Default::default() };
+    let shallow = MaterialPlan {
+        layers: vec![Demand { triples: 24, bit_triple_words: 60, edabits: 36, dabits: 84, ..Default::default() }],
+    };
+    let deep = MaterialPlan { layers: vec![layer; 12] };
+    for parties in [2, 3] {
+        let mut used = Vec::new();
+        for plan in [shallow.clone(), deep.clone()] {
+            let p = plan.clone();
+            let results = run_parties(parties, move |mut generator, mesh| {
+                let plan = p.clone();
+                Box::pin(async move {
+                    let layers = generate_layers(&mut generator, &mesh, &plan).await;
+                    ((generator.messages_used(), layers), mesh)
+                })
+            })
+            .await;
+            let counts: Vec<u32> = results.iter().map(|r| r.0).collect();
+            assert!(counts.windows(2).all(|w| w[0] == w[1]), "parties disagree on the message count: {counts:?}");
+            let layers: Vec<_> = results.into_iter().map(|r| r.1).collect();
+            common::material::check_plan(&layers, &plan);
+            used.push(counts[0]);
+        }
+        assert_eq!(
+            used[0], used[1],
+            "{parties} parties: one layer took {} message numbers, twelve {}",
+            used[0], used[1]
+        );
+    }
+}

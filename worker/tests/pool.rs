@@ -298,3 +298,52 @@ async fn a_batch_lost_in_a_crashed_fill_is_discarded_everywhere_after_the_grace(
         assert_eq!(store.get(batch(2)).is_some(), party < 2, "party {party}: a young batch is left alone");
     }
 }
+
+/// A pool job whose plan has binary kinds (issue 16): the pool serves the
+/// stocked triples and power-of-two pairs, and the job generates its bit
+/// triples, edaBits and daBits over its
+/// own mesh in the same session; the merged layers reconstruct to every
+/// kind's definition, and a layer's binary material sits beside its stocked
+/// triples.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_job_with_binary_kinds_completes_its_material_in_the_job() {
+    use cohort_worker::preprocessing::ot::complete_pool_material;
+    use cohort_worker::preprocessing::pool::split_plan;
+    let stores = open_stores();
+    fill_all(
+        &stores,
+        vec![
+            FillRequest { kind: StoredKind::Triples, per_batch: 100, batches: 2, first_seq: 0 },
+            FillRequest { kind: StoredKind::DivPairs { divisor: DIVISOR }, per_batch: 50, batches: 1, first_seq: 2 },
+        ],
+    )
+    .await;
+    let plan = MaterialPlan {
+        layers: vec![
+            Demand { triples: 150, div_pairs: vec![(DIVISOR, 40)], bit_triple_words: 9, ..Default::default() },
+            Demand { edabits: 70, dabits: 130, ..Default::default() },
+            // No divisor generated in the job: only the binary kinds are.
+            Demand { triples: 20, bit_triple_words: 2, dabits: 1, ..Default::default() },
+        ],
+    };
+    let (stocked, generated) = split_plan(&plan);
+    assert!(generated.has_binary() && !stocked.has_binary());
+    let p = plan.clone();
+    let per_party = each_party(&stores, move |mesh, store| {
+        let plan = p.clone();
+        Box::pin(async move {
+            let (stocked, _) = split_plan(&plan);
+            let mut round = 0;
+            let material = match take(&mesh, &store, "local", &stocked, &mut round, false).await.expect("take") {
+                Taken::Ready(material, _) => material,
+                other => panic!("short: {other:?}"),
+            };
+            let mut material = complete_pool_material(&mesh, mesh.job(), &plan, material).await.expect("complete");
+            let layers = layers(&mut material, &plan).await;
+            (layers, mesh)
+        })
+    })
+    .await;
+    common::material::check_plan(&per_party, &plan);
+    assert!(per_party[0][0].has_binary() && per_party[0][0].triples.a.len() == 150);
+}

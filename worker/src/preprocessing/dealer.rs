@@ -83,16 +83,18 @@ mod source;
 mod wire;
 
 pub use source::{BatchReceiver, BatchSender, DealerSource, spawn_local_dealer};
-pub use wire::{WIRE_HEADER_BYTES, WIRE_VERSION};
+pub use wire::{WIRE_HEADER_BYTES, WIRE_VERSION, WIRE_VERSION_ARITHMETIC};
 
-use super::{Demand, DivPairShares, PreprocessingError, TripleShares};
+use super::{BitTripleShares, DaBitShares, Demand, DivPairShares, EdaBitShares, PreprocessingError, TripleShares};
+use crate::gf2::{Bits, words_for};
 use crate::prg::{Prg, SEED_BYTES, Seed};
 use crate::sharing::Share;
 use std::fmt;
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
-/// The largest number of items (triples plus division pairs) one batch may
-/// hold. Bounds the memory a batch (and its wire encoding) can claim; larger
+/// The largest number of items one batch may hold: triples, division
+/// pairs, bit-triple words (64 bit triples each), edaBits and daBits, each
+/// one item (each costs the last party at most 16 bytes of corrections). Bounds the memory a batch (and its wire encoding) can claim; larger
 /// demands are split with [`split_demand`].
 pub const MAX_BATCH_ITEMS: usize = 1 << 24;
 
@@ -112,6 +114,15 @@ struct Corrections {
     c: Share,
     /// `(msb_{n-1}, q_{n-1})` per divisor group, in shape order.
     div: Vec<(Share, Share)>,
+    /// The last party's XOR share of the bit triples' `c`, one word (64
+    /// triples) per bit-triple word.
+    bit_c: Zeroizing<Vec<u64>>,
+    /// The last party's XOR share of each edaBit's bits, one word per
+    /// edaBit (bit `k` of the word is bit `k` of `r`; the party transposes
+    /// them into planes).
+    eda_bits: Zeroizing<Vec<u64>>,
+    /// The last party's additive share of each daBit.
+    da_arith: Share,
 }
 
 /// One party's part of a batch of dealt material: a seed, and for the last
@@ -147,6 +158,9 @@ pub struct BatchMaterial {
     pub triples: TripleShares,
     /// In the order of the batch's [`Demand::div_pairs`].
     pub div_pairs: Vec<DivPairShares>,
+    pub bit_triples: BitTripleShares,
+    pub edabits: EdaBitShares,
+    pub dabits: DaBitShares,
 }
 
 impl DealerBatch {
@@ -196,8 +210,8 @@ impl DealerBatch {
         let id = self.id;
         let mut asm = Assembly::new(expected);
         self.expand_into(&mut asm);
-        let (triples, div_pairs) = asm.finish();
-        Ok(BatchMaterial { id, triples, div_pairs })
+        let Parts { triples, div_pairs, bit_triples, edabits, dabits } = asm.finish();
+        Ok(BatchMaterial { id, triples, div_pairs, bit_triples, edabits, dabits })
     }
 
     /// Append this batch's shares to `asm`. The caller has checked the
@@ -209,15 +223,31 @@ impl DealerBatch {
         append_prg(&mut asm.triples.a, &seeds[COMP_A], t);
         append_prg(&mut asm.triples.b, &seeds[COMP_B], t);
         let mut div_corr = match corrections {
-            Some(Corrections { c, div }) => {
+            Some(Corrections { c, div, bit_c, eda_bits, da_arith }) => {
                 append_share(&mut asm.triples.c, c);
+                append_words(&mut asm.bit_c, &bit_c);
+                append_words(&mut asm.eda_bits, &eda_bits);
+                append_share(&mut asm.da_arith, da_arith);
                 Some(div.into_iter())
             }
             None => {
                 append_prg(&mut asm.triples.c, &seeds[COMP_C], t);
+                let g = shape.div_pairs.len();
+                prg_words(&mut asm.bit_c, &seeds[comp_binary(g, BT_C)], shape.bit_triple_words);
+                prg_words(&mut asm.eda_bits, &seeds[comp_binary(g, EDA_BITS)], shape.edabits);
+                append_prg(&mut asm.da_arith, &seeds[comp_binary(g, DA_ARITH)], shape.dabits);
                 None
             }
         };
+        let g = shape.div_pairs.len();
+        prg_words(&mut asm.bit_a, &seeds[comp_binary(g, BT_A)], shape.bit_triple_words);
+        prg_words(&mut asm.bit_b, &seeds[comp_binary(g, BT_B)], shape.bit_triple_words);
+        append_prg(&mut asm.eda_r, &seeds[comp_binary(g, EDA_R)], shape.edabits);
+        if shape.dabits > 0 {
+            let mut words = Zeroizing::new(Prg::new(&seeds[comp_binary(g, DA_BITS)]).next_vec(words_for(shape.dabits)));
+            append_bits(&mut asm.da_bits, &mut asm.da_len, &words, shape.dabits);
+            words.zeroize();
+        }
         for (g, &(divisor, count)) in shape.div_pairs.iter().enumerate() {
             let slot = asm
                 .div_pairs
@@ -248,11 +278,34 @@ pub(crate) struct Assembly {
     /// Per divisor group: the target count and the shares so far.
     div_totals: Vec<usize>,
     div_pairs: Vec<DivPairShares>,
+    bit_words_total: usize,
+    bit_a: Zeroizing<Vec<u64>>,
+    bit_b: Zeroizing<Vec<u64>>,
+    bit_c: Zeroizing<Vec<u64>>,
+    eda_total: usize,
+    eda_r: Share,
+    /// One word per edaBit, bit `k` = this party's share of bit `k`.
+    eda_bits: Zeroizing<Vec<u64>>,
+    da_total: usize,
+    da_arith: Share,
+    /// Packed, `da_len` bits so far.
+    da_bits: Zeroizing<Vec<u64>>,
+    da_len: usize,
+}
+
+/// One party's shares of a whole demand, per kind.
+pub(crate) struct Parts {
+    pub(crate) triples: TripleShares,
+    pub(crate) div_pairs: Vec<DivPairShares>,
+    pub(crate) bit_triples: BitTripleShares,
+    pub(crate) edabits: EdaBitShares,
+    pub(crate) dabits: DaBitShares,
 }
 
 impl Assembly {
     pub(crate) fn new(demand: &Demand) -> Assembly {
         let cap = |n: usize| Share::new(Vec::with_capacity(n));
+        let words = |n: usize| Zeroizing::new(Vec::with_capacity(n));
         Assembly {
             triples_total: demand.triples,
             triples: TripleShares { a: cap(demand.triples), b: cap(demand.triples), c: cap(demand.triples) },
@@ -262,6 +315,17 @@ impl Assembly {
                 .iter()
                 .map(|&(divisor, n)| DivPairShares { divisor, r: cap(n), msb: cap(n), q: cap(n), g: cap(0) })
                 .collect(),
+            bit_words_total: demand.bit_triple_words,
+            bit_a: words(demand.bit_triple_words),
+            bit_b: words(demand.bit_triple_words),
+            bit_c: words(demand.bit_triple_words),
+            eda_total: demand.edabits,
+            eda_r: cap(demand.edabits),
+            eda_bits: words(demand.edabits),
+            da_total: demand.dabits,
+            da_arith: cap(demand.dabits),
+            da_bits: words(words_for(demand.dabits)),
+            da_len: 0,
         }
     }
 
@@ -284,16 +348,45 @@ impl Assembly {
                 )));
             }
         }
+        for (what, count, missing) in [
+            ("bit-triple words", shape.bit_triple_words, self.bit_words_total - self.bit_a.len()),
+            ("edaBits", shape.edabits, self.eda_total - self.eda_r.len()),
+            ("daBits", shape.dabits, self.da_total - self.da_arith.len()),
+        ] {
+            if count > missing {
+                return Err(mismatch(format!("{count} {what}, only {missing} still needed")));
+            }
+        }
         Ok(())
     }
 
     pub(crate) fn is_complete(&self) -> bool {
         self.triples.a.len() == self.triples_total
             && self.div_pairs.iter().zip(&self.div_totals).all(|(p, &n)| p.r.len() == n)
+            && self.bit_a.len() == self.bit_words_total
+            && self.eda_r.len() == self.eda_total
+            && self.da_arith.len() == self.da_total
     }
 
-    pub(crate) fn finish(self) -> (TripleShares, Vec<DivPairShares>) {
-        (self.triples, self.div_pairs)
+    pub(crate) fn finish(mut self) -> Parts {
+        let plane = |words: &mut Zeroizing<Vec<u64>>, len: usize| {
+            if len == 0 {
+                return Bits::default();
+            }
+            Bits::from_words(1, len, std::mem::take(&mut **words)).expect("assembled whole words")
+        };
+        let bit_len = 64 * self.bit_a.len();
+        let bit_triples = BitTripleShares {
+            a: plane(&mut self.bit_a, bit_len),
+            b: plane(&mut self.bit_b, bit_len),
+            c: plane(&mut self.bit_c, bit_len),
+        };
+        let edabits = EdaBitShares {
+            r: self.eda_r,
+            bits: if self.eda_bits.is_empty() { Bits::default() } else { Bits::decompose(&self.eda_bits, 64) },
+        };
+        let dabits = DaBitShares { arith: self.da_arith, bits: plane(&mut self.da_bits, self.da_len) };
+        Parts { triples: self.triples, div_pairs: self.div_pairs, bit_triples, edabits, dabits }
     }
 }
 
@@ -334,6 +427,42 @@ fn append_share(dst: &mut Share, src: Share) {
     }
 }
 
+/// Append `words` to `dst` (whose capacity was sized for the demand).
+fn append_words(dst: &mut Zeroizing<Vec<u64>>, words: &[u64]) {
+    reserve_zeroizing(dst, words.len());
+    dst.extend_from_slice(words);
+}
+
+/// Append `count` words of `PRG(seed)` to `dst`.
+fn prg_words(dst: &mut Zeroizing<Vec<u64>>, seed: &Seed, count: usize) {
+    if count == 0 {
+        return;
+    }
+    reserve_zeroizing(dst, count);
+    Prg::new(seed).append(dst, count);
+}
+
+/// Append the first `count` bits of `src` (packed, bit `j` of the bundle
+/// at bit `j % 64` of word `j / 64`) to the `len` packed bits of `dst`.
+fn append_bits(dst: &mut Zeroizing<Vec<u64>>, len: &mut usize, src: &[u64], count: usize) {
+    let more = words_for(*len + count) - dst.len();
+    reserve_zeroizing(dst, more);
+    for (i, &word) in src.iter().enumerate().take(words_for(count)) {
+        let bits = 64.min(count - 64 * i);
+        let word = if bits == 64 { word } else { word & ((1u64 << bits) - 1) };
+        let offset = *len % 64;
+        if offset == 0 {
+            dst.push(word);
+        } else {
+            *dst.last_mut().expect("a partial word") |= word << offset;
+            if offset + bits > 64 {
+                dst.push(word >> (64 - offset));
+            }
+        }
+        *len += bits;
+    }
+}
+
 const COMP_A: usize = 0;
 const COMP_B: usize = 1;
 const COMP_C: usize = 2;
@@ -347,10 +476,26 @@ fn comp_q(g: usize) -> usize {
     5 + 3 * g
 }
 
+/// The binary components, after the divisor groups (offsets from
+/// `3 + 3G`).
+const BT_A: usize = 0;
+const BT_B: usize = 1;
+const BT_C: usize = 2;
+const EDA_R: usize = 3;
+const EDA_BITS: usize = 4;
+const DA_BITS: usize = 5;
+const DA_ARITH: usize = 6;
+const BINARY_COMPONENTS: usize = 7;
+fn comp_binary(groups: usize, which: usize) -> usize {
+    3 + 3 * groups + which
+}
+
 /// The component seeds of a batch seed with `groups` divisor groups, in the
-/// documented order: consecutive 16-byte blocks of `PRG(seed)`.
+/// documented order: consecutive 16-byte blocks of `PRG(seed)`. The binary
+/// components follow the arithmetic ones, so a batch without binary kinds
+/// expands exactly as it did before they existed.
 fn component_seeds(seed: &Seed, groups: usize) -> Vec<Seed> {
-    let count = 3 + 3 * groups;
+    let count = 3 + 3 * groups + BINARY_COMPONENTS;
     let words = SEED_BYTES / 8;
     let mut raw = Prg::new(seed).next_vec(words * count);
     let seeds = raw
@@ -390,24 +535,47 @@ pub(crate) fn validate_demand(demand: &Demand) -> Result<usize, PreprocessingErr
         prev = divisor;
         total = total.checked_add(count).ok_or_else(|| bad("item count overflows".into()))?;
     }
+    for count in [demand.bit_triple_words, demand.edabits, demand.dabits] {
+        total = total.checked_add(count).ok_or_else(|| bad("item count overflows".into()))?;
+    }
     Ok(total)
 }
 
+/// One kind of item, for [`split_demand`].
+#[derive(Clone, Copy)]
+enum Item {
+    Triple,
+    Pair(u64),
+    BitWord,
+    EdaBit,
+    DaBit,
+}
+
 /// Split `demand` into consecutive demands of at most `max_items` items each
-/// (triples first, then the divisor groups in order); `max_items` of 0
-/// counts as 1. An empty demand splits into no pieces.
+/// (triples first, then the divisor groups in order, then bit-triple words,
+/// edaBits and daBits; see [`MAX_BATCH_ITEMS`] for what an item is);
+/// `max_items` of 0 counts as 1. An empty demand splits into no pieces.
 pub fn split_demand(demand: &Demand, max_items: usize) -> Vec<Demand> {
     let max = max_items.max(1);
     let mut out = Vec::new();
     let mut cur = Demand::default();
     let mut room = max;
-    let kinds = std::iter::once((None, demand.triples)).chain(demand.div_pairs.iter().map(|&(d, n)| (Some(d), n)));
+    let kinds = std::iter::once((Item::Triple, demand.triples))
+        .chain(demand.div_pairs.iter().map(|&(d, n)| (Item::Pair(d), n)))
+        .chain([
+            (Item::BitWord, demand.bit_triple_words),
+            (Item::EdaBit, demand.edabits),
+            (Item::DaBit, demand.dabits),
+        ]);
     for (kind, mut n) in kinds {
         while n > 0 {
             let take = n.min(room);
             match kind {
-                None => cur.triples += take,
-                Some(d) => cur.div_pairs.push((d, take)),
+                Item::Triple => cur.triples += take,
+                Item::Pair(d) => cur.div_pairs.push((d, take)),
+                Item::BitWord => cur.bit_triple_words += take,
+                Item::EdaBit => cur.edabits += take,
+                Item::DaBit => cur.dabits += take,
             }
             n -= take;
             room -= take;
@@ -557,6 +725,10 @@ impl TrustedDealer {
         let prgs = |k: usize, upto: usize| -> Vec<Prg> { comps[..upto].iter().map(|c| Prg::new(&c[k])).collect() };
 
         let c = self.deal_triples(demand.triples, prgs(COMP_A, n), prgs(COMP_B, n), prgs(COMP_C, n - 1));
+        let bin = |which: usize, upto: usize| prgs(comp_binary(groups, which), upto);
+        let bit_c = self.deal_bit_triples(demand.bit_triple_words, bin(BT_A, n), bin(BT_B, n), bin(BT_C, n - 1));
+        let eda_bits = self.deal_edabits(demand.edabits, bin(EDA_R, n), bin(EDA_BITS, n - 1));
+        let da_arith = self.deal_dabits(demand.dabits, bin(DA_BITS, n), bin(DA_ARITH, n - 1));
         let div = demand
             .div_pairs
             .iter()
@@ -571,7 +743,7 @@ impl TrustedDealer {
         self.scratch_b[..used].zeroize();
         self.scratch_t[..used].zeroize();
 
-        let mut corrections = Some(Corrections { c: Share::new(c), div });
+        let mut corrections = Some(Corrections { c: Share::new(c), div, bit_c, eda_bits, da_arith });
         Ok(seeds
             .into_iter()
             .enumerate()
@@ -604,6 +776,73 @@ impl TrustedDealer {
             }
         }
         out
+    }
+
+    /// The last party's `c` words for `words` words of bit triples:
+    /// `a = XOR_i a_i`, `b = XOR_i b_i`, `c_{n-1} = (a AND b) XOR
+    /// XOR_{i<n-1} c_i`, 64 triples per word.
+    fn deal_bit_triples(
+        &mut self,
+        words: usize,
+        mut pa: Vec<Prg>,
+        mut pb: Vec<Prg>,
+        mut pc: Vec<Prg>,
+    ) -> Zeroizing<Vec<u64>> {
+        let mut out = Zeroizing::new(vec![0u64; words]);
+        for chunk in out.chunks_mut(DEALER_CHUNK) {
+            let k = chunk.len();
+            let (a, b, t) = (&mut self.scratch_a[..k], &mut self.scratch_b[..k], &mut self.scratch_t[..k]);
+            xor_streams(&mut pa, a, t);
+            xor_streams(&mut pb, b, t);
+            for ((o, x), y) in chunk.iter_mut().zip(a.iter()).zip(b.iter()) {
+                *o = x & y;
+            }
+            for p in &mut pc {
+                p.fill(t);
+                chunk.iter_mut().zip(t.iter()).for_each(|(o, t)| *o ^= t);
+            }
+        }
+        out
+    }
+
+    /// The last party's bit words for `count` edaBits: `r = sum_i r_i`,
+    /// `bits_{n-1} = r XOR XOR_{i<n-1} bits_i` (one word per edaBit,
+    /// element-wise: bit `k` of the word is bit `k` of `r`).
+    fn deal_edabits(&mut self, count: usize, mut pr: Vec<Prg>, mut pbits: Vec<Prg>) -> Zeroizing<Vec<u64>> {
+        let mut out = Zeroizing::new(vec![0u64; count]);
+        for chunk in out.chunks_mut(DEALER_CHUNK) {
+            let k = chunk.len();
+            let t = &mut self.scratch_t[..k];
+            sum_streams(&mut pr, chunk, t);
+            for p in &mut pbits {
+                p.fill(t);
+                chunk.iter_mut().zip(t.iter()).for_each(|(o, t)| *o ^= t);
+            }
+        }
+        out
+    }
+
+    /// The last party's additive shares of `count` daBits: `b = XOR_i
+    /// bits_i` (every party's bits from its seed, packed), `arith_{n-1} = b
+    /// - sum_{i<n-1} arith_i`.
+    fn deal_dabits(&mut self, count: usize, mut pbits: Vec<Prg>, mut parith: Vec<Prg>) -> Share {
+        let mut out = vec![0u64; count];
+        for chunk in out.chunks_mut(DEALER_CHUNK) {
+            let k = chunk.len();
+            let w = words_for(k);
+            let (b, t) = (&mut self.scratch_b[..w], &mut self.scratch_t[..w]);
+            // DEALER_CHUNK is a multiple of 64: every chunk starts a word.
+            xor_streams(&mut pbits, b, t);
+            for (j, o) in chunk.iter_mut().enumerate() {
+                *o = b[j / 64] >> (j % 64) & 1;
+            }
+            let t = &mut self.scratch_t[..k];
+            for p in &mut parith {
+                p.fill(t);
+                crate::ring::sub_assign(chunk, t);
+            }
+        }
+        Share::new(out)
     }
 
     /// `(msb_{n-1}, q_{n-1})` for `count` division pairs with divisor `d`.
@@ -647,6 +886,17 @@ fn sum_streams(prgs: &mut [Prg], acc: &mut [u64], tmp: &mut [u64]) {
     for p in rest {
         p.fill(tmp);
         crate::ring::add_assign(acc, tmp);
+    }
+}
+
+/// `acc = XOR of the next acc.len() words of every stream` (`tmp` is
+/// scratch of the same length).
+fn xor_streams(prgs: &mut [Prg], acc: &mut [u64], tmp: &mut [u64]) {
+    let (first, rest) = prgs.split_first_mut().expect("at least two parties");
+    first.fill(acc);
+    for p in rest {
+        p.fill(tmp);
+        acc.iter_mut().zip(tmp.iter()).for_each(|(a, t)| *a ^= t);
     }
 }
 
@@ -734,12 +984,39 @@ mod tests {
     fn component_seeds_follow_the_documented_order() {
         let seed = Seed::from_bytes([9; 16]);
         let comps = component_seeds(&seed, 2);
-        assert_eq!(comps.len(), 9);
-        let raw = Prg::new(&seed).next_vec(18);
+        assert_eq!(comps.len(), 9 + BINARY_COMPONENTS);
+        let raw = Prg::new(&seed).next_vec(2 * comps.len());
         let mut expect = [0u8; 16];
         expect[..8].copy_from_slice(&raw[2 * comp_q(1)].to_le_bytes());
         expect[8..].copy_from_slice(&raw[2 * comp_q(1) + 1].to_le_bytes());
         assert_eq!(comps[comp_q(1)].as_bytes(), &expect);
+        // The binary components follow the groups: the arithmetic ones
+        // are where batches without binary kinds always found them.
+        expect[..8].copy_from_slice(&raw[2 * comp_binary(2, DA_ARITH)].to_le_bytes());
+        expect[8..].copy_from_slice(&raw[2 * comp_binary(2, DA_ARITH) + 1].to_le_bytes());
+        assert_eq!(comps[comp_binary(2, DA_ARITH)].as_bytes(), &expect);
+        assert_eq!(comp_binary(2, BT_A), comp_q(1) + 1);
+    }
+
+    #[test]
+    fn appended_bits_concatenate_at_any_offset() {
+        let mut dst = Zeroizing::new(Vec::with_capacity(4));
+        let mut len = 0;
+        let src = [u64::MAX, 0x5555_5555_5555_5555];
+        append_bits(&mut dst, &mut len, &src, 3);
+        append_bits(&mut dst, &mut len, &src[1..], 64);
+        append_bits(&mut dst, &mut len, &src, 100);
+        assert_eq!(len, 167);
+        let bits = Bits::from_words(1, len, dst.to_vec()).unwrap();
+        for i in 0..len {
+            let want = match i {
+                0..3 => true,
+                3..67 => (i - 3) % 2 == 0,
+                67..131 => true,
+                _ => (i - 131) % 2 == 0,
+            };
+            assert_eq!(bits.get(0, i), want, "bit {i}");
+        }
     }
 
     #[test]

@@ -3,9 +3,7 @@
 //! principal, asks for this party's stream of one job, and returns a
 //! [`DealerSource`] fed by a reader task. Protocol: see [`super::service`].
 
-use super::service::{
-    FRAME_HEADER, FailureCode, MAX_REASON_BYTES, PROTOCOL_VERSION, RESPONSE_MAGIC, Reader, Request, kind,
-};
+use super::service::{FRAME_HEADER, FailureCode, MAX_REASON_BYTES, RESPONSE_MAGIC, Reader, Request, kind};
 use super::{DealerBatch, DealerSource, MAX_BATCH_ITEMS, MAX_DIVISOR_GROUPS, WIRE_HEADER_BYTES};
 use crate::preprocessing::{MaterialPlan, PreprocessingError};
 use crate::prg::SEED_BYTES;
@@ -62,9 +60,10 @@ impl Default for DrawOptions {
 }
 
 /// The largest batch frame for batches of at most `items` items and at most
-/// `groups` divisor groups (the last party's batch, with corrections).
+/// `groups` divisor groups (the last party's batch, with corrections, and
+/// the 24 bytes of binary counts of a version-2 batch).
 pub fn max_batch_frame(items: usize, groups: usize) -> usize {
-    WIRE_HEADER_BYTES + 16 * groups.min(MAX_DIVISOR_GROUPS) + SEED_BYTES + 16 * items.min(MAX_BATCH_ITEMS)
+    WIRE_HEADER_BYTES + 16 * groups.min(MAX_DIVISOR_GROUPS) + 24 + SEED_BYTES + 16 * items.min(MAX_BATCH_ITEMS)
 }
 
 /// Names this party's failures: the dealer, the job and the party.
@@ -129,9 +128,11 @@ pub async fn draw(
         return Err(PreprocessingError::Mismatch(cx.msg("this party is not in the job's party list")));
     };
     let max_batch_items = options.max_batch_items.clamp(1, MAX_BATCH_ITEMS);
-    let request = Request { job, party, parties: parties.to_vec(), max_batch_items, plan: plan.clone() }
-        .encode()
-        .map_err(|e| PreprocessingError::Mismatch(cx.msg(format!("invalid request: {e}"))))?;
+    let request = Request { job, party, parties: parties.to_vec(), max_batch_items, plan: plan.clone() };
+    // The dealer answers in the version it was asked in.
+    let version = request.version();
+    let request =
+        request.encode().map_err(|e| PreprocessingError::Mismatch(cx.msg(format!("invalid request: {e}"))))?;
     let max_groups = plan.layers.iter().map(|l| l.div_pairs.len()).max().unwrap_or(0);
     let max_frame = max_batch_frame(max_batch_items, max_groups);
 
@@ -149,10 +150,14 @@ pub async fn draw(
         if preamble[..4] != RESPONSE_MAGIC {
             return Err(cx.malformed("the dealer's response has a bad magic"));
         }
-        if preamble[4] != PROTOCOL_VERSION {
-            return Err(cx.malformed(format!("the dealer speaks protocol version {}", preamble[4])));
+        // An older dealer refuses a newer request in its own version: its
+        // FAILURE frame (same layout in every version) carries the reason.
+        let answered = preamble[4];
+        let frame = read_frame(&mut stream, max_frame, &cx).await?;
+        if answered != version && !matches!(frame, Incoming::Failure(..)) {
+            return Err(cx.malformed(format!("the dealer answered in protocol version {answered}, asked in {version}")));
         }
-        read_frame(&mut stream, max_frame, &cx).await
+        Ok(frame)
     })
     .await;
     let (batches, batch_items) = match first {

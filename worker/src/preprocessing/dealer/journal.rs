@@ -177,6 +177,14 @@ pub fn plan_digest(parties: &[String], plan: &crate::preprocessing::MaterialPlan
             ctx.update(&d.to_le_bytes());
             ctx.update(&(n as u64).to_le_bytes());
         }
+        // Only layers with binary kinds hash them, so the digests of plans
+        // without them are those journals already hold.
+        if layer.has_binary() {
+            ctx.update(b"binary");
+            for n in [layer.bit_triple_words, layer.edabits, layer.dabits] {
+                ctx.update(&(n as u64).to_le_bytes());
+            }
+        }
     }
     let mut out = [0u8; 32];
     out.copy_from_slice(ctx.finish().as_ref());

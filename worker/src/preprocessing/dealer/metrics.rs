@@ -55,7 +55,7 @@ where
 /// dealing).
 pub const OUTCOMES: [&str; 2] = ["dealt", "failed"];
 /// Kinds of `material_dealt_total`.
-pub const KINDS: [&str; 2] = ["triple", "div_pair"];
+pub const KINDS: [&str; 5] = ["triple", "div_pair", "bit_triple", "edabit", "dabit"];
 /// Stages of `refusals_total`: a client certificate refused at the TLS
 /// handshake, or a request refused (malformed, unknown party, reused job
 /// id, limits).
@@ -84,7 +84,7 @@ impl DealerMetrics {
         let material = family(
             &mut registry,
             "material_dealt",
-            "Items of correlated randomness dealt, summed over parties (triple, div_pair)",
+            "Items of correlated randomness dealt, summed over parties (triple, div_pair, bit_triple, edabit, dabit)",
             &KINDS,
             |kind| Kind { kind },
         );
@@ -116,9 +116,18 @@ impl DealerMetrics {
         self.jobs.get_or_create(&Outcome { outcome }).inc();
     }
 
-    pub(crate) fn dealt(&self, triples: u64, div_pairs: u64) {
-        self.material.get_or_create(&Kind { kind: "triple" }).inc_by(triples);
-        self.material.get_or_create(&Kind { kind: "div_pair" }).inc_by(div_pairs);
+    /// Count a dealt job's material, per kind (bit triples in triples, not
+    /// words), summed over its parties.
+    pub(crate) fn dealt(&self, totals: &crate::preprocessing::MaterialTotals, parties: u64) {
+        for (kind, n) in [
+            ("triple", totals.triples),
+            ("div_pair", totals.div_pairs),
+            ("bit_triple", totals.bit_triples),
+            ("edabit", totals.edabits),
+            ("dabit", totals.dabits),
+        ] {
+            self.material.get_or_create(&Kind { kind }).inc_by(n.saturating_mul(parties));
+        }
     }
 
     pub(crate) fn refused(&self, stage: &'static str) {

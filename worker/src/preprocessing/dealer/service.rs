@@ -16,7 +16,7 @@
 //! A request is honoured only when the party it names is the party the
 //! client's certificate names.
 //!
-//! # Protocol (version 1)
+//! # Protocol (versions 1 and 2)
 //!
 //! One TLS connection per party per job. All integers are little-endian
 //! (like the batch wire format); every length is checked against its bound
@@ -27,7 +27,7 @@
 //! | size | field |
 //! |---|---|
 //! | 4 | magic `b"CHDQ"` |
-//! | 1 | version (`1`) |
+//! | 1 | version (`1`, or `2` when the plan has binary kinds) |
 //! | 4 | body length `L` (u32, at most [`DealerLimits::max_request_bytes`]) |
 //! | 16 | job id ([`JobId`]) |
 //! | 1 + k | the requesting party's name (length byte, 1..=63 bytes) |
@@ -35,10 +35,19 @@
 //! | P × (1 + k) | the job's parties in job order (length byte + name each) |
 //! | 8 | largest number of items per batch the party accepts (u64, 1..=[`MAX_BATCH_ITEMS`](super::MAX_BATCH_ITEMS)) |
 //! | 4 | number of layers `N` (u32, at most [`MAX_LAYERS`]) |
-//! | N × … | per layer: triples (u64), divisor groups `G` (u32, at most [`MAX_DIVISOR_GROUPS`](super::MAX_DIVISOR_GROUPS)), then `G` × (divisor u64, count u64) |
+//! | N × … | per layer: triples (u64), divisor groups `G` (u32, at most [`MAX_DIVISOR_GROUPS`](super::MAX_DIVISOR_GROUPS)), then `G` × (divisor u64, count u64); version 2 then bit-triple words, edaBits, daBits (u64 each) |
 //!
-//! The body must be exactly `L` bytes. The dealer answers with the
-//! **response preamble** `b"CHDR"`, version (`1`), followed by **frames**
+//! The body must be exactly `L` bytes. A party writes version 1 when its
+//! plan has no binary kinds (bit triples, edaBits, daBits) and version 2
+//! otherwise; a version-2 request whose plan has none is refused, so a plan
+//! has one encoding. The dealer reads both and answers in the version it
+//! was asked in, and its batches are version 1 unless they hold binary
+//! kinds (see the batch format): so during a rolling upgrade an old party
+//! and a new dealer, or a new party and an old dealer, still run every job
+//! without comparisons; a job with them needs a dealer that speaks version
+//! 2 (an old one refuses the request as an unsupported version). The
+//! dealer answers with the **response preamble** `b"CHDR"`, version (the
+//! request's), followed by **frames**
 //! `kind (u8) | length (u32) | body`:
 //!
 //! | kind | body | meaning |
@@ -103,8 +112,12 @@ use zeroize::Zeroizing;
 pub(crate) const REQUEST_MAGIC: [u8; 4] = *b"CHDQ";
 /// Response magic.
 pub(crate) const RESPONSE_MAGIC: [u8; 4] = *b"CHDR";
-/// The version of the dealer protocol this build speaks.
-pub const PROTOCOL_VERSION: u8 = 1;
+/// The newest version of the dealer protocol this build speaks (plans with
+/// binary kinds); it also speaks [`PROTOCOL_VERSION_ARITHMETIC`].
+pub const PROTOCOL_VERSION: u8 = 2;
+/// The version for plans without binary kinds, the only one builds before
+/// them speak.
+pub const PROTOCOL_VERSION_ARITHMETIC: u8 = 1;
 /// The most parties a job may have.
 pub const MAX_PARTIES: usize = 256;
 /// The most layers a plan may have.
@@ -176,6 +189,12 @@ pub(crate) struct Request {
 }
 
 impl Request {
+    /// The version this request is written in: the lowest that holds its
+    /// plan.
+    pub(crate) fn version(&self) -> u8 {
+        if self.plan.has_binary() { PROTOCOL_VERSION } else { PROTOCOL_VERSION_ARITHMETIC }
+    }
+
     /// Encode (header and body). Checks the bounds the dealer checks.
     pub(crate) fn encode(&self) -> Result<Vec<u8>, String> {
         check_request(self)?;
@@ -195,18 +214,24 @@ impl Request {
                 body.extend_from_slice(&d.to_le_bytes());
                 body.extend_from_slice(&(n as u64).to_le_bytes());
             }
+            if self.version() == PROTOCOL_VERSION {
+                for n in [layer.bit_triple_words, layer.edabits, layer.dabits] {
+                    body.extend_from_slice(&(n as u64).to_le_bytes());
+                }
+            }
         }
         let len = u32::try_from(body.len()).map_err(|_| "the request is larger than 4 GiB".to_string())?;
         let mut out = Vec::with_capacity(REQUEST_HEADER + body.len());
         out.extend_from_slice(&REQUEST_MAGIC);
-        out.push(PROTOCOL_VERSION);
+        out.push(self.version());
         out.extend_from_slice(&len.to_le_bytes());
         out.extend_from_slice(&body);
         Ok(out)
     }
 
-    /// Decode a request body (after the header), strictly.
-    pub(crate) fn decode_body(body: &[u8]) -> Result<Request, String> {
+    /// Decode a request body (after the header) of protocol `version`,
+    /// strictly.
+    pub(crate) fn decode_body(version: u8, body: &[u8]) -> Result<Request, String> {
         let mut r = Reader { bytes: body, pos: 0 };
         let job = JobId(r.take(16)?.try_into().map_err(|_| "truncated job id")?);
         let party = r.name()?;
@@ -241,10 +266,19 @@ impl Request {
                 let n = r.count()?;
                 div_pairs.push((d, n));
             }
-            plan.layers.push(Demand { triples, div_pairs, ..Default::default() });
+            let mut layer = Demand { triples, div_pairs, ..Default::default() };
+            if version == PROTOCOL_VERSION {
+                layer.bit_triple_words = r.count()?;
+                layer.edabits = r.count()?;
+                layer.dabits = r.count()?;
+            }
+            plan.layers.push(layer);
         }
         if r.remaining() != 0 {
             return Err("trailing bytes after the plan".into());
+        }
+        if version == PROTOCOL_VERSION && !plan.has_binary() {
+            return Err("a version 2 request whose plan has no binary kinds (version 1 encodes it)".into());
         }
         let req = Request { job, party, parties, max_batch_items, plan };
         check_request(&req)?;
@@ -276,9 +310,11 @@ fn check_request(req: &Request) -> Result<(), String> {
     Ok(())
 }
 
-/// Items (triples plus division pairs) of one layer, saturating.
+/// Items of one layer (triples, division pairs, bit-triple words, edaBits
+/// and daBits, as [`split_demand`] counts them), saturating.
 fn layer_items(l: &Demand) -> u64 {
-    l.div_pairs.iter().fold(l.triples as u64, |acc, &(_, n)| acc.saturating_add(n as u64))
+    let binary = [l.bit_triple_words, l.edabits, l.dabits].iter().fold(0u64, |acc, &n| acc.saturating_add(n as u64));
+    l.div_pairs.iter().fold((l.triples as u64).saturating_add(binary), |acc, &(_, n)| acc.saturating_add(n as u64))
 }
 
 /// Total items of a plan (saturating).
@@ -883,6 +919,9 @@ impl Shared {
             batch_items,
             triples = plan.total_triples(),
             div_pairs = plan.total_div_pairs(),
+            bit_triples = plan.total_bit_triples(),
+            edabits = plan.total_edabits(),
+            dabits = plan.total_dabits(),
             "dealing a job"
         );
         let stall = self.config.timeouts.stall;
@@ -894,13 +933,15 @@ impl Shared {
             batches,
             batch_items,
             material.triples = plan.total_triples(),
-            material.div_pairs = plan.total_div_pairs()
+            material.div_pairs = plan.total_div_pairs(),
+            material.bit_triples = plan.total_bit_triples(),
+            material.edabits = plan.total_edabits(),
+            material.dabits = plan.total_dabits()
         );
         let dealt = deal_job(job, &parties, &plan, batch_items, &senders, &whys, stall).instrument(span).await;
         if dealt {
             self.metrics.job("dealt");
-            let n = parties.len() as u64;
-            self.metrics.dealt(plan.total_triples() as u64 * n, plan.total_div_pairs() as u64 * n);
+            self.metrics.dealt(&plan.totals(), parties.len() as u64);
         } else {
             self.metrics.job("failed");
         }
@@ -1045,7 +1086,15 @@ async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr,
         warn!(%addr, "could not attribute an authenticated connection");
         return;
     };
-    let request = match timeout(t.handshake, read_request(&mut tls, shared.config.limits.max_request_bytes)).await {
+    // Answer in the version the party asked in (version 1 until its
+    // header says otherwise, so an old party understands the refusal).
+    let mut version = PROTOCOL_VERSION_ARITHMETIC;
+    let request = match timeout(
+        t.handshake,
+        read_request(&mut tls, shared.config.limits.max_request_bytes, &mut version),
+    )
+    .await
+    {
         Err(_) => Err(format!("no complete request within {:?}", t.handshake)),
         Ok(r) => r,
     };
@@ -1057,7 +1106,7 @@ async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr,
                 FailureCode::Refused,
                 format!("malformed request from {}: {reason}", describe(&principal)),
             );
-            refuse(&mut tls, &f, t.handshake).await;
+            refuse(&mut tls, &f, version, t.handshake).await;
             return;
         }
     };
@@ -1076,7 +1125,7 @@ async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr,
         Outcome::Refused(f) => {
             info!(job = %job, party = %party, reason = %f.reason, "request refused");
             shared.metrics.refused("request");
-            refuse(&mut tls, &f, t.handshake).await;
+            refuse(&mut tls, &f, version, t.handshake).await;
             return;
         }
         Outcome::Go { rx, why, batches, batch_items } => (rx, why, batches, batch_items),
@@ -1086,7 +1135,7 @@ async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr,
     ready.extend_from_slice(&(batch_items as u64).to_le_bytes());
     let started = async {
         tls.write_all(&RESPONSE_MAGIC).await?;
-        tls.write_all(&[PROTOCOL_VERSION]).await?;
+        tls.write_all(&[version]).await?;
         write_frame(&mut tls, kind::READY, &ready).await
     };
     let stop = |reason: String, stalled: bool| {
@@ -1119,38 +1168,41 @@ async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr,
     let _ = timeout(Duration::from_secs(2), tls.shutdown()).await;
 }
 
-/// Send a refusal (preamble and `FAILURE`) and close.
-async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, f: &Failure, limit: Duration) {
+/// Send a refusal (preamble in `version` and `FAILURE`) and close.
+async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, f: &Failure, version: u8, limit: Duration) {
     let body = failure_body(f);
     let _ = timeout(limit, async {
         stream.write_all(&RESPONSE_MAGIC).await?;
-        stream.write_all(&[PROTOCOL_VERSION]).await?;
+        stream.write_all(&[version]).await?;
         write_frame(stream, kind::FAILURE, &body).await?;
         stream.shutdown().await
     })
     .await;
 }
 
-/// Read one request, checking the header before the body is allocated.
-async fn read_request<R: AsyncRead + Unpin>(r: &mut R, max_body: usize) -> Result<Request, String> {
+/// Read one request, checking the header before the body is allocated;
+/// `version` becomes the request's version once the header shows a
+/// supported one.
+async fn read_request<R: AsyncRead + Unpin>(r: &mut R, max_body: usize, version: &mut u8) -> Result<Request, String> {
     let mut header = [0u8; REQUEST_HEADER];
     r.read_exact(&mut header).await.map_err(|e| format!("reading the request header: {e}"))?;
     if header[..4] != REQUEST_MAGIC {
         return Err("bad magic (not a dealer request)".into());
     }
-    if header[4] != PROTOCOL_VERSION {
+    if header[4] != PROTOCOL_VERSION && header[4] != PROTOCOL_VERSION_ARITHMETIC {
         return Err(format!(
-            "unsupported dealer protocol version {} (this dealer speaks {PROTOCOL_VERSION})",
+            "unsupported dealer protocol version {} (this dealer speaks {PROTOCOL_VERSION_ARITHMETIC} and {PROTOCOL_VERSION})",
             header[4]
         ));
     }
+    *version = header[4];
     let len = u32::from_le_bytes([header[5], header[6], header[7], header[8]]) as usize;
     if len > max_body {
         return Err(format!("the request body is {len} bytes, at most {max_body}"));
     }
     let mut body = vec![0u8; len];
     r.read_exact(&mut body).await.map_err(|e| format!("reading the request body: {e}"))?;
-    Request::decode_body(&body)
+    Request::decode_body(*version, &body)
 }
 
 #[cfg(test)]
@@ -1179,10 +1231,27 @@ mod tests {
         let bytes = req.encode().unwrap();
         assert_eq!(&bytes[..4], b"CHDQ");
         assert_eq!(u32::from_le_bytes(bytes[5..9].try_into().unwrap()) as usize, bytes.len() - REQUEST_HEADER);
-        assert_eq!(Request::decode_body(&bytes[REQUEST_HEADER..]).unwrap(), req);
+        assert_eq!(bytes[4], PROTOCOL_VERSION_ARITHMETIC);
+        assert_eq!(Request::decode_body(1, &bytes[REQUEST_HEADER..]).unwrap(), req);
         for cut in REQUEST_HEADER..bytes.len() {
-            assert!(Request::decode_body(&bytes[REQUEST_HEADER..cut]).is_err());
+            assert!(Request::decode_body(1, &bytes[REQUEST_HEADER..cut]).is_err());
         }
+        // The same plan as version 2 is refused: one encoding per plan.
+        assert!(Request::decode_body(2, &bytes[REQUEST_HEADER..]).is_err());
+    }
+
+    #[test]
+    fn requests_with_binary_kinds_are_version_2_and_round_trip() {
+        let mut req = sample();
+        req.plan.layers[1] = Demand { bit_triple_words: 3, edabits: 2, dabits: 1, ..Default::default() };
+        let bytes = req.encode().unwrap();
+        assert_eq!(bytes[4], PROTOCOL_VERSION);
+        assert_eq!(Request::decode_body(2, &bytes[REQUEST_HEADER..]).unwrap(), req);
+        assert!(Request::decode_body(1, &bytes[REQUEST_HEADER..]).is_err());
+        for cut in REQUEST_HEADER..bytes.len() {
+            assert!(Request::decode_body(2, &bytes[REQUEST_HEADER..cut]).is_err());
+        }
+        assert_eq!(plan_items(&req.plan), 3 + 5 + 1 + 6);
     }
 
     #[test]
@@ -1210,10 +1279,12 @@ mod tests {
     proptest! {
         #[test]
         fn random_bodies_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
-            let _ = Request::decode_body(&bytes);
             let mut prefixed = sample().encode().unwrap()[REQUEST_HEADER..REQUEST_HEADER + 30].to_vec();
             prefixed.extend_from_slice(&bytes);
-            let _ = Request::decode_body(&prefixed);
+            for version in [1, 2] {
+                let _ = Request::decode_body(version, &bytes);
+                let _ = Request::decode_body(version, &prefixed);
+            }
         }
     }
 }

@@ -23,7 +23,8 @@ const LOCAL_CHANNEL_CAPACITY: usize = 4;
 ///
 /// Layers are assembled from as many batches as they need, in arrival
 /// order: triple shares concatenated, division pairs concatenated per
-/// divisor in [`Demand`] order. A layer with an empty demand consumes no
+/// divisor in [`Demand`] order, and the binary kinds (bit triples, edaBits,
+/// daBits) concatenated per kind. A layer with an empty demand consumes no
 /// batch. Every batch is checked before use: addressed to this party, from
 /// the same dealer session as the previous ones, never seen before
 /// ([`PreprocessingError::Reused`]), and fitting what the layer still needs
@@ -96,8 +97,8 @@ impl DealerSource {
             ids.push(id);
             batch.expand_into(&mut asm);
         }
-        let (triples, div_pairs) = asm.finish();
-        Ok(LayerMaterial::arithmetic(layer_tag(layer, &ids), triples, div_pairs))
+        let super::Parts { triples, div_pairs, bit_triples, edabits, dabits } = asm.finish();
+        Ok(LayerMaterial { tag: layer_tag(layer, &ids), triples, div_pairs, bit_triples, edabits, dabits })
     }
 }
 

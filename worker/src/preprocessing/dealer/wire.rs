@@ -1,12 +1,12 @@
 //! The wire format of a [`DealerBatch`], as the `cohort-dealer` process (a
 //! TRUSTED THIRD PARTY) sends it to one party.
 //!
-//! All integers are little-endian. Layout, version 1:
+//! All integers are little-endian. Layout, versions 1 and 2:
 //!
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0  | 4  | magic `b"CHDB"` |
-//! | 4  | 1  | version (`1`) |
+//! | 4  | 1  | version (`1` or `2`) |
 //! | 5  | 1  | flags: bit 0 = corrections present; other bits must be 0 |
 //! | 6  | 4  | `parties` (u32, >= 2) |
 //! | 10 | 4  | `party` (u32, < parties) |
@@ -15,8 +15,9 @@
 //! | 38 | 8  | triples (u64) |
 //! | 46 | 4  | divisor groups `G` (u32, <= [`MAX_DIVISOR_GROUPS`]) |
 //! | 50 | 16·G | per group: divisor (u64), count (u64) |
+//! | ..  | 24 | version 2 only: bit-triple words `W`, edaBits `E`, daBits `D` (u64 each) |
 //! | ..  | 16 | the party's batch seed |
-//! | ..  | 8·(T + 2·ΣP) | corrections, only when flagged: `c` (T elements), then per group `msb` then `q` (count elements each) |
+//! | ..  | 8·(T + 2·ΣP [+ W + E + D]) | corrections, only when flagged: `c` (T elements), then per group `msb` then `q` (count elements each); version 2 then the bit triples' `c` (W words), the edaBits' bits (E words, bit `k` of word `t` is bit `k` of edaBit `t`), the daBits' arithmetic shares (D elements) |
 //!
 //! Corrections are present exactly when `party == parties - 1`. The shape
 //! must satisfy [`Demand`]'s invariants (divisors positive, ascending,
@@ -24,6 +25,15 @@
 //! The length must match the header exactly. Anything else is
 //! [`PreprocessingError::Malformed`]; parsing never panics and allocates
 //! only in proportion to the input.
+//!
+//! **Versions.** A batch is written in the lowest version that can hold
+//! it: version 1 (byte for byte what builds before the binary kinds wrote)
+//! when it holds none of them, version 2 otherwise; a version-2 batch
+//! without binary kinds is refused, so every batch has one encoding. This
+//! build reads both. So during a rolling upgrade a new dealer still serves
+//! jobs without comparisons to old workers, and new workers draw such jobs
+//! from an old dealer; only a job that needs binary material needs both
+//! ends upgraded (an old party cannot compile such a job anyway).
 
 use super::{BatchId, Corrections, DealerBatch, MAX_BATCH_ITEMS, MAX_DIVISOR_GROUPS, validate_demand};
 use crate::preprocessing::{Demand, PreprocessingError};
@@ -33,8 +43,13 @@ use zeroize::{Zeroize, Zeroizing};
 
 const MAGIC: [u8; 4] = *b"CHDB";
 
-/// The version of the batch wire format this build reads and writes.
-pub const WIRE_VERSION: u8 = 1;
+/// The newest version of the batch wire format, written for batches with
+/// binary kinds; this build reads it and [`WIRE_VERSION_ARITHMETIC`].
+pub const WIRE_VERSION: u8 = 2;
+
+/// The version written for batches without binary kinds (and the only one
+/// builds before the binary kinds read).
+pub const WIRE_VERSION_ARITHMETIC: u8 = 1;
 
 /// Bytes before the divisor groups.
 pub const WIRE_HEADER_BYTES: usize = 50;
@@ -45,10 +60,22 @@ impl DealerBatch {
     /// The encoded length of this batch in bytes.
     pub fn wire_len(&self) -> usize {
         let corrections = match &self.corrections {
-            Some(c) => 8 * (c.c.len() + c.div.iter().map(|(m, q)| m.len() + q.len()).sum::<usize>()),
+            Some(c) => {
+                8 * (c.c.len()
+                    + c.div.iter().map(|(m, q)| m.len() + q.len()).sum::<usize>()
+                    + c.bit_c.len()
+                    + c.eda_bits.len()
+                    + c.da_arith.len())
+            }
             None => 0,
         };
-        WIRE_HEADER_BYTES + 16 * self.shape.div_pairs.len() + SEED_BYTES + corrections
+        let binary = if self.shape.has_binary() { 24 } else { 0 };
+        WIRE_HEADER_BYTES + 16 * self.shape.div_pairs.len() + binary + SEED_BYTES + corrections
+    }
+
+    /// The version this batch is written in (see the module documentation).
+    pub fn wire_version(&self) -> u8 {
+        if self.shape.has_binary() { WIRE_VERSION } else { WIRE_VERSION_ARITHMETIC }
     }
 
     /// Encode the batch (layout in the module documentation). The bytes hold
@@ -56,7 +83,7 @@ impl DealerBatch {
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
         let mut out = Zeroizing::new(Vec::with_capacity(self.wire_len()));
         out.extend_from_slice(&MAGIC);
-        out.push(WIRE_VERSION);
+        out.push(self.wire_version());
         out.push(if self.corrections.is_some() { FLAG_CORRECTIONS } else { 0 });
         // Both fit in u32: the dealer and the decoder enforce it.
         out.extend_from_slice(&(self.parties as u32).to_le_bytes());
@@ -69,6 +96,11 @@ impl DealerBatch {
             out.extend_from_slice(&d.to_le_bytes());
             out.extend_from_slice(&(n as u64).to_le_bytes());
         }
+        if self.shape.has_binary() {
+            for n in [self.shape.bit_triple_words, self.shape.edabits, self.shape.dabits] {
+                out.extend_from_slice(&(n as u64).to_le_bytes());
+            }
+        }
         out.extend_from_slice(self.seed.as_bytes());
         if let Some(c) = &self.corrections {
             put_elements(&mut out, c.c.expose());
@@ -76,6 +108,9 @@ impl DealerBatch {
                 put_elements(&mut out, m.expose());
                 put_elements(&mut out, q.expose());
             }
+            put_elements(&mut out, &c.bit_c);
+            put_elements(&mut out, &c.eda_bits);
+            put_elements(&mut out, c.da_arith.expose());
         }
         debug_assert_eq!(out.len(), self.wire_len());
         out
@@ -88,7 +123,7 @@ impl DealerBatch {
             return Err(malformed("bad magic"));
         }
         let version = r.u8()?;
-        if version != WIRE_VERSION {
+        if version != WIRE_VERSION && version != WIRE_VERSION_ARITHMETIC {
             return Err(malformed(&format!("unsupported version {version}")));
         }
         let flags = r.u8()?;
@@ -120,7 +155,15 @@ impl DealerBatch {
             let n = r.count()?;
             div_pairs.push((d, n));
         }
-        let shape = Demand { triples, div_pairs, ..Default::default() };
+        let mut shape = Demand { triples, div_pairs, ..Default::default() };
+        if version == WIRE_VERSION {
+            shape.bit_triple_words = r.count()?;
+            shape.edabits = r.count()?;
+            shape.dabits = r.count()?;
+            if !shape.has_binary() {
+                return Err(malformed("a version 2 batch without binary material (version 1 encodes it)"));
+            }
+        }
         let items = validate_demand(&shape).map_err(|e| malformed(&format!("bad shape ({e})")))?;
         if items > MAX_BATCH_ITEMS {
             return Err(malformed("too many items"));
@@ -130,7 +173,8 @@ impl DealerBatch {
         seed_bytes.zeroize();
         let corrections = if has_corrections {
             // items <= MAX_BATCH_ITEMS, so none of this overflows.
-            let elements = triples + 2 * (items - triples);
+            let binary = shape.bit_triple_words + shape.edabits + shape.dabits;
+            let elements = triples + 2 * (items - triples - binary) + binary;
             if r.remaining() != 8 * elements {
                 return Err(malformed("correction length does not match the shape"));
             }
@@ -141,7 +185,10 @@ impl DealerBatch {
                 let q = r.elements(n)?;
                 div.push((m, q));
             }
-            Some(Corrections { c, div })
+            let bit_c = Zeroizing::new(r.elements(shape.bit_triple_words)?.into_inner());
+            let eda_bits = Zeroizing::new(r.elements(shape.edabits)?.into_inner());
+            let da_arith = r.elements(shape.dabits)?;
+            Some(Corrections { c, div, bit_c, eda_bits, da_arith })
         } else {
             None
         };
@@ -216,7 +263,7 @@ mod tests {
         let b = &sample(3)[2];
         let bytes = b.to_bytes();
         assert_eq!(&bytes[..4], b"CHDB");
-        assert_eq!(bytes[4], WIRE_VERSION);
+        assert_eq!(bytes[4], WIRE_VERSION_ARITHMETIC);
         assert_eq!(bytes[5], FLAG_CORRECTIONS);
         assert_eq!(u32::from_le_bytes(bytes[6..10].try_into().unwrap()), 3);
         assert_eq!(u32::from_le_bytes(bytes[10..14].try_into().unwrap()), 2);

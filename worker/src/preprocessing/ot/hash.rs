@@ -61,6 +61,12 @@ fn sigma(x: u128) -> u128 {
     (u128::from(hi ^ lo) << 64) | u128::from(hi)
 }
 
+/// Bit `i` of the result is the lowest bit of `values[i]` (64 values).
+#[inline(always)]
+fn pack_low_bits(values: &[u64]) -> u64 {
+    values.iter().enumerate().fold(0u64, |acc, (i, v)| acc | (v & 1) << i)
+}
+
 impl CcrHash {
     pub fn new() -> CcrHash {
         CcrHash { pi: Aes128::new(&fixed_key().into()) }
@@ -118,6 +124,43 @@ impl CcrHash {
         enc.fill(0);
     }
 
+    /// The lowest bit of `H(x[j])` for every `j`, packed: bit `i` of
+    /// `out[w]` is that of `x[64w + i]`, for random bit OTs (the bit
+    /// triples of [`super::session`]). `x.len()` must be `64 · out.len()`.
+    pub fn hash_bits(&self, x: &[u128], out: &mut [u64]) {
+        assert_eq!(x.len(), 64 * out.len());
+        let mut low = [0u64; CHUNK];
+        for (xs, outs) in x.chunks(CHUNK).zip(out.chunks_mut(CHUNK / 64)) {
+            let low = &mut low[..xs.len()];
+            self.hash_low64(xs, 0, low);
+            for (o, l) in outs.iter_mut().zip(low.chunks_exact(64)) {
+                *o = pack_low_bits(l);
+            }
+        }
+        low.fill(0);
+    }
+
+    /// Both packed bit hashes of the IKNP sender: the lowest bits of
+    /// `H(x[j])` into `out0` and of `H(x[j] ⊕ delta)` into `out1`, packed as
+    /// in [`CcrHash::hash_bits`].
+    pub fn hash_pair_bits(&self, x: &[u128], delta: u128, out0: &mut [u64], out1: &mut [u64]) {
+        assert!(x.len() == 64 * out0.len() && x.len() == 64 * out1.len());
+        let mut low0 = [0u64; CHUNK];
+        let mut low1 = [0u64; CHUNK];
+        for ((xs, o0), o1) in x.chunks(CHUNK).zip(out0.chunks_mut(CHUNK / 64)).zip(out1.chunks_mut(CHUNK / 64)) {
+            let (l0, l1) = (&mut low0[..xs.len()], &mut low1[..xs.len()]);
+            self.hash_pair_low64(xs, delta, l0, l1);
+            for ((o0, o1), (l0, l1)) in
+                o0.iter_mut().zip(o1.iter_mut()).zip(l0.chunks_exact(64).zip(l1.chunks_exact(64)))
+            {
+                *o0 = pack_low_bits(l0);
+                *o1 = pack_low_bits(l1);
+            }
+        }
+        low0.fill(0);
+        low1.fill(0);
+    }
+
     /// The full 128-bit `H(x)` of one block (tests and the definition).
     pub fn hash(&self, x: u128) -> u128 {
         let s = sigma(x);
@@ -163,6 +206,15 @@ mod tests {
         h.hash_pair_low64(&x, mask, &mut out0, &mut out1);
         for ((x, o0), o1) in x.iter().zip(&out0).zip(&out1) {
             assert_eq!((*o0, *o1), (h.hash(*x) as u64, h.hash(x ^ mask) as u64));
+        }
+        let x = &x[..2496];
+        let (mut bits, mut bits0, mut bits1) = (vec![0u64; 39], vec![0u64; 39], vec![0u64; 39]);
+        h.hash_bits(x, &mut bits);
+        h.hash_pair_bits(x, mask, &mut bits0, &mut bits1);
+        for (j, x) in x.iter().enumerate() {
+            let bit = |words: &[u64]| words[j / 64] >> (j % 64) & 1;
+            assert_eq!(bit(&bits), h.hash(*x) as u64 & 1, "row {j}");
+            assert_eq!((bit(&bits0), bit(&bits1)), (h.hash(*x) as u64 & 1, h.hash(x ^ mask) as u64 & 1), "row {j}");
         }
         // The fixed-key permutation is AES: H(0) = AES_k(0) since σ(0) = 0.
         let mut zero = [0u128];

@@ -25,7 +25,8 @@
 //!   packing, and plain correlated OT over Z_2^64;
 //! - [`session`]: one party's generator over the transport: pairwise
 //!   products combined into `n`-party Beaver triples, random shared bits
-//!   and, from them, division pairs for every divisor.
+//!   and, from them, division pairs for every divisor, daBits and edaBits;
+//!   bit triples from random OTs (GMW, ALSZ13).
 
 pub mod base;
 pub mod gilboa;
@@ -34,11 +35,16 @@ pub mod iknp;
 pub mod session;
 pub mod transpose;
 
-pub use session::{OtGenerator, TRIPLES_PER_CHUNK};
+pub use session::{BIT_WORDS_PER_CHUNK, OtGenerator, TRIPLES_PER_CHUNK};
 
-use super::{DivPairShares, LayerMaterial, MaterialPlan, MaterialTag, Prefetched, PreprocessingError, TripleShares};
+use super::{
+    BitTripleShares, DaBitShares, DivPairShares, EdaBitShares, LayerMaterial, MaterialPlan, MaterialTag, Prefetched,
+    PreprocessingError, TripleShares,
+};
+use crate::gf2::Bits;
 use crate::sharing::Share;
 use crate::transport::{JobId, Mesh, TransportError};
+use zeroize::Zeroizing;
 
 /// Division pairs generated per call: each takes 64 shared random bits,
 /// so this bounds the bits in memory to 8 MiB per party.
@@ -58,11 +64,35 @@ fn append(share: &mut Share, more: Share) {
     }
 }
 
+/// edaBits generated per call (64 random bits each, as division pairs).
+const EDABITS_PER_CALL: usize = DIV_PAIRS_PER_CALL;
+
+/// daBits generated per call (a multiple of 64, so the calls' packed bits
+/// concatenate word by word).
+const DABITS_PER_CALL: usize = 64 * DIV_PAIRS_PER_CALL;
+
+/// The most of each binary kind one plan may ask for: bounds what a job
+/// holds in memory (2^32 bit triples are 1.5 GiB of shares).
+pub const MAX_BINARY_PER_PLAN: usize = 1 << 32;
+
 /// Check that OT-based generation can serve `plan`: every divisor is in
-/// `1..=2^62` (any such divisor: see [`session::pairs_from_bits`]). Every
-/// party computes the same plan, so every party refuses the same job,
-/// before any message.
+/// `1..=2^62` (any such divisor: see [`session::pairs_from_bits`]), and
+/// the binary kinds are within [`MAX_BINARY_PER_PLAN`]. Every party
+/// computes the same plan, so every party refuses the same job, before any
+/// message.
 pub fn check_plan(plan: &MaterialPlan) -> Result<(), PreprocessingError> {
+    let sum = |f: fn(&super::Demand) -> usize| plan.layers.iter().try_fold(0usize, |acc, l| acc.checked_add(f(l)));
+    for (what, total) in [
+        ("bit triples", sum(|l| l.bit_triple_words).and_then(|w| w.checked_mul(64))),
+        ("edaBits", sum(|l| l.edabits)),
+        ("daBits", sum(|l| l.dabits)),
+    ] {
+        if total.is_none_or(|t| t > MAX_BINARY_PER_PLAN) {
+            return Err(PreprocessingError::Mismatch(format!(
+                "the plan asks for more than {MAX_BINARY_PER_PLAN} {what}"
+            )));
+        }
+    }
     for (layer, demand) in plan.layers.iter().enumerate() {
         for &(divisor, _) in &demand.div_pairs {
             if divisor == 0 || divisor > crate::protocol::division::MAX_DIVISOR {
@@ -118,8 +148,9 @@ pub const POOL_COMPLETION_MESSAGES: u32 = 1 << 30;
 
 /// Complete a pool job's material: `stocked` is what the pool served for
 /// the stocked part of `plan` ([`super::pool::split_plan`]); the rest —
-/// division pairs for divisors that are not powers of two, and the
-/// correction round's pairs — is generated now with OT over the job's mesh
+/// division pairs for divisors that are not powers of two, the
+/// correction round's pairs, and every binary kind (bit triples, edaBits,
+/// daBits) — is generated now with OT over the job's mesh
 /// (a job's divisors, such as a length, are not known when a pool fills).
 /// Every party calls this at the same point; a plan with nothing to
 /// generate exchanges no message.
@@ -130,7 +161,7 @@ pub async fn complete_pool_material(
     stocked: Prefetched,
 ) -> Result<Prefetched, PreprocessingError> {
     let (_, generated) = super::pool::split_plan(plan);
-    if generated.total_div_pairs() == 0 && generated.total_triples() == 0 {
+    if generated.total_div_pairs() == 0 && generated.total_triples() == 0 && !generated.has_binary() {
         return Ok(stocked);
     }
     check_plan(&generated)?;
@@ -143,10 +174,11 @@ pub async fn complete_pool_material(
 ///
 /// The whole plan is generated in one batch, then cut into layers: the
 /// triples of every layer in one call, the random bits of every division
-/// pair of every layer in calls of at most [`DIV_PAIRS_PER_CALL`] pairs. So
-/// the number of message exchanges depends on the amounts, never on the
-/// circuit's depth (one call per layer would pay the round trips of each
-/// call once per layer).
+/// pair of every layer in calls of at most [`DIV_PAIRS_PER_CALL`] pairs,
+/// then the bit triples, edaBits and daBits of every layer, each kind in
+/// calls of a bounded size. So the number of message exchanges depends on
+/// the amounts, never on the circuit's depth (one call per layer would pay
+/// the round trips of each call once per layer).
 pub async fn generate_with(
     generator: &mut OtGenerator,
     mesh: &Mesh,
@@ -187,7 +219,93 @@ pub async fn generate_with(
         }
         layers.push((index, LayerMaterial::arithmetic(layer_tag(job, index), triples, div_pairs)));
     }
+    if plan.has_binary() {
+        let mut binary = BinaryMaterial::generate(generator, mesh, plan).await?;
+        for ((_, layer), demand) in layers.iter_mut().zip(&plan.layers) {
+            binary.cut(layer, demand);
+        }
+    }
     Ok(Prefetched::from_layers(layers))
+}
+
+/// The binary kinds of a whole plan, generated kind by kind and handed to
+/// the layers in order. This party's shares: zeroized on drop.
+#[derive(Default)]
+struct BinaryMaterial {
+    /// Bit triples, one word per 64.
+    bit_a: Zeroizing<Vec<u64>>,
+    bit_b: Zeroizing<Vec<u64>>,
+    bit_c: Zeroizing<Vec<u64>>,
+    /// edaBits: additive shares of `r`, and one word per edaBit (its XOR
+    /// shares of the bits of `r`, element-wise).
+    eda_r: Zeroizing<Vec<u64>>,
+    eda_bits: Zeroizing<Vec<u64>>,
+    /// daBits: additive shares and packed XOR shares.
+    da_arith: Zeroizing<Vec<u64>>,
+    da_bits: Zeroizing<Vec<u64>>,
+    /// What the layers cut so far: (bit words, edaBits, daBits).
+    taken: (usize, usize, usize),
+}
+
+impl BinaryMaterial {
+    async fn generate(
+        generator: &mut OtGenerator,
+        mesh: &Mesh,
+        plan: &MaterialPlan,
+    ) -> Result<BinaryMaterial, PreprocessingError> {
+        let mut m = BinaryMaterial::default();
+        let words: usize = plan.layers.iter().map(|l| l.bit_triple_words).sum();
+        for n in pieces(words, session::MAX_BIT_WORDS_PER_CALL) {
+            let t = generator.bit_triples(mesh, n).await.map_err(generation_error)?;
+            m.bit_a.extend_from_slice(t.a.words());
+            m.bit_b.extend_from_slice(t.b.words());
+            m.bit_c.extend_from_slice(t.c.words());
+        }
+        for n in pieces(plan.total_edabits(), EDABITS_PER_CALL) {
+            let (r, bits) = generator.edabit_words(mesh, n).await.map_err(generation_error)?;
+            m.eda_r.extend_from_slice(r.expose());
+            m.eda_bits.extend_from_slice(&bits);
+        }
+        for n in pieces(plan.total_dabits(), DABITS_PER_CALL) {
+            let d = generator.dabits(mesh, n).await.map_err(generation_error)?;
+            m.da_arith.extend_from_slice(d.arith.expose());
+            m.da_bits.extend_from_slice(d.bits.words());
+        }
+        Ok(m)
+    }
+
+    /// Give `layer` the next binary material its `demand` asks for.
+    fn cut(&mut self, layer: &mut LayerMaterial, demand: &super::Demand) {
+        let (w0, e0, d0) = self.taken;
+        let (w, e, d) = (demand.bit_triple_words, demand.edabits, demand.dabits);
+        if w > 0 {
+            let plane = |v: &[u64]| Bits::from_words(1, 64 * w, v[w0..w0 + w].to_vec()).expect("whole words");
+            layer.bit_triples = BitTripleShares { a: plane(&self.bit_a), b: plane(&self.bit_b), c: plane(&self.bit_c) };
+        }
+        if e > 0 {
+            layer.edabits = EdaBitShares {
+                r: Share::new(self.eda_r[e0..e0 + e].to_vec()),
+                bits: Bits::decompose(&self.eda_bits[e0..e0 + e], 64),
+            };
+        }
+        if d > 0 {
+            let bits = Bits::from_words(1, d, extract_bits(&self.da_bits, d0, d)).expect("whole words");
+            layer.dabits = DaBitShares { arith: Share::new(self.da_arith[d0..d0 + d].to_vec()), bits };
+        }
+        self.taken = (w0 + w, e0 + e, d0 + d);
+    }
+}
+
+/// Bits `start..start + len` of the packed `words`, packed from bit 0.
+fn extract_bits(words: &[u64], start: usize, len: usize) -> Vec<u64> {
+    let (first, shift) = (start / 64, start % 64);
+    (0..len.div_ceil(64))
+        .map(|i| {
+            let lo = words[first + i] >> shift;
+            let hi = if shift == 0 { 0 } else { words.get(first + i + 1).map_or(0, |w| w << (64 - shift)) };
+            lo | hi
+        })
+        .collect()
 }
 
 /// Shared random bits for division pairs, generated [`DIV_PAIRS_PER_CALL`]

@@ -29,6 +29,47 @@
 //! Σ_k floor(2^k/d)·r_k` and `g = Σ_k ceil((2^k mod d)·2^s/d)·r_k` are as
 //! linear, and the online phase corrects the quotient in a second round.
 //!
+//! # Bit triples
+//!
+//! GMW-style, from random OTs (Asharov, Lindell, Schneider, Zohner,
+//! "More Efficient Oblivious Transfer and Extensions for Faster Secure
+//! Computation", CCS 2013, §5: "OT-based multiplication triples"). Every
+//! party draws `a_i` and uses it as its choice bits in the IKNP extension
+//! with every peer. As the extension *sender* towards peer `j`, party `i`
+//! holds for each OT the two random one-bit messages `m_0 = lsb H(q)` and
+//! `m_1 = lsb H(q ⊕ Δ)`; the receiver learns `m_{a_j} = m_0 ⊕ a_j·(m_0 ⊕
+//! m_1)`. So with `s = m_0 ⊕ m_1`, the sender's `m_0` and the receiver's
+//! `m_{a_j}` XOR-share `a_j ∧ s`: an AND of the receiver's bit and a random
+//! bit of the sender, from one random OT and no correction. With two
+//! parties that `s` *is* the sender's `b_i`: 2 random OTs per triple, one
+//! in each direction, and nothing but the matrices on the wire. With more
+//! parties `b_i` must be the same towards every peer, so it is drawn at
+//! random and the sender also sends `d = s ⊕ b_i` (one bit per OT, 1/128 of
+//! the matrix); the receiver adds `a_j·d`. Then
+//!
+//! ```text
+//! c_i = a_i ∧ b_i ⊕ ⊕_{j≠i} (⟨a_j ∧ b_i⟩_i ⊕ ⟨a_i ∧ b_j⟩_i)
+//! ```
+//!
+//! XORs to `(⊕ a_i) ∧ (⊕ b_i)`. Everything is bit-sliced: 64 triples per
+//! word, the hash's lowest bits packed as they come out of a tile.
+//!
+//! # daBits and edaBits
+//!
+//! A random shared bit above is the XOR of private bits `β_k`: `β_k` is
+//! party `k`'s XOR share of the bit and the arithmetic sharing is what the
+//! folding computes, so the pair is a daBit (Rotaru and Wood, INDOCRYPT
+//! 2019) at no extra cost. 64 daBits `b_0 … b_63` make an edaBit (Escudero,
+//! Ghosh, Keller, Rachuri, Scholl, CRYPTO 2020): `r = Σ 2^k b_k`
+//! arithmetically and plane `k` of the binary sharing is `b_k`; the
+//! `β` of 64 consecutive bits are one word, which is the edaBit's XOR share
+//! of `r` in element form, transposed into planes. (The paper's cheaper
+//! construction, each party's own `r_i` in both sharings and a binary adder,
+//! trades these 64 correlated OTs per edaBit for `64·(n − 1)` ANDs plus a
+//! 63-round carry chain or a log-depth adder with more ANDs; measured, the
+//! edaBits here are a small part of a comparison's material (see
+//! docs/benchmarks.md), so the simple form stays.)
+//!
 //! # Messages
 //!
 //! Every message is [`Step::Preprocess`]`(m)` with `m` counted identically
@@ -41,7 +82,8 @@ use super::base::{self, BaseOtSender};
 use super::gilboa::{CorrectionWriter, correction_bytes, receive_cot, receive_products, send_cot, send_products};
 use super::hash::CcrHash;
 use super::iknp::{ExtReceiver, ExtSender, KAPPA, delta_choices, matrix_bytes};
-use crate::preprocessing::{DivPairShares, TripleShares};
+use crate::gf2::Bits;
+use crate::preprocessing::{BitTripleShares, DaBitShares, DivPairShares, EdaBitShares, TripleShares};
 use crate::prg::{Prg, Seed};
 use crate::sharing::Share;
 use crate::transport::{Mesh, Step};
@@ -56,6 +98,13 @@ pub const TRIPLES_PER_CHUNK: usize = 4096;
 
 /// The largest number of items one call generates (bounds memory).
 pub const MAX_ITEMS_PER_CALL: usize = 1 << 24;
+
+/// Words of bit triples (64 each) per chunk of the pipeline with each peer:
+/// 262,144 random OTs, so the chunk's matrix `u` is 4 MiB, as for triples.
+pub const BIT_WORDS_PER_CHUNK: usize = 4096;
+
+/// The most bit-triple words one call generates (16 Mi bit triples).
+pub const MAX_BIT_WORDS_PER_CALL: usize = 1 << 18;
 
 /// Both directions of OT extension with one peer.
 struct Pair {
@@ -80,7 +129,7 @@ impl std::fmt::Debug for OtGenerator {
     }
 }
 
-type Words = Zeroizing<Vec<u64>>;
+pub(crate) type Words = Zeroizing<Vec<u64>>;
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, OtError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| OtError::Task(e.to_string()))
@@ -417,6 +466,13 @@ impl OtGenerator {
     }
 
     async fn random_bits_inner(&mut self, mesh: &Mesh, count: usize) -> Result<Share, OtError> {
+        Ok(self.random_bits_xor(mesh, count).await?.0)
+    }
+
+    /// [`OtGenerator::random_bits`], also returning this party's XOR shares
+    /// of the same bits (the `β`, packed 64 to a word; bits past `count`
+    /// in the last word are garbage).
+    async fn random_bits_xor(&mut self, mesh: &Mesh, count: usize) -> Result<(Share, Words), OtError> {
         let words = count.div_ceil(64);
         let beta_words = Arc::new(random_words(words)?);
         let beta: Words = Zeroizing::new((0..count).map(|j| beta_words[j / 64] >> (j % 64) & 1).collect());
@@ -457,7 +513,83 @@ impl OtGenerator {
                 *x = x.wrapping_sub(p.wrapping_shl(1));
             }
         }
-        Ok(Share::new(std::mem::take(&mut *x)))
+        let beta_words = Arc::try_unwrap(beta_words)
+            .map_err(|_| OtError::Task("the random bits are still shared with a finished task".into()))?;
+        Ok((Share::new(std::mem::take(&mut *x)), beta_words))
+    }
+
+    /// This party's shares of `words · 64` fresh bit triples (see the module
+    /// documentation), generated with every peer (who must call this with
+    /// the same `words` at the same point).
+    pub async fn bit_triples(&mut self, mesh: &Mesh, words: usize) -> Result<BitTripleShares, OtError> {
+        if words > MAX_BIT_WORDS_PER_CALL {
+            return Err(OtError::Unsupported(format!(
+                "{words} bit-triple words in one call; at most {MAX_BIT_WORDS_PER_CALL}"
+            )));
+        }
+        self.admit(words, "bit-triple words")?;
+        let result = self.bit_triples_inner(mesh, words).await;
+        self.settle(result)
+    }
+
+    async fn bit_triples_inner(&mut self, mesh: &Mesh, words: usize) -> Result<BitTripleShares, OtError> {
+        let a = Arc::new(random_words(words)?);
+        // With two parties b comes out of the random OTs; with more it is
+        // drawn here and corrected towards every peer.
+        let own_b = if self.parties > 2 { Some(Arc::new(random_words(words)?)) } else { None };
+        let message = self.next_message;
+        self.next_message += 2 * words.div_ceil(BIT_WORDS_PER_CHUNK) as u32;
+        let work = self.take_pairs().into_iter().map(|(peer, pair)| {
+            tagged(peer, pair_bit_products(mesh, peer, pair, a.clone(), own_b.clone(), self.hash.clone(), message))
+        });
+        let mut c: Words = Zeroizing::new(vec![0; words]);
+        let mut b_from_ots = None;
+        for result in futures::future::join_all(work).await {
+            let (peer, pair, (share, s)) = result?;
+            c.iter_mut().zip(share.iter()).for_each(|(c, x)| *c ^= x);
+            if own_b.is_none() {
+                b_from_ots = Some(s);
+            }
+            self.pairs[peer] = Some(pair);
+        }
+        let shared = || OtError::Task("the bit triples are still shared with a finished task".into());
+        let mut b = match own_b {
+            Some(b) => Arc::try_unwrap(b).map_err(|_| shared())?,
+            None => b_from_ots.ok_or_else(|| OtError::Task("no peer defined the bit triples' b".into()))?,
+        };
+        let mut a = Arc::try_unwrap(a).map_err(|_| shared())?;
+        c.iter_mut().zip(a.iter().zip(b.iter())).for_each(|(c, (a, b))| *c ^= a & b);
+        let plane = |w: &mut Words| Bits::from_words(1, 64 * words, std::mem::take(&mut **w)).expect("whole words");
+        Ok(BitTripleShares { a: plane(&mut a), b: plane(&mut b), c: plane(&mut c) })
+    }
+
+    /// This party's shares of `count` fresh daBits: uniform bits, both
+    /// additively over Z_2^64 and XOR-shared.
+    pub async fn dabits(&mut self, mesh: &Mesh, count: usize) -> Result<DaBitShares, OtError> {
+        self.admit(count, "daBits")?;
+        let result = self.random_bits_xor(mesh, count).await;
+        let (arith, mut beta) = self.settle(result)?;
+        let bits = Bits::from_words(1, count, std::mem::take(&mut *beta)).expect("whole words");
+        Ok(DaBitShares { arith, bits })
+    }
+
+    /// This party's shares of `count` fresh edaBits, each from 64 daBits.
+    pub async fn edabits(&mut self, mesh: &Mesh, count: usize) -> Result<EdaBitShares, OtError> {
+        let (r, words) = self.edabit_words(mesh, count).await?;
+        Ok(EdaBitShares { r, bits: Bits::decompose(&words, 64) })
+    }
+
+    /// [`OtGenerator::edabits`] with the XOR shares in element form: word
+    /// `t` holds this party's shares of the 64 bits of edaBit `t`.
+    pub(crate) async fn edabit_words(&mut self, mesh: &Mesh, count: usize) -> Result<(Share, Words), OtError> {
+        if count > MAX_ITEMS_PER_CALL / 64 {
+            return Err(OtError::Unsupported(format!("{count} edaBits in one call")));
+        }
+        self.admit(64 * count, "random bits")?;
+        let result = self.random_bits_xor(mesh, 64 * count).await;
+        let (arith, mut beta) = self.settle(result)?;
+        beta.truncate(count);
+        Ok((edabit_values(arith.expose()), beta))
     }
 
     /// This party's shares of `count` division pairs for `divisor`, any
@@ -474,6 +606,116 @@ impl OtGenerator {
         let bits = self.random_bits(mesh, 64 * count).await?;
         Ok(pairs_from_bits(bits.expose(), divisor))
     }
+}
+
+/// The additive shares of edaBits from this party's shares of their 64
+/// daBits each (bit `k` of edaBit `t` at `64·t + k`): `r = Σ 2^k b_k`.
+fn edabit_values(arith: &[u64]) -> Share {
+    let r =
+        arith.chunks_exact(64).map(|bits| bits.iter().enumerate().fold(0u64, |acc, (k, b)| acc.wrapping_add(b << k)));
+    Share::new(r.collect())
+}
+
+/// The cross ANDs with `peer` for `a.len()` words of bit triples, both
+/// directions, chunk by chunk: this party's XOR share of `a_peer ∧ b_me`
+/// (as the extension sender) XOR its share of `a_me ∧ b_peer` (as the
+/// receiver, choices `a_me`), and the sender's random `s` (this party's
+/// `b` with two parties; `own_b` is `Some` with more, and then `s ⊕ b` is
+/// sent). On the link, each way: `u_0 [d_0] u_1 [d_1] …`, numbered `u_i =
+/// first + 2i`, `d_i = first + 2i + 1`. The receiver's extension of the
+/// next chunk computes while the current chunk's sender side does.
+async fn pair_bit_products(
+    mesh: &Mesh,
+    peer: usize,
+    pair: Pair,
+    a: Arc<Words>,
+    own_b: Option<Arc<Words>>,
+    hash: Arc<CcrHash>,
+    first_message: u32,
+) -> Result<(Pair, (Words, Words)), OtError> {
+    let Pair { mut sender, receiver } = pair;
+    let words = a.len();
+    let chunks: Vec<std::ops::Range<usize>> =
+        (0..words).step_by(BIT_WORDS_PER_CHUNK).map(|s| s..(s + BIT_WORDS_PER_CHUNK).min(words)).collect();
+    let mut share = Zeroizing::new(vec![0u64; words]);
+    let mut s_all = Zeroizing::new(vec![0u64; if own_b.is_none() { words } else { 0 }]);
+    let Some(first) = chunks.first() else {
+        return Ok((Pair { sender, receiver }, (share, s_all)));
+    };
+    let lost = || OtError::Task("the bit-triple pipeline lost a chunk".into());
+    let mut running = Some(spawn_bit_extension(receiver, &a, &hash, first.clone()));
+    let mut idle = None;
+    for (i, range) in chunks.iter().enumerate() {
+        let (receiver, u, mut v) = running.take().ok_or_else(lost)?.await.map_err(|e| OtError::Task(e.to_string()))?;
+        match chunks.get(i + 1) {
+            Some(next) => running = Some(spawn_bit_extension(receiver, &a, &hash, next.clone())),
+            None => idle = Some(receiver),
+        }
+        let message = first_message + 2 * i as u32;
+        mesh.send(peer, Step::Preprocess(message), u).await?;
+        let u_peer = mesh.recv(peer, Step::Preprocess(message)).await?;
+        let w = range.len();
+        check_len(&u_peer, matrix_bytes(w), "OT extension matrix", mesh, peer)?;
+        let h = hash.clone();
+        let (s, m0, sbits) = blocking(move || {
+            let mut m0 = Zeroizing::new(vec![0u64; w]);
+            let mut m1 = Zeroizing::new(vec![0u64; w]);
+            let delta = sender.delta();
+            sender.extend(&u_peer, w, |j0, rows| {
+                let (k, n) = (j0 / 64, rows.len() / 64);
+                h.hash_pair_bits(rows, delta, &mut m0[k..k + n], &mut m1[k..k + n]);
+            });
+            m1.iter_mut().zip(m0.iter()).for_each(|(s, m)| *s ^= m);
+            (sender, m0, m1)
+        })
+        .await?;
+        sender = s;
+        match &own_b {
+            Some(b) => {
+                let mut d = Vec::with_capacity(8 * w);
+                for (s, b) in sbits.iter().zip(&b[range.clone()]) {
+                    d.extend_from_slice(&(s ^ b).to_le_bytes());
+                }
+                mesh.send(peer, Step::Preprocess(message + 1), d).await?;
+                let d_peer = mesh.recv(peer, Step::Preprocess(message + 1)).await?;
+                check_len(&d_peer, 8 * w, "bit-triple corrections", mesh, peer)?;
+                let (d_peer, _) = d_peer.as_chunks::<8>();
+                for ((v, a), d) in v.iter_mut().zip(&a[range.clone()]).zip(d_peer) {
+                    *v ^= a & u64::from_le_bytes(*d);
+                }
+            }
+            None => s_all[range.clone()].copy_from_slice(&sbits),
+        }
+        for ((o, m), v) in share[range.clone()].iter_mut().zip(m0.iter()).zip(v.iter()) {
+            *o = m ^ v;
+        }
+    }
+    let receiver = idle.ok_or_else(lost)?;
+    Ok((Pair { sender, receiver }, (share, s_all)))
+}
+
+type BitExtension = tokio::task::JoinHandle<(ExtReceiver, Vec<u8>, Words)>;
+
+/// Start the receiver's extension for the bit-triple words `range` (choices
+/// `a`) on the blocking pool: the matrix `u` and the packed lowest bits of
+/// `H(t_j)`.
+fn spawn_bit_extension(
+    mut receiver: ExtReceiver,
+    a: &Arc<Words>,
+    hash: &Arc<CcrHash>,
+    range: std::ops::Range<usize>,
+) -> BitExtension {
+    let (a, hash) = (a.clone(), hash.clone());
+    tokio::task::spawn_blocking(move || {
+        let choices = &a[range];
+        let mut u = Vec::new();
+        let mut v = Zeroizing::new(vec![0u64; choices.len()]);
+        receiver.extend(choices, &mut u, |j0, rows| {
+            let (k, n) = (j0 / 64, rows.len() / 64);
+            hash.hash_bits(rows, &mut v[k..k + n]);
+        });
+        (receiver, u, v)
+    })
 }
 
 /// Division pairs for `divisor` from this party's shares of 64 random bits
