@@ -269,7 +269,7 @@ impl Netlist {
     }
 
     /// The best element of a non-empty ring vector `v` of `n` elements and,
-    /// if `with_index`, its index: a tournament of adjacent pairs, so that
+    /// if `with_index`, its index (the first best): a tournament of adjacent pairs, so that
     /// position `k` of level `l` holds the best of the contiguous elements
     /// `[k·2^l, (k+1)·2^l)`; the upper element of a pair wins only when it
     /// is strictly better, so ties go to the lowest index. `ceil(log2 n)`
@@ -279,8 +279,9 @@ impl Netlist {
         v: GateId,
         n: usize,
         smallest: bool,
+        with_index: bool,
         span: Span,
-    ) -> Result<(GateId, GateId), PlanError> {
+    ) -> Result<(GateId, Option<GateId>), PlanError> {
         if n == 0 {
             let what = if smallest { "the minimum" } else { "the maximum" };
             return Err(shape_error(span, format!("{what} of an empty vector")));
@@ -301,14 +302,18 @@ impl Netlist {
                 if smallest { self.ring2(GateOp::Sub, hi, lo, span) } else { self.ring2(GateOp::Sub, lo, hi, span) };
             let upper_wins = self.sign(diff, span);
             let mut next = self.select(upper_wins, hi, lo, span)?;
-            let mut next_i = self.select(upper_wins, hi_i, lo_i, span)?;
+            // The index is selected only when it is asked for (public
+            // indices: one daBit, no triple).
+            let mut next_i = if with_index { self.select(upper_wins, hi_i, lo_i, span)? } else { index };
             if len % 2 == 1 {
                 let last = |net: &mut Netlist, a: GateId| {
                     net.push(GateOp::Strided { a, start: len - 1, step: 1, count: 1 }, span, Some(1), Kind::Ring)
                 };
                 let (lv, li) = (last(self, values), last(self, index));
                 next = self.push(GateOp::Concat(vec![next, lv]), span, Some(pairs + 1), Kind::Ring);
-                next_i = self.push(GateOp::Concat(vec![next_i, li]), span, Some(pairs + 1), Kind::Ring);
+                if with_index {
+                    next_i = self.push(GateOp::Concat(vec![next_i, li]), span, Some(pairs + 1), Kind::Ring);
+                }
             }
             values = next;
             index = next_i;
@@ -319,7 +324,8 @@ impl Netlist {
             let zero = net.constant(0, span);
             net.push(GateOp::Add(a, zero), span, None, Kind::Ring)
         };
-        let (value, index) = (scalar(self, values), scalar(self, index));
+        let value = scalar(self, values);
+        let index = with_index.then(|| scalar(self, index));
         Ok((value, index))
     }
 

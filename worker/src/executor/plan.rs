@@ -377,8 +377,11 @@ fn lower(circuit: &Circuit, lengths: &InputLengths, quotients: Quotients) -> Res
                 Op::Min(v) | Op::Max(v) | Op::ArgMin(v) | Op::ArgMax(v) => {
                     let len = shapes[*v].unwrap_or(1);
                     let smallest = matches!(node.op, Op::Min(_) | Op::ArgMin(_));
-                    let (value, index) = net.tournament(g(v), len, smallest, span)?;
-                    if matches!(node.op, Op::Min(_) | Op::Max(_)) { value } else { index }
+                    let with_index = matches!(node.op, Op::ArgMin(_) | Op::ArgMax(_));
+                    match net.tournament(g(v), len, smallest, with_index, span)? {
+                        (_, Some(index)) => index,
+                        (value, None) => value,
+                    }
                 }
                 Op::Const(_) | Op::Len(_) | Op::Bool(_) => unreachable!("public nodes are folded"),
             }
