@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Job time against round-trip time, dealer mode against OT mode, for a deep
-# and a shallow program (issue 15, item 8). Reproduces the table in
+# Job time against round-trip time, dealer mode against OT mode, for programs
+# of 2, 10 and 20 layers (issue 15, item 8). Reproduces the tables in
 # docs/benchmarks.md ("Deep programs against round-trip time").
 #
 #   sudo bench/latency/run.sh [driver flags...]    # e.g. --runs 7 --parties 2
