@@ -143,10 +143,11 @@ pub struct LengthModel {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum Cost {
-    /// `constant + Σ perLength[v]·v`, exact at every length assignment
-    /// checked.
+    /// `constant + Σ perLength[v]·scale(v)`, exact at every length
+    /// assignment checked; `scale` is `length`, or `ceil(length/64)` for
+    /// material packed 64 to a word (bit-sliced bit triples).
     #[serde(rename_all = "camelCase")]
-    Affine { formula: String, constant: i64, per_length: BTreeMap<String, i64> },
+    Affine { formula: String, scale: &'static str, constant: i64, per_length: BTreeMap<String, i64> },
     /// Not affine: the value with every vector of length `n`.
     Table { samples: Vec<Sample> },
 }
@@ -303,34 +304,62 @@ const CHECKS: [usize; 10] = [1, 2, 3, 5, 63, 64, 65, 100, 1000, 4097];
 /// Lengths of the table of a quantity that is not affine.
 const TABLE: [u64; 7] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000];
 
-/// A fitted affine function: constant and one coefficient per variable.
+/// What a formula counts per length: elements, or (for material packed
+/// 64 to a machine word, such as bit-sliced bit triples) words of 64.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scale {
+    Elements,
+    Words,
+}
+
+impl Scale {
+    fn of(self, n: usize) -> i128 {
+        match self {
+            Scale::Elements => n as i128,
+            Scale::Words => n.div_ceil(64) as i128,
+        }
+    }
+
+    fn term(self, name: &str) -> String {
+        match self {
+            Scale::Elements => name.to_string(),
+            Scale::Words => format!("ceil({name}/64)"),
+        }
+    }
+}
+
+/// A fitted affine function: constant and one coefficient per variable,
+/// of the variables measured in `scale`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Affine {
+    scale: Scale,
     constant: i128,
     per: Vec<i128>,
 }
 
 impl Affine {
     fn at(&self, values: &[usize]) -> i128 {
-        self.constant + self.per.iter().zip(values).map(|(c, v)| c * *v as i128).sum::<i128>()
+        self.constant + self.per.iter().zip(values).map(|(c, v)| c * self.scale.of(*v)).sum::<i128>()
     }
 }
 
-/// Fit each quantity of `points` (at `base`, then with variable `i` moved
-/// by `step`) as affine; `None` where a difference is not a whole multiple.
-fn fit(base: &Point, moved: &[Point], base_value: usize, step: usize) -> Vec<Option<Affine>> {
+/// Fit each quantity as affine in `scale`, from its value at `base` (every
+/// variable at BASE) and `moved` (variable `i`, or all when one, at BASE +
+/// STEP); `None` where a difference is not a whole multiple.
+fn fit(base: &Point, moved: &[Point], scale: Scale) -> Vec<Option<Affine>> {
+    let step = scale.of(BASE + STEP) - scale.of(BASE);
     (0..base.len())
         .map(|q| {
             let mut per = Vec::with_capacity(moved.len());
             for m in moved {
                 let diff = i128::from(m[q]) - i128::from(base[q]);
-                if diff % step as i128 != 0 {
+                if diff % step != 0 {
                     return None;
                 }
-                per.push(diff / step as i128);
+                per.push(diff / step);
             }
-            let constant = i128::from(base[q]) - per.iter().sum::<i128>() * base_value as i128;
-            Some(Affine { constant, per })
+            let constant = i128::from(base[q]) - per.iter().sum::<i128>() * scale.of(BASE);
+            Some(Affine { scale, constant, per })
         })
         .collect()
 }
@@ -338,10 +367,11 @@ fn fit(base: &Point, moved: &[Point], base_value: usize, step: usize) -> Vec<Opt
 fn formula(affine: &Affine, names: &[String]) -> String {
     let mut terms: Vec<String> = Vec::new();
     for (c, name) in affine.per.iter().zip(names) {
+        let term = affine.scale.term(name);
         match c {
             0 => {}
-            1 => terms.push(name.clone()),
-            c => terms.push(format!("{c}*{name}")),
+            1 => terms.push(term),
+            c => terms.push(format!("{c}*{term}")),
         }
     }
     if affine.constant != 0 || terms.is_empty() {
@@ -368,7 +398,13 @@ fn summarize(
             .map(|i| planner.point(q, &assign(&|j| if i == j { BASE + STEP } else { BASE })))
             .collect::<Result<_, _>>()?
     };
-    let mut fits = fit(&base, &moved, BASE, STEP);
+    // Per quantity, the first scale whose fit holds at every check.
+    let mut candidates: Vec<Vec<Affine>> = vec![Vec::new(); base.len()];
+    for scale in [Scale::Elements, Scale::Words] {
+        for (slot, fit) in fit(&base, &moved, scale).into_iter().enumerate() {
+            candidates[slot].extend(fit);
+        }
+    }
     // Check the fits elsewhere: each variable at a different check length.
     for c in 0..CHECKS.len() {
         let values = if equal { vec![CHECKS[c]; k] } else { assign(&|i| CHECKS[(c + 3 * i) % CHECKS.len()]) };
@@ -376,17 +412,19 @@ fn summarize(
         // value) checks nothing.
         let Ok(point) = planner.point(q, &values) else { continue };
         let vars: Vec<usize> = if equal { vec![values.first().copied().unwrap_or(0)] } else { values };
-        for (slot, fit) in fits.iter_mut().enumerate() {
-            if fit.as_ref().is_some_and(|f| f.at(&vars) != i128::from(point[slot])) {
-                *fit = None;
-            }
+        for (slot, fits) in candidates.iter_mut().enumerate() {
+            fits.retain(|f| f.at(&vars) == i128::from(point[slot]));
         }
     }
     let names: Vec<String> = if equal { vec!["n".to_string()] } else { names.to_vec() };
     let cost = |slot: usize| -> Cost {
-        match &fits[slot] {
+        match candidates[slot].first() {
             Some(f) => Cost::Affine {
                 formula: formula(f, &names),
+                scale: match f.scale {
+                    Scale::Elements => "length",
+                    Scale::Words => "ceil(length/64)",
+                },
                 constant: f.constant as i64,
                 per_length: names
                     .iter()
@@ -722,7 +760,12 @@ mod tests {
         assert!(matches!(&all.rounds, Cost::Affine { constant: 5, .. }), "{:?}", all.rounds);
         assert_eq!(
             all.material["triples"],
-            Cost::Affine { formula: "n".into(), constant: 0, per_length: BTreeMap::from([("n".into(), 1)]) }
+            Cost::Affine {
+                formula: "n".into(),
+                scale: "length",
+                constant: 0,
+                per_length: BTreeMap::from([("n".into(), 1)])
+            }
         );
         assert_eq!(r.exact[0].material.triples, 10);
         assert_eq!(r.outputs[0].type_, "fixed");
@@ -768,9 +811,12 @@ mod tests {
 
     #[test]
     fn affine_fits_read_back() {
-        let f = Affine { constant: -2, per: vec![1, 0, 3] };
+        let f = Affine { scale: Scale::Elements, constant: -2, per: vec![1, 0, 3] };
         assert_eq!(formula(&f, &parties(&["x", "y", "z"])), "x + 3*z - 2");
         assert_eq!(f.at(&[10, 99, 1]), 11);
-        assert_eq!(formula(&Affine { constant: 0, per: vec![0] }, &parties(&["x"])), "0");
+        assert_eq!(formula(&Affine { scale: Scale::Elements, constant: 0, per: vec![0] }, &parties(&["x"])), "0");
+        let words = Affine { scale: Scale::Words, constant: 0, per: vec![478] };
+        assert_eq!(formula(&words, &parties(&["n"])), "478*ceil(n/64)");
+        assert_eq!((words.at(&[1]), words.at(&[64]), words.at(&[65])), (478, 478, 956));
     }
 }
