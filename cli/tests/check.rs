@@ -162,3 +162,65 @@ fn compile_errors_show_the_line_and_a_caret() {
         assert!(err.contains("  |             ^"), "{args:?}: {err}");
     }
 }
+
+/// A comparison program: bool outputs are typed `bool[]`, material the
+/// planner packs 64 to a word or that grows with a reduction's tree is
+/// either a formula that holds or a table, and `--lengths` gives the
+/// planner's exact figures in every mode.
+#[test]
+fn a_comparison_program_is_reviewed_with_its_tables_and_exact_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cmp.cohort");
+    let source = "input x: int[] from a\ninput t: int from b\nlet f = x > t\noutput n = count(f)\n\
+                  output flags = f to a\noutput top = max(x) to b\n";
+    std::fs::write(&path, source).unwrap();
+    let out = cohort(&["check", path.to_str().unwrap(), "--parties", "a,b", "--lengths", "x=1000", "--format", "json"]);
+    let review: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    assert_eq!(review["outputs"][1], serde_json::json!({"name": "flags", "type": "bool[]", "recipients": ["a"]}));
+    assert_eq!(review["outputs"][2]["type"], "int");
+    let parties = vec!["a".to_string(), "b".to_string()];
+    let circuit = program::compile(source, &parties).unwrap();
+    let plan = |n: usize| {
+        Instance::with_quotients(
+            &circuit,
+            &InputLengths(vec![vec![Some(n), None], vec![None, Some(1)]]),
+            Quotients::Exact,
+        )
+        .unwrap()
+    };
+    let group = &review["cost"][0];
+    // max(x) is a tree of comparisons: its rounds grow with log2 of the
+    // length, so they are a table, each entry the planner's.
+    let rounds = group["rounds"]["samples"].as_array().expect("rounds are not affine in the length");
+    for sample in rounds {
+        let n = sample["n"].as_u64().unwrap() as usize;
+        assert_eq!(sample["value"].as_u64(), Some(3 + plan(n).depth() as u64), "n = {n}");
+    }
+    assert!(rounds[4]["value"].as_u64() > rounds[1]["value"].as_u64());
+    // Every kind, formula or table, agrees with the planner.
+    for n in [1usize, 7, 64, 129, 3000] {
+        let totals = plan(n).plan.totals();
+        for (kind, want) in [
+            ("triples", totals.triples),
+            ("divPairs", totals.div_pairs),
+            ("bitTriples", totals.bit_triples),
+            ("edabits", totals.edabits),
+            ("dabits", totals.dabits),
+        ] {
+            let cost = &group["material"][kind];
+            if let Some(per) = cost["perLength"].as_object() {
+                let scale = |l: usize| if cost["scale"] == "length" { l as i64 } else { l.div_ceil(64) as i64 };
+                let got =
+                    cost["constant"].as_i64().unwrap() + per.get("x").map_or(0, |c| c.as_i64().unwrap()) * scale(n);
+                assert_eq!(got as u64, want, "{kind} at {n}: {cost}");
+            } else if let Some(sample) = cost["samples"].as_array().unwrap().iter().find(|s| s["n"] == n as u64) {
+                assert_eq!(sample["value"].as_u64(), Some(want), "{kind} at {n}");
+            }
+        }
+    }
+    let exact = &review["exact"][0];
+    let at_1000 = plan(1000);
+    assert_eq!(exact["rounds"].as_u64(), Some(3 + at_1000.depth() as u64));
+    assert_eq!(exact["material"]["bitTriples"].as_u64(), Some(at_1000.plan.totals().bit_triples));
+    assert_eq!(exact["lengths"], serde_json::json!({"x": 1000}));
+}
