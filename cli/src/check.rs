@@ -659,7 +659,8 @@ fn cost_text(cost: &Cost) -> String {
                 .iter()
                 .map(|s| format!("n={}: {}", s.n, s.value.map_or("-".to_string(), |v| v.to_string())))
                 .collect();
-            format!("not affine; with every vector of length n: {}", cells.join(", "))
+            // On its own line, under the formulas' column.
+            format!("not affine; with every vector of length n:\n{:16}{}", "", cells.join(", "))
         }
     }
 }
