@@ -6,10 +6,16 @@
 //! tests here renew leaves under a running job, replace a party's CA key in
 //! phases while jobs keep running, and let a certificate expire to check
 //! that the refusal says whose certificate expired.
+//!
+//! Every time limit here is generous for a slow, loaded 2-core machine:
+//! job timeouts only bound how long a broken run takes to fail (a passing
+//! job never waits them out, refusals are final at once), certificates
+//! that must stay valid outlive any plausible stall by a wide margin, and
+//! a certificate that must expire is waited out on the wall clock.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use cohort_cli::launch::Federation;
@@ -18,6 +24,9 @@ use cohort_worker::service::api::{JobRequest, JobStatus, JobTimeouts, OutputValu
 use cohort_worker::transport::{JobId, PartyCa};
 
 const POLL: Duration = Duration::from_millis(20);
+/// How long a worker may take to apply TLS files it polls every 100 ms, or
+/// to establish a job's connections: only a hang takes this long.
+const PATIENCE: Duration = Duration::from_secs(300);
 
 fn names() -> Vec<String> {
     (0..3).map(|i| format!("party-{i}")).collect()
@@ -55,8 +64,8 @@ fn request(id: &str, i: usize, depth: usize, len: usize, connect_seconds: f64) -
         )]),
         timeouts: JobTimeouts {
             connect_seconds: Some(connect_seconds),
-            round_seconds: Some(20.0),
-            total_seconds: Some(300.0),
+            round_seconds: Some(PATIENCE.as_secs_f64()),
+            total_seconds: Some(2.0 * PATIENCE.as_secs_f64()),
         },
         preprocessing: Default::default(),
     }
@@ -66,7 +75,7 @@ fn request(id: &str, i: usize, depth: usize, len: usize, connect_seconds: f64) -
 async fn run(federation: &Federation, depth: usize, len: usize) -> Vec<JobStatus> {
     let id = JobId::random().to_string();
     for (i, w) in federation.workers.iter().enumerate() {
-        w.client.submit(&request(&id, i, depth, len, 10.0)).await.expect("submitted");
+        w.client.submit(&request(&id, i, depth, len, PATIENCE.as_secs_f64())).await.expect("submitted");
     }
     let mut out = Vec::new();
     for w in &federation.workers {
@@ -93,11 +102,30 @@ async fn reloads(federation: &Federation, i: usize, result: &str) -> u64 {
 /// Wait until each of `workers` has applied more reloads than `before`.
 async fn applied_since(federation: &Federation, workers: &[usize], before: &[u64]) {
     for &i in workers {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let deadline = tokio::time::Instant::now() + PATIENCE;
         while reloads(federation, i, "applied").await <= before[i] {
             assert!(tokio::time::Instant::now() < deadline, "worker {i} never applied the new TLS files");
             tokio::time::sleep(POLL).await;
         }
+    }
+}
+
+/// A sample of the dealer's metrics (`-1` when the series is absent).
+async fn dealer_sample(federation: &Federation, series: &str) -> f64 {
+    let text = http_get(&federation.dealer_metrics, "/metrics").await;
+    let prefix = format!("{series} ");
+    text.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.trim().parse().ok()).unwrap_or(-1.0)
+}
+
+const DEALER_APPLIED: &str = "cohort_dealer_tls_reloads_total{result=\"applied\"}";
+
+/// Wait until the dealer has applied more reloads than `before` (it trusts
+/// the parties through the same CA bundle files as the workers).
+async fn dealer_applied_since(federation: &Federation, before: f64) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while dealer_sample(federation, DEALER_APPLIED).await <= before {
+        assert!(tokio::time::Instant::now() < deadline, "the dealer never applied the new CA bundle");
+        tokio::time::sleep(POLL).await;
     }
 }
 
@@ -117,8 +145,11 @@ fn options() -> cohort_cli::launch::Options {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_job_outlives_several_leaf_renewals() {
-    const LIFETIME: Duration = Duration::from_secs(4);
-    const RENEW_EVERY: Duration = Duration::from_millis(700);
+    // Each leaf outlives the next renewal by 11 s: a loaded machine that
+    // stalls the renewer or a worker's reload for seconds still presents
+    // valid certificates on every new handshake.
+    const LIFETIME: Duration = Duration::from_secs(12);
+    const RENEW_EVERY: Duration = Duration::from_secs(1);
     let mut opts = options();
     opts.leaf_lifetime = LIFETIME;
     let federation = Arc::new(Federation::start(&names(), &opts).await.expect("workers start"));
@@ -139,8 +170,9 @@ async fn a_long_job_outlives_several_leaf_renewals() {
         })
     };
     // A job long enough to span several renewals: deepen it until one
-    // does (how long a layer takes depends on the machine). Every job,
-    // short or long, must succeed.
+    // does (how long a layer takes depends on the machine), and keep
+    // running such jobs until the first certificates have expired. Every
+    // job, short or long, must succeed.
     let len = 2000;
     let mut depth = 400;
     loop {
@@ -148,15 +180,17 @@ async fn a_long_job_outlives_several_leaf_renewals() {
         let statuses = run(&federation, depth, len).await;
         let during = renewals.load(Ordering::SeqCst) - before;
         assert_correct(&statuses, depth, len);
-        if during >= 4 {
+        if during >= 4 && SystemTime::now() > first_expiry {
             break;
         }
-        assert!(depth < 50_000, "even {depth} layers spanned only {during} renewals");
-        depth *= 2;
+        if during < 4 {
+            assert!(depth < 50_000, "even {depth} layers spanned only {during} renewals");
+            depth *= 2;
+        }
     }
-    // The certificates the job started with have expired by now; a new job
-    // handshakes with the renewed ones.
-    assert!(SystemTime::now() > first_expiry, "the job did not outlive its first certificates");
+    // The certificates the federation started with have expired by now; a
+    // new job handshakes with the renewed ones.
+    assert!(SystemTime::now() > first_expiry, "the federation did not outlive its first certificates");
     assert_correct(&run(&federation, 3, 10).await, 3, 10);
     for i in 0..3 {
         assert!(reloads(&federation, i, "applied").await >= 3, "worker {i} applied too few renewals");
@@ -171,13 +205,15 @@ async fn a_ca_key_replacement_completes_while_jobs_run() {
     let next =
         PartyCa::generate(cohort_cli::launch::FEDERATION, "party-1", Duration::from_secs(86_400)).expect("new CA");
 
-    // Jobs run back to back through every phase; `done` counts successes.
+    // Jobs run back to back through every phase; `done` counts finished
+    // jobs. They stop between two jobs when asked (never half-submitted).
     let done = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
     let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
     let jobs = {
-        let (federation, done, failures) = (federation.clone(), done.clone(), failures.clone());
+        let (federation, done, stop, failures) = (federation.clone(), done.clone(), stop.clone(), failures.clone());
         tokio::spawn(async move {
-            loop {
+            while !stop.load(Ordering::SeqCst) {
                 for s in run(&federation, 20, 500).await {
                     if s.phase != Phase::Succeeded {
                         failures.lock().expect("lock").push(format!("{}: {:?}", s.id, s.failure));
@@ -200,10 +236,13 @@ async fn a_ca_key_replacement_completes_while_jobs_run() {
     let others = [0, 2];
     more_jobs(1).await;
 
-    // Phase 1: every peer trusts both CAs of party-1.
+    // Phase 1: every peer, and the dealer, trusts both CAs of party-1 —
+    // all of them before party-1 presents a leaf from the new one.
     let before = applied_counts(&federation).await;
+    let dealer_before = dealer_sample(&federation, DEALER_APPLIED).await;
     federation.set_trusted_cas("party-1", &format!("{old}{}", next.cert_pem())).expect("bundle");
     applied_since(&federation, &others, &before).await;
+    dealer_applied_since(&federation, dealer_before).await;
     more_jobs(2).await;
     // Phase 2: party-1's leaf comes from the new CA.
     let before = applied_counts(&federation).await;
@@ -212,10 +251,13 @@ async fn a_ca_key_replacement_completes_while_jobs_run() {
     more_jobs(2).await;
     // Phase 3: the old CA leaves the bundle.
     let before = applied_counts(&federation).await;
+    let dealer_before = dealer_sample(&federation, DEALER_APPLIED).await;
     federation.set_trusted_cas("party-1", &next.cert_pem()).expect("bundle");
     applied_since(&federation, &others, &before).await;
+    dealer_applied_since(&federation, dealer_before).await;
     more_jobs(2).await;
-    jobs.abort();
+    stop.store(true, Ordering::SeqCst);
+    jobs.await.expect("the job loop ends after its current job");
     assert_eq!(*failures.lock().expect("lock"), Vec::<String>::new(), "jobs failed during the replacement");
     // The dealer trusts party-1 through the same bundle file and reloaded
     // it at each phase; its metrics show the reloads and the jobs dealt.
@@ -235,11 +277,13 @@ async fn a_ca_key_replacement_completes_while_jobs_run() {
     federation.renew_leaf("party-1", Some(&federation.cas["party-1"]), Duration::from_secs(3600)).expect("old");
     applied_since(&federation, &[1], &before).await;
     let id = JobId::random().to_string();
-    let refused = federation.workers[1].client.submit(&request(&id, 1, 1, 4, 3.0)).await.expect_err("untrusted");
+    let connect = PATIENCE.as_secs_f64();
+    let refused = federation.workers[1].client.submit(&request(&id, 1, 1, 4, connect)).await.expect_err("untrusted");
     assert!(refused.to_string().contains("certificate of party party-1 is not signed by a trusted CA"), "{refused}");
-    // party-2 dials party-1 for the job and refuses its certificate.
+    // party-2 dials party-1 for the job and refuses its certificate: a
+    // final refusal at once, whatever the connect timeout.
     for i in [0, 2] {
-        federation.workers[i].client.submit(&request(&id, i, 1, 4, 3.0)).await.expect("submitted");
+        federation.workers[i].client.submit(&request(&id, i, 1, 4, connect)).await.expect("submitted");
     }
     let s = federation.workers[2].client.wait(&id, POLL).await.expect("finishes");
     assert_eq!(s.phase, Phase::Failed);
@@ -250,18 +294,31 @@ async fn a_ca_key_replacement_completes_while_jobs_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_certificate_is_refused_naming_whose_it_is() {
     let federation = Federation::start(&names(), &options()).await.expect("workers start");
-    let before = applied_counts(&federation).await;
-    let expiry = federation.renew_leaf("party-0", None, Duration::from_secs(3)).expect("short leaf");
-    applied_since(&federation, &[0], &before).await;
+    let connect = PATIENCE.as_secs_f64();
     // party-0 takes the job while its certificate is still valid; its peers
-    // get it only after the certificate expired, and dial party-0.
-    let id = JobId::random().to_string();
-    federation.workers[0].client.submit(&request(&id, 0, 1, 4, 3.0)).await.expect("submitted while valid");
+    // get it only after the certificate expired, and dial party-0. The leaf
+    // lives 3 s; a machine too slow to apply it and submit within that
+    // gets a leaf twice as long, until one is in time.
+    let mut lifetime = Duration::from_secs(3);
+    let (id, expiry) = loop {
+        let before = applied_counts(&federation).await;
+        let expiry = federation.renew_leaf("party-0", None, lifetime).expect("short leaf");
+        applied_since(&federation, &[0], &before).await;
+        let id = JobId::random().to_string();
+        match federation.workers[0].client.submit(&request(&id, 0, 1, 4, connect)).await {
+            Ok(_) => break (id, expiry),
+            Err(e) if e.to_string().contains("certificate of party party-0 expired at") && lifetime < PATIENCE => {
+                eprintln!("the {lifetime:?} leaf expired before the job was submitted ({e}); doubling it");
+                lifetime *= 2;
+            }
+            Err(e) => panic!("submitted while valid: {e}"),
+        }
+    };
     while SystemTime::now() <= expiry + Duration::from_secs(1) {
         tokio::time::sleep(POLL).await;
     }
     for i in 1..3 {
-        federation.workers[i].client.submit(&request(&id, i, 1, 4, 3.0)).await.expect("submitted");
+        federation.workers[i].client.submit(&request(&id, i, 1, 4, connect)).await.expect("submitted");
     }
     for w in &federation.workers[1..] {
         let s = w.client.wait(&id, POLL).await.expect("finishes");
