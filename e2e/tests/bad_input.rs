@@ -46,7 +46,9 @@ fn malformed_program_names_line_and_column() {
     let dir = Dir::new("program");
     let file = run_file(&dir, "input x: fixed[] from each\noutput s = sum(concat(x)) + * 2\n", "v\n1\n", "2\n");
     let err = fails(&file);
-    assert!(err.contains("p.cohort") && err.contains("line 2"), "{err}");
+    // As rustc shows an error: file:line:column, the line, a caret.
+    assert!(err.contains("p.cohort:2:29\n"), "{err}");
+    assert!(err.contains("2 | output s = sum(concat(x)) + * 2\n  |                             ^"), "{err}");
 }
 
 #[test]
