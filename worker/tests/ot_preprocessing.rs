@@ -427,3 +427,55 @@ async fn a_deep_plan_with_binary_kinds_takes_no_more_exchanges_than_a_shallow_on
         );
     }
 }
+
+/// Generation throughput of the binary kinds over real mTLS meshes on
+/// loopback (all parties in this process, sharing the machine's cores):
+/// bit triples, edaBits and daBits alone, and the material of 10^5 64-bit
+/// comparisons (1 edaBit, 124 bit triples and 1 daBit each) through
+/// `generate_with`. Prints rates; asserts nothing about time. Run with
+/// `cargo test -p cohort-worker --locked --test ot_preprocessing
+/// binary_generation_throughput -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a test: run it by name"]
+async fn binary_generation_throughput() {
+    use cohort_worker::preprocessing::{Demand, MaterialPlan};
+    use std::time::Instant;
+    const WORDS: usize = 1 << 17;
+    const EDABITS: usize = 50_000;
+    const DABITS: usize = 1 << 20;
+    const COMPARISONS: usize = 100_000;
+    for parties in [2, 3] {
+        let rates = run_parties(parties, |mut generator, mesh| {
+            Box::pin(async move {
+                // Warm up: the blocking pool and the connections.
+                generator.bit_triples(&mesh, 64).await.expect("warm-up");
+                let mut out = Vec::new();
+                let t = Instant::now();
+                generator.bit_triples(&mesh, WORDS).await.expect("bit triples");
+                out.push(("bit triples", (64 * WORDS) as f64 / t.elapsed().as_secs_f64()));
+                let t = Instant::now();
+                generator.edabits(&mesh, EDABITS).await.expect("edaBits");
+                out.push(("edaBits", EDABITS as f64 / t.elapsed().as_secs_f64()));
+                let t = Instant::now();
+                generator.dabits(&mesh, DABITS).await.expect("daBits");
+                out.push(("daBits", DABITS as f64 / t.elapsed().as_secs_f64()));
+                let plan = MaterialPlan {
+                    layers: vec![Demand {
+                        bit_triple_words: (124 * COMPARISONS).div_ceil(64),
+                        edabits: COMPARISONS,
+                        dabits: COMPARISONS,
+                        ..Default::default()
+                    }],
+                };
+                let t = Instant::now();
+                generate_with(&mut generator, &mesh, mesh.job(), &plan).await.expect("plan");
+                out.push(("comparisons' material", COMPARISONS as f64 / t.elapsed().as_secs_f64()));
+                (out, mesh)
+            })
+        })
+        .await;
+        for (what, rate) in &rates[0] {
+            println!("{parties} parties: {what}: {:.0} per second (party 0's view)", rate);
+        }
+    }
+}

@@ -21,9 +21,11 @@
 //!
 //! A shared uniform bit is the XOR of one private bit `β_k` per party,
 //! folded in arithmetically: `[x ⊕ β_k] = [x] + β_k − 2·[x]·β_k`, where
-//! `[x]·β_k` is party `k`'s local term plus a correlated OT from every other
-//! party `i` (correlation `⟨x⟩_i`, choice `β_k`). That is `n − 1` sequential
-//! rounds, one per party after the first. A division pair for `d = 2^f` is
+//! `[x]·β_k` is party `k`'s local term plus a correlated OT from every
+//! party `i < k` (correlation `⟨x⟩_i`, choice `β_k`; the later parties'
+//! shares of `x` are still 0, so they sit the round out). That is `n − 1`
+//! sequential rounds, one per party after the first, and `n(n − 1)/2`
+//! correlated OTs per bit. A division pair for `d = 2^f` is
 //! 64 such bits: `r = Σ 2^k r_k`, `m = r_63`, `q = Σ_{f≤k<63} 2^{k−f} r_k`
 //! (see [`crate::protocol::division`]). For any other divisor `q =
 //! Σ_k floor(2^k/d)·r_k` and `g = Σ_k ceil((2^k mod d)·2^s/d)·r_k` are as
@@ -481,13 +483,21 @@ impl OtGenerator {
         self.next_message += 2 * (self.parties as u32 - 1);
         for k in 1..self.parties {
             let message = base_message + 2 * (k as u32 - 1);
+            // Parties after k have not folded a bit in yet: their shares of
+            // [x] are 0, so their terms of [x]·β_k are 0 and they sit the
+            // round out ((n − 1)·n/2 correlated OTs per bit, not (n − 1)²).
+            if self.me > k {
+                continue;
+            }
             // [p] = [x]·β_k; then [x] ← [x] + β_k − 2[p].
             let mut p: Words = Zeroizing::new(vec![0; count]);
             if self.me == k {
                 for ((p, x), b) in p.iter_mut().zip(x.iter()).zip(beta.iter()) {
                     *p = x.wrapping_mul(*b);
                 }
-                let work = self.take_pairs().into_iter().map(|(peer, pair)| {
+                let earlier: Vec<(usize, Pair)> =
+                    (0..k).filter_map(|peer| self.pairs[peer].take().map(|pair| (peer, pair))).collect();
+                let work = earlier.into_iter().map(|(peer, pair)| {
                     tagged(peer, cot_receive(mesh, peer, pair, beta_words.clone(), count, self.hash.clone(), message))
                 });
                 for result in futures::future::join_all(work).await {
