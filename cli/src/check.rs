@@ -304,12 +304,14 @@ const CHECKS: [usize; 10] = [1, 2, 3, 5, 63, 64, 65, 100, 1000, 4097];
 /// Lengths of the table of a quantity that is not affine.
 const TABLE: [u64; 7] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000];
 
-/// What a formula counts per length: elements, or (for material packed
-/// 64 to a machine word, such as bit-sliced bit triples) words of 64.
+/// What a formula counts per length: elements, words of 64 (material
+/// packed 64 to a machine word, such as bit-sliced bit triples), or the
+/// levels of a balanced tree over the elements (the rounds of `max(v)`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Scale {
     Elements,
     Words,
+    Levels,
 }
 
 impl Scale {
@@ -317,6 +319,8 @@ impl Scale {
         match self {
             Scale::Elements => n as i128,
             Scale::Words => n.div_ceil(64) as i128,
+            // ceil(log2 n), 0 for n <= 1.
+            Scale::Levels => i128::from(usize::BITS - n.saturating_sub(1).leading_zeros()),
         }
     }
 
@@ -324,6 +328,7 @@ impl Scale {
         match self {
             Scale::Elements => name.to_string(),
             Scale::Words => format!("ceil({name}/64)"),
+            Scale::Levels => format!("ceil(log2 {name})"),
         }
     }
 }
@@ -400,7 +405,7 @@ fn summarize(
     };
     // Per quantity, the first scale whose fit holds at every check.
     let mut candidates: Vec<Vec<Affine>> = vec![Vec::new(); base.len()];
-    for scale in [Scale::Elements, Scale::Words] {
+    for scale in [Scale::Elements, Scale::Words, Scale::Levels] {
         for (slot, fit) in fit(&base, &moved, scale).into_iter().enumerate() {
             candidates[slot].extend(fit);
         }
@@ -424,6 +429,7 @@ fn summarize(
                 scale: match f.scale {
                     Scale::Elements => "length",
                     Scale::Words => "ceil(length/64)",
+                    Scale::Levels => "ceil(log2 length)",
                 },
                 constant: f.constant as i64,
                 per_length: names
@@ -819,5 +825,30 @@ mod tests {
         let words = Affine { scale: Scale::Words, constant: 0, per: vec![478] };
         assert_eq!(formula(&words, &parties(&["n"])), "478*ceil(n/64)");
         assert_eq!((words.at(&[1]), words.at(&[64]), words.at(&[65])), (478, 478, 956));
+        let levels = Affine { scale: Scale::Levels, constant: 3, per: vec![8] };
+        assert_eq!(formula(&levels, &parties(&["n"])), "8*ceil(log2 n) + 3");
+        let at: Vec<i128> = [1, 2, 3, 4, 5, 1024, 1025].iter().map(|n| levels.at(&[*n])).collect();
+        assert_eq!(at, [3, 11, 19, 19, 27, 83, 91]);
+    }
+
+    /// The rounds of a maximum grow with the levels of its tree: a formula
+    /// in ceil(log2 n) that the planner confirms.
+    #[test]
+    fn the_rounds_of_a_maximum_are_a_formula_in_log2_of_the_length() {
+        let source = "input x: int[] from a\noutput m = max(x)\n";
+        let r = review_of(source, &["a", "b"], None);
+        let Cost::Affine { scale, per_length, formula, .. } = &r.cost[0].rounds else {
+            panic!("{:?}", r.cost[0].rounds)
+        };
+        assert_eq!(*scale, "ceil(log2 length)", "{formula}");
+        assert!(per_length["x"] > 0, "{formula}");
+        let circuit = program::compile(source, &parties(&["a", "b"])).unwrap();
+        let planner = Planner { circuit: &circuit, vars: variables(&circuit) };
+        let Cost::Affine { constant, .. } = r.cost[0].rounds else { unreachable!() };
+        for n in [1usize, 2, 7, 8, 9, 100_000] {
+            let levels = i64::from(usize::BITS - n.saturating_sub(1).leading_zeros());
+            let want = planner.point(Quotients::Exact, &[n]).unwrap()[0] as i64;
+            assert_eq!(constant + per_length["x"] * levels, want, "n = {n}");
+        }
     }
 }

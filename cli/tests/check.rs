@@ -209,7 +209,12 @@ fn a_comparison_program_is_reviewed_with_its_tables_and_exact_figures() {
         ] {
             let cost = &group["material"][kind];
             if let Some(per) = cost["perLength"].as_object() {
-                let scale = |l: usize| if cost["scale"] == "length" { l as i64 } else { l.div_ceil(64) as i64 };
+                let scale = |l: usize| match cost["scale"].as_str() {
+                    Some("length") => l as i64,
+                    Some("ceil(length/64)") => l.div_ceil(64) as i64,
+                    Some("ceil(log2 length)") => i64::from(usize::BITS - l.saturating_sub(1).leading_zeros()),
+                    other => panic!("scale {other:?}"),
+                };
                 let got =
                     cost["constant"].as_i64().unwrap() + per.get("x").map_or(0, |c| c.as_i64().unwrap()) * scale(n);
                 assert_eq!(got as u64, want, "{kind} at {n}: {cost}");
