@@ -64,11 +64,38 @@ impl fmt::Debug for JobRequest {
 /// JSON boolean (`bool` inputs). The worker refuses an element of the wrong
 /// kind for its input's type, naming the input and the element's index.
 /// Secret: `Debug` does not show it.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum InputValue {
     Number(serde_json::Number),
     Bool(bool),
+}
+
+/// By hand rather than `untagged`: an untagged enum buffers every element
+/// before trying each variant, and a request may carry 2^27 of them.
+impl<'de> Deserialize<'de> for InputValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<InputValue, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = InputValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number or a boolean")
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<InputValue, E> {
+                Ok(InputValue::Bool(b))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<InputValue, E> {
+                Ok(InputValue::Number(n.into()))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<InputValue, E> {
+                Ok(InputValue::Number(n.into()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, x: f64) -> Result<InputValue, E> {
+                serde_json::Number::from_f64(x).map(InputValue::Number).ok_or_else(|| E::custom("not a finite number"))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 impl From<serde_json::Number> for InputValue {

@@ -1185,6 +1185,27 @@ mod tests {
         assert_eq!(format!("{:?}", request.inputs["flags"][0]), "InputValue([redacted])");
     }
 
+    /// Input elements read as numbers (exactly as serde_json reads them)
+    /// or booleans, nothing else.
+    #[test]
+    fn input_values_are_numbers_or_booleans() {
+        use api::InputValue::{Bool, Number};
+        let parsed: Vec<api::InputValue> =
+            serde_json::from_str("[1, -2, 1.5, 18446744073709551615, 123456789012345678901234567890, true, false]")
+                .unwrap();
+        let want: Vec<serde_json::Number> =
+            serde_json::from_str("[1, -2, 1.5, 18446744073709551615, 123456789012345678901234567890]").unwrap();
+        assert_eq!(parsed[..5], want.into_iter().map(Number).collect::<Vec<_>>()[..]);
+        assert_eq!(parsed[5..], [Bool(true), Bool(false)]);
+        for bad in [r#"["1"]"#, "[null]", "[[1]]", r#"[{"a": 1}]"#] {
+            assert!(serde_json::from_str::<Vec<api::InputValue>>(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            serde_json::to_string(&parsed).unwrap(),
+            "[1,-2,1.5,18446744073709551615,1.2345678901234568e+29,true,false]"
+        );
+    }
+
     /// Bool outputs are JSON booleans (scalars and vectors); ints stay
     /// exact integers and fixed values their grid point.
     #[test]
