@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use cohort_cli::bench::DeployedReport;
+use cohort_cli::bench::{DeployedReport, Op};
 use cohort_cli::launch::Options;
 use cohort_cli::run::{Interrupts, render_text, run_file};
+use cohort_worker::bench::compare::{CompareBenchOptions, CompareBenchReport};
 use cohort_worker::bench::ot::{OtBenchOptions, OtBenchReport};
 use cohort_worker::bench::{BenchOptions, BenchReport, CpuInfo};
 use cohort_worker::preprocessing::Mode;
@@ -82,9 +83,20 @@ enum Command {
         /// Runs of each variant (figures are medians).
         #[arg(long, default_value_t = 5)]
         repeats: usize,
-        /// MiB sent per stream when measuring loopback TLS (0 skips it).
-        #[arg(long, default_value_t = 256)]
-        tls_mib: usize,
+        /// MiB sent per stream when measuring loopback TLS (0 skips it;
+        /// default 256; not with `--op compare`).
+        #[arg(long)]
+        tls_mib: Option<usize>,
+        /// The operation measured: `mul` (the default: multiplications, or
+        /// triple generation with `--preprocessing ot`) or `compare`
+        /// (`count(x < y)` over `--comparisons` secret integers, with the
+        /// material dealt or generated during the job, and deployed).
+        #[arg(long, value_enum, default_value_t = BenchOp::Mul)]
+        op: BenchOp,
+        /// Comparisons in the job (`--op compare` only; default 1000000
+        /// with a dealer, 100000 with OT).
+        #[arg(long)]
+        comparisons: Option<usize>,
         /// What to measure: `dealer` measures the online phase with a
         /// trusted dealer's material; `ot` measures dealer-free generation
         /// of Beaver triples with OT extension (triples per second, bytes
@@ -103,6 +115,13 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+}
+
+/// What `cohort bench` measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum BenchOp {
+    Mul,
+    Compare,
 }
 
 /// Where preprocessing material comes from.
@@ -124,6 +143,58 @@ enum Format {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Bench { op: BenchOp::Mul, comparisons: Some(_), .. } => {
+            refuse("--comparisons sets the comparisons of --op compare")
+        }
+        Command::Bench { op: BenchOp::Compare, mults: Some(_), .. } => {
+            refuse("--mults applies to --op mul; --op compare takes --comparisons N")
+        }
+        Command::Bench { op: BenchOp::Compare, triples: Some(_), .. } => {
+            refuse("--triples applies to --op mul --preprocessing ot; --op compare takes --comparisons N")
+        }
+        Command::Bench { op: BenchOp::Compare, tls_mib: Some(_), .. } => {
+            refuse("--tls-mib applies to --op mul (the comparison benchmark measures no TLS bound)")
+        }
+        Command::Bench {
+            op: BenchOp::Compare,
+            parties,
+            repeats,
+            format,
+            preprocessing,
+            comparisons,
+            no_deployed,
+            ..
+        } => {
+            let mode = match preprocessing {
+                Preprocessing::Dealer => Mode::Dealer,
+                Preprocessing::Ot => Mode::Ot,
+            };
+            let comparisons = comparisons.unwrap_or(if mode == Mode::Ot { DEFAULT_COUNT / 10 } else { DEFAULT_COUNT });
+            let options = CompareBenchOptions { parties, comparisons, repeats, mode };
+            eprintln!("cohort bench: {parties} parties, {comparisons} comparisons, {mode} material, {repeats} runs");
+            let engine = match cohort_worker::bench::compare::run(&options).await {
+                Ok(report) => report,
+                Err(e) => {
+                    eprintln!("cohort bench: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let deployed = if no_deployed {
+                None
+            } else {
+                eprintln!("cohort bench: the same job deployed: {parties} cohort-worker processes");
+                let options = Options::beside_current_exe();
+                match cohort_cli::bench::deployed(&options, parties, Op::Compare, mode, comparisons, repeats).await {
+                    Ok(report) => Some(report),
+                    Err(e) => {
+                        eprintln!("cohort bench: deployed: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            };
+            let deployed = deployed.map(CompareDeployed::from);
+            print_report("cohort bench", format, &CompareBench { engine, deployed }, compare_text)
+        }
         Command::Bench { preprocessing: Preprocessing::Ot, mults: Some(_), .. } => refuse(
             "--mults sets the multiplications of --preprocessing dealer; --preprocessing ot (the default) measures \
              triple generation: give --triples N, or add --preprocessing dealer",
@@ -137,6 +208,7 @@ async fn main() -> ExitCode {
         ),
         Command::Bench { parties, repeats, tls_mib, format, preprocessing: Preprocessing::Ot, triples, .. } => {
             let triples = triples.unwrap_or(DEFAULT_COUNT);
+            let tls_mib = tls_mib.unwrap_or(DEFAULT_TLS_MIB);
             let options = OtBenchOptions { parties, triples, repeats, tls_bytes_per_stream: tls_mib << 20 };
             eprintln!("cohort bench: {parties} parties, {triples} Beaver triples by OT extension, {repeats} runs");
             match cohort_worker::bench::ot::run(&options).await {
@@ -158,6 +230,7 @@ async fn main() -> ExitCode {
             ..
         } => {
             let mults = mults.unwrap_or(DEFAULT_COUNT);
+            let tls_mib = tls_mib.unwrap_or(DEFAULT_TLS_MIB);
             let options = BenchOptions { parties, mults, repeats, tls_bytes_per_stream: tls_mib << 20 };
             eprintln!("cohort bench: {parties} parties, {mults} multiplications, {repeats} runs of each variant");
             let engine = match cohort_worker::bench::run(&options).await {
@@ -171,7 +244,8 @@ async fn main() -> ExitCode {
                 None
             } else {
                 eprintln!("cohort bench: the same job deployed: {parties} cohort-worker processes and a cohort-dealer");
-                match cohort_cli::bench::deployed(&Options::beside_current_exe(), parties, mults, repeats).await {
+                let options = Options::beside_current_exe();
+                match cohort_cli::bench::deployed(&options, parties, Op::Mul, Mode::Dealer, mults, repeats).await {
                     Ok(report) => Some(report),
                     Err(e) => {
                         eprintln!("cohort bench: deployed: {e}");
@@ -242,8 +316,94 @@ async fn main() -> ExitCode {
 const QUIET_JOB_LOGS: &str =
     "warn,cohort_worker::service::jobs=error,cohort_worker::preprocessing::dealer::service=error";
 
-/// Multiplications (dealer mode) or triples (OT mode) when not given.
+/// Multiplications (dealer mode), triples (OT mode) or comparisons (dealer
+/// mode; a tenth with OT) when not given.
 const DEFAULT_COUNT: usize = 1_000_000;
+
+/// MiB per stream of the TLS measurement when not given.
+const DEFAULT_TLS_MIB: usize = 256;
+
+/// `cohort bench --op compare`'s report: the engine's figures and the
+/// deployed path's beside them (one flat JSON object).
+#[derive(serde::Serialize)]
+struct CompareBench {
+    #[serde(flatten)]
+    engine: CompareBenchReport,
+    #[serde(flatten)]
+    deployed: Option<CompareDeployed>,
+}
+
+/// The deployed figures of the comparison benchmark, named for it.
+#[derive(serde::Serialize)]
+struct CompareDeployed {
+    deployed_seconds: f64,
+    deployed_comparisons_per_second: f64,
+    deployed_party_seconds: f64,
+    deployed_startup_seconds: f64,
+    deployed_samples: Vec<f64>,
+}
+
+impl From<DeployedReport> for CompareDeployed {
+    fn from(d: DeployedReport) -> Self {
+        CompareDeployed {
+            deployed_seconds: d.deployed_seconds,
+            deployed_comparisons_per_second: d.deployed_per_second,
+            deployed_party_seconds: d.deployed_party_seconds,
+            deployed_startup_seconds: d.deployed_startup_seconds,
+            deployed_samples: d.deployed_samples,
+        }
+    }
+}
+
+/// The comparison benchmark for a person.
+fn compare_text(report: &CompareBench) -> String {
+    let r = &report.engine;
+    let k = |x: f64| x / 1e3;
+    let material = if r.preprocessing == Mode::Dealer {
+        "material from an in-process dealer thread during the job"
+    } else {
+        "material generated by the parties with OT during the job"
+    };
+    let online = if r.online_seconds > 0.0 {
+        format!(
+            "online      {:>10.1} k comparisons/s  ({:.1} ms, material prefetched)\n",
+            k(r.online_comparisons_per_second),
+            r.online_seconds * 1e3
+        )
+    } else {
+        String::new()
+    };
+    let deployed = match &report.deployed {
+        Some(d) => format!(
+            "deployed    {:>10.1} k comparisons/s  ({:.1} ms submission to every result; worker processes{})\n",
+            k(d.deployed_comparisons_per_second),
+            d.deployed_seconds * 1e3,
+            if r.preprocessing == Mode::Dealer { " and a dealer process over mTLS" } else { ", OT in the job" },
+        ),
+        None => String::new(),
+    };
+    format!(
+        "{} parties, {} comparisons (count(x < y)), {} mode, {} rounds\n\
+         {online}\
+         job         {:>10.1} k comparisons/s  ({:.1} ms, {material})\n\
+         {deployed}\
+         material    {:.0} bit triples, {:.0} edaBit, {:.0} daBit per comparison\n\
+         bytes       {:>10.1} per comparison per party (online construction: {:.1})\n\
+         CPU         {}\n",
+        r.parties,
+        r.comparisons,
+        r.preprocessing,
+        r.rounds,
+        k(r.comparisons_per_second),
+        r.seconds * 1e3,
+        r.bit_triples_per_comparison,
+        r.edabits_per_comparison,
+        r.dabits_per_comparison,
+        r.bytes_per_comparison_per_party,
+        r.online_protocol_bytes_per_comparison_per_party,
+        cpu_text(&r.cpu),
+    )
+}
 
 /// A flag that does not apply: say why, exit as clap does for a usage error.
 fn refuse(why: &str) -> ExitCode {
@@ -269,7 +429,7 @@ fn bench_text(report: &DealerBench) -> String {
         Some(d) => format!(
             "deployed    {:>8.2} M mults/s  ({:.1} ms submission to every result; slowest party's own {:.1} ms; \
              worker and dealer processes, dealer over mTLS)\n",
-            m(d.deployed_mults_per_second),
+            m(d.deployed_per_second),
             d.deployed_seconds * 1e3,
             d.deployed_party_seconds * 1e3,
         ),

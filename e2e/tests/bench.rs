@@ -96,3 +96,61 @@ fn flags_of_the_other_mode_are_refused() {
         assert!(out.stdout.is_empty(), "{args:?}: nothing measured");
     }
 }
+
+/// `cohort bench --op compare ARGS --repeats 1 --format json`, parsed.
+fn compare_json(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(bin("cohort"))
+        .args(["bench", "--op", "compare"])
+        .args(args)
+        .args(["--repeats", "1", "--format", "json"])
+        .output()
+        .expect("cohort bench runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).expect("UTF-8");
+    assert_eq!(stdout.trim_end().lines().count(), 1, "one JSON document: {stdout}");
+    serde_json::from_str(&stdout).expect("JSON")
+}
+
+#[test]
+fn compare_bench_reports_comparisons_per_second_in_both_modes() {
+    for (mode, parties) in [("dealer", 2u64), ("dealer", 3), ("ot", 2)] {
+        let report =
+            compare_json(&["--preprocessing", mode, "--parties", &parties.to_string(), "--comparisons", "3000"]);
+        assert_eq!(report["op"], "compare");
+        assert_eq!(report["preprocessing"], mode);
+        assert_eq!(report["comparisons"], 3000);
+        assert_eq!(report["rounds"], 11, "setup, input, a masked opening, 6 AND levels, an injection, output");
+        // 118 AND gates; each layer's triples are dealt in words of 64.
+        let bit_triples = report["bit_triples_per_comparison"].as_f64().expect("bit triples");
+        assert!((118.0..118.0 + 6.0 * 64.0 / 3000.0).contains(&bit_triples), "{mode}: {bit_triples}");
+        assert_eq!(report["edabits_per_comparison"], 1.0);
+        assert_eq!(report["dabits_per_comparison"], 1.0);
+        for key in ["comparisons_per_second", "deployed_comparisons_per_second", "deployed_seconds"] {
+            assert!(report[key].as_f64().is_some_and(|x| x > 0.0), "{mode}: {key}: {}", report[key]);
+        }
+        let online = report["online_comparisons_per_second"].as_f64().expect("online");
+        assert_eq!(online > 0.0, mode == "dealer", "{mode}: an online figure only with prefetched material");
+        let bytes = report["bytes_per_comparison_per_party"].as_f64().expect("bytes");
+        let construction = report["online_protocol_bytes_per_comparison_per_party"].as_f64().expect("protocol");
+        assert!(bytes >= construction, "{mode}: {bytes} vs {construction}");
+        if mode == "dealer" {
+            assert!(bytes < construction * 1.1, "{mode}: {bytes} vs {construction}");
+        }
+    }
+}
+
+#[test]
+fn flags_that_do_not_apply_to_the_comparison_benchmark_are_refused() {
+    for (args, flag) in [
+        (&["--op", "compare", "--mults", "1000"][..], "--mults"),
+        (&["--op", "compare", "--triples", "1000"][..], "--triples"),
+        (&["--op", "compare", "--tls-mib", "4"][..], "--tls-mib"),
+        (&["--comparisons", "1000"][..], "--comparisons"),
+    ] {
+        let out = Command::new(bin("cohort")).arg("bench").args(args).output().expect("cohort bench runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?} is refused: {stderr}");
+        assert!(stderr.contains(flag), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}: nothing measured");
+    }
+}

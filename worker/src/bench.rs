@@ -71,6 +71,7 @@
 //! Timings are the **median** over `repeats` runs, after one unreported
 //! warm-up run of each variant; every sample is in the report too.
 
+pub mod compare;
 pub mod ot;
 
 use crate::executor::{ExecuteOptions, InputLengths, Instance, JobError, OwnInputs, execute};
@@ -274,17 +275,17 @@ pub async fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     let mut suite = String::new();
     // One unreported run of each variant first: the first job of a process
     // pays for cold allocator arenas and caches.
-    one_job(&federation, &job, Some(&plan)).await?;
-    one_job(&federation, &job, None).await?;
+    one_job(&federation, &job, Material::Prefetch(&plan)).await?;
+    one_job(&federation, &job, Material::Dealer).await?;
     for _ in 0..repeats {
-        let run = one_job(&federation, &job, Some(&plan)).await?;
+        let run = one_job(&federation, &job, Material::Prefetch(&plan)).await?;
         online.push(run.seconds);
         drain.push(run.prefetch_seconds);
         setup.push(run.mesh_seconds);
         rounds = run.rounds;
         bytes_per_mult = run.bytes_sent.iter().sum::<u64>() as f64 / parties as f64 / mults as f64;
         suite = run.suite;
-        let run = one_job(&federation, &job, None).await?;
+        let run = one_job(&federation, &job, Material::Dealer).await?;
         e2e.push(run.seconds);
     }
 
@@ -355,13 +356,25 @@ struct JobRun {
     suite: String,
 }
 
-/// One job among all parties. With `prefetch`, every party drains its
-/// whole material from the dealer before the clock starts.
-async fn one_job(
-    federation: &LocalFederation,
-    job: &JobSpec,
-    prefetch: Option<&MaterialPlan>,
-) -> Result<JobRun, BenchError> {
+/// Where a benchmark job's material comes from.
+#[derive(Clone, Copy)]
+enum Material<'a> {
+    /// Every party drains its whole material for this plan from an
+    /// in-process dealer before the clock starts.
+    Prefetch(&'a MaterialPlan),
+    /// An in-process dealer deals during the job.
+    Dealer,
+    /// The parties generate it with OT over the job's mesh, during the job.
+    Ot,
+}
+
+/// One job among all parties, with material from `material`.
+async fn one_job(federation: &LocalFederation, job: &JobSpec, material: Material<'_>) -> Result<JobRun, BenchError> {
+    let prefetch = match material {
+        Material::Prefetch(plan) => Some(plan),
+        _ => None,
+    };
+    let ot = matches!(material, Material::Ot);
     let n = federation.names.len();
     let hub = DealerHub::new(n);
     let mut prefetched: Vec<Option<Prefetched>> = (0..n).map(|_| None).collect();
@@ -411,7 +424,7 @@ async fn one_job(
         let circuit = job.circuit.clone();
         let consent = job.consent;
         tasks.push(tokio::spawn(async move {
-            let result = party(&mesh, &circuit, consent, own, material, hub, me).await;
+            let result = party(&mesh, &circuit, consent, own, material, hub, me, ot).await;
             let done = Instant::now();
             // Bytes this party read: every message is read by a party that
             // needs it before it finishes, so the sum over the parties is
@@ -440,6 +453,7 @@ async fn one_job(
 }
 
 /// One party's side of the job.
+#[allow(clippy::too_many_arguments)]
 async fn party(
     mesh: &Mesh,
     circuit: &Circuit,
@@ -448,10 +462,19 @@ async fn party(
     material: Option<Prefetched>,
     hub: DealerHub,
     me: usize,
+    ot: bool,
 ) -> Result<crate::executor::JobOutput, BenchError> {
-    let options = ExecuteOptions::new(consent);
+    let mut options = ExecuteOptions::new(consent);
     let result = match material {
         Some(m) => execute(mesh, circuit, &own, &options, |_| async move { Ok(m) }).await,
+        None if ot => {
+            options.quotients = crate::executor::Quotients::of(crate::preprocessing::Mode::Ot);
+            let job = mesh.job();
+            execute(mesh, circuit, &own, &options, |plan| async move {
+                crate::preprocessing::ot::generate_for_plan(mesh, job, &plan).await
+            })
+            .await
+        }
         None => execute(mesh, circuit, &own, &options, |plan| async move { hub.take(me, plan) }).await,
     };
     result.map_err(|source| BenchError::Job { party: me, source })
