@@ -85,7 +85,7 @@ fn program(names: &[String]) -> String {
 fn inputs(n: usize) -> (Vec<u64>, Vec<u64>) {
     let value = |i: u64, salt: u64| {
         let v = (i ^ salt).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 2; // < 2^62
-        if i % 2 == 0 { v } else { v.wrapping_neg() }
+        if i.is_multiple_of(2) { v } else { v.wrapping_neg() }
     };
     ((0..n as u64).map(|i| value(i, 1)).collect(), (0..n as u64).map(|i| value(i, 2)).collect())
 }
