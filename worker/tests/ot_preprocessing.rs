@@ -367,7 +367,8 @@ async fn binary_material_matches_its_definitions_for_three_parties() {
 
 /// The generator's own calls, outside a plan: bit triples in one call and
 /// edaBits and daBits, for 2, 3 and 5 parties (5 exercises the corrections
-/// towards several peers).
+/// towards several peers; the edaBits' bits span two correlated-OT
+/// chunks).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generator_calls_for_binary_kinds_match_their_definitions() {
     use cohort_worker::preprocessing::{BitTripleShares, DaBitShares, Demand, EdaBitShares};
@@ -375,13 +376,14 @@ async fn generator_calls_for_binary_kinds_match_their_definitions() {
         let results: Vec<(BitTripleShares, EdaBitShares, DaBitShares)> = run_parties(parties, |mut generator, mesh| {
             Box::pin(async move {
                 let t = generator.bit_triples(&mesh, 40).await.expect("bit triples");
-                let e = generator.edabits(&mesh, 70).await.expect("edaBits");
+                // 134,400 random bits: more than one correlated-OT chunk.
+                let e = generator.edabits(&mesh, 2100).await.expect("edaBits");
                 let d = generator.dabits(&mesh, 1001).await.expect("daBits");
                 ((t, e, d), mesh)
             })
         })
         .await;
-        let demand = Demand { bit_triple_words: 40, edabits: 70, dabits: 1001, ..Default::default() };
+        let demand = Demand { bit_triple_words: 40, edabits: 2100, dabits: 1001, ..Default::default() };
         common::material::check_binary(
             &results.iter().map(|r| &r.0).collect::<Vec<_>>(),
             &results.iter().map(|r| &r.1).collect::<Vec<_>>(),

@@ -314,8 +314,27 @@ async fn pair_products(
     Ok((Pair { sender, receiver }, out))
 }
 
+/// Words of choices (64 correlated OTs each) per chunk of [`cot_receive`]
+/// and [`cot_send`]: a 2 MiB matrix. Chunks let the sender work on one
+/// chunk while the receiver extends the next.
+pub const COT_CHUNK_WORDS: usize = 2048;
+
+/// The chunks (in words of choices) of `count` correlated OTs.
+fn cot_chunks(count: usize) -> Vec<std::ops::Range<usize>> {
+    let words = count.div_ceil(64);
+    (0..words).step_by(COT_CHUNK_WORDS).map(|s| s..(s + COT_CHUNK_WORDS).min(words)).collect()
+}
+
+/// Message numbers `count` correlated OTs take: two per chunk.
+fn cot_messages(count: usize) -> u32 {
+    2 * cot_chunks(count).len() as u32
+}
+
 /// Party `receiver`'s side of correlated OTs from `peer`: `y_j = X_j +
-/// β_j·⟨x⟩_peer`, for `count` OTs with choices `beta`.
+/// β_j·⟨x⟩_peer`, for `count` OTs with choices `beta`, chunk by chunk:
+/// matrix `u_i` as `first + 2i`, the sender's corrections as `first + 2i +
+/// 1`; the next chunk's extension computes while this chunk's corrections
+/// are awaited.
 async fn cot_receive(
     mesh: &Mesh,
     peer: usize,
@@ -323,20 +342,31 @@ async fn cot_receive(
     beta: Arc<Words>,
     count: usize,
     hash: Arc<CcrHash>,
-    message: u32,
+    first_message: u32,
 ) -> Result<(Pair, Words), OtError> {
     let Pair { sender, receiver } = pair;
-    let (receiver, u, h) =
-        spawn_extension(receiver, &beta, &hash, 0..beta.len()).await.map_err(|e| OtError::Task(e.to_string()))?;
-    mesh.send(peer, Step::Preprocess(message), u).await?;
-    let d = mesh.recv(peer, Step::Preprocess(message + 1)).await?;
-    check_len(&d, 8 * count, "OT corrections", mesh, peer)?;
-    let y = blocking(move || {
-        let mut y = Zeroizing::new(vec![0u64; count]);
-        receive_cot(&h[..count], &beta, &d, &mut y).map(|()| y)
-    })
-    .await?
-    .map_err(|e| named(e, mesh, peer))?;
+    let chunks = cot_chunks(count);
+    let mut y = Zeroizing::new(vec![0u64; count]);
+    let Some(first) = chunks.first() else {
+        return Ok((Pair { sender, receiver }, y));
+    };
+    let lost = || OtError::Task("the correlated-OT pipeline lost a chunk".into());
+    let mut running = Some(spawn_extension(receiver, &beta, &hash, first.clone()));
+    let mut idle = None;
+    for (i, range) in chunks.iter().enumerate() {
+        let (receiver, u, h) = running.take().ok_or_else(lost)?.await.map_err(|e| OtError::Task(e.to_string()))?;
+        match chunks.get(i + 1) {
+            Some(next) => running = Some(spawn_extension(receiver, &beta, &hash, next.clone())),
+            None => idle = Some(receiver),
+        }
+        let message = first_message + 2 * i as u32;
+        mesh.send(peer, Step::Preprocess(message), u).await?;
+        let (lo, hi) = (64 * range.start, (64 * range.end).min(count));
+        let d = mesh.recv(peer, Step::Preprocess(message + 1)).await?;
+        check_len(&d, 8 * (hi - lo), "OT corrections", mesh, peer)?;
+        receive_cot(&h[..hi - lo], &beta[range.clone()], &d, &mut y[lo..hi]).map_err(|e| named(e, mesh, peer))?;
+    }
+    let receiver = idle.ok_or_else(lost)?;
     Ok((Pair { sender, receiver }, y))
 }
 
@@ -348,26 +378,34 @@ async fn cot_send(
     mut pair: Pair,
     x: Arc<Words>,
     hash: Arc<CcrHash>,
-    message: u32,
+    first_message: u32,
 ) -> Result<(Pair, Words), OtError> {
     let count = x.len();
-    let w = count.div_ceil(64);
-    let u = mesh.recv(peer, Step::Preprocess(message)).await?;
-    check_len(&u, matrix_bytes(w), "OT extension matrix", mesh, peer)?;
-    let (pair, out, d) = blocking(move || {
-        let mut out = Zeroizing::new(vec![0u64; count]);
-        let mut d = Vec::with_capacity(8 * count);
-        let delta = pair.sender.delta();
-        pair.sender.extend(&u, w, |j0, rows| {
-            let end = (j0 + rows.len()).min(count);
-            if j0 < end {
-                send_cot(&hash, delta, &rows[..end - j0], &x[j0..end], &mut out[j0..end], &mut d);
-            }
-        });
-        (pair, out, d)
-    })
-    .await?;
-    mesh.send(peer, Step::Preprocess(message + 1), d).await?;
+    let mut out = Zeroizing::new(vec![0u64; count]);
+    for (i, range) in cot_chunks(count).into_iter().enumerate() {
+        let message = first_message + 2 * i as u32;
+        let w = range.len();
+        let u = mesh.recv(peer, Step::Preprocess(message)).await?;
+        check_len(&u, matrix_bytes(w), "OT extension matrix", mesh, peer)?;
+        let (lo, hi) = (64 * range.start, (64 * range.end).min(count));
+        let (x, hash) = (x.clone(), hash.clone());
+        let (p, chunk, d) = blocking(move || {
+            let mut out = Zeroizing::new(vec![0u64; hi - lo]);
+            let mut d = Vec::with_capacity(8 * (hi - lo));
+            let delta = pair.sender.delta();
+            pair.sender.extend(&u, w, |j0, rows| {
+                let end = (j0 + rows.len()).min(hi - lo);
+                if j0 < end {
+                    send_cot(&hash, delta, &rows[..end - j0], &x[lo + j0..lo + end], &mut out[j0..end], &mut d);
+                }
+            });
+            (pair, out, d)
+        })
+        .await?;
+        pair = p;
+        out[lo..hi].copy_from_slice(&chunk);
+        mesh.send(peer, Step::Preprocess(message + 1), d).await?;
+    }
     Ok((pair, out))
 }
 
@@ -480,9 +518,10 @@ impl OtGenerator {
         let beta: Words = Zeroizing::new((0..count).map(|j| beta_words[j / 64] >> (j % 64) & 1).collect());
         let mut x: Words = if self.me == 0 { beta.clone() } else { Zeroizing::new(vec![0; count]) };
         let base_message = self.next_message;
-        self.next_message += 2 * (self.parties as u32 - 1);
+        let per_round = cot_messages(count);
+        self.next_message += per_round * (self.parties as u32 - 1);
         for k in 1..self.parties {
-            let message = base_message + 2 * (k as u32 - 1);
+            let message = base_message + per_round * (k as u32 - 1);
             // Parties after k have not folded a bit in yet: their shares of
             // [x] are 0, so their terms of [x]·β_k are 0 and they sit the
             // round out ((n − 1)·n/2 correlated OTs per bit, not (n − 1)²).
