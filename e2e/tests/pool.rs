@@ -389,3 +389,54 @@ async fn bad_fill_requests_are_refused_naming_the_field() {
     let other = FillRequest { batches: 2, ..good.clone() };
     assert_eq!(client.fill(&other).await.expect_err("conflict").status(), Some(409));
 }
+
+/// Comparisons in pool mode (issue 16): the pool serves the stocked
+/// arithmetic material and the job generates its binary kinds (bit
+/// triples, edaBits, daBits) with OT; every party gets the plaintext's
+/// answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_jobs_compare_select_and_reduce() {
+    let federation = start().await;
+    fill(&federation, 200, 3).await;
+    let program = "input x: fixed[] from each\nlet all = concat(x)\noutput above = count(all > 0.5)\n\
+                   output top = max(all)\noutput at = argmin(all)\noutput flags = all < 0\n\
+                   output clipped = sum(clamp(all, -1, 1)) * 0.5\n";
+    let id = JobId::random().to_string();
+    let per_party: Vec<Vec<f64>> = (0..PARTIES).map(|p| values(7, p, 40 + p)).collect();
+    let all: Vec<f64> = per_party.concat();
+    for (p, w) in federation.workers.iter().enumerate() {
+        let request = JobRequest {
+            id: id.clone(),
+            program: program.into(),
+            parties: names(),
+            inputs: inputs(&per_party[p]),
+            timeouts: JobTimeouts { connect_seconds: Some(10.0), round_seconds: Some(10.0), total_seconds: Some(60.0) },
+            preprocessing: Mode::Pool,
+        };
+        w.client.submit(&request).await.expect("submit");
+    }
+    let above = all.iter().filter(|x| **x > 0.5).count() as f64;
+    let top = all.iter().copied().fold(f64::MIN, f64::max);
+    let at = all.iter().enumerate().fold(0, |best, (i, x)| if *x < all[best] { i } else { best }) as f64;
+    let clipped = all.iter().map(|x| x.clamp(-1.0, 1.0)).sum::<f64>() * 0.5;
+    for w in &federation.workers {
+        let status = w.client.wait(&id, Duration::from_millis(10)).await.expect("status");
+        assert_eq!(status.phase, Phase::Succeeded, "at {}: {status:?}", w.name);
+        let outputs = status.outputs.as_ref().expect("outputs");
+        let number = |name: &str| match outputs.get(name) {
+            Some(v @ OutputValue::Scalar(_)) => v.as_f64().expect("a number"),
+            other => panic!("output {name}: {other:?}"),
+        };
+        assert_eq!(number("above"), above);
+        assert_eq!(number("top"), top);
+        assert_eq!(number("at"), at);
+        assert!((number("clipped") - clipped).abs() < 1e-3, "clipped {} vs {clipped}", number("clipped"));
+        match outputs.get("flags") {
+            Some(OutputValue::Bools(flags)) => {
+                assert_eq!(flags, &all.iter().map(|x| *x < 0.0).collect::<Vec<_>>());
+            }
+            other => panic!("flags: {other:?}"),
+        }
+        assert!(!status.stats.as_ref().expect("stats").batches.is_empty(), "the pool served the job");
+    }
+}
