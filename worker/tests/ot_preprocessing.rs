@@ -452,6 +452,11 @@ async fn binary_generation_throughput() {
                 // Warm up: the blocking pool and the connections.
                 generator.bit_triples(&mesh, 64).await.expect("warm-up");
                 let mut out = Vec::new();
+                // For reference: Beaver triples take 64 OTs each way per
+                // pair, a bit triple one.
+                let t = Instant::now();
+                generator.triples(&mesh, 50_000).await.expect("triples");
+                out.push(("Beaver triples (reference)", 50_000.0 / t.elapsed().as_secs_f64()));
                 let t = Instant::now();
                 generator.bit_triples(&mesh, WORDS).await.expect("bit triples");
                 out.push(("bit triples", (64 * WORDS) as f64 / t.elapsed().as_secs_f64()));
