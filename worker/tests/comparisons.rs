@@ -319,11 +319,32 @@ async fn a_million_comparisons() {
     }
 }
 
+/// Pairs of edge values and their neighbours: `(v, v)`, `(v, v + 1)`,
+/// `(v, v − 1)` and `(v, −v)` for every edge value `v`, as two vectors of
+/// `len` elements (cycling).
+fn neighbour_pairs(len: usize) -> (Vec<i64>, Vec<i64>) {
+    let top = (1i64 << 62) - 1;
+    let mut pairs = Vec::new();
+    for v in edges() {
+        for w in [v, v.saturating_add(1).min(top), v.saturating_sub(1).max(-top), -v] {
+            pairs.push((v, w));
+        }
+    }
+    (0..len).map(|i| pairs[(i * 7) % pairs.len()]).unzip()
+}
+
 /// Every construct of the comparison family, compiled from the language,
-/// under MPC against `program::plain` on the same inputs: exact equality
-/// (the program has no truncation), for edge and random values.
-async fn the_language_against_plain(parties: usize, mode: Mode) {
+/// under MPC against `program::plain` on the same inputs of length `len`:
+/// exact equality (the program has no truncation). Inputs are edge values
+/// and their neighbours (ints `v, v ± 1`; fixed encodings `v, v ± 2^-16`).
+async fn the_language_against_plain(parties: usize, mode: Mode, len: usize) {
     let last = format!("party-{}", parties - 1);
+    // Reductions need at least one element.
+    let reductions = if len == 0 {
+        ""
+    } else {
+        "output vmin = min(x)\noutput vmax = max(y)\noutput amin = argmin(x)\noutput amax = argmax(y)\n"
+    };
     let source = format!(
         "
 input x: int[] from party-0
@@ -339,16 +360,13 @@ output ge = x >= y
 output eq = x == y
 output ne = x != y
 output fl = f < g
+output feq = f == g
 output mixed = x < f
 output sel = select(x < y, x, y)
 output ab = abs(x)
 output mn = min(x, y)
 output mx = max(x, y)
-output vmin = min(x)
-output vmax = max(y)
-output amin = argmin(x)
-output amax = argmax(y)
-output cl = clamp(x, -100, t)
+{reductions}output cl = clamp(x, -100, t)
 output cnt = count(x < t)
 output kept = select(flags, x, 0)
 output logic = (x < y and flags) or not (x == y) xor flags
@@ -358,14 +376,12 @@ output scalar = t > 3
     );
     let names: Vec<String> = (0..parties).map(|i| format!("party-{i}")).collect();
     let circuit = compile(&source, &names).expect("compiles");
-    let e = edges();
-    let n = e.len();
-    let x: Vec<i64> = e.clone();
-    let y: Vec<i64> = e.iter().rev().copied().collect();
-    // Fixed inputs as ring encodings, small enough to mix with ints.
-    let f: Vec<i64> = e.iter().map(|v| v % (1 << 40)).collect();
-    let g: Vec<i64> = e.iter().rev().map(|v| (v / 3) % (1 << 40)).collect();
-    let flags: Vec<u64> = (0..n).map(|i| (i % 3 == 0) as u64).collect();
+    let (x, y) = neighbour_pairs(len);
+    // Fixed encodings: the same pairs scaled down into the fixed range, so
+    // that neighbours differ by one unit (2^-16).
+    let f: Vec<i64> = x.iter().map(|v| v >> 17).collect();
+    let g: Vec<i64> = x.iter().zip(&y).map(|(v, w)| (v >> 17) + (w - v).signum()).collect();
+    let flags: Vec<u64> = (0..len).map(|i| (i % 3 == 0) as u64).collect();
     let t = vec![from_signed(12345)];
     let index = |name: &str| circuit.inputs.iter().position(|i| i.name == name).unwrap();
     let mut plain_inputs = plain::PlainInputs::new();
@@ -384,29 +400,56 @@ output scalar = t > 3
     let want = plain::evaluate(&circuit, &plain_inputs).expect("plain evaluates");
     for out in run_mode(circuit.clone(), inputs, mode).await {
         for (decl, want) in circuit.outputs.iter().zip(&want) {
-            assert_eq!(&raw(&out, &decl.name), want, "output `{}` ({parties} parties, {mode})", decl.name);
+            assert_eq!(
+                &raw(&out, &decl.name),
+                want,
+                "output `{}` ({parties} parties, {mode}, length {len})",
+                decl.name
+            );
+        }
+    }
+}
+
+/// The bit-slicing boundaries (a word holds 64 elements) and an empty
+/// vector, in every party count the issue names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_language_against_plain_dealer() {
+    for parties in [2, 3, 5] {
+        for len in [0, 1, 2, 63, 64, 65, 200] {
+            the_language_against_plain(parties, Mode::Dealer, len).await;
         }
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_language_against_plain_two_parties_dealer() {
-    the_language_against_plain(2, Mode::Dealer).await;
+async fn the_language_against_plain_ot() {
+    for parties in [2, 3] {
+        for len in [0, 1, 65] {
+            the_language_against_plain(parties, Mode::Ot, len).await;
+        }
+    }
 }
 
+/// 10^6 elements: comparisons, a selection and a reduction over a vector
+/// of a million, against plain.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_language_against_plain_three_parties_dealer() {
-    the_language_against_plain(3, Mode::Dealer).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_language_against_plain_two_parties_ot() {
-    the_language_against_plain(2, Mode::Ot).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_language_against_plain_three_parties_ot() {
-    the_language_against_plain(3, Mode::Ot).await;
+async fn a_million_elements_against_plain() {
+    let names: Vec<String> = (0..3).map(|i| format!("party-{i}")).collect();
+    let source = "input x: int[] from party-0\ninput y: int[] from party-2\noutput lt = x < y\n\
+                  output s = select(x == y, 0, x)\noutput top = argmax(x)\n";
+    let circuit = compile(source, &names).expect("compiles");
+    let n = 1_000_000;
+    let (x, y) = neighbour_pairs(n);
+    let mut plain_inputs = plain::PlainInputs::new();
+    plain_inputs.insert(0, 0, enc(&x));
+    plain_inputs.insert(1, 2, enc(&y));
+    let want = plain::evaluate(&circuit, &plain_inputs).expect("plain evaluates");
+    let inputs = vec![vec![("x", enc(&x))], Vec::new(), vec![("y", enc(&y))]];
+    for out in run_mode(circuit.clone(), inputs, Mode::Dealer).await {
+        for (decl, want) in circuit.outputs.iter().zip(&want) {
+            assert!(&raw(&out, &decl.name) == want, "output `{}` of 10^6 elements", decl.name);
+        }
+    }
 }
 
 /// Run `circuit` with dealt material (`Mode::Dealer`) or with material the

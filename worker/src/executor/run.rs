@@ -801,6 +801,14 @@ impl Job<'_> {
         check_div_material(layer, &demand.div_pairs, &material.div_pairs)
             .and_then(|()| check_binary_material(demand, &material))
             .map_err(|source| JobError::Preprocessing { step, source })?;
+        // A kind a layer uses on empty vectors only comes as an empty
+        // default: give it its planes, so that zero-element slices match.
+        if material.edabits.bits.is_empty() {
+            material.edabits.bits = Bits::zeros(64, 0);
+        }
+        if material.dabits.bits.is_empty() {
+            material.dabits.bits = Bits::zeros(1, 0);
+        }
         let triples = material.triples.a.len();
         let div_count: usize = material.div_pairs.iter().map(|p| p.r.len()).sum();
         let open_count = material.edabits.r.len();
