@@ -205,13 +205,63 @@ pub struct Stats {
 /// (every value below `2^(53-f)` in magnitude), the nearest double beyond;
 /// `bool` outputs are JSON `true`/`false`. An empty vector reads back as
 /// `Vector([])` whatever its type.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum OutputValue {
     Scalar(serde_json::Number),
     Vector(Vec<serde_json::Number>),
     Bool(bool),
     Bools(Vec<bool>),
+}
+
+/// By hand rather than `untagged` (which buffers a whole vector before
+/// trying each variant): a list's first element decides its kind, and a
+/// list mixing numbers and booleans is refused.
+impl<'de> Deserialize<'de> for OutputValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<OutputValue, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = OutputValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number, a boolean, or a list of numbers or of booleans")
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<OutputValue, E> {
+                Ok(OutputValue::Bool(b))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<OutputValue, E> {
+                Ok(OutputValue::Scalar(n.into()))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<OutputValue, E> {
+                Ok(OutputValue::Scalar(n.into()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, x: f64) -> Result<OutputValue, E> {
+                serde_json::Number::from_f64(x).map(OutputValue::Scalar).ok_or_else(|| E::custom("not a finite number"))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<OutputValue, A::Error> {
+                let capacity = seq.size_hint().unwrap_or(0).min(1 << 20);
+                match seq.next_element::<InputValue>()? {
+                    None => Ok(OutputValue::Vector(Vec::new())),
+                    Some(InputValue::Bool(first)) => {
+                        let mut v = Vec::with_capacity(capacity);
+                        v.push(first);
+                        while let Some(b) = seq.next_element::<bool>()? {
+                            v.push(b);
+                        }
+                        Ok(OutputValue::Bools(v))
+                    }
+                    Some(InputValue::Number(first)) => {
+                        let mut v = Vec::with_capacity(capacity);
+                        v.push(first);
+                        while let Some(n) = seq.next_element::<serde_json::Number>()? {
+                            v.push(n);
+                        }
+                        Ok(OutputValue::Vector(v))
+                    }
+                }
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 impl OutputValue {

@@ -1237,6 +1237,20 @@ mod tests {
         assert_eq!(back["flags"], outputs["flags"]);
         assert_eq!(back["flags"].to_f64s(), [0.0, 1.0, 1.0]);
         assert_eq!(format!("{:?}", back["flags"]), "Bools([3 redacted])");
+        // An empty list reads back as `Vector([])`, whatever its type.
+        assert_eq!(back["none"], api::OutputValue::Vector(Vec::new()));
+        let without_none = |m: &BTreeMap<String, api::OutputValue>| {
+            m.iter().filter(|(k, _)| *k != "none").map(|(k, v)| (k.clone(), v.clone())).collect::<Vec<_>>()
+        };
+        assert_eq!(without_none(&back), without_none(&outputs));
+        // Every shape reads back as itself; mixed lists are refused.
+        for json in ["1", "-2", "1.5", "true", "[]", "[1,2.5,-3]", "[true,false]", "[18446744073709551615]"] {
+            let v: api::OutputValue = serde_json::from_str(json).unwrap();
+            assert_eq!(serde_json::to_string(&v).unwrap(), json);
+        }
+        for bad in ["[1,true]", "[true,1]", r#""1""#, "null", "[[1]]"] {
+            assert!(serde_json::from_str::<api::OutputValue>(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
