@@ -449,10 +449,7 @@ fn bool_data_files() {
 
     dir.write("flags.csv", "id,flag\n1,true\n2,maybe42\n");
     let shown = err(&dir);
-    assert!(
-        shown.ends_with("flags.csv:3: column \"flag\": not a bool (write true or false, or 1 or 0)"),
-        "{shown}"
-    );
+    assert!(shown.ends_with("flags.csv:3: column \"flag\": not a bool (write true or false, or 1 or 0)"), "{shown}");
     assert!(shown.starts_with("party alice, input `flags`: "), "{shown}");
     assert!(!shown.contains("maybe42"), "{shown}");
 }
