@@ -875,3 +875,61 @@ async fn an_old_party_speaking_version_1_still_draws_arithmetic_material() {
     }
     server.shutdown().await;
 }
+
+/// Rolling upgrades, the other way: a worker with comparisons asks an old
+/// dealer (version 1 only) in version 2. The old dealer refuses in its own
+/// version; the worker reports the dealer's reason (an unsupported
+/// version), not a garbled preamble. A version-1 READY to a version-2
+/// request is malformed. (A stand-in plays the old dealer over real TLS.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_old_dealer_refusing_a_version_2_request_is_reported_with_its_reason() {
+    use rustls::pki_types::pem::PemObject;
+    let fed = federation(2);
+    let (chain, key) = chain_and_key(&fed.dealer_ca, DEALER);
+    let certs = CertificateDer::pem_slice_iter(chain.as_bytes()).collect::<Result<Vec<_>, _>>().unwrap();
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    let cfg = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap(),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let old_dealer = tokio::spawn(async move {
+        for answer_ready in [false, true] {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut s = tokio_rustls::TlsAcceptor::from(cfg.clone()).accept(tcp).await.unwrap();
+            let mut head = [0u8; 9];
+            s.read_exact(&mut head).await.unwrap();
+            assert_eq!(&head[..5], b"CHDQ\x02", "a plan with binary kinds is asked in version 2");
+            let mut out = b"CHDR\x01".to_vec();
+            if answer_ready {
+                out.push(1);
+                out.extend_from_slice(&16u32.to_le_bytes());
+                out.extend_from_slice(&1u64.to_le_bytes());
+                out.extend_from_slice(&100u64.to_le_bytes());
+            } else {
+                let reason = b"malformed request from party party-0: unsupported dealer protocol version 2";
+                out.push(4);
+                out.extend_from_slice(&(1 + reason.len() as u32).to_le_bytes());
+                out.push(1);
+                out.extend_from_slice(reason);
+            }
+            s.write_all(&out).await.unwrap();
+            s.flush().await.unwrap();
+            let _ = s.shutdown().await;
+        }
+    });
+    let ep = DealerEndpoint { principal: DEALER.to_string(), addr };
+    let plan = MaterialPlan { layers: vec![Demand { bit_triple_words: 2, ..Default::default() }] };
+    let refused = draw(&fed.parties[0], &ep, JobId::random(), &fed.names, &plan, &options()).await;
+    let m = message(&refused);
+    assert!(m.contains("unsupported dealer protocol version 2") && m.contains("party party-0"), "{m}");
+    let garbled = draw(&fed.parties[0], &ep, JobId::random(), &fed.names, &plan, &options()).await;
+    assert!(matches!(garbled, Err(PreprocessingError::Malformed(_))), "{}", message(&garbled));
+    assert!(message(&garbled).contains("answered in protocol version 1, asked in 2"));
+    old_dealer.await.unwrap();
+}
