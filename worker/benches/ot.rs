@@ -6,6 +6,11 @@
 //! products per party, one in each role. The end-to-end rate over mTLS is
 //! `cohort bench --preprocessing ot` (docs/benchmarks.md).
 //!
+//! The same for bit triples (issue 16): per 4 Mi random OTs (65,536 words
+//! of bit triples, one direction of one pair), the receiver's extension with
+//! its packed bit hashes and the sender's extension with both. A two-party
+//! bit triple needs one random OT in each role per party.
+//!
 //! `cargo bench --bench ot`
 
 use cohort_worker::preprocessing::ot::gilboa::{CorrectionWriter, receive_products, send_products};
@@ -58,6 +63,31 @@ fn ot(c: &mut Criterion) {
     });
     group.bench_function("receive_products", |bench| {
         bench.iter(|| receive_products(&h, &b, &corrections, &mut share).expect("well-formed"))
+    });
+    group.finish();
+
+    // Bit triples: the same number of OTs, as 65,536 words of choices.
+    let mut group = c.benchmark_group("ot_bit_triples");
+    group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4));
+    group.throughput(Throughput::Elements(64 * PRODUCTS as u64));
+    let mut v = vec![0u64; PRODUCTS];
+    group.bench_function("receiver_extend_and_hash_bits", |bench| {
+        bench.iter(|| {
+            u.clear();
+            receiver.extend(&b, &mut u, |j0, rows| hash.hash_bits(rows, &mut v[j0 / 64..(j0 + rows.len()) / 64]));
+            black_box(&u);
+        })
+    });
+    let (mut m0, mut m1) = (vec![0u64; PRODUCTS], vec![0u64; PRODUCTS]);
+    group.bench_function("sender_extend_and_hash_pair_bits", |bench| {
+        bench.iter(|| {
+            let delta = sender.delta();
+            sender.extend(&u, PRODUCTS, |j0, rows| {
+                let (k, n) = (j0 / 64, rows.len() / 64);
+                hash.hash_pair_bits(rows, delta, &mut m0[k..k + n], &mut m1[k..k + n]);
+            });
+            black_box(&m1);
+        })
     });
     group.finish();
 }
