@@ -179,18 +179,9 @@ async fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let deployed = if no_deployed {
-                None
-            } else {
-                eprintln!("cohort bench: the same job deployed: {parties} cohort-worker processes");
-                let options = Options::beside_current_exe();
-                match cohort_cli::bench::deployed(&options, parties, Op::Compare, mode, comparisons, repeats).await {
-                    Ok(report) => Some(report),
-                    Err(e) => {
-                        eprintln!("cohort bench: deployed: {e}");
-                        return ExitCode::FAILURE;
-                    }
-                }
+            let deployed = match deployed(no_deployed, parties, Op::Compare, mode, comparisons, repeats).await {
+                Ok(report) => report,
+                Err(code) => return code,
             };
             let deployed = deployed.map(CompareDeployed::from);
             print_report("cohort bench", format, &CompareBench { engine, deployed }, compare_text)
@@ -240,18 +231,9 @@ async fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let deployed = if no_deployed {
-                None
-            } else {
-                eprintln!("cohort bench: the same job deployed: {parties} cohort-worker processes and a cohort-dealer");
-                let options = Options::beside_current_exe();
-                match cohort_cli::bench::deployed(&options, parties, Op::Mul, Mode::Dealer, mults, repeats).await {
-                    Ok(report) => Some(report),
-                    Err(e) => {
-                        eprintln!("cohort bench: deployed: {e}");
-                        return ExitCode::FAILURE;
-                    }
-                }
+            let deployed = match deployed(no_deployed, parties, Op::Mul, Mode::Dealer, mults, repeats).await {
+                Ok(report) => report,
+                Err(code) => return code,
             };
             print_report("cohort bench", format, &DealerBench { engine, deployed }, bench_text)
         }
@@ -403,6 +385,30 @@ fn compare_text(report: &CompareBench) -> String {
         r.online_protocol_bytes_per_comparison_per_party,
         cpu_text(&r.cpu),
     )
+}
+
+/// The deployed figure of a benchmark, unless `skip`: worker processes
+/// (and a dealer process in dealer mode) started beside this executable.
+async fn deployed(
+    skip: bool,
+    parties: usize,
+    op: Op,
+    mode: Mode,
+    count: usize,
+    repeats: usize,
+) -> Result<Option<DeployedReport>, ExitCode> {
+    if skip {
+        return Ok(None);
+    }
+    let dealer = if mode == Mode::Dealer { " and a cohort-dealer" } else { "" };
+    eprintln!("cohort bench: the same job deployed: {parties} cohort-worker processes{dealer}");
+    match cohort_cli::bench::deployed(&Options::beside_current_exe(), parties, op, mode, count, repeats).await {
+        Ok(report) => Ok(Some(report)),
+        Err(e) => {
+            eprintln!("cohort bench: deployed: {e}");
+            Err(ExitCode::FAILURE)
+        }
+    }
 }
 
 /// A flag that does not apply: say why, exit as clap does for a usage error.

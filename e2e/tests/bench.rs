@@ -6,13 +6,18 @@ use std::process::Command;
 
 use cohort_e2e::bin;
 
-/// `cohort bench ARGS --repeats 1 --tls-mib 4 --format json`, parsed: it
-/// must succeed and print exactly one JSON document.
+/// `cohort bench ARGS --repeats 1 --tls-mib 4 --format json`, parsed.
 fn bench_json(args: &[&str]) -> serde_json::Value {
+    run_json(&[args, &["--tls-mib", "4"]].concat())
+}
+
+/// `cohort bench ARGS --repeats 1 --format json`, parsed: it must succeed
+/// and print exactly one JSON document.
+fn run_json(args: &[&str]) -> serde_json::Value {
     let out = Command::new(bin("cohort"))
         .arg("bench")
         .args(args)
-        .args(["--repeats", "1", "--tls-mib", "4", "--format", "json"])
+        .args(["--repeats", "1", "--format", "json"])
         .output()
         .expect("cohort bench runs");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -99,16 +104,7 @@ fn flags_of_the_other_mode_are_refused() {
 
 /// `cohort bench --op compare ARGS --repeats 1 --format json`, parsed.
 fn compare_json(args: &[&str]) -> serde_json::Value {
-    let out = Command::new(bin("cohort"))
-        .args(["bench", "--op", "compare"])
-        .args(args)
-        .args(["--repeats", "1", "--format", "json"])
-        .output()
-        .expect("cohort bench runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let stdout = String::from_utf8(out.stdout).expect("UTF-8");
-    assert_eq!(stdout.trim_end().lines().count(), 1, "one JSON document: {stdout}");
-    serde_json::from_str(&stdout).expect("JSON")
+    run_json(&[&["--op", "compare"], args].concat())
 }
 
 #[test]

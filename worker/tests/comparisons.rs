@@ -458,29 +458,15 @@ async fn run_mode(circuit: Circuit, inputs: Vec<Vec<(&'static str, Vec<u64>)>>, 
     if mode == Mode::Dealer {
         return run(circuit, inputs).await;
     }
-    use cohort_worker::executor::{ExecuteOptions, Quotients, execute};
-    use cohort_worker::preprocessing::ot::generate_for_plan;
-    let n = circuit.parties.len();
     let circuit = Arc::new(circuit);
-    let inputs = Arc::new(inputs);
     let consent = cohort_worker::local::consent_digest_for("comparisons", &circuit.parties, Mode::Ot);
-    let results = each_party(n, move |mesh| {
-        let (circuit, inputs) = (circuit.clone(), inputs.clone());
-        Box::pin(async move {
-            let me = mesh.self_index();
-            let mut own = cohort_worker::executor::OwnInputs::new();
-            for (name, values) in &inputs[me] {
-                own.insert_encoded(&circuit, name, cohort_worker::sharing::Secret::new(values.clone())).unwrap();
-            }
-            let mut options = ExecuteOptions::new(consent);
-            options.quotients = Quotients::of(Mode::Ot);
-            let job = mesh.job();
-            let m = &mesh;
-            let result =
-                execute(m, &circuit, &own, &options, |plan| async move { generate_for_plan(m, job, &plan).await })
-                    .await;
-            (result, mesh)
-        })
+    let encode = circuit.clone();
+    let results = run_circuit_ot(circuit, consent, move |me| {
+        let mut own = cohort_worker::executor::OwnInputs::new();
+        for (name, values) in &inputs[me] {
+            own.insert_encoded(&encode, name, cohort_worker::sharing::Secret::new(values.clone())).unwrap();
+        }
+        own
     })
     .await;
     results.into_iter().map(|r| r.expect("job succeeds")).collect()

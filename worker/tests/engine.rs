@@ -421,30 +421,13 @@ async fn run_program_ot(
     source: &str,
     inputs: PartyInputs,
 ) -> Vec<Result<cohort_worker::executor::JobOutput, JobError>> {
-    use cohort_worker::executor::Quotients;
-    use cohort_worker::preprocessing::Mode;
-    use cohort_worker::preprocessing::ot::generate_for_plan;
     let n = inputs.len();
     let names: Vec<String> = (0..n).map(|i| format!("party-{i}")).collect();
     let circuit = Arc::new(compile(source, &names).expect("program compiles"));
-    let consent = cohort_worker::local::consent_digest_for(source, &names, Mode::Ot);
+    let consent = cohort_worker::local::consent_digest_for(source, &names, cohort_worker::preprocessing::Mode::Ot);
     let inputs = Arc::new(inputs);
-    each_party(n, move |mesh| {
-        let (circuit, inputs) = (circuit.clone(), inputs.clone());
-        Box::pin(async move {
-            let me = mesh.self_index();
-            let own = own_inputs(&circuit, &inputs[me]).expect("inputs encode");
-            let mut options = ExecuteOptions::new(consent);
-            options.quotients = Quotients::of(Mode::Ot);
-            let job = mesh.job();
-            let m = &mesh;
-            let result =
-                execute(m, &circuit, &own, &options, |plan| async move { generate_for_plan(m, job, &plan).await })
-                    .await;
-            (result, mesh)
-        })
-    })
-    .await
+    let encode = circuit.clone();
+    run_circuit_ot(circuit, consent, move |me| own_inputs(&encode, &inputs[me]).expect("inputs encode")).await
 }
 
 /// Item 1 of issue 15: mean and variance over lengths that are not powers

@@ -94,3 +94,34 @@ pub fn sample(len: usize, bound: f64, seed: u64) -> Vec<f64> {
         })
         .collect()
 }
+
+/// Run `circuit` once among its parties with OT-based preprocessing: the
+/// parties generate the material over the job's own mesh (as
+/// `preprocessing: ot` does), with generated division pairs. `inputs[p]`
+/// builds party `p`'s own inputs.
+pub async fn run_circuit_ot(
+    circuit: Arc<Circuit>,
+    consent: [u8; 32],
+    inputs: impl Fn(usize) -> OwnInputs + Send + Sync + 'static,
+) -> Vec<Result<JobOutput, JobError>> {
+    use cohort_worker::executor::{ExecuteOptions, Quotients, execute};
+    use cohort_worker::preprocessing::Mode;
+    use cohort_worker::preprocessing::ot::generate_for_plan;
+    let n = circuit.parties.len();
+    let inputs = Arc::new(inputs);
+    each_party(n, move |mesh| {
+        let (circuit, inputs) = (circuit.clone(), inputs.clone());
+        Box::pin(async move {
+            let own = inputs(mesh.self_index());
+            let mut options = ExecuteOptions::new(consent);
+            options.quotients = Quotients::of(Mode::Ot);
+            let job = mesh.job();
+            let m = &mesh;
+            let result =
+                execute(m, &circuit, &own, &options, |plan| async move { generate_for_plan(m, job, &plan).await })
+                    .await;
+            (result, mesh)
+        })
+    })
+    .await
+}
