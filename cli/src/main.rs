@@ -481,6 +481,7 @@ fn ot_bench_text(r: &OtBenchReport) -> String {
          generation  {:>8.3} M triples/s  ({:.1} ms; base OTs took {:.1} ms once)\n\
          bytes       {:>8.1} per triple, all parties (construction: {:.0})\n\
          TLS         {:>8.2} GB/s loopback, mesh-shaped -> bound {:.3} M triples/s; generation is {:.0} % of it\n\
+         binary      {:>8.2} M bit triples/s, {:.1} k edaBits/s, {:.2} M daBits/s (comparisons' material)\n\
          CPU         {}\n",
         r.parties,
         r.triples,
@@ -493,6 +494,9 @@ fn ot_bench_text(r: &OtBenchReport) -> String {
         r.tls_loopback_bytes_per_second / 1e9,
         r.bound_triples_per_second / 1e6,
         r.fraction_of_bound * 100.0,
+        r.bit_triples_per_second / 1e6,
+        r.edabits_per_second / 1e3,
+        r.dabits_per_second / 1e6,
         cpu_text(&r.cpu),
     )
 }

@@ -284,41 +284,6 @@ fn material_per_comparison() {
     assert_eq!(totals.bit_triples, 640 * cost.and_gates as u64, "{} AND gates per comparison", cost.and_gates);
 }
 
-/// A million comparisons among 2 and 3 parties, checked, with the time
-/// printed: the in-process figure of docs/benchmarks.md (an in-process
-/// dealer, loopback TLS, mesh setup included). Run it in release:
-/// `cargo test --release -p cohort-worker --test comparisons a_million -- --ignored --nocapture`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement; run in release"]
-async fn a_million_comparisons() {
-    for (mode, parties, n) in
-        [(Mode::Dealer, 2, 1_000_000), (Mode::Dealer, 3, 1_000_000), (Mode::Ot, 2, 100_000), (Mode::Ot, 3, 100_000)]
-    {
-        let mut b = Builder::new(parties);
-        let x = b.input("x", ElemType::Int, InputShape::Vector, 0);
-        let y = b.input("y", ElemType::Int, InputShape::Vector, parties - 1);
-        let lt = b.op(Op::Less(x, y));
-        b.output("lt", lt, ElemType::Bool);
-        let xs: Vec<i64> = (0..n as i64).collect();
-        let ys: Vec<i64> = (0..n as i64).rev().collect();
-        let mut inputs = vec![Vec::new(); parties];
-        inputs[0].push(("x", enc(&xs)));
-        inputs[parties - 1].push(("y", enc(&ys)));
-        let start = std::time::Instant::now();
-        let outs = run_mode(b.circuit, inputs, mode).await;
-        let t = start.elapsed().as_secs_f64();
-        for out in &outs {
-            let want: Vec<u64> = (0..n).map(|i| u64::from(i < n / 2)).collect();
-            assert_eq!(raw(out, "lt"), want);
-        }
-        eprintln!(
-            "{mode}, {parties} parties: {n} comparisons in {t:.3} s = {:.0}/s, bytes sent by party 0: {}",
-            n as f64 / t,
-            outs[0].stats.bytes_sent
-        );
-    }
-}
-
 /// Pairs of edge values and their neighbours: `(v, v)`, `(v, v + 1)`,
 /// `(v, v − 1)` and `(v, −v)` for every edge value `v`, as two vectors of
 /// `len` elements (cycling).

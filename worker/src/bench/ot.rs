@@ -17,6 +17,10 @@
 //!   `n(n−1) · (64 · 16 + 288) = n(n−1) · 1312` bytes: per ordered pair of
 //!   parties, 64 IKNP matrix columns-bits of κ = 128 bits and the Gilboa
 //!   corrections.
+//! - `bit_triples_per_second`, `edabits_per_second`, `dabits_per_second`:
+//!   the binary kinds comparisons consume, one checked run each after the
+//!   triples' runs (`8 · triples` bit triples, `triples / 16` edaBits,
+//!   `4 · triples` daBits: counts in the report).
 //! - `bound_triples_per_second`: the mesh-shaped loopback TLS throughput
 //!   (see the parent module) divided by `bytes_per_triple`: no
 //!   implementation moving these bytes through this TLS stack on these
@@ -64,6 +68,15 @@ pub struct OtBenchReport {
     pub bound_triples_per_second: f64,
     pub fraction_of_bound: f64,
     pub samples: Vec<f64>,
+    /// The binary kinds (comparisons' material), one checked run each after
+    /// the triples: `8 · triples` bit triples (rounded up to words of 64),
+    /// `triples / 16` edaBits and `4 · triples` daBits.
+    pub bit_triples: usize,
+    pub bit_triples_per_second: f64,
+    pub edabits: usize,
+    pub edabits_per_second: f64,
+    pub dabits: usize,
+    pub dabits_per_second: f64,
 }
 
 /// What the construction sends per triple among `parties` parties.
@@ -153,6 +166,11 @@ pub async fn run(options: &OtBenchOptions) -> Result<OtBenchReport, BenchError> 
         check(&shares)?;
         samples.push(seconds);
     }
+    let words = (8 * triples).div_ceil(64);
+    let (edabits, dabits) = ((triples / 16).max(1), 4 * triples);
+    let (bit_seconds, state) = binary_run(state, Binary::BitTriples(words)).await?;
+    let (eda_seconds, state) = binary_run(state, Binary::EdaBits(edabits)).await?;
+    let (da_seconds, state) = binary_run(state, Binary::DaBits(dabits)).await?;
     for (_, mesh) in state {
         mesh.close().await;
     }
@@ -183,5 +201,100 @@ pub async fn run(options: &OtBenchOptions) -> Result<OtBenchReport, BenchError> 
         bound_triples_per_second: bound,
         fraction_of_bound: if bound > 0.0 { rate / bound } else { 0.0 },
         samples,
+        bit_triples: 64 * words,
+        bit_triples_per_second: (64 * words) as f64 / bit_seconds,
+        edabits,
+        edabits_per_second: edabits as f64 / eda_seconds,
+        dabits,
+        dabits_per_second: dabits as f64 / da_seconds,
     })
+}
+
+/// A binary kind and how many to generate.
+#[derive(Clone, Copy)]
+enum Binary {
+    /// Words of 64 bit triples.
+    BitTriples(usize),
+    EdaBits(usize),
+    DaBits(usize),
+}
+
+/// What one party generated of a binary kind, reduced to what the check
+/// needs: XOR-combined words and summed ring elements.
+struct BinaryShares {
+    /// Bit triples: `a`, `b`, `c` words; edaBits: the bits' words; daBits:
+    /// the bit's words.
+    words: Vec<Vec<u64>>,
+    /// edaBits: `r`; daBits: the ring share.
+    ring: Vec<u64>,
+}
+
+/// Generate `what` at every party at once and check it against its
+/// definition: the time until the last party is done.
+async fn binary_run(parties: Vec<Party>, what: Binary) -> Result<(f64, Vec<Party>), BenchError> {
+    let started = Instant::now();
+    let tasks: Vec<_> = parties
+        .into_iter()
+        .map(|(mut generator, mesh)| {
+            tokio::spawn(async move {
+                let shares = match what {
+                    Binary::BitTriples(words) => generator.bit_triples(&mesh, words).await.map(|t| BinaryShares {
+                        words: vec![t.a.words().to_vec(), t.b.words().to_vec(), t.c.words().to_vec()],
+                        ring: Vec::new(),
+                    }),
+                    Binary::EdaBits(n) => generator
+                        .edabits(&mesh, n)
+                        .await
+                        .map(|e| BinaryShares { words: vec![e.bits.compose()], ring: e.r.expose().to_vec() }),
+                    Binary::DaBits(n) => generator.dabits(&mesh, n).await.map(|d| BinaryShares {
+                        words: vec![d.bits.words().to_vec()],
+                        ring: d.arith.expose().to_vec(),
+                    }),
+                };
+                (generator, mesh, shares)
+            })
+        })
+        .collect();
+    let mut back = Vec::new();
+    let mut shares = Vec::new();
+    for (party, task) in tasks.into_iter().enumerate() {
+        let (generator, mesh, result) = task.await.map_err(|e| BenchError::Task(e.to_string()))?;
+        shares.push(result.map_err(|e| BenchError::Task(format!("party {party}: {e}")))?);
+        back.push((generator, mesh));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    check_binary(&shares, what)?;
+    Ok((seconds, back))
+}
+
+/// The reconstructed material satisfies its definition
+/// (`preprocessing::BitTripleShares`, `EdaBitShares`, `DaBitShares`).
+fn check_binary(shares: &[BinaryShares], what: Binary) -> Result<(), BenchError> {
+    let xor = |k: usize| -> Vec<u64> {
+        let mut out = shares[0].words[k].clone();
+        for s in &shares[1..] {
+            out.iter_mut().zip(&s.words[k]).for_each(|(o, w)| *o ^= w);
+        }
+        out
+    };
+    let sum = || -> Vec<u64> {
+        let mut out = shares[0].ring.clone();
+        for s in &shares[1..] {
+            crate::ring::add_assign(&mut out, &s.ring);
+        }
+        out
+    };
+    let ok = match what {
+        Binary::BitTriples(_) => {
+            let (a, b, c) = (xor(0), xor(1), xor(2));
+            a.iter().zip(&b).zip(&c).all(|((a, b), c)| a & b == *c)
+        }
+        // The composed bits of every edaBit are its ring value.
+        Binary::EdaBits(_) => xor(0) == sum(),
+        Binary::DaBits(n) => {
+            let bits = xor(0);
+            sum().iter().enumerate().all(|(i, v)| *v == bits[i / 64] >> (i % 64) & 1) && sum().len() == n
+        }
+    };
+    if ok { Ok(()) } else { Err(BenchError::Task("generated binary material does not satisfy its definition".into())) }
 }
