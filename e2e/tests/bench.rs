@@ -54,7 +54,14 @@ fn ot_bench_reports_triples_per_second_and_bytes_per_triple() {
         let report = bench_json(&["--preprocessing", "ot", "--parties", &parties.to_string(), "--triples", "20000"]);
         assert_eq!(report["parties"], parties);
         assert_eq!(report["preprocessing"], "ot");
-        for key in ["triples_per_second", "bound_triples_per_second", "tls_loopback_bytes_per_second"] {
+        for key in [
+            "triples_per_second",
+            "bound_triples_per_second",
+            "tls_loopback_bytes_per_second",
+            "bit_triples_per_second",
+            "edabits_per_second",
+            "dabits_per_second",
+        ] {
             assert!(report[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {}", report[key]);
         }
         // n(n-1) directed products of 64 IKNP columns-bits (16 bytes each)
