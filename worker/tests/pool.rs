@@ -300,50 +300,157 @@ async fn a_batch_lost_in_a_crashed_fill_is_discarded_everywhere_after_the_grace(
 }
 
 /// A pool job whose plan has binary kinds (issue 16): the pool serves the
-/// stocked triples and power-of-two pairs, and the job generates its bit
-/// triples, edaBits and daBits over its
-/// own mesh in the same session; the merged layers reconstruct to every
-/// kind's definition, and a layer's binary material sits beside its stocked
-/// triples.
+/// triples, the power-of-two pairs and the bit triples, edaBits and daBits
+/// it stocks, agreed and used once like triples; the job generates over its
+/// own mesh only the pairs of a divisor that is not a power of two. The
+/// merged layers reconstruct to every kind's definition
+/// (`preprocessing/mod.rs`), a layer's binary material sits beside its
+/// stocked triples, and the batches are spent everywhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pool_job_with_binary_kinds_completes_its_material_in_the_job() {
+async fn a_pool_job_takes_its_binary_kinds_from_the_pool_once() {
     use cohort_worker::preprocessing::ot::complete_pool_material;
     use cohort_worker::preprocessing::pool::split_plan;
     let stores = open_stores();
-    fill_all(
+    // Batches of odd sizes, so layers cut across batch boundaries and
+    // bundles join at bit offsets that are not multiples of 64.
+    let filled = fill_all(
         &stores,
         vec![
             FillRequest { kind: StoredKind::Triples, per_batch: 100, batches: 2, first_seq: 0 },
             FillRequest { kind: StoredKind::DivPairs { divisor: DIVISOR }, per_batch: 50, batches: 1, first_seq: 2 },
+            FillRequest { kind: StoredKind::BitTriples, per_batch: 7, batches: 2, first_seq: 3 },
+            FillRequest { kind: StoredKind::EdaBits, per_batch: 45, batches: 2, first_seq: 5 },
+            FillRequest { kind: StoredKind::DaBits, per_batch: 100, batches: 2, first_seq: 7 },
         ],
     )
     .await;
+    assert_eq!(filled.len(), 9);
     let plan = MaterialPlan {
         layers: vec![
             Demand { triples: 150, div_pairs: vec![(DIVISOR, 40)], bit_triple_words: 9, ..Default::default() },
-            Demand { edabits: 70, dabits: 130, ..Default::default() },
-            // No divisor generated in the job: only the binary kinds are.
+            // A divisor that is not a power of two: generated in the job.
+            Demand { edabits: 70, dabits: 130, div_pairs: vec![(10, 5)], ..Default::default() },
             Demand { triples: 20, bit_triple_words: 2, dabits: 1, ..Default::default() },
         ],
     };
     let (stocked, generated) = split_plan(&plan);
-    assert!(generated.has_binary() && !stocked.has_binary());
+    assert!(stocked.has_binary() && !generated.has_binary(), "the pool serves every binary kind");
+    assert_eq!(generated.total_div_pairs(), 5);
     let p = plan.clone();
-    let per_party = each_party(&stores, move |mesh, store| {
+    let results = each_party(&stores, move |mesh, store| {
         let plan = p.clone();
         Box::pin(async move {
             let (stocked, _) = split_plan(&plan);
             let mut round = 0;
-            let material = match take(&mesh, &store, "local", &stocked, &mut round, false).await.expect("take") {
-                Taken::Ready(material, _) => material,
+            let (material, ids) = match take(&mesh, &store, "local", &stocked, &mut round, false).await.expect("take") {
+                Taken::Ready(material, ids) => (material, ids),
                 other => panic!("short: {other:?}"),
             };
             let mut material = complete_pool_material(&mesh, mesh.job(), &plan, material).await.expect("complete");
             let layers = layers(&mut material, &plan).await;
-            (layers, mesh)
+            ((layers, ids), mesh)
         })
     })
     .await;
+    let ids = results[0].1.clone();
+    assert!(results.iter().all(|(_, i)| *i == ids), "every party uses the same batches");
+    // 11 bit-triple words take both batches of 7, 70 edaBits both of 45,
+    // 131 daBits both of 100.
+    for k in 0..9 {
+        assert!(ids.contains(&filled[k]), "batch {k} is used");
+    }
+    let per_party: Vec<Vec<LayerMaterial>> = results.into_iter().map(|(layers, _)| layers).collect();
     common::material::check_plan(&per_party, &plan);
     assert!(per_party[0][0].has_binary() && per_party[0][0].triples.a.len() == 150);
+    for store in &stores.stores {
+        let store = store.lock().expect("store");
+        assert!(ids.iter().all(|id| store.is_spent(*id) && store.get(*id).is_none()), "used once");
+        for kind in [StoredKind::BitTriples, StoredKind::EdaBits, StoredKind::DaBits] {
+            assert_eq!(store.available(kind), 0);
+        }
+    }
+    // Nothing left: a second job with binary kinds hears the pool is short
+    // of the first kind it lacks, as for triples, and consumes nothing.
+    fill_all(&stores, vec![FillRequest { kind: StoredKind::EdaBits, per_batch: 10, batches: 1, first_seq: 0 }]).await;
+    let binary_only = MaterialPlan {
+        layers: vec![Demand { bit_triple_words: 1, edabits: 5, ..Default::default() }],
+    };
+    for result in take_all(&stores, binary_only).await {
+        match result.expect("take") {
+            Taken::Short { kind, need, have, last } => {
+                assert_eq!((kind.as_str(), need, have, last), ("bit triples (in words of 64)", 1, 0, false));
+            }
+            other => panic!("expected short, got {other:?}"),
+        }
+    }
+    for store in &stores.stores {
+        assert_eq!(store.lock().expect("store").available(StoredKind::EdaBits), 10, "nothing consumed");
+    }
+}
+
+/// Binary batches survive a reopen of the store bit for bit, and a
+/// corrupted one is refused by its checksum, never used.
+#[test]
+fn binary_batches_round_trip_through_the_store_and_corruption_is_refused() {
+    use cohort_worker::gf2::Bits;
+    use cohort_worker::preprocessing::{BitTripleShares, DaBitShares, EdaBitShares};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let words = |n: usize, seed: u64| (0..n as u64).map(|i| seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ i).collect::<Vec<u64>>();
+    let bit_triples = || {
+        let plane = |seed| Bits::from_words(1, 64 * 3, words(3, seed)).expect("plane");
+        StoredMaterial::BitTriples(BitTripleShares { a: plane(1), b: plane(2), c: plane(3) })
+    };
+    let edabits = || {
+        StoredMaterial::EdaBits(EdaBitShares { r: Share::new(words(70, 4)), bits: Bits::decompose(&words(70, 5), 64) })
+    };
+    let dabits = || {
+        StoredMaterial::DaBits(DaBitShares {
+            arith: Share::new(words(70, 6)),
+            bits: Bits::from_words(1, 70, words(2, 7)).expect("plane"),
+        })
+    };
+    let parts = |m: &StoredMaterial| -> Vec<Vec<u64>> {
+        match m {
+            StoredMaterial::BitTriples(t) => vec![t.a.words().to_vec(), t.b.words().to_vec(), t.c.words().to_vec()],
+            StoredMaterial::EdaBits(e) => vec![e.r.expose().to_vec(), e.bits.words().to_vec()],
+            StoredMaterial::DaBits(d) => vec![d.arith.expose().to_vec(), d.bits.words().to_vec()],
+            _ => unreachable!("binary kinds only"),
+        }
+    };
+    let cases = [
+        (StoredKind::BitTriples, 3, bit_triples()),
+        (StoredKind::EdaBits, 70, edabits()),
+        (StoredKind::DaBits, 70, dabits()),
+    ];
+    let mut store = Store::open(dir.path()).expect("store");
+    for (seq, (kind, count, material)) in cases.iter().enumerate() {
+        let meta = describe(batch(seq as u64), *kind, *count, "local", &names(), 0);
+        // The wrong count is refused: the shape must match the description.
+        let wrong = describe(batch(10 + seq as u64), *kind, count + 1, "local", &names(), 0);
+        assert!(store.put(wrong, material).is_err(), "{kind:?}: a mismatched shape is refused");
+        store.put(meta, material).expect("put");
+    }
+    drop(store);
+    let mut store = Store::open(dir.path()).expect("reopen");
+    for (seq, (kind, count, material)) in cases.iter().enumerate() {
+        let meta = store.get(batch(seq as u64)).expect("indexed after a reopen").clone();
+        assert_eq!((meta.kind, meta.count), (*kind, *count));
+        let got = store.consume(meta.id, &meta.digest()).expect("consume");
+        assert_eq!(parts(&got), parts(material), "{kind:?} round-trips");
+        assert!(store.consume(meta.id, &meta.digest()).is_err(), "{kind:?}: used once");
+    }
+    // Flip one share bit of a stored edaBit batch: its checksum refuses it.
+    let meta = describe(batch(20), StoredKind::EdaBits, 70, "local", &names(), 0);
+    store.put(meta.clone(), &edabits()).expect("put");
+    let path = std::fs::read_dir(dir.path().join("batches"))
+        .expect("list")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.to_string_lossy().ends_with("0000000000000014.batch"))
+        .expect("the batch file");
+    let mut bytes = std::fs::read(&path).expect("read");
+    let n = bytes.len();
+    bytes[n - 40] ^= 1;
+    std::fs::write(&path, &bytes).expect("write");
+    let err = store.consume(meta.id, &meta.digest()).expect_err("corrupt");
+    assert!(err.to_string().contains("checksum"), "{err}");
 }

@@ -21,7 +21,11 @@ use super::ot::{OtError, OtGenerator};
 use super::store::{
     BatchMeta, Store, StoreError, StoredKind, StoredMaterial, describe, id_text, on_store, parse_id, unix_now,
 };
-use super::{BatchId, DivPairShares, LayerMaterial, MaterialPlan, MaterialTag, Prefetched, TripleShares};
+use super::{
+    BatchId, BitTripleShares, DaBitShares, DivPairShares, EdaBitShares, LayerMaterial, MaterialPlan, MaterialTag,
+    Prefetched, TripleShares,
+};
+use crate::gf2::Bits;
 use crate::program::{hex, unhex};
 use crate::sharing::Share;
 use crate::transport::{JobId, Mesh, Step};
@@ -76,6 +80,9 @@ pub async fn fill(
                 let pairs: DivPairShares = generator.div_pairs(mesh, divisor, request.per_batch).await?;
                 StoredMaterial::DivPairs(pairs)
             }
+            StoredKind::BitTriples => StoredMaterial::BitTriples(generator.bit_triples(mesh, request.per_batch).await?),
+            StoredKind::EdaBits => StoredMaterial::EdaBits(generator.edabits(mesh, request.per_batch).await?),
+            StoredKind::DaBits => StoredMaterial::DaBits(generator.dabits(mesh, request.per_batch).await?),
         };
         let meta: BatchMeta = describe(id, request.kind, request.per_batch, federation, &parties, mesh.self_index());
         let meta = on_store(store, move |store| store.put(meta.clone(), &material).map(|()| meta))
@@ -110,7 +117,8 @@ pub struct Need {
 }
 
 /// The kinds and amounts `plan` consumes: triples, then division pairs by
-/// ascending divisor (the same at every party, as the plan is).
+/// ascending divisor, then bit triples (in 64-triple words), edaBits and
+/// daBits (the same at every party, as the plan is).
 pub fn needs(plan: &MaterialPlan) -> Vec<Need> {
     let mut needs = Vec::new();
     if plan.total_triples() > 0 {
@@ -121,6 +129,12 @@ pub fn needs(plan: &MaterialPlan) -> Vec<Need> {
         *divisors.entry(*divisor).or_default() += count;
     }
     needs.extend(divisors.into_iter().map(|(divisor, items)| Need { kind: StoredKind::DivPairs { divisor }, items }));
+    let binary = [
+        (StoredKind::BitTriples, plan.layers.iter().map(|l| l.bit_triple_words).sum::<usize>()),
+        (StoredKind::EdaBits, plan.total_edabits()),
+        (StoredKind::DaBits, plan.total_dabits()),
+    ];
+    needs.extend(binary.into_iter().filter(|(_, items)| *items > 0).map(|(kind, items)| Need { kind, items }));
     needs
 }
 
@@ -141,22 +155,15 @@ pub fn generated_in_job(divisor: u64) -> bool {
 }
 
 /// Split a pool job's plan into what the pool serves (triples, stocked
-/// divisors) and what the job generates (divisors [`generated_in_job`],
-/// and every binary kind), layer by layer.
+/// divisors, and the binary kinds: bit triples, edaBits, daBits) and what
+/// the job generates (divisors [`generated_in_job`]), layer by layer.
 pub fn split_plan(plan: &MaterialPlan) -> (MaterialPlan, MaterialPlan) {
     let mut stocked = MaterialPlan::default();
     let mut generated = MaterialPlan::default();
     for demand in &plan.layers {
         let (g, s): (Vec<_>, Vec<_>) = demand.div_pairs.iter().partition(|(d, _)| generated_in_job(*d));
-        stocked.layers.push(super::Demand { triples: demand.triples, div_pairs: s, ..Default::default() });
-        // Binary kinds are not stocked: a pool job generates them in the job.
-        generated.layers.push(super::Demand {
-            triples: 0,
-            div_pairs: g,
-            bit_triple_words: demand.bit_triple_words,
-            edabits: demand.edabits,
-            dabits: demand.dabits,
-        });
+        stocked.layers.push(super::Demand { div_pairs: s, ..demand.clone() });
+        generated.layers.push(super::Demand { div_pairs: g, ..Default::default() });
     }
     (stocked, generated)
 }
@@ -166,6 +173,9 @@ pub fn kind_name(kind: StoredKind) -> String {
     match kind {
         StoredKind::Triples => "triples".into(),
         StoredKind::DivPairs { divisor } => format!("division pairs for {divisor}"),
+        StoredKind::BitTriples => "bit triples (in words of 64)".into(),
+        StoredKind::EdaBits => "edaBits".into(),
+        StoredKind::DaBits => "daBits".into(),
     }
 }
 
@@ -614,32 +624,70 @@ fn layer_tag(job: JobId, layer: usize, batches: &[BatchId]) -> MaterialTag {
     MaterialTag(u64::from_le_bytes(tag))
 }
 
-/// One kind's items from consecutive batches, handed out in order.
-#[derive(Default)]
-struct Stream {
-    parts: [Vec<u64>; 3],
+/// One kind's items from consecutive batches, handed out in order: `N`
+/// parts of one word per item each.
+struct Stream<const N: usize> {
+    parts: [Vec<u64>; N],
     next: usize,
 }
 
-impl Stream {
-    fn push(&mut self, parts: [&Share; 3]) {
+impl<const N: usize> Default for Stream<N> {
+    fn default() -> Self {
+        Stream { parts: std::array::from_fn(|_| Vec::new()), next: 0 }
+    }
+}
+
+impl<const N: usize> Stream<N> {
+    fn push(&mut self, parts: [&[u64]; N]) {
         for (into, from) in self.parts.iter_mut().zip(parts) {
-            into.extend_from_slice(from.expose());
+            into.extend_from_slice(from);
         }
     }
 
-    fn take(&mut self, n: usize) -> Result<[Share; 3], String> {
+    fn take(&mut self, n: usize) -> Result<[Vec<u64>; N], String> {
         let end = self.next + n;
-        if end > self.parts[0].len() {
-            return Err(format!("the selected batches hold {} items, the plan needs more", self.parts[0].len()));
+        let held = self.parts.first().map_or(0, Vec::len);
+        if end > held {
+            return Err(format!("the selected batches hold {held} items, the plan needs more"));
         }
-        let out = self.parts.each_ref().map(|p| Share::new(p[self.next..end].to_vec()));
+        let out = self.parts.each_ref().map(|p| p[self.next..end].to_vec());
+        self.next = end;
+        Ok(out)
+    }
+
+    fn shares(&mut self, n: usize) -> Result<[Share; N], String> {
+        Ok(self.take(n)?.map(Share::new))
+    }
+}
+
+/// A bundle kind's elements (edaBits' bit bundles, daBits' bits) from
+/// consecutive batches, handed out in order.
+#[derive(Default)]
+struct BundleStream {
+    parts: Vec<Bits>,
+    all: Option<Bits>,
+    next: usize,
+}
+
+impl BundleStream {
+    fn take(&mut self, n: usize) -> Result<Bits, String> {
+        if self.all.is_none() {
+            let parts: Vec<&Bits> = self.parts.iter().collect();
+            self.all = Some(Bits::concat_elements(&parts));
+            self.parts.clear();
+        }
+        let all = self.all.as_ref().ok_or("no bundle")?;
+        let end = self.next + n;
+        if end > all.len() {
+            return Err(format!("the selected batches hold {} bundled items, the plan needs more", all.len()));
+        }
+        let out = all.slice(self.next..end);
         self.next = end;
         Ok(out)
     }
 }
 
-impl Drop for Stream {
+impl<const N: usize> Drop for Stream<N> {
     fn drop(&mut self) {
         use zeroize::Zeroize;
         self.parts.iter_mut().for_each(Zeroize::zeroize);
@@ -653,26 +701,58 @@ fn assemble(
     selected: &[BatchId],
     materials: Vec<StoredMaterial>,
 ) -> Result<Prefetched, String> {
-    let mut triples = Stream::default();
-    let mut pairs: BTreeMap<u64, Stream> = BTreeMap::new();
-    for material in &materials {
+    let mut triples = Stream::<3>::default();
+    let mut pairs: BTreeMap<u64, Stream<3>> = BTreeMap::new();
+    // Bit triples by word; edaBits' and daBits' ring shares by item, their
+    // bundles apart.
+    let mut bit_triples = Stream::<3>::default();
+    let (mut eda_r, mut eda_bits) = (Stream::<1>::default(), BundleStream::default());
+    let (mut da_arith, mut da_bits) = (Stream::<1>::default(), BundleStream::default());
+    for material in materials {
         match material {
-            StoredMaterial::Triples(t) => triples.push([&t.a, &t.b, &t.c]),
-            StoredMaterial::DivPairs(d) => pairs.entry(d.divisor).or_default().push([&d.r, &d.msb, &d.q]),
+            StoredMaterial::Triples(t) => triples.push([t.a.expose(), t.b.expose(), t.c.expose()]),
+            StoredMaterial::DivPairs(d) => {
+                pairs.entry(d.divisor).or_default().push([d.r.expose(), d.msb.expose(), d.q.expose()])
+            }
+            StoredMaterial::BitTriples(t) => bit_triples.push([t.a.words(), t.b.words(), t.c.words()]),
+            StoredMaterial::EdaBits(e) => {
+                eda_r.push([e.r.expose()]);
+                eda_bits.parts.push(e.bits);
+            }
+            StoredMaterial::DaBits(d) => {
+                da_arith.push([d.arith.expose()]);
+                da_bits.parts.push(d.bits);
+            }
         }
     }
-    drop(materials);
+    let plane = |words: Vec<u64>, n: usize| {
+        Bits::from_words(1, 64 * n, words).ok_or_else(|| "a bit-triple plane of the wrong size".to_string())
+    };
     let mut layers = Vec::with_capacity(plan.layers.len());
     for (index, demand) in plan.layers.iter().enumerate() {
-        let [a, b, c] = triples.take(demand.triples)?;
+        let [a, b, c] = triples.shares(demand.triples)?;
         let mut div_pairs = Vec::with_capacity(demand.div_pairs.len());
         for &(divisor, count) in &demand.div_pairs {
             let stream = pairs.get_mut(&divisor).ok_or_else(|| format!("no division pairs for {divisor} selected"))?;
-            let [r, msb, q] = stream.take(count)?;
+            let [r, msb, q] = stream.shares(count)?;
             div_pairs.push(DivPairShares { divisor, r, msb, q, g: Share::new(Vec::new()) });
         }
         let tag = layer_tag(job, index, selected);
-        layers.push((index, LayerMaterial::arithmetic(tag, TripleShares { a, b, c }, div_pairs)));
+        let mut layer = LayerMaterial::arithmetic(tag, TripleShares { a, b, c }, div_pairs);
+        let (w, e, d) = (demand.bit_triple_words, demand.edabits, demand.dabits);
+        if w > 0 {
+            let [a, b, c] = bit_triples.take(w)?;
+            layer.bit_triples = BitTripleShares { a: plane(a, w)?, b: plane(b, w)?, c: plane(c, w)? };
+        }
+        if e > 0 {
+            let [r] = eda_r.shares(e)?;
+            layer.edabits = EdaBitShares { r, bits: eda_bits.take(e)? };
+        }
+        if d > 0 {
+            let [arith] = da_arith.shares(d)?;
+            layer.dabits = DaBitShares { arith, bits: da_bits.take(d)? };
+        }
+        layers.push((index, layer));
     }
     Ok(Prefetched::from_layers(layers))
 }

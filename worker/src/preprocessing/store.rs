@@ -22,10 +22,24 @@
 //! |---|---|
 //! | 8 | magic `COHORTB1` |
 //! | 4 | `H`, the length of the header |
-//! | `H` | header: session id (16), sequence (8), kind (1: 0 triples, 1 division pairs), divisor (8), count (8), created (8, Unix seconds), party index (4), federation (2 + bytes), parties (2, then each 2 + bytes) |
+//! | `H` | header: session id (16), sequence (8), kind (1: 0 triples, 1 division pairs, 2 bit triples, 3 edaBits, 4 daBits), divisor (8), count (8), created (8, Unix seconds), party index (4), federation (2 + bytes), parties (2, then each 2 + bytes) |
 //! | 32 | [`BatchMeta::digest`] of the header's agreed fields |
-//! | `3 · 8 · count` | this party's shares: `a`, `b`, `c` (or `r`, `m`, `q`), each `count` words |
+//! | `8 · W` | this party's shares, part after part ([`part_words`]) |
 //! | 32 | SHA-256 of the shares |
+//!
+//! The parts, and so `W`, follow from the kind and `count`:
+//!
+//! | kind | `count` counts | parts (words each) |
+//! |---|---|---|
+//! | triples | triples | `a`, `b`, `c` (`count` each) |
+//! | division pairs | pairs | `r`, `m`, `q` (`count` each) |
+//! | bit triples | 64-triple words | planes `a`, `b`, `c` (`count` each) |
+//! | edaBits | edaBits | `r` (`count`), the 64-plane bundle of its bits (`64 · ⌈count/64⌉`) |
+//! | daBits | daBits | the ring shares (`count`), the one-plane bundle (`⌈count/64⌉`) |
+//!
+//! A bundle's width is the kind's (64 or 1) and its length `count` (64 ·
+//! `count` for bit triples), laid out as [`crate::gf2::Bits`] holds it:
+//! plane after plane, 64 elements to a word.
 //!
 //! The header is public; the shares are secret, so the file is private to
 //! the worker's user, and is overwritten before it is unlinked.
@@ -42,7 +56,8 @@
 //! its checks) and for expiry ([`Store::expire`]).
 
 use super::durable::{IoError, LineLog, LogError, create_private_dir, io, overwrite_and_remove, write_private};
-use super::{BatchId, DivPairShares, TripleShares};
+use super::{BatchId, BitTripleShares, DaBitShares, DivPairShares, EdaBitShares, TripleShares};
+use crate::gf2::{Bits, words_for};
 use crate::program::{hex, unhex};
 use crate::sharing::Share;
 use std::collections::{BTreeMap, HashSet};
@@ -59,6 +74,20 @@ const MAGIC: &[u8; 8] = b"COHORTB1";
 pub enum StoredKind {
     Triples,
     DivPairs { divisor: u64 },
+    /// Bit triples, counted in 64-triple words (as [`super::Demand`] does).
+    BitTriples,
+    EdaBits,
+    DaBits,
+}
+
+/// The words of each part of a batch of `count` items of `kind` (the
+/// batch file's layout).
+pub fn part_words(kind: StoredKind, count: usize) -> Vec<usize> {
+    match kind {
+        StoredKind::Triples | StoredKind::DivPairs { .. } | StoredKind::BitTriples => vec![count; 3],
+        StoredKind::EdaBits => vec![count, 64 * words_for(count)],
+        StoredKind::DaBits => vec![count, words_for(count)],
+    }
 }
 
 /// A batch's public description. Every field but `party` and `created`
@@ -108,6 +137,9 @@ fn kind_code(kind: StoredKind) -> (u8, u64) {
     match kind {
         StoredKind::Triples => (0, 0),
         StoredKind::DivPairs { divisor } => (1, divisor),
+        StoredKind::BitTriples => (2, 0),
+        StoredKind::EdaBits => (3, 0),
+        StoredKind::DaBits => (4, 0),
     }
 }
 
@@ -116,14 +148,37 @@ fn kind_code(kind: StoredKind) -> (u8, u64) {
 pub enum StoredMaterial {
     Triples(TripleShares),
     DivPairs(DivPairShares),
+    BitTriples(BitTripleShares),
+    EdaBits(EdaBitShares),
+    DaBits(DaBitShares),
 }
 
 impl StoredMaterial {
-    fn parts(&self) -> [&Share; 3] {
+    /// The parts as the batch file holds them ([`part_words`]).
+    fn parts(&self) -> Vec<&[u64]> {
         match self {
-            StoredMaterial::Triples(t) => [&t.a, &t.b, &t.c],
-            StoredMaterial::DivPairs(d) => [&d.r, &d.msb, &d.q],
+            StoredMaterial::Triples(t) => vec![t.a.expose(), t.b.expose(), t.c.expose()],
+            StoredMaterial::DivPairs(d) => vec![d.r.expose(), d.msb.expose(), d.q.expose()],
+            StoredMaterial::BitTriples(t) => vec![t.a.words(), t.b.words(), t.c.words()],
+            StoredMaterial::EdaBits(e) => vec![e.r.expose(), e.bits.words()],
+            StoredMaterial::DaBits(d) => vec![d.arith.expose(), d.bits.words()],
         }
+    }
+
+    /// Whether this is `count` items of `kind`: the kind, every part's
+    /// length, and each bundle's width and length.
+    fn fits(&self, kind: StoredKind, count: usize) -> bool {
+        let shape = match (kind, self) {
+            (StoredKind::Triples, StoredMaterial::Triples(_)) => true,
+            (StoredKind::DivPairs { divisor }, StoredMaterial::DivPairs(d)) => d.divisor == divisor,
+            (StoredKind::BitTriples, StoredMaterial::BitTriples(t)) => {
+                [&t.a, &t.b, &t.c].iter().all(|b| b.width() == 1 && b.len() == 64 * count)
+            }
+            (StoredKind::EdaBits, StoredMaterial::EdaBits(e)) => e.bits.width() == 64 && e.bits.len() == count,
+            (StoredKind::DaBits, StoredMaterial::DaBits(d)) => d.bits.width() == 1 && d.bits.len() == count,
+            _ => false,
+        };
+        shape && self.parts().iter().map(|p| p.len()).eq(part_words(kind, count))
     }
 }
 
@@ -315,17 +370,9 @@ impl Store {
         if self.spent.contains(&id) || self.batches.contains_key(&id) {
             return Err(StoreError::Invalid { id, reason: "the id is already stored or was used".into() });
         }
-        let kind_ok = matches!(
-            (meta.kind, material),
-            (StoredKind::Triples, StoredMaterial::Triples(_))
-                | (StoredKind::DivPairs { .. }, StoredMaterial::DivPairs(_))
-        );
         let names_fit = meta.parties.len() <= usize::from(u16::MAX)
             && std::iter::once(&meta.federation).chain(&meta.parties).all(|n| n.len() <= usize::from(u16::MAX));
-        if !kind_ok
-            || !names_fit
-            || material.parts().iter().any(|s| s.len() != meta.count)
-            || meta.party >= meta.parties.len()
+        if !material.fits(meta.kind, meta.count) || !names_fit || meta.party >= meta.parties.len()
         {
             return Err(StoreError::Invalid { id, reason: "the material does not match its description".into() });
         }
@@ -455,14 +502,15 @@ fn put_str(h: &mut Vec<u8>, s: &str) {
 
 fn encode(meta: &BatchMeta, material: &StoredMaterial) -> zeroize::Zeroizing<Vec<u8>> {
     let header = encode_header(meta);
-    let mut out = zeroize::Zeroizing::new(Vec::with_capacity(8 + 4 + header.len() + 32 + 24 * meta.count + 32));
+    let body_words: usize = part_words(meta.kind, meta.count).iter().sum();
+    let mut out = zeroize::Zeroizing::new(Vec::with_capacity(8 + 4 + header.len() + 32 + 8 * body_words + 32));
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&(header.len() as u32).to_le_bytes());
     out.extend_from_slice(&header);
     out.extend_from_slice(&meta.digest());
     let body_start = out.len();
     for part in material.parts() {
-        for x in part.expose() {
+        for x in part {
             out.extend_from_slice(&x.to_le_bytes());
         }
     }
@@ -508,6 +556,9 @@ fn decode_header(bytes: &[u8]) -> Result<BatchMeta, String> {
     let kind = match (kind, divisor) {
         (0, 0) => StoredKind::Triples,
         (1, d) if d > 0 => StoredKind::DivPairs { divisor: d },
+        (2, 0) => StoredKind::BitTriples,
+        (3, 0) => StoredKind::EdaBits,
+        (4, 0) => StoredKind::DaBits,
         _ => return Err("unknown material kind".into()),
     };
     let count = usize::try_from(r.u64()?).map_err(|_| "count out of range")?;
@@ -541,11 +592,23 @@ fn parse_header(path: &Path, bytes: &[u8], file_len: u64) -> Result<(BatchMeta, 
     if meta.digest()[..] != bytes[12 + len..body_start] {
         return Err(corrupt("the header does not match its digest".into()));
     }
-    let expected = body_start as u64 + 24 * meta.count as u64 + 32;
-    if file_len != expected {
+    // In u128: a forged count must not overflow the check.
+    let expected = body_start as u128 + 8 * part_words_checked(meta.kind, meta.count) + 32;
+    if u128::from(file_len) != expected {
         return Err(corrupt(format!("{file_len} bytes, expected {expected}")));
     }
     Ok((meta, body_start))
+}
+
+/// [`part_words`] summed without overflow, for any `count` a header
+/// declares.
+fn part_words_checked(kind: StoredKind, count: usize) -> u128 {
+    let count = count as u128;
+    match kind {
+        StoredKind::Triples | StoredKind::DivPairs { .. } | StoredKind::BitTriples => 3 * count,
+        StoredKind::EdaBits => count + 64 * count.div_ceil(64),
+        StoredKind::DaBits => count + count.div_ceil(64),
+    }
 }
 
 /// The longest header a batch file may declare.
@@ -577,19 +640,45 @@ fn read_batch(path: &Path) -> Result<(BatchMeta, StoredMaterial), StoreError> {
             reason: "the shares do not match their checksum".into(),
         });
     }
+    // The file's size was checked: every part has its kind's length.
     let (words, _) = body.as_chunks::<8>();
-    let part = |i: usize| {
-        Share::new(words[i * meta.count..(i + 1) * meta.count].iter().map(|w| u64::from_le_bytes(*w)).collect())
+    let mut parts = Vec::new();
+    let mut start = 0;
+    for n in part_words(meta.kind, meta.count) {
+        parts.push(zeroize::Zeroizing::new(words[start..start + n].iter().map(|w| u64::from_le_bytes(*w)).collect()));
+        start += n;
+    }
+    let mut parts = parts.into_iter();
+    let mut next = || parts.next().map(|mut p: zeroize::Zeroizing<Vec<u64>>| std::mem::take(&mut *p)).unwrap_or_default();
+    let count = meta.count;
+    let bundle = |width: usize, len: usize, words: Vec<u64>| {
+        Bits::from_words(width, len, words).ok_or_else(|| StoreError::Corrupt {
+            path: path.to_path_buf(),
+            reason: "a bundle has the wrong number of words".into(),
+        })
     };
     let material = match meta.kind {
-        StoredKind::Triples => StoredMaterial::Triples(TripleShares { a: part(0), b: part(1), c: part(2) }),
+        StoredKind::Triples => {
+            StoredMaterial::Triples(TripleShares { a: Share::new(next()), b: Share::new(next()), c: Share::new(next()) })
+        }
         StoredKind::DivPairs { divisor } => StoredMaterial::DivPairs(DivPairShares {
             divisor,
-            r: part(0),
-            msb: part(1),
-            q: part(2),
+            r: Share::new(next()),
+            msb: Share::new(next()),
+            q: Share::new(next()),
             g: Share::new(Vec::new()),
         }),
+        StoredKind::BitTriples => StoredMaterial::BitTriples(BitTripleShares {
+            a: bundle(1, 64 * count, next())?,
+            b: bundle(1, 64 * count, next())?,
+            c: bundle(1, 64 * count, next())?,
+        }),
+        StoredKind::EdaBits => {
+            StoredMaterial::EdaBits(EdaBitShares { r: Share::new(next()), bits: bundle(64, count, next())? })
+        }
+        StoredKind::DaBits => {
+            StoredMaterial::DaBits(DaBitShares { arith: Share::new(next()), bits: bundle(1, count, next())? })
+        }
     };
     Ok((meta, material))
 }
@@ -615,7 +704,7 @@ mod tests {
     }
 
     fn values(m: &StoredMaterial) -> Vec<Vec<u64>> {
-        m.parts().iter().map(|s| s.expose().to_vec()).collect()
+        m.parts().iter().map(|s| s.to_vec()).collect()
     }
 
     #[test]

@@ -406,6 +406,11 @@ pub(crate) fn redacted_json_error(e: &serde_json::Error) -> String {
 pub enum MaterialKind {
     Triples,
     DivPairs,
+    /// Bit triples; a fill's `perBatch` and a pool's counts are in words of
+    /// 64 triples.
+    BitTriples,
+    EdaBits,
+    DaBits,
 }
 
 /// `POST /v1/pool/fills`: generate batches with the named parties and

@@ -91,6 +91,15 @@ pub struct PoolConfig {
     /// triples'.
     #[serde(default)]
     pub division_pairs: Option<Watermarks>,
+    /// The binary kinds' watermarks (bit triples counted in words of 64,
+    /// edaBits, daBits). A kind without them is not generated in the
+    /// background: its batches come from the controller's fills.
+    #[serde(default)]
+    pub bit_triples: Option<Watermarks>,
+    #[serde(default)]
+    pub eda_bits: Option<Watermarks>,
+    #[serde(default)]
+    pub da_bits: Option<Watermarks>,
     /// Items per batch of the background fills.
     #[serde(default = "default_pool_per_batch")]
     pub per_batch: usize,
@@ -114,14 +123,24 @@ pub struct Watermarks {
 impl PoolConfig {
     /// Whether the pool fills itself (some kind has a positive target).
     pub fn keeps_watermarks(&self) -> bool {
-        self.target > 0 || self.division_pairs.is_some_and(|w| w.target > 0)
+        self.target > 0
+            || [self.division_pairs, self.bit_triples, self.eda_bits, self.da_bits]
+                .iter()
+                .any(|w| w.is_some_and(|w| w.target > 0))
     }
 
-    /// The watermarks of `kind`.
+    /// The watermarks of `kind` (zero for a binary kind without its own).
     pub fn watermarks(&self, kind: crate::preprocessing::store::StoredKind) -> Watermarks {
-        match (kind, self.division_pairs) {
-            (crate::preprocessing::store::StoredKind::DivPairs { .. }, Some(w)) => w,
-            _ => Watermarks { low_watermark: self.low_watermark, target: self.target },
+        use crate::preprocessing::store::StoredKind;
+        let none = Watermarks { low_watermark: 0, target: 0 };
+        match kind {
+            StoredKind::DivPairs { .. } if self.division_pairs.is_some() => self.division_pairs.unwrap_or(none),
+            StoredKind::Triples | StoredKind::DivPairs { .. } => {
+                Watermarks { low_watermark: self.low_watermark, target: self.target }
+            }
+            StoredKind::BitTriples => self.bit_triples.unwrap_or(none),
+            StoredKind::EdaBits => self.eda_bits.unwrap_or(none),
+            StoredKind::DaBits => self.da_bits.unwrap_or(none),
         }
     }
 }
@@ -550,6 +569,14 @@ impl WorkerConfig {
             Some(p) => Some(super::audit::AuditLog::open(p).map_err(|e| invalid("auditLog", e.source.to_string()))?),
             None => None,
         };
+        if let Some(p) = &self.pool
+            && let Some((field, w)) = [("bitTriples", p.bit_triples), ("edaBits", p.eda_bits), ("daBits", p.da_bits)]
+                .into_iter()
+                .find_map(|(f, w)| w.filter(|w| w.low_watermark > w.target).map(|w| (f, w)))
+        {
+            let field = format!("pool.{field}.lowWatermark");
+            return Err(invalid(&field, format!("must not exceed target ({})", w.target)));
+        }
         let store = match &self.pool {
             Some(p) if p.ttl.is_zero() => return Err(invalid("pool.ttl", "must be positive".into())),
             Some(p) if p.low_watermark > p.target => {
@@ -561,6 +588,7 @@ impl WorkerConfig {
                     format!("must not exceed target ({})", w.target),
                 ));
             }
+
             Some(p) if p.per_batch == 0 || p.per_batch > crate::preprocessing::ot::session::MAX_ITEMS_PER_CALL => {
                 return Err(invalid(
                     "pool.perBatch",
@@ -623,6 +651,16 @@ mod tests {
         assert_eq!(p.watermarks(StoredKind::Triples), triples);
         assert_eq!(p.watermarks(StoredKind::DivPairs { divisor: 4 }), Watermarks { low_watermark: 1, target: 2 });
         assert!(serde_saphyr::from_str::<PoolConfig>("dir: /pool\nwatermark: 3\n").is_err(), "unknown keys");
+        // The binary kinds keep their own watermarks, or none.
+        assert_eq!(p.watermarks(StoredKind::EdaBits), Watermarks { low_watermark: 0, target: 0 });
+        let binary = "dir: /pool\nbitTriples: {lowWatermark: 5, target: 9}\nedaBits: {lowWatermark: 6, target: 7}\n\
+                      daBits: {lowWatermark: 1, target: 3}\n";
+        let p: PoolConfig = serde_saphyr::from_str(binary).expect("parses");
+        assert!(p.keeps_watermarks());
+        assert_eq!(p.watermarks(StoredKind::BitTriples), Watermarks { low_watermark: 5, target: 9 });
+        assert_eq!(p.watermarks(StoredKind::EdaBits), Watermarks { low_watermark: 6, target: 7 });
+        assert_eq!(p.watermarks(StoredKind::DaBits), Watermarks { low_watermark: 1, target: 3 });
+        assert_eq!(p.watermarks(StoredKind::Triples), Watermarks { low_watermark: 0, target: 0 });
     }
 
     #[test]

@@ -65,6 +65,9 @@ impl Material {
         match kind {
             StoredKind::Triples => Material { kind: "triples", divisor: String::new() },
             StoredKind::DivPairs { divisor } => Material { kind: "div_pairs", divisor: divisor.to_string() },
+            StoredKind::BitTriples => Material { kind: "bit_triple_words", divisor: String::new() },
+            StoredKind::EdaBits => Material { kind: "edabits", divisor: String::new() },
+            StoredKind::DaBits => Material { kind: "dabits", divisor: String::new() },
         }
     }
 }

@@ -89,14 +89,18 @@ impl FillPlan {
                 Err(format!("divisor: OT-based generation makes division pairs for powers of two only, not {d}"))
             }
             (MaterialKind::DivPairs, None) => Err("divisor: division pairs need one".into()),
+            (MaterialKind::BitTriples, None) => Ok(StoredKind::BitTriples),
+            (MaterialKind::EdaBits, None) => Ok(StoredKind::EdaBits),
+            (MaterialKind::DaBits, None) => Ok(StoredKind::DaBits),
+            (_, Some(_)) => Err("divisor: only division pairs have one".into()),
         }
     }
 
     /// The plan's own bounds.
     fn check(&self) -> Result<(), String> {
-        self.stored_kind()?;
-        if self.per_batch == 0 || self.per_batch > MAX_ITEMS_PER_CALL {
-            return Err(format!("perBatch: must be between 1 and {MAX_ITEMS_PER_CALL}"));
+        let most = max_per_batch(self.stored_kind()?);
+        if self.per_batch == 0 || self.per_batch > most {
+            return Err(format!("perBatch: must be between 1 and {most}"));
         }
         if self.batches == 0 || self.batches > MAX_FILL_BATCHES {
             return Err(format!("batches: must be between 1 and {MAX_FILL_BATCHES}"));
@@ -124,10 +128,23 @@ impl FillPlan {
     }
 }
 
+/// The most items of `kind` one batch holds: what one generator call
+/// makes (a batch is one call).
+fn max_per_batch(kind: StoredKind) -> usize {
+    match kind {
+        StoredKind::BitTriples => crate::preprocessing::ot::session::MAX_BIT_WORDS_PER_CALL,
+        StoredKind::EdaBits => MAX_ITEMS_PER_CALL / 64,
+        _ => MAX_ITEMS_PER_CALL,
+    }
+}
+
 fn api_kind(kind: StoredKind) -> (MaterialKind, Option<u64>) {
     match kind {
         StoredKind::Triples => (MaterialKind::Triples, None),
         StoredKind::DivPairs { divisor } => (MaterialKind::DivPairs, Some(divisor)),
+        StoredKind::BitTriples => (MaterialKind::BitTriples, None),
+        StoredKind::EdaBits => (MaterialKind::EdaBits, None),
+        StoredKind::DaBits => (MaterialKind::DaBits, None),
     }
 }
 
@@ -364,8 +381,11 @@ impl Pool {
             // Another party leads; this one joins its fills (follow_fills).
             return;
         }
+        // Binary kinds without watermarks have a zero low watermark: never
+        // below it.
         let kinds: Vec<StoredKind> = std::iter::once(StoredKind::Triples)
             .chain(config.divisors.iter().map(|&divisor| StoredKind::DivPairs { divisor }))
+            .chain([StoredKind::BitTriples, StoredKind::EdaBits, StoredKind::DaBits])
             .collect();
         loop {
             tokio::time::sleep(config.check_interval).await;
@@ -384,9 +404,10 @@ impl Pool {
             else {
                 continue;
             };
-            let batches = (marks.target - have).div_ceil(config.per_batch).clamp(1, MAX_FILL_BATCHES);
+            let per_batch = config.per_batch.min(max_per_batch(kind));
+            let batches = (marks.target - have).div_ceil(per_batch).clamp(1, MAX_FILL_BATCHES);
             let (kind_api, divisor) = api_kind(kind);
-            let plan = FillPlan { kind: kind_api, divisor, per_batch: config.per_batch, batches };
+            let plan = FillPlan { kind: kind_api, divisor, per_batch, batches };
             let timeouts = own_fill_limits(&ctx);
             let session = JobId::random_fill_session();
             info!(fill = %session, kind = %crate::preprocessing::pool::kind_name(kind), have,

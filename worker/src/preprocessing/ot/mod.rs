@@ -147,11 +147,11 @@ pub async fn generate_for_plan(mesh: &Mesh, job: JobId, plan: &MaterialPlan) -> 
 pub const POOL_COMPLETION_MESSAGES: u32 = 1 << 30;
 
 /// Complete a pool job's material: `stocked` is what the pool served for
-/// the stocked part of `plan` ([`super::pool::split_plan`]); the rest —
-/// division pairs for divisors that are not powers of two, the
-/// correction round's pairs, and every binary kind (bit triples, edaBits,
-/// daBits) — is generated now with OT over the job's mesh
-/// (a job's divisors, such as a length, are not known when a pool fills).
+/// the stocked part of `plan` ([`super::pool::split_plan`]: triples,
+/// power-of-two division pairs and the binary kinds); the rest — division
+/// pairs for divisors that are not powers of two and the correction
+/// round's pairs — is generated now with OT over the job's mesh (a job's
+/// divisors, such as a length, are not known when a pool fills).
 /// Every party calls this at the same point; a plan with nothing to
 /// generate exchanges no message.
 pub async fn complete_pool_material(
