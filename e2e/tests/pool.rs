@@ -369,11 +369,14 @@ async fn bad_fill_requests_are_refused_naming_the_field() {
         timeouts: JobTimeouts::default(),
     };
     type Edit = fn(&mut FillRequest);
-    let cases: [(Edit, &str); 6] = [
+    let cases: [(Edit, &str); 8] = [
         (|r| r.per_batch = 0, "perBatch: must be between 1"),
         (|r| r.batches = 1_000_000, "batches: must be between 1 and 4096"),
         (|r| (r.kind, r.divisor) = (MaterialKind::DivPairs, Some(3)), "powers of two only, not 3"),
         (|r| r.divisor = Some(4), "divisor: only division pairs have one"),
+        (|r| (r.kind, r.divisor) = (MaterialKind::EdaBits, Some(4)), "divisor: only division pairs have one"),
+        // One batch is one generator call: 2^18 bit-triple words at most.
+        (|r| (r.kind, r.per_batch) = (MaterialKind::BitTriples, 1 << 19), "perBatch: must be between 1 and 262144"),
         (|r| r.parties = vec!["party-0".into(), "mallory".into()], "party mallory is not in"),
         (|r| r.id = format!("f1115e55{}", &r.id[8..]), "reserved"),
     ];
@@ -390,10 +393,11 @@ async fn bad_fill_requests_are_refused_naming_the_field() {
     assert_eq!(client.fill(&other).await.expect_err("conflict").status(), Some(409));
 }
 
-/// Comparisons in pool mode (issue 16): the pool serves the stocked
-/// arithmetic material and the job generates its binary kinds (bit
-/// triples, edaBits, daBits) with OT; every party gets the plaintext's
-/// answer.
+/// Comparisons in pool mode (issue 16): the pool serves the job's
+/// arithmetic and binary material (bit triples, edaBits, daBits), agreed
+/// and used once like triples; with no binary material the job waits,
+/// naming the kind, until a fill brings it; every party gets the
+/// plaintext's answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_jobs_compare_select_and_reduce() {
     let federation = start().await;
@@ -410,15 +414,39 @@ async fn pool_jobs_compare_select_and_reduce() {
             program: program.into(),
             parties: names(),
             inputs: inputs(&per_party[p]),
-            timeouts: JobTimeouts { connect_seconds: Some(10.0), round_seconds: Some(10.0), total_seconds: Some(60.0) },
+            timeouts: JobTimeouts { connect_seconds: Some(10.0), round_seconds: Some(10.0), total_seconds: Some(120.0) },
             preprocessing: Mode::Pool,
         };
         w.client.submit(&request).await.expect("submit");
+    }
+    // No binary material yet: the job waits, saying for which kind.
+    loop {
+        let status = federation.workers[1].client.status(&id).await.expect("status");
+        assert!(!status.phase.is_final(), "{status:?}");
+        if status.step.as_deref().is_some_and(|s| s.contains("waiting for preprocessing")) {
+            let step = status.step.as_deref().unwrap_or_default();
+            assert!(step.contains("holds 0 of the") && step.contains("bit triples (in words of 64) needed"), "{step}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The job needs about 1,400 bit-triple words, 736 edaBits and 735
+    // daBits (`cohort check --lengths`): fill more, in several batches.
+    let mut binary_fills = Vec::new();
+    for (kind, per_batch, batches) in
+        [(MaterialKind::BitTriples, 1000, 2), (MaterialKind::EdaBits, 500, 2), (MaterialKind::DaBits, 500, 2)]
+    {
+        for status in federation.fill(kind, None, per_batch, batches).await.expect("fill") {
+            assert_eq!(status.phase, Phase::Succeeded, "{status:?}");
+            assert_eq!(status.batches_stored, batches);
+            binary_fills.push((kind, status.id));
+        }
     }
     let above = all.iter().filter(|x| **x > 0.5).count() as f64;
     let top = all.iter().copied().fold(f64::MIN, f64::max);
     let at = all.iter().enumerate().fold(0, |best, (i, x)| if *x < all[best] { i } else { best }) as f64;
     let clipped = all.iter().map(|x| x.clamp(-1.0, 1.0)).sum::<f64>() * 0.5;
+    let mut used: Option<Vec<String>> = None;
     for w in &federation.workers {
         let status = w.client.wait(&id, Duration::from_millis(10)).await.expect("status");
         assert_eq!(status.phase, Phase::Succeeded, "at {}: {status:?}", w.name);
@@ -437,6 +465,27 @@ async fn pool_jobs_compare_select_and_reduce() {
             }
             other => panic!("flags: {other:?}"),
         }
-        assert!(!status.stats.as_ref().expect("stats").batches.is_empty(), "the pool served the job");
+        let batches = status.stats.as_ref().expect("stats").batches.clone();
+        if let Some(u) = &used {
+            assert_eq!(u, &batches, "every party used the same batches");
+        }
+        used = Some(batches);
+    }
+    // The job's batches include the binary fills' (a batch is named after
+    // its fill session), and the pools hold less of every binary kind.
+    let used = used.expect("a party");
+    for (kind, fill) in &binary_fills {
+        assert!(used.iter().any(|b| b.starts_with(fill.as_str())), "{kind:?}: no batch of fill {fill} in {used:?}");
+    }
+    let pools = pools(&federation).await;
+    assert!(pools.iter().all(|p| p.kinds == pools[0].kinds), "{pools:?}");
+    for (kind, filled) in [(MaterialKind::BitTriples, 2000), (MaterialKind::EdaBits, 1000), (MaterialKind::DaBits, 1000)] {
+        let left: usize = pools[0].kinds.iter().filter(|k| k.kind == kind).map(|k| k.items).sum();
+        assert!(left < filled, "{kind:?}: {left} of {filled} left");
+    }
+    // Used once: every party's ledger records each batch, none twice.
+    for party in names() {
+        let ids = ledger_ids(&federation, &party);
+        assert!(used.iter().all(|b| ids.contains(&b.replace(':', "-"))), "{party}: {ids:?}");
     }
 }
