@@ -103,8 +103,11 @@ fn default_ttl() -> Duration {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.lowWatermark <= self.target").message("lowWatermark must not exceed target"))]
 pub struct MaterialTarget {
-    /// `beaver-triple` (one per secret multiplication) or `division-pair`
-    /// (one per secret division or fixed-point truncation).
+    /// `beaver-triple` (one per secret multiplication), `division-pair`
+    /// (one per secret division or fixed-point truncation), or a binary
+    /// kind of comparisons: `bit-triple` (one per AND gate, counted in
+    /// triples, kept in words of 64), `eda-bit` or `da-bit` (conversions
+    /// between the arithmetic and binary sharings).
     pub kind: MaterialKind,
     /// How many items to generate up to.
     #[schemars(range(min = 1, max = 1_000_000_000_000i64))]
@@ -124,6 +127,15 @@ pub enum MaterialKind {
     /// Random pairs for division by a public value (and truncation).
     #[serde(rename = "division-pair")]
     DivisionPair,
+    /// Bit triples over GF(2), for AND gates (counted in triples).
+    #[serde(rename = "bit-triple")]
+    BitTriple,
+    /// edaBits: a random ring element with its bits (arithmetic to binary).
+    #[serde(rename = "eda-bit")]
+    EdaBit,
+    /// daBits: a random bit in both sharings (binary to arithmetic).
+    #[serde(rename = "da-bit")]
+    DaBit,
 }
 
 impl MaterialKind {
@@ -132,7 +144,15 @@ impl MaterialKind {
         match self {
             MaterialKind::BeaverTriple => "beaver-triple",
             MaterialKind::DivisionPair => "division-pair",
+            MaterialKind::BitTriple => "bit-triple",
+            MaterialKind::EdaBit => "eda-bit",
+            MaterialKind::DaBit => "da-bit",
         }
+    }
+
+    /// Whether the kind is one of comparisons' binary kinds.
+    pub fn is_binary(self) -> bool {
+        matches!(self, MaterialKind::BitTriple | MaterialKind::EdaBit | MaterialKind::DaBit)
     }
 }
 
@@ -234,7 +254,8 @@ pub struct PreprocessingPoolStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// Items available per material kind (`beaver-triple`, `division-pair`).
+    /// Items available per material kind (`beaver-triple`, `division-pair`,
+    /// `bit-triple`, `eda-bit`, `da-bit`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub available: BTreeMap<String, i64>,
 

@@ -124,7 +124,12 @@ async fn a_pool_hosts_the_dealer_and_an_ot_pool_configures_the_workers() {
     // OT mode: the workers generate and keep the material. Every shard's
     // configuration gains the pool (on the results volume), and the pool
     // reports the workers' stock: here no worker runs to answer.
-    let ot = pool("ot", serde_json::json!({"mode": "ot", "replicas": 1}));
+    // With the binary kinds of comparisons: bit triples are counted in
+    // triples here and kept in words of 64 by the workers.
+    let mut ot = pool("ot", serde_json::json!({"mode": "ot", "replicas": 1}));
+    let binary = serde_json::json!([{"kind": "bit-triple", "target": 6400, "lowWatermark": 640},
+        {"kind": "eda-bit", "target": 500, "lowWatermark": 50}]);
+    ot.spec.material.extend(serde_json::from_value::<Vec<cohort_crds::pool::MaterialTarget>>(binary).expect("kinds"));
     pools.create(&PostParams::default(), &ot).await.expect("create");
     let p = wait_reason(&pools, "ot", types::READY, ("False", "WorkersUnreachable")).await;
     let ready = find_condition(&p.status.as_ref().expect("status").conditions, types::READY).expect("ready");
@@ -142,6 +147,11 @@ async fn a_pool_hosts_the_dealer_and_an_ot_pool_configures_the_workers() {
     assert_eq!(pool.dir, std::path::Path::new("/var/lib/cohort/results/pool"));
     assert_eq!((pool.low_watermark, pool.target), (10, 1000));
     assert_eq!(pool.ttl, Duration::from_secs(24 * 3600));
+    use cohort_worker::preprocessing::store::StoredKind;
+    use cohort_worker::service::config::Watermarks;
+    assert_eq!(pool.watermarks(StoredKind::BitTriples), Watermarks { low_watermark: 10, target: 100 });
+    assert_eq!(pool.watermarks(StoredKind::EdaBits), Watermarks { low_watermark: 50, target: 500 });
+    assert_eq!(pool.watermarks(StoredKind::DaBits), Watermarks { low_watermark: 0, target: 0 }, "not listed");
 
     assert_chart_rbac_allows(&server);
     stop_tx.send(true).expect("stop");

@@ -48,6 +48,11 @@ pub struct PoolSettings {
     pub triples: (i64, i64),
     /// (lowWatermark, target) of division pairs (for the default precision).
     pub division_pairs: (i64, i64),
+    /// (lowWatermark, target) of bit triples, in words of 64 (the worker's
+    /// unit); (0, 0): not kept. The same for edaBits and daBits.
+    pub bit_triple_words: (i64, i64),
+    pub eda_bits: (i64, i64),
+    pub da_bits: (i64, i64),
 }
 
 #[derive(Serialize)]
@@ -58,6 +63,12 @@ struct Pool {
     low_watermark: i64,
     target: i64,
     division_pairs: Watermarks,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bit_triples: Option<Watermarks>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    eda_bits: Option<Watermarks>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    da_bits: Option<Watermarks>,
     per_batch: usize,
 }
 
@@ -76,9 +87,17 @@ impl PoolSettings {
             low_watermark: self.triples.0,
             target: self.triples.1,
             division_pairs: Watermarks { low_watermark: self.division_pairs.0, target: self.division_pairs.1 },
+            bit_triples: binary(self.bit_triple_words),
+            eda_bits: binary(self.eda_bits),
+            da_bits: binary(self.da_bits),
             per_batch: POOL_PER_BATCH,
         }
     }
+}
+
+/// A binary kind's watermarks; none when the pool does not keep it.
+fn binary((low_watermark, target): (i64, i64)) -> Option<Watermarks> {
+    (target > 0).then_some(Watermarks { low_watermark, target })
 }
 
 /// The ConfigMap key (and file name) of shard `shard`'s configuration.
@@ -223,7 +242,14 @@ mod tests {
         let mut cluster = Cluster::from_resource(&c).expect("valid");
         let plain = render(&cluster).expect("renders");
         assert!(plain.values().all(|t| !t.contains("pool")), "no pool without an ot PreprocessingPool");
-        cluster.pool = Some(PoolSettings { ttl_seconds: 3600, triples: (100, 400), division_pairs: (0, 0) });
+        cluster.pool = Some(PoolSettings {
+            ttl_seconds: 3600,
+            triples: (100, 400),
+            division_pairs: (0, 0),
+            bit_triple_words: (10, 20),
+            eda_bits: (0, 0),
+            da_bits: (300, 500),
+        });
         for (i, text) in render(&cluster).expect("renders").values().enumerate() {
             let cfg: WorkerConfig = serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("shard {i}: {e}\n{text}"));
             let pool = cfg.pool.expect("pool");
@@ -232,6 +258,12 @@ mod tests {
             assert_eq!((pool.low_watermark, pool.target, pool.per_batch), (100, 400, POOL_PER_BATCH));
             assert_eq!(pool.ttl, std::time::Duration::from_secs(3600));
             assert!(pool.keeps_watermarks());
+            use cohort_worker::preprocessing::store::StoredKind;
+            use cohort_worker::service::config::Watermarks;
+            let marks = |k| pool.watermarks(k);
+            assert_eq!(marks(StoredKind::BitTriples), Watermarks { low_watermark: 10, target: 20 });
+            assert_eq!(marks(StoredKind::EdaBits), Watermarks { low_watermark: 0, target: 0 }, "not kept");
+            assert_eq!(marks(StoredKind::DaBits), Watermarks { low_watermark: 300, target: 500 });
         }
     }
 

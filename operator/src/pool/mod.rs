@@ -413,7 +413,9 @@ fn remote<'a>(d: &'a PoolDealer, cluster_dealer: Option<&'a DealerEndpoint>) -> 
     Ok(Dealer::Remote { name, endpoint })
 }
 
-/// Bytes a stored item takes at one party: three 64-bit shares.
+/// Bytes a stored item takes at one party: three 64-bit shares (the most
+/// of any kind: a bit triple takes 3 bits, an edaBit 16 bytes, a daBit
+/// about 8).
 const BYTES_PER_ITEM: i64 = 24;
 /// The share of a worker's results volume the pool may fill.
 const POOL_BYTES: i64 = 512 * 1024 * 1024;
@@ -422,7 +424,12 @@ const POOL_BYTES: i64 = 512 * 1024 * 1024;
 /// volume (1Gi): the targets must fit in half of it, leaving the rest for
 /// results and the audit log, with a batch of slack per kind.
 fn check_fits_the_workers_volume(spec: &PreprocessingPoolSpec) -> Result<(), Error> {
-    let items: i64 = spec.material.iter().map(|m| m.target).sum();
+    // A bit triple's target is in triples; the workers keep words of 64.
+    let items: i64 = spec
+        .material
+        .iter()
+        .map(|m| if m.kind == MaterialKind::BitTriple { bit_triple_words(m.target) } else { m.target })
+        .sum();
     let bytes = items.saturating_add(2 * i64::try_from(cluster::config::POOL_PER_BATCH).unwrap_or(0)) * BYTES_PER_ITEM;
     if bytes > POOL_BYTES {
         return Err(Error::invalid(
@@ -444,11 +451,20 @@ fn worker_settings(spec: &PreprocessingPoolSpec) -> cluster::config::PoolSetting
     let marks = |kind: MaterialKind| {
         spec.material.iter().find(|m| m.kind == kind).map_or((0, 0), |m| (m.low_watermark, m.target))
     };
+    let (low, target) = marks(MaterialKind::BitTriple);
     cluster::config::PoolSettings {
         ttl_seconds: spec.ttl.to_std().map_or(24 * 3600, |d| d.as_secs()),
         triples: marks(MaterialKind::BeaverTriple),
         division_pairs: marks(MaterialKind::DivisionPair),
+        bit_triple_words: (bit_triple_words(low), bit_triple_words(target)),
+        eda_bits: marks(MaterialKind::EdaBit),
+        da_bits: marks(MaterialKind::DaBit),
     }
+}
+
+/// Bit triples in the workers' unit, words of 64 (rounded up).
+pub fn bit_triple_words(triples: i64) -> i64 {
+    triples.saturating_add(63) / 64
 }
 
 fn check_material(spec: &PreprocessingPoolSpec) -> Result<(), Error> {
@@ -665,12 +681,17 @@ mod tests {
         p.spec.material = vec![
             MaterialTarget { kind: MaterialKind::BeaverTriple, target: 4000, low_watermark: 1000 },
             MaterialTarget { kind: MaterialKind::DivisionPair, target: 800, low_watermark: 200 },
+            // Counted in triples here, in words of 64 at the workers.
+            MaterialTarget { kind: MaterialKind::BitTriple, target: 640_001, low_watermark: 64_000 },
+            MaterialTarget { kind: MaterialKind::DaBit, target: 3000, low_watermark: 100 },
         ];
         let c = cluster(2);
         let pool = Pool::from_resource(&p, &c).expect("valid");
         assert!(pool.dealer.is_none() && pool.hosted_dealer().is_none());
         let settings = pool.worker_settings().expect("settings");
         assert_eq!((settings.triples, settings.division_pairs), ((1000, 4000), (200, 800)));
+        assert_eq!(settings.bit_triple_words, (1000, 10_001));
+        assert_eq!((settings.eda_bits, settings.da_bits), ((0, 0), (100, 3000)), "edaBits are not kept");
         assert_eq!(settings.ttl_seconds, 24 * 3600);
 
         // A dealer is for mode dealer only.
@@ -684,7 +705,7 @@ mod tests {
         huge.spec.material[0].target = 100_000_000;
         let e = err(&huge, &c);
         assert_eq!(e.reason(), "InvalidSpec");
-        assert!(e.to_string().starts_with("spec.material: the targets add up to 100000800 items"), "{e}");
+        assert!(e.to_string().starts_with("spec.material: the targets add up to 100013801 items"), "{e}");
 
         // A dealer pool gives the workers no pool settings.
         let (remote, one) = (fixtures::remote(), cluster(1));

@@ -220,15 +220,23 @@ impl Stock {
             };
             stock.answered += 1;
             for target in &p.spec.material {
-                let kind = match target.kind {
-                    MaterialKind::BeaverTriple => WorkerKind::Triples,
-                    MaterialKind::DivisionPair => WorkerKind::DivPairs,
+                // The workers count bit triples in words of 64; the pool
+                // in triples.
+                let (kind, per_item) = match target.kind {
+                    MaterialKind::BeaverTriple => (WorkerKind::Triples, 1),
+                    MaterialKind::DivisionPair => (WorkerKind::DivPairs, 1),
+                    MaterialKind::BitTriple => (WorkerKind::BitTriples, 64),
+                    MaterialKind::EdaBit => (WorkerKind::EdaBits, 1),
+                    MaterialKind::DaBit => (WorkerKind::DaBits, 1),
                 };
                 let held = pool.kinds.iter().filter(|k| k.kind == kind);
-                let items: i64 = held.clone().map(|k| i64::try_from(k.items).unwrap_or(i64::MAX)).sum();
+                let items: i64 = held
+                    .clone()
+                    .map(|k| i64::try_from(k.items).unwrap_or(i64::MAX).saturating_mul(per_item))
+                    .fold(0, i64::saturating_add);
                 *stock.available.entry(target.kind.as_str().to_string()).or_default() += items;
                 *rates.entry(target.kind.as_str().to_string()).or_default() +=
-                    held.map(|k| k.generated_per_second).sum::<f64>();
+                    held.map(|k| k.generated_per_second).sum::<f64>() * per_item as f64;
                 if items < target.low_watermark {
                     stock.below.get_or_insert((shard, target.kind.as_str(), items, target.low_watermark));
                 }
@@ -360,16 +368,25 @@ mod tests {
         let mut ot = fixtures::remote();
         ot.spec.generator.mode = GeneratorMode::Ot;
         ot.spec.generator.dealer = None;
+        ot.spec.material.push(cohort_crds::pool::MaterialTarget {
+            kind: MaterialKind::BitTriple,
+            target: 6400,
+            low_watermark: 640,
+        });
         let pool = Pool::from_resource(&ot, &c).expect("valid");
         let low = ot.spec.material[0].low_watermark;
         let shard = |items: usize| PoolStatus {
-            kinds: vec![PoolKind {
-                kind: WorkerKind::Triples,
-                divisor: None,
-                batches: 1,
-                items,
-                generated_per_second: 1000.4,
-            }],
+            kinds: vec![
+                PoolKind { kind: WorkerKind::Triples, divisor: None, batches: 1, items, generated_per_second: 1000.4 },
+                // Words of 64 bit triples at the worker: 20 words, 1280.
+                PoolKind {
+                    kind: WorkerKind::BitTriples,
+                    divisor: None,
+                    batches: 1,
+                    items: 20,
+                    generated_per_second: 2.0,
+                },
+            ],
             oldest_age_seconds: Some(3.0),
             filling: None,
         };
@@ -378,6 +395,8 @@ mod tests {
         assert_eq!(cond(&stocked, "BelowWatermark"), pair("False", "Stocked"));
         assert_eq!(stocked.available["beaver-triple"], 2 * low + 5, "summed over the shards");
         assert_eq!(stocked.generation_rate["beaver-triple"], 2001);
+        assert_eq!(stocked.available["bit-triple"], 2 * 1280, "bit triples counted in triples");
+        assert_eq!(stocked.generation_rate["bit-triple"], 2 * 128);
         assert_eq!(stocked.ready_replicas, Some(2));
 
         let below = status(&ot, Ok(&pool), None, &vec![Ok(shard(low as usize)), Ok(shard(0))], &at(2));
