@@ -414,7 +414,11 @@ async fn pool_jobs_compare_select_and_reduce() {
             program: program.into(),
             parties: names(),
             inputs: inputs(&per_party[p]),
-            timeouts: JobTimeouts { connect_seconds: Some(10.0), round_seconds: Some(10.0), total_seconds: Some(120.0) },
+            timeouts: JobTimeouts {
+                connect_seconds: Some(10.0),
+                round_seconds: Some(10.0),
+                total_seconds: Some(120.0),
+            },
             preprocessing: Mode::Pool,
         };
         w.client.submit(&request).await.expect("submit");
@@ -479,7 +483,9 @@ async fn pool_jobs_compare_select_and_reduce() {
     }
     let pools = pools(&federation).await;
     assert!(pools.iter().all(|p| p.kinds == pools[0].kinds), "{pools:?}");
-    for (kind, filled) in [(MaterialKind::BitTriples, 2000), (MaterialKind::EdaBits, 1000), (MaterialKind::DaBits, 1000)] {
+    for (kind, filled) in
+        [(MaterialKind::BitTriples, 2000), (MaterialKind::EdaBits, 1000), (MaterialKind::DaBits, 1000)]
+    {
         let left: usize = pools[0].kinds.iter().filter(|k| k.kind == kind).map(|k| k.items).sum();
         assert!(left < filled, "{kind:?}: {left} of {filled} left");
     }

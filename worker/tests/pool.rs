@@ -356,8 +356,8 @@ async fn a_pool_job_takes_its_binary_kinds_from_the_pool_once() {
     assert!(results.iter().all(|(_, i)| *i == ids), "every party uses the same batches");
     // 11 bit-triple words take both batches of 7, 70 edaBits both of 45,
     // 131 daBits both of 100.
-    for k in 0..9 {
-        assert!(ids.contains(&filled[k]), "batch {k} is used");
+    for (k, id) in filled.iter().enumerate() {
+        assert!(ids.contains(id), "batch {k} is used");
     }
     let per_party: Vec<Vec<LayerMaterial>> = results.into_iter().map(|(layers, _)| layers).collect();
     common::material::check_plan(&per_party, &plan);
@@ -372,9 +372,7 @@ async fn a_pool_job_takes_its_binary_kinds_from_the_pool_once() {
     // Nothing left: a second job with binary kinds hears the pool is short
     // of the first kind it lacks, as for triples, and consumes nothing.
     fill_all(&stores, vec![FillRequest { kind: StoredKind::EdaBits, per_batch: 10, batches: 1, first_seq: 0 }]).await;
-    let binary_only = MaterialPlan {
-        layers: vec![Demand { bit_triple_words: 1, edabits: 5, ..Default::default() }],
-    };
+    let binary_only = MaterialPlan { layers: vec![Demand { bit_triple_words: 1, edabits: 5, ..Default::default() }] };
     for result in take_all(&stores, binary_only).await {
         match result.expect("take") {
             Taken::Short { kind, need, have, last } => {
@@ -395,7 +393,8 @@ fn binary_batches_round_trip_through_the_store_and_corruption_is_refused() {
     use cohort_worker::gf2::Bits;
     use cohort_worker::preprocessing::{BitTripleShares, DaBitShares, EdaBitShares};
     let dir = tempfile::tempdir().expect("tempdir");
-    let words = |n: usize, seed: u64| (0..n as u64).map(|i| seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ i).collect::<Vec<u64>>();
+    let words =
+        |n: usize, seed: u64| (0..n as u64).map(|i| seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ i).collect::<Vec<u64>>();
     let bit_triples = || {
         let plane = |seed| Bits::from_words(1, 64 * 3, words(3, seed)).expect("plane");
         StoredMaterial::BitTriples(BitTripleShares { a: plane(1), b: plane(2), c: plane(3) })

@@ -73,7 +73,9 @@ const MAGIC: &[u8; 8] = b"COHORTB1";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum StoredKind {
     Triples,
-    DivPairs { divisor: u64 },
+    DivPairs {
+        divisor: u64,
+    },
     /// Bit triples, counted in 64-triple words (as [`super::Demand`] does).
     BitTriples,
     EdaBits,
@@ -372,8 +374,7 @@ impl Store {
         }
         let names_fit = meta.parties.len() <= usize::from(u16::MAX)
             && std::iter::once(&meta.federation).chain(&meta.parties).all(|n| n.len() <= usize::from(u16::MAX));
-        if !material.fits(meta.kind, meta.count) || !names_fit || meta.party >= meta.parties.len()
-        {
+        if !material.fits(meta.kind, meta.count) || !names_fit || meta.party >= meta.parties.len() {
             return Err(StoreError::Invalid { id, reason: "the material does not match its description".into() });
         }
         let bytes = encode(&meta, material);
@@ -649,7 +650,8 @@ fn read_batch(path: &Path) -> Result<(BatchMeta, StoredMaterial), StoreError> {
         start += n;
     }
     let mut parts = parts.into_iter();
-    let mut next = || parts.next().map(|mut p: zeroize::Zeroizing<Vec<u64>>| std::mem::take(&mut *p)).unwrap_or_default();
+    let mut next =
+        || parts.next().map(|mut p: zeroize::Zeroizing<Vec<u64>>| std::mem::take(&mut *p)).unwrap_or_default();
     let count = meta.count;
     let bundle = |width: usize, len: usize, words: Vec<u64>| {
         Bits::from_words(width, len, words).ok_or_else(|| StoreError::Corrupt {
@@ -658,9 +660,11 @@ fn read_batch(path: &Path) -> Result<(BatchMeta, StoredMaterial), StoreError> {
         })
     };
     let material = match meta.kind {
-        StoredKind::Triples => {
-            StoredMaterial::Triples(TripleShares { a: Share::new(next()), b: Share::new(next()), c: Share::new(next()) })
-        }
+        StoredKind::Triples => StoredMaterial::Triples(TripleShares {
+            a: Share::new(next()),
+            b: Share::new(next()),
+            c: Share::new(next()),
+        }),
         StoredKind::DivPairs { divisor } => StoredMaterial::DivPairs(DivPairShares {
             divisor,
             r: Share::new(next()),
