@@ -111,10 +111,14 @@ pub struct Options {
 /// `perBatch`, `checkInterval` of the worker configuration).
 #[derive(Clone, Copy, Debug)]
 pub struct PoolWatermarks {
+    /// The triples' (and division pairs') watermarks.
     pub low_watermark: usize,
     pub target: usize,
     pub per_batch: usize,
     pub check_interval: Duration,
+    /// The binary kinds' `(lowWatermark, target)`, the same for bit
+    /// triples (in words of 64), edaBits and daBits; `None`: not kept.
+    pub binary: Option<(usize, usize)>,
 }
 
 impl Options {
@@ -484,6 +488,11 @@ impl Federation {
                 config["pool"]["target"] = w.target.into();
                 config["pool"]["perBatch"] = w.per_batch.into();
                 config["pool"]["checkInterval"] = format!("{}ms", w.check_interval.as_millis()).into();
+                if let Some((low, target)) = w.binary {
+                    for kind in ["bitTriples", "edaBits", "daBits"] {
+                        config["pool"][kind] = serde_json::json!({"lowWatermark": low, "target": target});
+                    }
+                }
             }
             if let Some(ttl) = options.pool_ttl {
                 config["pool"]["ttl"] = format!("{}ms", ttl.as_millis()).into();

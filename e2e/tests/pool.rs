@@ -255,8 +255,13 @@ async fn await_stocked(federation: &Federation, least: usize) -> Vec<Vec<usize>>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pool_fills_itself_between_its_watermarks_as_jobs_drain_it() {
-    let watermarks =
-        PoolWatermarks { low_watermark: 100, target: 200, per_batch: 20, check_interval: Duration::from_millis(100) };
+    let watermarks = PoolWatermarks {
+        low_watermark: 100,
+        target: 200,
+        per_batch: 20,
+        check_interval: Duration::from_millis(100),
+        binary: None,
+    };
     let federation = start_with(Some(watermarks)).await;
     // Nobody filled it: the fill leader (the last party by name) did, with
     // every party, up to the target.
@@ -276,6 +281,87 @@ async fn the_pool_fills_itself_between_its_watermarks_as_jobs_drain_it() {
         .and_then(|v| v.trim().parse::<u64>().ok())
         .expect("generated triples counted");
     assert!(generated >= 400, "{generated} triples generated");
+}
+
+/// Items of `kind` at each party.
+async fn items_of(federation: &Federation, kind: MaterialKind) -> Vec<usize> {
+    pools(federation).await.iter().map(|p| p.kinds.iter().filter(|k| k.kind == kind).map(|k| k.items).sum()).collect()
+}
+
+/// The binary kinds keep their own watermarks (issue 16): with no
+/// controller fill, the fill leader stocks bit triples, edaBits and daBits
+/// to their target with every party, a comparison job takes them from the
+/// pool, and the leader refills what it drained below the low watermark.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_keeps_the_binary_kinds_between_their_watermarks() {
+    let watermarks = PoolWatermarks {
+        low_watermark: 100,
+        target: 200,
+        per_batch: 100,
+        check_interval: Duration::from_millis(100),
+        binary: Some((990, 1000)),
+    };
+    let federation = start_with(Some(watermarks)).await;
+    let binary = [MaterialKind::BitTriples, MaterialKind::EdaBits, MaterialKind::DaBits];
+    let stocked = |least: usize| {
+        let federation = &federation;
+        async move {
+            let started = std::time::Instant::now();
+            loop {
+                let mut all = true;
+                for kind in binary {
+                    all &= items_of(federation, kind).await.iter().all(|n| *n >= least);
+                }
+                if all {
+                    return;
+                }
+                assert!(started.elapsed() < Duration::from_secs(120), "the binary kinds never reached {least}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    stocked(1000).await;
+    // 30 comparisons take 30 edaBits, 30 daBits and 3,776 bit triples (59
+    // words, more with each layer's rounding; `cohort check`): every kind
+    // ends below its low watermark of 990.
+    let program = "input x: fixed[] from each\nlet all = concat(x)\noutput above = count(all > 0.5)\n";
+    let per_party: Vec<Vec<f64>> = (0..PARTIES).map(|p| values(3, p, 10)).collect();
+    let above = per_party.concat().iter().filter(|x| **x > 0.5).count() as f64;
+    let id = JobId::random().to_string();
+    for (p, w) in federation.workers.iter().enumerate() {
+        let request = JobRequest {
+            id: id.clone(),
+            program: program.into(),
+            parties: names(),
+            inputs: inputs(&per_party[p]),
+            timeouts: JobTimeouts { connect_seconds: Some(10.0), round_seconds: Some(10.0), total_seconds: Some(60.0) },
+            preprocessing: Mode::Pool,
+        };
+        w.client.submit(&request).await.expect("submit");
+    }
+    for w in &federation.workers {
+        let status = w.client.wait(&id, Duration::from_millis(10)).await.expect("status");
+        assert_eq!(status.phase, Phase::Succeeded, "at {}: {status:?}", w.name);
+        match status.outputs.as_ref().and_then(|o| o.get("above")) {
+            Some(v @ OutputValue::Scalar(_)) => assert_eq!(v.as_f64(), Some(above)),
+            other => panic!("above: {other:?}"),
+        }
+    }
+    // Refilled to the target: the leader saw every kind below 990.
+    stocked(1000).await;
+    let metrics = http_get(&federation.workers[0].metrics, "/metrics").await;
+    let generated = |kind: &str| {
+        metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("cohort_worker_pool_generated_items_total{{kind=\"{kind}\",divisor=\"\"}} "))
+            })
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    for kind in ["bit_triple_words", "edabits", "dabits"] {
+        assert!(generated(kind) > 1000, "{kind} were refilled: {} generated", generated(kind));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
