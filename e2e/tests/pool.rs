@@ -73,6 +73,28 @@ async fn submit(federation: &Federation, k: usize, len: usize, total: f64) -> St
     id
 }
 
+/// Submit `program` as a pool job to every worker, party `p` giving
+/// `per_party[p]` as `x`; the job's id.
+async fn submit_program(federation: &Federation, program: &str, per_party: &[Vec<f64>], total: f64) -> String {
+    let id = JobId::random().to_string();
+    for (p, w) in federation.workers.iter().enumerate() {
+        let request = JobRequest {
+            id: id.clone(),
+            program: program.into(),
+            parties: names(),
+            inputs: inputs(&per_party[p]),
+            timeouts: JobTimeouts {
+                connect_seconds: Some(10.0),
+                round_seconds: Some(10.0),
+                total_seconds: Some(total),
+            },
+            preprocessing: Mode::Pool,
+        };
+        w.client.submit(&request).await.expect("submit");
+    }
+    id
+}
+
 fn answer(status: &JobStatus) -> f64 {
     match status.outputs.as_ref().and_then(|o| o.get("s")) {
         Some(v @ OutputValue::Scalar(_)) => v.as_f64().expect("a number"),
@@ -327,18 +349,7 @@ async fn the_pool_keeps_the_binary_kinds_between_their_watermarks() {
     let program = "input x: fixed[] from each\nlet all = concat(x)\noutput above = count(all > 0.5)\n";
     let per_party: Vec<Vec<f64>> = (0..PARTIES).map(|p| values(3, p, 10)).collect();
     let above = per_party.concat().iter().filter(|x| **x > 0.5).count() as f64;
-    let id = JobId::random().to_string();
-    for (p, w) in federation.workers.iter().enumerate() {
-        let request = JobRequest {
-            id: id.clone(),
-            program: program.into(),
-            parties: names(),
-            inputs: inputs(&per_party[p]),
-            timeouts: JobTimeouts { connect_seconds: Some(10.0), round_seconds: Some(10.0), total_seconds: Some(60.0) },
-            preprocessing: Mode::Pool,
-        };
-        w.client.submit(&request).await.expect("submit");
-    }
+    let id = submit_program(&federation, program, &per_party, 60.0).await;
     for w in &federation.workers {
         let status = w.client.wait(&id, Duration::from_millis(10)).await.expect("status");
         assert_eq!(status.phase, Phase::Succeeded, "at {}: {status:?}", w.name);
@@ -404,28 +415,13 @@ async fn pool_jobs_divide_by_lengths_that_are_not_powers_of_two() {
     fill(&federation, 1100, 3).await;
     let program = "input x: fixed[] from each\nlet all = concat(x)\noutput m = mean(all)\noutput v = variance(all)\n";
     for (k, total) in [3usize, 50, 1000].into_iter().enumerate() {
-        let id = JobId::random().to_string();
         let per_party: Vec<Vec<f64>> =
             (0..PARTIES).map(|p| values(k, p, total / PARTIES + usize::from(p < total % PARTIES))).collect();
         let all: Vec<f64> = per_party.concat();
         assert_eq!(all.len(), total);
         let mean = all.iter().sum::<f64>() / total as f64;
         let variance = all.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / total as f64;
-        for (p, w) in federation.workers.iter().enumerate() {
-            let request = JobRequest {
-                id: id.clone(),
-                program: program.into(),
-                parties: names(),
-                inputs: inputs(&per_party[p]),
-                timeouts: JobTimeouts {
-                    connect_seconds: Some(10.0),
-                    round_seconds: Some(10.0),
-                    total_seconds: Some(60.0),
-                },
-                preprocessing: Mode::Pool,
-            };
-            w.client.submit(&request).await.expect("submit");
-        }
+        let id = submit_program(&federation, program, &per_party, 60.0).await;
         for w in &federation.workers {
             let status = w.client.wait(&id, Duration::from_millis(10)).await.expect("status");
             assert_eq!(status.phase, Phase::Succeeded, "{total} values at {}: {status:?}", w.name);
@@ -491,24 +487,9 @@ async fn pool_jobs_compare_select_and_reduce() {
     let program = "input x: fixed[] from each\nlet all = concat(x)\noutput above = count(all > 0.5)\n\
                    output top = max(all)\noutput at = argmin(all)\noutput flags = all < 0\n\
                    output clipped = sum(clamp(all, -1, 1)) * 0.5\n";
-    let id = JobId::random().to_string();
     let per_party: Vec<Vec<f64>> = (0..PARTIES).map(|p| values(7, p, 40 + p)).collect();
     let all: Vec<f64> = per_party.concat();
-    for (p, w) in federation.workers.iter().enumerate() {
-        let request = JobRequest {
-            id: id.clone(),
-            program: program.into(),
-            parties: names(),
-            inputs: inputs(&per_party[p]),
-            timeouts: JobTimeouts {
-                connect_seconds: Some(10.0),
-                round_seconds: Some(10.0),
-                total_seconds: Some(120.0),
-            },
-            preprocessing: Mode::Pool,
-        };
-        w.client.submit(&request).await.expect("submit");
-    }
+    let id = submit_program(&federation, program, &per_party, 120.0).await;
     // No binary material yet: the job waits, saying for which kind.
     loop {
         let status = federation.workers[1].client.status(&id).await.expect("status");

@@ -90,24 +90,35 @@ type Party = (OtGenerator, Mesh);
 /// Generate `triples` at every party at once; the time until the last
 /// party is done, and every party's shares.
 async fn one_run(parties: Vec<Party>, triples: usize) -> Result<(f64, Vec<Party>, Vec<TripleShares>), BenchError> {
+    at_once(parties, move |mut generator, mesh| async move {
+        let shares = generator.triples(&mesh, triples).await;
+        (generator, mesh, shares)
+    })
+    .await
+}
+
+/// Run `work` at every party at once; the time until the last party is
+/// done, the parties back, and their results.
+async fn at_once<T, Fut>(
+    parties: Vec<Party>,
+    work: impl Fn(OtGenerator, Mesh) -> Fut,
+) -> Result<(f64, Vec<Party>, Vec<T>), BenchError>
+where
+    T: Send + 'static,
+    Fut: std::future::Future<Output = (OtGenerator, Mesh, Result<T, crate::preprocessing::ot::OtError>)>
+        + Send
+        + 'static,
+{
     let started = Instant::now();
-    let tasks: Vec<_> = parties
-        .into_iter()
-        .map(|(mut generator, mesh)| {
-            tokio::spawn(async move {
-                let shares = generator.triples(&mesh, triples).await;
-                (generator, mesh, shares)
-            })
-        })
-        .collect();
+    let tasks: Vec<_> = parties.into_iter().map(|(generator, mesh)| tokio::spawn(work(generator, mesh))).collect();
     let mut back = Vec::new();
-    let mut shares = Vec::new();
+    let mut results = Vec::new();
     for (party, task) in tasks.into_iter().enumerate() {
         let (generator, mesh, result) = task.await.map_err(|e| BenchError::Task(e.to_string()))?;
-        shares.push(result.map_err(|e| BenchError::Task(format!("party {party}: {e}")))?);
+        results.push(result.map_err(|e| BenchError::Task(format!("party {party}: {e}")))?);
         back.push((generator, mesh));
     }
-    Ok((started.elapsed().as_secs_f64(), back, shares))
+    Ok((started.elapsed().as_secs_f64(), back, results))
 }
 
 fn check(shares: &[TripleShares]) -> Result<(), BenchError> {
@@ -232,37 +243,24 @@ struct BinaryShares {
 /// Generate `what` at every party at once and check it against its
 /// definition: the time until the last party is done.
 async fn binary_run(parties: Vec<Party>, what: Binary) -> Result<(f64, Vec<Party>), BenchError> {
-    let started = Instant::now();
-    let tasks: Vec<_> = parties
-        .into_iter()
-        .map(|(mut generator, mesh)| {
-            tokio::spawn(async move {
-                let shares = match what {
-                    Binary::BitTriples(words) => generator.bit_triples(&mesh, words).await.map(|t| BinaryShares {
-                        words: vec![t.a.words().to_vec(), t.b.words().to_vec(), t.c.words().to_vec()],
-                        ring: Vec::new(),
-                    }),
-                    Binary::EdaBits(n) => generator
-                        .edabits(&mesh, n)
-                        .await
-                        .map(|e| BinaryShares { words: vec![e.bits.compose()], ring: e.r.expose().to_vec() }),
-                    Binary::DaBits(n) => generator.dabits(&mesh, n).await.map(|d| BinaryShares {
-                        words: vec![d.bits.words().to_vec()],
-                        ring: d.arith.expose().to_vec(),
-                    }),
-                };
-                (generator, mesh, shares)
-            })
-        })
-        .collect();
-    let mut back = Vec::new();
-    let mut shares = Vec::new();
-    for (party, task) in tasks.into_iter().enumerate() {
-        let (generator, mesh, result) = task.await.map_err(|e| BenchError::Task(e.to_string()))?;
-        shares.push(result.map_err(|e| BenchError::Task(format!("party {party}: {e}")))?);
-        back.push((generator, mesh));
-    }
-    let seconds = started.elapsed().as_secs_f64();
+    let (seconds, back, shares) = at_once(parties, move |mut generator, mesh| async move {
+        let shares = match what {
+            Binary::BitTriples(words) => generator.bit_triples(&mesh, words).await.map(|t| BinaryShares {
+                words: vec![t.a.words().to_vec(), t.b.words().to_vec(), t.c.words().to_vec()],
+                ring: Vec::new(),
+            }),
+            Binary::EdaBits(n) => generator
+                .edabits(&mesh, n)
+                .await
+                .map(|e| BinaryShares { words: vec![e.bits.compose()], ring: e.r.expose().to_vec() }),
+            Binary::DaBits(n) => generator
+                .dabits(&mesh, n)
+                .await
+                .map(|d| BinaryShares { words: vec![d.bits.words().to_vec()], ring: d.arith.expose().to_vec() }),
+        };
+        (generator, mesh, shares)
+    })
+    .await?;
     check_binary(&shares, what)?;
     Ok((seconds, back))
 }
