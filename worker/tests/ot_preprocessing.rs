@@ -191,23 +191,7 @@ async fn a_deep_plan_takes_no_more_preprocessing_exchanges_than_a_shallow_one() 
     let deep = MaterialPlan {
         layers: vec![Demand { triples: 3, div_pairs: vec![(3, 2), (1 << 16, 1)], ..Default::default() }; 10],
     };
-    let mut used = Vec::new();
-    for plan in [shallow, deep] {
-        let p = plan.clone();
-        let results = run_parties(3, move |mut generator, mesh| {
-            let plan = p.clone();
-            Box::pin(async move {
-                let layers = generate_layers(&mut generator, &mesh, &plan).await;
-                ((generator.messages_used(), layers), mesh)
-            })
-        })
-        .await;
-        let counts: Vec<u32> = results.iter().map(|r| r.0).collect();
-        assert!(counts.windows(2).all(|w| w[0] == w[1]), "parties disagree on the message count: {counts:?}");
-        let layers: Vec<_> = results.into_iter().map(|r| r.1).collect();
-        common::material::check_plan(&layers, &plan);
-        used.push(counts[0]);
-    }
+    let used = [messages_for(3, &shallow).await, messages_for(3, &deep).await];
     assert_eq!(used[0], used[1], "one layer took {} message numbers, ten layers {}", used[0], used[1]);
 }
 
@@ -408,27 +392,31 @@ async fn a_deep_plan_with_binary_kinds_takes_no_more_exchanges_than_a_shallow_on
     };
     let deep = MaterialPlan { layers: vec![layer; 12] };
     for parties in [2, 3] {
-        let mut used = Vec::new();
-        for plan in [shallow.clone(), deep.clone()] {
-            let p = plan.clone();
-            let results = run_parties(parties, move |mut generator, mesh| {
-                let plan = p.clone();
-                Box::pin(async move {
-                    let layers = generate_layers(&mut generator, &mesh, &plan).await;
-                    ((generator.messages_used(), layers), mesh)
-                })
-            })
-            .await;
-            let counts: Vec<u32> = results.iter().map(|r| r.0).collect();
-            assert!(counts.windows(2).all(|w| w[0] == w[1]), "parties disagree on the message count: {counts:?}");
-            let layers: Vec<_> = results.into_iter().map(|r| r.1).collect();
-            common::material::check_plan(&layers, &plan);
-            used.push(counts[0]);
-        }
+        let used = [messages_for(parties, &shallow).await, messages_for(parties, &deep).await];
         assert_eq!(
             used[0], used[1],
             "{parties} parties: one layer took {} message numbers, twelve {}",
             used[0], used[1]
         );
     }
+}
+
+/// Generate `plan` among `parties` parties, check the material against the
+/// plan, and return the message numbers the generation used (equal at
+/// every party).
+async fn messages_for(parties: usize, plan: &cohort_worker::preprocessing::MaterialPlan) -> u32 {
+    let p = plan.clone();
+    let results = run_parties(parties, move |mut generator, mesh| {
+        let plan = p.clone();
+        Box::pin(async move {
+            let layers = generate_layers(&mut generator, &mesh, &plan).await;
+            ((generator.messages_used(), layers), mesh)
+        })
+    })
+    .await;
+    let counts: Vec<u32> = results.iter().map(|r| r.0).collect();
+    assert!(counts.windows(2).all(|w| w[0] == w[1]), "parties disagree on the message count: {counts:?}");
+    let layers: Vec<_> = results.into_iter().map(|r| r.1).collect();
+    common::material::check_plan(&layers, plan);
+    counts[0]
 }
