@@ -661,7 +661,7 @@ impl Federation {
                 parties: parties.clone(),
                 inputs,
                 timeouts,
-                preprocessing: self.options.preprocessing,
+                preprocessing: Some(self.options.preprocessing),
             };
             w.client.submit(&request).await?;
         }

@@ -392,7 +392,7 @@ async fn job(parties: &[Party], args: &Args, depth: usize, mode: Mode) -> Result
                 round_seconds: Some(60.0),
                 total_seconds: Some(600.0),
             },
-            preprocessing: mode,
+            preprocessing: Some(mode),
         })
         .collect();
     let started = Instant::now();

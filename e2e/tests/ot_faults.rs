@@ -29,7 +29,7 @@ async fn a_peer_that_dies_during_ot_preprocessing_is_named_with_the_step() {
         parties: parties.clone(),
         inputs: BTreeMap::from([("x".to_string(), values)]),
         timeouts: JobTimeouts { connect_seconds: Some(10.0), round_seconds: Some(10.0), total_seconds: Some(60.0) },
-        preprocessing: Mode::Ot,
+        preprocessing: Some(Mode::Ot),
     };
     federation.workers[0].client.submit(&request).await.expect("submit");
 

@@ -66,7 +66,7 @@ async fn submit(federation: &Federation, k: usize, len: usize, total: f64) -> St
             parties: names(),
             inputs: inputs(&values(k, p, len)),
             timeouts: JobTimeouts { connect_seconds: Some(3.0), round_seconds: Some(3.0), total_seconds: Some(total) },
-            preprocessing: Mode::Pool,
+            preprocessing: Some(Mode::Pool),
         };
         w.client.submit(&request).await.expect("submit");
     }
@@ -88,7 +88,7 @@ async fn submit_program(federation: &Federation, program: &str, per_party: &[Vec
                 round_seconds: Some(10.0),
                 total_seconds: Some(total),
             },
-            preprocessing: Mode::Pool,
+            preprocessing: Some(Mode::Pool),
         };
         w.client.submit(&request).await.expect("submit");
     }

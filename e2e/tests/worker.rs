@@ -210,7 +210,7 @@ async fn parties_told_different_preprocessing_modes_refuse_the_job_in_setup() {
         let mut r = request(&id, program, &parties, fixed("x", &[1.0]));
         // Party 2 would generate material with its peers; the others
         // expect the dealer's. The mode is part of the consent digest.
-        r.preprocessing = if i == 2 { Mode::Ot } else { Mode::Dealer };
+        r.preprocessing = if i == 2 { Some(Mode::Ot) } else { Some(Mode::Dealer) };
         w.client.submit(&r).await.expect("submit");
     }
     for w in &federation.workers {
@@ -224,7 +224,7 @@ async fn parties_told_different_preprocessing_modes_refuse_the_job_in_setup() {
     let id = JobId::random().to_string();
     for (i, w) in federation.workers.iter().enumerate() {
         let mut r = request(&id, program, &parties, fixed("x", &[i as f64 + 0.5]));
-        r.preprocessing = Mode::Ot;
+        r.preprocessing = Some(Mode::Ot);
         w.client.submit(&r).await.expect("submit");
     }
     for w in &federation.workers {

@@ -126,7 +126,7 @@ impl Dispatcher {
             parties: job.parties.clone(),
             inputs: job.inputs.clone(),
             timeouts: job.timeouts,
-            preprocessing: job.preprocessing,
+            preprocessing: Some(job.preprocessing),
         };
         // The worker parents its job span on this one (traceparent).
         let span = info_span!("dispatch.submit", job.id = %job.id, party = %self.party, worker = %control_endpoint);

@@ -11,7 +11,7 @@ use crate::preprocessing::dealer::{DealerSource, spawn_local_dealer};
 use crate::preprocessing::{MaterialPlan, PreprocessingError};
 use crate::program::ir::Circuit;
 use crate::program::{hex, program_hash};
-use crate::protocol::{PROTOCOL_NAME, SUPPORTED_VERSIONS};
+use crate::protocol::{PROTOCOL_NAME, ProtocolName, SUPPORTED_VERSIONS};
 use crate::transport::{
     JobId, Limits, Mesh, MeshConfig, PartyCa, PeerAddr, ProtocolOffer, Step, Timeouts, TlsIdentity, TransportError,
     TransportErrorKind,
@@ -160,10 +160,17 @@ pub struct PartyRun {
     pub inputs: OwnInputs,
 }
 
-/// The digest parties compare before sharing inputs: SHA-256 over the
-/// program text, the party list and the protocol name.
+/// The digest parties compare before sharing inputs under the additive
+/// protocol: SHA-256 over the program text, the party list and the
+/// protocol name.
 pub fn consent_digest(source: &str, parties: &[String]) -> [u8; 32] {
-    let mut text = String::from(PROTOCOL_NAME);
+    protocol_consent_digest(ProtocolName::AdditiveSemiHonest, source, parties)
+}
+
+/// The digest parties compare before sharing inputs: SHA-256 over the
+/// protocol name, the party list and the program text.
+pub fn protocol_consent_digest(protocol: ProtocolName, source: &str, parties: &[String]) -> [u8; 32] {
+    let mut text = String::from(protocol.as_str());
     for party in parties {
         text.push('\n');
         text.push_str(party);
@@ -178,8 +185,20 @@ pub fn consent_digest(source: &str, parties: &[String]) -> [u8; 32] {
 /// setup step instead of failing mid-protocol. The dealer's digest is the
 /// plain one (what workers computed before modes existed).
 pub fn consent_digest_for(source: &str, parties: &[String], mode: crate::preprocessing::Mode) -> [u8; 32] {
-    let base = consent_digest(source, parties);
+    job_consent_digest(ProtocolName::AdditiveSemiHonest, source, parties, mode)
+}
+
+/// The consent digest of a job: bound to the protocol and, for a protocol
+/// that takes material, to the preprocessing mode.
+pub fn job_consent_digest(
+    protocol: ProtocolName,
+    source: &str,
+    parties: &[String],
+    mode: crate::preprocessing::Mode,
+) -> [u8; 32] {
+    let base = protocol_consent_digest(protocol, source, parties);
     match mode {
+        _ if !protocol.uses_preprocessing() => base,
         crate::preprocessing::Mode::Dealer => base,
         other => program_hash(&format!("{}\npreprocessing {other}", hex(&base))),
     }
@@ -244,5 +263,9 @@ mod tests {
             consent_digest_for(program, &parties, Mode::Ot),
             consent_digest_for(program, &["b".to_string(), "a".to_string()], Mode::Ot)
         );
+        // The protocol is bound too; a protocol without material ignores the mode.
+        let rep3 = job_consent_digest(ProtocolName::Replicated3, program, &parties, Mode::Dealer);
+        assert_ne!(rep3, plain);
+        assert_eq!(rep3, job_consent_digest(ProtocolName::Replicated3, program, &parties, Mode::Ot));
     }
 }

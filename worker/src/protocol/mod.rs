@@ -33,8 +33,71 @@ pub mod boolean;
 pub mod conversion;
 pub mod division;
 
-/// Wire name of the protocol, carried in the transport's version hello.
+/// Wire name of the additive protocol, carried in the transport's version
+/// hello ([`ProtocolName::as_str`]).
 pub const PROTOCOL_NAME: &str = "additive-semi-honest";
+
+/// The protocols a federation can choose (`MpcCluster.spec.protocol.name`,
+/// the worker configuration's `protocol.name`, a run file's `protocol:`).
+/// The name is bound into the consent digest and the transport's hello, so
+/// parties configured for different protocols refuse each other's jobs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
+pub enum ProtocolName {
+    /// Additive sharing among `n >= 2` parties, semi-honest adversary,
+    /// dishonest majority; material from a dealer, OT or a pool.
+    #[default]
+    #[serde(rename = "additive-semi-honest")]
+    AdditiveSemiHonest,
+    /// Replicated sharing among exactly three parties, semi-honest
+    /// adversary, honest majority; no preprocessing.
+    #[serde(rename = "replicated-3")]
+    Replicated3,
+}
+
+impl ProtocolName {
+    pub const ALL: [ProtocolName; 2] = [ProtocolName::AdditiveSemiHonest, ProtocolName::Replicated3];
+
+    /// The name as written in manifests, run files and the hello.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProtocolName::AdditiveSemiHonest => PROTOCOL_NAME,
+            ProtocolName::Replicated3 => "replicated-3",
+        }
+    }
+
+    /// Whether the protocol runs with `parties` parties; the reason if not.
+    pub fn check_parties(self, parties: usize) -> Result<(), String> {
+        match self {
+            ProtocolName::AdditiveSemiHonest if parties < 2 => {
+                Err(format!("{self} needs at least 2 parties, got {parties}"))
+            }
+            ProtocolName::Replicated3 if parties != 3 => Err(format!("{self} needs exactly 3 parties, got {parties}")),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether jobs take preprocessing material (a dealer, OT or a pool).
+    pub fn uses_preprocessing(self) -> bool {
+        matches!(self, ProtocolName::AdditiveSemiHonest)
+    }
+}
+
+impl std::fmt::Display for ProtocolName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ProtocolName {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<ProtocolName, String> {
+        ProtocolName::ALL.into_iter().find(|p| p.as_str() == s).ok_or_else(|| {
+            let known: Vec<&str> = ProtocolName::ALL.iter().map(|p| p.as_str()).collect();
+            format!("unknown protocol `{s}` (known: {})", known.join(", "))
+        })
+    }
+}
 
 /// The protocol versions this build implements (inclusive range).
 ///

@@ -39,11 +39,12 @@ pub struct JobRequest {
     #[serde(default)]
     pub timeouts: JobTimeouts,
     /// Where the material comes from: `dealer` (the default: the worker's
-    /// configured trusted dealer) or `ot` (the parties generate it with
-    /// oblivious transfer, no third party). Every party must be given the
-    /// same mode.
-    #[serde(default)]
-    pub preprocessing: crate::preprocessing::Mode,
+    /// configured trusted dealer), `ot` (the parties generate it with
+    /// oblivious transfer, no third party) or `pool`. Every party must be
+    /// given the same mode. A protocol without material (`replicated-3`)
+    /// refuses a job that names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preprocessing: Option<crate::preprocessing::Mode>,
 }
 
 impl fmt::Debug for JobRequest {

@@ -189,6 +189,10 @@ impl Default for PeerProbe {
 #[derive(Clone, Copy, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ProtocolVersions {
+    /// The protocol this party runs (`additive-semi-honest` by default);
+    /// every party of the federation must run the same.
+    #[serde(default)]
+    pub name: crate::protocol::ProtocolName,
     #[serde(default)]
     pub min_version: Option<u32>,
     #[serde(default)]
@@ -451,6 +455,8 @@ pub struct Loaded {
     pub store: Option<crate::preprocessing::store::Store>,
     /// The protocol versions offered to peers (inclusive).
     pub versions: (u32, u32),
+    /// The protocol this party runs (`protocol.name`).
+    pub protocol: crate::protocol::ProtocolName,
 }
 
 impl WorkerConfig {
@@ -551,6 +557,14 @@ impl WorkerConfig {
             return Err(invalid("limits.maxMetricsConnections", "must be at least 1".into()));
         }
         let versions = self.protocol.resolve().map_err(|r| invalid("protocol", r))?;
+        let protocol = self.protocol.name;
+        protocol.check_parties(self.parties.len()).map_err(|r| invalid("protocol.name", r))?;
+        if self.pool.is_some() && !self.protocol.name.uses_preprocessing() {
+            return Err(invalid(
+                "pool",
+                format!("{} takes no preprocessing material; remove the pool", self.protocol.name),
+            ));
+        }
         let controller = Role::Controller.principal(&self.controller.name);
         validate_principal(&controller).map_err(|r| invalid("controller.name", r))?;
         let dealer = match &self.dealer {
@@ -615,6 +629,7 @@ impl WorkerConfig {
             audit,
             store,
             versions,
+            protocol,
         })
     }
 }
@@ -667,13 +682,13 @@ mod tests {
     fn protocol_versions_default_to_the_build_and_stay_inside_it() {
         let (lo, hi) = crate::protocol::SUPPORTED_VERSIONS;
         assert_eq!(ProtocolVersions::default().resolve(), Ok((lo, hi)));
-        let pinned = ProtocolVersions { min_version: None, max_version: Some(lo) };
+        let pinned = ProtocolVersions { min_version: None, max_version: Some(lo), ..Default::default() };
         assert_eq!(pinned.resolve(), Ok((lo, lo)));
-        let above = ProtocolVersions { min_version: None, max_version: Some(hi + 1) };
+        let above = ProtocolVersions { min_version: None, max_version: Some(hi + 1), ..Default::default() };
         assert!(above.resolve().unwrap_err().contains("outside the versions this build implements"));
-        let below = ProtocolVersions { min_version: Some(0), max_version: None };
+        let below = ProtocolVersions { min_version: Some(0), max_version: None, ..Default::default() };
         assert!(below.resolve().is_err());
-        let empty = ProtocolVersions { min_version: Some(hi), max_version: Some(lo.saturating_sub(1)) };
+        let empty = ProtocolVersions { min_version: Some(hi), max_version: Some(lo.saturating_sub(1)), ..Default::default() };
         assert!(empty.resolve().is_err());
     }
 }

@@ -20,7 +20,6 @@ use tracing::info;
 use super::api::{ApiError, FillRequest, FillStatus, Health, JobRequest, JobStatus, PoolStatus};
 use super::jobs::{Jobs, SubmitError};
 use super::listen::ConnectionCap;
-use crate::protocol::PROTOCOL_NAME;
 use crate::transport::tls::ReportSlot;
 use crate::transport::{SharedIdentity, TlsIdentity, TransportError, TransportErrorKind};
 
@@ -223,6 +222,7 @@ fn reply(status: StatusCode, body: Vec<u8>) -> Response<Body> {
 /// The health document of a worker.
 pub(crate) fn health(
     identity: &TlsIdentity,
+    protocol: crate::protocol::ProtocolName,
     versions: (u32, u32),
     jobs: &Jobs,
     expires_in: f64,
@@ -235,7 +235,7 @@ pub(crate) fn health(
         status: if draining { "draining" } else { "ok" }.into(),
         draining,
         active_jobs,
-        protocol: PROTOCOL_NAME.into(),
+        protocol: protocol.as_str().into(),
         min_version: versions.0,
         max_version: versions.1,
         certificate_expires_in_seconds: expires_in,

@@ -30,7 +30,7 @@ use super::ledger::{Ledger, Record as LedgerRecord, State as LedgerState};
 use super::metrics::Metrics;
 use crate::executor::{ExecuteOptions, JobError, JobOutput, OwnInputs, execute};
 use crate::fixed::{self, FixedPoint};
-use crate::local::consent_digest_for;
+use crate::local::job_consent_digest;
 use crate::preprocessing::dealer::DealerSource;
 use crate::preprocessing::dealer::client::{DealerEndpoint, DrawOptions, draw};
 use crate::preprocessing::ot::generate_for_plan;
@@ -39,7 +39,7 @@ use crate::preprocessing::{JobMaterial, Mode};
 use crate::preprocessing::{MaterialPlan, PreprocessingError};
 use crate::program::ir::{Circuit, ElemType};
 use crate::program::{compile, hex, program_hash};
-use crate::protocol::PROTOCOL_NAME;
+use crate::protocol::ProtocolName;
 use crate::telemetry;
 use crate::transport::{
     InboundSource, JobId, Limits, Mesh, MeshConfig, PeerAddr, ProtocolOffer, Registration, Router, Step, Timeouts,
@@ -253,7 +253,7 @@ impl Jobs {
         parent: Option<opentelemetry::Context>,
     ) -> Result<(JobStatus, bool), SubmitError> {
         let job = parse_job_id(&request.id).map_err(SubmitError::Invalid)?;
-        let fingerprint = fingerprint(&request);
+        let fingerprint = fingerprint(self.ctx.loaded.protocol, &request);
         let mut table = self.table();
         if let Some(existing) = table.jobs.get(&request.id) {
             if existing.fingerprint != fingerprint {
@@ -297,7 +297,7 @@ impl Jobs {
             stats: None,
             outputs: None,
         };
-        let span = job_span(&request, self.party(), &status.program_hash);
+        let span = job_span(&request, self.party(), &status.program_hash, self.ctx.loaded.protocol);
         telemetry::set_remote_parent(&span, parent);
         // Everything that can be checked alone is checked now; a job that
         // fails here still gets a status, and its peers see it never
@@ -439,7 +439,12 @@ impl Jobs {
     fn prepare(&self, job: JobId, request: &JobRequest) -> Result<Prepared, String> {
         let config = &self.ctx.loaded.config;
         let (parties, me) = resolve_parties(config, &request.parties, "job")?;
-        if request.preprocessing == Mode::Pool && self.ctx.pool.is_none() {
+        let protocol = self.ctx.loaded.protocol;
+        let mode = resolve_mode(protocol, request.preprocessing)?;
+        if protocol != ProtocolName::AdditiveSemiHonest {
+            return Err(format!("this worker build does not run {protocol} jobs yet"));
+        }
+        if mode == Mode::Pool && self.ctx.pool.is_none() {
             return Err("the job asks for preprocessing: pool, and this worker has no pool configured".into());
         }
         let circuit = compile(&request.program, &request.parties).map_err(|e| format!("program: {e}"))?;
@@ -452,10 +457,10 @@ impl Jobs {
             inputs,
             me,
             parties,
-            consent: consent_digest_for(&request.program, &request.parties, request.preprocessing),
+            consent: job_consent_digest(protocol, &request.program, &request.parties, mode),
             timeouts,
             registration,
-            mode: request.preprocessing,
+            mode,
         })
     }
 
@@ -756,7 +761,7 @@ impl Jobs {
 /// A job's root span. Its fields are public (ids, counts, sizes; the
 /// party list is known to every party); the rest is recorded as the job
 /// learns it. Never an input, output, share, key or seed.
-fn job_span(request: &JobRequest, party: &str, program_hash: &str) -> tracing::Span {
+fn job_span(request: &JobRequest, party: &str, program_hash: &str, protocol: ProtocolName) -> tracing::Span {
     use tracing::field::Empty;
     tracing::info_span!(
         parent: None,
@@ -765,7 +770,7 @@ fn job_span(request: &JobRequest, party: &str, program_hash: &str) -> tracing::S
         party = %party,
         parties = request.parties.len(),
         program.hash = %program_hash,
-        protocol = PROTOCOL_NAME,
+        protocol = protocol.as_str(),
         protocol.version = Empty,
         rounds = Empty,
         layers = Empty,
@@ -848,7 +853,7 @@ pub(crate) async fn mesh_config(
         parties: peers,
         identity: ctx.loaded.identity.current(),
         protocol: ProtocolOffer {
-            name: PROTOCOL_NAME.into(),
+            name: ctx.loaded.protocol.as_str().into(),
             min_version: ctx.loaded.versions.0,
             max_version: ctx.loaded.versions.1,
         },
@@ -984,8 +989,21 @@ fn encode_inputs(
 /// What makes two submissions the same job: the consent digest (program,
 /// party list, protocol, preprocessing mode), which every party must agree
 /// on anyway.
-fn fingerprint(request: &JobRequest) -> String {
-    hex(&consent_digest_for(&request.program, &request.parties, request.preprocessing))
+fn fingerprint(protocol: ProtocolName, request: &JobRequest) -> String {
+    let mode = request.preprocessing.unwrap_or_default();
+    hex(&job_consent_digest(protocol, &request.program, &request.parties, mode))
+}
+
+/// The job's preprocessing mode: the request's, `dealer` by default. A
+/// protocol without material refuses any mode rather than ignore it.
+fn resolve_mode(protocol: ProtocolName, asked: Option<Mode>) -> Result<Mode, String> {
+    match asked {
+        Some(mode) if !protocol.uses_preprocessing() => Err(format!(
+            "the job asks for preprocessing: {mode}, and this federation runs {protocol}, which takes no \
+             preprocessing material; omit the field"
+        )),
+        asked => Ok(asked.unwrap_or_default()),
+    }
 }
 
 fn stats_of(output: &JobOutput, elapsed: Duration) -> Stats {

@@ -84,7 +84,7 @@ impl Worker {
         let peers: Vec<String> =
             loaded.config.parties.iter().map(|p| p.name.clone()).filter(|n| *n != loaded.config.party).collect();
         let offer = ProtocolOffer {
-            name: crate::protocol::PROTOCOL_NAME.into(),
+            name: loaded.protocol.as_str().into(),
             min_version: loaded.versions.0,
             max_version: loaded.versions.1,
         };
@@ -98,6 +98,7 @@ impl Worker {
         let max_metrics_connections = loaded.config.limits.max_metrics_connections;
         let controller = loaded.controller.clone();
         let versions = loaded.versions;
+        let protocol = loaded.protocol;
         let watcher = {
             let (config, controller, dealer) =
                 (loaded.config.clone(), loaded.controller.clone(), loaded.dealer.clone());
@@ -137,7 +138,7 @@ impl Worker {
         let health = {
             let (identity, jobs, metrics) = (identity.clone(), jobs.clone(), metrics.clone());
             Arc::new(move || {
-                control::health(&identity.current(), versions, &jobs, metrics.cert_expires_in(), peer_table.snapshot())
+                control::health(&identity.current(), protocol, versions, &jobs, metrics.cert_expires_in(), peer_table.snapshot())
             })
         };
         let server = Arc::new(ControlServer {
