@@ -69,6 +69,7 @@ pub const MAX_PARTIES: u32 = 32;
 #[x_kube(validation = Rule::new("self.parties.exists(p, p.name == self.self)").message("spec.self must name one of spec.parties").field_path(".self"))]
 #[x_kube(validation = Rule::new("self.parties.all(p, p.name == self.self || has(p.trust))").message("every party other than spec.self needs trust.secretRef: the CA bundle that issued its certificates").field_path(".parties"))]
 #[x_kube(validation = Rule::new("self.parties.all(p, p.name != self.self || !has(p.trust))").message("the party named by spec.self must not set trust: its CA is spec.tls.ca or the one the operator creates").field_path(".parties"))]
+#[x_kube(validation = Rule::new(REPLICATED_3_PARTIES_RULE).message("protocol.name replicated-3 runs with exactly 3 parties: list 3 in spec.parties, or choose additive-semi-honest").field_path(".protocol.name"))]
 pub struct MpcClusterSpec {
     /// This party's name: one of `parties[].name`. Immutable: it is bound
     /// into this party's certificates and every peer's configuration.
@@ -91,7 +92,11 @@ pub struct MpcClusterSpec {
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub parties: Vec<Party>,
 
-    /// The MPC protocol the workers run.
+    /// The MPC protocol the workers run, the same at every party:
+    /// `additive-semi-honest` (the default; any number of parties, needs
+    /// preprocessing material) or `replicated-3` (exactly three parties,
+    /// honest majority, no preprocessing). Changing it rolls the shards one
+    /// at a time, like a version change.
     #[serde(default)]
     pub protocol: ProtocolSpec,
 
@@ -155,13 +160,25 @@ pub struct Party {
     pub trust: Option<Trust>,
 }
 
+/// The CEL rule (on `spec`) refusing `replicated-3` with other than three
+/// parties; [`ProtocolName::check_parties`] is the same condition in Rust.
+pub const REPLICATED_3_PARTIES_RULE: &str = "!has(self.protocol) || !has(self.protocol.name) || self.protocol.name != 'replicated-3' || size(self.parties) == 3";
+
 /// The MPC protocol.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProtocolSpec {
-    /// The protocol, the same at every party.
+    /// The protocol, the same at every party (it is bound into every job's
+    /// consent digest and the workers' hello, so parties on different
+    /// protocols refuse each other's jobs).
     /// `additive-semi-honest`: n >= 2 parties, semi-honest adversary,
-    /// dishonest majority, Beaver-triple preprocessing.
+    /// dishonest majority (inputs stay private unless every other party
+    /// colludes); needs preprocessing material from a dealer, oblivious
+    /// transfer or a PreprocessingPool.
+    /// `replicated-3`: exactly 3 parties, semi-honest adversary, honest
+    /// majority (private as long as no two parties collude); needs no
+    /// preprocessing, so no dealer or PreprocessingPool, and moves less
+    /// data per multiplication. Changing it rolls the shards one at a time.
     #[serde(default)]
     pub name: ProtocolName,
 
@@ -184,21 +201,59 @@ fn default_protocol_version() -> i32 {
     1
 }
 
-/// An MPC protocol name.
+/// An MPC protocol name (the worker's `cohort_worker::protocol::ProtocolName`
+/// under the same names; the operator maps one to the other).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
 pub enum ProtocolName {
-    /// Additive secret sharing, semi-honest adversary, dishonest majority.
+    /// Additive secret sharing among n >= 2 parties, semi-honest adversary,
+    /// dishonest majority; material from a dealer, OT or a pool.
     #[default]
     #[serde(rename = "additive-semi-honest")]
     AdditiveSemiHonest,
+    /// Replicated secret sharing among exactly 3 parties, semi-honest
+    /// adversary, honest majority (no two parties collude); no
+    /// preprocessing.
+    #[serde(rename = "replicated-3")]
+    Replicated3,
 }
 
 impl ProtocolName {
+    /// Every protocol, in a stable order.
+    pub const ALL: [ProtocolName; 2] = [ProtocolName::AdditiveSemiHonest, ProtocolName::Replicated3];
+
     /// The name as written in manifests and in the worker's consent digest.
     pub fn as_str(self) -> &'static str {
         match self {
             ProtocolName::AdditiveSemiHonest => "additive-semi-honest",
+            ProtocolName::Replicated3 => "replicated-3",
         }
+    }
+
+    /// Whether the protocol runs with `parties` parties; the reason if not
+    /// (the condition of [`REPLICATED_3_PARTIES_RULE`], and the schema's
+    /// minimum of 2 parties).
+    pub fn check_parties(self, parties: usize) -> Result<(), String> {
+        match self {
+            ProtocolName::AdditiveSemiHonest if parties < 2 => {
+                Err(format!("{} needs at least 2 parties, got {parties}", self.as_str()))
+            }
+            ProtocolName::Replicated3 if parties != 3 => {
+                Err(format!("{} runs with exactly 3 parties, got {parties}", self.as_str()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether jobs take preprocessing material (a dealer, OT or a
+    /// PreprocessingPool).
+    pub fn uses_preprocessing(self) -> bool {
+        matches!(self, ProtocolName::AdditiveSemiHonest)
+    }
+}
+
+impl std::fmt::Display for ProtocolName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -377,6 +377,7 @@ fn cel_rules_are_where_promised() {
         ("MpcCluster", "/properties/spec/properties/tls", "duration(self.renewBefore) < duration(self.certLifetime)"),
         ("MpcCluster", "/properties/spec/properties/network/properties/peerCidrs", "self.all(c, isCIDR(c))"),
         ("MpcCluster", "", "size(self.metadata.name) <= 52"),
+        ("MpcCluster", "/properties/spec", cohort_crds::cluster::REPLICATED_3_PARTIES_RULE),
         ("PreprocessingPool", "", "size(self.metadata.name) <= 45"),
         ("PreprocessingPool", "/properties/spec/properties/clusterRef", "self == oldSelf"),
         ("PreprocessingPool", "/properties/spec/properties/material/items", "self.lowWatermark <= self.target"),
@@ -548,6 +549,51 @@ fn cel_rejects_mpccluster_mistakes() {
         minimal["spec"].as_object_mut().map(|s| s.remove(field));
     }
     assert_eq!(cel_failures("MpcCluster", &minimal, None), Vec::<String>::new());
+}
+
+#[test]
+fn cel_refuses_replicated_3_unless_there_are_exactly_three_parties() {
+    use cohort_crds::cluster::ProtocolName;
+    let three = example("bank-a", "MpcCluster");
+    let mut rep3 = three.clone();
+    rep3["spec"]["protocol"]["name"] = json!("replicated-3");
+    assert_eq!(cel_failures("MpcCluster", &rep3, None), Vec::<String>::new(), "three parties");
+
+    let mut two = rep3.clone();
+    two["spec"]["parties"].as_array_mut().map(|p| p.pop());
+    expect_rejected("MpcCluster", &two, None, "replicated-3 runs with exactly 3 parties");
+    let mut four = rep3.clone();
+    four["spec"]["parties"]
+        .as_array_mut()
+        .map(|p| p.push(json!({"name": "bank-d", "endpoint": "mpc.bank-d.example:7443", "trust": {"secretRef": {"name": "bank-d-ca"}}})));
+    expect_rejected("MpcCluster", &four, None, "replicated-3 runs with exactly 3 parties");
+    // A change of protocol is checked like a new object.
+    let mut two_additive = two.clone();
+    two_additive["spec"]["protocol"]["name"] = json!("additive-semi-honest");
+    assert_eq!(cel_failures("MpcCluster", &two_additive, None), Vec::<String>::new());
+    expect_rejected("MpcCluster", &two, Some(&two_additive), "replicated-3 runs with exactly 3 parties");
+
+    // The rule and ProtocolName::check_parties (what the operator checks in
+    // code) agree on every party count the schema allows around three.
+    for protocol in ProtocolName::ALL {
+        for n in 2..=5usize {
+            let mut obj = three.clone();
+            obj["spec"]["protocol"]["name"] = json!(protocol.as_str());
+            let parties: Vec<Value> = (0..n)
+                .map(|i| {
+                    let mut p = json!({"name": format!("p{i}"), "endpoint": format!("mpc.p{i}.example:7443")});
+                    if i > 0 {
+                        p["trust"] = json!({"secretRef": {"name": format!("p{i}-ca")}});
+                    }
+                    p
+                })
+                .collect();
+            obj["spec"]["parties"] = json!(parties);
+            obj["spec"]["self"] = json!("p0");
+            let cel_ok = cel_failures("MpcCluster", &obj, None).is_empty();
+            assert_eq!(cel_ok, protocol.check_parties(n).is_ok(), "{protocol} with {n} parties");
+        }
+    }
 }
 
 #[test]
