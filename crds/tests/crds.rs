@@ -496,7 +496,16 @@ fn cel_accepts_every_example() {
             assert_eq!(cel_failures(kind, &obj, Some(&obj)), Vec::<String>::new(), "{party} {kind} unchanged");
         }
     }
+    // The replicated-3 federation has no pool.
+    for kind in ["MpcCluster", "MpcJob"] {
+        let obj = example(REPLICATED_3, kind);
+        assert_eq!(cel_failures(kind, &obj, None), Vec::<String>::new(), "{REPLICATED_3} {kind} on create");
+        assert_eq!(cel_failures(kind, &obj, Some(&obj)), Vec::<String>::new(), "{REPLICATED_3} {kind} unchanged");
+    }
 }
+
+/// The example of a replicated-3 federation (bank-a's side).
+const REPLICATED_3: &str = "bank-a-replicated-3";
 
 #[test]
 fn cel_rejects_mpccluster_mistakes() {

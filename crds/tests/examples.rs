@@ -85,6 +85,23 @@ fn every_example_is_typed_and_round_trips() {
 }
 
 #[test]
+fn the_replicated_3_example_has_three_parties_no_dealer_and_a_job_without_a_pool() {
+    let docs = documents("bank-a-replicated-3");
+    assert_eq!(docs.len(), 2, "an MpcCluster and an MpcJob (no pool: the protocol takes no preprocessing)");
+    let cluster: MpcCluster = typed(&docs[0], "replicated-3 MpcCluster");
+    assert_eq!(cluster.spec.protocol.name, ProtocolName::Replicated3);
+    assert_eq!(cluster.spec.parties.len(), 3);
+    assert_eq!(cluster.spec.protocol.name.check_parties(cluster.spec.parties.len()), Ok(()));
+    assert!(!cluster.spec.protocol.name.uses_preprocessing());
+    assert!(cluster.spec.dealer.is_none(), "no dealer: nothing would use it");
+    assert_eq!(cluster.spec.self_party().map(|p| p.name.as_str()), Some("bank-a"));
+    let job: MpcJob = typed(&docs[1], "replicated-3 MpcJob");
+    assert_eq!(job.spec.cluster_ref.name, cluster.metadata.name.clone().expect("a name"));
+    assert!(job.spec.preprocessing.is_none(), "a job naming a pool is refused on a replicated-3 cluster");
+    assert!(job.spec.inputs.contains_key("signal"));
+}
+
+#[test]
 fn the_parties_agree_on_what_must_match() {
     let clusters: Vec<MpcCluster> = PARTIES
         .iter()
