@@ -4,7 +4,7 @@
 //! complement), with `f` fractional bits (16 unless a program says
 //! otherwise). Encoding refuses values outside the *safe range*
 //! `|round(x * 2^f)| < 2^62`, never wrapping them: the secure division and
-//! truncation protocol (`protocol::division`) is correct only for dividends
+//! truncation protocol (`protocol::additive::division`) is correct only for dividends
 //! in that range, so it is the range every secret value must stay in.
 //! Products of two fixed-point values carry `2f` fractional bits before
 //! truncation, so their operands must be correspondingly smaller

@@ -11,7 +11,7 @@ use crate::preprocessing::dealer::{DealerSource, spawn_local_dealer};
 use crate::preprocessing::{MaterialPlan, PreprocessingError};
 use crate::program::ir::Circuit;
 use crate::program::{hex, program_hash};
-use crate::protocol::{PROTOCOL_NAME, ProtocolName, SUPPORTED_VERSIONS};
+use crate::protocol::{ProtocolName, SUPPORTED_VERSIONS};
 use crate::transport::{
     JobId, Limits, Mesh, MeshConfig, PartyCa, PeerAddr, ProtocolOffer, Step, Timeouts, TlsIdentity, TransportError,
     TransportErrorKind,
@@ -32,6 +32,8 @@ pub struct LocalFederation {
     pub identities: Vec<Arc<TlsIdentity>>,
     pub timeouts: Timeouts,
     pub limits: Limits,
+    /// The protocol every party runs (`additive-semi-honest` unless set).
+    pub protocol: ProtocolName,
 }
 
 impl LocalFederation {
@@ -56,7 +58,20 @@ impl LocalFederation {
             let peers: Vec<(String, String)> = peer_cas.iter().filter(|(peer, _)| peer != name).cloned().collect();
             identities.push(Arc::new(TlsIdentity::from_pem_pinned(FEDERATION, name, &chain, &leaf.key_pem, &peers)?));
         }
-        Ok(LocalFederation { names, listeners, identities, timeouts: Timeouts::default(), limits: Limits::default() })
+        Ok(LocalFederation {
+            names,
+            listeners,
+            identities,
+            timeouts: Timeouts::default(),
+            limits: Limits::default(),
+            protocol: ProtocolName::default(),
+        })
+    }
+
+    /// The same federation running `protocol`.
+    pub fn with_protocol(mut self, protocol: ProtocolName) -> LocalFederation {
+        self.protocol = protocol;
+        self
     }
 
     /// `n` parties named `party-0` … `party-{n-1}`.
@@ -76,7 +91,7 @@ impl LocalFederation {
             parties,
             identity: self.identities[me].clone(),
             protocol: ProtocolOffer {
-                name: PROTOCOL_NAME.to_string(),
+                name: self.protocol.as_str().to_string(),
                 min_version: SUPPORTED_VERSIONS.0,
                 max_version: SUPPORTED_VERSIONS.1,
             },
@@ -100,9 +115,10 @@ impl LocalFederation {
         Ok(meshes)
     }
 
-    /// The consent digest of `source` for this federation's party list.
+    /// The consent digest of `source` for this federation's party list
+    /// and protocol.
     pub fn consent(&self, source: &str) -> [u8; 32] {
-        consent_digest(source, &self.names)
+        protocol_consent_digest(self.protocol, source, &self.names)
     }
 
     /// Run a compiled program once: every party with its own inputs, a
@@ -127,12 +143,13 @@ impl LocalFederation {
         parties: Vec<PartyRun>,
     ) -> Result<Vec<Result<JobOutput, JobError>>, TransportError> {
         let meshes = self.meshes(JobId::random()).await?;
+        let protocol = self.protocol;
         let mut tasks = Vec::new();
         for (me, (mesh, party)) in meshes.into_iter().zip(parties).enumerate() {
             let circuit = circuit.clone();
             tasks.push(tokio::spawn(async move {
                 let PartyRun { consent, dealer, inputs } = party;
-                let options = ExecuteOptions::new(consent);
+                let options = ExecuteOptions { protocol, ..ExecuteOptions::new(consent) };
                 let span = tracing::info_span!("job", job.id = %mesh.job(), party = mesh.party_name(me));
                 let result = execute(&mesh, &circuit, &inputs, &options, |plan| async move { dealer.take(me, plan) })
                     .instrument(span)

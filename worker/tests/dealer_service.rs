@@ -497,6 +497,7 @@ async fn a_full_job_draws_its_material_from_the_network_dealer() {
         identities: fed.parties.clone(),
         timeouts: Timeouts::default(),
         limits: Limits::default(),
+        protocol: Default::default(),
     };
     let source = "
 input x: fixed[] from each

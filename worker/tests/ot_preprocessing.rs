@@ -147,7 +147,7 @@ async fn random_bits_and_division_pairs_match_their_definitions() {
 
 /// Divisors that are not powers of two (and a few that are), across the
 /// range: generated pairs meet the linear-quotient definition
-/// (`protocol::division`), checked after reconstruction.
+/// (`protocol::additive::division`), checked after reconstruction.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn division_pairs_for_every_divisor_match_their_definition() {
     use cohort_worker::preprocessing::{Demand, MaterialPlan};

@@ -22,9 +22,10 @@
 //! A job therefore takes `3 + D` rounds, `D` the circuit's interactive
 //! depth, independent of vector lengths.
 
+pub mod net;
 pub mod netlist;
 pub mod plan;
 pub mod run;
 
-pub use plan::{InputLengths, Instance, Layer, PlanError, Quotients};
+pub use plan::{InputLengths, Instance, Layer, Lowering, PlanError, Quotients};
 pub use run::{ExecuteOptions, JobError, JobOutput, JobStats, OutputValue, OwnInputs, execute};

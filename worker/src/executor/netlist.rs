@@ -31,11 +31,11 @@
 //! deepest operand's. The executor runs every interactive gate of one
 //! depth in one round, whatever mix of kinds they are.
 
-use super::plan::PlanError;
+use super::plan::{Lowering, PlanError};
 use crate::circuits::{self, BinaryOps};
 use crate::gf2::Bits;
 use crate::program::ir::{ElemType, PartyIndex, Span};
-use crate::protocol::division::Division;
+use crate::protocol::additive::division::Division;
 
 /// Index of a gate in [`Netlist::gates`].
 pub type GateId = usize;
@@ -105,6 +105,14 @@ pub enum GateOp {
     /// a bit injection with a daBit (and a Beaver triple when `x` is
     /// secret too).
     Inject(GateId, GateId),
+    /// Replicated sharing's arithmetic to binary, local half: the bits of
+    /// the component of `x` that two parties hold, as a secret 64-plane
+    /// bundle `u` (`x = u - v`, see [`GateOp::SplitInput`]).
+    SplitLocal(GateId),
+    /// Replicated sharing's arithmetic to binary, interactive half: the
+    /// bits of `v = -(the other two components of x)`, which one party
+    /// holds and inputs (one round).
+    SplitInput(GateId),
 }
 
 impl GateOp {
@@ -119,7 +127,9 @@ impl GateOp {
             | GateOp::MaskBits(a)
             | GateOp::Decompose(a)
             | GateOp::Not(a)
-            | GateOp::Planes(a, _) => vec![*a],
+            | GateOp::Planes(a, _)
+            | GateOp::SplitLocal(a)
+            | GateOp::SplitInput(a) => vec![*a],
             GateOp::Add(a, b)
             | GateOp::Sub(a, b)
             | GateOp::Mul(a, b)
@@ -158,6 +168,8 @@ impl Gate {
 #[derive(Clone, Debug, Default)]
 pub struct Netlist {
     pub gates: Vec<Gate>,
+    /// The protocol's choices the gates follow.
+    pub lowering: Lowering,
 }
 
 /// Why a gate cannot be built: an internal inconsistency or a shape error,
@@ -173,17 +185,17 @@ impl Netlist {
         let secret_of = |g: &GateId| self.gates[*g].secret;
         let secret = match &op {
             GateOp::Public(_) | GateOp::MaskedOpen(_) => false,
-            GateOp::Input { .. } | GateOp::MaskBits(_) => true,
+            GateOp::Input { .. } | GateOp::MaskBits(_) | GateOp::SplitLocal(_) | GateOp::SplitInput(_) => true,
             _ => operands.iter().any(secret_of),
         };
         let interactive = match &op {
             GateOp::Mul(a, b) | GateOp::And(a, b) => secret_of(a) && secret_of(b),
-            GateOp::Div(a, _) | GateOp::MaskedOpen(a) | GateOp::Inject(a, _) => secret_of(a),
+            GateOp::Div(a, _) | GateOp::MaskedOpen(a) | GateOp::Inject(a, _) | GateOp::SplitInput(a) => secret_of(a),
             _ => false,
         };
         let below = operands.iter().map(|g| self.gates[*g].depth).max().unwrap_or(0);
         let rounds = match &op {
-            GateOp::Div(_, division) if interactive && division.corrected() => 2,
+            GateOp::Div(_, division) if interactive => self.lowering.division_rounds(division),
             _ => usize::from(interactive),
         };
         self.gates.push(Gate { op, span, len, kind, secret, depth: below + rounds, interactive });
@@ -235,8 +247,11 @@ impl Netlist {
     }
 
     /// A ring value in binary as a pair of 64-plane bundles `(c, r)` with
-    /// `x = c - r`: `c` public, `r` secret (the bits of an edaBit). A
-    /// public `x` needs no edaBit: `(x, 0)`.
+    /// `x = c - r`, by the protocol's conversion: under additive sharing
+    /// `c` is public (a masked opening) and `r` the secret bits of an
+    /// edaBit; under replicated sharing both are secret ([`GateOp::SplitLocal`],
+    /// [`GateOp::SplitInput`]) and the circuits' first level of ANDs is
+    /// interactive. A public `x` needs neither: `(x, 0)`.
     fn in_binary(&mut self, x: GateId, span: Span) -> (GateId, GateId) {
         let len = self.gates[x].len;
         let bits = Kind::Bits(64);
@@ -245,6 +260,13 @@ impl Netlist {
             let zeros = Bits::zeros(64, self.gates[x].width());
             let r = self.push(GateOp::Public(PublicValue::Bits(zeros)), span, len, bits);
             return (c, r);
+        }
+        if !self.lowering.protocol.uses_preprocessing() {
+            // Replicated sharing: x = x_0 + (x_1 + x_2), with x_0 held by
+            // two parties and x_1 + x_2 by the third.
+            let u = self.push(GateOp::SplitLocal(x), span, len, bits);
+            let v = self.push(GateOp::SplitInput(x), span, len, bits);
+            return (u, v);
         }
         let open = self.push(GateOp::MaskedOpen(x), span, len, Kind::Ring);
         let c = self.push(GateOp::Decompose(open), span, len, bits);

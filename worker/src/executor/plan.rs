@@ -27,7 +27,8 @@ use crate::fixed::SAFE_BOUND;
 use crate::gf2::{Bits, words_for};
 use crate::preprocessing::{Demand, MaterialPlan, Mode};
 use crate::program::ir::{Circuit, InputShape, Op, PartyIndex, Span, ValueId};
-use crate::protocol::division::{CORRECTION_DIVISOR, Division, MAX_DIVISOR};
+use crate::protocol::ProtocolName;
+use crate::protocol::additive::division::{CORRECTION_DIVISOR, Division, MAX_DIVISOR};
 use crate::ring;
 use std::collections::BTreeMap;
 
@@ -47,7 +48,7 @@ pub struct InputLengths(pub Vec<Vec<Option<usize>>>);
 
 /// What the quotient of a job's division pairs is, which decides how many
 /// rounds a division by a divisor that is not a power of two takes (see
-/// `protocol::division`). Part of the plan, so every party of a job must
+/// `protocol::additive::division`). Part of the plan, so every party of a job must
 /// use the same: it follows from the preprocessing mode, which the consent
 /// digest covers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -66,6 +67,35 @@ impl Quotients {
         match mode {
             Mode::Dealer => Quotients::Exact,
             Mode::Ot | Mode::Pool => Quotients::Linear,
+        }
+    }
+}
+
+/// What the planner needs to know of the protocol that runs an instance:
+/// how many rounds its division takes and how it turns a ring value into
+/// bits. Part of the plan, so every party of a job must use the same: it
+/// follows from the protocol and the preprocessing mode, which the consent
+/// digest covers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lowering {
+    pub protocol: ProtocolName,
+    /// The additive protocol's division pairs (ignored by others).
+    pub quotients: Quotients,
+}
+
+impl Lowering {
+    /// The additive protocol with pairs of these quotients.
+    pub fn additive(quotients: Quotients) -> Lowering {
+        Lowering { protocol: ProtocolName::AdditiveSemiHonest, quotients }
+    }
+
+    /// Whether a secret division takes two rounds: always under replicated
+    /// sharing (`protocol::replicated::division`), and under additive
+    /// sharing for a pair without an exact quotient.
+    pub fn division_rounds(&self, division: &Division) -> usize {
+        match self.protocol {
+            ProtocolName::Replicated3 => 2,
+            ProtocolName::AdditiveSemiHonest => 1 + usize::from(division.corrected()),
         }
     }
 }
@@ -92,6 +122,9 @@ pub struct Layer {
     /// Beaver triple per element (after the multiplications' triples) when
     /// the injected ring value is secret.
     pub injects: Vec<GateId>,
+    /// Replicated sharing's arithmetic-to-binary splits: the input of the
+    /// bits one party can compute ([`GateOp::SplitInput`]).
+    pub splits: Vec<GateId>,
 }
 
 /// A circuit together with everything its public shape determines.
@@ -129,13 +162,19 @@ impl Instance {
     }
 
     /// Derive the instance of `circuit` for the given input lengths and
-    /// kind of division pairs.
+    /// kind of division pairs, under the additive protocol.
     pub fn with_quotients(
         circuit: &Circuit,
         lengths: &InputLengths,
         quotients: Quotients,
     ) -> Result<Instance, PlanError> {
-        let (netlist, node_gate) = lower(circuit, lengths, quotients)?;
+        Instance::plan(circuit, lengths, Lowering::additive(quotients))
+    }
+
+    /// Derive the instance of `circuit` for the given input lengths, as
+    /// `lowering`'s protocol runs it.
+    pub fn plan(circuit: &Circuit, lengths: &InputLengths, lowering: Lowering) -> Result<Instance, PlanError> {
+        let (netlist, node_gate) = lower(circuit, lengths, lowering)?;
         for output in &circuit.outputs {
             if output.value >= node_gate.len() {
                 return Err(PlanError {
@@ -175,10 +214,15 @@ fn schedule(netlist: &Netlist) -> (Vec<Layer>, MaterialPlan) {
             GateOp::And(..) => layers[layer].ands.push(id),
             GateOp::MaskedOpen(_) => layers[layer].opens.push(id),
             GateOp::Inject(..) => layers[layer].injects.push(id),
+            GateOp::SplitInput(_) => layers[layer].splits.push(id),
             GateOp::Div(_, division) => {
-                let first = layer - usize::from(division.corrected());
+                let rounds = netlist.lowering.division_rounds(division);
+                let first = layer + 1 - rounds;
                 grouped[first].entry(division.divisor).or_insert_with(|| (*division, Vec::new())).1.push(id);
-                if division.corrected() {
+                if rounds == 2 && !netlist.lowering.protocol.uses_preprocessing() {
+                    // The second round takes no material.
+                    layers[layer].corrections.push(id);
+                } else if division.corrected() {
                     layers[layer].corrections.push(id);
                     let truncation = Division::new(CORRECTION_DIVISOR).expect("a valid divisor");
                     grouped[layer].entry(CORRECTION_DIVISOR).or_insert_with(|| (truncation, Vec::new()));
@@ -189,8 +233,13 @@ fn schedule(netlist: &Netlist) -> (Vec<Layer>, MaterialPlan) {
     }
     let width = |id: &GateId| gates[*id].width();
     let mut plan = MaterialPlan::default();
+    let takes_material = netlist.lowering.protocol.uses_preprocessing();
     for (layer, groups) in layers.iter_mut().zip(grouped) {
         layer.divs = groups.into_values().collect();
+        if !takes_material {
+            plan.layers.push(Demand::default());
+            continue;
+        }
         let secret_injected = |id: &&GateId| match gates[**id].op {
             GateOp::Inject(_, x) => gates[x].secret,
             _ => false,
@@ -228,10 +277,10 @@ pub fn and_bits(gate: &Gate) -> usize {
 
 /// Lower `circuit` with concrete lengths to gates: check every node's
 /// shape, fold what is public, expand the comparison family.
-fn lower(circuit: &Circuit, lengths: &InputLengths, quotients: Quotients) -> Result<(Netlist, Vec<GateId>), PlanError> {
+fn lower(circuit: &Circuit, lengths: &InputLengths, lowering: Lowering) -> Result<(Netlist, Vec<GateId>), PlanError> {
     let n = circuit.nodes.len();
     let is_bool = circuit.bool_nodes();
-    let mut net = Netlist::default();
+    let mut net = Netlist { lowering, ..Netlist::default() };
     let mut node_gate: Vec<GateId> = Vec::with_capacity(n);
     // Per node: its value when public at plan time (bools as 0 or 1).
     let mut public: Vec<Option<Vec<u64>>> = Vec::with_capacity(n);
@@ -344,7 +393,8 @@ fn lower(circuit: &Circuit, lengths: &InputLengths, quotients: Quotients) -> Res
                     if d <= 0 || d as u64 > MAX_DIVISOR {
                         return Err(err(format!("division by {d}: the divisor must be between 1 and 2^62")));
                     }
-                    let division = match quotients {
+                    let division = match lowering.quotients {
+                        _ if !lowering.protocol.uses_preprocessing() => Division::new(d as u64),
                         Quotients::Exact => Division::new(d as u64),
                         Quotients::Linear => Division::with_linear_quotient(d as u64),
                     }

@@ -1,22 +1,23 @@
 //! One party's execution of a job over the mesh.
 
+use super::net::Net;
 use super::netlist::{GateId, GateOp, Kind, PublicValue};
-use super::plan::{InputLengths, Instance, PlanError, Quotients};
+use super::plan::{InputLengths, Instance, Lowering, PlanError, Quotients};
 use crate::fixed::{self, EncodeError, FixedPoint};
-use crate::gf2::{Bits, Packed, words_for};
-use crate::preprocessing::{MaterialPlan, MaterialSource, MaterialTag, PreprocessingError};
-use crate::prg::Seed;
+use crate::gf2::Bits;
+use crate::preprocessing::{MaterialPlan, MaterialSource, PreprocessingError};
 use crate::program::ir::{Circuit, ElemType, PartyIndex};
-use crate::protocol::division::{CORRECTION_DIVISOR, Division};
-use crate::protocol::{beaver, boolean, conversion};
+use crate::protocol::additive::Additive;
+use crate::protocol::replicated::Replicated;
+use crate::protocol::{Protocol, ProtocolName};
 use crate::ring;
-use crate::sharing::{self, Secret, Share};
+use crate::sharing::{Secret, Share};
 use crate::transport::{Mesh, Step, TransportError};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tracing::{Instrument, debug, field, info_span};
 
 /// Why a job failed. Every variant names what it can of the party and the
@@ -38,6 +39,9 @@ pub enum JobError {
     /// Preprocessed material was missing, reused or mismatched.
     #[error("preprocessing, step {step}: {source}")]
     Preprocessing { step: Step, source: PreprocessingError },
+    /// This party's source of randomness failed.
+    #[error("this party's random source failed: {0}")]
+    Entropy(#[from] crate::prg::EntropyError),
     /// The job ran past its deadline.
     #[error("the job exceeded its time limit of {limit:?} at step {step}")]
     Deadline { limit: Duration, step: Step },
@@ -50,6 +54,11 @@ pub struct OwnInputs(BTreeMap<usize, Secret>);
 impl OwnInputs {
     pub fn new() -> OwnInputs {
         OwnInputs::default()
+    }
+
+    /// The encoded values of input `index`, if this party provided them.
+    pub fn get(&self, index: usize) -> Option<&Secret> {
+        self.0.get(&index)
     }
 
     /// Provide already-encoded values for input `name`.
@@ -116,6 +125,9 @@ pub struct ExecuteOptions {
     /// The kind of division pairs the material source provides
     /// ([`Quotients::of`] the job's preprocessing mode).
     pub quotients: Quotients,
+    /// The protocol that runs the job (every party's must be the same;
+    /// the consent digest covers it).
+    pub protocol: ProtocolName,
 }
 
 impl ExecuteOptions {
@@ -125,7 +137,13 @@ impl ExecuteOptions {
             job_timeout: Duration::from_secs(600),
             max_vector_len: 1 << 27,
             quotients: Quotients::Exact,
+            protocol: ProtocolName::AdditiveSemiHonest,
         }
+    }
+
+    /// What the planner needs to know of the protocol.
+    pub fn lowering(&self) -> Lowering {
+        Lowering { protocol: self.protocol, quotients: self.quotients }
     }
 }
 
@@ -180,20 +198,49 @@ pub struct JobOutput {
 }
 
 /// A gate's value at this party.
-enum Value {
+pub enum Value {
     /// Ring elements every party knows.
     Public(Vec<u64>),
-    /// This party's additive shares.
-    Secret(Share),
+    /// This party's share of ring elements: one vector per component of
+    /// the protocol's sharing ([`Protocol::public_parts`]).
+    Secret(Vec<Share>),
     /// A bundle every party knows.
     PublicBits(Bits),
-    /// This party's XOR shares of a bundle.
-    SecretBits(Bits),
+    /// This party's XOR shares of a bundle, one per component.
+    SecretBits(Vec<Bits>),
 }
 
-/// Run `circuit` as this party of `mesh`. `provide` is called once, after
-/// setup, with the job's material plan, and returns this party's material
-/// source (e.g. its stream from a dealer).
+impl Value {
+    /// This party's components of a secret ring value.
+    pub fn shares(&self) -> &[Share] {
+        match self {
+            Value::Secret(s) => s,
+            _ => unreachable!("a secret ring value"),
+        }
+    }
+
+    /// This party's components of a secret bundle.
+    pub fn bit_shares(&self) -> &[Bits] {
+        match self {
+            Value::SecretBits(b) => b,
+            _ => unreachable!("a secret bundle"),
+        }
+    }
+
+    /// The elements of a public ring value.
+    pub fn public(&self) -> &[u64] {
+        match self {
+            Value::Public(p) => p,
+            _ => unreachable!("a public ring value"),
+        }
+    }
+}
+
+/// Run `circuit` as this party of `mesh`, under `options.protocol`.
+/// Under a protocol that takes material (`additive-semi-honest`),
+/// `provide` is called once, after setup, with the job's material plan, and
+/// returns this party's material source (e.g. its stream from a dealer);
+/// other protocols never call it.
 ///
 /// Call [`Mesh::close`] afterwards, whatever the outcome: it flushes the
 /// messages already queued, so that peers see this party's last messages
@@ -210,106 +257,96 @@ where
     F: FnOnce(MaterialPlan) -> Fut,
     Fut: Future<Output = Result<S, PreprocessingError>>,
 {
-    let mut job = Job {
-        mesh,
-        circuit,
-        me: mesh.self_index(),
-        n: mesh.party_count(),
-        rounds: 0,
-        deadline: Instant::now() + options.job_timeout,
-        limit: options.job_timeout,
-        pending: BTreeMap::new(),
-        mask_bits: BTreeMap::new(),
-    };
-    // One span per phase, children of the caller's (the job's) span. Their
-    // fields are public by the protocol: counts and sizes, never values.
-    async move {
-        check_own_inputs(circuit, job.me, inputs)?;
-        let lengths = job.setup(inputs, options).instrument(info_span!("setup")).await?;
-
-        let instance = Instance::with_quotients(circuit, &lengths, options.quotients)?;
-        let plan = &instance.plan;
-        let span = info_span!(
-            "preprocessing",
-            layers = instance.depth(),
-            material.triples = plan.total_triples(),
-            material.div_pairs = plan.total_div_pairs()
-        );
-        let mut source =
-            provide(plan.clone()).instrument(span).await.map_err(|source| preprocessing_failed(Step::Setup, source))?;
-        let mut values: Vec<Option<Value>> = (0..instance.netlist.gates.len()).map(|_| None).collect();
-        let span = info_span!("input", inputs = inputs.0.len());
-        job.share_inputs(&instance, inputs, &mut values).instrument(span).await?;
-
-        for layer in 0..instance.depth() {
-            let l = &instance.layers[layer];
-            let span = info_span!(
-                "online.layer",
-                layer = layer + 1,
-                multiplications = l.muls.len(),
-                divisions = l.divs.iter().map(|(_, nodes)| nodes.len()).sum::<usize>(),
-                ands = l.ands.len(),
-                conversions = l.opens.len() + l.injects.len(),
-                material.triples = field::Empty,
-                material.div_pairs = field::Empty,
-                opened = field::Empty,
-            );
-            async {
-                job.evaluate_local(&instance, layer, &mut values)?;
-                job.run_layer(&instance, layer, &mut source, &mut values).await
-            }
-            .instrument(span)
-            .await?;
+    let me = mesh.self_index();
+    match options.protocol {
+        ProtocolName::AdditiveSemiHonest => {
+            let start = |instance: &Instance| {
+                let plan = instance.plan.clone();
+                let span = info_span!(
+                    "preprocessing",
+                    layers = instance.depth(),
+                    material.triples = plan.total_triples(),
+                    material.div_pairs = plan.total_div_pairs()
+                );
+                async move {
+                    let source = provide(plan)
+                        .instrument(span)
+                        .await
+                        .map_err(|source| preprocessing_failed(Step::Setup, source))?;
+                    Ok(Additive::new(source, me))
+                }
+            };
+            run_job(mesh, circuit, inputs, options, start).await
         }
-        job.evaluate_local(&instance, instance.depth(), &mut values)?;
-        let span = info_span!("output", outputs = circuit.outputs.len());
-        let outputs = job.deliver_outputs(&instance, &mut values).instrument(span).await?;
-
-        let stats = JobStats {
-            rounds: job.rounds,
-            layers: instance.depth() as u32,
-            bytes_sent: mesh.bytes_sent(),
-            triples_used: instance.plan.total_triples() as u64,
-            div_pairs_used: instance.plan.total_div_pairs() as u64,
-            protocol_version: mesh.protocol_version(),
-        };
-        debug!(rounds = stats.rounds, bytes_sent = stats.bytes_sent, "job finished");
-        Ok(JobOutput { outputs, stats })
+        ProtocolName::Replicated3 => {
+            let start = |_: &Instance| async move { Replicated::new(me, mesh.party_count()) };
+            run_job(mesh, circuit, inputs, options, start).await
+        }
     }
-    .await
 }
 
-/// Check a layer's division pairs against what the layer will use: one
-/// group per divisor with the planned count, and `g` exactly for the
-/// divisions that take the correction round. Material made for the other
-/// construction is an error here, never a wrong result.
-fn check_div_material(
-    layer: &super::plan::Layer,
-    planned: &[(u64, usize)],
-    pairs: &[crate::preprocessing::DivPairShares],
-) -> Result<(), PreprocessingError> {
-    let mismatch = |what: String| PreprocessingError::Mismatch(what);
-    if pairs.len() != layer.divs.len() || planned.len() != layer.divs.len() {
-        return Err(mismatch(format!("{} divisor groups, the layer uses {}", pairs.len(), layer.divs.len())));
-    }
-    for (((division, _), &(_, count)), p) in layer.divs.iter().zip(planned).zip(pairs) {
-        let d = division.divisor;
-        if p.divisor != d || [&p.r, &p.msb, &p.q].iter().any(|s| s.len() != count) {
-            return Err(mismatch(format!(
-                "the division pairs for {} do not match the {count} planned for {d}",
-                p.divisor
-            )));
+/// The protocol-independent driver: setup, plan, input sharing, the
+/// layers, outputs. `start` makes the protocol's state once the instance
+/// is planned.
+async fn run_job<P, F, Fut>(
+    mesh: &Mesh,
+    circuit: &Circuit,
+    inputs: &OwnInputs,
+    options: &ExecuteOptions,
+    start: F,
+) -> Result<JobOutput, JobError>
+where
+    P: Protocol,
+    F: FnOnce(&Instance) -> Fut,
+    Fut: Future<Output = Result<P, JobError>>,
+{
+    let mut net = Net::new(mesh, options.job_timeout);
+    // One span per phase, children of the caller's (the job's) span. Their
+    // fields are public by the protocol: counts and sizes, never values.
+    check_own_inputs(circuit, net.me, inputs)?;
+    let lengths = setup(&mut net, circuit, inputs, options).instrument(info_span!("setup")).await?;
+
+    let instance = Instance::plan(circuit, &lengths, options.lowering())?;
+    let mut protocol = start(&instance).await?;
+    let mut values: Vec<Option<Value>> = (0..instance.netlist.gates.len()).map(|_| None).collect();
+    let span = info_span!("input", inputs = inputs.0.len());
+    protocol.share_inputs(&mut net, &instance, circuit, inputs, &mut values).instrument(span).await?;
+
+    for layer in 0..instance.depth() {
+        let l = &instance.layers[layer];
+        let span = info_span!(
+            "online.layer",
+            layer = layer + 1,
+            multiplications = l.muls.len(),
+            divisions = l.divs.iter().map(|(_, nodes)| nodes.len()).sum::<usize>(),
+            ands = l.ands.len(),
+            conversions = l.opens.len() + l.injects.len() + l.splits.len(),
+            material.triples = field::Empty,
+            material.div_pairs = field::Empty,
+            opened = field::Empty,
+        );
+        async {
+            evaluate_local(&mut protocol, &instance, layer, &mut values);
+            protocol.run_layer(&mut net, &instance, layer, &mut values).await
         }
-        let expected_g = if division.corrected() { count } else { 0 };
-        if p.g.len() != expected_g {
-            return Err(mismatch(format!(
-                "division pairs for {d} with {} correction values, expected {expected_g} (material made for another \
-                 preprocessing mode?)",
-                p.g.len()
-            )));
-        }
+        .instrument(span)
+        .await?;
     }
-    Ok(())
+    evaluate_local(&mut protocol, &instance, instance.depth(), &mut values);
+    let span = info_span!("output", outputs = circuit.outputs.len());
+    let revealed = protocol.reveal_outputs(&mut net, &instance, circuit, &values).instrument(span).await?;
+    let outputs = outputs_of(&instance, circuit, net.me, &values, revealed);
+
+    let stats = JobStats {
+        rounds: net.rounds,
+        layers: instance.depth() as u32,
+        bytes_sent: mesh.bytes_sent(),
+        triples_used: instance.plan.total_triples() as u64,
+        div_pairs_used: instance.plan.total_div_pairs() as u64,
+        protocol_version: mesh.protocol_version(),
+    };
+    debug!(rounds = stats.rounds, bytes_sent = stats.bytes_sent, "job finished");
+    Ok(JobOutput { outputs, stats })
 }
 
 fn check_own_inputs(circuit: &Circuit, me: PartyIndex, inputs: &OwnInputs) -> Result<(), JobError> {
@@ -350,888 +387,476 @@ pub fn preprocessing_failed(step: Step, source: PreprocessingError) -> JobError 
     }
 }
 
-/// Per-job state of the party.
-struct Job<'a> {
-    mesh: &'a Mesh,
-    circuit: &'a Circuit,
-    me: PartyIndex,
-    n: usize,
-    rounds: u32,
-    deadline: Instant,
-    limit: Duration,
-    /// Divisions between their two rounds: this party's shares of `y1`
-    /// and `V` (see `protocol::division`).
-    pending: BTreeMap<GateId, (Share, Share)>,
-    /// The bits of each masked opening's edaBit, from its layer until the
-    /// gate that reads them.
-    mask_bits: BTreeMap<GateId, Bits>,
-}
-
 const SETUP_VERSION: u8 = 1;
 
-impl Job<'_> {
-    fn peers(&self) -> impl Iterator<Item = usize> + use<> {
-        let me = self.me;
-        (0..self.n).filter(move |p| *p != me)
+/// Step 1: agree on the job and learn every input's length.
+async fn setup(
+    net: &mut Net<'_>,
+    circuit: &Circuit,
+    inputs: &OwnInputs,
+    options: &ExecuteOptions,
+) -> Result<InputLengths, JobError> {
+    let mut mine = Vec::with_capacity(1 + 32 + 4 + 8 * inputs.0.len());
+    mine.push(SETUP_VERSION);
+    mine.extend_from_slice(&options.consent_digest);
+    mine.extend_from_slice(&(inputs.0.len() as u32).to_le_bytes());
+    for (index, values) in &inputs.0 {
+        mine.extend_from_slice(&(*index as u32).to_le_bytes());
+        mine.extend_from_slice(&(values.len() as u64).to_le_bytes());
     }
+    let received = net.exchange(Step::Setup, net.to_every_peer(Arc::new(mine))).await?;
 
-    fn protocol_error(&self, party: usize, step: Step, reason: impl Into<String>) -> JobError {
-        JobError::Protocol { party: self.mesh.party_name(party).to_string(), step, reason: reason.into() }
+    let mut lengths = InputLengths(vec![vec![None; net.n]; circuit.inputs.len()]);
+    for (index, values) in &inputs.0 {
+        lengths.0[*index][net.me] = Some(values.len());
     }
-
-    /// The same message for every peer (shared, never copied per peer).
-    fn to_every_peer(&self, message: Arc<Vec<u8>>) -> Vec<Arc<Vec<u8>>> {
-        vec![message; self.n]
-    }
-
-    /// One message per peer (`messages[p]` for peer `p`).
-    fn per_peer(messages: Vec<Vec<u8>>) -> Vec<Arc<Vec<u8>>> {
-        messages.into_iter().map(Arc::new).collect()
-    }
-
-    /// One round: send `messages[p]` to every peer `p` and receive one
-    /// message from each, concurrently (so large messages cannot deadlock),
-    /// all within the job's deadline.
-    async fn exchange(&mut self, step: Step, messages: Vec<Arc<Vec<u8>>>) -> Result<Vec<Vec<u8>>, JobError> {
-        self.rounds += 1;
-        let mesh = self.mesh;
-        let peers: Vec<usize> = self.peers().collect();
-        let sends = async {
-            for p in &peers {
-                mesh.send_shared(*p, step, messages[*p].clone()).await?;
-            }
-            Ok::<(), TransportError>(())
-        };
-        let recvs = async {
-            let mut received = vec![Vec::new(); self.n];
-            for p in &peers {
-                received[*p] = mesh.recv(*p, step).await?;
-            }
-            Ok::<Vec<Vec<u8>>, TransportError>(received)
-        };
-        let remaining = self.deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(remaining, async { tokio::join!(sends, recvs) }).await {
-            Err(_) => Err(JobError::Deadline { limit: self.limit, step }),
-            Ok((sent, received)) => {
-                sent?;
-                Ok(received?)
-            }
+    for peer in net.peers() {
+        let msg = &received[peer];
+        let bad = |reason: &str| net.protocol_error(peer, Step::Setup, reason.to_string());
+        if msg.len() < 37 || msg[0] != SETUP_VERSION {
+            return Err(bad("malformed setup message"));
         }
-    }
-
-    /// Step 1: agree on the job and learn every input's length.
-    async fn setup(&mut self, inputs: &OwnInputs, options: &ExecuteOptions) -> Result<InputLengths, JobError> {
-        let mut mine = Vec::with_capacity(1 + 32 + 4 + 8 * inputs.0.len());
-        mine.push(SETUP_VERSION);
-        mine.extend_from_slice(&options.consent_digest);
-        mine.extend_from_slice(&(inputs.0.len() as u32).to_le_bytes());
-        for (index, values) in &inputs.0 {
-            mine.extend_from_slice(&(*index as u32).to_le_bytes());
-            mine.extend_from_slice(&(values.len() as u64).to_le_bytes());
+        if msg[1..33] != options.consent_digest {
+            return Err(bad(
+                "the party applied a different program, party list, protocol or preprocessing mode (consent digest differs); no input was shared (compare what each party reviews with `cohort check`)",
+            ));
         }
-        let received = self.exchange(Step::Setup, self.to_every_peer(Arc::new(mine))).await?;
-
-        let mut lengths = InputLengths(vec![vec![None; self.n]; self.circuit.inputs.len()]);
-        for (index, values) in &inputs.0 {
-            lengths.0[*index][self.me] = Some(values.len());
+        let count = u32::from_le_bytes(msg[33..37].try_into().expect("4 bytes")) as usize;
+        if msg.len() != 37 + 12 * count {
+            return Err(bad("malformed setup message (length)"));
         }
-        for peer in self.peers() {
-            let msg = &received[peer];
-            let bad = |reason: &str| self.protocol_error(peer, Step::Setup, reason.to_string());
-            if msg.len() < 37 || msg[0] != SETUP_VERSION {
-                return Err(bad("malformed setup message"));
-            }
-            if msg[1..33] != options.consent_digest {
-                return Err(bad(
-                    "the party applied a different program, party list, protocol or preprocessing mode (consent digest differs); no input was shared (compare what each party reviews with `cohort check`)",
-                ));
-            }
-            let count = u32::from_le_bytes(msg[33..37].try_into().expect("4 bytes")) as usize;
-            if msg.len() != 37 + 12 * count {
-                return Err(bad("malformed setup message (length)"));
-            }
-            for entry in msg[37..].chunks_exact(12) {
-                let index = u32::from_le_bytes(entry[..4].try_into().expect("4 bytes")) as usize;
-                let len = u64::from_le_bytes(entry[4..].try_into().expect("8 bytes"));
-                let Some(decl) = self.circuit.inputs.get(index) else {
-                    return Err(bad("declared an input the program does not have"));
-                };
-                if !decl.is_owned_by(peer) {
-                    return Err(self.protocol_error(
-                        peer,
-                        Step::Setup,
-                        format!("declared input `{}`, which it does not own", decl.name),
-                    ));
-                }
-                if len > options.max_vector_len as u64 {
-                    return Err(self.protocol_error(
-                        peer,
-                        Step::Setup,
-                        format!(
-                            "declared {len} values for input `{}`, over the limit of {}",
-                            decl.name, options.max_vector_len
-                        ),
-                    ));
-                }
-                lengths.0[index][peer] = Some(len as usize);
-            }
-            for (index, decl) in self.circuit.inputs.iter().enumerate() {
-                if decl.is_owned_by(peer) && lengths.0[index][peer].is_none() {
-                    return Err(self.protocol_error(
-                        peer,
-                        Step::Setup,
-                        format!("declared no data for input `{}`", decl.name),
-                    ));
-                }
-            }
-        }
-        Ok(lengths)
-    }
-
-    /// Step 2: secret-share every input (PRG-seed compressed: one seed per
-    /// input per receiving party). Ring inputs are shared additively, bool
-    /// inputs by XOR.
-    async fn share_inputs(
-        &mut self,
-        instance: &Instance,
-        inputs: &OwnInputs,
-        values: &mut [Option<Value>],
-    ) -> Result<(), JobError> {
-        let input_gates: Vec<(GateId, usize, PartyIndex)> = instance
-            .netlist
-            .gates
-            .iter()
-            .enumerate()
-            .filter_map(|(id, gate)| match gate.op {
-                GateOp::Input { input, party } => Some((id, input, party)),
-                _ => None,
-            })
-            .collect();
-        let mut messages = vec![Vec::new(); self.n];
-        for (id, input, party) in &input_gates {
-            if *party != self.me {
-                continue;
-            }
-            let seeds: Vec<Seed> = self.peers().map(|_| Seed::random()).collect::<Result<_, _>>().map_err(|e| {
-                JobError::Input { input: self.circuit.inputs[*input].name.clone(), reason: e.to_string() }
-            })?;
-            for (peer, seed) in self.peers().zip(&seeds) {
-                messages[peer].extend_from_slice(seed.as_bytes());
-            }
-            let secret = inputs.0.get(input).expect("checked before setup");
-            values[*id] = Some(match instance.netlist.gates[*id].kind {
-                Kind::Ring => Value::Secret(sharing::share_with_seeds(secret, &seeds)),
-                Kind::Bits(_) => {
-                    let bools: Vec<bool> = secret.expose().iter().map(|v| *v & 1 == 1).collect();
-                    let mut mine = Bits::from_bools(&bools);
-                    for seed in &seeds {
-                        mine.xor_assign(&bits_from_seed(seed, bools.len()));
-                    }
-                    Value::SecretBits(mine)
-                }
-            });
-        }
-        let received = self.exchange(Step::Input, Self::per_peer(messages)).await?;
-        for peer in self.peers() {
-            let owned: Vec<GateId> = input_gates.iter().filter(|(_, _, p)| *p == peer).map(|(id, _, _)| *id).collect();
-            let msg = &received[peer];
-            if msg.len() != owned.len() * 16 {
-                return Err(self.protocol_error(
-                    peer,
-                    Step::Input,
-                    format!("expected {} input seeds, got {} bytes", owned.len(), msg.len()),
-                ));
-            }
-            for (id, seed) in owned.iter().zip(msg.chunks_exact(16)) {
-                let seed = Seed::from_bytes(seed.try_into().expect("16 bytes"));
-                let gate = &instance.netlist.gates[*id];
-                values[*id] = Some(match gate.kind {
-                    Kind::Ring => Value::Secret(sharing::share_from_seed(&seed, gate.width())),
-                    Kind::Bits(_) => Value::SecretBits(bits_from_seed(&seed, gate.width())),
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// Evaluate every local gate at `depth` (its operands are all ready).
-    fn evaluate_local(
-        &mut self,
-        instance: &Instance,
-        depth: usize,
-        values: &mut [Option<Value>],
-    ) -> Result<(), JobError> {
-        for (id, gate) in instance.netlist.gates.iter().enumerate() {
-            if gate.depth != depth || gate.interactive || values[id].is_some() {
-                continue;
-            }
-            let value = match gate.op {
-                // Read once: the edaBit's bits leave the map with it.
-                GateOp::MaskBits(open) => Value::SecretBits(
-                    self.mask_bits.remove(&open).expect("the opening ran in an earlier layer and is read once"),
-                ),
-                _ => self.local_gate(instance, id, values),
+        for entry in msg[37..].chunks_exact(12) {
+            let index = u32::from_le_bytes(entry[..4].try_into().expect("4 bytes")) as usize;
+            let len = u64::from_le_bytes(entry[4..].try_into().expect("8 bytes"));
+            let Some(decl) = circuit.inputs.get(index) else {
+                return Err(bad("declared an input the program does not have"));
             };
-            values[id] = Some(value);
-        }
-        // Values no later gate reads are dropped (and wiped) now: a
-        // comparison's intermediate bundles would otherwise all live until
-        // the job ends.
-        for (id, last) in instance.last_use.iter().enumerate() {
-            if *last <= depth {
-                values[id] = None;
-            }
-        }
-        Ok(())
-    }
-
-    /// A gate that needs no communication, on public values or on this
-    /// party's shares. A public value enters a share as itself at party 0
-    /// and as zero elsewhere, so that the shares still sum (or XOR)
-    /// correctly.
-    fn local_gate(&self, instance: &Instance, id: GateId, values: &[Option<Value>]) -> Value {
-        let first = self.me == 0;
-        let gates = &instance.netlist.gates;
-        let gate = &gates[id];
-        let width = gate.width();
-        let get = |g: &GateId| values[*g].as_ref().expect("operands are evaluated before their users");
-        let public_ring = |g: &GateId| match get(g) {
-            Value::Public(p) => broadcast_ring(p, width),
-            _ => unreachable!("a public operand"),
-        };
-        // An operand as this party's share of a `width`-element value.
-        let ring_share = |g: &GateId| -> Share {
-            match get(g) {
-                Value::Secret(s) => Share::new(broadcast_ring(s.expose(), width)),
-                Value::Public(_) if first => Share::new(public_ring(g)),
-                Value::Public(_) => Share::zeros(width),
-                _ => unreachable!("a ring operand"),
-            }
-        };
-        // Borrowed unless a scalar is broadcast.
-        let bits_of = |g: &GateId| -> (Cow<'_, Bits>, bool) {
-            match get(g) {
-                Value::SecretBits(b) => (broadcast_bits(b, width), true),
-                Value::PublicBits(b) => (broadcast_bits(b, width), false),
-                _ => unreachable!("a bits operand"),
-            }
-        };
-        // As a share: public bits at party 0, zeros elsewhere.
-        let bits_share = |g: &GateId| -> Cow<'_, Bits> {
-            let (b, secret) = bits_of(g);
-            if secret || first { b } else { Cow::Owned(Bits::zeros(b.width(), width)) }
-        };
-        let secret = gate.secret;
-        match &gate.op {
-            GateOp::Public(PublicValue::Ring(v)) => Value::Public(v.clone()),
-            GateOp::Public(PublicValue::Bits(b)) => Value::PublicBits(b.clone()),
-            GateOp::Add(a, b) | GateOp::Sub(a, b) => {
-                let sub = matches!(gate.op, GateOp::Sub(..));
-                if !secret {
-                    let (mut x, y) = (public_ring(a), public_ring(b));
-                    if sub {
-                        ring::sub_assign(&mut x, &y)
-                    } else {
-                        ring::add_assign(&mut x, &y)
-                    }
-                    return Value::Public(x);
-                }
-                let mut x = ring_share(a);
-                let y = ring_share(b);
-                if sub {
-                    ring::sub_assign(x.expose_mut(), y.expose())
-                } else {
-                    ring::add_assign(x.expose_mut(), y.expose())
-                }
-                Value::Secret(x)
-            }
-            GateOp::Neg(a) => {
-                if !secret {
-                    let mut x = public_ring(a);
-                    ring::neg_assign(&mut x);
-                    return Value::Public(x);
-                }
-                let mut x = ring_share(a);
-                ring::neg_assign(x.expose_mut());
-                Value::Secret(x)
-            }
-            GateOp::Mul(a, b) => {
-                // At most one operand is secret (secret-by-secret is interactive).
-                let (s, p) = if gates[*a].secret { (a, b) } else { (b, a) };
-                let public = public_ring(p);
-                if !secret {
-                    let mut x = public_ring(s);
-                    ring::mul_assign(&mut x, &public);
-                    return Value::Public(x);
-                }
-                let mut x = ring_share(s);
-                ring::mul_assign(x.expose_mut(), &public);
-                Value::Secret(x)
-            }
-            GateOp::Div(a, division) => {
-                // Interactive when secret; a public dividend divides exactly.
-                Value::Public(public_ring(a).iter().map(|x| ring::floor_div(*x, division.divisor)).collect())
-            }
-            GateOp::Sum(a) => match get(a) {
-                Value::Secret(s) => Value::Secret(Share::new(vec![ring::sum(s.expose())])),
-                Value::Public(p) => Value::Public(vec![ring::sum(p)]),
-                _ => unreachable!("a ring operand"),
-            },
-            GateOp::Concat(parts) => match gate.kind {
-                Kind::Ring => {
-                    let mut out = Vec::with_capacity(width);
-                    for p in parts {
-                        match get(p) {
-                            Value::Secret(s) => out.extend_from_slice(s.expose()),
-                            Value::Public(v) if first || !secret => out.extend_from_slice(v),
-                            Value::Public(v) => out.extend(std::iter::repeat_n(0, v.len())),
-                            _ => unreachable!("a ring operand"),
-                        }
-                    }
-                    if secret { Value::Secret(Share::new(out)) } else { Value::Public(out) }
-                }
-                Kind::Bits(_) => {
-                    let pieces: Vec<Bits> = parts
-                        .iter()
-                        .map(|p| match get(p) {
-                            Value::SecretBits(b) => b.clone(),
-                            Value::PublicBits(b) if first || !secret => b.clone(),
-                            Value::PublicBits(b) => Bits::zeros(b.width(), b.len()),
-                            _ => unreachable!("a bits operand"),
-                        })
-                        .collect();
-                    let joined = Bits::concat_elements(&pieces.iter().collect::<Vec<_>>());
-                    if secret { Value::SecretBits(joined) } else { Value::PublicBits(joined) }
-                }
-            },
-            GateOp::Strided { a, start, step, count } => {
-                let pick = |v: &[u64]| -> Vec<u64> { (0..*count).map(|k| v[start + k * step]).collect() };
-                match get(a) {
-                    Value::Secret(s) => Value::Secret(Share::new(pick(s.expose()))),
-                    Value::Public(p) => Value::Public(pick(p)),
-                    _ => unreachable!("a ring operand"),
-                }
-            }
-            GateOp::Decompose(a) => Value::PublicBits(Bits::decompose(&public_ring(a), 64)),
-            GateOp::MaskBits(open) => {
-                unreachable!("masked bits of opening {open} are taken in evaluate_local")
-            }
-            GateOp::Xor(a, b) => {
-                if !secret {
-                    let mut x = bits_of(a).0.into_owned();
-                    x.xor_assign(&bits_of(b).0);
-                    return Value::PublicBits(x);
-                }
-                let mut x = bits_share(a).into_owned();
-                x.xor_assign(&bits_share(b));
-                Value::SecretBits(x)
-            }
-            GateOp::And(a, b) => {
-                // At most one operand is secret: AND with a public bundle is
-                // local in XOR sharing.
-                let mut x = bits_of(a).0.into_owned();
-                x.and_assign(&bits_of(b).0);
-                if secret { Value::SecretBits(x) } else { Value::PublicBits(x) }
-            }
-            GateOp::Not(a) => {
-                let (x, is_secret) = bits_of(a);
-                let mut x = x.into_owned();
-                if !is_secret || first {
-                    x.not_assign();
-                }
-                if secret { Value::SecretBits(x) } else { Value::PublicBits(x) }
-            }
-            GateOp::Planes(a, indices) => match get(a) {
-                Value::SecretBits(b) => Value::SecretBits(b.gather(indices)),
-                Value::PublicBits(b) => Value::PublicBits(b.gather(indices)),
-                _ => unreachable!("a bits operand"),
-            },
-            GateOp::Stack(parts) => {
-                let pieces: Vec<Cow<'_, Bits>> =
-                    parts.iter().map(|p| if secret { bits_share(p) } else { bits_of(p).0 }).collect();
-                let stacked = Bits::concat(&pieces.iter().map(|p| p.as_ref()).collect::<Vec<_>>());
-                if secret { Value::SecretBits(stacked) } else { Value::PublicBits(stacked) }
-            }
-            GateOp::Inject(b, x) => {
-                // A public bit: keep `x` where it is set.
-                let (bit, _) = bits_of(b);
-                let keep = |v: &mut [u64]| {
-                    for (i, v) in v.iter_mut().enumerate() {
-                        if !bit.get(0, i) {
-                            *v = 0;
-                        }
-                    }
-                };
-                if !secret {
-                    let mut v = public_ring(x);
-                    keep(&mut v);
-                    return Value::Public(v);
-                }
-                let mut v = ring_share(x);
-                keep(v.expose_mut());
-                Value::Secret(v)
-            }
-            GateOp::Input { .. } | GateOp::MaskedOpen(_) => unreachable!("not a local gate"),
-        }
-    }
-
-    /// Step 3, one layer: mask, open everything in one round, finish.
-    ///
-    /// The opening message is `[tag]`, then ring elements (summed when
-    /// opened): `[d for every Beaver product][e for every Beaver product]
-    /// [c for every division][c for every masked opening]`, then words
-    /// (XORed when opened): `[d for every AND][e for every AND][e for every
-    /// injection]`, all little-endian `u64`s. The Beaver products are the
-    /// layer's multiplications, then its injections of a secret bit into a
-    /// secret value (`s·x` with the daBit's arithmetic share `s`).
-    async fn run_layer<S: MaterialSource>(
-        &mut self,
-        instance: &Instance,
-        index: usize,
-        source: &mut S,
-        values: &mut [Option<Value>],
-    ) -> Result<(), JobError> {
-        let layer = &instance.layers[index];
-        let gates = &instance.netlist.gates;
-        let step = Step::Layer(index as u32 + 1);
-        let first = self.me == 0;
-        let demand = &instance.plan.layers[index];
-        let mut material =
-            source.next_layer(index, demand).await.map_err(|source| preprocessing_failed(step, source))?;
-        check_div_material(layer, &demand.div_pairs, &material.div_pairs)
-            .and_then(|()| check_binary_material(demand, &material))
-            .map_err(|source| JobError::Preprocessing { step, source })?;
-        // A kind a layer uses on empty vectors only comes as an empty
-        // default: give it its planes, so that zero-element slices match.
-        if material.edabits.bits.is_empty() {
-            material.edabits.bits = Bits::zeros(64, 0);
-        }
-        if material.dabits.bits.is_empty() {
-            material.dabits.bits = Bits::zeros(1, 0);
-        }
-        let triples = material.triples.a.len();
-        let div_count: usize = material.div_pairs.iter().map(|p| p.r.len()).sum();
-        let open_count = material.edabits.r.len();
-        let and_words = material.bit_triples.words();
-        let inject_words: usize = layer.injects.iter().map(|id| words_for(gates[*id].width())).sum();
-        let ring_len = 2 * triples + div_count + open_count;
-        let message_len = 8 * (1 + ring_len + 2 * and_words + inject_words);
-        let span = tracing::Span::current();
-        span.record("material.triples", triples);
-        span.record("material.div_pairs", div_count);
-        span.record("opened", ring_len + 64 * (2 * and_words + inject_words));
-        for peer in self.peers() {
-            self.mesh.expect_message(peer, step, message_len);
-        }
-
-        // Operands, broadcast to the gate's width.
-        let ring_at = |v: GateId, width: usize| -> std::borrow::Cow<'_, Share> {
-            match values[v].as_ref().expect("operand ready") {
-                Value::Secret(s) if s.len() == width => std::borrow::Cow::Borrowed(s),
-                // A scalar broadcast over a vector: a copy, wiped on drop.
-                Value::Secret(s) => std::borrow::Cow::Owned(Share::new(vec![s.expose()[0]; width])),
-                _ => unreachable!("interactive ring operands are secret"),
-            }
-        };
-        let bits_at = |v: GateId, width: usize| -> Cow<'_, Bits> {
-            match values[v].as_ref().expect("operand ready") {
-                Value::SecretBits(b) => broadcast_bits(b, width),
-                _ => unreachable!("interactive bit operands are secret"),
-            }
-        };
-        let secret_injections: Vec<GateId> = layer
-            .injects
-            .iter()
-            .copied()
-            .filter(|id| matches!(gates[*id].op, GateOp::Inject(_, x) if gates[x].secret))
-            .collect();
-        // The daBits of the layer's injections, by gate, in order.
-        let mut dabit_offsets = BTreeMap::new();
-        let mut offset = 0;
-        for &id in &layer.injects {
-            dabit_offsets.insert(id, offset);
-            offset += gates[id].width();
-        }
-
-        // Mask: the ring section.
-        let mut payload = self.mesh.take_buffer(message_len);
-        payload.extend_from_slice(&material.tag.0.to_le_bytes());
-        for operand in [0, 1] {
-            let (mut offset, t) = (0, &material.triples);
-            let mask = if operand == 0 { &t.a } else { &t.b };
-            for &id in &layer.muls {
-                let GateOp::Mul(x, y) = gates[id].op else { unreachable!() };
-                let w = gates[id].width();
-                let v = if operand == 0 { x } else { y };
-                beaver::mask_into(ring_at(v, w).expose(), &mask.expose()[offset..offset + w], &mut payload);
-                offset += w;
-            }
-            for &id in &secret_injections {
-                let GateOp::Inject(_, x) = gates[id].op else { unreachable!() };
-                let w = gates[id].width();
-                let at = dabit_offsets[&id];
-                let s = &material.dabits.arith.expose()[at..at + w];
-                let v = if operand == 0 {
-                    std::borrow::Cow::Borrowed(s)
-                } else {
-                    std::borrow::Cow::Owned(ring_at(x, w).expose().to_vec())
-                };
-                beaver::mask_into(&v, &mask.expose()[offset..offset + w], &mut payload);
-                offset += w;
-            }
-        }
-        let mut ring_tail = Vec::with_capacity(div_count + open_count);
-        for ((division, nodes), pairs) in layer.divs.iter().zip(&material.div_pairs) {
-            let mut offset = 0;
-            for &id in nodes {
-                let GateOp::Div(x, _) = gates[id].op else { unreachable!() };
-                let w = gates[id].width();
-                division.mask(ring_at(x, w).expose(), &pairs.r.expose()[offset..offset + w], first, &mut ring_tail);
-                offset += w;
-            }
-            if division.divisor == CORRECTION_DIVISOR {
-                for id in &layer.corrections {
-                    let w = gates[*id].width();
-                    let (_, v) = self.pending.get(id).expect("the first round ran in the layer before");
-                    division.mask(v.expose(), &pairs.r.expose()[offset..offset + w], first, &mut ring_tail);
-                    offset += w;
-                }
-            }
-        }
-        let mut offset = 0;
-        for &id in &layer.opens {
-            let GateOp::MaskedOpen(x) = gates[id].op else { unreachable!() };
-            let w = gates[id].width();
-            conversion::mask_open(
-                ring_at(x, w).expose(),
-                &material.edabits.r.expose()[offset..offset + w],
-                &mut ring_tail,
-            );
-            offset += w;
-        }
-        ring::extend_le_bytes(&mut payload, &ring_tail);
-        drop(ring_tail);
-
-        // Mask: the binary section. The ANDs' operands are packed densely
-        // (plane after plane, gate after gate) against the layer's triples.
-        let mut bit_words = Vec::with_capacity(2 * and_words + inject_words);
-        for operand in [0, 1] {
-            let t = &material.bit_triples;
-            let mask = if operand == 0 { &t.a } else { &t.b };
-            let mut packed = Packed::with_capacity(64 * and_words);
-            for &id in &layer.ands {
-                let GateOp::And(x, y) = gates[id].op else { unreachable!() };
-                packed.push(&bits_at(if operand == 0 { x } else { y }, gates[id].width()));
-            }
-            let mut words = packed.words().to_vec();
-            words.resize(and_words, 0);
-            boolean::mask_into(&words, mask.words(), &mut bit_words);
-            zeroize::Zeroize::zeroize(&mut words);
-        }
-        for &id in &layer.injects {
-            let GateOp::Inject(b, _) = gates[id].op else { unreachable!() };
-            let w = gates[id].width();
-            let at = dabit_offsets[&id];
-            let mut e = bits_at(b, w).into_owned();
-            e.xor_assign(&material.dabits.bits.slice(at..at + w));
-            bit_words.extend_from_slice(e.words());
-        }
-        ring::extend_le_bytes(&mut payload, &bit_words);
-        drop(bit_words);
-        debug_assert_eq!(payload.len(), message_len);
-
-        // Open: one round.
-        let payload = Arc::new(payload);
-        let received = self.exchange(step, self.to_every_peer(payload.clone())).await?;
-        for peer in self.peers() {
-            let msg = &received[peer];
-            if msg.len() != message_len {
-                return Err(self.protocol_error(
+            if !decl.is_owned_by(peer) {
+                return Err(net.protocol_error(
                     peer,
-                    step,
-                    format!("expected {} opened values, got {} bytes", message_len / 8, msg.len()),
+                    Step::Setup,
+                    format!("declared input `{}`, which it does not own", decl.name),
                 ));
             }
-            let theirs = u64::from_le_bytes(msg[..8].try_into().expect("8 bytes"));
-            if theirs != material.tag.0 {
-                return Err(self.protocol_error(
+            if len > options.max_vector_len as u64 {
+                return Err(net.protocol_error(
                     peer,
-                    step,
+                    Step::Setup,
                     format!(
-                        "preprocessing material mismatch (ours {}, theirs {}); refusing to use it",
-                        material.tag,
-                        MaterialTag(theirs)
+                        "declared {len} values for input `{}`, over the limit of {}",
+                        decl.name, options.max_vector_len
                     ),
                 ));
             }
+            lengths.0[index][peer] = Some(len as usize);
         }
-        let parts: Vec<&[u8]> = std::iter::once(payload.as_slice())
-            .chain(self.peers().map(|p| received[p].as_slice()))
-            .map(|m| &m[8..])
-            .collect();
-
-        let mut done: Vec<(GateId, Value)> = Vec::new();
-        // Finish the Beaver products: z = c + d*b + e*a (+ d*e), over c.
-        let d_parts: Vec<&[u8]> = parts.iter().map(|m| &m[..8 * triples]).collect();
-        let e_parts: Vec<&[u8]> = parts.iter().map(|m| &m[8 * triples..16 * triples]).collect();
-        let t = &mut material.triples;
-        beaver::combine_opened_in_place(&d_parts, &e_parts, t.a.expose(), t.b.expose(), t.c.expose_mut(), first);
-        if let ([id], []) = (&layer.muls[..], &secret_injections[..]) {
-            // One gate takes the whole vector: hand it over, no copy.
-            done.push((*id, Value::Secret(Share::new(std::mem::take(t.c.expose_mut())))));
-        } else {
-            let mut offset = 0;
-            for &id in &layer.muls {
-                let w = gates[id].width();
-                done.push((id, Value::Secret(Share::new(t.c.expose()[offset..offset + w].to_vec()))));
-                offset += w;
-            }
-        }
-
-        // Open the tail of the ring section and the binary section.
-        let mut tail = vec![0u64; div_count + open_count];
-        for m in &parts {
-            ring::add_le_bytes(&mut tail, &m[16 * triples..8 * ring_len]);
-        }
-        let bit_len = 2 * and_words + inject_words;
-        let mut opened_bits = vec![0u64; bit_len];
-        for m in &parts {
-            for (o, chunk) in opened_bits.iter_mut().zip(m[8 * ring_len..].chunks_exact(8)) {
-                *o ^= u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-            }
-        }
-
-        // Finish the divisions.
-        let mut c = &tail[..div_count];
-        for ((division, nodes), pairs) in layer.divs.iter().zip(&material.div_pairs) {
-            let mut offset = 0;
-            for &id in nodes {
-                let w = gates[id].width();
-                let r = offset..offset + w;
-                let (msb, q) = (&pairs.msb.expose()[r.clone()], &pairs.q.expose()[r.clone()]);
-                if division.corrected() {
-                    let first_round = division.finish_first(&c[..w], msb, q, &pairs.g.expose()[r], first);
-                    self.pending.insert(id, first_round);
-                } else {
-                    done.push((id, Value::Secret(division.finish(&c[..w], msb, q, first))));
-                }
-                c = &c[w..];
-                offset += w;
-            }
-            if division.divisor == CORRECTION_DIVISOR {
-                for &id in &layer.corrections {
-                    let w = gates[id].width();
-                    let r = offset..offset + w;
-                    let t = division.finish(&c[..w], &pairs.msb.expose()[r.clone()], &pairs.q.expose()[r], first);
-                    let (mut y, _) = self.pending.remove(&id).expect("the first round ran in the layer before");
-                    Division::correct(&mut y, t.expose(), first);
-                    done.push((id, Value::Secret(y)));
-                    c = &c[w..];
-                    offset += w;
-                }
-            }
-        }
-
-        // Finish the masked openings: `c` is public; the edaBit's bits wait
-        // for the gate that reads them.
-        let mut c = &tail[div_count..];
-        let mut offset = 0;
-        for &id in &layer.opens {
-            let w = gates[id].width();
-            done.push((id, Value::Public(c[..w].to_vec())));
-            self.mask_bits.insert(id, material.edabits.bits.slice(offset..offset + w));
-            c = &c[w..];
-            offset += w;
-        }
-
-        // Finish the ANDs: z = c ^ d&b ^ e&a (^ d&e), over c.
-        let (d_bits, rest) = opened_bits.split_at(and_words);
-        let (e_bits, inject_e) = rest.split_at(and_words);
-        let bt = &mut material.bit_triples;
-        let mut z = bt.c.words().to_vec();
-        boolean::combine(d_bits, e_bits, bt.a.words(), bt.b.words(), &mut z, first);
-        let mut offset = 0;
-        for &id in &layer.ands {
-            let Kind::Bits(width) = gates[id].kind else { unreachable!("an AND of bundles") };
-            let len = gates[id].width();
-            done.push((id, Value::SecretBits(Packed::unpack(&z, offset, width, len))));
-            offset += width * len;
-        }
-        zeroize::Zeroize::zeroize(&mut z);
-
-        // Finish the injections: b·x = e·x + (1 - 2e)·s·x.
-        let mut e_at = inject_e;
-        let mut sx_offset = layer.muls.iter().map(|id| gates[*id].width()).sum::<usize>();
-        for &id in &layer.injects {
-            let GateOp::Inject(_, x) = gates[id].op else { unreachable!() };
-            let w = gates[id].width();
-            let words = words_for(w);
-            let e = &e_at[..words];
-            let out = if gates[x].secret {
-                let mut sx = material.triples.c.expose()[sx_offset..sx_offset + w].to_vec();
-                conversion::inject_secret(e, ring_at(x, w).expose(), &mut sx);
-                sx_offset += w;
-                sx
-            } else {
-                let public = match values[x].as_ref().expect("operand ready") {
-                    Value::Public(p) => broadcast_ring(p, w),
-                    _ => unreachable!("a public operand"),
-                };
-                let at = dabit_offsets[&id];
-                conversion::inject_public(e, &public, &material.dabits.arith.expose()[at..at + w], first)
-            };
-            done.push((id, Value::Secret(Share::new(out))));
-            e_at = &e_at[words..];
-        }
-
-        for (id, value) in done {
-            values[id] = Some(value);
-        }
-
-        // Large message buffers go back to the transport's pool (zeroed
-        // there) instead of to the allocator: the next large message reuses
-        // their pages. The payload is reused only if no send holds it still.
-        drop(parts);
-        for msg in received {
-            self.mesh.recycle(msg);
-        }
-        if let Ok(payload) = Arc::try_unwrap(payload) {
-            self.mesh.recycle(payload);
-        }
-        Ok(())
-    }
-
-    /// Step 4: send each output's shares to its recipients only (words of
-    /// XOR shares for a bool output).
-    async fn deliver_outputs(
-        &mut self,
-        instance: &Instance,
-        values: &mut [Option<Value>],
-    ) -> Result<Vec<OutputValue>, JobError> {
-        let mut messages = vec![Vec::new(); self.n];
-        for output in &self.circuit.outputs {
-            let words = match &values[instance.node_gate[output.value]] {
-                Some(Value::Secret(share)) => share.expose(),
-                Some(Value::SecretBits(bits)) => bits.words(),
-                _ => continue,
-            };
-            for &r in output.recipients.iter().filter(|r| **r != self.me) {
-                messages[r].extend_from_slice(&ring::to_le_bytes(words));
-            }
-        }
-        let received = self.exchange(Step::Output, Self::per_peer(messages)).await?;
-        let mut offsets = vec![0usize; self.n];
-        let mut outputs = Vec::with_capacity(self.circuit.outputs.len());
-        for output in &self.circuit.outputs {
-            let is_recipient = output.recipients.contains(&self.me);
-            let gate = instance.gate_of(output.value);
-            let width = gate.width();
-            let value = match &values[instance.node_gate[output.value]] {
-                _ if !is_recipient => None,
-                Some(Value::Public(v)) => Some(Secret::new(v.clone())),
-                Some(Value::PublicBits(b)) => Some(Secret::new(bools_of(b))),
-                Some(Value::Secret(_)) | Some(Value::SecretBits(_)) => {
-                    let (mine, xor) = match &values[instance.node_gate[output.value]] {
-                        Some(Value::Secret(share)) => (share.expose().to_vec(), false),
-                        Some(Value::SecretBits(bits)) => (bits.words().to_vec(), true),
-                        _ => unreachable!(),
-                    };
-                    let mut sum = mine;
-                    for peer in self.peers() {
-                        let msg = &received[peer];
-                        let range = offsets[peer]..offsets[peer] + 8 * sum.len();
-                        let theirs = msg.get(range).and_then(ring::from_le_bytes).ok_or_else(|| {
-                            self.protocol_error(
-                                peer,
-                                Step::Output,
-                                format!("output message too short for `{}`", output.name),
-                            )
-                        })?;
-                        if xor {
-                            sum.iter_mut().zip(&theirs).for_each(|(a, b)| *a ^= b);
-                        } else {
-                            ring::add_assign(&mut sum, &theirs);
-                        }
-                        offsets[peer] += 8 * sum.len();
-                    }
-                    if xor {
-                        let bits = Bits::from_words(1, width, sum).expect("one plane of the output's width");
-                        Some(Secret::new(bools_of(&bits)))
-                    } else {
-                        Some(Secret::new(sum))
-                    }
-                }
-                None => unreachable!("outputs are evaluated"),
-            };
-            outputs.push(OutputValue {
-                name: output.name.clone(),
-                elem: output.elem,
-                is_vector: gate.len.is_some(),
-                value,
-            });
-        }
-        for peer in self.peers() {
-            if offsets[peer] != received[peer].len() {
-                return Err(self.protocol_error(
+        for (index, decl) in circuit.inputs.iter().enumerate() {
+            if decl.is_owned_by(peer) && lengths.0[index][peer].is_none() {
+                return Err(net.protocol_error(
                     peer,
-                    Step::Output,
-                    "sent output shares this party is not entitled to",
+                    Step::Setup,
+                    format!("declared no data for input `{}`", decl.name),
                 ));
             }
         }
-        Ok(outputs)
+    }
+    Ok(lengths)
+}
+
+/// Evaluate every local gate at `depth` (its operands are all ready), then
+/// drop (and wipe) the values no later gate reads: a comparison's
+/// intermediate bundles would otherwise all live until the job ends.
+fn evaluate_local<P: Protocol>(protocol: &mut P, instance: &Instance, depth: usize, values: &mut [Option<Value>]) {
+    for (id, gate) in instance.netlist.gates.iter().enumerate() {
+        if gate.depth != depth || gate.interactive || values[id].is_some() {
+            continue;
+        }
+        let value = match protocol.local_gate(instance, id, values) {
+            Some(value) => value,
+            None => local_gate(instance, id, values, protocol.public_parts()),
+        };
+        values[id] = Some(value);
+    }
+    for (id, last) in instance.last_use.iter().enumerate() {
+        if *last <= depth {
+            values[id] = None;
+        }
     }
 }
 
+/// A gate that needs no communication: on public values, or component by
+/// component on this party's shares. A public operand enters a component
+/// of a sum (or XOR) only where `public_parts` says so, so that the
+/// constant is added once to the secret; products with a public value
+/// scale every component.
+fn local_gate(instance: &Instance, id: GateId, values: &[Option<Value>], public_parts: &[bool]) -> Value {
+    let gate = &instance.netlist.gates[id];
+    if !gate.secret {
+        return public_gate(instance, id, values);
+    }
+    match gate.kind {
+        Kind::Ring => Value::Secret(
+            public_parts.iter().enumerate().map(|(j, e)| ring_part(instance, id, values, j, *e)).collect(),
+        ),
+        Kind::Bits(_) => Value::SecretBits(
+            public_parts.iter().enumerate().map(|(j, e)| bits_part(instance, id, values, j, *e)).collect(),
+        ),
+    }
+}
+
+fn operand(values: &[Option<Value>], g: GateId) -> &Value {
+    values[g].as_ref().expect("operands are evaluated before their users")
+}
+
+/// A local gate whose operands are all public.
+fn public_gate(instance: &Instance, id: GateId, values: &[Option<Value>]) -> Value {
+    let gate = &instance.netlist.gates[id];
+    let width = gate.width();
+    let ring = |g: &GateId| broadcast_ring(operand(values, *g).public(), width);
+    let bits = |g: &GateId| match operand(values, *g) {
+        Value::PublicBits(b) => broadcast_bits(b, width),
+        _ => unreachable!("a public bundle"),
+    };
+    match &gate.op {
+        GateOp::Public(PublicValue::Ring(v)) => Value::Public(v.clone()),
+        GateOp::Public(PublicValue::Bits(b)) => Value::PublicBits(b.clone()),
+        GateOp::Add(a, b) => {
+            let mut x = ring(a);
+            ring::add_assign(&mut x, &ring(b));
+            Value::Public(x)
+        }
+        GateOp::Sub(a, b) => {
+            let mut x = ring(a);
+            ring::sub_assign(&mut x, &ring(b));
+            Value::Public(x)
+        }
+        GateOp::Neg(a) => {
+            let mut x = ring(a);
+            ring::neg_assign(&mut x);
+            Value::Public(x)
+        }
+        GateOp::Mul(a, b) => {
+            let mut x = ring(a);
+            ring::mul_assign(&mut x, &ring(b));
+            Value::Public(x)
+        }
+        // A public dividend divides exactly.
+        GateOp::Div(a, division) => {
+            Value::Public(ring(a).iter().map(|x| ring::floor_div(*x, division.divisor)).collect())
+        }
+        GateOp::Sum(a) => Value::Public(vec![ring::sum(operand(values, *a).public())]),
+        GateOp::Concat(parts) => match gate.kind {
+            Kind::Ring => Value::Public(parts.iter().flat_map(|p| operand(values, *p).public().to_vec()).collect()),
+            Kind::Bits(_) => {
+                let pieces: Vec<&Bits> = parts
+                    .iter()
+                    .map(|p| match operand(values, *p) {
+                        Value::PublicBits(b) => b,
+                        _ => unreachable!("a public bundle"),
+                    })
+                    .collect();
+                Value::PublicBits(Bits::concat_elements(&pieces))
+            }
+        },
+        GateOp::Strided { a, start, step, count } => {
+            let v = operand(values, *a).public();
+            Value::Public((0..*count).map(|k| v[start + k * step]).collect())
+        }
+        GateOp::Decompose(a) => Value::PublicBits(Bits::decompose(&ring(a), 64)),
+        GateOp::Xor(a, b) | GateOp::And(a, b) => {
+            let mut x = bits(a).into_owned();
+            if matches!(gate.op, GateOp::Xor(..)) {
+                x.xor_assign(&bits(b))
+            } else {
+                x.and_assign(&bits(b))
+            }
+            Value::PublicBits(x)
+        }
+        GateOp::Not(a) => {
+            let mut x = bits(a).into_owned();
+            x.not_assign();
+            Value::PublicBits(x)
+        }
+        GateOp::Planes(a, indices) => Value::PublicBits(bits(a).gather(indices)),
+        GateOp::Stack(parts) => {
+            let pieces: Vec<Cow<'_, Bits>> = parts.iter().map(bits).collect();
+            Value::PublicBits(Bits::concat(&pieces.iter().map(|p| p.as_ref()).collect::<Vec<_>>()))
+        }
+        GateOp::Inject(b, x) => {
+            let bit = bits(b);
+            let mut v = ring(x);
+            keep_where_set(&mut v, &bit);
+            Value::Public(v)
+        }
+        op => unreachable!("a public {op:?} gate"),
+    }
+}
+
+/// Component `j` of a secret ring gate. `enters`: whether public operands
+/// of sums enter this component.
+fn ring_part(instance: &Instance, id: GateId, values: &[Option<Value>], j: usize, enters: bool) -> Share {
+    let gates = &instance.netlist.gates;
+    let gate = &gates[id];
+    let width = gate.width();
+    // An operand as this component of a `width`-element share.
+    let part = |g: &GateId| -> Vec<u64> {
+        match operand(values, *g) {
+            Value::Secret(s) => broadcast_ring(s[j].expose(), width),
+            Value::Public(p) if enters => broadcast_ring(p, width),
+            Value::Public(_) => vec![0; width],
+            _ => unreachable!("a ring operand"),
+        }
+    };
+    let public = |g: &GateId| broadcast_ring(operand(values, *g).public(), width);
+    let out = match &gate.op {
+        GateOp::Add(a, b) => {
+            let mut x = part(a);
+            ring::add_assign(&mut x, &part(b));
+            x
+        }
+        GateOp::Sub(a, b) => {
+            let mut x = part(a);
+            ring::sub_assign(&mut x, &part(b));
+            x
+        }
+        GateOp::Neg(a) => {
+            let mut x = part(a);
+            ring::neg_assign(&mut x);
+            x
+        }
+        GateOp::Mul(a, b) => {
+            // One operand is public (secret-by-secret is interactive).
+            let (s, p) = if gates[*a].secret { (a, b) } else { (b, a) };
+            let mut x = part(s);
+            ring::mul_assign(&mut x, &public(p));
+            x
+        }
+        GateOp::Sum(a) => vec![ring::sum(operand(values, *a).shares()[j].expose())],
+        GateOp::Concat(parts) => {
+            let mut out = Vec::with_capacity(width);
+            for p in parts {
+                match operand(values, *p) {
+                    Value::Secret(s) => out.extend_from_slice(s[j].expose()),
+                    Value::Public(v) if enters => out.extend_from_slice(v),
+                    Value::Public(v) => out.extend(std::iter::repeat_n(0, v.len())),
+                    _ => unreachable!("a ring operand"),
+                }
+            }
+            out
+        }
+        GateOp::Strided { a, start, step, count } => {
+            let v = operand(values, *a).shares()[j].expose();
+            (0..*count).map(|k| v[start + k * step]).collect()
+        }
+        GateOp::Inject(b, x) => {
+            // A public bit: keep `x` where it is set.
+            let bit = match operand(values, *b) {
+                Value::PublicBits(bit) => broadcast_bits(bit, width),
+                _ => unreachable!("a secret bit injection is interactive"),
+            };
+            let mut v = part(x);
+            keep_where_set(&mut v, &bit);
+            v
+        }
+        op => unreachable!("a secret local ring gate {op:?}"),
+    };
+    Share::new(out)
+}
+
+/// Component `j` of a secret bundle gate.
+fn bits_part(instance: &Instance, id: GateId, values: &[Option<Value>], j: usize, enters: bool) -> Bits {
+    let gate = &instance.netlist.gates[id];
+    let width = gate.width();
+    // An operand as this component (public bits where they enter, zeros
+    // elsewhere), borrowed unless a scalar is broadcast.
+    let part = |g: &GateId| -> Cow<'_, Bits> {
+        match operand(values, *g) {
+            Value::SecretBits(b) => broadcast_bits(&b[j], width),
+            Value::PublicBits(b) if enters => broadcast_bits(b, width),
+            Value::PublicBits(b) => Cow::Owned(Bits::zeros(b.width(), width)),
+            _ => unreachable!("a bits operand"),
+        }
+    };
+    // For a product: the secret operand's component, the public one whole.
+    let factor = |g: &GateId| -> Cow<'_, Bits> {
+        match operand(values, *g) {
+            Value::SecretBits(b) => broadcast_bits(&b[j], width),
+            Value::PublicBits(b) => broadcast_bits(b, width),
+            _ => unreachable!("a bits operand"),
+        }
+    };
+    match &gate.op {
+        GateOp::Xor(a, b) => {
+            let mut x = part(a).into_owned();
+            x.xor_assign(&part(b));
+            x
+        }
+        GateOp::And(a, b) => {
+            // One operand is public: AND with it is local in XOR sharing.
+            let mut x = factor(a).into_owned();
+            x.and_assign(&factor(b));
+            x
+        }
+        GateOp::Not(a) => {
+            let mut x = part(a).into_owned();
+            if enters {
+                x.not_assign();
+            }
+            x
+        }
+        GateOp::Planes(a, indices) => operand(values, *a).bit_shares()[j].gather(indices),
+        GateOp::Stack(parts) => {
+            let pieces: Vec<Cow<'_, Bits>> = parts.iter().map(part).collect();
+            Bits::concat(&pieces.iter().map(|p| p.as_ref()).collect::<Vec<_>>())
+        }
+        GateOp::Concat(parts) => {
+            let pieces: Vec<Cow<'_, Bits>> = parts
+                .iter()
+                .map(|p| match operand(values, *p) {
+                    Value::SecretBits(b) => Cow::Borrowed(&b[j]),
+                    Value::PublicBits(b) if enters => Cow::Borrowed(b),
+                    Value::PublicBits(b) => Cow::Owned(Bits::zeros(b.width(), b.len())),
+                    _ => unreachable!("a bits operand"),
+                })
+                .collect();
+            Bits::concat_elements(&pieces.iter().map(|p| p.as_ref()).collect::<Vec<_>>())
+        }
+        op => unreachable!("a secret local bits gate {op:?}"),
+    }
+}
+
+/// Zero the elements of `v` whose bit in the one-plane `bit` is clear.
+fn keep_where_set(v: &mut [u64], bit: &Bits) {
+    for (i, v) in v.iter_mut().enumerate() {
+        if !bit.get(0, i) {
+            *v = 0;
+        }
+    }
+}
+
+/// Step 4's result at this party: public outputs as they are, secret ones
+/// as the protocol revealed them.
+fn outputs_of(
+    instance: &Instance,
+    circuit: &Circuit,
+    me: PartyIndex,
+    values: &[Option<Value>],
+    revealed: Vec<Option<Secret>>,
+) -> Vec<OutputValue> {
+    circuit
+        .outputs
+        .iter()
+        .zip(revealed)
+        .map(|(output, revealed)| {
+            let gate = instance.gate_of(output.value);
+            let value = match &values[instance.node_gate[output.value]] {
+                _ if !output.recipients.contains(&me) => None,
+                Some(Value::Public(v)) => Some(Secret::new(v.clone())),
+                Some(Value::PublicBits(b)) => Some(Secret::new(bools_of(b))),
+                Some(_) => revealed,
+                None => unreachable!("outputs are evaluated"),
+            };
+            OutputValue { name: output.name.clone(), elem: output.elem, is_vector: gate.len.is_some(), value }
+        })
+        .collect()
+}
+
 /// A ring value as `width` elements (a scalar repeated).
-fn broadcast_ring(v: &[u64], width: usize) -> Vec<u64> {
+pub fn broadcast_ring(v: &[u64], width: usize) -> Vec<u64> {
     if v.len() == width { v.to_vec() } else { vec![v[0]; width] }
 }
 
 /// A bundle over `width` elements (a one-element bundle repeated).
-fn broadcast_bits(b: &Bits, width: usize) -> Cow<'_, Bits> {
+pub fn broadcast_bits(b: &Bits, width: usize) -> Cow<'_, Bits> {
     if b.len() == width { Cow::Borrowed(b) } else { Cow::Owned(b.repeat(width)) }
 }
 
 /// A one-plane bundle as ring elements 0 and 1.
-fn bools_of(b: &Bits) -> Vec<u64> {
+pub fn bools_of(b: &Bits) -> Vec<u64> {
     (0..b.len()).map(|i| u64::from(b.get(0, i))).collect()
 }
 
-/// The words of `PRG(seed)` as a one-plane bundle of `len` elements: an
-/// XOR share of a bool input.
-fn bits_from_seed(seed: &Seed, len: usize) -> Bits {
-    let words = crate::prg::Prg::new(seed).next_vec(words_for(len));
-    Bits::from_words(1, len, words).expect("one plane of words")
-}
-
-/// Check a layer's binary material against the plan: exactly the planned
-/// amount of each kind.
-fn check_binary_material(
-    demand: &crate::preprocessing::Demand,
-    material: &crate::preprocessing::LayerMaterial,
-) -> Result<(), PreprocessingError> {
-    let t = &material.bit_triples;
-    let (e, d) = (&material.edabits, &material.dabits);
-    let words = demand.bit_triple_words;
-    let bits_ok = [&t.a, &t.b, &t.c].iter().all(|b| b.width() == 1 && b.words().len() == words)
-        || (words == 0 && t.a.is_empty() && t.b.is_empty() && t.c.is_empty());
-    let eda_ok =
-        e.r.len() == demand.edabits && e.bits.len() == demand.edabits && (demand.edabits == 0 || e.bits.width() == 64);
-    let da_ok =
-        d.arith.len() == demand.dabits && d.bits.len() == demand.dabits && (demand.dabits == 0 || d.bits.width() == 1);
-    if bits_ok && eda_ok && da_ok {
-        Ok(())
-    } else {
-        Err(PreprocessingError::Mismatch(format!(
-            "binary material does not match the plan ({} bit-triple words, {} edaBits, {} daBits planned; {} words, {} \
-             edaBits, {} daBits provided)",
-            words,
-            demand.edabits,
-            demand.dabits,
-            t.a.words().len(),
-            e.r.len(),
-            d.arith.len()
-        )))
+/// Step 4 for protocols where a secret is the sum (or XOR) of
+/// components: each party sends component `part_for(r)` of every secret
+/// output to each of its recipients `r` (if `Some`), and a recipient adds
+/// its own components to what it receives from `senders_to(r)`. Additive
+/// sharing sends its one component to every recipient; replicated sharing
+/// has one neighbour send the component the recipient lacks.
+pub async fn reveal_by_parts(
+    net: &mut Net<'_>,
+    instance: &Instance,
+    circuit: &Circuit,
+    values: &[Option<Value>],
+    part_for: impl Fn(PartyIndex) -> Option<usize>,
+    senders_to: impl Fn(PartyIndex) -> Vec<PartyIndex>,
+) -> Result<Vec<Option<Secret>>, JobError> {
+    let me = net.me;
+    let mut messages = vec![Vec::new(); net.n];
+    for output in &circuit.outputs {
+        for &r in output.recipients.iter().filter(|r| **r != me) {
+            let Some(j) = part_for(r) else { continue };
+            match &values[instance.node_gate[output.value]] {
+                Some(Value::Secret(parts)) => ring::extend_le_bytes(&mut messages[r], parts[j].expose()),
+                Some(Value::SecretBits(parts)) => ring::extend_le_bytes(&mut messages[r], parts[j].words()),
+                _ => {}
+            }
+        }
     }
+    let senders = senders_to(me);
+    // Every party this one sends to expects a message, empty or not.
+    let sends: Vec<(usize, Arc<Vec<u8>>)> = net
+        .peers()
+        .filter(|p| senders_to(*p).contains(&me))
+        .map(|p| (p, Arc::new(std::mem::take(&mut messages[p]))))
+        .collect();
+    let received = net.round(Step::Output, sends, &senders).await?;
+    let mut offsets = vec![0usize; net.n];
+    let mut revealed = Vec::with_capacity(circuit.outputs.len());
+    for output in &circuit.outputs {
+        let value = &values[instance.node_gate[output.value]];
+        let secret = matches!(value, Some(Value::Secret(_)) | Some(Value::SecretBits(_)));
+        if !secret || !output.recipients.contains(&me) {
+            revealed.push(None);
+            continue;
+        }
+        let (mut sum, xor) = match value {
+            Some(Value::Secret(parts)) => {
+                let mut sum = parts[0].expose().to_vec();
+                parts[1..].iter().for_each(|p| ring::add_assign(&mut sum, p.expose()));
+                (sum, false)
+            }
+            Some(Value::SecretBits(parts)) => {
+                let mut sum = parts[0].words().to_vec();
+                parts[1..].iter().for_each(|p| sum.iter_mut().zip(p.words()).for_each(|(a, b)| *a ^= b));
+                (sum, true)
+            }
+            _ => unreachable!("a secret output"),
+        };
+        for &peer in &senders {
+            let msg = &received[peer];
+            let range = offsets[peer]..offsets[peer] + 8 * sum.len();
+            let theirs = msg.get(range).and_then(ring::from_le_bytes).ok_or_else(|| {
+                net.protocol_error(peer, Step::Output, format!("output message too short for `{}`", output.name))
+            })?;
+            if xor {
+                sum.iter_mut().zip(&theirs).for_each(|(a, b)| *a ^= b);
+            } else {
+                ring::add_assign(&mut sum, &theirs);
+            }
+            offsets[peer] += 8 * sum.len();
+        }
+        let width = instance.gate_of(output.value).width();
+        revealed.push(Some(if xor {
+            let bits = Bits::from_words(1, width, sum).expect("one plane of the output's width");
+            Secret::new(bools_of(&bits))
+        } else {
+            Secret::new(sum)
+        }));
+    }
+    for &peer in &senders {
+        if offsets[peer] != received[peer].len() {
+            return Err(net.protocol_error(peer, Step::Output, "sent output shares this party is not entitled to"));
+        }
+    }
+    Ok(revealed)
 }

@@ -9,7 +9,7 @@
 //!   uniform in Z_2^64, `m` the most significant bit of `r` (0 or 1, shared
 //!   as a ring element) and `q = floor((r mod 2^63) / d)`: one per element
 //!   of a secure division by a public value (fixed-point truncation is
-//!   division by `2^f`). See `protocol::division`.
+//!   division by `2^f`). See `protocol::additive::division`.
 //!
 //! What a job consumes is a [`MaterialPlan`]: one [`Demand`] per layer of
 //! the circuit, computed from public information only (the circuit and the
@@ -212,7 +212,7 @@ pub struct DivPairShares {
     pub msb: Share,
     /// Shares of the quotient `q`: `floor((r mod 2^63) / divisor)` when
     /// dealt; linear in the bits of `r` when generated (see
-    /// `protocol::division`).
+    /// `protocol::additive::division`).
     pub q: Share,
     /// Shares of `g`, the correction round's input, for generated pairs of
     /// a divisor that is not a power of two; empty otherwise.

@@ -151,7 +151,7 @@ pub fn check_plan(plan: &MaterialPlan) -> Result<(), super::PreprocessingError> 
 /// divisor alone, so every party splits a plan the same way, whatever its
 /// `pool.divisors`.
 pub fn generated_in_job(divisor: u64) -> bool {
-    !divisor.is_power_of_two() || divisor == crate::protocol::division::CORRECTION_DIVISOR
+    !divisor.is_power_of_two() || divisor == crate::protocol::additive::division::CORRECTION_DIVISOR
 }
 
 /// Split a pool job's plan into what the pool serves (triples, stocked

@@ -129,7 +129,7 @@ pub enum Op {
     /// public positive scalar, rounding toward negative infinity. Exact
     /// when the dividend is public; when it is secret the result may be
     /// one greater or one less than the exact floor (see
-    /// `protocol::division`). A divisor that is not positive at run time
+    /// `protocol::additive::division`). A divisor that is not positive at run time
     /// is an error reported at this node's span.
     DivPublic(ValueId, ValueId),
     /// The sum of a vector's elements (a scalar). Local.

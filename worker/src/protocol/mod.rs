@@ -1,37 +1,39 @@
-//! The `additive-semi-honest` protocol: the local steps of each party.
+//! The protocols, and the seam between them and the rest of the engine.
 //!
-//! Secrets are additively shared over Z_2^64 among `n >= 2` parties
-//! ([`crate::sharing`]). Linear operations are local. The two interactive
-//! operations each consume preprocessed material and need one *opening*
-//! (every party broadcasts a masked share and sums what it receives):
+//! The compiler's IR ([`crate::program`]), the planner and the circuits
+//! ([`crate::executor::plan`], [`crate::circuits`]) and the executor's
+//! driver ([`crate::executor::run`]) do not know which protocol runs a job.
+//! A protocol gives a secret value two forms — arithmetic shares over
+//! Z_2^64 and bit-sliced XOR shares over GF(2) — and implements
+//! [`Protocol`]: sharing inputs, the interactive gates of one layer
+//! (multiplication, division by a public value, AND, the conversions
+//! between the two forms) and revealing outputs. Everything local is
+//! generic: a party's share is a list of *components* (one under additive
+//! sharing, two under replicated sharing), every linear operation acts on
+//! each component, and a public constant enters the components
+//! [`Protocol::public_parts`] names, so that it is added exactly once to
+//! the secret.
 //!
-//! - [`beaver`]: multiplication of two secrets with a Beaver triple
-//!   (Beaver, CRYPTO '91);
-//! - [`division`]: division by a public value — and hence fixed-point
-//!   truncation — with a division pair, the probabilistic truncation of
-//!   Escudero, Ghosh, Keller, Rachuri and Scholl (CRYPTO 2020, "Improved
-//!   primitives for MPC over mixed arithmetic-binary circuits") generalized
-//!   from `2^m` to any public divisor.
+//! - [`additive`]: `additive-semi-honest`, n >= 2 parties, dishonest
+//!   majority, preprocessed material (dealer, OT, pool);
+//! - [`replicated`]: `replicated-3`, three parties, honest majority, no
+//!   preprocessing.
 //!
-//! Security: semi-honest (passive) adversary corrupting up to `n-1` parties.
-//! Every opened value is a secret plus a uniformly random mask that no
-//! coalition of `n-1` parties knows, so openings reveal nothing. Correlated
-//! randomness comes from [`crate::preprocessing`]; with the trusted dealer,
-//! privacy additionally assumes the dealer does not collude with a party.
-//!
-//! The binary half of the engine (XOR sharing over GF(2), bit-sliced):
-//!
-//! - [`boolean`]: AND with a bit triple, one opening;
-//! - [`conversion`]: arithmetic to binary by a masked opening with an
-//!   edaBit, binary to arithmetic (fused with a product) with a daBit.
-//!
-//! The functions here are pure: they take this party's shares and the
-//! opened values and return shares. The executor does the communication.
+//! Adding a protocol means a module here that implements [`Protocol`], a
+//! [`ProtocolName`], the planner's [`crate::executor::plan::Lowering`] for
+//! it (how many rounds its division takes, how it converts arithmetic to
+//! binary), and instantiating the conformance suite
+//! (`worker/tests/conformance.rs`) with it.
 
-pub mod beaver;
-pub mod boolean;
-pub mod conversion;
-pub mod division;
+pub mod additive;
+pub mod replicated;
+
+use crate::executor::Instance;
+use crate::executor::net::Net;
+use crate::executor::netlist::GateId;
+use crate::executor::run::{JobError, OwnInputs, Value};
+use crate::program::ir::Circuit;
+use crate::sharing::Secret;
 
 /// Wire name of the additive protocol, carried in the transport's version
 /// hello ([`ProtocolName::as_str`]).
@@ -109,3 +111,54 @@ impl std::str::FromStr for ProtocolName {
 /// Each job runs at the highest version every party offers
 /// (`docs/upgrades.md`).
 pub const SUPPORTED_VERSIONS: (u32, u32) = (1, 2);
+
+/// The kernel API a protocol implements for the executor. Values are
+/// [`Value`]s: public, or this party's shares as components. The executor
+/// evaluates every local gate itself (component by component) except the
+/// ones [`Protocol::local_gate`] claims, and calls the protocol once per
+/// layer with every interactive gate of that layer, so that a protocol
+/// can put all of them in one round.
+// The futures are polled where the protocol type is concrete, so their
+// `Send`-ness is checked there; no `Send` bound is needed in the trait.
+#[allow(async_fn_in_trait)]
+pub trait Protocol {
+    /// Per component of this party's share: whether a public value enters
+    /// it (e.g. additive sharing: the single component, at party 0 only).
+    fn public_parts(&self) -> &[bool];
+
+    /// Step 2: secret-share every input gate of the instance (this party's
+    /// own inputs from `inputs`) into `values`.
+    async fn share_inputs(
+        &mut self,
+        net: &mut Net<'_>,
+        instance: &Instance,
+        circuit: &Circuit,
+        inputs: &OwnInputs,
+        values: &mut [Option<Value>],
+    ) -> Result<(), JobError>;
+
+    /// A local gate whose value this protocol computes (the local halves
+    /// of its conversions); `None` for every gate the executor evaluates.
+    fn local_gate(&mut self, instance: &Instance, id: GateId, values: &[Option<Value>]) -> Option<Value>;
+
+    /// Step 3, layer `index`: evaluate every interactive gate of
+    /// `instance.layers[index]` and store their values.
+    async fn run_layer(
+        &mut self,
+        net: &mut Net<'_>,
+        instance: &Instance,
+        index: usize,
+        values: &mut [Option<Value>],
+    ) -> Result<(), JobError>;
+
+    /// Step 4: reveal each secret output of `circuit` to its recipients
+    /// only. Per output: `Some` at a recipient of a secret output (ring
+    /// elements, or 0/1 for a bool output), `None` otherwise.
+    async fn reveal_outputs(
+        &mut self,
+        net: &mut Net<'_>,
+        instance: &Instance,
+        circuit: &Circuit,
+        values: &[Option<Value>],
+    ) -> Result<Vec<Option<Secret>>, JobError>;
+}

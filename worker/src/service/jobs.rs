@@ -1082,6 +1082,7 @@ fn failure_reason(e: &JobError) -> &'static str {
         JobError::Preprocessing { .. } => "preprocessing",
         JobError::Deadline { .. } => "timeout",
         JobError::Plan(_) | JobError::Input { .. } => "invalid",
+        JobError::Entropy(_) => "other",
     }
 }
 
@@ -1106,7 +1107,7 @@ fn failure_of(e: &JobError) -> Failure {
         JobError::Transport(t) => (t.peer.clone(), Some(t.step)),
         JobError::Protocol { party, step, .. } => (Some(party.clone()), Some(*step)),
         JobError::Preprocessing { step, .. } | JobError::Deadline { step, .. } => (None, Some(*step)),
-        JobError::Plan(_) | JobError::Input { .. } => (None, None),
+        JobError::Plan(_) | JobError::Input { .. } | JobError::Entropy(_) => (None, None),
     };
     Failure { party, step: step.map(|s| s.to_string()), message: e.to_string(), retryable: false }
 }

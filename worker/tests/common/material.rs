@@ -123,11 +123,11 @@ pub fn check_layer(layer: &[&LayerMaterial], expected: &Demand) {
             } else {
                 // A generated pair for a divisor that is not a power of
                 // two: q leaves a remainder S in [0, 63·d), and g brackets
-                // S·2^s/d (protocol::division).
+                // S·2^s/d (protocol::additive::division).
                 let low = (r[i] & LOW_63) as u128;
                 let s = low.checked_sub(q[i] as u128 * d as u128).expect("q·d <= r_low");
                 assert!(s < 63 * d as u128, "remainder of pair {i}, divisor {d}");
-                let scaled = s << cohort_worker::protocol::division::CORRECTION_SHIFT;
+                let scaled = s << cohort_worker::protocol::additive::division::CORRECTION_SHIFT;
                 let gd = g[i] as u128 * d as u128;
                 assert!(gd >= scaled && gd < scaled + 63 * d as u128, "g of pair {i}, divisor {d}");
             }

@@ -95,7 +95,7 @@ pub fn check_plan(plan: &MaterialPlan) -> Result<(), PreprocessingError> {
     }
     for (layer, demand) in plan.layers.iter().enumerate() {
         for &(divisor, _) in &demand.div_pairs {
-            if divisor == 0 || divisor > crate::protocol::division::MAX_DIVISOR {
+            if divisor == 0 || divisor > crate::protocol::additive::division::MAX_DIVISOR {
                 return Err(PreprocessingError::Mismatch(format!(
                     "layer {layer} divides by {divisor}; divisors are between 1 and 2^62"
                 )));

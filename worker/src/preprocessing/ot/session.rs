@@ -27,7 +27,7 @@
 //! sequential rounds, one per party after the first, and `n(n − 1)/2`
 //! correlated OTs per bit. A division pair for `d = 2^f` is
 //! 64 such bits: `r = Σ 2^k r_k`, `m = r_63`, `q = Σ_{f≤k<63} 2^{k−f} r_k`
-//! (see [`crate::protocol::division`]). For any other divisor `q =
+//! (see [`crate::protocol::additive::division`]). For any other divisor `q =
 //! Σ_k floor(2^k/d)·r_k` and `g = Σ_k ceil((2^k mod d)·2^s/d)·r_k` are as
 //! linear, and the online phase corrects the quotient in a second round.
 //!
@@ -644,9 +644,9 @@ impl OtGenerator {
     /// This party's shares of `count` division pairs for `divisor`, any
     /// of `1..=2^62`, from 64 shared random bits each: `q` and (for a
     /// divisor that is not a power of two) `g` are linear in the bits (see
-    /// [`crate::protocol::division`]).
+    /// [`crate::protocol::additive::division`]).
     pub async fn div_pairs(&mut self, mesh: &Mesh, divisor: u64, count: usize) -> Result<DivPairShares, OtError> {
-        if divisor == 0 || divisor > crate::protocol::division::MAX_DIVISOR {
+        if divisor == 0 || divisor > crate::protocol::additive::division::MAX_DIVISOR {
             return Err(OtError::Unsupported(format!("division pairs for divisor {divisor}: the range is 1 to 2^62")));
         }
         if count > MAX_ITEMS_PER_CALL / 64 {
@@ -771,7 +771,7 @@ fn spawn_bit_extension(
 /// per pair (bit `k` of pair `t` at `64·t + k`).
 pub fn pairs_from_bits(bits: &[u64], divisor: u64) -> DivPairShares {
     let count = bits.len() / 64;
-    let (f, h) = crate::protocol::division::linear_coefficients(divisor);
+    let (f, h) = crate::protocol::additive::division::linear_coefficients(divisor);
     let corrected = !divisor.is_power_of_two();
     let mut r = Vec::with_capacity(count);
     let mut msb = Vec::with_capacity(count);

@@ -148,6 +148,17 @@ impl Division {
         Some(division)
     }
 
+    /// `K`: the largest multiple of the divisor not above 2^62, which
+    /// shifts a secret in range into `[0, 2^63)`.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// `floor(2^63 / divisor)`.
+    pub fn top_quotient(&self) -> u64 {
+        self.top_quotient
+    }
+
     /// Whether this division takes a second round (the correction), with a
     /// pair carrying `g` and a pair for [`CORRECTION_DIVISOR`].
     pub fn corrected(&self) -> bool {

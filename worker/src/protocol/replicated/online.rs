@@ -1,0 +1,637 @@
+//! The replicated protocol's online phase: the executor's [`Protocol`] for
+//! `replicated-3`.
+//!
+//! Every round of a layer carries one message to each neighbour. To the
+//! previous party: the reshared products (multiplications, the `r·x` of
+//! bit injections, the second round of divisions), the reshared ANDs and
+//! this party's part 1 of every opened injection mask. To the next party:
+//! the inputs party 0 makes for divisions and party 1 makes for
+//! arithmetic-to-binary splits. Randomness is drawn from the pairwise keys
+//! in one fixed order per layer (see [`Replicated::run_layer`]), so the
+//! two holders of every key stay in step.
+
+use super::arithmetic::{InputRole, and_local, mul_local};
+use super::keys::Keys;
+use super::{PARTIES, conversion, division, next, prev};
+use crate::executor::net::Net;
+use crate::executor::netlist::{GateId, GateOp, Kind};
+use crate::executor::run::{JobError, OwnInputs, Value, broadcast_bits, broadcast_ring, reveal_by_parts};
+use crate::executor::{Instance, Layer};
+use crate::gf2::{Bits, Packed, words_for};
+use crate::prg::{Prg, SEED_BYTES, Seed};
+use crate::program::ir::{Circuit, PartyIndex};
+use crate::protocol::Protocol;
+use crate::ring;
+use crate::sharing::{Secret, Share};
+use crate::transport::Step;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// This party's two parts of a ring value.
+type Parts = [Vec<u64>; 2];
+
+/// One party's state in a replicated job.
+pub struct Replicated {
+    me: PartyIndex,
+    /// Public values enter component 0: party 0's part 0, party 2's part 1.
+    public_parts: [bool; 2],
+    own_seed: Seed,
+    keys: Keys,
+    /// The job's daBits, used in layer order.
+    dabits: DaBits,
+    /// Divisions between their two rounds.
+    pending: BTreeMap<GateId, PendingDivision>,
+}
+
+/// Random bits shared both ways: `bits` (one plane, XOR parts) and
+/// `arith` (ring parts) hold the same bit.
+struct DaBits {
+    bits: [Bits; 2],
+    arith: [Share; 2],
+    used: usize,
+}
+
+/// A division after its first round: the parts of `[A] + [B] − K/d`, of
+/// `[c_t]` and of `[r_t]`.
+struct PendingDivision {
+    base: [Share; 2],
+    ct: [Share; 2],
+    rt: [Share; 2],
+}
+
+impl Replicated {
+    pub fn new(me: PartyIndex, parties: usize) -> Result<Replicated, JobError> {
+        if parties != PARTIES {
+            return Err(JobError::Input {
+                input: "(federation)".into(),
+                reason: format!("replicated-3 needs exactly 3 parties, the job has {parties}"),
+            });
+        }
+        let own_seed = Seed::random()?;
+        let keys = Keys::new(&own_seed);
+        Ok(Replicated {
+            me,
+            public_parts: [me == 0, me == 2],
+            own_seed,
+            keys,
+            // Injections of empty vectors slice these too.
+            dabits: DaBits {
+                bits: [Bits::zeros(1, 0), Bits::zeros(1, 0)],
+                arith: [Share::zeros(0), Share::zeros(0)],
+                used: 0,
+            },
+            pending: BTreeMap::new(),
+        })
+    }
+
+    /// The parts of an input of `len` ring elements by `owner`, in gate
+    /// order: this party's role decides what it draws and what it sends.
+    fn input_ring(
+        &mut self,
+        owner: usize,
+        value: Option<&[u64]>,
+        received: Option<&[u64]>,
+        len: usize,
+    ) -> [Vec<u64>; 2] {
+        match InputRole::of(self.me, owner) {
+            InputRole::Owner => {
+                let mask = self.keys.draw(0, len);
+                let mut rest = value.expect("the owner's value").to_vec();
+                ring::sub_assign(&mut rest, &mask);
+                [mask, rest]
+            }
+            InputRole::Receiver => [received.expect("the owner's message").to_vec(), vec![0; len]],
+            InputRole::Helper => [vec![0; len], self.keys.draw(1, len)],
+        }
+    }
+
+    /// The same for a bundle of `width` planes over `len` elements (XOR).
+    fn input_bits(
+        &mut self,
+        owner: usize,
+        value: Option<&Bits>,
+        received: Option<&[u64]>,
+        width: usize,
+        len: usize,
+    ) -> [Bits; 2] {
+        let words = width * words_for(len);
+        let bits = |w: Vec<u64>| Bits::from_words(width, len, w).expect("whole planes");
+        match InputRole::of(self.me, owner) {
+            InputRole::Owner => {
+                let mask = self.keys.draw(0, words);
+                let mut rest = value.expect("the owner's value").words().to_vec();
+                rest.iter_mut().zip(&mask).for_each(|(r, m)| *r ^= m);
+                [bits(mask), bits(rest)]
+            }
+            InputRole::Receiver => [bits(received.expect("the owner's message").to_vec()), Bits::zeros(width, len)],
+            InputRole::Helper => [Bits::zeros(width, len), bits(self.keys.draw(1, words))],
+        }
+    }
+
+    /// Which of this party's parts holds component `c`.
+    fn part_of(&self, component: usize) -> Option<usize> {
+        if component == self.me {
+            Some(0)
+        } else if component == next(self.me) {
+            Some(1)
+        } else {
+            None
+        }
+    }
+
+    /// The parts of a value whose component `c` is `value` (known to its
+    /// two holders) and the others zero.
+    fn known_to_holders(&self, component: usize, value: Vec<u64>) -> [Vec<u64>; 2] {
+        let len = value.len();
+        match self.part_of(component) {
+            Some(0) => [value, vec![0; len]],
+            Some(_) => [vec![0; len], value],
+            None => [vec![0; len], vec![0; len]],
+        }
+    }
+
+    /// The daBit round: `[r] = [t] + [r_2] − 2·[t]·[r_2]` (see
+    /// [`super::conversion`]).
+    async fn finish_dabits(&mut self, net: &mut Net<'_>, t: [Vec<u64>; 2], r2: [Vec<u64>; 2]) -> Result<(), JobError> {
+        let m = t[0].len();
+        let mut z = self.keys.zero_ring(m);
+        mul_local([&t[0], &t[1]], [&r2[0], &r2[1]], &mut z);
+        let step = Step::Preprocess(0);
+        let received = reshare(net, step, self.me, ring::to_le_bytes(&z)).await?;
+        let theirs = ring::from_le_bytes(&received)
+            .filter(|v| v.len() == m)
+            .ok_or_else(|| net.protocol_error(next(self.me), step, format!("expected {m} daBit products")))?;
+        let product = [z, theirs];
+        self.dabits.arith = [0, 1].map(|j| Share::new(conversion::dabit_arith(&t[j], &r2[j], &product[j])));
+        Ok(())
+    }
+}
+
+/// Send `message` to the previous party and receive the next party's.
+async fn reshare(net: &mut Net<'_>, step: Step, me: usize, message: Vec<u8>) -> Result<Vec<u8>, JobError> {
+    let mut received = net.round(step, vec![(prev(me), Arc::new(message))], &[next(me)]).await?;
+    Ok(std::mem::take(&mut received[next(me)]))
+}
+
+/// Little-endian words from `bytes[at..at + 8·len]`, advancing `at`.
+fn take_words(bytes: &[u8], at: &mut usize, len: usize) -> Option<Vec<u64>> {
+    let end = at.checked_add(8 * len)?;
+    let words = ring::from_le_bytes(bytes.get(*at..end)?)?;
+    *at = end;
+    Some(words)
+}
+
+impl Protocol for Replicated {
+    fn public_parts(&self) -> &[bool] {
+        &self.public_parts
+    }
+
+    /// The input round: each party sends its key to the previous party,
+    /// its inputs' second components to the next party, and party 0 the
+    /// seed and input of the daBits (see [`super::conversion`]); then, if
+    /// the job injects bits, the daBit round.
+    async fn share_inputs(
+        &mut self,
+        net: &mut Net<'_>,
+        instance: &Instance,
+        _: &Circuit,
+        inputs: &OwnInputs,
+        values: &mut [Option<Value>],
+    ) -> Result<(), JobError> {
+        let me = self.me;
+        let gates = &instance.netlist.gates;
+        let input_gates: Vec<(GateId, usize, PartyIndex)> = gates
+            .iter()
+            .enumerate()
+            .filter_map(|(id, gate)| match gate.op {
+                GateOp::Input { input, party } => Some((id, input, party)),
+                _ => None,
+            })
+            .collect();
+        let dabit_count: usize = instance.layers.iter().flat_map(|l| &l.injects).map(|id| gates[*id].width()).sum();
+        let dabit_words = words_for(dabit_count);
+
+        // This party's own inputs, masked from its own key.
+        let mut to_next = Vec::new();
+        for &(id, input, owner) in input_gates.iter().filter(|(_, _, owner)| *owner == me) {
+            let secret = inputs.get(input).expect("checked before setup");
+            let value = match gates[id].kind {
+                Kind::Ring => {
+                    let parts = self.input_ring(owner, Some(secret.expose()), None, secret.len());
+                    ring::extend_le_bytes(&mut to_next, &parts[1]);
+                    Value::Secret(parts.map(Share::new).into())
+                }
+                Kind::Bits(_) => {
+                    let bools: Vec<bool> = secret.expose().iter().map(|v| *v & 1 == 1).collect();
+                    let parts = self.input_bits(owner, Some(&Bits::from_bools(&bools)), None, 1, bools.len());
+                    ring::extend_le_bytes(&mut to_next, parts[1].words());
+                    Value::SecretBits(parts.into())
+                }
+            };
+            values[id] = Some(value);
+        }
+        // Party 0's daBit material: r_0 from its key, r_1 from a fresh
+        // seed it gives party 1, and the input of t = r_0 XOR r_1.
+        let mut dabit_state = None;
+        if dabit_count > 0 && me == 0 {
+            let sigma = Seed::random()?;
+            let r0 = self.keys.draw(0, dabit_words);
+            let r1 = Prg::new(&sigma).next_vec(dabit_words);
+            let t: Vec<u64> = (0..dabit_count).map(|i| ((r0[i / 64] ^ r1[i / 64]) >> (i % 64)) & 1).collect();
+            let t_parts = self.input_ring(0, Some(&t), None, dabit_count);
+            to_next.extend_from_slice(sigma.as_bytes());
+            ring::extend_le_bytes(&mut to_next, &t_parts[1]);
+            dabit_state = Some(([r0, r1], t_parts));
+        }
+
+        let mut messages = vec![Vec::new(); PARTIES];
+        messages[prev(me)] = self.own_seed.as_bytes().to_vec();
+        messages[next(me)] = to_next;
+        let received = net.exchange(Step::Input, Net::per_peer(messages)).await?;
+
+        // The next party's key.
+        let from_next = &received[next(me)];
+        let seed: [u8; SEED_BYTES] = from_next.as_slice().try_into().map_err(|_| {
+            net.protocol_error(
+                next(me),
+                Step::Input,
+                format!("expected a {SEED_BYTES}-byte key, got {} bytes", from_next.len()),
+            )
+        })?;
+        self.keys.set_next(&Seed::from_bytes(seed));
+
+        // The previous party's inputs (this party receives them), then the
+        // next party's (this party helps), in gate order.
+        let from_prev = &received[prev(me)];
+        let short = |what: &str| net.protocol_error(prev(me), Step::Input, format!("input message too short ({what})"));
+        let mut at = 0;
+        for &(id, _, owner) in &input_gates {
+            if owner == me {
+                continue;
+            }
+            let gate = &gates[id];
+            let len = gate.width();
+            let value = match (gate.kind, InputRole::of(me, owner)) {
+                (Kind::Ring, InputRole::Receiver) => {
+                    let msg = take_words(from_prev, &mut at, len).ok_or_else(|| short("an input"))?;
+                    Value::Secret(self.input_ring(owner, None, Some(&msg), len).map(Share::new).into())
+                }
+                (Kind::Bits(_), InputRole::Receiver) => {
+                    let msg = take_words(from_prev, &mut at, words_for(len)).ok_or_else(|| short("an input"))?;
+                    Value::SecretBits(self.input_bits(owner, None, Some(&msg), 1, len).into())
+                }
+                (Kind::Ring, _) => Value::Secret(self.input_ring(owner, None, None, len).map(Share::new).into()),
+                (Kind::Bits(_), _) => Value::SecretBits(self.input_bits(owner, None, None, 1, len).into()),
+            };
+            values[id] = Some(value);
+        }
+        if dabit_count == 0 {
+            if at != from_prev.len() {
+                return Err(net.protocol_error(prev(me), Step::Input, "input message too long"));
+            }
+            return Ok(());
+        }
+        // The daBits' components and t, at every party in the same order.
+        let (bits, t) = match dabit_state {
+            Some((bits, t)) => (bits, t),
+            None if me == 1 => {
+                let sigma = from_prev.get(at..at + SEED_BYTES).ok_or_else(|| short("the daBit seed"))?;
+                at += SEED_BYTES;
+                let r1 = Prg::new(&Seed::from_bytes(sigma.try_into().expect("a seed"))).next_vec(dabit_words);
+                let msg = take_words(from_prev, &mut at, dabit_count).ok_or_else(|| short("the daBit input"))?;
+                let r2 = self.keys.draw(1, dabit_words);
+                ([r1, r2], self.input_ring(0, None, Some(&msg), dabit_count))
+            }
+            None => {
+                let r2 = self.keys.draw(0, dabit_words);
+                let r0 = self.keys.draw(1, dabit_words);
+                ([r2, r0], self.input_ring(0, None, None, dabit_count))
+            }
+        };
+        if at != from_prev.len() {
+            return Err(net.protocol_error(prev(me), Step::Input, "input message too long"));
+        }
+        // r_2 as a ring value, at its holders (parties 1 and 2).
+        let r2_bits = match me {
+            1 => Some(&bits[1]),
+            2 => Some(&bits[0]),
+            _ => None,
+        };
+        let r2: Vec<u64> = (0..dabit_count).map(|i| r2_bits.map_or(0, |w| (w[i / 64] >> (i % 64)) & 1)).collect();
+        let r2 = self.known_to_holders(2, r2);
+        let [b0, b1] = bits;
+        self.dabits.bits = [b0, b1].map(|w| Bits::from_words(1, dabit_count, w).expect("one plane"));
+        self.finish_dabits(net, t, r2).await
+    }
+
+    fn local_gate(&mut self, instance: &Instance, id: GateId, values: &[Option<Value>]) -> Option<Value> {
+        let gate = &instance.netlist.gates[id];
+        let GateOp::SplitLocal(x) = gate.op else { return None };
+        let width = gate.width();
+        let parts = values[x].as_ref().expect("operand ready").shares();
+        // Component 0 is party 0's part 0 and party 2's part 1.
+        let bits = [0, 1].map(|j| {
+            let holds = self.part_of(0) == Some(j);
+            let x = holds.then(|| broadcast_ring(parts[j].expose(), width));
+            conversion::local_bits(x.as_deref(), width)
+        });
+        Some(Value::SecretBits(bits.into()))
+    }
+
+    /// One layer in one round. Randomness is drawn in this order at every
+    /// party: the zero-sharings of the multiplications, of the injections'
+    /// products and of the divisions' second rounds (gate order each),
+    /// then of the ANDs, then the masks of party 0's division inputs and
+    /// of party 1's split inputs.
+    async fn run_layer(
+        &mut self,
+        net: &mut Net<'_>,
+        instance: &Instance,
+        index: usize,
+        values: &mut [Option<Value>],
+    ) -> Result<(), JobError> {
+        let layer: &Layer = &instance.layers[index];
+        let gates = &instance.netlist.gates;
+        let step = Step::Layer(index as u32 + 1);
+        let me = self.me;
+        let ring_at = |v: GateId, w: usize| -> [Vec<u64>; 2] {
+            let parts = values[v].as_ref().expect("operand ready").shares();
+            [0, 1].map(|j| broadcast_ring(parts[j].expose(), w))
+        };
+        let bits_at = |v: GateId, w: usize, j: usize| -> Bits {
+            broadcast_bits(&values[v].as_ref().expect("operand ready").bit_shares()[j], w).into_owned()
+        };
+
+        // The ring products: multiplications, injections of a secret value
+        // (r·x), divisions' second rounds (c_t·r_t).
+        let secret_injections: Vec<GateId> = layer
+            .injects
+            .iter()
+            .copied()
+            .filter(|id| matches!(gates[*id].op, GateOp::Inject(_, x) if gates[x].secret))
+            .collect();
+        let mut dabit_at = BTreeMap::new();
+        for &id in &layer.injects {
+            dabit_at.insert(id, self.dabits.used);
+            self.dabits.used += gates[id].width();
+        }
+        let dabit_arith = |id: GateId, w: usize, d: &DaBits| -> [Vec<u64>; 2] {
+            let at = dabit_at[&id];
+            [0, 1].map(|j| d.arith[j].expose()[at..at + w].to_vec())
+        };
+        let mut z = Vec::new();
+        for &id in &layer.muls {
+            let GateOp::Mul(a, b) = gates[id].op else { unreachable!() };
+            let w = gates[id].width();
+            let (x, y) = (ring_at(a, w), ring_at(b, w));
+            let mut part = self.keys.zero_ring(w);
+            mul_local([&x[0], &x[1]], [&y[0], &y[1]], &mut part);
+            z.extend_from_slice(&part);
+        }
+        for &id in &secret_injections {
+            let GateOp::Inject(_, x) = gates[id].op else { unreachable!() };
+            let w = gates[id].width();
+            let (x, r) = (ring_at(x, w), dabit_arith(id, w, &self.dabits));
+            let mut part = self.keys.zero_ring(w);
+            mul_local([&r[0], &r[1]], [&x[0], &x[1]], &mut part);
+            z.extend_from_slice(&part);
+        }
+        for &id in &layer.corrections {
+            let w = gates[id].width();
+            let p = self.pending.get(&id).expect("the first round ran in the layer before");
+            let mut part = self.keys.zero_ring(w);
+            mul_local([p.ct[0].expose(), p.ct[1].expose()], [p.rt[0].expose(), p.rt[1].expose()], &mut part);
+            z.extend_from_slice(&part);
+        }
+        // The ANDs, packed densely over the layer.
+        let mut left = [0, 1].map(|_| Packed::with_capacity(0));
+        let mut right = [0, 1].map(|_| Packed::with_capacity(0));
+        for &id in &layer.ands {
+            let GateOp::And(a, b) = gates[id].op else { unreachable!() };
+            let w = gates[id].width();
+            for (j, (l, r)) in left.iter_mut().zip(right.iter_mut()).enumerate() {
+                l.push(&bits_at(a, w, j));
+                r.push(&bits_at(b, w, j));
+            }
+        }
+        let and_words = left[0].words().len();
+        let mut and_z = self.keys.zero_words(and_words);
+        and_local([left[0].words(), left[1].words()], [right[0].words(), right[1].words()], &mut and_z);
+        drop((left, right));
+        // The injections' masked bits e = b XOR r: this party sends its
+        // part 1, which the previous party lacks.
+        let mut e_parts = [Vec::new(), Vec::new()];
+        for &id in &layer.injects {
+            let GateOp::Inject(b, _) = gates[id].op else { unreachable!() };
+            let w = gates[id].width();
+            let at = dabit_at[&id];
+            for (j, e) in e_parts.iter_mut().enumerate() {
+                let mut bits = bits_at(b, w, j);
+                bits.xor_assign(&self.dabits.bits[j].slice(at..at + w));
+                e.extend_from_slice(bits.words());
+            }
+        }
+        // Division inputs (party 0) and split inputs (party 1), to next.
+        let mut to_next = Vec::new();
+        let mut div_parts: Vec<(GateId, Parts, Parts)> = Vec::new();
+        for (division, nodes) in &layer.divs {
+            for &id in nodes {
+                let GateOp::Div(x, _) = gates[id].op else { unreachable!() };
+                let w = gates[id].width();
+                let (a, ct) = if me == 0 {
+                    let x = ring_at(x, w);
+                    let (a, ct) = division::owner_values(division, &x[0], &x[1]);
+                    (Some(a), Some(ct))
+                } else {
+                    (None, None)
+                };
+                // The receiver (party 1) takes its parts after the round.
+                if InputRole::of(me, 0) == InputRole::Receiver {
+                    div_parts.push((id, [Vec::new(), Vec::new()], [Vec::new(), Vec::new()]));
+                    continue;
+                }
+                let a_parts = self.input_ring(0, a.as_deref(), None, w);
+                let ct_parts = self.input_ring(0, ct.as_deref(), None, w);
+                if me == 0 {
+                    ring::extend_le_bytes(&mut to_next, &a_parts[1]);
+                    ring::extend_le_bytes(&mut to_next, &ct_parts[1]);
+                }
+                div_parts.push((id, a_parts, ct_parts));
+            }
+        }
+        let mut split_parts: Vec<(GateId, [Bits; 2])> = Vec::new();
+        for &id in &layer.splits {
+            let GateOp::SplitInput(x) = gates[id].op else { unreachable!() };
+            let w = gates[id].width();
+            let v = (me == 1).then(|| {
+                let x = ring_at(x, w);
+                conversion::input_bits(&x[0], &x[1])
+            });
+            if InputRole::of(me, 1) == InputRole::Receiver {
+                split_parts.push((id, [Bits::zeros(64, 0), Bits::zeros(64, 0)]));
+                continue;
+            }
+            let parts = self.input_bits(1, v.as_ref(), None, 64, w);
+            if me == 1 {
+                ring::extend_le_bytes(&mut to_next, parts[1].words());
+            }
+            split_parts.push((id, parts));
+        }
+
+        // One round.
+        let mut to_prev = Vec::with_capacity(8 * (z.len() + and_z.len() + e_parts[1].len()));
+        ring::extend_le_bytes(&mut to_prev, &z);
+        ring::extend_le_bytes(&mut to_prev, &and_z);
+        ring::extend_le_bytes(&mut to_prev, &e_parts[1]);
+        let from_next_len = to_prev.len();
+        let div_elems: usize = div_parts.iter().map(|(id, ..)| gates[*id].width()).sum();
+        let split_words: usize = split_parts.iter().map(|(id, _)| 64 * words_for(gates[*id].width())).sum();
+        let from_prev_len = 8 * match prev(me) {
+            0 => 2 * div_elems,
+            1 => split_words,
+            _ => 0,
+        };
+        let mut sends = vec![(prev(me), Arc::new(to_prev))];
+        if !to_next.is_empty() {
+            sends.push((next(me), Arc::new(to_next)));
+        }
+        let mut from = vec![next(me)];
+        if from_prev_len > 0 {
+            from.push(prev(me));
+        }
+        let received = net.round(step, sends, &from).await?;
+        let (from_next, from_prev) = (&received[next(me)], &received[prev(me)]);
+        if from_next.len() != from_next_len {
+            return Err(net.protocol_error(
+                next(me),
+                step,
+                format!("expected {} reshared values, got {} bytes", from_next_len / 8, from_next.len()),
+            ));
+        }
+        if from_prev.len() != from_prev_len {
+            return Err(net.protocol_error(
+                prev(me),
+                step,
+                format!("expected {} input values, got {} bytes", from_prev_len / 8, from_prev.len()),
+            ));
+        }
+
+        // Finish.
+        let mut at = 0;
+        let their_z = take_words(from_next, &mut at, z.len()).expect("length checked");
+        let their_and = take_words(from_next, &mut at, and_z.len()).expect("length checked");
+        let their_e = take_words(from_next, &mut at, e_parts[1].len()).expect("length checked");
+        let mut done: Vec<(GateId, Value)> = Vec::new();
+        let mut offset = 0;
+        let mut take_product = |w: usize| -> [Vec<u64>; 2] {
+            let r = offset..offset + w;
+            offset += w;
+            [z[r.clone()].to_vec(), their_z[r].to_vec()]
+        };
+        for &id in &layer.muls {
+            let parts = take_product(gates[id].width());
+            done.push((id, Value::Secret(parts.map(Share::new).into())));
+        }
+        let mut rx_of = BTreeMap::new();
+        for &id in &secret_injections {
+            rx_of.insert(id, take_product(gates[id].width()));
+        }
+        for &id in &layer.corrections {
+            let (GateOp::Div(_, division), w) = (&gates[id].op, gates[id].width()) else { unreachable!() };
+            let product = take_product(w);
+            let p = self.pending.remove(&id).expect("the first round ran in the layer before");
+            let PendingDivision { mut base, ct, rt } = p;
+            for j in 0..2 {
+                division::finish(division, base[j].expose_mut(), ct[j].expose(), rt[j].expose(), &product[j]);
+            }
+            done.push((id, Value::Secret(base.into())));
+        }
+        let mut offset = 0;
+        for &id in &layer.ands {
+            let Kind::Bits(width) = gates[id].kind else { unreachable!("an AND of bundles") };
+            let len = gates[id].width();
+            let parts = [Packed::unpack(&and_z, offset, width, len), Packed::unpack(&their_and, offset, width, len)];
+            done.push((id, Value::SecretBits(parts.into())));
+            offset += width * len;
+        }
+        let mut e_at = 0;
+        for &id in &layer.injects {
+            let GateOp::Inject(_, x) = gates[id].op else { unreachable!() };
+            let w = gates[id].width();
+            let words = words_for(w);
+            let e: Vec<u64> = (e_at..e_at + words).map(|k| e_parts[0][k] ^ e_parts[1][k] ^ their_e[k]).collect();
+            e_at += words;
+            let parts: [Vec<u64>; 2] = if gates[x].secret {
+                let x = ring_at(x, w);
+                let rx = rx_of.remove(&id).expect("its product");
+                [0, 1].map(|j| conversion::inject(&e, &x[j], &rx[j]))
+            } else {
+                let public = broadcast_ring(values[x].as_ref().expect("operand ready").public(), w);
+                let r = dabit_arith(id, w, &self.dabits);
+                [0, 1].map(|j| {
+                    let mut rx = r[j].clone();
+                    ring::mul_assign(&mut rx, &public);
+                    let x = if self.public_parts[j] { public.clone() } else { vec![0; w] };
+                    conversion::inject(&e, &x, &rx)
+                })
+            };
+            done.push((id, Value::Secret(parts.map(Share::new).into())));
+        }
+        let mut at = 0;
+        for (id, a_parts, ct_parts) in div_parts {
+            let w = gates[id].width();
+            let (GateOp::Div(x, division), true) = (&gates[id].op, true) else { unreachable!() };
+            let (a, ct) = if me == 1 {
+                let a = take_words(from_prev, &mut at, w).expect("length checked");
+                let ct = take_words(from_prev, &mut at, w).expect("length checked");
+                ([a, vec![0; w]], [ct, vec![0; w]])
+            } else {
+                (a_parts, ct_parts)
+            };
+            // B and r_t from r = x_2, at its holders.
+            let r = self.part_of(2).map(|j| ring_at(*x, w)[j].clone());
+            let (b, rt) = match &r {
+                Some(r) => division::mask_values(division, r),
+                None => (vec![0; w], vec![0; w]),
+            };
+            let (b, rt) = (self.known_to_holders(2, b), self.known_to_holders(2, rt));
+            let base = [0, 1].map(|j| {
+                let mut y = a[j].clone();
+                ring::sub_assign(&mut y, &b[j]);
+                if self.public_parts[j] {
+                    let k = division.offset() / division.divisor;
+                    y.iter_mut().for_each(|y| *y = y.wrapping_sub(k));
+                }
+                Share::new(y)
+            });
+            self.pending.insert(id, PendingDivision { base, ct: ct.map(Share::new), rt: rt.map(Share::new) });
+        }
+        for (id, parts) in split_parts {
+            let parts = if me == 2 {
+                let w = gates[id].width();
+                let words = take_words(from_prev, &mut at, 64 * words_for(w)).expect("length checked");
+                [Bits::from_words(64, w, words).expect("whole planes"), Bits::zeros(64, w)]
+            } else {
+                parts
+            };
+            done.push((id, Value::SecretBits(parts.into())));
+        }
+        for (id, value) in done {
+            values[id] = Some(value);
+        }
+        Ok(())
+    }
+
+    /// Step 4: a recipient lacks one component, which the next party
+    /// holds as its part 1 and sends.
+    async fn reveal_outputs(
+        &mut self,
+        net: &mut Net<'_>,
+        instance: &Instance,
+        circuit: &Circuit,
+        values: &[Option<Value>],
+    ) -> Result<Vec<Option<Secret>>, JobError> {
+        let me = self.me;
+        reveal_by_parts(net, instance, circuit, values, |r| (r == prev(me)).then_some(1), |r| vec![next(r)]).await
+    }
+}

@@ -1,0 +1,221 @@
+//! The conformance suite: every language construct, under every protocol
+//! (and every preprocessing mode of a protocol that takes material),
+//! against `program::plain` on the same inputs. Adding a protocol means
+//! adding a [`Backend`] here.
+
+mod common;
+
+use cohort_worker::executor::JobOutput;
+use cohort_worker::local::LocalFederation;
+use cohort_worker::program::{compile, plain};
+use cohort_worker::protocol::ProtocolName;
+use cohort_worker::ring::from_signed;
+use std::sync::Arc;
+
+/// A protocol with its source of material.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Backend {
+    /// Additive sharing with a trusted dealer.
+    AdditiveDealer,
+    /// Replicated sharing (three parties).
+    Replicated,
+}
+
+impl Backend {
+    fn protocol(self) -> ProtocolName {
+        match self {
+            Backend::AdditiveDealer => ProtocolName::AdditiveSemiHonest,
+            Backend::Replicated => ProtocolName::Replicated3,
+        }
+    }
+}
+
+/// Run `source` among `parties` with ring-encoded inputs (`inputs[p]`:
+/// party `p`'s name/value pairs) and check every output at every
+/// recipient against `program::plain`, exactly. Returns the outputs.
+async fn check(backend: Backend, parties: usize, source: &str, inputs: Vec<Vec<(&str, Vec<u64>)>>) -> Vec<JobOutput> {
+    check_within(backend, parties, source, inputs, |_| 0).await
+}
+
+/// As [`check`], allowing output `name` to differ from plain by
+/// `tolerance(name)` ring units per element (divisions and truncations
+/// are exact to within one unit).
+async fn check_within(
+    backend: Backend,
+    parties: usize,
+    source: &str,
+    inputs: Vec<Vec<(&str, Vec<u64>)>>,
+    tolerance: impl Fn(&str) -> i64,
+) -> Vec<JobOutput> {
+    let federation =
+        LocalFederation::with_parties(parties).await.expect("local federation").with_protocol(backend.protocol());
+    let circuit = compile(source, &federation.names).expect("compiles");
+    let mut plain_inputs = plain::PlainInputs::new();
+    let mut own = Vec::new();
+    for (party, mine) in inputs.iter().enumerate() {
+        let mut o = cohort_worker::executor::OwnInputs::new();
+        for (name, values) in mine {
+            let index = circuit.inputs.iter().position(|i| i.name == *name).expect("declared input");
+            plain_inputs.insert(index, party, values.clone());
+            o.insert_encoded(&circuit, name, cohort_worker::sharing::Secret::new(values.clone())).unwrap();
+        }
+        own.push(o);
+    }
+    let want = plain::evaluate(&circuit, &plain_inputs).expect("plain evaluates");
+    let circuit = Arc::new(circuit);
+    let results = federation.run(circuit.clone(), federation.consent(source), own).await.expect("meshes");
+    let mut outs = Vec::new();
+    for (party, result) in results.into_iter().enumerate() {
+        let out = result.unwrap_or_else(|e| panic!("{backend:?}: party {party} failed: {e}"));
+        for (decl, want) in circuit.outputs.iter().zip(&want) {
+            let got = out.outputs.iter().find(|o| o.name == decl.name).expect("output");
+            if decl.recipients.contains(&party) {
+                let got = got.value.as_ref().expect("a recipient gets the value").expose().to_vec();
+                let allowed = tolerance(&decl.name);
+                if allowed == 0 {
+                    assert_eq!(&got, want, "{backend:?}: output `{}` at party {party}", decl.name);
+                }
+                assert_eq!(got.len(), want.len(), "{backend:?}: output `{}` length", decl.name);
+                for (i, (g, w)) in got.iter().zip(want).enumerate() {
+                    let diff = cohort_worker::ring::to_signed(g.wrapping_sub(*w));
+                    assert!(diff.abs() <= allowed, "{backend:?}: `{}`[{i}] at party {party} off by {diff}", decl.name);
+                }
+            } else {
+                assert!(got.value.is_none());
+            }
+        }
+        outs.push(out);
+    }
+    outs
+}
+
+fn enc(v: &[i64]) -> Vec<u64> {
+    v.iter().map(|x| from_signed(*x)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smoke_arithmetic() {
+    let source = "input x: int[] from party-0\ninput y: int[] from party-1\ninput t: int from party-2\n\
+                  output s = x + y * t\noutput p = x * y\noutput total = sum(x * y)\n";
+    for backend in [Backend::AdditiveDealer, Backend::Replicated] {
+        check(
+            backend,
+            3,
+            source,
+            vec![vec![("x", enc(&[1, -2, 3, 1 << 40]))], vec![("y", enc(&[5, 6, -7, 3]))], vec![("t", enc(&[9]))]],
+        )
+        .await;
+    }
+}
+
+/// Edge values of the documented range and around zero.
+fn edges() -> Vec<i64> {
+    let top = (1i64 << 62) - 1;
+    vec![0, 1, -1, 2, -2, 63, 64, -64, 1 << 31, -(1 << 31), 1 << 47, -(1 << 47), top, -top, top - 1, -top + 1]
+}
+
+/// Pairs `(v, v)`, `(v, v ± 1)`, `(v, −v)` over the edge values, `len` of
+/// them (cycling).
+fn neighbour_pairs(len: usize) -> (Vec<i64>, Vec<i64>) {
+    let top = (1i64 << 62) - 1;
+    let mut pairs = Vec::new();
+    for v in edges() {
+        for w in [v, v.saturating_add(1).min(top), v.saturating_sub(1).max(-top), -v] {
+            pairs.push((v, w));
+        }
+    }
+    (0..len).map(|i| pairs[(i * 7) % pairs.len()]).unzip()
+}
+
+/// Every construct of the comparison family (exact: no truncation).
+async fn comparison_family(backend: Backend, parties: usize, len: usize) {
+    let last = format!("party-{}", parties - 1);
+    let reductions = if len == 0 {
+        ""
+    } else {
+        "output vmin = min(x)\noutput vmax = max(y)\noutput amin = argmin(x)\noutput amax = argmax(y)\n"
+    };
+    let source = format!(
+        "input x: int[] from party-0\ninput y: int[] from {last}\ninput f: fixed[] from party-0\n\
+         input g: fixed[] from {last}\ninput t: int from {last}\ninput flags: bool[] from party-0\n\
+         output lt = x < y\noutput le = x <= y\noutput gt = x > y\noutput ge = x >= y\noutput eq = x == y\n\
+         output ne = x != y\noutput fl = f < g\noutput feq = f == g\noutput mixed = x < f\n\
+         output sel = select(x < y, x, y)\noutput ab = abs(x)\noutput mn = min(x, y)\noutput mx = max(x, y)\n\
+         {reductions}output cl = clamp(x, -100, t)\noutput cnt = count(x < t)\noutput kept = select(flags, x, 0)\n\
+         output logic = (x < y and flags) or not (x == y) xor flags\noutput counted = sum(x < y)\n\
+         output scalar = t > 3\noutput fsel = select(flags, f, 1.5)\n"
+    );
+    let (x, y) = neighbour_pairs(len);
+    let f: Vec<i64> = x.iter().map(|v| v >> 17).collect();
+    let g: Vec<i64> = x.iter().zip(&y).map(|(v, w)| (v >> 17) + (w - v).signum()).collect();
+    let flags: Vec<u64> = (0..len).map(|i| (i % 3 == 0) as u64).collect();
+    let mut inputs = vec![Vec::new(); parties];
+    inputs[0] = vec![("x", enc(&x)), ("f", enc(&f)), ("flags", flags)];
+    inputs[parties - 1].extend([("y", enc(&y)), ("g", enc(&g)), ("t", enc(&[12345]))]);
+    check(backend, parties, &source, inputs).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn comparisons_under_replicated_sharing() {
+    for len in [0, 1, 2, 63, 64, 65, 200] {
+        comparison_family(Backend::Replicated, 3, len).await;
+    }
+}
+
+/// Every arithmetic operation, with the fixed-point range's edges: exact
+/// for ring operations, within one unit per division or truncation.
+async fn arithmetic(backend: Backend, parties: usize) {
+    let last = format!("party-{}", parties - 1);
+    let source = format!(
+        "input a: int[] from party-0\ninput b: int[] from {last}\ninput x: fixed[] from party-0\n\
+         input y: fixed[] from {last}\ninput s: fixed from {last}\ninput k: int from party-0\n\
+         output add = a + b\noutput sub = a - b\noutput neg = -a\noutput mul = a * b\noutput affine = a * 3 - 7\n\
+         output scalar = a * k\noutput total = sum(a)\noutput cat_len = len(a) + len(x)\noutput addf = x + y\n\
+         output mulf = x * y\noutput divf = x / 3\noutput divi = a / 1000\noutput divbig = a / 4611686018427387903\n\
+         output scaled = x * s\noutput halves = x * 0.5\noutput dotf = dot(x, y)\noutput meanf = mean(x)\n\
+         output mixed = a * x\noutput chain = (x * y) * s\n"
+    );
+    let fp = cohort_worker::fixed::FixedPoint::default();
+    let big = (1i64 << 61) - 1;
+    let a: Vec<i64> = vec![0, 1, -1, 2, -3, 123456, -654321, 1_000_000_000, -1_000_000_000, 0];
+    let b: Vec<i64> = vec![0, -1, 1, big, -big, 7, -7, 1_000_000_000, 3, 1];
+    let edge = 1024.0 - 1.0 / 256.0;
+    let xf = [0.0, 1.0, -1.0, edge, -edge, 0.5, -0.25, 3.25159, -2.61828, 1.0 / 65536.0];
+    let yf = [0.0, -1.0, 1.0, edge, edge, -0.5, 1000.0, -3.0, 0.0, 64.0];
+    let fixed = |v: &[f64]| -> Vec<u64> { v.iter().map(|v| fp.encode(*v).unwrap()).collect() };
+    let ints = |v: &[i64]| -> Vec<u64> { v.iter().map(|v| cohort_worker::fixed::encode_int(*v).unwrap()).collect() };
+    let mut inputs = vec![Vec::new(); parties];
+    inputs[0] = vec![("a", ints(&a)), ("x", fixed(&xf)), ("k", ints(&[-3]))];
+    inputs[parties - 1].extend([("b", ints(&b)), ("y", fixed(&yf)), ("s", fixed(&[-1.5]))]);
+    check_within(backend, parties, &source, inputs, |name| match name {
+        "mulf" | "divf" | "divi" | "divbig" | "scaled" | "halves" | "dotf" | "meanf" => 1,
+        "chain" => 3,
+        _ => 0,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arithmetic_under_every_protocol() {
+    for backend in [Backend::AdditiveDealer, Backend::Replicated] {
+        arithmetic(backend, 3).await;
+    }
+}
+
+/// Truncation is exact when the divisor divides the value (a product of
+/// whole numbers), under every protocol: `dot` truncates each product.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exact_multiples_truncate_exactly() {
+    let fp = cohort_worker::fixed::FixedPoint::default();
+    let fixed = |v: &[f64]| -> Vec<u64> { v.iter().map(|v| fp.encode(*v).unwrap()).collect() };
+    let source = "input x: fixed[] from party-0\ninput y: fixed[] from party-2\noutput d = dot(x, y)\n\
+                  output p = x * y\noutput q = x / 4\n";
+    for backend in [Backend::AdditiveDealer, Backend::Replicated] {
+        let inputs = vec![
+            vec![("x", fixed(&[1.0, 2.0, -3.0, 0.5, 1000.0, -0.25]))],
+            vec![],
+            vec![("y", fixed(&[1.0, 1.0, 4.0, -2.0, 0.5, 8.0]))],
+        ];
+        check(backend, 3, source, inputs).await;
+    }
+}
