@@ -688,7 +688,8 @@ mod tests {
         assert!(above.resolve().unwrap_err().contains("outside the versions this build implements"));
         let below = ProtocolVersions { min_version: Some(0), max_version: None, ..Default::default() };
         assert!(below.resolve().is_err());
-        let empty = ProtocolVersions { min_version: Some(hi), max_version: Some(lo.saturating_sub(1)), ..Default::default() };
+        let empty =
+            ProtocolVersions { min_version: Some(hi), max_version: Some(lo.saturating_sub(1)), ..Default::default() };
         assert!(empty.resolve().is_err());
     }
 }

@@ -441,9 +441,6 @@ impl Jobs {
         let (parties, me) = resolve_parties(config, &request.parties, "job")?;
         let protocol = self.ctx.loaded.protocol;
         let mode = resolve_mode(protocol, request.preprocessing)?;
-        if protocol != ProtocolName::AdditiveSemiHonest {
-            return Err(format!("this worker build does not run {protocol} jobs yet"));
-        }
         if mode == Mode::Pool && self.ctx.pool.is_none() {
             return Err("the job asks for preprocessing: pool, and this worker has no pool configured".into());
         }
@@ -486,6 +483,7 @@ impl Jobs {
         options.job_timeout = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
         options.max_vector_len = self.ctx.loaded.config.limits.max_vector_len;
         options.quotients = crate::executor::Quotients::of(mode);
+        options.protocol = self.ctx.loaded.protocol;
         let names: Vec<String> = parties.iter().map(|p| p.name.clone()).collect();
         let mut batches = Vec::new();
         let result = execute(&mesh, &circuit, &inputs, &options, |plan| async {

@@ -138,7 +138,14 @@ impl Worker {
         let health = {
             let (identity, jobs, metrics) = (identity.clone(), jobs.clone(), metrics.clone());
             Arc::new(move || {
-                control::health(&identity.current(), protocol, versions, &jobs, metrics.cert_expires_in(), peer_table.snapshot())
+                control::health(
+                    &identity.current(),
+                    protocol,
+                    versions,
+                    &jobs,
+                    metrics.cert_expires_in(),
+                    peer_table.snapshot(),
+                )
             })
         };
         let server = Arc::new(ControlServer {
