@@ -572,9 +572,11 @@ fn cel_refuses_replicated_3_unless_there_are_exactly_three_parties() {
     two["spec"]["parties"].as_array_mut().map(|p| p.pop());
     expect_rejected("MpcCluster", &two, None, "replicated-3 runs with exactly 3 parties");
     let mut four = rep3.clone();
-    four["spec"]["parties"]
-        .as_array_mut()
-        .map(|p| p.push(json!({"name": "bank-d", "endpoint": "mpc.bank-d.example:7443", "trust": {"secretRef": {"name": "bank-d-ca"}}})));
+    let bank_d =
+        json!({"name": "bank-d", "endpoint": "mpc.bank-d.example:7443", "trust": {"secretRef": {"name": "bank-d-ca"}}});
+    if let Some(parties) = four["spec"]["parties"].as_array_mut() {
+        parties.push(bank_d);
+    }
     expect_rejected("MpcCluster", &four, None, "replicated-3 runs with exactly 3 parties");
     // A change of protocol is checked like a new object.
     let mut two_additive = two.clone();

@@ -44,8 +44,10 @@ pub struct Job {
     pub inputs: BTreeMap<String, Vec<cohort_worker::service::api::InputValue>>,
     pub timeouts: JobTimeouts,
     /// Where the job's material comes from: the cluster's dealer, or the
-    /// workers' pools (a PreprocessingPool in mode `ot`).
-    pub preprocessing: Mode,
+    /// workers' pools (a PreprocessingPool in mode `ot`). `None` for a
+    /// protocol that takes no material (`replicated-3`): its workers refuse
+    /// a job that names any mode.
+    pub preprocessing: Option<Mode>,
 }
 
 impl std::fmt::Debug for Job {
@@ -126,7 +128,7 @@ impl Dispatcher {
             parties: job.parties.clone(),
             inputs: job.inputs.clone(),
             timeouts: job.timeouts,
-            preprocessing: Some(job.preprocessing),
+            preprocessing: job.preprocessing,
         };
         // The worker parents its job span on this one (traceparent).
         let span = info_span!("dispatch.submit", job.id = %job.id, party = %self.party, worker = %control_endpoint);
@@ -209,7 +211,7 @@ mod tests {
             parties: vec!["a".into()],
             inputs: BTreeMap::from([("x".to_string(), vec![987_654_321.into()])]),
             timeouts: JobTimeouts::default(),
-            preprocessing: Mode::Pool,
+            preprocessing: Some(Mode::Pool),
         };
         let shown = format!("{job:?}");
         assert!(shown.contains("input_lengths") && !shown.contains("987654321"), "{shown}");

@@ -69,3 +69,23 @@ fn image_tags_are_strings_in_the_values_schema() {
         assert_eq!(tag["type"], "string", "{tag}");
     }
 }
+
+#[test]
+fn the_values_schema_knows_every_protocol_and_that_replicated_3_takes_three_parties() {
+    let path = cohort_e2e::repo_root().join("charts/cohort/values.schema.json");
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("the schema")).expect("JSON");
+    let spec = &schema["properties"]["mpcCluster"]["properties"]["spec"];
+    let names: Vec<&str> = spec["properties"]["protocol"]["properties"]["name"]["enum"]
+        .as_array()
+        .expect("an enum")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    let crd: Vec<&str> = cohort_crds::cluster::ProtocolName::ALL.iter().map(|p| p.as_str()).collect();
+    assert_eq!(names, crd, "the chart's values accept the CRD's protocols");
+    // The CRD's CEL rule, for values checked before anything is applied.
+    assert_eq!(spec["if"]["properties"]["protocol"]["properties"]["name"]["const"], "replicated-3");
+    let parties = &spec["then"]["properties"]["parties"];
+    assert_eq!((parties["minItems"].as_u64(), parties["maxItems"].as_u64()), (Some(3), Some(3)));
+}

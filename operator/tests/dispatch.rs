@@ -20,7 +20,7 @@ fn job(id: &str, parties: &[String], program: &str, x: f64) -> Job {
         parties: parties.to_vec(),
         inputs: BTreeMap::from([("x".to_string(), vec![serde_json::Number::from_f64(x).expect("finite").into()])]),
         timeouts: JobTimeouts { connect_seconds: Some(10.0), round_seconds: Some(10.0), total_seconds: Some(60.0) },
-        preprocessing: Mode::Dealer,
+        preprocessing: Some(Mode::Dealer),
     }
 }
 
@@ -94,7 +94,7 @@ async fn a_pool_job_takes_its_material_from_the_workers_pools() {
     for (i, w) in federation.workers.iter().enumerate() {
         let dispatcher = Dispatcher::new(federation.controller.current(), w.name.clone(), Duration::from_millis(10));
         let mut job = job(&id, &names, program, i as f64 + 1.5);
-        job.preprocessing = Mode::Pool;
+        job.preprocessing = Some(Mode::Pool);
         let endpoint = w.control.clone();
         runs.push(tokio::spawn(async move { (dispatcher.run(&endpoint, &job).await, dispatcher, endpoint) }));
     }

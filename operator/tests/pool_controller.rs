@@ -153,6 +153,40 @@ async fn a_pool_hosts_the_dealer_and_an_ot_pool_configures_the_workers() {
     assert_eq!(pool.watermarks(StoredKind::EdaBits), Watermarks { low_watermark: 50, target: 500 });
     assert_eq!(pool.watermarks(StoredKind::DaBits), Watermarks { low_watermark: 0, target: 0 }, "not listed");
 
+    // The federation switches to replicated-3, which takes no material:
+    // both pools are refused, the hosted dealer goes, and the workers'
+    // configuration loses the pool.
+    let switch = serde_json::json!({"spec": {"protocol": {"name": "replicated-3"}}});
+    Api::<MpcCluster>::namespaced(client.clone(), NS)
+        .patch("consortium", &PatchParams::default(), &Patch::Merge(&switch))
+        .await
+        .expect("switch the protocol");
+    for name in ["dealer", "ot"] {
+        let p = wait_reason(&pools, name, types::READY, ("False", "ProtocolTakesNoPreprocessing")).await;
+        let ready = find_condition(&p.status.as_ref().expect("status").conditions, types::READY).expect("ready");
+        assert!(
+            ready
+                .message
+                .contains("the MpcCluster consortium runs replicated-3, which takes no preprocessing material"),
+            "{}",
+            ready.message
+        );
+        assert_eq!(condition(&p, types::DEGRADED), Some(("True".into(), "ProtocolTakesNoPreprocessing".into())));
+    }
+    eventually("the hosted dealer removed", WAIT, || async {
+        let set = sets.get_opt("dealer-dealer").await.map_err(|e| e.to_string())?;
+        let tls = secrets.get_opt("dealer-dealer-tls").await.map_err(|e| e.to_string())?;
+        if set.is_none() && tls.is_none() { Ok(()) } else { Err("still there".to_string()) }
+    })
+    .await;
+    eventually("no pool in the workers' configuration", WAIT, || async {
+        let config = maps.get("consortium-config").await.map_err(|e| e.to_string())?;
+        let files = config.data.unwrap_or_default();
+        let rendered = files.values().all(|t| t.contains("name: replicated-3") && !t.contains("pool:"));
+        if rendered { Ok(()) } else { Err(format!("{files:?}")) }
+    })
+    .await;
+
     assert_chart_rbac_allows(&server);
     stop_tx.send(true).expect("stop");
     tokio::time::timeout(WAIT, running).await.expect("the controllers stop").expect("no panic");

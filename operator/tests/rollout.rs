@@ -16,6 +16,13 @@
 //! rollout with `RolloutPaused=True`/`ShardUnhealthy` and a Warning event,
 //! and no other shard moves; reverting the spec rolls back only that shard
 //! and clears the pause.
+//!
+//! A change of protocol (`spec.protocol.name`, to `replicated-3` among three
+//! parties) rolls the same way: each shard drained and replaced in turn, and
+//! counted healthy only once its worker reports the new protocol. On that
+//! cluster a PreprocessingPool is refused (`ProtocolTakesNoPreprocessing`)
+//! and the workers get no pool; an MpcJob naming a pool is refused before
+//! dispatch, and one without reaches its worker with no preprocessing mode.
 
 mod support;
 
@@ -23,14 +30,16 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cohort_crds::MpcCluster;
 use cohort_crds::cluster::RolloutPhase;
 use cohort_crds::conditions::{find_condition, types};
+use cohort_crds::job::JobPhase;
+use cohort_crds::{MpcCluster, MpcJob, PreprocessingPool};
 use cohort_operator::cluster::desired::ANNOTATION_TEMPLATE_HASH;
 use cohort_operator::controller::{self, ShardRef};
 use cohort_operator::leader::stopped;
 use cohort_worker::transport::PartyCa;
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use support::*;
@@ -305,5 +314,188 @@ async fn image_changes_roll_one_drained_shard_at_a_time_pause_on_a_broken_shard_
     assert_chart_rbac_allows(&server);
     stop_tx.send(true).expect("stop");
     tokio::time::timeout(WAIT, running).await.expect("the controller stops").expect("no panic");
+    tokio::time::timeout(WAIT, sim).await.expect("the simulation stops").expect("no panic");
+}
+
+/// Three parties (replicated-3 needs exactly three), additive to begin with.
+fn three_party_cluster() -> MpcCluster {
+    let mut c = cluster();
+    let bank_c = serde_json::json!({"name": "bank-c", "endpoint": "127.0.0.1:19443",
+        "trust": {"secretRef": {"name": "bank-c-ca"}}});
+    c.spec.parties.push(serde_json::from_value(bank_c).expect("a party"));
+    c
+}
+
+async fn hash_other_than(sets: &Api<StatefulSet>, old: &str) -> String {
+    eventually("a new template", WAIT, || async {
+        let set = sets.get("consortium").await.map_err(|e| e.to_string())?;
+        let (hash, _, _) = template_of(&set);
+        if hash != old { Ok(hash) } else { Err(hash) }
+    })
+    .await
+}
+
+async fn job_phase(jobs: &Api<MpcJob>, name: &str, want: &[JobPhase]) -> MpcJob {
+    eventually(&format!("MpcJob {name} in {want:?}"), WAIT, || async {
+        let j = jobs.get(name).await.map_err(|e| e.to_string())?;
+        match j.status.as_ref().and_then(|s| s.phase) {
+            Some(p) if want.contains(&p) => Ok(j),
+            other => Err(format!("{other:?}: {:?}", j.status.as_ref().and_then(|s| s.reason.clone()))),
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_protocol_change_rolls_shard_by_shard_and_replicated_3_takes_no_preprocessing() {
+    let server = api_server().await;
+    let client = server.client();
+    let peer_ca = PartyCa::generate("consortium", "bank-b", Duration::from_secs(3600)).expect("a CA").cert_pem();
+    put_secret(&client, NS, "bank-b-ca", &[("ca.crt", peer_ca.as_bytes())]).await;
+    let c_ca = PartyCa::generate("consortium", "bank-c", Duration::from_secs(3600)).expect("a CA").cert_pem();
+    put_secret(&client, NS, "bank-c-ca", &[("ca.crt", c_ca.as_bytes())]).await;
+    let clusters: Api<MpcCluster> = Api::namespaced(client.clone(), NS);
+    clusters.create(&PostParams::default(), &three_party_cluster()).await.expect("create the MpcCluster");
+
+    // Every controller (the job and pool controllers read the cluster's protocol).
+    let endpoints: Arc<Mutex<BTreeMap<usize, String>>> = Arc::new(Mutex::new(BTreeMap::new()));
+    let lookup = endpoints.clone();
+    let control: controller::ControlEndpoints = Arc::new(move |s: &ShardRef<'_>| {
+        lookup.lock().expect("lock").get(&s.shard).cloned().unwrap_or_else(|| "127.0.0.1:1".into())
+    });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let ctx = context(operator_client(&server), "test", control);
+    let running = tokio::spawn(controller::run_all(ctx, Some(NS.into()), stop_rx.clone()));
+
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
+    let first = current_hash(&sets, "registry.example/cohort-worker:1.0.0").await;
+    let shards = Arc::new(Shards::new(&client, NS, SHARDS, &peer_ca, endpoints).await);
+    let log: Arc<Mutex<Vec<Replacement>>> = Arc::new(Mutex::new(Vec::new()));
+    let sim = tokio::spawn(simulate(sets.clone(), shards.clone(), log.clone(), stop_rx.clone()));
+    wait_rollout(&clusters, "the first template at rest", &first, RolloutPhase::Complete).await;
+    // Every shard's worker answers with the protocol it runs.
+    let protocols = |want: &'static str| {
+        let shards = shards.clone();
+        async move {
+            let running = eventually("every shard answers", WAIT, || async {
+                let mut running = Vec::new();
+                for i in 0..SHARDS {
+                    let client = shards.client(i).ok_or(format!("shard {i} not started"))?;
+                    running.push(client.health().await.map_err(|e| format!("shard {i}: {e}"))?.protocol);
+                }
+                Ok(running)
+            })
+            .await;
+            assert_eq!(running, [want; SHARDS]);
+        }
+    };
+    protocols("additive-semi-honest").await;
+
+    // The protocol changes: shards 2, 1, 0, each drained before its
+    // partition, each back only once it runs replicated-3.
+    let patch = serde_json::json!({"spec": {"protocol": {"name": "replicated-3"}}});
+    clusters.patch("consortium", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("patch the protocol");
+    let second = hash_other_than(&sets, &first).await;
+    let c = wait_rollout(&clusters, "the new protocol rolled out", &second, RolloutPhase::Complete).await;
+    let rolled: Vec<Replacement> = log.lock().expect("lock").clone();
+    assert_eq!(rolled.iter().map(|r| (r.shard, r.partition)).collect::<Vec<_>>(), [(2, 2), (1, 1), (0, 0)]);
+    for r in &rolled {
+        assert_eq!(r.revision, second);
+        assert_eq!(r.was_draining, Some(true), "shard {} was replaced without a drain", r.shard);
+    }
+    let rollout = c.status.as_ref().and_then(|s| s.rollout.clone()).expect("rollout");
+    assert_eq!((rollout.shards_updated, rollout.already_updated), (3, 0));
+    protocols("replicated-3").await;
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), NS);
+    let config = maps.get("consortium-config").await.expect("the config ConfigMap").data.unwrap_or_default();
+    assert!(config.values().all(|t| t.contains("name: replicated-3")), "{config:?}");
+
+    // A pool for this cluster is refused, owns nothing, and configures no worker.
+    let pools: Api<PreprocessingPool> = Api::namespaced(client.clone(), NS);
+    let pool: PreprocessingPool = serde_json::from_value(serde_json::json!({
+        "apiVersion": "cohort.dev/v1alpha1", "kind": "PreprocessingPool",
+        "metadata": {"name": "default", "namespace": NS},
+        "spec": {"clusterRef": {"name": "consortium"}, "generator": {"mode": "ot"},
+                 "material": [{"kind": "beaver-triple", "target": 1000, "lowWatermark": 10}]}
+    }))
+    .expect("a pool");
+    pools.create(&PostParams::default(), &pool).await.expect("create the pool");
+    let refused = eventually("the pool refused", WAIT, || async {
+        let p = pools.get("default").await.map_err(|e| e.to_string())?;
+        let ready = p.status.as_ref().and_then(|s| find_condition(&s.conditions, types::READY).cloned());
+        match ready {
+            Some(r) if r.status == "False" && r.reason == "ProtocolTakesNoPreprocessing" => Ok(r),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(
+        refused.message.contains("MpcCluster consortium runs replicated-3, which takes no preprocessing material"),
+        "{}",
+        refused.message
+    );
+    // The cluster reconciles after the pool appears (it watches pools): still no pool section.
+    let config = maps.get("consortium-config").await.expect("the config ConfigMap").data.unwrap_or_default();
+    assert!(config.values().all(|t| !t.contains("pool")), "{config:?}");
+    assert!(sets.get_opt("default-dealer").await.expect("read").is_none(), "no generator");
+
+    // Jobs. The cluster is Ready (the simulated pods are).
+    eventually("Ready", WAIT, || async {
+        let c = clusters.get("consortium").await.map_err(|e| e.to_string())?;
+        match condition(&c, types::READY) {
+            Some((s, _, _)) if s == "True" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let jobs: Api<MpcJob> = Api::namespaced(client.clone(), NS);
+    let job = |name: &str, pool: bool| -> MpcJob {
+        let mut spec = serde_json::json!({"clusterRef": {"name": "consortium"},
+            // bank-a binds nothing: the input is bank-b's.
+            "program": "input x: int from bank-b\noutput y = x + 1 to bank-b\n",
+            "timeouts": {"connect": "2s", "round": "2s", "total": "5s"}});
+        if pool {
+            spec["preprocessing"] = serde_json::json!({"poolRef": {"name": "default"}});
+        }
+        serde_json::from_value(serde_json::json!({"apiVersion": "cohort.dev/v1alpha1", "kind": "MpcJob",
+            "metadata": {"name": name, "namespace": NS}, "spec": spec}))
+        .expect("an MpcJob")
+    };
+    let worker_job = |id: String| {
+        let shards = shards.clone();
+        async move {
+            let shard = cohort_operator::dispatch::shard_for(&id, SHARDS);
+            shards.client(shard).expect("client").status(&id).await
+        }
+    };
+
+    // Naming a pool: refused before dispatch.
+    jobs.create(&PostParams::default(), &job("with-pool", true)).await.expect("create the job");
+    let j = job_phase(&jobs, "with-pool", &[JobPhase::Failed]).await;
+    let status = j.status.clone().expect("status");
+    assert_eq!(status.reason.as_deref(), Some("ProtocolTakesNoPreprocessing"));
+    let failure = status.failure.clone().expect("failure");
+    assert_eq!(failure.step.as_deref(), Some("preprocessing"));
+    assert!(failure.message.contains("runs replicated-3, which takes no preprocessing material"), "{failure:?}");
+    let id = status.job_id.clone().expect("a job id");
+    assert!(worker_job(id).await.is_err(), "never dispatched");
+
+    // Without a pool: dispatched with no preprocessing mode, which a
+    // replicated-3 worker requires (it refuses a job naming any mode).
+    jobs.create(&PostParams::default(), &job("plain", false)).await.expect("create the job");
+    let j = job_phase(&jobs, "plain", &[JobPhase::Running, JobPhase::Failed, JobPhase::Succeeded]).await;
+    let id = j.status.as_ref().and_then(|s| s.job_id.clone()).expect("a job id");
+    let at_worker =
+        eventually("the job at its worker", WAIT, || async { worker_job(id.clone()).await.map_err(|e| e.to_string()) })
+            .await;
+    if let Some(f) = &at_worker.failure {
+        // The peers do not exist here, so the job may fail, but never for
+        // the mode it was given.
+        assert!(!f.message.contains("preprocessing"), "{f:?}");
+    }
+
+    assert_chart_rbac_allows(&server);
+    stop_tx.send(true).expect("stop");
+    tokio::time::timeout(WAIT, running).await.expect("the controllers stop").expect("no panic");
     tokio::time::timeout(WAIT, sim).await.expect("the simulation stops").expect("no panic");
 }

@@ -64,7 +64,7 @@ async fn the_dispatch_span_is_the_parent_of_the_workers_job_span() {
                 parties: names.clone(),
                 inputs: BTreeMap::from([("x".to_string(), vec![serde_json::Number::from(i as i64 + 1).into()])]),
                 timeouts,
-                preprocessing: cohort_worker::preprocessing::Mode::Dealer,
+                preprocessing: Some(cohort_worker::preprocessing::Mode::Dealer),
             };
             dispatcher.submit(control, &job).await.expect("submitted");
             // Idempotent: the worker starts no second job span.

@@ -125,12 +125,14 @@ struct File<'a> {
     pool: Option<Pool>,
 }
 
-/// The protocol versions the worker offers its peers: up to
-/// `spec.protocol.version` (the lowest is the build's own), so a changed
-/// version changes the file, hence the pod template, and rolls the shards.
+/// The protocol the worker runs (`spec.protocol.name`) and the versions it
+/// offers its peers: up to `spec.protocol.version` (the lowest is the
+/// build's own). A changed name or version changes the file, hence the pod
+/// template, and rolls the shards.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Protocol {
+    name: cohort_worker::protocol::ProtocolName,
     max_version: i32,
 }
 
@@ -218,8 +220,10 @@ pub fn render_shard(cluster: &Cluster<'_>, shard: usize) -> Result<String, Error
         results_dir: RESULTS_DIR,
         // On the results volume: the audit trail outlives the pod.
         audit_log: format!("{RESULTS_DIR}/audit.jsonl"),
-        protocol: Protocol { max_version: spec.protocol.version },
-        pool: cluster.pool.as_ref().map(PoolSettings::render),
+        protocol: Protocol { name: super::worker_protocol(spec.protocol.name), max_version: spec.protocol.version },
+        // A protocol without material has no pool (the worker refuses one);
+        // the pool controller refuses such a pool too.
+        pool: cluster.pool.as_ref().filter(|_| spec.protocol.name.uses_preprocessing()).map(PoolSettings::render),
     };
     serde_saphyr::to_string(&file).map_err(|e| Error::Render { what: config_key(shard), reason: e.to_string() })
 }
@@ -324,6 +328,41 @@ mod tests {
         let text = render_shard(&cluster, 0).expect("renders");
         let cfg: WorkerConfig = serde_saphyr::from_str(&text).expect("parses");
         assert_eq!(cfg.protocol.max_version, Some(3));
+    }
+
+    #[test]
+    fn a_replicated_3_cluster_names_its_protocol_and_has_no_pool_or_dealer() {
+        use cohort_crds::cluster::ProtocolName as Crd;
+        use cohort_worker::protocol::ProtocolName;
+        let mut c = fixtures::cluster(2);
+        let additive = render_shard(&Cluster::from_resource(&c).expect("valid"), 0).expect("renders");
+        let cfg: WorkerConfig = serde_saphyr::from_str(&additive).expect("parses");
+        assert_eq!(cfg.protocol.name, ProtocolName::AdditiveSemiHonest, "the default, written out");
+        assert!(additive.contains("name: additive-semi-honest"), "{additive}");
+
+        c.spec.protocol.name = Crd::Replicated3;
+        c.spec.dealer = None;
+        let mut cluster = Cluster::from_resource(&c).expect("valid: three parties");
+        // Even if a pool's settings reached it, a replicated-3 file has none.
+        cluster.pool = Some(PoolSettings {
+            ttl_seconds: 60,
+            triples: (1, 2),
+            division_pairs: (0, 0),
+            bit_triple_words: (0, 0),
+            eda_bits: (0, 0),
+            da_bits: (0, 0),
+        });
+        for (i, text) in render(&cluster).expect("renders").values().enumerate() {
+            let cfg: WorkerConfig = serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("shard {i}: {e}\n{text}"));
+            assert_eq!(cfg.protocol.name, ProtocolName::Replicated3);
+            assert_eq!(cfg.protocol.max_version, Some(1));
+            assert!(cfg.pool.is_none() && cfg.dealer.is_none(), "shard {i}: {text}");
+            assert!(!text.contains("pool") && !text.contains("dealer"), "shard {i}: {text}");
+        }
+        // Every name of the CRD maps to the worker's under the same name.
+        for name in Crd::ALL {
+            assert_eq!(crate::cluster::worker_protocol(name).as_str(), name.as_str());
+        }
     }
 
     #[test]

@@ -37,7 +37,7 @@
 //! files: certificate renewals and CA changes restart nothing. The
 //! configuration file is read at start-up only, so the pod template carries
 //! a SHA-256 annotation of the rendered configuration (which includes the
-//! protocol version): a change rolls the pods, through the partitioned
+//! protocol's name and version): a change rolls the pods, through the partitioned
 //! rollout of [`super::rollout`]. The StatefulSet itself carries the hash
 //! of its whole pod template ([`ANNOTATION_TEMPLATE_HASH`]), the identity
 //! of a rollout's target.
@@ -1202,9 +1202,20 @@ mod tests {
         let mut reimaged = c.clone();
         reimaged.spec.worker.as_mut().expect("worker").image = Some("registry.example/cohort-worker:1.3.0".into());
         let reimaged = build(&reimaged, &m, &settings()).expect("builds");
+        // And a new protocol (the configuration's protocol.name), which
+        // rolls exactly as a version does.
+        let mut switched = c.clone();
+        switched.spec.protocol.name = cohort_crds::cluster::ProtocolName::Replicated3;
+        let switched = build(&switched, &m, &settings()).expect("builds");
+        let (sw, _) = sts_pod(&switched);
+        assert_ne!(
+            sw.annotations.as_ref().expect("s")[ANNOTATION_CONFIG_HASH],
+            b.annotations.as_ref().expect("b")[ANNOTATION_CONFIG_HASH]
+        );
+        assert_eq!(sts_pod(&switched).1, sts_pod(&after).1, "only the configuration differs");
         let hashes: std::collections::BTreeSet<&str> =
-            [&after, &moved, &upgraded, &reimaged].iter().map(|d| d.template_hash.as_str()).collect();
-        assert_eq!(hashes.len(), 4);
+            [&after, &moved, &upgraded, &reimaged, &switched].iter().map(|d| d.template_hash.as_str()).collect();
+        assert_eq!(hashes.len(), 5);
     }
 
     #[test]
@@ -1231,6 +1242,11 @@ mod tests {
         let mut too_many = c.clone();
         too_many.spec.shards = 17;
         assert!(err(&too_many, &m).starts_with("spec.shards:"));
+        // replicated-3 with two parties (the CRD's CEL rule says the same).
+        let mut pair = c.clone();
+        pair.spec.protocol.name = cohort_crds::cluster::ProtocolName::Replicated3;
+        pair.spec.parties.pop();
+        assert_eq!(err(&pair, &m), "spec.protocol.name: replicated-3 runs with exactly 3 parties, got 2");
 
         let mut no_peer = Material { peer_cas: BTreeMap::new(), ..material(&c, fixtures::now()).0 };
         assert!(err(&c, &no_peer).starts_with("spec.parties[1].trust.secretRef:"), "{}", err(&c, &no_peer));
@@ -1252,8 +1268,27 @@ mod tests {
     #[test]
     fn the_worker_loads_every_shard_from_the_mounted_objects() {
         let c = fixtures::cluster(2);
-        let (m, _) = material(&c, fixtures::now());
-        let d = build(&c, &m, &settings()).expect("builds");
+        let loaded = load_every_shard(&c);
+        for (shard, l) in loaded.iter().enumerate() {
+            assert_eq!(l.dealer.as_deref(), Some("dealer/main"));
+            assert_eq!(l.protocol, cohort_worker::protocol::ProtocolName::AdditiveSemiHonest, "shard {shard}");
+        }
+        // A replicated-3 cluster without a dealer: the worker accepts its
+        // files (it refuses replicated-3 with other than three parties or
+        // with a pool) and runs replicated-3.
+        let mut rep3 = c.clone();
+        rep3.spec.protocol.name = cohort_crds::cluster::ProtocolName::Replicated3;
+        rep3.spec.dealer = None;
+        for l in load_every_shard(&rep3) {
+            assert_eq!(l.protocol, cohort_worker::protocol::ProtocolName::Replicated3);
+            assert!(l.dealer.is_none());
+        }
+    }
+
+    /// What the worker's loader makes of every shard's mounted files.
+    fn load_every_shard(c: &MpcCluster) -> Vec<cohort_worker::service::config::Loaded> {
+        let (m, _) = material(c, fixtures::now());
+        let d = build(c, &m, &settings()).expect("builds");
         let root = tempfile::tempdir().expect("tempdir");
         let at = |p: &str| root.path().join(p.trim_start_matches('/'));
         let write = |path: std::path::PathBuf, bytes: &[u8]| {
@@ -1287,12 +1322,14 @@ mod tests {
         }
         // The results volume (a PersistentVolumeClaim) is mounted there.
         std::fs::create_dir_all(at(RESULTS_DIR)).expect("the results volume");
-        for shard in 0..2 {
-            let path = at(CONFIG_DIR).join(format!("shard-{shard}.yaml"));
-            let loaded = WorkerConfig::read(&path).and_then(|cfg| cfg.load(&path)).expect("the worker accepts it");
-            assert_eq!(loaded.controller, "controller/operator");
-            assert_eq!(loaded.dealer.as_deref(), Some("dealer/main"));
-            assert_eq!(loaded.config.parties[1].endpoint, format!("mpc.bank-b.example:{}", 7443 + shard));
-        }
+        (0..c.spec.shards as usize)
+            .map(|shard| {
+                let path = at(CONFIG_DIR).join(format!("shard-{shard}.yaml"));
+                let loaded = WorkerConfig::read(&path).and_then(|cfg| cfg.load(&path)).expect("the worker accepts it");
+                assert_eq!(loaded.controller, "controller/operator");
+                assert_eq!(loaded.config.parties[1].endpoint, format!("mpc.bank-b.example:{}", 7443 + shard));
+                loaded
+            })
+            .collect()
     }
 }

@@ -105,6 +105,18 @@ impl Error {
     }
 }
 
+/// The worker's protocol for the MpcCluster's `spec.protocol.name` (the
+/// same names; the CRD keeps its own enum so the API does not depend on the
+/// worker crate).
+pub fn worker_protocol(name: cohort_crds::cluster::ProtocolName) -> cohort_worker::protocol::ProtocolName {
+    use cohort_crds::cluster::ProtocolName as Crd;
+    use cohort_worker::protocol::ProtocolName as Worker;
+    match name {
+        Crd::AdditiveSemiHonest => Worker::AdditiveSemiHonest,
+        Crd::Replicated3 => Worker::Replicated3,
+    }
+}
+
 /// A `host:port` endpoint. `host` is kept without IPv6 brackets.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Endpoint {
@@ -222,6 +234,9 @@ impl<'a> Cluster<'a> {
         }
         cohort_worker::transport::certs::validate_name("federation", &spec.federation)
             .map_err(|r| Error::invalid("spec.federation", r))?;
+        // The schema's CEL rule says the same; this covers objects stored
+        // before it and clients that skip validation.
+        spec.protocol.name.check_parties(spec.parties.len()).map_err(|r| Error::invalid("spec.protocol.name", r))?;
         if let Some(d) = &spec.dealer {
             cohort_worker::transport::certs::validate_name("dealer", &d.name)
                 .map_err(|r| Error::invalid("spec.dealer.name", r))?;

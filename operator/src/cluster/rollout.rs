@@ -16,8 +16,8 @@
 //! 2. **Updating**: lower the partition to the shard; the StatefulSet
 //!    controller replaces its pod. Wait until the StatefulSet has observed
 //!    the template, counts the shard as updated, every shard is ready, and
-//!    the shard's control API answers, not draining, offering the expected
-//!    protocol version. Past `spec.rollout.shardTimeout` the rollout is
+//!    the shard's control API answers, not draining, running the expected
+//!    protocol (`spec.protocol.name`) and offering the expected version. Past `spec.rollout.shardTimeout` the rollout is
 //!    **Paused**: the partition stays, no other shard is touched; it
 //!    resumes if the shard recovers, and a reverted spec rolls back.
 //! 3. The next shard, until the lowest one that does not already run the
@@ -46,6 +46,9 @@ pub struct Target<'a> {
     pub hash: &'a str,
     /// `spec.shards`.
     pub shards: i32,
+    /// `spec.protocol.name`: a replaced shard must report it as the
+    /// protocol it runs (a change of protocol rolls like a version).
+    pub protocol: &'a str,
     /// `spec.protocol.version`: a replaced shard must offer it as its
     /// highest version.
     pub protocol_version: u32,
@@ -82,8 +85,8 @@ pub enum ShardHealth {
     NotProbed,
     /// No answer (connection refused, TLS failure, timeout): the reason.
     Unreachable(String),
-    /// `GET /v1/health` answered.
-    Up { draining: bool, active_jobs: usize, min_version: u32, max_version: u32 },
+    /// `GET /v1/health` answered. `protocol` is the name it runs.
+    Up { draining: bool, active_jobs: usize, protocol: String, min_version: u32, max_version: u32 },
 }
 
 /// An event to record about the rollout.
@@ -330,6 +333,11 @@ fn shard_verdict(
         ShardHealth::NotProbed => Err("its control API was not asked yet".into()),
         ShardHealth::Unreachable(why) => Err(format!("its control API does not answer ({why})")),
         ShardHealth::Up { draining: true, .. } => Err("it still reports draining (the old pod?)".into()),
+        ShardHealth::Up { protocol, .. } if protocol != target.protocol => Err(format!(
+            "it runs protocol {}, expected {} (the old pod?)",
+            cohort_crds::common::truncate(protocol, 63),
+            target.protocol
+        )),
         ShardHealth::Up { min_version, max_version, .. } if *max_version != target.protocol_version => Err(format!(
             "it offers protocol versions {min_version}..={max_version}, expected up to {}",
             target.protocol_version
@@ -353,6 +361,7 @@ mod tests {
         Target {
             hash,
             shards,
+            protocol: "additive-semi-honest",
             protocol_version: 2,
             shard_timeout: Duration::from_secs(600),
             drain_timeout: Duration::from_secs(300),
@@ -369,16 +378,22 @@ mod tests {
         }
     }
 
+    const ADDITIVE: &str = "additive-semi-honest";
+
+    fn up(draining: bool, active_jobs: usize, protocol: &str, max_version: u32) -> ShardHealth {
+        ShardHealth::Up { draining, active_jobs, protocol: protocol.into(), min_version: 1, max_version }
+    }
+
     fn healthy() -> ShardHealth {
-        ShardHealth::Up { draining: false, active_jobs: 0, min_version: 1, max_version: 2 }
+        up(false, 0, ADDITIVE, 2)
     }
 
     fn drained() -> ShardHealth {
-        ShardHealth::Up { draining: true, active_jobs: 0, min_version: 1, max_version: 1 }
+        up(true, 0, ADDITIVE, 1)
     }
 
     fn busy(jobs: usize) -> ShardHealth {
-        ShardHealth::Up { draining: true, active_jobs: jobs, min_version: 1, max_version: 1 }
+        up(true, jobs, ADDITIVE, 1)
     }
 
     fn complete(hash: &str) -> RolloutStatus {
@@ -528,10 +543,11 @@ mod tests {
             (set(NEW, 1, 3), ShardHealth::NotProbed, "not asked"),
             (set(NEW, 1, 3), ShardHealth::Unreachable("refused".into()), "does not answer (refused)"),
             (set(NEW, 1, 3), drained(), "still reports draining"),
+            (set(NEW, 1, 3), up(false, 0, ADDITIVE, 1), "offers protocol versions 1..=1, expected up to 2"),
             (
                 set(NEW, 1, 3),
-                ShardHealth::Up { draining: false, active_jobs: 0, min_version: 1, max_version: 1 },
-                "offers protocol versions 1..=1, expected up to 2",
+                up(false, 0, "replicated-3", 2),
+                "runs protocol replicated-3, expected additive-semi-honest",
             ),
             ({ ObservedSet { observed_generation: Some(3), ..set(NEW, 1, 3) } }, healthy(), "has not seen"),
         ];

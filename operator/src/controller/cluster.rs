@@ -317,6 +317,7 @@ async fn reconcile_inner(cached: &MpcCluster, ctx: &Context) -> Result<Action, E
     let target = rollout::Target {
         hash: &desired.template_hash,
         shards: cluster.spec.shards,
+        protocol: cluster.spec.protocol.name.as_str(),
         protocol_version: u32::try_from(cluster.spec.protocol.version).unwrap_or(0),
         shard_timeout,
         drain_timeout,
@@ -503,6 +504,7 @@ impl<'c> ShardControl<'c> {
             Ok(Ok(h)) => ShardHealth::Up {
                 draining: h.draining,
                 active_jobs: h.active_jobs,
+                protocol: h.protocol,
                 min_version: h.min_version,
                 max_version: h.max_version,
             },

@@ -1,7 +1,8 @@
 //! The MpcJob controller.
 //!
 //! Pipeline, on every reconcile until the job is finished: find the
-//! MpcCluster → compile the program for its parties (a compile error fails
+//! MpcCluster (a job naming a pool on a cluster whose protocol takes no
+//! material, `replicated-3`, fails here) → compile the program for its parties (a compile error fails
 //! the job with line and column) → check and read this party's inputs from
 //! their Secrets and ConfigMaps → wait for the cluster (and pool) to be
 //! Ready → submit to the shard [`shard_for`] picks, through the mTLS
@@ -228,6 +229,25 @@ async fn step(job: &MpcJob, ctx: &Context, ns: &str, status: &mut MpcJobStatus, 
         return Ok(action);
     }
 
+    // A protocol without material (replicated-3) runs no job that names a
+    // pool: refused before anything is read or dispatched.
+    let protocol = cluster.spec.protocol.name;
+    if let (false, Some(p)) = (protocol.uses_preprocessing(), &spec.preprocessing) {
+        let message = format!(
+            "spec.preprocessing names the PreprocessingPool {}, but the MpcCluster {cluster_name} runs {protocol}, \
+             which takes no preprocessing material; create the MpcJob without spec.preprocessing",
+            p.pool_ref.name
+        );
+        return Ok(failed(
+            status,
+            crate::pool::reasons::PROTOCOL_TAKES_NO_PREPROCESSING,
+            "preprocessing",
+            message,
+            generation,
+            now,
+        ));
+    }
+
     // A result Secret name that is taken fails the job before it runs.
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     if let Some(message) = foreign_result_secret(&secrets, job, &pure::result_secret_name(job)).await? {
@@ -332,7 +352,9 @@ async fn step(job: &MpcJob, ctx: &Context, ns: &str, status: &mut MpcJobStatus, 
             now,
         ));
     }
-    let mut preprocessing = Mode::Dealer;
+    // The mode the workers are told: the dealer unless an `ot` pool serves
+    // the job, and none at all for a protocol without material.
+    let mut preprocessing = protocol.uses_preprocessing().then_some(Mode::Dealer);
     if let (false, Some(p)) = (running, &spec.preprocessing) {
         let pools: Api<PreprocessingPool> = Api::namespaced(ctx.client.clone(), ns);
         let pool_name = &p.pool_ref.name;
@@ -362,7 +384,7 @@ async fn step(job: &MpcJob, ctx: &Context, ns: &str, status: &mut MpcJobStatus, 
             Some(pool) => {
                 // An OT pool's material is in the workers' own pools.
                 if pool.spec.generator.mode == GeneratorMode::Ot {
-                    preprocessing = Mode::Pool;
+                    preprocessing = Some(Mode::Pool);
                 }
             }
         }

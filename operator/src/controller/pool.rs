@@ -6,7 +6,9 @@
 //! build the dealer's objects ([`desired::build`]) and apply them (the
 //! certificate Secret first) → status from the applied StatefulSet
 //! ([`status::status`]). A remote dealer owns nothing: objects left from a
-//! hosted configuration are deleted.
+//! hosted configuration are deleted. A pool of a cluster whose protocol
+//! takes no material (`replicated-3`) is refused
+//! (`ProtocolTakesNoPreprocessing`) and its hosted objects deleted.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -141,6 +143,12 @@ async fn reconcile_inner(obj: &PreprocessingPool, ctx: &Context) -> Result<Actio
     let checked = Pool::from_resource(obj, &cluster_obj);
     let no_workers = Vec::new();
     let (status, action) = match &checked {
+        Err(e @ pure::Error::ProtocolTakesNoPreprocessing { .. }) => {
+            // Nothing to generate: a dealer hosted before the cluster's
+            // protocol changed goes too.
+            remove_hosted(ctx, &ns, pure::Names::of(&obj.name_any()), &obj.uid().unwrap_or_default()).await?;
+            (status::status(obj, Err(e), None, &no_workers, &now_time), Action::await_change())
+        }
         Err(e) => (status::status(obj, Err(e), None, &no_workers, &now_time), Action::await_change()),
         Ok(pool) if pool.dealer.is_none() => {
             // Mode ot: the cluster's workers generate and keep the
@@ -302,8 +310,14 @@ async fn read_key_pair(api: &Api<Secret>, name: &str) -> Result<Option<Certified
 /// A pool switched to a remote dealer: delete what it hosted (the journal's
 /// volume claim is kept on purpose, see `docs/dealer.md`).
 async fn remove_hosted_objects(ctx: &Context, ns: &str, pool: &Pool<'_>) -> Result<(), Error> {
-    let n = pool.names();
-    let uid = pool.uid;
+    remove_hosted(ctx, ns, pool.names(), pool.uid).await
+}
+
+/// Delete the hosted dealer's objects named by `n` that `uid` owns.
+async fn remove_hosted(ctx: &Context, ns: &str, n: pure::Names<'_>, uid: &str) -> Result<(), Error> {
+    if uid.is_empty() {
+        return Ok(());
+    }
     delete_owned::<StatefulSet>(ctx, ns, &n.stateful_set(), uid).await?;
     delete_owned::<Service>(ctx, ns, &n.service(), uid).await?;
     delete_owned::<Service>(ctx, ns, &n.headless_service(), uid).await?;

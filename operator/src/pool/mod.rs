@@ -34,6 +34,13 @@
 //! crosses another channel between generation and use, and the use-once
 //! ledger is the same file the job consumes from.
 //!
+//! A pool serves only a cluster whose protocol takes material
+//! (`additive-semi-honest`). For a `replicated-3` cluster it is refused
+//! ([`Error::ProtocolTakesNoPreprocessing`], reason
+//! `ProtocolTakesNoPreprocessing`): it generates nothing, the workers get
+//! no `pool:` settings, and a dealer it hosted before the cluster changed
+//! protocol is removed.
+//!
 //! # The pool and `MpcCluster.spec.dealer`
 //!
 //! The workers draw material from the dealer named by their MpcCluster's
@@ -114,6 +121,10 @@ pub mod reasons {
     pub const MATERIAL_UNAVAILABLE: &str = "MaterialUnavailable";
     /// Issuing the dealer's certificate failed.
     pub const ISSUE_FAILED: &str = "IssueFailed";
+    /// The MpcCluster runs a protocol without preprocessing material
+    /// (`replicated-3`): the pool is refused, and so is an MpcJob that
+    /// names a pool on such a cluster.
+    pub const PROTOCOL_TAKES_NO_PREPROCESSING: &str = "ProtocolTakesNoPreprocessing";
 }
 
 /// Why a pool cannot be run or its objects built. Every variant names the
@@ -140,6 +151,13 @@ pub enum Error {
     /// error; these name the object concerned).
     #[error(transparent)]
     Build(cluster::Error),
+    /// The MpcCluster runs a protocol that takes no preprocessing material,
+    /// so the pool has nothing to do: it generates nothing and owns nothing.
+    #[error(
+        "the MpcCluster {cluster} runs {protocol}, which takes no preprocessing material: this pool is not used; \
+         delete it (and spec.preprocessing from the MpcJobs that name it)"
+    )]
+    ProtocolTakesNoPreprocessing { cluster: String, protocol: &'static str },
     /// [`desired::build`] was asked for a pool whose dealer is remote: it
     /// owns no objects.
     #[error("spec.generator.dealer: the dealer is remote; this pool owns no objects")]
@@ -161,6 +179,7 @@ impl Error {
             Error::Invalid { .. } | Error::Missing { .. } | Error::NotHosted => reasons::INVALID_SPEC,
             Error::DealerMismatch { .. } => reasons::DEALER_MISMATCH,
             Error::Cluster { .. } => reasons::CLUSTER_INVALID,
+            Error::ProtocolTakesNoPreprocessing { .. } => reasons::PROTOCOL_TAKES_NO_PREPROCESSING,
             Error::Build(cluster::Error::Issue { .. }) => reasons::ISSUE_FAILED,
             Error::Build(cluster::Error::Invalid { .. } | cluster::Error::Missing { .. }) => reasons::INVALID_SPEC,
             Error::Build(_) => reasons::MATERIAL_UNAVAILABLE,
@@ -257,6 +276,13 @@ impl<'a> Pool<'a> {
         }
         let checked = Cluster::from_resource(cluster)
             .map_err(|source| Error::Cluster { name: cluster_name.to_string(), source })?;
+        let protocol = checked.spec.protocol.name;
+        if !protocol.uses_preprocessing() {
+            return Err(Error::ProtocolTakesNoPreprocessing {
+                cluster: cluster_name.to_string(),
+                protocol: protocol.as_str(),
+            });
+        }
         check_material(spec)?;
         spec.ttl.to_std().map_err(|r| Error::invalid("spec.ttl", r))?;
         if spec.generator.mode == GeneratorMode::Ot {
@@ -514,7 +540,11 @@ pub struct Names<'a> {
     pool: &'a str,
 }
 
-impl Names<'_> {
+impl<'a> Names<'a> {
+    /// The names for the PreprocessingPool called `pool`.
+    pub fn of(pool: &'a str) -> Names<'a> {
+        Names { pool }
+    }
     pub fn tls_secret(&self) -> String {
         format!("{}-dealer-tls", self.pool)
     }
@@ -710,6 +740,29 @@ mod tests {
         // A dealer pool gives the workers no pool settings.
         let (remote, one) = (fixtures::remote(), cluster(1));
         assert!(Pool::from_resource(&remote, &one).expect("valid").worker_settings().is_none());
+    }
+
+    #[test]
+    fn a_replicated_3_cluster_refuses_every_pool() {
+        let mut c = cluster(2);
+        c.spec.protocol.name = cohort_crds::cluster::ProtocolName::Replicated3;
+        let mut ot = fixtures::remote();
+        ot.spec.generator.mode = GeneratorMode::Ot;
+        ot.spec.generator.dealer = None;
+        for p in [fixtures::hosted(), fixtures::remote(), ot] {
+            let e = err(&p, &c);
+            assert!(matches!(e, Error::ProtocolTakesNoPreprocessing { .. }), "{e:?}");
+            assert_eq!(e.reason(), reasons::PROTOCOL_TAKES_NO_PREPROCESSING);
+            let message = e.to_string();
+            assert!(
+                message.contains("MpcCluster consortium runs replicated-3")
+                    && message.contains("takes no preprocessing material"),
+                "{message}"
+            );
+        }
+        // An invalid cluster is still reported as such first.
+        c.spec.parties.pop();
+        assert_eq!(err(&fixtures::hosted(), &c).reason(), reasons::CLUSTER_INVALID);
     }
 
     #[test]

@@ -293,7 +293,10 @@ pub async fn bank_a_trust(client: &Client) {
 /// Real `cohort-worker` processes standing in for the shards of
 /// `consortium` in `namespace`, with the certificates the operator issued:
 /// files written from the Secrets and the trust ConfigMap as the kubelet
-/// would mount them (re-read with [`Shards::refresh`]).
+/// would mount them (re-read with [`Shards::refresh`]). Each worker's
+/// parties and `protocol` section are those the operator rendered for its
+/// shard when it starts (so a changed protocol reaches the replaced pods),
+/// on loopback addresses of their own.
 pub struct Shards {
     dir: tempfile::TempDir,
     namespace: String,
@@ -345,23 +348,18 @@ impl Shards {
         };
         let trust = maps.get("consortium-trust").await.expect("the trust ConfigMap").data.unwrap_or_default();
         let own = trust.get("bank-a.pem").cloned().expect("this party's CA bundle");
-        let ca_path = write("ca.pem", &own);
-        let peer_path = write("bank-b.pem", &self.peer_ca);
+        write("ca.pem", &own);
+        write("bank-b.pem", &self.peer_ca);
+        // Every other peer's CA as the operator mounts it.
+        for (key, pem) in &trust {
+            if key != "bank-a.pem" && key != "bank-b.pem" && !key.starts_with('_') {
+                write(key, pem);
+            }
+        }
         for i in 0..self.shards {
             let s = secrets.get(&format!("consortium-worker-{i}")).await.expect("the shard's certificate");
-            let cert = write(&format!("shard-{i}.crt"), &secret_text(&s, "tls.crt"));
-            let key = write(&format!("shard-{i}.key"), &secret_text(&s, "tls.key"));
-            let config = serde_json::json!({
-                "federation": "consortium", "party": "bank-a",
-                "listen": {"peer": "127.0.0.1:0", "control": "127.0.0.1:0", "metrics": "127.0.0.1:0"},
-                "tls": {"cert": cert, "key": key, "peerCas": {"bank-b": peer_path}},
-                "controller": {"name": "operator", "ca": ca_path},
-                "parties": [{"name": "bank-a", "endpoint": format!("127.0.0.1:{}", 17443 + i)},
-                            {"name": "bank-b", "endpoint": format!("127.0.0.1:{}", 18443 + i)}],
-                // What the operator renders for spec.protocol.version 1.
-                "protocol": {"maxVersion": 1},
-            });
-            write(&format!("shard-{i}.yaml"), &config.to_string());
+            write(&format!("shard-{i}.crt"), &secret_text(&s, "tls.crt"));
+            write(&format!("shard-{i}.key"), &secret_text(&s, "tls.key"));
         }
         let op = secrets.get("consortium-operator-client").await.expect("the operator's client certificate");
         let identity = cohort_worker::transport::TlsIdentity::from_pem_pinned(
@@ -375,12 +373,44 @@ impl Shards {
         *self.identity.lock().expect("lock") = Some(Arc::new(identity));
     }
 
-    /// Start shard `i`'s worker from its files and record its control endpoint.
+    /// Write shard `i`'s configuration: the parties and `protocol` section
+    /// the operator rendered for the shard (`consortium-config`), with this
+    /// test's loopback listeners and credential files.
+    async fn write_config(&self, i: usize) -> std::path::PathBuf {
+        use k8s_openapi::api::core::v1::ConfigMap;
+        let maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
+        let files = maps.get("consortium-config").await.expect("the config ConfigMap").data.unwrap_or_default();
+        let text = files.get(&format!("shard-{i}.yaml")).unwrap_or_else(|| panic!("shard {i}'s configuration"));
+        let rendered: serde_json::Value = serde_saphyr::from_str(text).expect("the rendered configuration parses");
+        let dir = self.dir.path();
+        let parties = rendered["parties"].as_array().cloned().expect("parties");
+        let peer_cas: serde_json::Map<String, serde_json::Value> = parties
+            .iter()
+            .filter_map(|p| p["name"].as_str())
+            .filter(|name| *name != "bank-a")
+            .map(|name| (name.to_string(), dir.join(format!("{name}.pem")).display().to_string().into()))
+            .collect();
+        let config = serde_json::json!({
+            "federation": "consortium", "party": "bank-a",
+            "listen": {"peer": "127.0.0.1:0", "control": "127.0.0.1:0", "metrics": "127.0.0.1:0"},
+            "tls": {"cert": dir.join(format!("shard-{i}.crt")), "key": dir.join(format!("shard-{i}.key")), "peerCas": peer_cas},
+            "controller": {"name": "operator", "ca": dir.join("ca.pem")},
+            "parties": parties,
+            "protocol": rendered["protocol"].clone(),
+        });
+        let path = dir.join(format!("shard-{i}.yaml"));
+        std::fs::write(&path, config.to_string()).expect("write the configuration");
+        path
+    }
+
+    /// Start shard `i`'s worker from its files (its configuration as the
+    /// operator renders it now) and record its control endpoint.
     pub async fn start(&self, i: usize) -> tokio::process::Child {
         use tokio::io::AsyncBufReadExt;
+        let config = self.write_config(i).await;
         let mut child = tokio::process::Command::new(&self.worker_bin)
             .arg("--config")
-            .arg(self.dir.path().join(format!("shard-{i}.yaml")))
+            .arg(config)
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
