@@ -2,13 +2,13 @@
 //!
 //! Pipeline, on every reconcile until the job is finished: find the
 //! MpcCluster (a job naming a pool on a cluster whose protocol takes no
-//! material, `replicated-3`, fails here) → compile the program for its parties (a compile error fails
-//! the job with line and column) → check and read this party's inputs from
-//! their Secrets and ConfigMaps → wait for the cluster (and pool) to be
-//! Ready → submit to the shard [`shard_for`] picks, through the mTLS
-//! control API → fold the worker's status into the MpcJob's → once the
-//! workers succeeded, apply the result Secret, and only then report
-//! `Succeeded`.
+//! material, `replicated-3`, fails here) → compile the program for its
+//! parties (a compile error fails the job with line and column) → check
+//! and read this party's inputs from their Secrets and ConfigMaps → wait
+//! for the cluster (and pool) to be Ready → submit to the shard
+//! [`shard_for`] picks, through the mTLS control API → fold the worker's
+//! status into the MpcJob's → once the workers succeeded, apply the result
+//! Secret, and only then report `Succeeded`.
 //!
 //! Submission is idempotent on the workers (same id and consent digest:
 //! the job already there is returned), so a restarted operator, a requeue
