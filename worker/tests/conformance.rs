@@ -219,3 +219,55 @@ async fn exact_multiples_truncate_exactly() {
         check(backend, 3, source, inputs).await;
     }
 }
+
+/// The online layers of `source` under `protocol` for inputs of `len`
+/// elements.
+fn layers(protocol: ProtocolName, source: &str, len: usize) -> usize {
+    use cohort_worker::executor::{InputLengths, Instance, Lowering, Quotients};
+    let names: Vec<String> = (0..3).map(|i| format!("party-{i}")).collect();
+    let circuit = compile(source, &names).expect("compiles");
+    let lengths = InputLengths(
+        circuit.inputs.iter().map(|i| (0..3).map(|p| i.is_owned_by(p).then_some(len)).collect()).collect(),
+    );
+    let lowering = Lowering { protocol, quotients: Quotients::Exact };
+    Instance::plan(&circuit, &lengths, lowering).expect("plans").depth()
+}
+
+/// Rounds per construct under replicated sharing, whatever the length:
+/// a comparison is the split's input round, one AND level for the first
+/// generate and 6 for the carry (8); equality the input round and 6
+/// levels (7); a select after a comparison one more; a fixed-point
+/// product one multiplication and a two-round truncation.
+#[test]
+fn rounds_per_construct_under_replicated_sharing() {
+    let rep3 = ProtocolName::Replicated3;
+    let head = "input x: int[] from party-0\ninput y: int[] from party-2\ninput f: fixed[] from party-0\n";
+    for len in [1, 2, 63, 64, 65, 1000] {
+        let at = |body: &str| layers(rep3, &format!("{head}{body}\n"), len);
+        assert_eq!(at("output o = x < y"), 8, "x < y over {len}");
+        assert_eq!(at("output o = x == y"), 7, "x == y over {len}");
+        assert_eq!(at("output o = select(x < y, x, y)"), 9, "select over {len}");
+        assert_eq!(at("output o = min(x, y)"), 9, "min(x, y) over {len}");
+        assert_eq!(at("output o = x * y"), 1, "x * y over {len}");
+        assert_eq!(at("output o = f * f"), 3, "a fixed-point product over {len}");
+        assert_eq!(at("output o = x / 7"), 2, "a division over {len}");
+        let levels = (len as f64).log2().ceil() as usize;
+        assert_eq!(at("output o = max(x)"), 9 * levels, "max(x) over {len}");
+        assert_eq!(at("output o = argmin(x)"), 9 * levels, "argmin(x) over {len}");
+    }
+}
+
+/// A job's rounds under replicated sharing: setup, inputs, the daBit
+/// round when the program injects bits, its layers and the output round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_rounds_under_replicated_sharing() {
+    let source = "input x: int[] from party-0\ninput y: int[] from party-2\noutput p = x * y\n";
+    let inputs = || vec![vec![("x", enc(&[1, 2]))], vec![], vec![("y", enc(&[3, 4]))]];
+    for out in check(Backend::Replicated, 3, source, inputs()).await {
+        assert_eq!(out.stats.rounds, 3 + 1);
+    }
+    let source = "input x: int[] from party-0\ninput y: int[] from party-2\noutput m = min(x, y)\n";
+    for out in check(Backend::Replicated, 3, source, inputs()).await {
+        assert_eq!(out.stats.rounds, 3 + 1 + 9, "with the daBit round");
+    }
+}

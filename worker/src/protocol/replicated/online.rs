@@ -24,6 +24,7 @@ use crate::protocol::Protocol;
 use crate::ring;
 use crate::sharing::{Secret, Share};
 use crate::transport::Step;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -90,7 +91,7 @@ impl Replicated {
         &mut self,
         owner: usize,
         value: Option<&[u64]>,
-        received: Option<&[u64]>,
+        received: Option<Vec<u64>>,
         len: usize,
     ) -> [Vec<u64>; 2] {
         match InputRole::of(self.me, owner) {
@@ -100,7 +101,7 @@ impl Replicated {
                 ring::sub_assign(&mut rest, &mask);
                 [mask, rest]
             }
-            InputRole::Receiver => [received.expect("the owner's message").to_vec(), vec![0; len]],
+            InputRole::Receiver => [received.expect("the owner's message"), vec![0; len]],
             InputRole::Helper => [vec![0; len], self.keys.draw(1, len)],
         }
     }
@@ -110,7 +111,7 @@ impl Replicated {
         &mut self,
         owner: usize,
         value: Option<&Bits>,
-        received: Option<&[u64]>,
+        received: Option<Vec<u64>>,
         width: usize,
         len: usize,
     ) -> [Bits; 2] {
@@ -123,7 +124,7 @@ impl Replicated {
                 rest.iter_mut().zip(&mask).for_each(|(r, m)| *r ^= m);
                 [bits(mask), bits(rest)]
             }
-            InputRole::Receiver => [bits(received.expect("the owner's message").to_vec()), Bits::zeros(width, len)],
+            InputRole::Receiver => [bits(received.expect("the owner's message")), Bits::zeros(width, len)],
             InputRole::Helper => [Bits::zeros(width, len), bits(self.keys.draw(1, words))],
         }
     }
@@ -274,11 +275,11 @@ impl Protocol for Replicated {
             let value = match (gate.kind, InputRole::of(me, owner)) {
                 (Kind::Ring, InputRole::Receiver) => {
                     let msg = take_words(from_prev, &mut at, len).ok_or_else(|| short("an input"))?;
-                    Value::Secret(self.input_ring(owner, None, Some(&msg), len).map(Share::new).into())
+                    Value::Secret(self.input_ring(owner, None, Some(msg), len).map(Share::new).into())
                 }
                 (Kind::Bits(_), InputRole::Receiver) => {
                     let msg = take_words(from_prev, &mut at, words_for(len)).ok_or_else(|| short("an input"))?;
-                    Value::SecretBits(self.input_bits(owner, None, Some(&msg), 1, len).into())
+                    Value::SecretBits(self.input_bits(owner, None, Some(msg), 1, len).into())
                 }
                 (Kind::Ring, _) => Value::Secret(self.input_ring(owner, None, None, len).map(Share::new).into()),
                 (Kind::Bits(_), _) => Value::SecretBits(self.input_bits(owner, None, None, 1, len).into()),
@@ -300,7 +301,7 @@ impl Protocol for Replicated {
                 let r1 = Prg::new(&Seed::from_bytes(sigma.try_into().expect("a seed"))).next_vec(dabit_words);
                 let msg = take_words(from_prev, &mut at, dabit_count).ok_or_else(|| short("the daBit input"))?;
                 let r2 = self.keys.draw(1, dabit_words);
-                ([r1, r2], self.input_ring(0, None, Some(&msg), dabit_count))
+                ([r1, r2], self.input_ring(0, None, Some(msg), dabit_count))
             }
             None => {
                 let r2 = self.keys.draw(0, dabit_words);
@@ -354,9 +355,13 @@ impl Protocol for Replicated {
         let gates = &instance.netlist.gates;
         let step = Step::Layer(index as u32 + 1);
         let me = self.me;
-        let ring_at = |v: GateId, w: usize| -> [Vec<u64>; 2] {
+        // Operands, borrowed unless a scalar is broadcast.
+        let ring_at = |v: GateId, w: usize| -> [Cow<'_, [u64]>; 2] {
             let parts = values[v].as_ref().expect("operand ready").shares();
-            [0, 1].map(|j| broadcast_ring(parts[j].expose(), w))
+            [0, 1].map(|j| {
+                let p = parts[j].expose();
+                if p.len() == w { Cow::Borrowed(p) } else { Cow::Owned(broadcast_ring(p, w)) }
+            })
         };
         let bits_at = |v: GateId, w: usize, j: usize| -> Bits {
             broadcast_bits(&values[v].as_ref().expect("operand ready").bit_shares()[j], w).into_owned()
@@ -379,14 +384,15 @@ impl Protocol for Replicated {
             let at = dabit_at[&id];
             [0, 1].map(|j| d.arith[j].expose()[at..at + w].to_vec())
         };
-        let mut z = Vec::new();
+        // This party's part of each product, per gate, in the order below.
+        let mut z: Vec<Vec<u64>> = Vec::new();
         for &id in &layer.muls {
             let GateOp::Mul(a, b) = gates[id].op else { unreachable!() };
             let w = gates[id].width();
             let (x, y) = (ring_at(a, w), ring_at(b, w));
             let mut part = self.keys.zero_ring(w);
             mul_local([&x[0], &x[1]], [&y[0], &y[1]], &mut part);
-            z.extend_from_slice(&part);
+            z.push(part);
         }
         for &id in &secret_injections {
             let GateOp::Inject(_, x) = gates[id].op else { unreachable!() };
@@ -394,14 +400,14 @@ impl Protocol for Replicated {
             let (x, r) = (ring_at(x, w), dabit_arith(id, w, &self.dabits));
             let mut part = self.keys.zero_ring(w);
             mul_local([&r[0], &r[1]], [&x[0], &x[1]], &mut part);
-            z.extend_from_slice(&part);
+            z.push(part);
         }
         for &id in &layer.corrections {
             let w = gates[id].width();
             let p = self.pending.get(&id).expect("the first round ran in the layer before");
             let mut part = self.keys.zero_ring(w);
             mul_local([p.ct[0].expose(), p.ct[1].expose()], [p.rt[0].expose(), p.rt[1].expose()], &mut part);
-            z.extend_from_slice(&part);
+            z.push(part);
         }
         // The ANDs, packed densely over the layer.
         let mut left = [0, 1].map(|_| Packed::with_capacity(0));
@@ -479,8 +485,9 @@ impl Protocol for Replicated {
         }
 
         // One round.
-        let mut to_prev = Vec::with_capacity(8 * (z.len() + and_z.len() + e_parts[1].len()));
-        ring::extend_le_bytes(&mut to_prev, &z);
+        let z_len: usize = z.iter().map(Vec::len).sum();
+        let mut to_prev = net.mesh.take_buffer(8 * (z_len + and_z.len() + e_parts[1].len()));
+        z.iter().for_each(|part| ring::extend_le_bytes(&mut to_prev, part));
         ring::extend_le_bytes(&mut to_prev, &and_z);
         ring::extend_le_bytes(&mut to_prev, &e_parts[1]);
         let from_next_len = to_prev.len();
@@ -491,7 +498,8 @@ impl Protocol for Replicated {
             1 => split_words,
             _ => 0,
         };
-        let mut sends = vec![(prev(me), Arc::new(to_prev))];
+        let payload = Arc::new(to_prev);
+        let mut sends = vec![(prev(me), payload.clone())];
         if !to_next.is_empty() {
             sends.push((next(me), Arc::new(to_next)));
         }
@@ -518,27 +526,32 @@ impl Protocol for Replicated {
 
         // Finish.
         let mut at = 0;
-        let their_z = take_words(from_next, &mut at, z.len()).expect("length checked");
+        let mut z = z.into_iter();
+        let mut take_product = || -> Parts {
+            let mine = z.next().expect("one part per product");
+            let theirs = take_words(from_next, &mut at, mine.len()).expect("length checked");
+            [mine, theirs]
+        };
+        let mut products = Vec::new();
+        for _ in 0..layer.muls.len() + secret_injections.len() + layer.corrections.len() {
+            products.push(take_product());
+        }
+        let mut products = products.into_iter();
+        let mut take_product = || products.next().expect("one per product");
         let their_and = take_words(from_next, &mut at, and_z.len()).expect("length checked");
         let their_e = take_words(from_next, &mut at, e_parts[1].len()).expect("length checked");
         let mut done: Vec<(GateId, Value)> = Vec::new();
-        let mut offset = 0;
-        let mut take_product = |w: usize| -> [Vec<u64>; 2] {
-            let r = offset..offset + w;
-            offset += w;
-            [z[r.clone()].to_vec(), their_z[r].to_vec()]
-        };
         for &id in &layer.muls {
-            let parts = take_product(gates[id].width());
+            let parts = take_product();
             done.push((id, Value::Secret(parts.map(Share::new).into())));
         }
         let mut rx_of = BTreeMap::new();
         for &id in &secret_injections {
-            rx_of.insert(id, take_product(gates[id].width()));
+            rx_of.insert(id, take_product());
         }
         for &id in &layer.corrections {
-            let (GateOp::Div(_, division), w) = (&gates[id].op, gates[id].width()) else { unreachable!() };
-            let product = take_product(w);
+            let GateOp::Div(_, division) = &gates[id].op else { unreachable!() };
+            let product = take_product();
             let p = self.pending.remove(&id).expect("the first round ran in the layer before");
             let PendingDivision { mut base, ct, rt } = p;
             for j in 0..2 {
@@ -618,6 +631,14 @@ impl Protocol for Replicated {
         }
         for (id, value) in done {
             values[id] = Some(value);
+        }
+        // Large buffers go back to the transport's pool rather than to the
+        // allocator: the next layer's messages reuse their pages.
+        for msg in received {
+            net.mesh.recycle(msg);
+        }
+        if let Ok(payload) = Arc::try_unwrap(payload) {
+            net.mesh.recycle(payload);
         }
         Ok(())
     }
