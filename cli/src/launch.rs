@@ -1,5 +1,6 @@
-//! A local federation of real processes: one `cohort-worker` per party and
-//! one `cohort-dealer`, on loopback, with ephemeral certificates.
+//! A local federation of real processes: one `cohort-worker` per party and,
+//! with a trusted dealer's material, one `cohort-dealer`, on loopback, with
+//! ephemeral certificates. Every worker runs [`Options::protocol`].
 //!
 //! [`Federation::start`] creates a private working directory, a CA per
 //! party (each party trusts every peer only through that peer's CA), a CA
@@ -21,6 +22,7 @@ use std::process::Stdio;
 use std::time::{Duration, SystemTime};
 
 use cohort_worker::preprocessing::Mode;
+use cohort_worker::protocol::ProtocolName;
 use cohort_worker::service::EXIT_ADDRESS_IN_USE;
 use cohort_worker::service::api::{
     FillRequest, FillStatus, InputValue, JobRequest, JobStatus, JobTimeouts, MaterialKind,
@@ -94,11 +96,17 @@ pub struct Options {
     /// The workers' `--shutdown-grace` (how long a SIGTERM waits for
     /// running jobs); `None` leaves the worker's default (30 s).
     pub worker_shutdown_grace: Option<Duration>,
+    /// The protocol every worker runs (`protocol.name` of its
+    /// configuration). Under a protocol without material (`replicated-3`)
+    /// no dealer starts, the workers have no pool, jobs name no
+    /// preprocessing mode, and `preprocessing` is not used.
+    pub protocol: ProtocolName,
     /// Where jobs take their material: with [`Mode::Dealer`] a trusted
     /// dealer process starts beside the workers; with [`Mode::Ot`] none
     /// does, and the workers generate the material among themselves; with
     /// [`Mode::Pool`] the workers take it from their pools, which
-    /// [`Federation::fill`] fills (every worker has a pool in any mode).
+    /// [`Federation::fill`] fills (every worker has a pool in any mode of
+    /// a protocol that takes material).
     pub preprocessing: Mode,
     /// The workers' pools keep these watermarks themselves (background
     /// generation); `None`: they are filled by [`Federation::fill`] only.
@@ -143,6 +151,7 @@ impl Options {
             peer_probe: Duration::from_secs(30),
             env: Vec::new(),
             worker_shutdown_grace: None,
+            protocol: ProtocolName::default(),
             preprocessing: Mode::Dealer,
             pool_watermarks: None,
             pool_ttl: None,
@@ -452,9 +461,10 @@ impl Federation {
             keep_dir: std::env::var_os("COHORT_KEEP_DIR").is_some(),
         };
         unowned.0 = None;
+        let material = options.protocol.uses_preprocessing();
         let dealer = match options.preprocessing {
-            Mode::Dealer => Some(federation.start_dealer(&dir, &party_files).await?),
-            Mode::Ot | Mode::Pool => None,
+            Mode::Dealer if material => Some(federation.start_dealer(&dir, &party_files).await?),
+            _ => None,
         };
 
         // Workers: peer ports are reserved first, since every worker's
@@ -480,10 +490,14 @@ impl Federation {
                 "resultsDir": dir.join(format!("{name}-results")),
                 "auditLog": dir.join(format!("{name}-audit.jsonl")),
                 "peerProbe": {"interval": format!("{}ms", options.peer_probe.as_millis())},
-                "pool": {"dir": dir.join(format!("{name}-pool"))},
+                "protocol": {"name": options.protocol.as_str()},
             });
             let mut config = config;
-            if let Some(w) = &options.pool_watermarks {
+            // A worker refuses a pool under a protocol that takes no material.
+            if material {
+                config["pool"] = serde_json::json!({"dir": dir.join(format!("{name}-pool"))});
+            }
+            if let Some(w) = options.pool_watermarks.as_ref().filter(|_| material) {
                 config["pool"]["lowWatermark"] = w.low_watermark.into();
                 config["pool"]["target"] = w.target.into();
                 config["pool"]["perBatch"] = w.per_batch.into();
@@ -494,7 +508,7 @@ impl Federation {
                     }
                 }
             }
-            if let Some(ttl) = options.pool_ttl {
+            if let Some(ttl) = options.pool_ttl.filter(|_| material) {
                 config["pool"]["ttl"] = format!("{}ms", ttl.as_millis()).into();
             }
             if let Some((dealer_addr, dealer_ca)) = &dealer {
@@ -661,7 +675,7 @@ impl Federation {
                 parties: parties.clone(),
                 inputs,
                 timeouts,
-                preprocessing: Some(self.options.preprocessing),
+                preprocessing: self.options.protocol.uses_preprocessing().then_some(self.options.preprocessing),
             };
             w.client.submit(&request).await?;
         }

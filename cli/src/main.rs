@@ -8,11 +8,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use cohort_cli::bench::{DeployedReport, Op};
 use cohort_cli::launch::Options;
-use cohort_cli::run::{Interrupts, render_text, run_file};
+use cohort_cli::run::{Interrupts, Overrides, render_text, run_file};
 use cohort_worker::bench::compare::{CompareBenchOptions, CompareBenchReport};
 use cohort_worker::bench::ot::{OtBenchOptions, OtBenchReport};
 use cohort_worker::bench::{BenchOptions, BenchReport, CpuInfo};
 use cohort_worker::preprocessing::Mode;
+use cohort_worker::protocol::ProtocolName;
 
 #[derive(Parser, Debug)]
 #[command(name = "cohort", version, about = "Secure multiparty computation between organizations")]
@@ -40,6 +41,12 @@ enum Command {
         /// parties generate it with oblivious transfer; no third party).
         #[arg(long, value_enum)]
         preprocessing: Option<Preprocessing>,
+        /// The MPC protocol, overriding the run file's `protocol`:
+        /// `additive-semi-honest` (any number of parties, dishonest
+        /// majority, preprocessing material) or `replicated-3` (exactly 3
+        /// parties, honest majority, no preprocessing).
+        #[arg(long, value_name = "NAME")]
+        protocol: Option<ProtocolName>,
     },
     /// Compile a program without running it and show what a party reviews
     /// before it consents: the program hash, each input with its owners
@@ -250,7 +257,7 @@ async fn main() -> ExitCode {
                 }
             }
         }
-        Command::Run { file, format, log_dir, preprocessing } => {
+        Command::Run { file, format, log_dir, preprocessing, protocol } => {
             // From here on a signal stops the run cleanly instead of leaving
             // its processes and keys behind.
             let mut interrupts = match Interrupts::install() {
@@ -278,7 +285,8 @@ async fn main() -> ExitCode {
                 Preprocessing::Ot => Mode::Ot,
             });
             let progress = |line: &str| eprintln!("cohort run: {line}");
-            match run_file(&file, &options, preprocessing, progress, &mut interrupts).await {
+            let overrides = Overrides { protocol, preprocessing };
+            match run_file(&file, &options, overrides, progress, &mut interrupts).await {
                 Ok(report) => print_report("cohort run", format, &report, render_text),
                 Err(e) if e.is_diagnostic() => {
                     eprintln!("{}", e.render(cohort_cli::diagnostic::colour()));

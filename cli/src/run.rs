@@ -14,7 +14,7 @@ use cohort_worker::service::api::{InputValue, JobStatus, JobTimeouts, OutputValu
 use serde::Serialize;
 
 use crate::launch::{Federation, LaunchError, Options, Shutdown};
-use crate::runfile::{PartyInputs, Preprocessing, RunFile, RunFileError};
+use crate::runfile::{PartyInputs, Preprocessing, ProtocolName, RunFile, RunFileError};
 
 /// Why `cohort run` failed.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +23,9 @@ pub enum RunError {
     RunFile(#[from] RunFileError),
     #[error(transparent)]
     Launch(#[from] LaunchError),
+    /// A command-line flag that does not apply to this run.
+    #[error("{0}")]
+    Flag(String),
     /// The job ran and failed: each distinct reason once, with the parties
     /// that reported it.
     #[error("the job failed: {}", render_failures(.0))]
@@ -149,37 +152,60 @@ pub struct ReportStats {
     /// excluded; see `startup_seconds`).
     pub wall_seconds: f64,
     pub startup_seconds: f64,
+    /// The protocol the parties ran (`additive-semi-honest`, `replicated-3`).
+    pub protocol: ProtocolName,
     pub protocol_version: u32,
     /// Which parties received each output.
     pub recipients: BTreeMap<String, Vec<String>>,
 }
 
+/// What `cohort run`'s flags override in the run file.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Overrides {
+    /// `--protocol`: in place of the file's `protocol`.
+    pub protocol: Option<ProtocolName>,
+    /// `--preprocessing`: in place of the file's `preprocessing` (refused
+    /// under a protocol that takes no material).
+    pub preprocessing: Option<Preprocessing>,
+}
+
 /// Run the job a run file describes. `progress` receives human-readable
 /// progress lines (for stderr).
-/// `preprocessing` overrides the run file's `preprocessing` key. A signal
-/// from `interrupts` ends the run early (after stopping its processes).
+/// `overrides` replace the run file's `protocol` and `preprocessing`. A
+/// signal from `interrupts` ends the run early (after stopping its processes).
 pub async fn run_file(
     path: &Path,
     options: &Options,
-    preprocessing: Option<Preprocessing>,
+    overrides: Overrides,
     mut progress: impl FnMut(&str),
     interrupts: &mut Interrupts,
 ) -> Result<Report, RunError> {
-    let (run, inputs) = RunFile::load(path)?;
+    let run = RunFile::open_as(path, overrides.protocol)?;
+    let preprocessing = match (run.preprocessing, overrides.preprocessing) {
+        (None, Some(_)) => {
+            return Err(RunError::Flag(format!(
+                "--preprocessing: {} takes no preprocessing material; drop the flag",
+                run.protocol
+            )));
+        }
+        (file, flag) => flag.or(file),
+    };
+    let inputs = run.read_all_inputs()?;
     let names: Vec<String> = run.parties.iter().map(|p| p.name.clone()).collect();
     let mut options = options.clone();
-    options.preprocessing = preprocessing.unwrap_or(run.preprocessing);
+    options.protocol = run.protocol;
     options.worker_shutdown_grace.get_or_insert(WORKER_SHUTDOWN_GRACE);
-    progress(&match options.preprocessing {
-        Preprocessing::Dealer => {
-            format!("starting a trusted dealer and {} workers ({})", names.len(), names.join(", "))
+    let workers = format!("{} workers ({})", names.len(), names.join(", "));
+    progress(&match preprocessing {
+        None => format!("starting {workers}; {} takes no preprocessing material, no dealer", run.protocol),
+        Some(Preprocessing::Dealer) => format!("starting a trusted dealer and {workers}"),
+        Some(Preprocessing::Ot | Preprocessing::Pool) => {
+            format!("starting {workers}; they generate their material with oblivious transfer, no dealer")
         }
-        Preprocessing::Ot | Preprocessing::Pool => format!(
-            "starting {} workers ({}); they generate their material with oblivious transfer, no dealer",
-            names.len(),
-            names.join(", ")
-        ),
     });
+    if let Some(mode) = preprocessing {
+        options.preprocessing = mode;
+    }
     let started = Instant::now();
     // Interrupted while starting: dropping the half-started federation kills
     // what started and removes the directory.
@@ -285,6 +311,7 @@ fn report(run: &RunFile, statuses: &[JobStatus], wall_seconds: f64, startup_seco
             bytes_sent_per_party,
             wall_seconds,
             startup_seconds,
+            protocol: run.protocol,
             protocol_version,
             recipients,
         },
@@ -308,6 +335,7 @@ pub fn render_text(report: &Report) -> String {
     }
     let s = &report.stats;
     out.push_str("stats\n");
+    out.push_str(&format!("  protocol    {}\n", s.protocol));
     out.push_str(&format!("  rounds      {}\n", s.rounds));
     let per: Vec<String> = s.bytes_sent_per_party.iter().map(|(p, b)| format!("{p} {b}")).collect();
     out.push_str(&format!("  bytes sent  {} in all ({})\n", s.bytes_sent, per.join(", ")));
@@ -367,6 +395,7 @@ mod tests {
                 bytes_sent_per_party: BTreeMap::new(),
                 wall_seconds: 0.0,
                 startup_seconds: 0.0,
+                protocol: ProtocolName::default(),
                 protocol_version: 2,
                 recipients: BTreeMap::new(),
             },

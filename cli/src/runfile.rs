@@ -4,7 +4,8 @@
 //! Loading happens in two steps so that every mistake that does not need a
 //! secret is found before any data file is opened:
 //!
-//! 1. [`RunFile::open`] reads the YAML (unknown keys are errors), reads and
+//! 1. [`RunFile::open`] reads the YAML (unknown keys are errors), checks
+//!    the protocol against the parties and the preprocessing mode, reads and
 //!    compiles the program for the listed parties, and matches each party's
 //!    `inputs` against what the program expects of that party.
 //! 2. [`RunFile::read_inputs`] reads one party's data files into
@@ -18,6 +19,7 @@ use cohort_worker::executor::{JobError, OwnInputs};
 use cohort_worker::fixed::FixedPoint;
 use cohort_worker::program::ir::{Circuit, ElemType, InputShape, PartyIndex};
 use cohort_worker::program::{self, CompileError};
+pub use cohort_worker::protocol::ProtocolName;
 use cohort_worker::transport;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
@@ -40,7 +42,12 @@ pub struct RunFile {
     /// The parties, in run-file order (which defines the party indices).
     pub parties: Vec<PartyRun>,
     pub timeouts: Timeouts,
-    pub preprocessing: Preprocessing,
+    /// The MPC protocol the parties run (`protocol:`, default
+    /// `additive-semi-honest`).
+    pub protocol: ProtocolName,
+    /// Where the material comes from; `None` under a protocol that takes
+    /// none (`replicated-3`).
+    pub preprocessing: Option<Preprocessing>,
 }
 
 /// One party: its name and where its inputs come from.
@@ -203,6 +210,13 @@ pub enum Invalid {
     EmptyField { party: String, input: String, key: &'static str },
     #[error("timeouts.{key}: {reason}")]
     Duration { key: &'static str, reason: String },
+    /// The protocol cannot run with this many parties.
+    #[error("protocol: {0}")]
+    ProtocolParties(String),
+    /// The run file (or `--preprocessing`) names a preprocessing mode under a
+    /// protocol that takes no material.
+    #[error("preprocessing: {protocol} takes no preprocessing material; remove `preprocessing`")]
+    NoPreprocessing { protocol: ProtocolName },
     #[error(
         "preprocessing: pool takes material from pools the parties filled ahead of time, and a local run starts \
          with none; use ot (the default) or dealer"
@@ -224,6 +238,8 @@ struct RawRunFile {
     timeouts: Option<Spanned<RawTimeouts>>,
     #[serde(default)]
     preprocessing: Option<Spanned<Preprocessing>>,
+    #[serde(default)]
+    protocol: Option<Spanned<ProtocolName>>,
 }
 
 #[derive(Deserialize)]
@@ -260,6 +276,13 @@ fn line_of<T>(s: &Spanned<T>) -> Option<u64> {
 impl RunFile {
     /// Read and check a run file and its program; read no data file.
     pub fn open(path: &Path) -> Result<RunFile, RunFileError> {
+        RunFile::open_as(path, None)
+    }
+
+    /// [`RunFile::open`], with `protocol` (when given) in place of the
+    /// file's `protocol:` (`cohort run --protocol`); the file is checked
+    /// against the protocol that will run.
+    pub fn open_as(path: &Path, protocol: Option<ProtocolName>) -> Result<RunFile, RunFileError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| RunFileError::Read { path: path.to_path_buf(), source })?;
         let raw: RawRunFile = serde_saphyr::from_str(&text).map_err(|e| RunFileError::Yaml {
@@ -301,6 +324,13 @@ impl RunFile {
                 return Err(invalid(line_of(&party.name), Invalid::DuplicateParty(name.clone())));
             }
             names.push(name.clone());
+        }
+        let protocol_line = raw.protocol.as_ref().and_then(line_of);
+        let protocol = protocol.or(raw.protocol.map(|p| p.value)).unwrap_or_default();
+        if protocol != ProtocolName::default() {
+            protocol
+                .check_parties(names.len())
+                .map_err(|reason| invalid(protocol_line.or(parties_line), Invalid::ProtocolParties(reason)))?;
         }
         if names.len() < 2 {
             return Err(invalid(parties_line, Invalid::TooFewParties(names.len())));
@@ -374,11 +404,15 @@ impl RunFile {
         }
 
         let preprocessing = match raw.preprocessing {
+            Some(p) if !protocol.uses_preprocessing() => {
+                return Err(invalid(line_of(&p), Invalid::NoPreprocessing { protocol }));
+            }
             Some(p) if p.value == Preprocessing::Pool => return Err(invalid(line_of(&p), Invalid::PoolMode)),
-            Some(p) => p.value,
+            Some(p) => Some(p.value),
+            None if !protocol.uses_preprocessing() => None,
             // Without a dealer unless the run file asks for one: OT-based
             // generation runs the examples in well under a second.
-            None => Preprocessing::Ot,
+            None => Some(Preprocessing::Ot),
         };
 
         Ok(RunFile {
@@ -388,13 +422,19 @@ impl RunFile {
             circuit,
             parties,
             timeouts,
+            protocol,
             preprocessing,
         })
     }
 
     /// [`RunFile::open`], then read every party's data.
     pub fn load(path: &Path) -> Result<(RunFile, Vec<PartyInputs>), RunFileError> {
-        let run = RunFile::open(path)?;
+        RunFile::load_as(path, None)
+    }
+
+    /// [`RunFile::open_as`], then read every party's data.
+    pub fn load_as(path: &Path, protocol: Option<ProtocolName>) -> Result<(RunFile, Vec<PartyInputs>), RunFileError> {
+        let run = RunFile::open_as(path, protocol)?;
         let inputs = run.read_all_inputs()?;
         Ok((run, inputs))
     }

@@ -1,7 +1,7 @@
 //! Run files and data files, loaded from real files in a temporary
 //! directory.
 
-use cohort_cli::runfile::{Invalid, PartyInputs, Preprocessing, RunFile, RunFileError, Timeouts};
+use cohort_cli::runfile::{Invalid, PartyInputs, Preprocessing, ProtocolName, RunFile, RunFileError, Timeouts};
 use cohort_worker::data::{DataErrorKind, DataFormat, Values};
 use cohort_worker::program::ir::ElemType;
 use std::path::{Path, PathBuf};
@@ -100,13 +100,14 @@ fn good_three_party_file_loads() {
         run.timeouts,
         Timeouts { connect: Duration::from_secs(5), round: Duration::from_secs(30), total: Duration::from_secs(5400) }
     );
-    assert_eq!(run.preprocessing, Preprocessing::Dealer);
+    assert_eq!(run.preprocessing, Some(Preprocessing::Dealer));
+    assert_eq!(run.protocol, ProtocolName::AdditiveSemiHonest);
     assert_eq!(run.party_index("carol"), Some(2));
     // Without the key the parties generate their own material.
     let (run, _) = load(&setup(&with("preprocessing: dealer\n", ""))).unwrap();
-    assert_eq!(run.preprocessing, Preprocessing::Ot);
+    assert_eq!(run.preprocessing, Some(Preprocessing::Ot));
     let (run, _) = load(&setup(&with("preprocessing: dealer", "preprocessing: ot"))).unwrap();
-    assert_eq!(run.preprocessing, Preprocessing::Ot);
+    assert_eq!(run.preprocessing, Some(Preprocessing::Ot));
 
     assert_eq!(inputs[0].party, "alice");
     assert_eq!(fixed(&inputs[0].inputs[0].values), [100.5, 200.0]);
@@ -216,6 +217,62 @@ fn run_file_rules() {
             assert!(shown.contains(w), "{w:?} not in {shown:?}\nfor\n{text}");
         }
     }
+}
+
+/// `protocol:` names the protocol; replicated-3 takes exactly three parties
+/// and no preprocessing, and an unknown name is refused with its line and
+/// column. `--protocol` (`open_as`) is checked the same way.
+#[test]
+fn protocol_key() {
+    let rep3 = with("preprocessing: dealer\n", "protocol: replicated-3\n");
+    let (run, _) = load(&setup(&rep3)).unwrap();
+    assert_eq!(run.protocol, ProtocolName::Replicated3);
+    assert_eq!(run.preprocessing, None, "replicated-3 takes no material");
+    let (run, _) = load(&setup(&with("preprocessing: dealer\n", "protocol: additive-semi-honest\n"))).unwrap();
+    assert_eq!((run.protocol, run.preprocessing), (ProtocolName::AdditiveSemiHonest, Some(Preprocessing::Ot)));
+
+    let cases: Vec<(String, &[&str])> = vec![
+        (
+            with("preprocessing: dealer\n", "protocol: replicated-4\n"),
+            &["run.yaml", "replicated-4", "additive-semi-honest, replicated-3", "line 15, column 11"],
+        ),
+        (
+            with("preprocessing: dealer\n", "preprocessing: dealer\nprotocol: replicated-3\n"),
+            &["run.yaml:15: preprocessing: replicated-3 takes no preprocessing material"],
+        ),
+        (
+            format!("{}protocol: replicated-3\n", with("preprocessing: dealer\n", "preprocessing: ot\n")),
+            &["run.yaml:15: preprocessing: replicated-3 takes no preprocessing material"],
+        ),
+    ];
+    for (text, wanted) in cases {
+        let shown = err(&setup(&text));
+        for w in wanted {
+            assert!(shown.contains(w), "{w:?} not in {shown:?}\nfor\n{text}");
+        }
+    }
+    // Two parties: the program and data of a two-party file.
+    let dir = Dir::new();
+    dir.write("a.txt", "1\n");
+    dir.write("b.txt", "2\n");
+    let two = "programSource: |\n  input x: int[] from each\n  output s = sum(concat(x))\n\
+               parties:\n  - name: a\n    inputs: {x: {file: a.txt}}\n  - name: b\n    inputs: {x: {file: b.txt}}\n\
+               protocol: replicated-3\n";
+    let path = dir.write("run.yaml", two);
+    let shown = RunFile::open(&path).unwrap_err().to_string();
+    assert!(shown.contains("run.yaml:9: protocol: replicated-3 needs exactly 3 parties, got 2"), "{shown}");
+    // The flag's protocol is checked against the file: its parties, its
+    // `preprocessing`.
+    let path = dir.write("run.yaml", two.replace("protocol: replicated-3\n", ""));
+    assert!(RunFile::open(&path).is_ok());
+    let shown = RunFile::open_as(&path, Some(ProtocolName::Replicated3)).unwrap_err().to_string();
+    assert!(shown.contains("run.yaml:5: protocol: replicated-3 needs exactly 3 parties, got 2"), "{shown}");
+    let good = setup(GOOD);
+    let shown =
+        RunFile::open_as(&good.path().join("run.yaml"), Some(ProtocolName::Replicated3)).unwrap_err().to_string();
+    assert!(shown.contains("run.yaml:15: preprocessing: replicated-3 takes no preprocessing material"), "{shown}");
+    let run = RunFile::open_as(&setup(&rep3).path().join("run.yaml"), Some(ProtocolName::AdditiveSemiHonest)).unwrap();
+    assert_eq!((run.protocol, run.preprocessing), (ProtocolName::AdditiveSemiHonest, Some(Preprocessing::Ot)));
 }
 
 #[test]

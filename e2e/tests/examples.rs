@@ -8,15 +8,17 @@ use std::path::Path;
 use std::process::Command;
 
 use cohort_e2e::{bin, expected_outputs, json_has_type, json_values, repo_root};
+use cohort_worker::executor::plan::Lowering;
 use cohort_worker::executor::{InputLengths, Instance, Quotients};
 use cohort_worker::preprocessing::Mode;
+use cohort_worker::protocol::ProtocolName;
 
-/// Run `cohort run --format json --preprocessing MODE FILE`; the parsed
-/// stdout.
-fn run_json(file: &Path, mode: &str) -> serde_json::Value {
+/// Run `cohort run --format json ARGS FILE`; the parsed stdout.
+fn run_json(file: &Path, args: &[&str]) -> serde_json::Value {
     let out = Command::new(bin("cohort"))
         .arg("run")
-        .args(["--format", "json", "--preprocessing", mode])
+        .args(["--format", "json"])
+        .args(args)
         .arg(file)
         .output()
         .expect("cohort runs");
@@ -27,22 +29,66 @@ fn run_json(file: &Path, mode: &str) -> serde_json::Value {
     serde_json::from_str(&stdout).expect("stdout is JSON")
 }
 
+/// How an example is run.
+#[derive(Clone, Copy)]
+enum How {
+    /// The additive protocol with this preprocessing mode (`--preprocessing`).
+    Additive(Mode),
+    /// replicated-3 from the run file's `protocol:` key: the example's run
+    /// file, copied beside its data with its `preprocessing` replaced by
+    /// `protocol: replicated-3`.
+    Rep3File,
+    /// replicated-3 from `cohort run --protocol replicated-3` on the
+    /// example's own run file (one without a `preprocessing` key).
+    Rep3Flag,
+}
+
 /// Run the example with the material from the parties' OT generation and
 /// from a trusted dealer: both must match the plaintext evaluation.
 fn check_example(dir: &str, recipients: &[(&str, &[&str])]) {
-    for mode in ["ot", "dealer"] {
-        check_example_with(dir, recipients, mode);
+    for mode in [Mode::Ot, Mode::Dealer] {
+        check_example_with(dir, recipients, How::Additive(mode));
     }
 }
 
-fn check_example_with(dir: &str, recipients: &[(&str, &[&str])], mode: &str) {
-    let dir_name = dir;
-    let dir = &format!("{dir_name} ({mode})");
-    let file = repo_root().join("examples").join(dir_name).join("run.yaml");
-    let report = run_json(&file, mode);
+/// The example's directory copied to a scratch directory, its run file
+/// under replicated-3 (`protocol:` in place of `preprocessing:`).
+fn rep3_copy(dir_name: &str) -> cohort_e2e::Dir {
+    let copy = cohort_e2e::Dir::new(&format!("rep3-{dir_name}"));
+    for entry in std::fs::read_dir(repo_root().join("examples").join(dir_name)).expect("example").flatten() {
+        std::fs::copy(entry.path(), copy.0.join(entry.file_name())).expect("copy");
+    }
+    let text = std::fs::read_to_string(copy.0.join("run.yaml")).expect("run file");
+    let mut run: String = text.lines().filter(|l| !l.starts_with("preprocessing:")).map(|l| format!("{l}\n")).collect();
+    run.push_str("protocol: replicated-3\n");
+    copy.write("run.yaml", &run);
+    copy
+}
+
+fn check_example_with(dir_name: &str, recipients: &[(&str, &[&str])], how: How) {
+    let (label, args, lowering) = match how {
+        How::Additive(mode) => {
+            let args = vec!["--preprocessing", if mode == Mode::Ot { "ot" } else { "dealer" }];
+            (format!("{dir_name} ({mode})"), args, Lowering::additive(Quotients::of(mode)))
+        }
+        How::Rep3File | How::Rep3Flag => {
+            let args = if matches!(how, How::Rep3Flag) { vec!["--protocol", "replicated-3"] } else { vec![] };
+            let lowering = Lowering { protocol: ProtocolName::Replicated3, ..Default::default() };
+            (format!("{dir_name} (replicated-3)"), args, lowering)
+        }
+    };
+    let dir = &label;
+    let copy = matches!(how, How::Rep3File).then(|| rep3_copy(dir_name));
+    let file = match &copy {
+        Some(copy) => copy.0.join("run.yaml"),
+        None => repo_root().join("examples").join(dir_name).join("run.yaml"),
+    };
+    let report = run_json(&file, &args);
     let expected = expected_outputs(&file);
     let outputs = report["outputs"].as_object().expect("outputs object");
     assert_eq!(outputs.len(), expected.len(), "{dir}: every output is reported");
+    let protocol = if matches!(how, How::Additive(_)) { "additive-semi-honest" } else { "replicated-3" };
+    assert_eq!(report["stats"]["protocol"], protocol, "{dir}: the protocol that ran");
     let (run, inputs) = cohort_cli::runfile::RunFile::load(&file).expect("loads");
     for (name, want) in &expected {
         let decl = run.circuit.outputs.iter().find(|o| &o.name == name).expect("declared");
@@ -63,7 +109,7 @@ fn check_example_with(dir: &str, recipients: &[(&str, &[&str])], mode: &str) {
             .collect();
         assert_eq!(&got, parties, "{dir}: recipients of {output}");
     }
-    // The planner's depth for these files' lengths, in this mode.
+    // The planner's depth for these files' lengths, under this protocol and mode.
     let circuit = &run.circuit;
     let lengths = InputLengths(
         circuit
@@ -77,10 +123,17 @@ fn check_example_with(dir: &str, recipients: &[(&str, &[&str])], mode: &str) {
             })
             .collect(),
     );
-    let mode = if mode == "ot" { Mode::Ot } else { Mode::Dealer };
-    let depth = Instance::with_quotients(circuit, &lengths, Quotients::of(mode)).expect("plans").depth();
+    let instance = Instance::plan(circuit, &lengths, lowering).expect("plans");
+    // Replicated sharing makes the daBits of a job that injects bits in
+    // one round after the inputs.
+    let dabits =
+        lowering.protocol == ProtocolName::Replicated3 && instance.layers.iter().any(|layer| !layer.injects.is_empty());
     let rounds = report["stats"]["rounds"].as_u64().expect("rounds");
-    assert_eq!(rounds, 3 + depth as u64, "{dir}: rounds = setup + inputs + layers + output");
+    assert_eq!(
+        rounds,
+        3 + instance.depth() as u64 + u64::from(dabits),
+        "{dir}: rounds = setup + inputs (+ daBits) + layers + output"
+    );
     let per_party = report["stats"]["bytes_sent_per_party"].as_object().expect("bytes per party");
     assert_eq!(per_party.len(), run.parties.len());
     assert!(per_party.values().all(|b| b.as_u64().is_some_and(|b| b > 0)));
@@ -113,6 +166,57 @@ fn sealed_auction_max_argmax_and_second_price() {
 #[test]
 fn secure_aggregation_five_parties_of_100k_elements() {
     check_example("aggregation", &[("total", &["hospital-1", "hospital-2", "hospital-3", "hospital-4", "hospital-5"])]);
+}
+
+/// Issue 17: every three-party example under replicated-3 (no dealer, no
+/// pool, no preprocessing) matches the plaintext evaluation, chosen by the
+/// run file's `protocol:` and by `--protocol`.
+#[test]
+fn three_party_examples_under_replicated_3() {
+    let salary: &[(&str, &[&str])] = &[("count", &["alice", "bob", "carol"]), ("mean", &["alice", "bob", "carol"])];
+    let fraud: &[(&str, &[&str])] = &[("flagged_count", &["bank-a", "bank-b", "bank-c"]), ("flags", &["bank-a"])];
+    let mut three_party = 0;
+    for entry in std::fs::read_dir(repo_root().join("examples")).expect("examples").flatten() {
+        let Ok(run) = cohort_cli::runfile::RunFile::open(&entry.path().join("run.yaml")) else { continue };
+        if run.parties.len() != 3 {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let recipients = match name.as_str() {
+            "salary-stats" => salary,
+            "fraud-flags" => fraud,
+            other => panic!("a new three-party example, {other}: add its recipients here"),
+        };
+        check_example_with(&name, recipients, How::Rep3File);
+        three_party += 1;
+    }
+    assert_eq!(three_party, 2, "salary-stats and fraud-flags");
+    // --protocol on a run file without `preprocessing`.
+    check_example_with("fraud-flags", fraud, How::Rep3Flag);
+    // A run file that names a preprocessing mode is refused under
+    // --protocol replicated-3, naming the line, before any worker starts.
+    let file = repo_root().join("examples/salary-stats/run.yaml");
+    let out = Command::new(bin("cohort"))
+        .args(["run", "--protocol", "replicated-3"])
+        .arg(&file)
+        .env("COHORT_WORKER_BIN", "/nonexistent/cohort-worker")
+        .output()
+        .expect("cohort runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("run.yaml:14: preprocessing: replicated-3 takes no preprocessing material"), "{stderr}");
+    assert!(!stderr.contains("starting"), "{stderr}");
+    // So is the --preprocessing flag.
+    let file = repo_root().join("examples/fraud-flags/run.yaml");
+    let out = Command::new(bin("cohort"))
+        .args(["run", "--protocol", "replicated-3", "--preprocessing", "dealer"])
+        .arg(&file)
+        .env("COHORT_WORKER_BIN", "/nonexistent/cohort-worker")
+        .output()
+        .expect("cohort runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--preprocessing: replicated-3 takes no preprocessing material"), "{stderr}");
 }
 
 #[test]
