@@ -271,3 +271,142 @@ async fn job_rounds_under_replicated_sharing() {
         assert_eq!(out.stats.rounds, 3 + 1 + 9, "with the daBit round");
     }
 }
+
+/// A random program over the comparison family, as source text: typed
+/// expressions over int vectors `x`, `y`, an int scalar `t` and a bool
+/// vector `flags`, built from `choices` (one per decision).
+struct RandomProgram<'a> {
+    choices: &'a [u8],
+    next: usize,
+}
+
+impl RandomProgram<'_> {
+    fn pick(&mut self, n: u8) -> u8 {
+        let c = self.choices.get(self.next).copied().unwrap_or(0);
+        self.next += 1;
+        c % n
+    }
+
+    fn int(&mut self, depth: u32) -> String {
+        if depth == 0 {
+            return match self.pick(5) {
+                0 => "x".into(),
+                1 => "y".into(),
+                2 => "t".into(),
+                3 => format!("{}", self.pick(7) as i64 - 3),
+                _ => "(x - y)".into(),
+            };
+        }
+        let d = depth - 1;
+        match self.pick(11) {
+            0 => format!("({} + {})", self.int(d), self.int(d)),
+            1 => format!("({} - {})", self.int(d), self.int(d)),
+            2 => format!("({} * {})", self.int(d), self.int(d)),
+            3 => format!("select({}, {}, {})", self.bool(d), self.int(d), self.int(d)),
+            4 => format!("min({}, {})", self.int(d), self.int(d)),
+            5 => format!("max({}, {})", self.int(d), self.int(d)),
+            6 => format!("abs({})", self.int(d)),
+            7 => format!("clamp({}, -3, 4)", self.int(d)),
+            8 => format!("count({})", self.bool(d)),
+            9 => match self.pick(4) {
+                0 => "min(x)".into(),
+                1 => "max(y)".into(),
+                2 => "argmin(y)".into(),
+                _ => "argmax(x)".into(),
+            },
+            _ => format!("({} * {})", self.bool(d), self.int(d)),
+        }
+    }
+
+    fn bool(&mut self, depth: u32) -> String {
+        if depth == 0 {
+            return match self.pick(3) {
+                0 => "flags".into(),
+                1 => "(x < y)".into(),
+                _ => "(t == y)".into(),
+            };
+        }
+        let d = depth - 1;
+        match self.pick(9) {
+            0 => format!("({} < {})", self.int(d), self.int(d)),
+            1 => format!("({} <= {})", self.int(d), self.int(d)),
+            2 => format!("({} == {})", self.int(d), self.int(d)),
+            3 => format!("({} != {})", self.int(d), self.int(d)),
+            4 => format!("({} and {})", self.bool(d), self.bool(d)),
+            5 => format!("({} or {})", self.bool(d), self.bool(d)),
+            6 => format!("({} xor {})", self.bool(d), self.bool(d)),
+            7 => format!("(not {})", self.bool(d)),
+            _ => format!("({} > {})", self.int(d), self.int(d)),
+        }
+    }
+}
+
+/// Random programs of the comparison family under every protocol (3
+/// parties; the additive protocol with dealt material) against
+/// `program::plain` on edge and random inputs: every output equal, element
+/// by element.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_programs_against_plain() {
+    use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    let mut runner = TestRunner::new_with_rng(
+        Config { cases: 24, ..Config::default() },
+        TestRng::from_seed(RngAlgorithm::ChaCha, &[16; 32]),
+    );
+    let strategy = (proptest::collection::vec(any::<u8>(), 64), proptest::collection::vec(any::<i64>(), 6), 1usize..70);
+    let names: Vec<String> = (0..3).map(|i| format!("party-{i}")).collect();
+    let mut cases = Vec::new();
+    for _ in 0..24 {
+        let (choices, seeds, len) = strategy.new_tree(&mut runner).expect("a case").current();
+        let mut program = RandomProgram { choices: &choices, next: 0 };
+        let source = format!(
+            "input x: int[] from party-0\ninput y: int[] from party-1\ninput t: int from party-2\n\
+             input flags: bool[] from party-0\noutput a = {}\noutput b = {}\noutput c = {}\n",
+            program.int(3),
+            program.bool(3),
+            program.int(2)
+        );
+        cases.push((source, seeds, len));
+    }
+    for (source, seeds, len) in cases {
+        if let Err(e) = compile(&source, &names) {
+            panic!("generated program does not compile: {e}\n{source}");
+        }
+        // Edge values first, then values derived from the seeds.
+        let mut e = edges();
+        e.extend(seeds.iter().map(|s| s >> 2));
+        let x: Vec<i64> = (0..len).map(|i| e[i % e.len()]).collect();
+        let y: Vec<i64> = (0..len).map(|i| e[(i * 7 + 3) % e.len()]).collect();
+        let flags: Vec<u64> = (0..len).map(|i| ((seeds[0] >> (i % 64)) & 1) as u64).collect();
+        let t = vec![from_signed(seeds[1] % 5)];
+        let inputs = vec![vec![("x", enc(&x)), ("flags", flags)], vec![("y", enc(&y))], vec![("t", t)]];
+        for backend in [Backend::AdditiveDealer, Backend::Replicated] {
+            check(backend, 3, &source, inputs.clone()).await;
+        }
+    }
+}
+
+/// Outputs revealed to some parties only: the others get nothing, under
+/// every protocol.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outputs_reach_their_recipients_only() {
+    let source = "input x: int[] from party-0\ninput y: int[] from party-1\n\
+                  output p = x * y to party-2\noutput q = x < y to party-0, party-1\noutput r = sum(x) to party-1\n";
+    for backend in [Backend::AdditiveDealer, Backend::Replicated] {
+        let inputs = vec![vec![("x", enc(&[5, -6, 7]))], vec![("y", enc(&[1, 2, 3]))], vec![]];
+        check(backend, 3, source, inputs).await;
+    }
+}
+
+/// 10^6 elements under replicated sharing: products, comparisons, a
+/// selection and a reduction, against plain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_million_elements_under_replicated_sharing() {
+    let source = "input x: int[] from party-0\ninput y: int[] from party-2\noutput p = x * y\noutput lt = x < y\n\
+                  output s = select(x == y, 0, x)\noutput top = argmax(x)\n";
+    let (x, y) = neighbour_pairs(1_000_000);
+    let small = |v: &[i64]| -> Vec<i64> { v.iter().map(|v| v >> 32).collect() };
+    let inputs = vec![vec![("x", enc(&small(&x)))], vec![], vec![("y", enc(&small(&y)))]];
+    check(Backend::Replicated, 3, source, inputs).await;
+}
