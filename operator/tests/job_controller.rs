@@ -6,7 +6,9 @@
 //! `Succeeded`; the result matches the program evaluated in the clear. A
 //! restarted controller neither reruns the job nor loses its result;
 //! deleting a running job cancels it on the worker; a compile error and a
-//! missing input become conditions.
+//! missing input become conditions. A federation running `replicated-3`
+//! runs the same job with no preprocessing at all (the controller sends no
+//! mode, which such workers require).
 
 mod support;
 
@@ -37,7 +39,7 @@ fn endpoints(federation: &Federation) -> ControlEndpoints {
     Arc::new(move |s: &ShardRef<'_>| by_party.get(s.party).cloned().unwrap_or_default())
 }
 
-fn cluster(party: &str) -> MpcCluster {
+fn cluster(party: &str, protocol: &str) -> MpcCluster {
     let parties: Vec<serde_json::Value> = PARTIES
         .iter()
         .enumerate()
@@ -53,7 +55,7 @@ fn cluster(party: &str) -> MpcCluster {
         "apiVersion": "cohort.dev/v1alpha1", "kind": "MpcCluster",
         "metadata": {"name": "federation", "namespace": party},
         "spec": {"self": party, "federation": FEDERATION, "parties": parties,
-                 "protocol": {"name": "additive-semi-honest", "version": 1}, "shards": 1}
+                 "protocol": {"name": protocol, "version": 1}, "shards": 1}
     }))
     .expect("an MpcCluster")
 }
@@ -76,9 +78,9 @@ fn job(party: &str, name: &str, program: &str, bind: bool) -> MpcJob {
 /// What the operator finds in a party's namespace: a Ready MpcCluster and
 /// the operator-client Secret (the controller identity the workers trust,
 /// and this party's CA that issued the workers' certificates).
-async fn party_namespace(client: &Client, federation: &Federation, party: &str) {
+async fn party_namespace(client: &Client, federation: &Federation, party: &str, protocol: &str) {
     let clusters: Api<MpcCluster> = Api::namespaced(client.clone(), party);
-    clusters.create(&PostParams::default(), &cluster(party)).await.expect("create the MpcCluster");
+    clusters.create(&PostParams::default(), &cluster(party, protocol)).await.expect("create the MpcCluster");
     let ready = serde_json::json!({"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "AllShardsReady",
         "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
     clusters.patch_status("federation", &PatchParams::default(), &Patch::Merge(&ready)).await.expect("mark Ready");
@@ -125,7 +127,7 @@ async fn three_parties_run_a_job_through_the_controller_and_get_the_plaintext_an
     let server = api_server().await;
     let client = server.client();
     for party in PARTIES {
-        party_namespace(&client, &federation, party).await;
+        party_namespace(&client, &federation, party, "additive-semi-honest").await;
     }
     let program = std::fs::read_to_string(repo_root().join("examples/salary-stats/salary.cohort")).expect("program");
     let start = |instance: &str| {
@@ -256,6 +258,52 @@ async fn three_parties_run_a_job_through_the_controller_and_get_the_plaintext_an
     stop_tx.send(true).expect("stop");
     tokio::time::timeout(WAIT, running).await.expect("stops").expect("no panic");
     drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replicated_3_federation_runs_a_job_through_the_controller_without_preprocessing() {
+    let mut options = launch_options("warn", None);
+    options.controller_name = "operator".into();
+    options.protocol = cohort_worker::protocol::ProtocolName::Replicated3;
+    let names: Vec<String> = PARTIES.map(String::from).to_vec();
+    let federation = Federation::start(&names, &options).await.expect("workers start");
+    for w in &federation.workers {
+        assert_eq!(w.client.health().await.expect("health").protocol, "replicated-3", "{}", w.name);
+    }
+    let server = api_server().await;
+    let client = server.client();
+    for party in PARTIES {
+        party_namespace(&client, &federation, party, "replicated-3").await;
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let ctx = context(operator_client(&server), "rep3", endpoints(&federation));
+    let running = tokio::spawn(controller::job::run(ctx, None, stopped(stop_rx)));
+
+    let program = std::fs::read_to_string(repo_root().join("examples/salary-stats/salary.cohort")).expect("program");
+    for party in PARTIES {
+        let api: Api<MpcJob> = Api::namespaced(client.clone(), party);
+        api.create(&PostParams::default(), &job(party, "salary-stats", &program, true)).await.expect("create");
+    }
+    let expected = expected_outputs(&repo_root().join("examples/salary-stats/run.yaml"));
+    for party in PARTIES {
+        let api: Api<MpcJob> = Api::namespaced(client.clone(), party);
+        let done = wait_phase(&api, "salary-stats", JobPhase::Succeeded).await;
+        let status = done.status.clone().expect("status");
+        assert!(status.rounds.unwrap_or(0) > 0, "{status:?}");
+        let secret_name = status.result.expect("result").secret_name;
+        let secret = Api::<Secret>::namespaced(client.clone(), party).get(&secret_name).await.expect("result Secret");
+        for (name, bytes) in secret.data.unwrap_or_default() {
+            let got = json_values(&serde_json::from_slice(&bytes.0).expect("JSON"));
+            for (g, w) in got.iter().zip(&expected[&name]) {
+                let tolerance = 1e-2 + 1e-4 * w.abs();
+                assert!((g - w).abs() <= tolerance, "{party}: {name}: got {g}, expected {w}");
+            }
+        }
+    }
+
+    assert_chart_rbac_allows(&server);
+    stop_tx.send(true).expect("stop");
+    tokio::time::timeout(WAIT, running).await.expect("stops").expect("no panic");
 }
 
 /// GET a worker's `/metrics` (plain HTTP on loopback).
