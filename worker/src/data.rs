@@ -20,6 +20,7 @@
 //! the field (`column "NAME"` or `value`) and the reason, nothing else.
 
 use crate::fixed::{self, DecimalError, EncodeError, FixedPoint, SAFE_BOUND};
+use crate::memory::Wiped;
 use crate::program::ir::ElemType;
 use crate::service::api::InputValue;
 use crate::sharing::Secret;
@@ -27,7 +28,7 @@ use std::fmt;
 use std::io;
 use std::num::IntErrorKind;
 use std::path::Path;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroize;
 
 /// Most values one data file may hold: the executor's default bound on a
 /// declared input length (`ExecuteOptions::max_vector_len`).
@@ -106,8 +107,8 @@ impl Values {
     /// 0 and 1). For
     /// APIs that take `f64`; prefer [`Values::encode`], which keeps every
     /// integer exact.
-    pub fn to_f64(&self) -> Zeroizing<Vec<f64>> {
-        Zeroizing::new(match self {
+    pub fn to_f64(&self) -> Wiped<f64> {
+        Wiped(match self {
             Values::Int(v) => v.iter().map(|x| *x as f64).collect(),
             Values::Fixed(v) => v.clone(),
             Values::Bool(v) => v.iter().map(|b| f64::from(u8::from(*b))).collect(),
@@ -129,9 +130,10 @@ impl fmt::Debug for Values {
 impl Zeroize for Values {
     fn zeroize(&mut self) {
         match self {
-            Values::Int(v) => v.zeroize(),
-            Values::Fixed(v) => v.zeroize(),
-            Values::Bool(v) => v.zeroize(),
+            // In bulk, the whole allocation (see `crate::memory`).
+            Values::Int(v) => crate::memory::wipe_vec(v),
+            Values::Fixed(v) => crate::memory::wipe_vec(v),
+            Values::Bool(v) => crate::memory::wipe_vec(v),
         }
     }
 }
@@ -213,7 +215,8 @@ pub enum DataErrorKind {
 /// `frac_bits` fractional bits for `fixed`).
 pub fn read_values(file: &Path, format: &DataFormat, elem: ElemType, frac_bits: u32) -> Result<Values, DataError> {
     let origin = file.display().to_string();
-    let bytes = Zeroizing::new(std::fs::read(file).map_err(|e| DataError {
+    // Wiped in bulk once parsed (a data file can be hundreds of MB).
+    let bytes = Wiped(std::fs::read(file).map_err(|e| DataError {
         origin: origin.clone(),
         line: None,
         field: None,
@@ -565,6 +568,16 @@ mod tests {
         // line breaks inside quotes are fine.
         let ok = parse("name,salary\n\"a \"\"b\"\", c\",\"1\"\nx\"y,2\n\"multi\nline\",3\n").unwrap();
         assert_eq!(ok.len(), 3);
+    }
+
+    #[test]
+    fn dropped_values_are_freed_wiped() {
+        use crate::memory::tests::watch;
+        let v = Values::Int(vec![-987_654_321; 500]);
+        let Values::Int(inner) = &v else { unreachable!() };
+        watch::start(inner.as_ptr().cast());
+        drop(v);
+        assert_eq!(watch::freed_zeroed(), Some(true));
     }
 
     #[test]

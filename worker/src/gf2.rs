@@ -102,7 +102,8 @@ impl Packed {
 
 impl Drop for Packed {
     fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.words);
+        // Packed operands are shares: wiped once, in bulk.
+        crate::memory::wipe_vec(&mut self.words);
     }
 }
 
@@ -369,8 +370,8 @@ impl Bits {
 
 impl Drop for Bits {
     fn drop(&mut self) {
-        // Bundles hold shares of secrets.
-        zeroize::Zeroize::zeroize(&mut self.words);
+        // Bundles hold shares of secrets: wiped once, in bulk.
+        crate::memory::wipe_vec(&mut self.words);
     }
 }
 
@@ -378,6 +379,15 @@ impl Drop for Bits {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn dropped_bundles_are_freed_wiped() {
+        use crate::memory::tests::watch;
+        let b = Bits::from_words(3, 640, vec![u64::MAX; 30]).expect("3 planes of 10 words");
+        watch::start(b.words().as_ptr().cast());
+        drop(b);
+        assert_eq!(watch::freed_zeroed(), Some(true));
+    }
 
     proptest! {
         #[test]

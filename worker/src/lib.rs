@@ -29,6 +29,7 @@ pub mod executor;
 pub mod fixed;
 pub mod gf2;
 pub mod local;
+pub mod memory;
 pub mod preprocessing;
 pub mod prg;
 pub mod program;

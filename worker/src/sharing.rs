@@ -8,7 +8,9 @@
 //! Two types hold secret data: [`Secret`] (a plaintext value a party may
 //! know: its own input, an output it is entitled to) and [`Share`] (one
 //! party's additive share). Both redact `Debug`, have no `Display`, and
-//! zeroize their memory on drop.
+//! zeroize their memory on drop: the whole allocation, once, in bulk
+//! ([`crate::memory::wipe_vec`]; see [`crate::memory`] for which buffers
+//! hold secrets and why).
 
 use crate::prg::{Prg, Seed};
 use crate::ring;
@@ -16,11 +18,11 @@ use std::fmt;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 /// A plaintext secret vector (scalars are vectors of length 1).
-#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Secret(Vec<u64>);
 
 /// One party's additive share of a secret vector.
-#[derive(Clone, Default, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Share(Vec<u64>);
 
 macro_rules! secret_container {
@@ -51,6 +53,21 @@ macro_rules! secret_container {
                 std::mem::take(&mut self.0)
             }
         }
+        /// Zeroes the whole allocation in bulk and leaves the vector empty
+        /// (as `zeroize` does for a `Vec`, without its word-by-word loop).
+        impl Zeroize for $t {
+            fn zeroize(&mut self) {
+                crate::memory::wipe_vec(&mut self.0);
+            }
+        }
+        impl Drop for $t {
+            fn drop(&mut self) {
+                // Once: `zeroize` leaves an empty vector, and a vector taken
+                // out by `into_inner` leaves none.
+                crate::memory::wipe_vec(&mut self.0);
+            }
+        }
+        impl ZeroizeOnDrop for $t {}
         impl fmt::Debug for $t {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 write!(f, concat!(stringify!($t), "(<{} redacted elements>)"), self.0.len())
@@ -180,6 +197,26 @@ mod tests {
         let zeros = share(&Secret::zeros(4096), n).unwrap();
         let ones: usize = zeros[..n - 1].iter().flat_map(|s| s.expose()).map(|x| (x & 1) as usize).sum();
         assert!((3500..4700).contains(&ones), "{ones}");
+    }
+
+    #[test]
+    fn dropped_shares_and_secrets_are_freed_wiped() {
+        use crate::memory::tests::watch;
+        for secret in [false, true] {
+            // Old values in the spare capacity too (a truncated share).
+            let mut v = vec![0xdead_beef_u64; 1000];
+            v.truncate(10);
+            watch::start(v.as_ptr().cast());
+            if secret {
+                drop(Secret::new(v));
+            } else {
+                drop(Share::new(v));
+            }
+            assert_eq!(watch::freed_zeroed(), Some(true), "secret: {secret}");
+        }
+        // `into_inner` hands the elements over unwiped.
+        let v = Share::new(vec![7; 100]).into_inner();
+        assert_eq!(v, vec![7; 100]);
     }
 
     #[test]

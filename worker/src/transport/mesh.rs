@@ -1230,11 +1230,22 @@ impl Mesh {
     }
 
     /// Hand back a message buffer this party is done with (a received
-    /// message, or a payload no longer shared with a send). Large buffers
-    /// are zeroed and kept, within a bounded process-wide budget, for later
-    /// messages and jobs; others are simply dropped.
+    /// message, or a payload no longer shared with a send) whose content is
+    /// public to the job's parties: an opening's masked values, which every
+    /// party sees (see [`crate::memory`] for why they need no wiping).
+    /// Large buffers are kept, within a bounded process-wide budget, for
+    /// later messages and jobs, **not zeroed**; others are simply dropped.
+    /// A buffer that held shares or secrets goes to
+    /// [`Mesh::recycle_secret`] instead.
     pub fn recycle(&self, buf: Vec<u8>) {
-        pool::give(buf);
+        pool::give(buf, false);
+    }
+
+    /// [`Mesh::recycle`] for a buffer that held shares or secrets (a
+    /// message that re-shares a product to a neighbour, say): its whole
+    /// capacity is wiped in bulk, once, before it is kept or dropped.
+    pub fn recycle_secret(&self, buf: Vec<u8>) {
+        pool::give(buf, true);
     }
 
     /// Announce that the next message from `peer` for `step` should be
@@ -1773,9 +1784,12 @@ async fn writer_task(mut w: BufWriter<WriteHalf<Conn>>, mut rx: mpsc::Receiver<O
 
 /// Large message buffers kept for reuse, so that a big message does not
 /// fault in fresh zero pages every time (the kernel's page faults on fresh
-/// 16 MB buffers were a tenth of a job's CPU time). Buffers are zeroed
-/// when handed back, so no message content outlives its use; the pool is
-/// bounded ([`pool::MAX_TOTAL`] bytes of capacity, process-wide).
+/// 16 MB buffers were a tenth of a job's CPU time). The pool is bounded
+/// ([`pool::MAX_TOTAL`] bytes of capacity, process-wide). Buffers are not
+/// zeroed here: what [`Mesh::recycle`] hands back is public to the job's
+/// parties (see [`crate::memory`]), and what [`Mesh::recycle_secret`] hands
+/// back is wiped once on the way in. A kept buffer comes out empty, so its
+/// old bytes are only ever overwritten, never read.
 mod pool {
     use std::sync::Mutex;
 
@@ -1793,8 +1807,8 @@ mod pool {
         }
     }
 
-    /// An empty, zeroed buffer with capacity for `len` bytes (wasting at
-    /// most half of it), if one is kept.
+    /// An empty buffer with capacity for `len` bytes (wasting at most half
+    /// of it), if one is kept.
     pub(super) fn take(len: usize) -> Option<Vec<u8>> {
         if len < MIN {
             return None;
@@ -1805,22 +1819,17 @@ mod pool {
         Some(pool.swap_remove(i))
     }
 
-    /// Zero all of `buf`'s capacity (its length becomes its capacity). The
-    /// buffer stays reachable afterwards (in the pool), so the stores
-    /// cannot be elided.
-    fn wipe(buf: &mut Vec<u8>) {
-        buf.fill(0);
-        buf.resize(buf.capacity(), 0);
-    }
-
-    /// Zero `buf` (its whole capacity) and keep it if it is large and the
-    /// budget allows; drop it otherwise.
-    pub(super) fn give(mut buf: Vec<u8>) {
+    /// Keep `buf`, emptied, if it is large and the budget allows; drop it
+    /// otherwise. With `secret`, its whole capacity is wiped first, either
+    /// way.
+    pub(super) fn give(mut buf: Vec<u8>, secret: bool) {
+        if secret {
+            crate::memory::wipe_vec(&mut buf);
+        }
         let capacity = buf.capacity();
         if !(MIN..=MAX_TOTAL).contains(&capacity) {
             return;
         }
-        wipe(&mut buf);
         buf.clear();
         let mut pool = lock();
         let kept: usize = pool.iter().map(Vec::capacity).sum();
@@ -1834,27 +1843,33 @@ mod pool {
         use super::*;
 
         #[test]
-        fn buffers_come_back_zeroed_and_the_pool_is_bounded() {
+        fn buffers_come_back_empty_and_secret_ones_wiped_and_the_pool_is_bounded() {
             // Sizes no other test uses, so that concurrent tests cannot
             // take these buffers.
             let len = MIN + 12_345;
             let mut buf = Vec::with_capacity(len);
             buf.extend(std::iter::repeat_n(0xa5u8, len));
             let ptr = buf.as_ptr();
-            give(buf);
-            // Handed back: empty, zeroed, the same allocation.
-            let again = take(len).expect("kept");
+            give(buf, false);
+            // Handed back: empty, the same allocation, not wiped (public).
+            let mut again = take(len).expect("kept");
             assert_eq!(again.as_ptr(), ptr);
             assert!(again.is_empty() && again.capacity() >= len);
+            // SAFETY: the bytes were initialized before the buffer was kept.
+            unsafe { again.set_len(len) };
+            assert!(again.iter().all(|b| *b == 0xa5), "a public buffer is not wiped");
             assert!(take(MIN - 1).is_none());
-            let mut used = again;
-            used.extend(std::iter::repeat_n(0x5au8, 1000));
-            wipe(&mut used);
-            assert_eq!(used.len(), used.capacity());
-            assert!(used.iter().all(|b| *b == 0));
+            // A secret buffer is wiped, its whole capacity.
+            let cap = again.capacity();
+            give(again, true);
+            let mut wiped = take(len).expect("kept");
+            assert_eq!(wiped.as_ptr(), ptr);
+            // SAFETY: the wipe initialized the whole capacity.
+            unsafe { wiped.set_len(cap) };
+            assert!(wiped.iter().all(|b| *b == 0), "a secret buffer was kept unwiped");
             // The budget holds.
             for _ in 0..(MAX_TOTAL / MIN + 4) {
-                give(vec![1u8; MIN + 7]);
+                give(vec![1u8; MIN + 7], false);
             }
             assert!(lock().iter().map(Vec::capacity).sum::<usize>() <= MAX_TOTAL);
         }
