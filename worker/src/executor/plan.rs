@@ -142,6 +142,10 @@ pub struct Instance {
     /// any more (`usize::MAX` for outputs). An interactive reader at depth
     /// `d` runs before the local gates of depth `d`.
     pub last_use: Vec<usize>,
+    /// Per gate: how many operand slots of other gates read it
+    /// (`u32::MAX` for outputs). A gate with one reader may hand its
+    /// value to that reader to update in place.
+    pub readers: Vec<u32>,
 }
 
 impl Instance {
@@ -190,10 +194,17 @@ impl Instance {
                 last_use[operand] = last_use[operand].max(gate.depth);
             }
         }
+        let mut readers = vec![0u32; netlist.gates.len()];
+        for gate in &netlist.gates {
+            for operand in gate.op.operands() {
+                readers[operand] = readers[operand].saturating_add(1);
+            }
+        }
         for output in &circuit.outputs {
             last_use[node_gate[output.value]] = usize::MAX;
+            readers[node_gate[output.value]] = u32::MAX;
         }
-        Ok(Instance { netlist, node_gate, layers, plan, last_use })
+        Ok(Instance { netlist, node_gate, layers, plan, last_use, readers })
     }
 }
 

@@ -473,7 +473,10 @@ fn evaluate_local<P: Protocol>(protocol: &mut P, instance: &Instance, depth: usi
         }
         let value = match protocol.local_gate(instance, id, values) {
             Some(value) => value,
-            None => local_gate(instance, id, values, protocol.public_parts()),
+            None => match in_place(instance, id, values, protocol.public_parts()) {
+                Some(value) => value,
+                None => local_gate(instance, id, values, protocol.public_parts()),
+            },
         };
         values[id] = Some(value);
     }
@@ -481,6 +484,74 @@ fn evaluate_local<P: Protocol>(protocol: &mut P, instance: &Instance, depth: usi
         if *last <= depth {
             values[id] = None;
         }
+    }
+}
+
+/// The common local gates on a secret first operand that this gate alone
+/// reads, at the gate's width: its value is taken and updated in place
+/// rather than copied (a comparison's carry circuit is mostly such XORs
+/// and NOTs). `None` where that does not apply.
+fn in_place(
+    instance: &Instance,
+    id: GateId,
+    values: &mut [Option<Value>],
+    public_parts: &[bool],
+) -> Option<Value> {
+    let gates = &instance.netlist.gates;
+    let gate = &gates[id];
+    let width = gate.width();
+    let sole = |g: GateId| instance.readers[g] == 1 && gates[g].secret && gates[g].width() == width;
+    match gate.op {
+        GateOp::Xor(a, b) if sole(a) && a != b => {
+            let Some(Value::SecretBits(mut parts)) = values[a].take() else { unreachable!("a secret bundle") };
+            match operand(values, b) {
+                Value::SecretBits(other) => {
+                    for (p, o) in parts.iter_mut().zip(other) {
+                        p.xor_assign(&broadcast_bits(o, width));
+                    }
+                }
+                Value::PublicBits(public) => {
+                    let public = broadcast_bits(public, width);
+                    for (p, enters) in parts.iter_mut().zip(public_parts) {
+                        if *enters {
+                            p.xor_assign(&public);
+                        }
+                    }
+                }
+                _ => unreachable!("a bits operand"),
+            }
+            Some(Value::SecretBits(parts))
+        }
+        GateOp::Not(a) if sole(a) => {
+            let Some(Value::SecretBits(mut parts)) = values[a].take() else { unreachable!("a secret bundle") };
+            for (p, enters) in parts.iter_mut().zip(public_parts) {
+                if *enters {
+                    p.not_assign();
+                }
+            }
+            Some(Value::SecretBits(parts))
+        }
+        GateOp::Add(a, b) | GateOp::Sub(a, b) if sole(a) && a != b => {
+            let Some(Value::Secret(mut parts)) = values[a].take() else { unreachable!("a secret ring value") };
+            let sub = matches!(gate.op, GateOp::Sub(..));
+            for (j, (p, enters)) in parts.iter_mut().zip(public_parts).enumerate() {
+                let other: Cow<'_, [u64]> = match operand(values, b) {
+                    Value::Secret(s) if s[j].len() == width => Cow::Borrowed(s[j].expose()),
+                    Value::Secret(s) => Cow::Owned(broadcast_ring(s[j].expose(), width)),
+                    Value::Public(v) if v.len() == width && *enters => Cow::Borrowed(v),
+                    Value::Public(v) if *enters => Cow::Owned(broadcast_ring(v, width)),
+                    Value::Public(_) => continue,
+                    _ => unreachable!("a ring operand"),
+                };
+                if sub {
+                    ring::sub_assign(p.expose_mut(), &other)
+                } else {
+                    ring::add_assign(p.expose_mut(), &other)
+                }
+            }
+            Some(Value::Secret(parts))
+        }
+        _ => None,
     }
 }
 
