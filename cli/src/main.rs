@@ -105,11 +105,18 @@ enum Command {
         #[arg(long)]
         comparisons: Option<usize>,
         /// What to measure: `dealer` measures the online phase with a
-        /// trusted dealer's material; `ot` measures dealer-free generation
-        /// of Beaver triples with OT extension (triples per second, bytes
-        /// per triple).
-        #[arg(long, value_enum, default_value_t = Preprocessing::Ot)]
-        preprocessing: Preprocessing,
+        /// trusted dealer's material; `ot` (the default) measures dealer-free
+        /// generation of Beaver triples with OT extension (triples per
+        /// second, bytes per triple). Refused with `--protocol replicated-3`,
+        /// which takes no material.
+        #[arg(long, value_enum)]
+        preprocessing: Option<Preprocessing>,
+        /// The protocol measured: `additive-semi-honest` (the default) or
+        /// `replicated-3` (3 parties, no material: `--op mul` measures the
+        /// layer of multiplications, `--op compare` the comparisons, each
+        /// in process and deployed).
+        #[arg(long, value_name = "NAME", default_value_t = ProtocolName::AdditiveSemiHonest)]
+        protocol: ProtocolName,
         /// Triples generated per run (`--preprocessing ot` only; default
         /// 1000000).
         #[arg(long)]
@@ -162,6 +169,15 @@ async fn main() -> ExitCode {
         Command::Bench { op: BenchOp::Compare, tls_mib: Some(_), .. } => {
             refuse("--tls-mib applies to --op mul (the comparison benchmark measures no TLS bound)")
         }
+        Command::Bench { protocol, preprocessing: Some(_), .. } if !protocol.uses_preprocessing() => {
+            refuse(&format!("--preprocessing: {protocol} takes no preprocessing material; drop the flag"))
+        }
+        Command::Bench { protocol, triples: Some(_), .. } if !protocol.uses_preprocessing() => {
+            refuse(&format!("--triples measures triple generation, and {protocol} takes no material; give --mults N"))
+        }
+        Command::Bench { protocol, parties, .. } if protocol.check_parties(parties).is_err() => {
+            refuse(&protocol.check_parties(parties).err().unwrap_or_default())
+        }
         Command::Bench {
             op: BenchOp::Compare,
             parties,
@@ -170,15 +186,19 @@ async fn main() -> ExitCode {
             preprocessing,
             comparisons,
             no_deployed,
+            protocol,
             ..
         } => {
             let mode = match preprocessing {
-                Preprocessing::Dealer => Mode::Dealer,
-                Preprocessing::Ot => Mode::Ot,
+                Some(Preprocessing::Dealer) => Mode::Dealer,
+                Some(Preprocessing::Ot) | None => Mode::Ot,
             };
-            let comparisons = comparisons.unwrap_or(if mode == Mode::Ot { DEFAULT_COUNT / 10 } else { DEFAULT_COUNT });
-            let options = CompareBenchOptions { parties, comparisons, repeats, mode };
-            eprintln!("cohort bench: {parties} parties, {comparisons} comparisons, {mode} material, {repeats} runs");
+            let material = protocol.uses_preprocessing();
+            let default = if material && mode == Mode::Dealer { DEFAULT_COUNT } else { DEFAULT_COUNT / 10 };
+            let comparisons = comparisons.unwrap_or(default);
+            let options = CompareBenchOptions { parties, comparisons, repeats, mode, protocol };
+            let what = if material { format!("{mode} material") } else { format!("{protocol}, no material") };
+            eprintln!("cohort bench: {parties} parties, {comparisons} comparisons, {what}, {repeats} runs");
             let engine = match cohort_worker::bench::compare::run(&options).await {
                 Ok(report) => report,
                 Err(e) => {
@@ -186,25 +206,43 @@ async fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let deployed = match deployed(no_deployed, parties, Op::Compare, mode, comparisons, repeats).await {
+            let deployed = match deployed(no_deployed, parties, protocol, Op::Compare, mode, comparisons, repeats).await
+            {
                 Ok(report) => report,
                 Err(code) => return code,
             };
             let deployed = deployed.map(CompareDeployed::from);
             print_report("cohort bench", format, &CompareBench { engine, deployed }, compare_text)
         }
-        Command::Bench { preprocessing: Preprocessing::Ot, mults: Some(_), .. } => refuse(
+        Command::Bench {
+            protocol: ProtocolName::AdditiveSemiHonest,
+            preprocessing: None | Some(Preprocessing::Ot),
+            mults: Some(_),
+            ..
+        } => refuse(
             "--mults sets the multiplications of --preprocessing dealer; --preprocessing ot (the default) measures \
              triple generation: give --triples N, or add --preprocessing dealer",
         ),
-        Command::Bench { preprocessing: Preprocessing::Ot, no_deployed: true, .. } => {
-            refuse("--no-deployed applies to --preprocessing dealer only")
-        }
-        Command::Bench { preprocessing: Preprocessing::Dealer, triples: Some(_), .. } => refuse(
+        Command::Bench {
+            protocol: ProtocolName::AdditiveSemiHonest,
+            preprocessing: None | Some(Preprocessing::Ot),
+            no_deployed: true,
+            ..
+        } => refuse("--no-deployed applies to --preprocessing dealer only"),
+        Command::Bench { preprocessing: Some(Preprocessing::Dealer), triples: Some(_), .. } => refuse(
             "--triples sets the triples of --preprocessing ot; --preprocessing dealer measures a layer of \
              multiplications: give --mults N",
         ),
-        Command::Bench { parties, repeats, tls_mib, format, preprocessing: Preprocessing::Ot, triples, .. } => {
+        Command::Bench {
+            parties,
+            repeats,
+            tls_mib,
+            format,
+            protocol: ProtocolName::AdditiveSemiHonest,
+            preprocessing: None | Some(Preprocessing::Ot),
+            triples,
+            ..
+        } => {
             let triples = triples.unwrap_or(DEFAULT_COUNT);
             let tls_mib = tls_mib.unwrap_or(DEFAULT_TLS_MIB);
             let options = OtBenchOptions { parties, triples, repeats, tls_bytes_per_stream: tls_mib << 20 };
@@ -217,20 +255,15 @@ async fn main() -> ExitCode {
                 }
             }
         }
-        Command::Bench {
-            parties,
-            mults,
-            repeats,
-            tls_mib,
-            format,
-            preprocessing: Preprocessing::Dealer,
-            no_deployed,
-            ..
-        } => {
+        Command::Bench { parties, mults, repeats, tls_mib, format, no_deployed, protocol, .. } => {
+            // The additive protocol with a dealer's material, or a protocol
+            // without material.
             let mults = mults.unwrap_or(DEFAULT_COUNT);
             let tls_mib = tls_mib.unwrap_or(DEFAULT_TLS_MIB);
-            let options = BenchOptions { parties, mults, repeats, tls_bytes_per_stream: tls_mib << 20 };
-            eprintln!("cohort bench: {parties} parties, {mults} multiplications, {repeats} runs of each variant");
+            let options = BenchOptions { parties, mults, repeats, tls_bytes_per_stream: tls_mib << 20, protocol };
+            eprintln!(
+                "cohort bench: {protocol}, {parties} parties, {mults} multiplications, {repeats} runs of each variant"
+            );
             let engine = match cohort_worker::bench::run(&options).await {
                 Ok(report) => report,
                 Err(e) => {
@@ -238,7 +271,7 @@ async fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let deployed = match deployed(no_deployed, parties, Op::Mul, Mode::Dealer, mults, repeats).await {
+            let deployed = match deployed(no_deployed, parties, protocol, Op::Mul, Mode::Dealer, mults, repeats).await {
                 Ok(report) => report,
                 Err(code) => return code,
             };
@@ -349,12 +382,12 @@ impl From<DeployedReport> for CompareDeployed {
 fn compare_text(report: &CompareBench) -> String {
     let r = &report.engine;
     let k = |x: f64| x / 1e3;
-    let material = if r.preprocessing == Mode::Dealer {
-        "material from an in-process dealer thread during the job"
-    } else {
-        "material generated by the parties with OT during the job"
+    let material = match r.preprocessing {
+        None => "no material",
+        Some(Mode::Dealer) => "material from an in-process dealer thread during the job",
+        Some(_) => "material generated by the parties with OT during the job",
     };
-    let online = if r.online_seconds > 0.0 {
+    let online = if r.online_seconds > 0.0 && r.preprocessing.is_some() {
         format!(
             "online      {:>10.1} k comparisons/s  ({:.1} ms, material prefetched)\n",
             k(r.online_comparisons_per_second),
@@ -368,12 +401,16 @@ fn compare_text(report: &CompareBench) -> String {
             "deployed    {:>10.1} k comparisons/s  ({:.1} ms submission to every result; worker processes{})\n",
             k(d.deployed_comparisons_per_second),
             d.deployed_seconds * 1e3,
-            if r.preprocessing == Mode::Dealer { " and a dealer process over mTLS" } else { ", OT in the job" },
+            match r.preprocessing {
+                None => "",
+                Some(Mode::Dealer) => " and a dealer process over mTLS",
+                Some(_) => ", OT in the job",
+            },
         ),
         None => String::new(),
     };
     format!(
-        "{} parties, {} comparisons (count(x < y)), {} mode, {} rounds\n\
+        "{} parties, {} comparisons (count(x < y)), {}, {} rounds\n\
          {online}\
          job         {:>10.1} k comparisons/s  ({:.1} ms, {material})\n\
          {deployed}\
@@ -382,7 +419,10 @@ fn compare_text(report: &CompareBench) -> String {
          CPU         {}\n",
         r.parties,
         r.comparisons,
-        r.preprocessing,
+        match r.preprocessing {
+            Some(mode) => format!("{} {mode} mode", r.protocol),
+            None => r.protocol.to_string(),
+        },
         r.rounds,
         k(r.comparisons_per_second),
         r.seconds * 1e3,
@@ -400,6 +440,7 @@ fn compare_text(report: &CompareBench) -> String {
 async fn deployed(
     skip: bool,
     parties: usize,
+    protocol: ProtocolName,
     op: Op,
     mode: Mode,
     count: usize,
@@ -408,9 +449,10 @@ async fn deployed(
     if skip {
         return Ok(None);
     }
-    let dealer = if mode == Mode::Dealer { " and a cohort-dealer" } else { "" };
+    let dealer = if protocol.uses_preprocessing() && mode == Mode::Dealer { " and a cohort-dealer" } else { "" };
     eprintln!("cohort bench: the same job deployed: {parties} cohort-worker processes{dealer}");
-    match cohort_cli::bench::deployed(&Options::beside_current_exe(), parties, op, mode, count, repeats).await {
+    let options = Options { protocol, ..Options::beside_current_exe() };
+    match cohort_cli::bench::deployed(&options, parties, op, mode, count, repeats).await {
         Ok(report) => Ok(Some(report)),
         Err(e) => {
             eprintln!("cohort bench: deployed: {e}");
@@ -439,43 +481,62 @@ struct DealerBench {
 fn bench_text(report: &DealerBench) -> String {
     let r = &report.engine;
     let m = |x: f64| x / 1e6;
+    let material = r.protocol.uses_preprocessing();
     let deployed = match &report.deployed {
         Some(d) => format!(
             "deployed    {:>8.2} M mults/s  ({:.1} ms submission to every result; slowest party's own {:.1} ms; \
-             worker and dealer processes, dealer over mTLS)\n",
+             {})\n",
             m(d.deployed_per_second),
             d.deployed_seconds * 1e3,
             d.deployed_party_seconds * 1e3,
+            if material { "worker and dealer processes, dealer over mTLS" } else { "worker processes over mTLS" },
         ),
         None => String::new(),
     };
-    let text = format!(
-        "{} parties, {} multiplications in one layer, {} rounds, {}\n\
-         online      {:>8.2} M mults/s  ({:.1} ms, material prefetched)\n\
-         in-process  {:>8.2} M mults/s  ({:.1} ms, dealer a thread of the bench, material handed over in memory)\n\
-         {deployed}\
-         dealer      {:>8.2} M triples/s delivered and expanded ({:.2} M/s generation alone)\n\
+    let (online, dealer) = if material {
+        (
+            format!(
+                "online      {:>8.2} M mults/s  ({:.1} ms, material prefetched)\n",
+                m(r.online_mults_per_second),
+                r.online_seconds * 1e3
+            ),
+            format!(
+                "in-process  {:>8.2} M mults/s  ({:.1} ms, dealer a thread of the bench, material handed over in memory)\n\
+                 {deployed}\
+                 dealer      {:>8.2} M triples/s delivered and expanded ({:.2} M/s generation alone)\n",
+                m(r.in_process_dealer_mults_per_second),
+                r.in_process_dealer_seconds * 1e3,
+                m(r.dealer_triples_per_second),
+                m(r.dealer_generation_triples_per_second),
+            ),
+        )
+    } else {
+        let online = format!(
+            "online      {:>8.2} M mults/s  ({:.1} ms, the whole job in process: no material)\n",
+            m(r.online_mults_per_second),
+            r.online_seconds * 1e3
+        );
+        (online, deployed)
+    };
+    format!(
+        "{}, {} parties, {} multiplications in one layer, {} rounds, {}\n\
+         {online}\
+         {dealer}\
          bytes       {:>8.2} per mult per party (protocol: {:.0})\n\
          TLS         {:>8.2} GB/s loopback, mesh-shaped -> bound {:.2} M mults/s; online is {:.0} % of it\n\
          CPU         {}\n",
+        r.protocol,
         r.parties,
         r.mults,
         r.rounds,
         r.cipher_suite,
-        m(r.online_mults_per_second),
-        r.online_seconds * 1e3,
-        m(r.in_process_dealer_mults_per_second),
-        r.in_process_dealer_seconds * 1e3,
-        m(r.dealer_triples_per_second),
-        m(r.dealer_generation_triples_per_second),
         r.bytes_per_mult_per_party,
         r.protocol_bytes_per_mult_per_party,
         r.tls_loopback_bytes_per_second / 1e9,
         m(r.online_bound_mults_per_second),
         r.online_fraction_of_bound * 100.0,
         cpu_text(&r.cpu),
-    );
-    text
+    )
 }
 
 fn cpu_text(cpu: &CpuInfo) -> String {

@@ -157,3 +157,70 @@ fn flags_that_do_not_apply_to_the_comparison_benchmark_are_refused() {
         assert!(out.stdout.is_empty(), "{args:?}: nothing measured");
     }
 }
+
+/// Issue 17: `--protocol replicated-3` measures the layer of
+/// multiplications and the comparisons without material, in process and
+/// deployed (worker processes, no dealer), and says which protocol ran.
+#[test]
+fn replicated_3_bench_reports_the_protocol_and_no_material() {
+    let report = bench_json(&["--protocol", "replicated-3", "--mults", "20000"]);
+    assert_eq!(report["protocol"], "replicated-3");
+    assert_eq!(report["parties"], 3);
+    assert_eq!(report["rounds"], 4, "setup, input, one layer, output");
+    for key in ["online_mults_per_second", "deployed_mults_per_second", "tls_loopback_bytes_per_second"] {
+        assert!(report[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {}", report[key]);
+    }
+    for key in ["in_process_dealer_mults_per_second", "dealer_triples_per_second"] {
+        assert_eq!(report[key].as_f64(), Some(0.0), "{key}: no dealer runs");
+    }
+    // One element to one neighbour per multiplication, plus the inputs'
+    // second components (two vectors, one element each, from their owners)
+    // and framing.
+    assert_eq!(report["protocol_bytes_per_mult_per_party"].as_f64(), Some(8.0));
+    let per_mult = report["bytes_per_mult_per_party"].as_f64().expect("bytes");
+    let expected = 8.0 + 16.0 / 3.0;
+    assert!(per_mult >= expected && per_mult < expected * 1.05, "{per_mult} vs {expected}");
+
+    let report = compare_json(&["--protocol", "replicated-3", "--comparisons", "3000"]);
+    assert_eq!(report["protocol"], "replicated-3");
+    assert!(report.get("preprocessing").is_none(), "no material, no mode: {report}");
+    assert_eq!(report["rounds"], 13, "setup, input, the daBit round, 8 comparison rounds, an injection, output");
+    for key in ["bit_triples_per_comparison", "edabits_per_comparison", "dabits_per_comparison"] {
+        assert_eq!(report[key].as_f64(), Some(0.0), "{key}");
+    }
+    for key in ["comparisons_per_second", "online_comparisons_per_second", "deployed_comparisons_per_second"] {
+        assert!(report[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {}", report[key]);
+    }
+    let bytes = report["bytes_per_comparison_per_party"].as_f64().expect("bytes");
+    let construction = report["online_protocol_bytes_per_comparison_per_party"].as_f64().expect("protocol");
+    assert!(bytes >= construction && bytes < (construction + 16.0 / 3.0) * 1.1, "{bytes} vs {construction}");
+
+    // The additive reports say so too.
+    let additive =
+        compare_json(&["--preprocessing", "dealer", "--parties", "2", "--comparisons", "500", "--no-deployed"]);
+    assert_eq!(additive["protocol"], "additive-semi-honest");
+}
+
+/// Under replicated-3 a preprocessing flag is refused, never ignored, and
+/// so is a party count other than three.
+#[test]
+fn replicated_3_bench_refuses_preprocessing_and_other_party_counts() {
+    for (args, needle) in [
+        (&["--preprocessing", "dealer"][..], "--preprocessing: replicated-3 takes no preprocessing material"),
+        (&["--preprocessing", "ot"][..], "--preprocessing: replicated-3 takes no preprocessing material"),
+        (&["--op", "compare", "--preprocessing", "ot"][..], "--preprocessing: replicated-3"),
+        (&["--triples", "1000"][..], "--triples"),
+        (&["--parties", "2"][..], "replicated-3 needs exactly 3 parties, got 2"),
+        (&["--op", "compare", "--parties", "5"][..], "replicated-3 needs exactly 3 parties, got 5"),
+    ] {
+        let out = Command::new(bin("cohort"))
+            .args(["bench", "--protocol", "replicated-3"])
+            .args(args)
+            .output()
+            .expect("cohort bench runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?} is refused: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}: nothing measured");
+    }
+}

@@ -68,6 +68,15 @@
 //!   multiplications per second (the bound ignores every cost but
 //!   encrypting, moving and decrypting those bytes).
 //!
+//! # Under `replicated-3`
+//!
+//! [`BenchOptions::protocol`] picks the protocol. Replicated sharing takes
+//! no material, so there is one variant: **online** is the whole job (the
+//! same span as above: meshes established to outputs at every party, with
+//! input sharing, the layer and the output round), and the dealer's
+//! figures (`in_process_dealer_*`, `dealer_*`) are 0. The protocol sends
+//! one ring element (8 bytes) per multiplication to one neighbour.
+//!
 //! Timings are the **median** over `repeats` runs, after one unreported
 //! warm-up run of each variant; every sample is in the report too.
 
@@ -80,6 +89,7 @@ use crate::preprocessing::dealer::TrustedDealer;
 use crate::preprocessing::{Demand, MaterialPlan, Prefetched, PreprocessingError};
 use crate::program::compile;
 use crate::program::ir::Circuit;
+use crate::protocol::ProtocolName;
 use crate::sharing::Secret;
 use crate::transport::{JobId, Mesh, PartyCa, TransportError};
 use std::sync::Arc;
@@ -99,11 +109,20 @@ pub struct BenchOptions {
     /// Application bytes sent per stream in the TLS measurement (0 skips
     /// it; the TLS fields are then 0).
     pub tls_bytes_per_stream: usize,
+    /// The protocol the parties run. Under `replicated-3` (no material)
+    /// the online figure is the whole job and the dealer's are 0.
+    pub protocol: ProtocolName,
 }
 
 impl Default for BenchOptions {
     fn default() -> Self {
-        BenchOptions { parties: 3, mults: 1_000_000, repeats: 5, tls_bytes_per_stream: 256 << 20 }
+        BenchOptions {
+            parties: 3,
+            mults: 1_000_000,
+            repeats: 5,
+            tls_bytes_per_stream: 256 << 20,
+            protocol: ProtocolName::default(),
+        }
     }
 }
 
@@ -167,6 +186,8 @@ impl CpuInfo {
 pub struct BenchReport {
     /// The processor this ran on.
     pub cpu: CpuInfo,
+    /// The protocol the parties ran (`additive-semi-honest`, `replicated-3`).
+    pub protocol: ProtocolName,
     pub parties: usize,
     pub mults: usize,
     pub repeats: usize,
@@ -185,7 +206,8 @@ pub struct BenchReport {
     /// multiplication.
     pub bytes_per_mult_per_party: f64,
     /// What the protocol must send per multiplication per party:
-    /// `16 · (parties − 1)`.
+    /// `16 · (parties − 1)` (additive), 8 (replicated-3: one element to
+    /// one neighbour).
     pub protocol_bytes_per_mult_per_party: f64,
     /// Dealer to every party, expanded (median prefetch time).
     pub dealer_triples_per_second: f64,
@@ -250,14 +272,16 @@ fn median(samples: &[f64]) -> f64 {
 
 /// Run the benchmark described by `options` (see the module documentation).
 pub async fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
-    let BenchOptions { parties, mults, repeats, tls_bytes_per_stream } = *options;
+    let BenchOptions { parties, mults, repeats, tls_bytes_per_stream, protocol } = *options;
     if parties < 2 {
         return Err(BenchError::Options(format!("at least 2 parties are needed, not {parties}")));
     }
+    protocol.check_parties(parties).map_err(BenchError::Options)?;
     if mults == 0 || repeats == 0 {
         return Err(BenchError::Options("mults and repeats must be at least 1".into()));
     }
-    let federation = LocalFederation::with_parties(parties).await?;
+    let material = protocol.uses_preprocessing();
+    let federation = LocalFederation::with_parties(parties).await?.with_protocol(protocol);
     let source = program(&federation.names);
     let circuit = Arc::new(compile(&source, &federation.names).map_err(|e| BenchError::Compile(e.to_string()))?);
     let mut lengths = InputLengths(vec![vec![None; parties]; 2]);
@@ -267,29 +291,37 @@ pub async fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     let x = Arc::new(input_values(mults, 1));
     let y = Arc::new(input_values(mults, 2));
     let expected = x.iter().zip(y.iter()).fold(0u64, |acc, (a, b)| acc.wrapping_add(a.wrapping_mul(*b)));
-    let job = JobSpec { circuit, consent: federation.consent(&source), x, y, expected };
+    let job = JobSpec { circuit, consent: federation.consent(&source), x, y, expected, protocol };
 
     let (mut online, mut e2e, mut drain, mut setup) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut rounds = 0;
     let mut bytes_per_mult = 0.0;
     let mut suite = String::new();
+    // Without material the job itself is the online figure.
+    let online_material = if material { Material::Prefetch(&plan) } else { Material::None };
     // One unreported run of each variant first: the first job of a process
     // pays for cold allocator arenas and caches.
-    one_job(&federation, &job, Material::Prefetch(&plan)).await?;
-    one_job(&federation, &job, Material::Dealer).await?;
+    one_job(&federation, &job, online_material).await?;
+    if material {
+        one_job(&federation, &job, Material::Dealer).await?;
+    }
     for _ in 0..repeats {
-        let run = one_job(&federation, &job, Material::Prefetch(&plan)).await?;
+        let run = one_job(&federation, &job, online_material).await?;
         online.push(run.seconds);
         drain.push(run.prefetch_seconds);
         setup.push(run.mesh_seconds);
         rounds = run.rounds;
         bytes_per_mult = run.bytes_sent.iter().sum::<u64>() as f64 / parties as f64 / mults as f64;
         suite = run.suite;
-        let run = one_job(&federation, &job, Material::Dealer).await?;
-        e2e.push(run.seconds);
+        if material {
+            let run = one_job(&federation, &job, Material::Dealer).await?;
+            e2e.push(run.seconds);
+        }
     }
 
-    let generation = dealer_generation(parties, mults)?;
+    let generation = if material { dealer_generation(parties, mults)? } else { 0.0 };
+    // 0 rather than a division by nothing: no dealer ran.
+    let rate = |seconds: f64| if seconds > 0.0 { mults as f64 / seconds } else { 0.0 };
     let mut tls = Vec::new();
     let mut aggregate = 0.0;
     if tls_bytes_per_stream > 0 {
@@ -316,6 +348,7 @@ pub async fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     let online_rate = mults as f64 / online_seconds;
     Ok(BenchReport {
         cpu: CpuInfo::current(),
+        protocol,
         parties,
         mults,
         repeats,
@@ -324,10 +357,13 @@ pub async fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         online_seconds,
         online_mults_per_second: online_rate,
         in_process_dealer_seconds: median(&e2e),
-        in_process_dealer_mults_per_second: mults as f64 / median(&e2e),
+        in_process_dealer_mults_per_second: rate(median(&e2e)),
         bytes_per_mult_per_party: bytes_per_mult,
-        protocol_bytes_per_mult_per_party: 16.0 * (parties - 1) as f64,
-        dealer_triples_per_second: mults as f64 / median(&drain),
+        protocol_bytes_per_mult_per_party: match protocol {
+            ProtocolName::AdditiveSemiHonest => 16.0 * (parties - 1) as f64,
+            ProtocolName::Replicated3 => 8.0,
+        },
+        dealer_triples_per_second: rate(median(&drain)),
         dealer_generation_triples_per_second: generation,
         mesh_setup_seconds: median(&setup),
         tls_loopback_bytes_per_second: aggregate,
@@ -345,6 +381,7 @@ struct JobSpec {
     x: Arc<Vec<u64>>,
     y: Arc<Vec<u64>>,
     expected: u64,
+    protocol: ProtocolName,
 }
 
 struct JobRun {
@@ -366,6 +403,8 @@ enum Material<'a> {
     Dealer,
     /// The parties generate it with OT over the job's mesh, during the job.
     Ot,
+    /// None: the protocol takes no material (`replicated-3`).
+    None,
 }
 
 /// One job among all parties, with material from `material`.
@@ -422,9 +461,9 @@ async fn one_job(federation: &LocalFederation, job: &JobSpec, material: Material
     for (me, ((mesh, material), own)) in meshes.into_iter().zip(prefetched).zip(inputs).enumerate() {
         let hub = hub.clone();
         let circuit = job.circuit.clone();
-        let consent = job.consent;
+        let (consent, protocol) = (job.consent, job.protocol);
         tasks.push(tokio::spawn(async move {
-            let result = party(&mesh, &circuit, consent, own, material, hub, me, ot).await;
+            let result = party(&mesh, &circuit, (consent, protocol), own, material, hub, me, ot).await;
             let done = Instant::now();
             // Bytes this party read: every message is read by a party that
             // needs it before it finishes, so the sum over the parties is
@@ -457,14 +496,15 @@ async fn one_job(federation: &LocalFederation, job: &JobSpec, material: Material
 async fn party(
     mesh: &Mesh,
     circuit: &Circuit,
-    consent: [u8; 32],
+    (consent, protocol): ([u8; 32], ProtocolName),
     own: OwnInputs,
     material: Option<Prefetched>,
     hub: DealerHub,
     me: usize,
     ot: bool,
 ) -> Result<crate::executor::JobOutput, BenchError> {
-    let mut options = ExecuteOptions::new(consent);
+    // Under a protocol without material `execute` never asks for any.
+    let mut options = ExecuteOptions { protocol, ..ExecuteOptions::new(consent) };
     let result = match material {
         Some(m) => execute(mesh, circuit, &own, &options, |_| async move { Ok(m) }).await,
         None if ot => {

@@ -8,7 +8,7 @@ use cohort_worker::transport::frame::HEADER_LEN;
 async fn small_benchmark_report_is_consistent() {
     for parties in [2, 3] {
         let mults = 10_000;
-        let options = BenchOptions { parties, mults, repeats: 2, tls_bytes_per_stream: 1 << 20 };
+        let options = BenchOptions { parties, mults, repeats: 2, tls_bytes_per_stream: 1 << 20, ..Default::default() };
         let report = run(&options).await.expect("benchmark runs (and checks its result)");
         assert_eq!((report.parties, report.mults, report.repeats), (parties, mults, 2));
         // setup, input sharing, one layer, output.
@@ -55,6 +55,12 @@ async fn invalid_options_are_refused() {
         BenchOptions { parties: 1, ..BenchOptions::default() },
         BenchOptions { mults: 0, ..BenchOptions::default() },
         BenchOptions { repeats: 0, ..BenchOptions::default() },
+        // replicated-3 runs with exactly three parties.
+        BenchOptions {
+            parties: 2,
+            protocol: cohort_worker::protocol::ProtocolName::Replicated3,
+            ..BenchOptions::default()
+        },
     ] {
         assert!(run(&options).await.is_err());
     }

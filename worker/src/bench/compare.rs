@@ -22,13 +22,22 @@
 //!   for the `g` = 118 AND gates of the borrow circuit (the masked value,
 //!   the AND gates' `d` and `e`, the injection's bit).
 //!
+//! Under `replicated-3` (`CompareBenchOptions::protocol`) there is no
+//! material: **job** is the whole job, `online_*` repeats it, the material
+//! figures are 0 and `preprocessing` is absent from the JSON. Its
+//! comparison is a split conversion (party 1 inputs the bits of one
+//! summand) and the borrow circuit on two secret bundles, 8 rounds, plus
+//! the bit injection of `count`.
+//!
 //! Mesh establishment is excluded, as in the parent module.
 
 use super::{BenchError, CpuInfo, JobSpec, Material, median, one_job};
+use crate::executor::plan::Lowering;
 use crate::executor::{InputLengths, Instance};
 use crate::local::LocalFederation;
 use crate::preprocessing::Mode;
 use crate::program::compile;
+use crate::protocol::ProtocolName;
 use std::sync::Arc;
 
 /// What to measure.
@@ -40,8 +49,11 @@ pub struct CompareBenchOptions {
     pub comparisons: usize,
     /// Runs of each variant; timings are the median.
     pub repeats: usize,
-    /// Dealer (an in-process dealer) or OT (generated in the job).
+    /// Dealer (an in-process dealer) or OT (generated in the job); not
+    /// used under a protocol without material.
     pub mode: Mode,
+    /// The protocol the parties run.
+    pub protocol: ProtocolName,
 }
 
 /// The result of [`run`]. Times are seconds, rates per second.
@@ -49,7 +61,11 @@ pub struct CompareBenchOptions {
 pub struct CompareBenchReport {
     pub cpu: CpuInfo,
     pub op: &'static str,
-    pub preprocessing: Mode,
+    /// The protocol the parties ran (`additive-semi-honest`, `replicated-3`).
+    pub protocol: ProtocolName,
+    /// The material's source; absent under `replicated-3`, which takes none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preprocessing: Option<Mode>,
     pub parties: usize,
     pub comparisons: usize,
     pub repeats: usize,
@@ -92,34 +108,42 @@ fn inputs(n: usize) -> (Vec<u64>, Vec<u64>) {
 
 /// Run the comparison benchmark (see the module documentation).
 pub async fn run(options: &CompareBenchOptions) -> Result<CompareBenchReport, BenchError> {
-    let CompareBenchOptions { parties, comparisons, repeats, mode } = *options;
+    let CompareBenchOptions { parties, comparisons, repeats, mode, protocol } = *options;
     if parties < 2 {
         return Err(BenchError::Options(format!("at least 2 parties are needed, not {parties}")));
     }
+    protocol.check_parties(parties).map_err(BenchError::Options)?;
+    let material = protocol.uses_preprocessing();
     if comparisons == 0 || repeats == 0 {
         return Err(BenchError::Options("comparisons and repeats must be at least 1".into()));
     }
-    if mode == Mode::Pool {
+    if material && mode == Mode::Pool {
         return Err(BenchError::Options(
             "the comparison benchmark runs in dealer or ot mode (a pool job generates its binary material with OT \
              in the job: measure --preprocessing ot)"
                 .into(),
         ));
     }
-    let federation = LocalFederation::with_parties(parties).await?;
+    let federation = LocalFederation::with_parties(parties).await?.with_protocol(protocol);
     let source = program(&federation.names);
     let circuit = Arc::new(compile(&source, &federation.names).map_err(|e| BenchError::Compile(e.to_string()))?);
     let mut lengths = InputLengths(vec![vec![None; parties]; 2]);
     lengths.0[0][0] = Some(comparisons);
     lengths.0[1][1] = Some(comparisons);
-    let instance = Instance::new(&circuit, &lengths).map_err(|e| BenchError::Compile(e.to_string()))?;
-    let totals = instance.plan.totals();
+    let lowering = Lowering { protocol, quotients: crate::executor::Quotients::of(mode) };
+    let instance = Instance::plan(&circuit, &lengths, lowering).map_err(|e| BenchError::Compile(e.to_string()))?;
+    // The material a job takes (none without preprocessing).
+    let totals = if material { instance.plan.totals() } else { Default::default() };
     let (x, y) = inputs(comparisons);
     let expected =
         x.iter().zip(&y).filter(|(a, b)| crate::ring::to_signed(**a) < crate::ring::to_signed(**b)).count() as u64;
-    let consent = crate::local::consent_digest_for(&source, &federation.names, mode);
-    let job = JobSpec { circuit, consent, x: Arc::new(x), y: Arc::new(y), expected };
-    let during = if mode == Mode::Ot { Material::Ot } else { Material::Dealer };
+    let consent = crate::local::job_consent_digest(protocol, &source, &federation.names, mode);
+    let job = JobSpec { circuit, consent, x: Arc::new(x), y: Arc::new(y), expected, protocol };
+    let during = match mode {
+        _ if !material => Material::None,
+        Mode::Ot => Material::Ot,
+        _ => Material::Dealer,
+    };
 
     // Warm-up (unreported).
     one_job(&federation, &job, during).await?;
@@ -130,7 +154,10 @@ pub async fn run(options: &CompareBenchOptions) -> Result<CompareBenchReport, Be
         samples.push(run.seconds);
         rounds = run.rounds;
         bytes = run.bytes_sent.iter().sum::<u64>() as f64 / parties as f64 / comparisons as f64;
-        if mode == Mode::Dealer {
+        if !material {
+            // The job is all online.
+            online_samples.push(run.seconds);
+        } else if mode == Mode::Dealer {
             online_samples.push(one_job(&federation, &job, Material::Prefetch(&instance.plan)).await?.seconds);
         }
     }
@@ -140,7 +167,8 @@ pub async fn run(options: &CompareBenchOptions) -> Result<CompareBenchReport, Be
     Ok(CompareBenchReport {
         cpu: CpuInfo::current(),
         op: "compare",
-        preprocessing: mode,
+        protocol,
+        preprocessing: material.then_some(mode),
         parties,
         comparisons,
         repeats,
@@ -153,11 +181,29 @@ pub async fn run(options: &CompareBenchOptions) -> Result<CompareBenchReport, Be
         online_seconds,
         online_comparisons_per_second: if online_seconds > 0.0 { comparisons as f64 / online_seconds } else { 0.0 },
         bytes_per_comparison_per_party: bytes,
-        online_protocol_bytes_per_comparison_per_party: (parties - 1) as f64
-            * (8.0 + 2.0 * and_gates_per_comparison() as f64 / 8.0 + 1.0 / 8.0),
+        online_protocol_bytes_per_comparison_per_party: match protocol {
+            ProtocolName::AdditiveSemiHonest => {
+                (parties - 1) as f64 * (8.0 + 2.0 * and_gates_per_comparison() as f64 / 8.0 + 1.0 / 8.0)
+            }
+            // One bit per AND gate (both operands secret) to one neighbour;
+            // party 1's 64 input bits of the split (8 bytes, averaged over
+            // the three parties); the count's daBit: one product (8 bytes)
+            // and party 0's input of its bit (8, averaged). The inputs' own
+            // sharing (one element per input element) is not counted.
+            ProtocolName::Replicated3 => secret_and_gates_per_comparison() as f64 / 8.0 + 8.0 / 3.0 + 8.0 + 8.0 / 3.0,
+        },
         samples,
         online_samples,
     })
+}
+
+/// The AND gates of one 64-bit comparison of two secret bundles (replicated
+/// sharing's split conversion).
+fn secret_and_gates_per_comparison() -> usize {
+    let mut cost = crate::circuits::Cost::default();
+    let (a, b) = (crate::circuits::Shape::secret(64), crate::circuits::Shape::secret(64));
+    crate::circuits::compare::msb_of_difference(&mut cost, &a, &b);
+    cost.and_gates
 }
 
 /// The AND gates of one 64-bit comparison with one public operand.
