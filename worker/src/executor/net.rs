@@ -48,6 +48,20 @@ impl<'a> Net<'a> {
         messages.into_iter().map(Arc::new).collect()
     }
 
+    /// Hand back messages that held shares, seeds or keys (an input round's,
+    /// an output round's): each is wiped once, in bulk, by the transport's
+    /// pool. A sent message the transport still holds is left to it.
+    pub fn wipe(&self, received: Vec<Vec<u8>>, sent: Vec<Arc<Vec<u8>>>) {
+        for message in received {
+            self.mesh.recycle_secret(message);
+        }
+        for message in sent {
+            if let Ok(message) = Arc::try_unwrap(message) {
+                self.mesh.recycle_secret(message);
+            }
+        }
+    }
+
     /// One round with every peer: send `messages[p]` to every peer `p` and
     /// receive one message from each. See [`Net::round`].
     pub async fn exchange(&mut self, step: Step, messages: Vec<Arc<Vec<u8>>>) -> Result<Vec<Vec<u8>>, JobError> {

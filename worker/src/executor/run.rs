@@ -880,6 +880,7 @@ pub async fn reveal_by_parts(
         .filter(|p| senders_to(*p).contains(&me))
         .map(|p| (p, Arc::new(std::mem::take(&mut messages[p]))))
         .collect();
+    let sent: Vec<Arc<Vec<u8>>> = sends.iter().map(|(_, m)| m.clone()).collect();
     let received = net.round(Step::Output, sends, &senders).await?;
     let mut offsets = vec![0usize; net.n];
     let mut revealed = Vec::with_capacity(circuit.outputs.len());
@@ -929,5 +930,7 @@ pub async fn reveal_by_parts(
             return Err(net.protocol_error(peer, Step::Output, "sent output shares this party is not entitled to"));
         }
     }
+    // Output messages are shares until combined: wipe them.
+    net.wipe(received, sent);
     Ok(revealed)
 }

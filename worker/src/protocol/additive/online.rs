@@ -105,7 +105,8 @@ impl<S: MaterialSource> Protocol for Additive<S> {
                 }
             });
         }
-        let received = net.exchange(Step::Input, Net::per_peer(messages)).await?;
+        let sent = Net::per_peer(messages);
+        let received = net.exchange(Step::Input, sent.clone()).await?;
         for peer in net.peers() {
             let owned: Vec<GateId> = input_gates.iter().filter(|(_, _, p)| *p == peer).map(|(id, _, _)| *id).collect();
             let msg = &received[peer];
@@ -125,6 +126,8 @@ impl<S: MaterialSource> Protocol for Additive<S> {
                 });
             }
         }
+        // The seeds expand to shares: wipe them.
+        net.wipe(received, sent);
         Ok(())
     }
 

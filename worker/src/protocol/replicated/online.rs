@@ -162,6 +162,7 @@ impl Replicated {
         let theirs = ring::from_le_bytes(&received)
             .filter(|v| v.len() == m)
             .ok_or_else(|| net.protocol_error(next(self.me), step, format!("expected {m} daBit products")))?;
+        net.mesh.recycle_secret(received);
         let product = [z, theirs];
         self.dabits.arith = [0, 1].map(|j| Share::new(conversion::dabit_arith(&t[j], &r2[j], &product[j])));
         Ok(())
@@ -248,7 +249,8 @@ impl Protocol for Replicated {
         let mut messages = vec![Vec::new(); PARTIES];
         messages[prev(me)] = self.own_seed.as_bytes().to_vec();
         messages[next(me)] = to_next;
-        let received = net.exchange(Step::Input, Net::per_peer(messages)).await?;
+        let sent = Net::per_peer(messages);
+        let received = net.exchange(Step::Input, sent.clone()).await?;
 
         // The next party's key.
         let from_next = &received[next(me)];
@@ -290,6 +292,7 @@ impl Protocol for Replicated {
             if at != from_prev.len() {
                 return Err(net.protocol_error(prev(me), Step::Input, "input message too long"));
             }
+            net.wipe(received, sent);
             return Ok(());
         }
         // The daBits' components and t, at every party in the same order.
@@ -320,6 +323,7 @@ impl Protocol for Replicated {
         };
         let r2: Vec<u64> = (0..dabit_count).map(|i| r2_bits.map_or(0, |w| (w[i / 64] >> (i % 64)) & 1)).collect();
         let r2 = self.known_to_holders(2, r2);
+        net.wipe(received, sent);
         let [b0, b1] = bits;
         self.dabits.bits = [b0, b1].map(|w| Bits::from_words(1, dabit_count, w).expect("one plane"));
         self.finish_dabits(net, t, r2).await
@@ -633,12 +637,14 @@ impl Protocol for Replicated {
             values[id] = Some(value);
         }
         // Large buffers go back to the transport's pool rather than to the
-        // allocator: the next layer's messages reuse their pages.
+        // allocator: the next layer's messages reuse their pages. Every
+        // message of a layer holds shares (reshared products, inputs), so
+        // each is wiped on the way.
         for msg in received {
-            net.mesh.recycle(msg);
+            net.mesh.recycle_secret(msg);
         }
         if let Ok(payload) = Arc::try_unwrap(payload) {
-            net.mesh.recycle(payload);
+            net.mesh.recycle_secret(payload);
         }
         Ok(())
     }
