@@ -5,8 +5,9 @@
 
 mod common;
 
-use cohort_worker::executor::JobOutput;
+use cohort_worker::executor::{JobOutput, OwnInputs};
 use cohort_worker::local::LocalFederation;
+use cohort_worker::preprocessing::Mode;
 use cohort_worker::program::{compile, plain};
 use cohort_worker::protocol::ProtocolName;
 use cohort_worker::ring::from_signed;
@@ -17,14 +18,21 @@ use std::sync::Arc;
 enum Backend {
     /// Additive sharing with a trusted dealer.
     AdditiveDealer,
+    /// Additive sharing with material the parties generate with OT in the
+    /// job (generated division pairs: the correction round).
+    AdditiveOt,
     /// Replicated sharing (three parties).
     Replicated,
 }
 
+/// Every protocol, and every material source of a protocol that takes
+/// material.
+const BACKENDS: [Backend; 3] = [Backend::AdditiveDealer, Backend::AdditiveOt, Backend::Replicated];
+
 impl Backend {
     fn protocol(self) -> ProtocolName {
         match self {
-            Backend::AdditiveDealer => ProtocolName::AdditiveSemiHonest,
+            Backend::AdditiveDealer | Backend::AdditiveOt => ProtocolName::AdditiveSemiHonest,
             Backend::Replicated => ProtocolName::Replicated3,
         }
     }
@@ -63,7 +71,17 @@ async fn check_within(
     }
     let want = plain::evaluate(&circuit, &plain_inputs).expect("plain evaluates");
     let circuit = Arc::new(circuit);
-    let results = federation.run(circuit.clone(), federation.consent(source), own).await.expect("meshes");
+    let results = if backend == Backend::AdditiveOt {
+        let consent = cohort_worker::local::consent_digest_for(source, &circuit.parties, Mode::Ot);
+        let own: Vec<std::sync::Mutex<Option<OwnInputs>>> =
+            own.into_iter().map(|o| std::sync::Mutex::new(Some(o))).collect();
+        common::run_circuit_ot(circuit.clone(), consent, move |me| {
+            own[me].lock().expect("not poisoned").take().expect("each party's inputs are taken once")
+        })
+        .await
+    } else {
+        federation.run(circuit.clone(), federation.consent(source), own).await.expect("meshes")
+    };
     let mut outs = Vec::new();
     for (party, result) in results.into_iter().enumerate() {
         let out = result.unwrap_or_else(|e| panic!("{backend:?}: party {party} failed: {e}"));
@@ -97,7 +115,7 @@ fn enc(v: &[i64]) -> Vec<u64> {
 async fn smoke_arithmetic() {
     let source = "input x: int[] from party-0\ninput y: int[] from party-1\ninput t: int from party-2\n\
                   output s = x + y * t\noutput p = x * y\noutput total = sum(x * y)\n";
-    for backend in [Backend::AdditiveDealer, Backend::Replicated] {
+    for backend in BACKENDS {
         check(
             backend,
             3,
@@ -156,9 +174,14 @@ async fn comparison_family(backend: Backend, parties: usize, len: usize) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn comparisons_under_replicated_sharing() {
-    for len in [0, 1, 2, 63, 64, 65, 200] {
-        comparison_family(Backend::Replicated, 3, len).await;
+async fn the_comparison_family_under_every_protocol() {
+    // The bit-slicing boundaries and an empty vector (the additive
+    // protocol's own suite, comparisons.rs, covers every length and 2 and
+    // 5 parties too).
+    for backend in BACKENDS {
+        for len in [0, 1, 2, 63, 64, 65, 200] {
+            comparison_family(backend, 3, len).await;
+        }
     }
 }
 
@@ -197,7 +220,7 @@ async fn arithmetic(backend: Backend, parties: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn arithmetic_under_every_protocol() {
-    for backend in [Backend::AdditiveDealer, Backend::Replicated] {
+    for backend in BACKENDS {
         arithmetic(backend, 3).await;
     }
 }
@@ -210,7 +233,7 @@ async fn exact_multiples_truncate_exactly() {
     let fixed = |v: &[f64]| -> Vec<u64> { v.iter().map(|v| fp.encode(*v).unwrap()).collect() };
     let source = "input x: fixed[] from party-0\ninput y: fixed[] from party-2\noutput d = dot(x, y)\n\
                   output p = x * y\noutput q = x / 4\n";
-    for backend in [Backend::AdditiveDealer, Backend::Replicated] {
+    for backend in BACKENDS {
         let inputs = vec![
             vec![("x", fixed(&[1.0, 2.0, -3.0, 0.5, 1000.0, -0.25]))],
             vec![],
@@ -381,7 +404,7 @@ async fn random_programs_against_plain() {
         let flags: Vec<u64> = (0..len).map(|i| ((seeds[0] >> (i % 64)) & 1) as u64).collect();
         let t = vec![from_signed(seeds[1] % 5)];
         let inputs = vec![vec![("x", enc(&x)), ("flags", flags)], vec![("y", enc(&y))], vec![("t", t)]];
-        for backend in [Backend::AdditiveDealer, Backend::Replicated] {
+        for backend in BACKENDS {
             check(backend, 3, &source, inputs.clone()).await;
         }
     }
@@ -393,7 +416,7 @@ async fn random_programs_against_plain() {
 async fn outputs_reach_their_recipients_only() {
     let source = "input x: int[] from party-0\ninput y: int[] from party-1\n\
                   output p = x * y to party-2\noutput q = x < y to party-0, party-1\noutput r = sum(x) to party-1\n";
-    for backend in [Backend::AdditiveDealer, Backend::Replicated] {
+    for backend in BACKENDS {
         let inputs = vec![vec![("x", enc(&[5, -6, 7]))], vec![("y", enc(&[1, 2, 3]))], vec![]];
         check(backend, 3, source, inputs).await;
     }
