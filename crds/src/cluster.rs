@@ -70,6 +70,7 @@ pub const MAX_PARTIES: u32 = 32;
 #[x_kube(validation = Rule::new("self.parties.all(p, p.name == self.self || has(p.trust))").message("every party other than spec.self needs trust.secretRef: the CA bundle that issued its certificates").field_path(".parties"))]
 #[x_kube(validation = Rule::new("self.parties.all(p, p.name != self.self || !has(p.trust))").message("the party named by spec.self must not set trust: its CA is spec.tls.ca or the one the operator creates").field_path(".parties"))]
 #[x_kube(validation = Rule::new(REPLICATED_3_PARTIES_RULE).message("protocol.name replicated-3 runs with exactly 3 parties: list 3 in spec.parties, or choose additive-semi-honest").field_path(".protocol.name"))]
+#[x_kube(validation = Rule::new(REPLICATED_3_NO_DEALER_RULE).message("spec.dealer: protocol.name replicated-3 takes no preprocessing material, so no dealer: remove spec.dealer, or choose additive-semi-honest").field_path(".dealer"))]
 pub struct MpcClusterSpec {
     /// This party's name: one of `parties[].name`. Immutable: it is bound
     /// into this party's certificates and every peer's configuration.
@@ -131,7 +132,9 @@ pub struct MpcClusterSpec {
 
     /// The trusted dealer the workers draw preprocessing material from, when
     /// the federation uses one. A dealer is a TRUSTED THIRD PARTY: if it
-    /// colludes with a party, inputs leak. Omit for dealer-free protocols.
+    /// colludes with a party, inputs leak. Omit it when the material comes
+    /// from OT or a PreprocessingPool; refused with `replicated-3`, which
+    /// takes no material.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dealer: Option<DealerEndpoint>,
 }
@@ -163,6 +166,13 @@ pub struct Party {
 /// The CEL rule (on `spec`) refusing `replicated-3` with other than three
 /// parties; [`ProtocolName::check_parties`] is the same condition in Rust.
 pub const REPLICATED_3_PARTIES_RULE: &str = "!has(self.protocol) || !has(self.protocol.name) || self.protocol.name != 'replicated-3' || size(self.parties) == 3";
+
+/// The CEL rule (on `spec`) refusing a `dealer` with `replicated-3`, which
+/// takes no preprocessing material (a setting that does not apply is
+/// refused, never ignored); [`ProtocolName::check_dealer`] is the same
+/// condition in Rust.
+pub const REPLICATED_3_NO_DEALER_RULE: &str =
+    "!has(self.protocol) || !has(self.protocol.name) || self.protocol.name != 'replicated-3' || !has(self.dealer)";
 
 /// The MPC protocol.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -248,6 +258,19 @@ impl ProtocolName {
     /// PreprocessingPool).
     pub fn uses_preprocessing(self) -> bool {
         matches!(self, ProtocolName::AdditiveSemiHonest)
+    }
+
+    /// Whether the protocol may name a dealer (`dealer`: whether
+    /// `spec.dealer` is set); the reason if not (the condition of
+    /// [`REPLICATED_3_NO_DEALER_RULE`]).
+    pub fn check_dealer(self, dealer: bool) -> Result<(), String> {
+        if dealer && !self.uses_preprocessing() {
+            return Err(format!(
+                "{} takes no preprocessing material, so no dealer: remove it, or choose additive-semi-honest",
+                self.as_str()
+            ));
+        }
+        Ok(())
     }
 }
 

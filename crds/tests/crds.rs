@@ -378,6 +378,7 @@ fn cel_rules_are_where_promised() {
         ("MpcCluster", "/properties/spec/properties/network/properties/peerCidrs", "self.all(c, isCIDR(c))"),
         ("MpcCluster", "", "size(self.metadata.name) <= 52"),
         ("MpcCluster", "/properties/spec", cohort_crds::cluster::REPLICATED_3_PARTIES_RULE),
+        ("MpcCluster", "/properties/spec", cohort_crds::cluster::REPLICATED_3_NO_DEALER_RULE),
         ("PreprocessingPool", "", "size(self.metadata.name) <= 45"),
         ("PreprocessingPool", "/properties/spec/properties/clusterRef", "self == oldSelf"),
         ("PreprocessingPool", "/properties/spec/properties/material/items", "self.lowWatermark <= self.target"),
@@ -563,7 +564,9 @@ fn cel_rejects_mpccluster_mistakes() {
 #[test]
 fn cel_refuses_replicated_3_unless_there_are_exactly_three_parties() {
     use cohort_crds::cluster::ProtocolName;
-    let three = example("bank-a", "MpcCluster");
+    // bank-a's example names a dealer, which replicated-3 refuses (below).
+    let mut three = example("bank-a", "MpcCluster");
+    three["spec"].as_object_mut().map(|s| s.remove("dealer"));
     let mut rep3 = three.clone();
     rep3["spec"]["protocol"]["name"] = json!("replicated-3");
     assert_eq!(cel_failures("MpcCluster", &rep3, None), Vec::<String>::new(), "three parties");
@@ -603,6 +606,42 @@ fn cel_refuses_replicated_3_unless_there_are_exactly_three_parties() {
             obj["spec"]["self"] = json!("p0");
             let cel_ok = cel_failures("MpcCluster", &obj, None).is_empty();
             assert_eq!(cel_ok, protocol.check_parties(n).is_ok(), "{protocol} with {n} parties");
+        }
+    }
+}
+
+#[test]
+fn cel_refuses_a_dealer_with_replicated_3() {
+    use cohort_crds::cluster::ProtocolName;
+    // bank-a's example (three parties) names a dealer.
+    let with_dealer = example("bank-a", "MpcCluster");
+    assert!(with_dealer["spec"]["dealer"].is_object(), "the example names a dealer");
+    let mut rep3 = with_dealer.clone();
+    rep3["spec"]["protocol"]["name"] = json!("replicated-3");
+    expect_rejected(
+        "MpcCluster",
+        &rep3,
+        None,
+        "spec.dealer: protocol.name replicated-3 takes no preprocessing material",
+    );
+    // A change of protocol that keeps the dealer is refused as well.
+    expect_rejected("MpcCluster", &rep3, Some(&with_dealer), "remove spec.dealer, or choose additive-semi-honest");
+    let mut without = rep3.clone();
+    without["spec"].as_object_mut().map(|s| s.remove("dealer"));
+    assert_eq!(cel_failures("MpcCluster", &without, None), Vec::<String>::new());
+    assert_eq!(cel_failures("MpcCluster", &without, Some(&with_dealer)), Vec::<String>::new());
+
+    // The rule and ProtocolName::check_dealer (what the operator checks in
+    // code) agree for every protocol, with and without a dealer.
+    for protocol in ProtocolName::ALL {
+        for dealer in [false, true] {
+            let mut obj = with_dealer.clone();
+            obj["spec"]["protocol"]["name"] = json!(protocol.as_str());
+            if !dealer {
+                obj["spec"].as_object_mut().map(|s| s.remove("dealer"));
+            }
+            let cel_ok = cel_failures("MpcCluster", &obj, None).is_empty();
+            assert_eq!(cel_ok, protocol.check_dealer(dealer).is_ok(), "{protocol}, dealer {dealer}");
         }
     }
 }

@@ -71,7 +71,7 @@ fn image_tags_are_strings_in_the_values_schema() {
 }
 
 #[test]
-fn the_values_schema_knows_every_protocol_and_that_replicated_3_takes_three_parties() {
+fn the_values_schema_knows_every_protocol_and_that_replicated_3_takes_three_parties_and_no_dealer() {
     let path = cohort_e2e::repo_root().join("charts/cohort/values.schema.json");
     let schema: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).expect("the schema")).expect("JSON");
@@ -88,4 +88,6 @@ fn the_values_schema_knows_every_protocol_and_that_replicated_3_takes_three_part
     assert_eq!(spec["if"]["properties"]["protocol"]["properties"]["name"]["const"], "replicated-3");
     let parties = &spec["then"]["properties"]["parties"];
     assert_eq!((parties["minItems"].as_u64(), parties["maxItems"].as_u64()), (Some(3), Some(3)));
+    // And the one refusing a dealer with replicated-3 (it takes no material).
+    assert_eq!(spec["then"]["properties"]["dealer"]["not"], serde_json::json!({}), "{}", spec["then"]);
 }

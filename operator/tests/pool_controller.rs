@@ -153,10 +153,11 @@ async fn a_pool_hosts_the_dealer_and_an_ot_pool_configures_the_workers() {
     assert_eq!(pool.watermarks(StoredKind::EdaBits), Watermarks { low_watermark: 50, target: 500 });
     assert_eq!(pool.watermarks(StoredKind::DaBits), Watermarks { low_watermark: 0, target: 0 }, "not listed");
 
-    // The federation switches to replicated-3, which takes no material:
-    // both pools are refused, the hosted dealer goes, and the workers'
-    // configuration loses the pool.
-    let switch = serde_json::json!({"spec": {"protocol": {"name": "replicated-3"}}});
+    // The federation switches to replicated-3, which takes no material (so
+    // the cluster drops its dealer, which replicated-3 refuses): both pools
+    // are refused, the hosted dealer goes, and the workers' configuration
+    // loses the pool.
+    let switch = serde_json::json!({"spec": {"protocol": {"name": "replicated-3"}, "dealer": null}});
     Api::<MpcCluster>::namespaced(client.clone(), NS)
         .patch("consortium", &PatchParams::default(), &Patch::Merge(&switch))
         .await

@@ -1206,6 +1206,7 @@ mod tests {
         // rolls exactly as a version does.
         let mut switched = c.clone();
         switched.spec.protocol.name = cohort_crds::cluster::ProtocolName::Replicated3;
+        switched.spec.dealer = None;
         let switched = build(&switched, &m, &settings()).expect("builds");
         let (sw, _) = sts_pod(&switched);
         assert_ne!(
@@ -1247,6 +1248,17 @@ mod tests {
         pair.spec.protocol.name = cohort_crds::cluster::ProtocolName::Replicated3;
         pair.spec.parties.pop();
         assert_eq!(err(&pair, &m), "spec.protocol.name: replicated-3 runs with exactly 3 parties, got 2");
+        // replicated-3 with a dealer: refused, not ignored (the CRD's CEL
+        // rule says the same); without one it builds.
+        let mut dealt = c.clone();
+        dealt.spec.protocol.name = cohort_crds::cluster::ProtocolName::Replicated3;
+        assert_eq!(
+            err(&dealt, &m),
+            "spec.dealer: replicated-3 takes no preprocessing material, so no dealer: remove it, or choose \
+             additive-semi-honest"
+        );
+        dealt.spec.dealer = None;
+        build(&dealt, &m, &settings()).expect("replicated-3 without a dealer builds");
 
         let mut no_peer = Material { peer_cas: BTreeMap::new(), ..material(&c, fixtures::now()).0 };
         assert!(err(&c, &no_peer).starts_with("spec.parties[1].trust.secretRef:"), "{}", err(&c, &no_peer));

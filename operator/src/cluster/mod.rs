@@ -234,9 +234,10 @@ impl<'a> Cluster<'a> {
         }
         cohort_worker::transport::certs::validate_name("federation", &spec.federation)
             .map_err(|r| Error::invalid("spec.federation", r))?;
-        // The schema's CEL rule says the same; this covers objects stored
-        // before it and clients that skip validation.
+        // The schema's CEL rules say the same; this covers objects stored
+        // before them and clients that skip validation.
         spec.protocol.name.check_parties(spec.parties.len()).map_err(|r| Error::invalid("spec.protocol.name", r))?;
+        spec.protocol.name.check_dealer(spec.dealer.is_some()).map_err(|r| Error::invalid("spec.dealer", r))?;
         if let Some(d) = &spec.dealer {
             cohort_worker::transport::certs::validate_name("dealer", &d.name)
                 .map_err(|r| Error::invalid("spec.dealer.name", r))?;

@@ -746,6 +746,7 @@ mod tests {
     fn a_replicated_3_cluster_refuses_every_pool() {
         let mut c = cluster(2);
         c.spec.protocol.name = cohort_crds::cluster::ProtocolName::Replicated3;
+        c.spec.dealer = None;
         let mut ot = fixtures::remote();
         ot.spec.generator.mode = GeneratorMode::Ot;
         ot.spec.generator.dealer = None;
