@@ -15,6 +15,9 @@ use cohort_worker::bench::{BenchOptions, BenchReport, CpuInfo};
 use cohort_worker::preprocessing::Mode;
 use cohort_worker::protocol::ProtocolName;
 
+// jemalloc, keeping freed large blocks for reuse (cohort_worker::memory).
+cohort_worker::global_allocator!();
+
 #[derive(Parser, Debug)]
 #[command(name = "cohort", version, about = "Secure multiparty computation between organizations")]
 struct Cli {

@@ -38,6 +38,10 @@
 //!   wipes it once, or is wiped by its owner.
 //! - Buffers outside this crate's reach: the TLS library's record buffers
 //!   and the kernel's socket buffers hold plaintext messages in passing.
+//!
+//! The binaries' allocator ([`global_allocator!`]): jemalloc, configured
+//! to keep freed large blocks mapped for a bounded time (docs/worker.md,
+//! "Memory").
 
 use std::mem::MaybeUninit;
 use std::sync::atomic::{Ordering, compiler_fence};
@@ -121,6 +125,45 @@ impl<T: zeroize::DefaultIsZeroes> std::fmt::Debug for Wiped<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Wiped(<{} redacted elements>)", self.0.len())
     }
+}
+
+/// The allocator of the binaries that run jobs.
+#[cfg(not(target_env = "msvc"))]
+pub use tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options for the binaries (read before `main`, through the
+/// `malloc_conf` symbol that [`global_allocator!`] defines).
+///
+/// - `oversize_threshold:0`: no separate arena for blocks over 8 MiB.
+///   jemalloc gives that arena a decay time of zero, so each freed 80 MB
+///   share, material vector or 160 MB message at 10^7 elements would be
+///   unmapped at once and faulted in and zeroed by the kernel on its next
+///   use, as glibc does (docs/benchmarks.md, issue 17). In the ordinary
+///   arenas freed pages stay mapped and are reused by the next layer or
+///   job, and are returned to the OS over `dirty_decay_ms` (10 s default).
+/// - `background_thread:true`: that return happens on time in jemalloc's
+///   own thread, also in an idle worker that allocates nothing (without it
+///   purging only runs as a side effect of allocating).
+pub const MALLOC_CONF: &[u8] = b"oversize_threshold:0,background_thread:true\0";
+
+/// Make jemalloc, configured by [`MALLOC_CONF`], the global allocator of
+/// the binary that invokes this at its crate root (not on MSVC targets,
+/// which jemalloc does not support). Only binaries: the library's unit
+/// tests use their own allocator (`memory::tests`).
+#[macro_export]
+macro_rules! global_allocator {
+    () => {
+        #[cfg(not(target_env = "msvc"))]
+        #[global_allocator]
+        static GLOBAL: $crate::memory::Jemalloc = $crate::memory::Jemalloc;
+
+        // jemalloc reads its options from this C string (`const char *`)
+        // at its first allocation; tikv-jemalloc-sys prefixes its symbols
+        // with `_rjem_`.
+        #[cfg(not(target_env = "msvc"))]
+        #[unsafe(export_name = "_rjem_malloc_conf")]
+        static MALLOC_CONF: &u8 = &$crate::memory::MALLOC_CONF[0];
+    };
 }
 
 #[cfg(test)]

@@ -30,6 +30,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
+// jemalloc, keeping freed large blocks for reuse (cohort_worker::memory).
+cohort_worker::global_allocator!();
+
 /// The Cohort trusted dealer (a TRUSTED THIRD PARTY that learns all the
 /// preprocessing material it deals).
 #[derive(Clone, Debug, Parser)]

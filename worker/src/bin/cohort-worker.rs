@@ -11,6 +11,9 @@ use cohort_worker::service::{EXIT_ADDRESS_IN_USE, Worker};
 use cohort_worker::telemetry;
 use tracing::{info, warn};
 
+// jemalloc, keeping freed large blocks for reuse (cohort_worker::memory).
+cohort_worker::global_allocator!();
+
 /// One party's Cohort worker: the peer protocol port, the control API and
 /// the metrics endpoint.
 #[derive(Parser, Debug)]
