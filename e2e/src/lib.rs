@@ -133,28 +133,45 @@ pub async fn join_as_party_1(
     federation: &cohort_cli::launch::Federation,
     job: cohort_worker::transport::JobId,
 ) -> cohort_worker::transport::Mesh {
+    join_as_last(federation, job, cohort_worker::protocol::ProtocolName::AdditiveSemiHonest).await
+}
+
+/// Join `job` as the federation's last party, whose worker the test did
+/// not give the job, speaking `protocol` in the hello: the other parties'
+/// real workers see an authenticated peer (a genuine certificate from the
+/// last party's CA) that then misbehaves as the test chooses. Protocol
+/// version 1; 10 s connect and round timeouts.
+pub async fn join_as_last(
+    federation: &cohort_cli::launch::Federation,
+    job: cohort_worker::transport::JobId,
+    protocol: cohort_worker::protocol::ProtocolName,
+) -> cohort_worker::transport::Mesh {
     use cohort_worker::transport::{Limits, Mesh, MeshConfig, PeerAddr, ProtocolOffer, Timeouts, TlsIdentity};
     use std::time::{Duration, SystemTime};
-    let ca = &federation.cas["party-1"];
+    let me = federation.workers.len() - 1;
+    let name = federation.workers[me].name.clone();
+    let ca = &federation.cas[&name];
     let now = SystemTime::now();
-    let leaf = ca.issue_party_cert("party-1", &[], now, now + Duration::from_secs(600)).expect("leaf");
+    let leaf = ca.issue_party_cert(&name, &[], now, now + Duration::from_secs(600)).expect("leaf");
     let chain = format!("{}{}", leaf.cert_pem, ca.cert_pem());
-    let trust = vec![("party-0".to_string(), federation.cas["party-0"].cert_pem())];
-    let identity = TlsIdentity::from_pem_pinned("local", "party-1", &chain, &leaf.key_pem, &trust).expect("identity");
+    let others = &federation.workers[..me];
+    let trust: Vec<(String, String)> =
+        others.iter().map(|w| (w.name.clone(), federation.cas[&w.name].cert_pem())).collect();
+    let identity = TlsIdentity::from_pem_pinned("local", &name, &chain, &leaf.key_pem, &trust).expect("identity");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let mut parties: Vec<PeerAddr> =
+        others.iter().map(|w| PeerAddr { name: w.name.clone(), addr: w.peer.parse().expect("addr") }).collect();
+    parties.push(PeerAddr { name, addr: listener.local_addr().expect("addr") });
     let cfg = MeshConfig {
         federation: "local".into(),
-        self_index: 1,
-        parties: vec![
-            PeerAddr { name: "party-0".into(), addr: federation.workers[0].peer.parse().expect("addr") },
-            PeerAddr { name: "party-1".into(), addr: listener.local_addr().expect("addr") },
-        ],
+        self_index: me,
+        parties,
         identity: std::sync::Arc::new(identity),
-        protocol: ProtocolOffer { name: "additive-semi-honest".into(), min_version: 1, max_version: 1 },
+        protocol: ProtocolOffer { name: protocol.as_str().into(), min_version: 1, max_version: 1 },
         limits: Limits::default(),
         timeouts: Timeouts { connect: Duration::from_secs(10), round: Duration::from_secs(10) },
     };
-    Mesh::establish(&cfg, &listener, job).await.expect("the test joins as party-1")
+    Mesh::establish(&cfg, &listener, job).await.expect("the test joins as the last party")
 }
 
 /// A scratch directory for a test's run files and data, removed on drop.

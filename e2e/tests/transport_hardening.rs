@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use cohort_cli::launch::Federation;
 use cohort_e2e::{http_get, launch_options};
+use cohort_worker::protocol::ProtocolName;
 use cohort_worker::service::api::{JobRequest, JobStatus, JobTimeouts, Phase};
 use cohort_worker::transport::JobId;
 
@@ -172,7 +173,24 @@ fn signal(pid: u32, sig: &str) {
 /// name a healthy peer, and the peers name party-0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_party_does_not_blame_a_healthy_peer() {
-    let federation = Federation::start(&names(), &launch_options("warn", None)).await.expect("start");
+    stopped_party(ProtocolName::AdditiveSemiHonest).await;
+}
+
+/// Issue 17: a stalled party under replicated sharing, where each party
+/// waits on one neighbour per round: the same outcome. Ignored until fixed:
+/// in about one trial in nine, party-1 (which waits on party-2, itself
+/// waiting on the stopped party-0) times out on party-2 before party-2's
+/// abort naming party-0 arrives, and blames the healthy party-2 (run it
+/// with `--ignored`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "replicated-3: a party can blame the healthy neighbour of a stalled party (see the doc comment)"]
+async fn a_stopped_party_does_not_blame_a_healthy_peer_under_replicated_3() {
+    stopped_party(ProtocolName::Replicated3).await;
+}
+
+async fn stopped_party(protocol: ProtocolName) {
+    let options = cohort_cli::launch::Options { protocol, ..launch_options("warn", None) };
+    let federation = Federation::start(&names(), &options).await.expect("start");
     let program = chain(3000);
     let timeouts = JobTimeouts { connect_seconds: Some(30.0), round_seconds: Some(1.0), total_seconds: Some(300.0) };
     for trial in 0..3 {
@@ -202,13 +220,15 @@ async fn a_stopped_party_does_not_blame_a_healthy_peer() {
         );
         let blamed: Vec<Option<String>> =
             statuses.iter().map(|s| s.failure.as_ref().and_then(|f| f.party.clone())).collect();
-        let resumed = statuses[0].failure.as_ref().expect("failure");
+        let failures: Vec<_> = statuses.iter().map(|s| s.failure.clone()).collect();
         assert!(
             !matches!(blamed[0].as_deref(), Some("party-1" | "party-2")),
-            "trial {trial}: the resumed party blames a healthy peer: {resumed:?}"
+            "{protocol}, trial {trial}: the resumed party blames a healthy peer: {failures:#?}"
         );
         for (i, s) in statuses.iter().enumerate().skip(1) {
-            assert_eq!(blamed[i].as_deref(), Some("party-0"), "trial {trial}: {:?}", s.failure);
+            assert_eq!(blamed[i].as_deref(), Some("party-0"), "{protocol}, trial {trial}: {failures:#?}");
+            let step = s.failure.as_ref().and_then(|f| f.step.as_deref());
+            assert!(step.is_some(), "{protocol}, trial {trial}: the step is named: {:?}", s.failure);
         }
     }
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use cohort_cli::launch::Federation;
 use cohort_e2e::{http_get, launch_options};
 use cohort_worker::preprocessing::Mode;
+use cohort_worker::protocol::ProtocolName;
 use cohort_worker::service::api::{JobRequest, JobStatus, JobTimeouts, OutputValue, Phase};
 use cohort_worker::service::control::ControlClient;
 use cohort_worker::transport::{JobId, PartyCa, Role, TlsIdentity};
@@ -236,7 +237,21 @@ async fn parties_told_different_preprocessing_modes_refuse_the_job_in_setup() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_party_killed_mid_job_is_named_and_the_next_job_runs() {
-    let mut federation = start(3, None).await;
+    killed_mid_job(ProtocolName::AdditiveSemiHonest).await;
+}
+
+/// Issue 17: the same under replicated sharing, where each party talks to
+/// its two neighbours in a ring and no dealer runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_party_killed_mid_job_is_named_and_the_next_job_runs_under_replicated_3() {
+    killed_mid_job(ProtocolName::Replicated3).await;
+}
+
+/// Kill party-2 in the middle of a long job under `protocol`: the
+/// survivors fail naming it and the step; restarted, the next job runs.
+async fn killed_mid_job(protocol: ProtocolName) {
+    let options = cohort_cli::launch::Options { protocol, ..launch_options("warn", None) };
+    let mut federation = Federation::start(&names(3), &options).await.expect("federation starts");
     let parties = names(3);
     // Long enough to be killed in the middle: many layers over big vectors.
     let program = "input x: int[] from each\nlet a = aggregate(x)\nlet b = a * a\nlet c = b * a\nlet d = c * b\nlet e = d * c\nlet f = e * d\nlet g = f * e\nlet h = g * f\nlet i = h * g\nlet j = i * h\noutput s = sum(j)\n";
@@ -267,7 +282,7 @@ async fn a_party_killed_mid_job_is_named_and_the_next_job_runs() {
         assert!(killed.elapsed() < Duration::from_secs_f64(round + 5.0), "reported within the round timeout");
         assert_eq!(status.phase, Phase::Failed);
         let failure = status.failure.expect("failure");
-        assert!(failure.step.is_some(), "{failure:?}");
+        assert!(failure.step.is_some(), "{protocol}: {failure:?}");
         blamed.insert(w.name.clone(), failure.party.clone().unwrap_or_default());
     }
     // Every survivor names party-2, or a survivor that itself names
@@ -276,7 +291,7 @@ async fn a_party_killed_mid_job_is_named_and_the_next_job_runs() {
     // naming the cause yet).
     for (who, party) in &blamed {
         let root = if party.as_str() == "party-2" { party } else { &blamed[party] };
-        assert_eq!(root, "party-2", "{who} blames {party}: {blamed:?}");
+        assert_eq!(root, "party-2", "{protocol}: {who} blames {party}: {blamed:?}");
     }
     // The killed party comes back; the federation runs the next job.
     federation.restart_worker(2).await.expect("restart");
