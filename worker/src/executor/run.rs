@@ -491,12 +491,7 @@ fn evaluate_local<P: Protocol>(protocol: &mut P, instance: &Instance, depth: usi
 /// reads, at the gate's width: its value is taken and updated in place
 /// rather than copied (a comparison's carry circuit is mostly such XORs
 /// and NOTs). `None` where that does not apply.
-fn in_place(
-    instance: &Instance,
-    id: GateId,
-    values: &mut [Option<Value>],
-    public_parts: &[bool],
-) -> Option<Value> {
+fn in_place(instance: &Instance, id: GateId, values: &mut [Option<Value>], public_parts: &[bool]) -> Option<Value> {
     let gates = &instance.netlist.gates;
     let gate = &gates[id];
     let width = gate.width();
@@ -543,11 +538,7 @@ fn in_place(
                     Value::Public(_) => continue,
                     _ => unreachable!("a ring operand"),
                 };
-                if sub {
-                    ring::sub_assign(p.expose_mut(), &other)
-                } else {
-                    ring::add_assign(p.expose_mut(), &other)
-                }
+                if sub { ring::sub_assign(p.expose_mut(), &other) } else { ring::add_assign(p.expose_mut(), &other) }
             }
             Some(Value::Secret(parts))
         }
@@ -907,11 +898,11 @@ pub async fn reveal_by_parts(
         for &peer in &senders {
             let msg = &received[peer];
             let range = offsets[peer]..offsets[peer] + 8 * sum.len();
-            let theirs = msg.get(range).and_then(ring::from_le_bytes).ok_or_else(|| {
+            let theirs = msg.get(range).and_then(ring::from_le_bytes).map(crate::memory::Wiped).ok_or_else(|| {
                 net.protocol_error(peer, Step::Output, format!("output message too short for `{}`", output.name))
             })?;
             if xor {
-                sum.iter_mut().zip(&theirs).for_each(|(a, b)| *a ^= b);
+                sum.iter_mut().zip(theirs.iter()).for_each(|(a, b)| *a ^= b);
             } else {
                 ring::add_assign(&mut sum, &theirs);
             }

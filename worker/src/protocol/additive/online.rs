@@ -282,7 +282,7 @@ impl<S: MaterialSource> Protocol for Additive<S> {
             let mut words = packed.words().to_vec();
             words.resize(and_words, 0);
             boolean::mask_into(&words, mask.words(), &mut bit_words);
-            zeroize::Zeroize::zeroize(&mut words);
+            crate::memory::wipe_vec(&mut words);
         }
         for &id in &layer.injects {
             let GateOp::Inject(b, _) = gates[id].op else { unreachable!() };
@@ -413,7 +413,7 @@ impl<S: MaterialSource> Protocol for Additive<S> {
             done.push((id, Value::SecretBits(vec![Packed::unpack(&z, offset, width, len)])));
             offset += width * len;
         }
-        zeroize::Zeroize::zeroize(&mut z);
+        crate::memory::wipe_vec(&mut z);
 
         // Finish the injections: b·x = e·x + (1 - 2e)·s·x.
         let mut e_at = inject_e;

@@ -542,8 +542,8 @@ impl Protocol for Replicated {
         }
         let mut products = products.into_iter();
         let mut take_product = || products.next().expect("one per product");
-        let their_and = take_words(from_next, &mut at, and_z.len()).expect("length checked");
-        let their_e = take_words(from_next, &mut at, e_parts[1].len()).expect("length checked");
+        let mut their_and = take_words(from_next, &mut at, and_z.len()).expect("length checked");
+        let mut their_e = take_words(from_next, &mut at, e_parts[1].len()).expect("length checked");
         let mut done: Vec<(GateId, Value)> = Vec::new();
         for &id in &layer.muls {
             let parts = take_product();
@@ -635,6 +635,11 @@ impl Protocol for Replicated {
         }
         for (id, value) in done {
             values[id] = Some(value);
+        }
+        // The ANDs' and openings' words were shares.
+        let [mut e0, mut e1] = e_parts;
+        for words in [&mut and_z, &mut their_and, &mut their_e, &mut e0, &mut e1] {
+            crate::memory::wipe_vec(words);
         }
         // Large buffers go back to the transport's pool rather than to the
         // allocator: the next layer's messages reuse their pages. Every
