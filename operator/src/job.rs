@@ -1,14 +1,17 @@
 //! The pure half of the MpcJob reconciler: which inputs a job must bind,
-//! parsing their data, the result Secret, and the status a worker's job
-//! status maps to. No Kubernetes client here; the controller
+//! parsing their data, the preprocessing mode it is dispatched with, the
+//! result Secret, and the status a worker's job status maps to. No Kubernetes client here; the controller
 //! (`crate::controller::job`) does the reading and writing.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use cohort_crds::MpcJob;
+use cohort_crds::cluster::ProtocolName;
 use cohort_crds::conditions::{ConditionStatus, set_condition, types};
 use cohort_crds::job::{InputSource, JobFailure, JobPhase, JobResult, MpcJobStatus};
+use cohort_crds::pool::GeneratorMode;
 use cohort_worker::data::{self, DataError, DataErrorKind, DataFormat};
+use cohort_worker::preprocessing::Mode;
 use cohort_worker::program::ir::{Circuit, InputShape};
 use cohort_worker::service::api::{InputValue, JobStatus, JobTimeouts, Phase, STEP_WAITING_FOR_PREPROCESSING};
 use k8s_openapi::ByteString;
@@ -91,6 +94,24 @@ pub fn parse_input(
         });
     }
     Ok(values.to_json())
+}
+
+/// The preprocessing mode the workers are told for a job of a cluster
+/// running `protocol`, whose `spec.preprocessing` names a pool of generator
+/// mode `pool` (`None`: it names none): nothing for a protocol without
+/// material, `pool` for an `ot` pool (the material is in the workers' own
+/// pools), the cluster's dealer otherwise. A resubmission must send what
+/// the first submission sent: the mode is bound into the job's consent
+/// digest, so the worker that holds the job refuses another mode (409) and
+/// peers that hold it disagree at setup.
+pub fn preprocessing_mode(protocol: ProtocolName, pool: Option<GeneratorMode>) -> Option<Mode> {
+    if !protocol.uses_preprocessing() {
+        return None;
+    }
+    Some(match pool {
+        Some(GeneratorMode::Ot) => Mode::Pool,
+        Some(GeneratorMode::Dealer) | None => Mode::Dealer,
+    })
 }
 
 /// The worker's time limits from `spec.timeouts`. Errors name the field.
@@ -297,6 +318,17 @@ mod tests {
             secret_key_ref: Some(KeySelector { name: "data".into(), key: key.into() }),
             config_map_key_ref: None,
             column: column.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn the_preprocessing_mode_follows_the_protocol_and_the_pools_generator() {
+        use ProtocolName::{AdditiveSemiHonest, Replicated3};
+        assert_eq!(preprocessing_mode(AdditiveSemiHonest, None), Some(Mode::Dealer));
+        assert_eq!(preprocessing_mode(AdditiveSemiHonest, Some(GeneratorMode::Dealer)), Some(Mode::Dealer));
+        assert_eq!(preprocessing_mode(AdditiveSemiHonest, Some(GeneratorMode::Ot)), Some(Mode::Pool));
+        for pool in [None, Some(GeneratorMode::Dealer), Some(GeneratorMode::Ot)] {
+            assert_eq!(preprocessing_mode(Replicated3, pool), None, "{pool:?}");
         }
     }
 

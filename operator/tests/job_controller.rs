@@ -8,7 +8,9 @@
 //! deleting a running job cancels it on the worker; a compile error and a
 //! missing input become conditions. A federation running `replicated-3`
 //! runs the same job with no preprocessing at all (the controller sends no
-//! mode, which such workers require).
+//! mode, which such workers require). A job drawing on an `ot` pool is
+//! resubmitted, after a peer refused it for capacity, in the same
+//! `preprocessing: pool` mode as it was first submitted.
 
 mod support;
 
@@ -19,7 +21,7 @@ use std::time::Duration;
 use cohort_cli::launch::{FEDERATION, Federation};
 use cohort_crds::conditions::{find_condition, types};
 use cohort_crds::job::JobPhase;
-use cohort_crds::{MpcCluster, MpcJob};
+use cohort_crds::{MpcCluster, MpcJob, PreprocessingPool};
 use cohort_e2e::{expected_outputs, json_values, launch_options, repo_root};
 use cohort_operator::controller::{self, ControlEndpoints, ShardRef};
 use cohort_operator::leader::stopped;
@@ -299,6 +301,127 @@ async fn a_replicated_3_federation_runs_a_job_through_the_controller_without_pre
                 assert!((g - w).abs() <= tolerance, "{party}: {name}: got {g}, expected {w}");
             }
         }
+    }
+
+    assert_chart_rbac_allows(&server);
+    stop_tx.send(true).expect("stop");
+    tokio::time::timeout(WAIT, running).await.expect("stops").expect("no panic");
+}
+
+/// A job whose PreprocessingPool is in mode `ot` is dispatched with
+/// `preprocessing: pool`, and so is every resubmission of it once it runs:
+/// here carol's worker (`limits.maxJobs: 1`) is busy, refuses the job for
+/// capacity and fails it at alice and bob with a retryable failure, their
+/// controllers resubmit it while it is Running, and once carol has a slot
+/// all three run it. A resubmission in another mode would be refused by
+/// the worker that holds the job (the mode is in its consent digest) and
+/// fail the MpcJob with `JobIdConflict`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_job_resubmitted_after_a_retryable_failure_keeps_the_pool_mode() {
+    use cohort_worker::preprocessing::Mode;
+    use cohort_worker::service::api::{JobRequest, JobTimeouts};
+    let mut options = launch_options("warn", None);
+    options.controller_name = "operator".into();
+    options.preprocessing = Mode::Pool;
+    let names: Vec<String> = PARTIES.map(String::from).to_vec();
+    let mut federation = Federation::start(&names, &options).await.expect("workers start");
+    // carol's worker runs one job at a time.
+    let carol = PARTIES.iter().position(|p| *p == "carol").expect("carol");
+    let path = federation.workers[carol].config.clone();
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("carol's configuration")).expect("JSON");
+    config["limits"] = serde_json::json!({"maxJobs": 1});
+    std::fs::write(&path, config.to_string()).expect("write carol's configuration");
+    federation.restart_worker(carol).await.expect("carol's worker restarts");
+
+    let server = api_server().await;
+    let client = server.client();
+    for party in PARTIES {
+        party_namespace(&client, &federation, party, "additive-semi-honest").await;
+        // An `ot` pool, Ready: its material is in the workers' own pools.
+        let pools: Api<PreprocessingPool> = Api::namespaced(client.clone(), party);
+        let pool: PreprocessingPool = serde_json::from_value(serde_json::json!({
+            "apiVersion": "cohort.dev/v1alpha1", "kind": "PreprocessingPool",
+            "metadata": {"name": "pool", "namespace": party},
+            "spec": {"clusterRef": {"name": "federation"}, "generator": {"mode": "ot"},
+                     "material": [{"kind": "beaver-triple", "target": 1000, "lowWatermark": 10}]}
+        }))
+        .expect("a pool");
+        pools.create(&PostParams::default(), &pool).await.expect("create the pool");
+        let ready = serde_json::json!({"status": {"conditions": [{"type": "Ready", "status": "True",
+            "reason": "PoolReady", "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
+        pools.patch_status("pool", &PatchParams::default(), &Patch::Merge(&ready)).await.expect("mark Ready");
+    }
+
+    // carol's only slot is taken by a job no other party runs.
+    let blocker = cohort_worker::transport::JobId::random().to_string();
+    let waits = JobTimeouts { connect_seconds: Some(120.0), round_seconds: Some(120.0), total_seconds: Some(120.0) };
+    let request = JobRequest {
+        id: blocker.clone(),
+        program: "input x: int from alice\noutput y = x to alice\n".into(),
+        parties: names.clone(),
+        inputs: BTreeMap::new(),
+        timeouts: waits,
+        preprocessing: Some(Mode::Pool),
+    };
+    federation.workers[carol].client.submit(&request).await.expect("carol admits the blocker");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let ctx = context(operator_client(&server), "pool", endpoints(&federation));
+    let running = tokio::spawn(controller::job::run(ctx, None, stopped(stop_rx)));
+    // No material is needed, so the pools may be empty: what is checked is
+    // the mode every party's workers are told.
+    let program = "fixed_point 8\ninput salaries: fixed[] from each\nlet all = concat(salaries)\n\
+                   output count = len(all)\noutput total = sum(all)\n";
+    for party in PARTIES {
+        let mut j = job(party, "pooled", program, true);
+        j.spec.preprocessing =
+            Some(serde_json::from_value(serde_json::json!({"poolRef": {"name": "pool"}})).expect("a ref"));
+        Api::<MpcJob>::namespaced(client.clone(), party).create(&PostParams::default(), &j).await.expect("create");
+    }
+
+    // carol refuses the job twice (her controller retries every 5 s), so
+    // alice's controller resubmitted it at least once while it was Running,
+    // unless that resubmission failed the job.
+    let jobs_a: Api<MpcJob> = Api::namespaced(client.clone(), "alice");
+    let alice = &federation.workers[PARTIES.iter().position(|p| *p == "alice").expect("alice")];
+    let resubmitted = eventually("alice's job refused by carol twice", WAIT, || async {
+        let (j, phase) = phase_of(&jobs_a, "pooled").await?;
+        if phase == JobPhase::Failed {
+            return Ok(Err(j.status));
+        }
+        let metrics = reqwest_metrics(&alice.metrics).await;
+        let refused = metrics
+            .lines()
+            .find(|l| l.starts_with("cohort_worker_jobs_refused_total{reason=\"peer_capacity\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if refused >= 2.0 { Ok(Ok(())) } else { Err(format!("{phase:?}, {refused} refusal(s)")) }
+    })
+    .await;
+    if let Err(status) = resubmitted {
+        panic!("the resubmission failed alice's job: {status:?}");
+    }
+
+    // carol's slot frees: every party runs the job, in the same mode.
+    federation.workers[carol].client.cancel(&blocker).await.expect("cancel the blocker");
+    let expected = expected_outputs(&repo_root().join("examples/salary-stats/run.yaml"));
+    let count = expected["count"][0];
+    let total = expected["mean"][0] * count;
+    for party in PARTIES {
+        let api: Api<MpcJob> = Api::namespaced(client.clone(), party);
+        let done = wait_phase(&api, "pooled", JobPhase::Succeeded).await;
+        let secret_name = done.status.expect("status").result.expect("result").secret_name;
+        let secret = Api::<Secret>::namespaced(client.clone(), party).get(&secret_name).await.expect("result Secret");
+        let data = secret.data.unwrap_or_default();
+        let value = |name: &str| json_values(&serde_json::from_slice(&data[name].0).expect("JSON"))[0];
+        assert_eq!(value("count"), count, "{party}");
+        // The plaintext mean is rounded to 1/256, so its product with the count is off by up to count/256.
+        assert!(
+            (value("total") - total).abs() <= count / 128.0 + 1e-6 * total.abs(),
+            "{party}: {} vs {total}",
+            value("total")
+        );
     }
 
     assert_chart_rbac_allows(&server);

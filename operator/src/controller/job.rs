@@ -25,9 +25,7 @@ use std::time::{Duration, Instant};
 
 use cohort_crds::conditions::{ConditionStatus, is_condition_true, set_condition, types};
 use cohort_crds::job::{JobFailure, JobPhase, MpcJobStatus};
-use cohort_crds::pool::GeneratorMode;
 use cohort_crds::{MpcCluster, MpcJob, PreprocessingPool};
-use cohort_worker::preprocessing::Mode;
 use cohort_worker::program;
 use cohort_worker::service::api::Phase;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -352,10 +350,13 @@ async fn step(job: &MpcJob, ctx: &Context, ns: &str, status: &mut MpcJobStatus, 
             now,
         ));
     }
-    // The mode the workers are told: the dealer unless an `ot` pool serves
-    // the job, and none at all for a protocol without material.
-    let mut preprocessing = protocol.uses_preprocessing().then_some(Mode::Dealer);
-    if let (false, Some(p)) = (running, &spec.preprocessing) {
+    // The mode the workers are told, derived the same way for a first
+    // submission and for a resubmission of a running job (the worker lost
+    // it, or a peer had no slot): it is bound into the job's consent
+    // digest. So the pool is read either way; only a job not yet running
+    // waits for it to be Ready (one already running goes on, as above).
+    let mut pool_mode = None;
+    if let Some(p) = &spec.preprocessing {
         let pools: Api<PreprocessingPool> = Api::namespaced(ctx.client.clone(), ns);
         let pool_name = &p.pool_ref.name;
         match pools
@@ -363,6 +364,8 @@ async fn step(job: &MpcJob, ctx: &Context, ns: &str, status: &mut MpcJobStatus, 
             .await
             .map_err(|e| Error::kube(format!("read PreprocessingPool {pool_name}"), e))?
         {
+            // Nothing runs at the workers now (they do not hold the job, or
+            // hold it failed for capacity), so a running job waits too.
             None => {
                 return Ok(waiting(
                     status,
@@ -372,7 +375,10 @@ async fn step(job: &MpcJob, ctx: &Context, ns: &str, status: &mut MpcJobStatus, 
                     now,
                 ));
             }
-            Some(pool) if !pool.status.as_ref().is_some_and(|s| is_condition_true(&s.conditions, types::READY)) => {
+            Some(pool)
+                if !running
+                    && !pool.status.as_ref().is_some_and(|s| is_condition_true(&s.conditions, types::READY)) =>
+            {
                 return Ok(waiting(
                     status,
                     "PoolNotReady",
@@ -381,14 +387,10 @@ async fn step(job: &MpcJob, ctx: &Context, ns: &str, status: &mut MpcJobStatus, 
                     now,
                 ));
             }
-            Some(pool) => {
-                // An OT pool's material is in the workers' own pools.
-                if pool.spec.generator.mode == GeneratorMode::Ot {
-                    preprocessing = Some(Mode::Pool);
-                }
-            }
+            Some(pool) => pool_mode = Some(pool.spec.generator.mode),
         }
     }
+    let preprocessing = pure::preprocessing_mode(protocol, pool_mode);
 
     // Submit (idempotent) to the shard chosen once, and observe.
     let shard =
