@@ -176,14 +176,13 @@ async fn a_stopped_party_does_not_blame_a_healthy_peer() {
     stopped_party(ProtocolName::AdditiveSemiHonest).await;
 }
 
-/// Issue 17: a stalled party under replicated sharing, where each party
-/// waits on one neighbour per round: the same outcome. Ignored until fixed:
-/// in about one trial in nine, party-1 (which waits on party-2, itself
-/// waiting on the stopped party-0) times out on party-2 before party-2's
-/// abort naming party-0 arrives, and blames the healthy party-2 (run it
-/// with `--ignored`).
+/// Issue 17: a stalled party under replicated sharing: the same outcome.
+/// Every round of the replicated protocol carries a message (possibly
+/// empty) between every pair of neighbours, so each party waits on the
+/// stopped party directly rather than on a healthy neighbour stuck behind
+/// it (which is what this test caught, in about one trial in nine, when a
+/// party heard from one neighbour per round).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "replicated-3: a party can blame the healthy neighbour of a stalled party (see the doc comment)"]
 async fn a_stopped_party_does_not_blame_a_healthy_peer_under_replicated_3() {
     stopped_party(ProtocolName::Replicated3).await;
 }

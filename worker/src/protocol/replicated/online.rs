@@ -170,9 +170,23 @@ impl Replicated {
 }
 
 /// Send `message` to the previous party and receive the next party's.
+/// (The round is with both neighbours; see [`both_ways`].)
 async fn reshare(net: &mut Net<'_>, step: Step, me: usize, message: Vec<u8>) -> Result<Vec<u8>, JobError> {
-    let mut received = net.round(step, vec![(prev(me), Arc::new(message))], &[next(me)]).await?;
+    let sends = both_ways(me, Arc::new(message), Arc::new(Vec::new()));
+    let mut received = net.round(step, sends, &[next(me), prev(me)]).await?;
+    if !received[prev(me)].is_empty() {
+        return Err(net.protocol_error(prev(me), step, "sent a message where none is due"));
+    }
     Ok(std::mem::take(&mut received[next(me)]))
+}
+
+/// A round's sends: `to_prev` and `to_next`, one message to each
+/// neighbour even when one of them is empty. Every party hears from both
+/// neighbours in every round, so a party that stalls is named by both:
+/// otherwise its successor's wait would hold up the next round's message
+/// to the party after, which would blame the healthy successor.
+fn both_ways(me: usize, to_prev: Arc<Vec<u8>>, to_next: Arc<Vec<u8>>) -> Vec<(usize, Arc<Vec<u8>>)> {
+    vec![(prev(me), to_prev), (next(me), to_next)]
 }
 
 /// Little-endian words from `bytes[at..at + 8·len]`, advancing `at`.
@@ -503,15 +517,8 @@ impl Protocol for Replicated {
             _ => 0,
         };
         let payload = Arc::new(to_prev);
-        let mut sends = vec![(prev(me), payload.clone())];
-        if !to_next.is_empty() {
-            sends.push((next(me), Arc::new(to_next)));
-        }
-        let mut from = vec![next(me)];
-        if from_prev_len > 0 {
-            from.push(prev(me));
-        }
-        let received = net.round(step, sends, &from).await?;
+        let sends = both_ways(me, payload.clone(), Arc::new(to_next));
+        let received = net.round(step, sends, &[next(me), prev(me)]).await?;
         let (from_next, from_prev) = (&received[next(me)], &received[prev(me)]);
         if from_next.len() != from_next_len {
             return Err(net.protocol_error(
