@@ -22,11 +22,12 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use cohort_worker::executor::{InputLengths, Instance, PlanError, Quotients};
-use cohort_worker::local::consent_digest_for;
+use cohort_worker::executor::{InputLengths, Instance, Lowering, PlanError, Quotients};
+use cohort_worker::local::job_consent_digest;
 use cohort_worker::preprocessing::{MaterialTotals, Mode};
 use cohort_worker::program::ir::{Circuit, ElemType, InputShape, Op, Owners};
 use cohort_worker::program::{self, CompileError, hex, program_hash};
+use cohort_worker::protocol::ProtocolName;
 use serde::Serialize;
 
 use crate::runfile::{RunFile, RunFileError};
@@ -86,8 +87,13 @@ pub struct Review {
     pub program: String,
     /// SHA-256 of the program text, hex: what every party's worker compares.
     pub program_hash: String,
+    /// The protocol the review is for (`cohort check --protocol`, or the
+    /// run file's `protocol:`).
+    pub protocol: &'static str,
     /// The digest the workers of a job compare in setup (program, party
-    /// list, preprocessing mode), hex, per mode.
+    /// list, protocol, preprocessing mode), hex, per preprocessing mode
+    /// (one entry, under the protocol's name, for a protocol without
+    /// material).
     pub consent_digests: BTreeMap<&'static str, String>,
     pub parties: Vec<String>,
     pub frac_bits: u32,
@@ -190,10 +196,17 @@ pub struct ExactCost {
 /// Review `file` (a program or a run file) for `parties` (required for a
 /// program, checked against a run file's) and, when given, the exact
 /// `lengths` (`name=N,...`).
-pub fn check(file: &Path, parties: Option<&[String]>, lengths: Option<&str>) -> Result<Review, CheckError> {
+/// `protocol` overrides a run file's and is checked against its parties
+/// (the default for a program: `additive-semi-honest`).
+pub fn check(
+    file: &Path,
+    parties: Option<&[String]>,
+    lengths: Option<&str>,
+    protocol: Option<ProtocolName>,
+) -> Result<Review, CheckError> {
     let text = std::fs::read_to_string(file).map_err(|source| CheckError::Read { path: file.into(), source })?;
-    let (file_kind, origin, source, circuit) = if is_run_file(file, &text) {
-        let run = RunFile::open(file)?;
+    let (file_kind, origin, source, circuit, protocol) = if is_run_file(file, &text) {
+        let run = RunFile::open_as(file, protocol)?;
         if let Some(given) = parties
             && given != run.circuit.parties.as_slice()
         {
@@ -204,7 +217,8 @@ pub fn check(file: &Path, parties: Option<&[String]>, lengths: Option<&str>) -> 
                 given.join(", ")
             )));
         }
-        ("run file", run.program_origin, run.program_source, run.circuit)
+        let protocol = run.protocol;
+        ("run file", run.program_origin, run.program_source, run.circuit, protocol)
     } else {
         let Some(parties) = parties else {
             return Err(CheckError::Usage(format!(
@@ -218,9 +232,11 @@ pub fn check(file: &Path, parties: Option<&[String]>, lengths: Option<&str>) -> 
             program: text.clone(),
             source,
         })?;
-        ("program", origin, text, circuit)
+        let protocol = protocol.unwrap_or_default();
+        protocol.check_parties(parties.len()).map_err(|reason| CheckError::Usage(format!("--protocol: {reason}")))?;
+        ("program", origin, text, circuit, protocol)
     };
-    review(file_kind, &origin, &source, &circuit, lengths)
+    review(file_kind, &origin, &source, &circuit, lengths, protocol)
 }
 
 /// A run file is YAML: by its extension, or a mapping with `parties`.
@@ -255,14 +271,21 @@ fn variables(circuit: &Circuit) -> Vec<Var> {
     vars
 }
 
-/// The modes that plan alike, with their kind of division pairs.
-const GROUPS: [(Quotients, &[Mode]); 2] =
-    [(Quotients::Exact, &[Mode::Dealer]), (Quotients::Linear, &[Mode::Ot, Mode::Pool])];
+/// The modes that plan alike, with their kind of division pairs; one group
+/// with no mode for a protocol without material.
+fn groups(protocol: ProtocolName) -> Vec<(Quotients, &'static [Mode])> {
+    if protocol.uses_preprocessing() {
+        vec![(Quotients::Exact, &[Mode::Dealer]), (Quotients::Linear, &[Mode::Ot, Mode::Pool])]
+    } else {
+        vec![(Quotients::Exact, &[])]
+    }
+}
 
 /// Planning the circuit at length assignments.
 struct Planner<'a> {
     circuit: &'a Circuit,
     vars: Vec<Var>,
+    protocol: ProtocolName,
 }
 
 /// What a plan costs: rounds, then each kind's count.
@@ -280,13 +303,13 @@ impl Planner<'_> {
     }
 
     fn instance(&self, q: Quotients, values: &[usize]) -> Result<Instance, PlanError> {
-        Instance::with_quotients(self.circuit, &self.lengths(values), q)
+        Instance::plan(self.circuit, &self.lengths(values), Lowering { protocol: self.protocol, quotients: q })
     }
 
     fn point(&self, q: Quotients, values: &[usize]) -> Result<Point, PlanError> {
         let instance = self.instance(q, values)?;
         let totals = instance.plan.totals();
-        let mut point = [3 + instance.depth() as u64; 1 + KINDS.len()];
+        let mut point = [instance.job_rounds() as u64; 1 + KINDS.len()];
         for (k, slot) in point[1..].iter_mut().enumerate() {
             *slot = kind_count(&totals, k);
         }
@@ -489,8 +512,9 @@ fn review(
     source: &str,
     circuit: &Circuit,
     lengths: Option<&str>,
+    protocol: ProtocolName,
 ) -> Result<Review, CheckError> {
-    let planner = Planner { circuit, vars: variables(circuit) };
+    let planner = Planner { circuit, vars: variables(circuit), protocol };
     let names: Vec<String> = planner.vars.iter().map(|v| v.name.clone()).collect();
     // Independent lengths when the program allows them, else one length.
     let (cost, equal) = match costs(&planner, false, &names) {
@@ -517,7 +541,7 @@ fn review(
 /// Rounds and material of every group of modes.
 fn costs(planner: &Planner<'_>, equal: bool, names: &[String]) -> Result<Vec<ModeCost>, PlanError> {
     let mut cost = Vec::new();
-    for (q, modes) in GROUPS {
+    for (q, modes) in groups(planner.protocol) {
         let (rounds, material) = summarize(planner, q, equal, names)?;
         push_group(&mut cost, modes, rounds, material);
     }
@@ -571,7 +595,7 @@ fn finish(
             let values = parse_lengths(given, planner)?;
             let shown: BTreeMap<String, usize> = names.iter().cloned().zip(values.iter().copied()).collect();
             let mut exact: Vec<ExactCost> = Vec::new();
-            for (q, modes) in GROUPS {
+            for (q, modes) in groups(planner.protocol) {
                 let instance = planner.instance(q, &values).map_err(|error| CheckError::Plan {
                     origin: origin.to_string(),
                     program: source.to_string(),
@@ -586,7 +610,7 @@ fn finish(
                     _ => exact.push(ExactCost {
                         preprocessing: modes.to_vec(),
                         lengths: shown.clone(),
-                        rounds: 3 + layers,
+                        rounds: instance.job_rounds(),
                         online_layers: layers,
                         material,
                     }),
@@ -599,10 +623,16 @@ fn finish(
         file_kind,
         program: origin.to_string(),
         program_hash: hex(&program_hash(source)),
-        consent_digests: [Mode::Dealer, Mode::Ot, Mode::Pool]
-            .into_iter()
-            .map(|m| (m.as_str(), hex(&consent_digest_for(source, parties, m))))
-            .collect(),
+        protocol: planner.protocol.as_str(),
+        consent_digests: if planner.protocol.uses_preprocessing() {
+            [Mode::Dealer, Mode::Ot, Mode::Pool]
+                .into_iter()
+                .map(|m| (m.as_str(), hex(&job_consent_digest(planner.protocol, source, parties, m))))
+                .collect()
+        } else {
+            let digest = job_consent_digest(planner.protocol, source, parties, Mode::default());
+            BTreeMap::from([(planner.protocol.as_str(), hex(&digest))])
+        },
         parties: parties.to_vec(),
         frac_bits: circuit.frac_bits,
         inputs,
@@ -677,6 +707,7 @@ pub fn render_text(r: &Review) -> String {
     out.push_str(&format!("program  {}\n", r.program));
     out.push_str(&format!("hash     {}  (SHA-256 of the program text: what every worker compares)\n", r.program_hash));
     out.push_str(&format!("parties  {}\n", r.parties.join(", ")));
+    out.push_str(&format!("protocol {}\n", r.protocol));
     let width = r.inputs.iter().map(|i| i.name.len()).chain(r.outputs.iter().map(|o| o.name.len())).max().unwrap_or(0);
     let twidth =
         r.inputs.iter().map(|i| i.type_.len()).chain(r.outputs.iter().map(|o| o.type_.len())).max().unwrap_or(0);
@@ -709,13 +740,16 @@ pub fn render_text(r: &Review) -> String {
     }
     let kwidth = KINDS.iter().map(|k| k.len()).max().unwrap_or(0).max("rounds".len());
     for group in &r.cost {
-        let modes = if group.preprocessing.len() == 3 {
+        let modes = if group.preprocessing.is_empty() {
+            format!("{} (no preprocessing)", r.protocol)
+        } else if group.preprocessing.len() == 3 {
             "every preprocessing mode".to_string()
         } else {
             format!("preprocessing {}", modes_text(&group.preprocessing))
         };
         out.push_str(&format!("  in {modes}\n"));
         let layers = match &group.rounds {
+            _ if group.preprocessing.is_empty() => "setup, inputs, daBits if any, online layers, outputs".to_string(),
             Cost::Affine { constant, per_length, .. } if per_length.is_empty() => {
                 format!("3 + {} online layers", constant - 3)
             }
@@ -728,10 +762,14 @@ pub fn render_text(r: &Review) -> String {
     }
     for e in &r.exact {
         let lengths: Vec<String> = e.lengths.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let modes = if e.preprocessing.is_empty() {
+            "no preprocessing".to_string()
+        } else {
+            format!("preprocessing {}", modes_text(&e.preprocessing))
+        };
         out.push_str(&format!(
-            "exact, with {} (preprocessing {})\n",
+            "exact, with {} ({modes})\n",
             if lengths.is_empty() { "no vector inputs".to_string() } else { lengths.join(", ") },
-            modes_text(&e.preprocessing)
         ));
         out.push_str(&format!("    {:<kwidth$}  {} ({} online layers)\n", "rounds", e.rounds, e.online_layers));
         for (i, kind) in KINDS.iter().enumerate() {
@@ -751,7 +789,7 @@ mod tests {
 
     fn review_of(source: &str, names: &[&str], lengths: Option<&str>) -> Review {
         let circuit = program::compile(source, &parties(names)).expect("compiles");
-        review("program", "p.cohort", source, &circuit, lengths).expect("reviews")
+        review("program", "p.cohort", source, &circuit, lengths, ProtocolName::default()).expect("reviews")
     }
 
     #[test]
@@ -807,12 +845,15 @@ mod tests {
     fn lengths_are_checked() {
         let source = "input x: int[] from each\ninput t: int from a\noutput s = sum(concat(x)) + t\n";
         let circuit = program::compile(source, &parties(&["a", "b"])).expect("compiles");
-        let err = |lengths: &str| review("program", "p", source, &circuit, Some(lengths)).unwrap_err().to_string();
+        let err = |lengths: &str| {
+            review("program", "p", source, &circuit, Some(lengths), ProtocolName::default()).unwrap_err().to_string()
+        };
         assert_eq!(err("x@a=3"), "--lengths: give a length for x@b");
         assert_eq!(err("x=3,t=1"), "--lengths: `t` is a scalar input (its length is 1)");
         assert_eq!(err("x=3,z=1"), "--lengths: the program has no vector input `z` (its lengths: x@a, x@b)");
         assert_eq!(err("x=three"), "--lengths: `x=three`: the length must be a whole number");
-        let ok = review("program", "p", source, &circuit, Some("x=3, x@b=5")).expect("reviews");
+        let ok =
+            review("program", "p", source, &circuit, Some("x=3, x@b=5"), ProtocolName::default()).expect("reviews");
         assert_eq!(ok.exact[0].lengths, BTreeMap::from([("x@a".to_string(), 3), ("x@b".to_string(), 5)]));
     }
 
@@ -843,12 +884,35 @@ mod tests {
         assert_eq!(*scale, "ceil(log2 length)", "{formula}");
         assert!(per_length["x"] > 0, "{formula}");
         let circuit = program::compile(source, &parties(&["a", "b"])).unwrap();
-        let planner = Planner { circuit: &circuit, vars: variables(&circuit) };
+        let planner = Planner { circuit: &circuit, vars: variables(&circuit), protocol: ProtocolName::default() };
         let Cost::Affine { constant, .. } = r.cost[0].rounds else { unreachable!() };
         for n in [1usize, 2, 7, 8, 9, 100_000] {
             let levels = i64::from(usize::BITS - n.saturating_sub(1).leading_zeros());
             let want = planner.point(Quotients::Exact, &[n]).unwrap()[0] as i64;
             assert_eq!(constant + per_length["x"] * levels, want, "n = {n}");
         }
+    }
+
+    /// Under replicated-3: no material, the protocol's rounds (a
+    /// comparison is 8 layers; a selection adds one and the daBit round),
+    /// one consent digest, the one a replicated worker computes.
+    #[test]
+    fn a_replicated_review_has_no_material_and_its_own_rounds() {
+        let names = parties(&["a", "b", "c"]);
+        let source = "input x: int[] from a\ninput y: int[] from b\noutput lt = x < y\n";
+        let circuit = program::compile(source, &names).unwrap();
+        let r = review("program", "p", source, &circuit, Some("x=10, y=10"), ProtocolName::Replicated3).unwrap();
+        assert_eq!(r.protocol, "replicated-3");
+        assert_eq!(r.cost.len(), 1);
+        assert!(r.cost[0].preprocessing.is_empty());
+        assert_eq!(r.exact[0].rounds, 3 + 8);
+        assert_eq!(r.exact[0].material, MaterialTotals::default());
+        let digest = job_consent_digest(ProtocolName::Replicated3, source, &names, Mode::Dealer);
+        assert_eq!(r.consent_digests, BTreeMap::from([("replicated-3", hex(&digest))]));
+        let source = "input x: int[] from a\ninput y: int[] from b\noutput m = min(x, y)\n";
+        let circuit = program::compile(source, &names).unwrap();
+        let r = review("program", "p", source, &circuit, Some("x=10, y=10"), ProtocolName::Replicated3).unwrap();
+        assert_eq!(r.exact[0].rounds, 3 + 1 + 9, "with the daBit round");
+        assert!(render_text(&r).contains("replicated-3 (no preprocessing)"));
     }
 }

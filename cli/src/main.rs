@@ -72,6 +72,10 @@ enum Command {
         /// Output format on stdout.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// The protocol to review the costs under (default: a run file's
+        /// `protocol:`, else additive-semi-honest).
+        #[arg(long, value_name = "NAME")]
+        protocol: Option<ProtocolName>,
     },
     /// Measure the engine among local parties over real loopback mTLS. With
     /// `--preprocessing ot` (the default): dealer-free generation of Beaver
@@ -280,8 +284,8 @@ async fn main() -> ExitCode {
             };
             print_report("cohort bench", format, &DealerBench { engine, deployed }, bench_text)
         }
-        Command::Check { file, parties, lengths, format } => {
-            match cohort_cli::check::check(&file, parties.as_deref(), lengths.as_deref()) {
+        Command::Check { file, parties, lengths, format, protocol } => {
+            match cohort_cli::check::check(&file, parties.as_deref(), lengths.as_deref(), protocol) {
                 Ok(review) => print_report("cohort check", format, &review, cohort_cli::check::render_text),
                 Err(e) if e.is_diagnostic() => {
                     eprintln!("{}", e.render(cohort_cli::diagnostic::colour()));

@@ -159,6 +159,15 @@ impl Instance {
         self.layers.len()
     }
 
+    /// The rounds of a whole job: setup, inputs, the layers, outputs, and
+    /// under replicated sharing the round that makes daBits when the
+    /// program injects bits (`protocol::replicated::conversion`).
+    pub fn job_rounds(&self) -> usize {
+        let dabits =
+            !self.netlist.lowering.protocol.uses_preprocessing() && self.layers.iter().any(|l| !l.injects.is_empty());
+        3 + self.depth() + usize::from(dabits)
+    }
+
     /// Derive the instance of `circuit` for the given input lengths, with
     /// dealt (exact-quotient) division pairs.
     pub fn new(circuit: &Circuit, lengths: &InputLengths) -> Result<Instance, PlanError> {
