@@ -127,7 +127,7 @@ impl std::fmt::Debug for Bits {
 impl Bits {
     /// All-zero planes.
     pub fn zeros(width: usize, len: usize) -> Bits {
-        Bits { width, len, words: vec![0; width * words_for(len)] }
+        Bits { width, len, words: crate::memory::zeroed(width * words_for(len)) }
     }
 
     /// All-one planes (the constant `2^width - 1` in every element).

@@ -32,7 +32,7 @@ macro_rules! secret_container {
                 $t(values)
             }
             pub fn zeros(len: usize) -> Self {
-                $t(vec![0; len])
+                $t(crate::memory::zeroed(len))
             }
             pub fn len(&self) -> usize {
                 self.0.len()

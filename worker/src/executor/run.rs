@@ -665,7 +665,7 @@ fn ring_part(instance: &Instance, id: GateId, values: &[Option<Value>], j: usize
         match operand(values, *g) {
             Value::Secret(s) => broadcast_ring(s[j].expose(), width),
             Value::Public(p) if enters => broadcast_ring(p, width),
-            Value::Public(_) => vec![0; width],
+            Value::Public(_) => crate::memory::zeroed(width),
             _ => unreachable!("a ring operand"),
         }
     };

@@ -18,6 +18,7 @@ use crate::executor::netlist::{GateId, GateOp, Kind};
 use crate::executor::run::{JobError, OwnInputs, Value, broadcast_bits, broadcast_ring, reveal_by_parts};
 use crate::executor::{Instance, Layer};
 use crate::gf2::{Bits, Packed, words_for};
+use crate::memory::zeroed;
 use crate::prg::{Prg, SEED_BYTES, Seed};
 use crate::program::ir::{Circuit, PartyIndex};
 use crate::protocol::Protocol;
@@ -101,8 +102,8 @@ impl Replicated {
                 ring::sub_assign(&mut rest, &mask);
                 [mask, rest]
             }
-            InputRole::Receiver => [received.expect("the owner's message"), vec![0; len]],
-            InputRole::Helper => [vec![0; len], self.keys.draw(1, len)],
+            InputRole::Receiver => [received.expect("the owner's message"), zeroed(len)],
+            InputRole::Helper => [zeroed(len), self.keys.draw(1, len)],
         }
     }
 
@@ -145,9 +146,9 @@ impl Replicated {
     fn known_to_holders(&self, component: usize, value: Vec<u64>) -> [Vec<u64>; 2] {
         let len = value.len();
         match self.part_of(component) {
-            Some(0) => [value, vec![0; len]],
-            Some(_) => [vec![0; len], value],
-            None => [vec![0; len], vec![0; len]],
+            Some(0) => [value, zeroed(len)],
+            Some(_) => [zeroed(len), value],
+            None => [zeroed(len), zeroed(len)],
         }
     }
 
@@ -595,7 +596,7 @@ impl Protocol for Replicated {
                 [0, 1].map(|j| {
                     let mut rx = r[j].clone();
                     ring::mul_assign(&mut rx, &public);
-                    let x = if self.public_parts[j] { public.clone() } else { vec![0; w] };
+                    let x = if self.public_parts[j] { public.clone() } else { zeroed(w) };
                     conversion::inject(&e, &x, &rx)
                 })
             };
@@ -608,7 +609,7 @@ impl Protocol for Replicated {
             let (a, ct) = if me == 1 {
                 let a = take_words(from_prev, &mut at, w).expect("length checked");
                 let ct = take_words(from_prev, &mut at, w).expect("length checked");
-                ([a, vec![0; w]], [ct, vec![0; w]])
+                ([a, zeroed(w)], [ct, zeroed(w)])
             } else {
                 (a_parts, ct_parts)
             };
@@ -616,7 +617,7 @@ impl Protocol for Replicated {
             let r = self.part_of(2).map(|j| ring_at(*x, w)[j].clone());
             let (b, rt) = match &r {
                 Some(r) => division::mask_values(division, r),
-                None => (vec![0; w], vec![0; w]),
+                None => (zeroed(w), zeroed(w)),
             };
             let (b, rt) = (self.known_to_holders(2, b), self.known_to_holders(2, rt));
             let base = [0, 1].map(|j| {
