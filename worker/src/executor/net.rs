@@ -49,17 +49,23 @@ impl<'a> Net<'a> {
     }
 
     /// Hand back messages that held shares, seeds or keys (an input round's,
-    /// an output round's): each is wiped once, in bulk, by the transport's
-    /// pool. A sent message the transport still holds is left to it.
+    /// an output round's, a replicated layer's): each is wiped once, in
+    /// bulk, by the transport's pool. A sent message the transport still
+    /// holds is left to it.
     pub fn wipe(&self, received: Vec<Vec<u8>>, sent: Vec<Arc<Vec<u8>>>) {
-        for message in received {
-            self.mesh.recycle_secret(message);
-        }
-        for message in sent {
-            if let Ok(message) = Arc::try_unwrap(message) {
-                self.mesh.recycle_secret(message);
-            }
-        }
+        self.hand_back(received, sent, true);
+    }
+
+    /// Hand back a round's message buffers to the transport's pool, so that
+    /// the next large message reuses their pages instead of faulting in
+    /// fresh ones: wiped if they held shares (`secret`), as they are if
+    /// they held only public openings.
+    pub fn hand_back(&self, received: Vec<Vec<u8>>, sent: Vec<Arc<Vec<u8>>>, secret: bool) {
+        let give = |message: Vec<u8>| {
+            if secret { self.mesh.recycle_secret(message) } else { self.mesh.recycle(message) }
+        };
+        received.into_iter().for_each(give);
+        sent.into_iter().filter_map(|m| Arc::try_unwrap(m).ok()).for_each(give);
     }
 
     /// One round with every peer: send `messages[p]` to every peer `p` and

@@ -444,16 +444,11 @@ impl<S: MaterialSource> Protocol for Additive<S> {
             values[id] = Some(value);
         }
 
-        // Large message buffers go back to the transport's pool (zeroed
-        // there) instead of to the allocator: the next large message reuses
-        // their pages. The payload is reused only if no send holds it still.
+        // The layer's messages are public openings: they go back to the
+        // transport's pool unwiped, and the payload only if no send holds
+        // it still.
         drop(parts);
-        for msg in received {
-            net.mesh.recycle(msg);
-        }
-        if let Ok(payload) = Arc::try_unwrap(payload) {
-            net.mesh.recycle(payload);
-        }
+        net.hand_back(received, vec![payload], false);
         Ok(())
     }
 

@@ -653,12 +653,7 @@ impl Protocol for Replicated {
         // allocator: the next layer's messages reuse their pages. Every
         // message of a layer holds shares (reshared products, inputs), so
         // each is wiped on the way.
-        for msg in received {
-            net.mesh.recycle_secret(msg);
-        }
-        if let Ok(payload) = Arc::try_unwrap(payload) {
-            net.mesh.recycle_secret(payload);
-        }
+        net.wipe(received, vec![payload]);
         Ok(())
     }
 
