@@ -81,15 +81,6 @@ fn raw(out: &JobOutput, name: &str) -> Vec<u64> {
     o.value.as_ref().expect("a recipient").expose().to_vec()
 }
 
-/// Signed edge values: zero, ±1, the ends of the documented range, and
-/// values around powers of two.
-fn edges() -> Vec<i64> {
-    let top = (1i64 << 62) - 1;
-    let mut v = vec![0, 1, -1, 2, -2, top, -top, top - 1, -top + 1, 1 << 32, -(1 << 32), 65536, -65536];
-    v.extend(sample(40, 1e12, 7).iter().map(|x| (*x * 256.0) as i64));
-    v
-}
-
 /// Every pair of edge values, as two vectors.
 fn pairs() -> (Vec<i64>, Vec<i64>) {
     let e = edges();
@@ -282,20 +273,6 @@ fn material_per_comparison() {
     let secret = cohort_worker::circuits::Shape::secret(64);
     cohort_worker::circuits::compare::msb_of_difference(&mut cost, &shape, &secret);
     assert_eq!(totals.bit_triples, 640 * cost.and_gates as u64, "{} AND gates per comparison", cost.and_gates);
-}
-
-/// Pairs of edge values and their neighbours: `(v, v)`, `(v, v + 1)`,
-/// `(v, v − 1)` and `(v, −v)` for every edge value `v`, as two vectors of
-/// `len` elements (cycling).
-fn neighbour_pairs(len: usize) -> (Vec<i64>, Vec<i64>) {
-    let top = (1i64 << 62) - 1;
-    let mut pairs = Vec::new();
-    for v in edges() {
-        for w in [v, v.saturating_add(1).min(top), v.saturating_sub(1).max(-top), -v] {
-            pairs.push((v, w));
-        }
-    }
-    (0..len).map(|i| pairs[(i * 7) % pairs.len()]).unzip()
 }
 
 /// Every construct of the comparison family, compiled from the language,

@@ -11,6 +11,7 @@ use cohort_worker::preprocessing::Mode;
 use cohort_worker::program::{compile, plain};
 use cohort_worker::protocol::ProtocolName;
 use cohort_worker::ring::from_signed;
+use common::{edges, neighbour_pairs};
 use std::sync::Arc;
 
 /// A protocol with its source of material.
@@ -124,25 +125,6 @@ async fn smoke_arithmetic() {
         )
         .await;
     }
-}
-
-/// Edge values of the documented range and around zero.
-fn edges() -> Vec<i64> {
-    let top = (1i64 << 62) - 1;
-    vec![0, 1, -1, 2, -2, 63, 64, -64, 1 << 31, -(1 << 31), 1 << 47, -(1 << 47), top, -top, top - 1, -top + 1]
-}
-
-/// Pairs `(v, v)`, `(v, v ± 1)`, `(v, −v)` over the edge values, `len` of
-/// them (cycling).
-fn neighbour_pairs(len: usize) -> (Vec<i64>, Vec<i64>) {
-    let top = (1i64 << 62) - 1;
-    let mut pairs = Vec::new();
-    for v in edges() {
-        for w in [v, v.saturating_add(1).min(top), v.saturating_sub(1).max(-top), -v] {
-            pairs.push((v, w));
-        }
-    }
-    (0..len).map(|i| pairs[(i * 7) % pairs.len()]).unzip()
 }
 
 /// Every construct of the comparison family (exact: no truncation).

@@ -125,3 +125,26 @@ pub async fn run_circuit_ot(
     })
     .await
 }
+
+/// Signed edge values: zero, ±1, the ends of the documented range, and
+/// values around powers of two.
+pub fn edges() -> Vec<i64> {
+    let top = (1i64 << 62) - 1;
+    let mut v = vec![0, 1, -1, 2, -2, top, -top, top - 1, -top + 1, 1 << 32, -(1 << 32), 65536, -65536];
+    v.extend(sample(40, 1e12, 7).iter().map(|x| (*x * 256.0) as i64));
+    v
+}
+
+/// Pairs of edge values and their neighbours: `(v, v)`, `(v, v + 1)`,
+/// `(v, v − 1)` and `(v, −v)` for every edge value `v`, as two vectors of
+/// `len` elements (cycling).
+pub fn neighbour_pairs(len: usize) -> (Vec<i64>, Vec<i64>) {
+    let top = (1i64 << 62) - 1;
+    let mut pairs = Vec::new();
+    for v in edges() {
+        for w in [v, v.saturating_add(1).min(top), v.saturating_sub(1).max(-top), -v] {
+            pairs.push((v, w));
+        }
+    }
+    (0..len).map(|i| pairs[(i * 7) % pairs.len()]).unzip()
+}
