@@ -195,28 +195,28 @@ fn three_party_examples_under_replicated_3() {
     check_example_with("fraud-flags", fraud, How::Rep3Flag);
     // A run file that names a preprocessing mode is refused under
     // --protocol replicated-3, naming the line, before any worker starts.
-    let file = repo_root().join("examples/salary-stats/run.yaml");
-    let out = Command::new(bin("cohort"))
-        .args(["run", "--protocol", "replicated-3"])
-        .arg(&file)
-        .env("COHORT_WORKER_BIN", "/nonexistent/cohort-worker")
-        .output()
-        .expect("cohort runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stderr = refused_run("salary-stats", &["--protocol", "replicated-3"]);
     assert!(stderr.contains("run.yaml:14: preprocessing: replicated-3 takes no preprocessing material"), "{stderr}");
     assert!(!stderr.contains("starting"), "{stderr}");
     // So is the --preprocessing flag.
-    let file = repo_root().join("examples/fraud-flags/run.yaml");
+    let stderr = refused_run("fraud-flags", &["--protocol", "replicated-3", "--preprocessing", "dealer"]);
+    assert!(stderr.contains("--preprocessing: replicated-3 takes no preprocessing material"), "{stderr}");
+}
+
+/// `cohort run FLAGS examples/EXAMPLE/run.yaml` with no worker binary to
+/// start: it must fail (exit status 1) before starting one. Its stderr.
+fn refused_run(example: &str, flags: &[&str]) -> String {
+    let file = repo_root().join(format!("examples/{example}/run.yaml"));
     let out = Command::new(bin("cohort"))
-        .args(["run", "--protocol", "replicated-3", "--preprocessing", "dealer"])
+        .arg("run")
+        .args(flags)
         .arg(&file)
         .env("COHORT_WORKER_BIN", "/nonexistent/cohort-worker")
         .output()
         .expect("cohort runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("--preprocessing: replicated-3 takes no preprocessing material"), "{stderr}");
+    stderr
 }
 
 #[test]

@@ -8,13 +8,11 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cohort_crds::MpcCluster;
 use cohort_crds::cluster::{CaRotationPhase, CaRotationStatus};
-use cohort_operator::controller::{self, ShardRef};
+use cohort_operator::controller;
 use cohort_operator::leader::stopped;
 use cohort_worker::transport::PartyCa;
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -70,11 +68,7 @@ async fn a_ca_key_replacement_overlaps_both_cas_and_retires_the_old_one_once_eve
     let clusters: Api<MpcCluster> = Api::namespaced(client.clone(), NS);
     clusters.create(&PostParams::default(), &cluster).await.expect("create");
 
-    let endpoints: Arc<Mutex<BTreeMap<usize, String>>> = Arc::new(Mutex::new(BTreeMap::new()));
-    let lookup = endpoints.clone();
-    let control: controller::ControlEndpoints = Arc::new(move |s: &ShardRef<'_>| {
-        lookup.lock().expect("lock").get(&s.shard).cloned().unwrap_or_else(|| "127.0.0.1:1".into())
-    });
+    let (endpoints, control) = shard_endpoints();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let ctx = context(operator_client(&server), "test", control);
     let metrics = ctx.metrics.clone();

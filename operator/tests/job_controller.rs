@@ -35,6 +35,22 @@ const PARTIES: [&str; 3] = ["alice", "bob", "carol"];
 const WAIT: Duration = Duration::from_secs(60);
 
 /// Each party's namespace is its name; its workers are the federation's.
+/// A result Secret's outputs against the plaintext answers, within the
+/// fixed-point truncation error.
+fn assert_outputs_close(
+    party: &str,
+    data: BTreeMap<String, k8s_openapi::ByteString>,
+    expected: &BTreeMap<String, Vec<f64>>,
+) {
+    for (name, bytes) in data {
+        let got = json_values(&serde_json::from_slice(&bytes.0).expect("JSON"));
+        for (g, w) in got.iter().zip(&expected[&name]) {
+            let tolerance = 1e-2 + 1e-4 * w.abs();
+            assert!((g - w).abs() <= tolerance, "{party}: {name}: got {g}, expected {w}");
+        }
+    }
+}
+
 fn endpoints(federation: &Federation) -> ControlEndpoints {
     let by_party: BTreeMap<String, String> =
         federation.workers.iter().map(|w| (w.name.clone(), w.control.clone())).collect();
@@ -168,13 +184,7 @@ async fn three_parties_run_a_job_through_the_controller_and_get_the_plaintext_an
         // variance goes to alice and bob only.
         let want: Vec<&str> = if *party == "carol" { vec!["count", "mean"] } else { vec!["count", "mean", "variance"] };
         assert_eq!(data.keys().map(String::as_str).collect::<Vec<_>>(), want, "{party}'s outputs");
-        for (name, bytes) in data {
-            let got = json_values(&serde_json::from_slice(&bytes.0).expect("JSON"));
-            for (g, w) in got.iter().zip(&expected[&name]) {
-                let tolerance = 1e-2 + 1e-4 * w.abs();
-                assert!((g - w).abs() <= tolerance, "{party}: {name}: got {g}, expected {w}");
-            }
-        }
+        assert_outputs_close(party, data, &expected);
     }
 
     // A restarted controller (a new leader) resubmits: the workers return
@@ -294,13 +304,7 @@ async fn a_replicated_3_federation_runs_a_job_through_the_controller_without_pre
         assert!(status.rounds.unwrap_or(0) > 0, "{status:?}");
         let secret_name = status.result.expect("result").secret_name;
         let secret = Api::<Secret>::namespaced(client.clone(), party).get(&secret_name).await.expect("result Secret");
-        for (name, bytes) in secret.data.unwrap_or_default() {
-            let got = json_values(&serde_json::from_slice(&bytes.0).expect("JSON"));
-            for (g, w) in got.iter().zip(&expected[&name]) {
-                let tolerance = 1e-2 + 1e-4 * w.abs();
-                assert!((g - w).abs() <= tolerance, "{party}: {name}: got {g}, expected {w}");
-            }
-        }
+        assert_outputs_close(party, secret.data.unwrap_or_default(), &expected);
     }
 
     assert_chart_rbac_allows(&server);

@@ -26,7 +26,6 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,7 +34,7 @@ use cohort_crds::conditions::{find_condition, types};
 use cohort_crds::job::JobPhase;
 use cohort_crds::{MpcCluster, MpcJob, PreprocessingPool};
 use cohort_operator::cluster::desired::ANNOTATION_TEMPLATE_HASH;
-use cohort_operator::controller::{self, ShardRef};
+use cohort_operator::controller;
 use cohort_operator::leader::stopped;
 use cohort_worker::transport::PartyCa;
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -197,11 +196,7 @@ async fn image_changes_roll_one_drained_shard_at_a_time_pause_on_a_broken_shard_
     clusters.create(&PostParams::default(), &cluster()).await.expect("create the MpcCluster");
 
     // The operator, its control endpoints resolved to the shard workers.
-    let endpoints: Arc<Mutex<BTreeMap<usize, String>>> = Arc::new(Mutex::new(BTreeMap::new()));
-    let lookup = endpoints.clone();
-    let control: controller::ControlEndpoints = Arc::new(move |s: &ShardRef<'_>| {
-        lookup.lock().expect("lock").get(&s.shard).cloned().unwrap_or_else(|| "127.0.0.1:1".into())
-    });
+    let (endpoints, control) = shard_endpoints();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let ctx = context(operator_client(&server), "test", control);
     let running = tokio::spawn(controller::cluster::run(ctx, Some(NS.into()), stopped(stop_rx.clone())));
@@ -358,11 +353,7 @@ async fn a_protocol_change_rolls_shard_by_shard_and_replicated_3_takes_no_prepro
     clusters.create(&PostParams::default(), &three_party_cluster()).await.expect("create the MpcCluster");
 
     // Every controller (the job and pool controllers read the cluster's protocol).
-    let endpoints: Arc<Mutex<BTreeMap<usize, String>>> = Arc::new(Mutex::new(BTreeMap::new()));
-    let lookup = endpoints.clone();
-    let control: controller::ControlEndpoints = Arc::new(move |s: &ShardRef<'_>| {
-        lookup.lock().expect("lock").get(&s.shard).cloned().unwrap_or_else(|| "127.0.0.1:1".into())
-    });
+    let (endpoints, control) = shard_endpoints();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let ctx = context(operator_client(&server), "test", control);
     let running = tokio::spawn(controller::run_all(ctx, Some(NS.into()), stop_rx.clone()));

@@ -7,12 +7,12 @@ pub mod chart;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cohort_memapi::ApiServer;
 use cohort_operator::cluster::desired::Settings;
-use cohort_operator::controller::{Context, ControlEndpoints};
+use cohort_operator::controller::{Context, ControlEndpoints, ShardRef};
 use cohort_operator::metrics::Metrics;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
@@ -440,4 +440,16 @@ impl Shards {
         let identity = self.identity.lock().expect("lock").clone()?;
         Some(cohort_worker::service::control::ControlClient::new(identity, endpoint, "bank-a"))
     }
+}
+
+/// A table of shard workers' control endpoints that a test fills as it
+/// starts them, and the operator's view of it (a shard not started yet
+/// resolves to a closed port).
+pub fn shard_endpoints() -> (Arc<Mutex<BTreeMap<usize, String>>>, ControlEndpoints) {
+    let endpoints: Arc<Mutex<BTreeMap<usize, String>>> = Arc::new(Mutex::new(BTreeMap::new()));
+    let lookup = endpoints.clone();
+    let control: ControlEndpoints = Arc::new(move |s: &ShardRef<'_>| {
+        lookup.lock().expect("lock").get(&s.shard).cloned().unwrap_or_else(|| "127.0.0.1:1".into())
+    });
+    (endpoints, control)
 }
