@@ -24,8 +24,11 @@
 
 pub mod net;
 pub mod netlist;
+mod nonlinear;
 pub mod plan;
 pub mod run;
+mod sort;
+mod statistics;
 
 pub use plan::{InputLengths, Instance, Layer, Lowering, PlanError, Quotients};
 pub use run::{ExecuteOptions, JobError, JobOutput, JobStats, OutputValue, OwnInputs, execute};

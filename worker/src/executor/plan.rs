@@ -27,6 +27,7 @@ use crate::fixed::SAFE_BOUND;
 use crate::gf2::{Bits, words_for};
 use crate::preprocessing::{Demand, MaterialPlan, Mode};
 use crate::program::ir::{Circuit, InputShape, Op, PartyIndex, Span, ValueId};
+use crate::program::plain;
 use crate::protocol::ProtocolName;
 use crate::protocol::additive::division::{CORRECTION_DIVISOR, Division, MAX_DIVISOR};
 use crate::ring;
@@ -368,6 +369,28 @@ fn lower(circuit: &Circuit, lengths: &InputLengths, lowering: Lowering) -> Resul
                 }
             }
             Op::Concat(parts) => Some(parts.iter().map(|p| shapes[*p].unwrap_or(1)).sum()),
+            Op::SortBy { key, value, .. } => Some(elementwise(*key, *value, "sort_by")?.unwrap_or(1)),
+            Op::Slice { v, start, count } => {
+                let bound = |id: &ValueId, what: &str| match (public[*id].as_deref(), shapes[*id]) {
+                    (Some([x]), None) => Ok(ring::to_signed(*x)),
+                    _ => Err(err(format!("the {what} of a slice must be a public scalar"))),
+                };
+                let (start, count) = (bound(start, "start")?, bound(count, "count")?);
+                let len = shapes[*v].unwrap_or(1);
+                match (usize::try_from(start), usize::try_from(count)) {
+                    (Ok(s), Ok(c)) if s.checked_add(c).is_some_and(|end| end <= len) => Some(c),
+                    _ => {
+                        return Err(err(format!("elements {start}..{start}+{count} are not within a vector of {len}")));
+                    }
+                }
+            }
+            Op::Quantile { .. } | Op::JoinCount(..) => None,
+            Op::JoinSum(_, b, c) => {
+                elementwise(*b, *c, "join_sum")?;
+                None
+            }
+            Op::DivSecret(a, b) => elementwise(*a, *b, "division")?,
+            Op::Func(_, a) => shapes[*a],
         };
         // A length is public whatever its vector is.
         let all_public = matches!(node.op, Op::Len(_))
@@ -378,7 +401,7 @@ fn lower(circuit: &Circuit, lengths: &InputLengths, lowering: Lowering) -> Resul
             return Err(err("the divisor of a division must be public".into()));
         }
         let gate = if all_public {
-            let value = evaluate_public(&node.op, &public, &shapes, shape).map_err(err)?;
+            let value = evaluate_public(&node.op, &public, &shapes, shape, circuit.frac_bits).map_err(err)?;
             let folded = if is_bool[id] {
                 let bools: Vec<bool> = value.iter().map(|v| *v & 1 == 1).collect();
                 net.push(GateOp::Public(PublicValue::Bits(Bits::from_bools(&bools))), span, shape, Kind::Bits(1))
@@ -453,6 +476,20 @@ fn lower(circuit: &Circuit, lengths: &InputLengths, lowering: Lowering) -> Resul
                         (value, None) => value,
                     }
                 }
+                Op::SortBy { key, value, descending } => {
+                    let columns = net.sort(g(key), &[g(value)], *descending, span)?;
+                    columns[0]
+                }
+                Op::Slice { v, start, .. } => {
+                    let start = public[*start].as_deref().map_or(0, |s| s[0] as usize);
+                    let count = shape.unwrap_or(0);
+                    net.push(GateOp::Strided { a: g(v), start, step: 1, count }, span, shape, ring)
+                }
+                Op::Quantile { v, q } => net.quantile(g(v), *q, circuit.frac_bits, span)?,
+                Op::JoinCount(a, b) => net.join(g(a), g(b), None, span)?,
+                Op::JoinSum(a, b, c) => net.join(g(a), g(b), Some(g(c)), span)?,
+                Op::DivSecret(a, b) => net.div_secret(g(a), g(b), circuit.frac_bits, span)?,
+                Op::Func(f, a) => net.func(*f, g(a), circuit.frac_bits, span)?,
                 Op::Const(_) | Op::Len(_) | Op::Bool(_) => unreachable!("public nodes are folded"),
             }
         };
@@ -475,6 +512,7 @@ fn evaluate_public(
     public: &[Option<Vec<u64>>],
     shapes: &[Option<usize>],
     shape: Option<usize>,
+    frac_bits: u32,
 ) -> Result<Vec<u64>, String> {
     let value = |id: &ValueId| public[*id].as_deref().expect("operand of a public node is public");
     let width = shape.unwrap_or(1);
@@ -494,6 +532,10 @@ fn evaluate_public(
         )),
     };
     let zip_raw = |a: &ValueId, b: &ValueId, f: fn(u64, u64) -> u64| -> Vec<u64> {
+        let (a, b) = (value(a), value(b));
+        (0..width).map(|i| f(at(a, i), at(b, i))).collect()
+    };
+    let zip_raw_f = |a: &ValueId, b: &ValueId, f: &dyn Fn(u64, u64) -> u64| -> Vec<u64> {
         let (a, b) = (value(a), value(b));
         (0..width).map(|i| f(at(a, i), at(b, i))).collect()
     };
@@ -553,5 +595,15 @@ fn evaluate_public(
             }
             if matches!(op, Op::Min(_) | Op::Max(_)) { vec![v[best]] } else { vec![best as u64] }
         }
+        Op::SortBy { key, value: v, descending } => plain::sort_by(value(key), value(v), *descending),
+        Op::Slice { v, start, count } => {
+            let (start, count) = (ring::to_signed(value(start)[0]), ring::to_signed(value(count)[0]));
+            plain::slice(value(v), start, count).ok_or("slice out of range")?
+        }
+        Op::Quantile { v, q } => vec![plain::quantile(value(v), *q, frac_bits).ok_or("`quantile` of an empty vector")?],
+        Op::JoinCount(a, b) => vec![plain::join_count(value(a), value(b))],
+        Op::JoinSum(a, b, c) => vec![plain::join_sum(value(a), value(b), value(c))],
+        Op::DivSecret(a, b) => zip_raw_f(a, b, &|x, y| plain::div_secret(x, y, frac_bits)),
+        Op::Func(f, a) => value(a).iter().map(|x| plain::func(*f, *x, frac_bits)).collect(),
     })
 }

@@ -170,6 +170,61 @@ pub enum Op {
     ArgMin(ValueId),
     /// The index of the first largest element.
     ArgMax(ValueId),
+
+    // Order statistics, joins and fixed-point functions.
+    /// `value` reordered by the signed order of `key` (two ring vectors of
+    /// one length): ascending, or descending when `descending`; stable
+    /// (elements with equal keys keep their order).
+    SortBy { key: ValueId, value: ValueId, descending: bool },
+    /// Elements `start, …, start + count - 1` of a vector; `start` and
+    /// `count` are public scalar integers (checked at run time against the
+    /// vector's length).
+    Slice { v: ValueId, start: ValueId, count: ValueId },
+    /// The `q`-quantile of a non-empty fixed-point vector (linear
+    /// interpolation between the closest ranks, as numpy's default): with
+    /// `s` sorted ascending, `h = (n - 1)·q`, the result is
+    /// `s[⌊h⌋] + (h - ⌊h⌋)·(s[⌊h⌋ + 1] - s[⌊h⌋])`. `q` is a public fixed-point
+    /// encoding (`0 <= q <= 2^f`), so `h` is exact.
+    Quantile { v: ValueId, q: u64 },
+    /// The number of distinct keys present in both ring vectors (an inner
+    /// join's matched keys; duplicates within a side do not count twice).
+    JoinCount(ValueId, ValueId),
+    /// The sum of `values` (third operand, aligned with the second) over
+    /// the rows of the second table whose key appears in the first (a
+    /// semi-join: duplicates in the first do not multiply rows).
+    JoinSum(ValueId, ValueId, ValueId),
+    /// Elementwise `a / b` of two fixed-point values with a secret divisor
+    /// (see `docs/language.md` for the error bound); `b = 0` gives 0.
+    DivSecret(ValueId, ValueId),
+    /// An elementwise function of a fixed-point value.
+    Func(Func, ValueId),
+}
+
+/// The fixed-point functions of [`Op::Func`]. Their results are fixed-point
+/// approximations with the error bounds `docs/language.md` documents over
+/// each function's domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Func {
+    /// `√x`; 0 for `x <= 0`.
+    Sqrt,
+    /// `e^x`; saturates at the largest fixed-point value.
+    Exp,
+    /// `ln x`; 0 for `x <= 0`.
+    Log,
+    /// `1 / (1 + e^-x)`.
+    Sigmoid,
+}
+
+impl Func {
+    /// The function's name in the language.
+    pub fn name(self) -> &'static str {
+        match self {
+            Func::Sqrt => "sqrt",
+            Func::Exp => "exp",
+            Func::Log => "log",
+            Func::Sigmoid => "sigmoid",
+        }
+    }
 }
 
 impl Op {
@@ -185,7 +240,13 @@ impl Op {
             | Op::Min(a)
             | Op::Max(a)
             | Op::ArgMin(a)
-            | Op::ArgMax(a) => vec![*a],
+            | Op::ArgMax(a)
+            | Op::Quantile { v: a, .. }
+            | Op::Func(_, a) => vec![*a],
+            Op::SortBy { key, value, .. } => vec![*key, *value],
+            Op::Slice { v, start, count } => vec![*v, *start, *count],
+            Op::JoinCount(a, b) | Op::DivSecret(a, b) => vec![*a, *b],
+            Op::JoinSum(a, b, c) => vec![*a, *b, *c],
             Op::Add(a, b)
             | Op::Sub(a, b)
             | Op::Mul(a, b)

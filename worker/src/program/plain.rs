@@ -29,7 +29,7 @@
 
 use std::collections::HashMap;
 
-use super::ir::{Circuit, ElemType, InputShape, Op, PartyIndex, Span};
+use super::ir::{Circuit, ElemType, Func, InputShape, Op, PartyIndex, Span};
 use crate::fixed::SAFE_BOUND;
 use crate::ring::{floor_div, from_signed, to_signed};
 
@@ -94,6 +94,10 @@ pub enum EvalErrorKind {
     EmptyVector { op: &'static str },
     #[error("bool input `{name}` from party {party} must be 0 (false) or 1 (true)")]
     NotABool { input: usize, party: PartyIndex, name: String },
+    #[error("elements {start}..{start}+{count} are not within a vector of {len}")]
+    SliceOutOfRange { start: i64, count: i64, len: usize },
+    #[error("`{op}` needs a public scalar {what}")]
+    NotPublicScalar { op: &'static str, what: &'static str },
 }
 
 /// A value during evaluation: elements and whether it is a scalar.
@@ -166,6 +170,90 @@ fn arg_extreme(data: &[u64], largest: bool) -> Option<usize> {
         }
     }
     (!data.is_empty()).then_some(best)
+}
+
+/// `value` reordered by the signed order of `key`, ascending or
+/// descending, stable ([`Op::SortBy`]). `key` and `value` have one length.
+pub fn sort_by(key: &[u64], value: &[u64], descending: bool) -> Vec<u64> {
+    let mut order: Vec<usize> = (0..key.len()).collect();
+    if descending {
+        order.sort_by_key(|&i| std::cmp::Reverse(to_signed(key[i])));
+    } else {
+        order.sort_by_key(|&i| to_signed(key[i]));
+    }
+    order.into_iter().map(|i| value[i]).collect()
+}
+
+/// Elements `start .. start + count` of `v` ([`Op::Slice`]), `None` when
+/// they are not all within it.
+pub fn slice(v: &[u64], start: i64, count: i64) -> Option<Vec<u64>> {
+    let (start, count) = (usize::try_from(start).ok()?, usize::try_from(count).ok()?);
+    v.get(start..start.checked_add(count)?).map(<[u64]>::to_vec)
+}
+
+/// The `q`-quantile of `v` ([`Op::Quantile`]): `q` and the elements are
+/// fixed-point encodings with `frac_bits` fractional bits; the
+/// interpolation is floored to the grid. `None` for an empty vector.
+pub fn quantile(v: &[u64], q: u64, frac_bits: u32) -> Option<u64> {
+    let sorted = sort_by(v, v, false);
+    let n = sorted.len() as u128;
+    let last = n.checked_sub(1)?;
+    let h = last * u128::from(q);
+    let lo = ((h >> frac_bits) as usize).min(last as usize);
+    let frac = if lo == last as usize { 0 } else { (h & ((1u128 << frac_bits) - 1)) as i128 };
+    let low = i128::from(to_signed(sorted[lo]));
+    if frac == 0 {
+        return Some(sorted[lo]);
+    }
+    let high = i128::from(to_signed(sorted[lo + 1]));
+    let step = ((high - low) * frac).div_euclid(1i128 << frac_bits);
+    Some((low + step) as u64)
+}
+
+/// The number of distinct keys present in both `a` and `b`
+/// ([`Op::JoinCount`]).
+pub fn join_count(a: &[u64], b: &[u64]) -> u64 {
+    let left: std::collections::HashSet<u64> = a.iter().copied().collect();
+    let both: std::collections::HashSet<u64> = b.iter().copied().filter(|k| left.contains(k)).collect();
+    both.len() as u64
+}
+
+/// The sum of `values[j]` over the rows `j` of `b` whose key occurs in `a`
+/// ([`Op::JoinSum`]), wrapping in the ring like every secret sum.
+pub fn join_sum(a: &[u64], b: &[u64], values: &[u64]) -> u64 {
+    let left: std::collections::HashSet<u64> = a.iter().copied().collect();
+    b.iter().zip(values).filter(|(k, _)| left.contains(k)).fold(0u64, |acc, (_, v)| acc.wrapping_add(*v))
+}
+
+/// The largest magnitude a fixed-point function's result is clamped to.
+const FUNC_LIMIT: f64 = (SAFE_BOUND - 1) as f64;
+
+/// `a / b` of fixed-point encodings ([`Op::DivSecret`]): the exact
+/// quotient floored to the grid; 0 when `b` is 0.
+pub fn div_secret(a: u64, b: u64, frac_bits: u32) -> u64 {
+    let (a, b) = (i128::from(to_signed(a)), i128::from(to_signed(b)));
+    if b == 0 {
+        return 0;
+    }
+    let q = (a << frac_bits).div_euclid(b);
+    q.clamp(-(FUNC_LIMIT as i128), FUNC_LIMIT as i128) as i64 as u64
+}
+
+/// A fixed-point function of an encoding ([`Op::Func`]): the exact value
+/// rounded to the nearest grid point, clamped to the range; `sqrt` and
+/// `log` of a non-positive value are 0.
+pub fn func(f: Func, x: u64, frac_bits: u32) -> u64 {
+    let scale = (frac_bits as f64).exp2();
+    let real = to_signed(x) as f64 / scale;
+    let y = match f {
+        Func::Sqrt if real <= 0.0 => 0.0,
+        Func::Log if real <= 0.0 => 0.0,
+        Func::Sqrt => real.sqrt(),
+        Func::Log => real.ln(),
+        Func::Exp => real.exp(),
+        Func::Sigmoid => 1.0 / (1.0 + (-real).exp()),
+    };
+    from_signed((y * scale).round().clamp(-FUNC_LIMIT, FUNC_LIMIT) as i64)
 }
 
 /// Ring arithmetic for a secret result (wrapping), checked arithmetic in
@@ -288,6 +376,53 @@ pub fn evaluate(circuit: &Circuit, inputs: &PlainInputs) -> Result<Vec<Vec<u64>>
                 let best =
                     arg_extreme(data, largest).ok_or(EvalError { span, kind: EvalErrorKind::EmptyVector { op } })?;
                 Value::scalar(if index { best as u64 } else { data[best] })
+            }
+            Op::SortBy { key, value, descending } => {
+                let (k, x) = (v(*key), v(*value));
+                if k.data.len() != x.data.len() {
+                    return Err(EvalError {
+                        span,
+                        kind: EvalErrorKind::LengthMismatch { left: k.data.len(), right: x.data.len() },
+                    });
+                }
+                Value { data: sort_by(&k.data, &x.data, *descending), scalar: false }
+            }
+            Op::Slice { v: a, start, count } => {
+                let bound = |id: usize, what| match v(id) {
+                    Value { data, scalar: true } if !secret[id] => Ok(to_signed(data[0])),
+                    _ => Err(EvalError { span, kind: EvalErrorKind::NotPublicScalar { op: "slice", what } }),
+                };
+                let (start, count) = (bound(*start, "start")?, bound(*count, "count")?);
+                let len = v(*a).data.len();
+                let data = slice(&v(*a).data, start, count)
+                    .ok_or(EvalError { span, kind: EvalErrorKind::SliceOutOfRange { start, count, len } })?;
+                Value { data, scalar: false }
+            }
+            Op::Quantile { v: a, q } => {
+                let op = "quantile";
+                Value::scalar(
+                    quantile(&v(*a).data, *q, circuit.frac_bits)
+                        .ok_or(EvalError { span, kind: EvalErrorKind::EmptyVector { op } })?,
+                )
+            }
+            Op::JoinCount(a, b) => Value::scalar(join_count(&v(*a).data, &v(*b).data)),
+            Op::JoinSum(a, b, c) => {
+                let (keys, values) = (&v(*b).data, &v(*c).data);
+                if keys.len() != values.len() {
+                    return Err(EvalError {
+                        span,
+                        kind: EvalErrorKind::LengthMismatch { left: keys.len(), right: values.len() },
+                    });
+                }
+                Value::scalar(join_sum(&v(*a).data, keys, values))
+            }
+            Op::DivSecret(a, b) => {
+                let f = circuit.frac_bits;
+                elementwise(v(*a), v(*b), span, "division", |x, y| Some(div_secret(x, y, f)))?
+            }
+            Op::Func(f, a) => {
+                let x = v(*a);
+                Value { data: x.data.iter().map(|&e| func(*f, e, circuit.frac_bits)).collect(), scalar: x.scalar }
             }
         };
         values.push(value);
