@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 pub use cohort_worker::local::DealerHub;
 
+pub mod backends;
 pub mod material;
 
 /// Run `work` at each of `n` parties, each in its own task, on a fresh
