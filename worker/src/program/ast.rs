@@ -130,4 +130,6 @@ pub enum ExprKind {
     Call { name: Name, args: Vec<Expr> },
     /// `list[party]`: one party's element of a per-party list.
     Index { base: Box<Expr>, party: Name },
+    /// `[e1, e2, ...]`: a vector of scalars.
+    Vector(Vec<Expr>),
 }

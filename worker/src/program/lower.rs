@@ -26,7 +26,9 @@ use std::collections::HashMap;
 
 use super::CompileError;
 use super::ast::{BinOp, Expr, ExprKind, Name, OwnerSpec, Program, Recipients, Stmt};
-use super::ir::{Circuit, ElemType, InputDecl, InputShape, Node, Op, OutputDecl, Owners, PartyIndex, Span, ValueId};
+use super::ir::{
+    Circuit, ElemType, Func, InputDecl, InputShape, Node, Op, OutputDecl, Owners, PartyIndex, Span, ValueId,
+};
 use crate::fixed::{FixedPoint, SAFE_BOUND};
 use crate::ring::from_signed;
 
@@ -40,12 +42,29 @@ const FUNCTIONS: &[&str] = &[
     "concat",
     "count",
     "dot",
+    "exp",
+    "group_count",
+    "group_mean",
+    "group_sum",
+    "histogram",
+    "join_count",
+    "join_sum",
     "len",
+    "log",
     "max",
     "mean",
+    "median",
     "min",
+    "quantile",
     "select",
+    "sigmoid",
+    "sort",
+    "sort_by",
+    "sort_by_desc",
+    "sort_desc",
+    "sqrt",
     "sum",
+    "top_k",
     "variance",
 ];
 
@@ -498,6 +517,26 @@ impl Lowerer {
                 let spans: Vec<Span> = args.iter().map(|a| a.span).collect();
                 self.call(name, &vals, &spans)
             }
+            ExprKind::Vector(elements) => {
+                if elements.is_empty() {
+                    return Err(err(e.span, "an empty vector `[]` has no element type; write at least one element"));
+                }
+                let vals = elements.iter().map(|a| self.expr(a)).collect::<Result<Vec<_>, _>>()?;
+                for (v, el) in vals.iter().zip(elements) {
+                    if matches!(v, Val::List { .. } | Val::Node { shape: Shape::Vector, .. }) {
+                        return Err(err(
+                            el.span,
+                            format!(
+                                "the elements of `[...]` are scalars, found {}; use concat(...) to join vectors",
+                                describe(v)
+                            ),
+                        ));
+                    }
+                }
+                let spans: Vec<Span> = elements.iter().map(|a| a.span).collect();
+                let name = Name { text: "concat".into(), span: e.span };
+                self.call(&name, &vals, &spans)
+            }
         }
     }
 
@@ -600,7 +639,12 @@ impl Lowerer {
 
     fn div(&mut self, span: Span, l: &Val, ls: Span, r: &Val, rs: Span) -> Result<Val, CompileError> {
         if !self.is_public(r) {
-            return Err(err(span, "division by a secret value is not supported; the divisor must be public"));
+            // A secret divisor: a fixed-point division (`DivSecret`, see
+            // docs/fixed-point-functions.md for its error bound).
+            let a = self.operand(l, ls, Some(ElemType::Fixed))?;
+            let b = self.operand(r, rs, Some(ElemType::Fixed))?;
+            let id = self.push(Op::DivSecret(a.id, b.id), span);
+            return Ok(Val::Node { id, elem: ElemType::Fixed, shape: join(a.shape, b.shape) });
         }
         // The divisor: a positive public scalar node, whether it is
         // fixed-encoded, and whether the quotient must be negated.
@@ -842,8 +886,281 @@ impl Lowerer {
                 let ones = self.push(Op::ToRing(v.id), span);
                 Ok(Val::Node { id: self.push(Op::Sum(ones), span), elem: ElemType::Int, shape: Shape::Scalar })
             }
+            "sort" | "sort_desc" => {
+                arity(1)?;
+                let v = self.numbers(f, &args[0], spans[0])?;
+                let op = Op::SortBy { key: v.id, value: v.id, descending: f == "sort_desc" };
+                Ok(Val::Node { id: self.push(op, span), elem: v.elem, shape: Shape::Vector })
+            }
+            "sort_by" | "sort_by_desc" => {
+                arity(2)?;
+                let key = self.numbers(f, &args[0], spans[0])?;
+                let v = self.numbers(f, &args[1], spans[1])?;
+                let op = Op::SortBy { key: key.id, value: v.id, descending: f == "sort_by_desc" };
+                Ok(Val::Node { id: self.push(op, span), elem: v.elem, shape: Shape::Vector })
+            }
+            "median" => {
+                arity(1)?;
+                self.quantile(f, span, &args[0], spans[0], 0.5)
+            }
+            "quantile" => {
+                arity(2)?;
+                let q = match args[1] {
+                    Val::Const(c @ (Const::Int(_) | Const::Fixed(_))) if (0.0..=1.0).contains(&c.as_f64()) => {
+                        c.as_f64()
+                    }
+                    _ => {
+                        return Err(err(
+                            spans[1],
+                            format!("`quantile` takes a constant q between 0 and 1, found {}", describe(&args[1])),
+                        ));
+                    }
+                };
+                self.quantile(f, span, &args[0], spans[0], q)
+            }
+            "top_k" => {
+                arity(2)?;
+                let v = self.numbers(f, &args[0], spans[0])?;
+                let k = match &args[1] {
+                    Val::Const(Const::Int(k)) if *k >= 0 => self.konst(from_signed(*k), spans[1]),
+                    Val::Node { id, elem: ElemType::Int, shape: Shape::Scalar } if !self.secret[*id] => *id,
+                    other => {
+                        return Err(err(
+                            spans[1],
+                            format!("`top_k` takes a public non-negative int k, found {}", describe(other)),
+                        ));
+                    }
+                };
+                let sorted = self.push(Op::SortBy { key: v.id, value: v.id, descending: true }, span);
+                let zero = self.konst(0, span);
+                let id = self.push(Op::Slice { v: sorted, start: zero, count: k }, span);
+                Ok(Val::Node { id, elem: v.elem, shape: Shape::Vector })
+            }
+            "histogram" => {
+                arity(2)?;
+                self.histogram(span, args, spans)
+            }
+            "group_count" | "group_sum" | "group_mean" => self.group(f, span, args, spans),
+            "join_count" | "join_sum" => {
+                arity(if f == "join_count" { 2 } else { 3 })?;
+                let a = self.keys(f, &args[0], spans[0])?;
+                let b = self.keys(f, &args[1], spans[1])?;
+                if f == "join_count" {
+                    let id = self.push(Op::JoinCount(a, b), span);
+                    return Ok(Val::Node { id, elem: ElemType::Int, shape: Shape::Scalar });
+                }
+                let v = self.numbers(f, &args[2], spans[2])?;
+                let id = self.push(Op::JoinSum(a, b, v.id), span);
+                Ok(Val::Node { id, elem: v.elem, shape: Shape::Scalar })
+            }
+            "sqrt" | "exp" | "log" | "sigmoid" => {
+                arity(1)?;
+                let func = match f {
+                    "sqrt" => Func::Sqrt,
+                    "exp" => Func::Exp,
+                    "log" => Func::Log,
+                    _ => Func::Sigmoid,
+                };
+                self.expect_number(f, &args[0], spans[0])?;
+                if let Val::Const(c) = args[0] {
+                    // Folded exactly as `plain::func` defines it.
+                    let enc = self.encode_const(c, ElemType::Fixed, spans[0])?;
+                    let y = crate::program::plain::func(func, enc, self.fp.frac_bits());
+                    return Ok(Val::Const(Const::Fixed(crate::ring::to_signed(y) as f64 / self.scale() as f64)));
+                }
+                let x = self.operand(&args[0], spans[0], Some(ElemType::Fixed))?;
+                let id = self.push(Op::Func(func, x.id), span);
+                Ok(Val::Node { id, elem: ElemType::Fixed, shape: x.shape })
+            }
             _ => Err(err(span, format!("unknown function `{f}`; the functions are: {}", FUNCTIONS.join(", ")))),
         }
+    }
+
+    // ---- order statistics, grouping and joins -------------------------
+
+    /// A vector of numbers (`int` or `fixed`) for `f`.
+    fn numbers(&mut self, f: &str, v: &Val, span: Span) -> Result<Operand, CompileError> {
+        let o = self.vector(f, v, span)?;
+        if o.elem == ElemType::Bool {
+            return Err(err(
+                span,
+                format!("`{f}` expects a vector of numbers, found a bool vector; convert it with `c * 1`"),
+            ));
+        }
+        Ok(o)
+    }
+
+    /// A vector of `int` keys for `f`.
+    fn keys(&mut self, f: &str, v: &Val, span: Span) -> Result<ValueId, CompileError> {
+        let o = self.vector(f, v, span)?;
+        if o.elem != ElemType::Int {
+            return Err(err(span, format!("`{f}` expects a vector of int keys, found {}", describe(v))));
+        }
+        Ok(o.id)
+    }
+
+    /// The `q`-quantile of a vector of numbers, as `fixed`.
+    fn quantile(&mut self, f: &str, span: Span, v: &Val, vs: Span, q: f64) -> Result<Val, CompileError> {
+        let v = self.numbers(f, v, vs)?;
+        let x = self.operand(&self.val(v), vs, Some(ElemType::Fixed))?;
+        let q = self.encode_const(Const::Fixed(q), ElemType::Fixed, span)?;
+        let id = self.push(Op::Quantile { v: x.id, q }, span);
+        Ok(Val::Node { id, elem: ElemType::Fixed, shape: Shape::Scalar })
+    }
+
+    /// The values of a constant scalar or `[...]` of constants: their
+    /// ring encodings as `elem` and the numbers, for bucket edges and
+    /// group domains.
+    fn constants(&self, v: &Val) -> Option<Vec<Const>> {
+        let of_node = |id: ValueId| match self.nodes[id].op {
+            Op::Const(_) => Some(id),
+            _ => None,
+        };
+        match v {
+            Val::Const(c) => Some(vec![*c]),
+            Val::Node { id, elem, .. } => {
+                let parts = match &self.nodes[*id].op {
+                    Op::Concat(parts) => parts.clone(),
+                    Op::Const(_) => vec![*id],
+                    _ => return None,
+                };
+                parts
+                    .iter()
+                    .map(|p| {
+                        let Op::Const(enc) = self.nodes[of_node(*p)?].op else { return None };
+                        let signed = crate::ring::to_signed(enc);
+                        Some(match elem {
+                            ElemType::Fixed => Const::Fixed(signed as f64 / self.scale() as f64),
+                            ElemType::Int => Const::Int(signed),
+                            ElemType::Bool => Const::Bool(signed != 0),
+                        })
+                    })
+                    .collect()
+            }
+            Val::List { .. } => None,
+        }
+    }
+
+    /// `histogram(v, edges)`: per bucket `[e_j, e_{j+1})`, how many
+    /// elements of `v` fall in it.
+    fn histogram(&mut self, span: Span, args: &[Val], spans: &[Span]) -> Result<Val, CompileError> {
+        let v = self.numbers("histogram", &args[0], spans[0])?;
+        let edges = match self.constants(&args[1]) {
+            Some(edges) if edges.len() >= 2 && edges.iter().all(|e| !matches!(e, Const::Bool(_))) => edges,
+            _ => {
+                return Err(err(
+                    spans[1],
+                    format!(
+                        "`histogram` takes its bucket edges as a list of at least two constants, e.g. [0, 18, 65, 120]; \
+                         found {}",
+                        describe(&args[1])
+                    ),
+                ));
+            }
+        };
+        if let Some(w) = edges.windows(2).find(|w| w[0].as_f64() >= w[1].as_f64()) {
+            return Err(err(
+                spans[1],
+                format!("`histogram` edges must increase strictly, found {} before {}", w[0].as_f64(), w[1].as_f64()),
+            ));
+        }
+        let fixed = v.elem == ElemType::Fixed || edges.iter().any(|e| matches!(e, Const::Fixed(_)));
+        let want = fixed.then_some(ElemType::Fixed);
+        let x = self.operand(&self.val(v), spans[0], want)?;
+        // below[j] = #{x < e_j}; bucket j = below[j+1] - below[j].
+        let mut below = Vec::with_capacity(edges.len());
+        for e in &edges {
+            let e = self.operand(&Val::Const(*e), spans[1], want)?;
+            let lt = self.push(Op::Less(x.id, e.id), span);
+            let ones = self.push(Op::ToRing(lt), span);
+            below.push(self.push(Op::Sum(ones), span));
+        }
+        let buckets: Vec<ValueId> = below.windows(2).map(|w| self.push(Op::Sub(w[1], w[0]), span)).collect();
+        let id = self.push(Op::Concat(buckets), span);
+        Ok(Val::Node { id, elem: ElemType::Int, shape: Shape::Vector })
+    }
+
+    /// `group_count(keys, domain)`, `group_sum(keys, values, domain)`,
+    /// `group_mean(keys, values, domain)`: one result per category of a
+    /// public domain (`K` for 0..K-1, or a list of int constants).
+    fn group(&mut self, f: &str, span: Span, args: &[Val], spans: &[Span]) -> Result<Val, CompileError> {
+        let want = if f == "group_count" { 2 } else { 3 };
+        if args.len() != want {
+            let form = if f == "group_count" { "group_count(keys, domain)" } else { "group_sum(keys, values, domain)" };
+            return Err(err(
+                span,
+                format!(
+                    "`{f}` takes {want} arguments, found {}: {form}, with a public domain (K for the keys 0..K-1, \
+                     or a list of int constants)",
+                    args.len()
+                ),
+            ));
+        }
+        let keys = self.keys(f, &args[0], spans[0])?;
+        let ds = spans[want - 1];
+        let domain: Vec<i64> = match self.constants(&args[want - 1]).as_deref() {
+            Some([Const::Int(k)]) if matches!(args[want - 1], Val::Const(_)) => {
+                if !(1..=1_000_000).contains(k) {
+                    return Err(err(
+                        ds,
+                        format!("`{f}`: the number of categories must be between 1 and 10^6, found {k}"),
+                    ));
+                }
+                (0..*k).collect()
+            }
+            Some(list) if list.iter().all(|c| matches!(c, Const::Int(_))) => {
+                let ints: Vec<i64> = list.iter().map(|c| if let Const::Int(i) = c { *i } else { 0 }).collect();
+                let mut sorted = ints.clone();
+                sorted.sort_unstable();
+                if sorted.windows(2).any(|w| w[0] == w[1]) {
+                    return Err(err(ds, format!("`{f}`: the domain lists a category twice")));
+                }
+                ints
+            }
+            _ => {
+                return Err(err(
+                    ds,
+                    format!(
+                        "`{f}` takes a public domain: an int constant K (the keys 0..K-1) or a list of int constants, \
+                         found {}",
+                        describe(&args[want - 1])
+                    ),
+                ));
+            }
+        };
+        let values = if f == "group_count" { None } else { Some(self.numbers(f, &args[1], spans[1])?) };
+        let fixed_values = values.map(|v| self.operand(&self.val(v), spans[1], Some(ElemType::Fixed))).transpose()?;
+        let zero = self.konst(0, span);
+        let mut results = Vec::with_capacity(domain.len());
+        for c in domain {
+            let c = self.konst(from_signed(c), ds);
+            let hit = self.push(Op::Equal(keys, c), span);
+            let count = {
+                let ones = self.push(Op::ToRing(hit), span);
+                self.push(Op::Sum(ones), span)
+            };
+            let r = match (f, values, fixed_values) {
+                ("group_count", _, _) => count,
+                ("group_sum", Some(v), _) => {
+                    let picked = self.push(Op::Select(hit, v.id, zero), span);
+                    self.push(Op::Sum(picked), span)
+                }
+                (_, _, Some(x)) => {
+                    let picked = self.push(Op::Select(hit, x.id, zero), span);
+                    let total = self.push(Op::Sum(picked), span);
+                    let count = self.mul_const(count, self.scale(), span);
+                    self.push(Op::DivSecret(total, count), span)
+                }
+                _ => unreachable!("values are present for sums and means"),
+            };
+            results.push(r);
+        }
+        let elem = match (f, values) {
+            ("group_count", _) => ElemType::Int,
+            ("group_sum", Some(v)) => v.elem,
+            _ => ElemType::Fixed,
+        };
+        Ok(Val::Node { id: self.push(Op::Concat(results), span), elem, shape: Shape::Vector })
     }
 
     // ---- bools and comparisons ---------------------------------------

@@ -355,7 +355,7 @@ impl Parser {
         Ok(e)
     }
 
-    /// primary := INT | FLOAT | 'true' | 'false' | NAME | NAME '(' args ')' | '(' expr ')'
+    /// primary := INT | FLOAT | 'true' | 'false' | NAME | NAME '(' args ')' | '(' expr ')' | '[' args ']'
     fn primary(&mut self, depth: usize) -> Result<Expr, CompileError> {
         let t = self.next()?;
         let span = t.span;
@@ -389,6 +389,28 @@ impl Parser {
                 let inner = self.expr(depth + 1)?;
                 self.close(span)?;
                 return Ok(Expr { kind: inner.kind, span });
+            }
+            Tok::LBracket => {
+                self.count_operation(span)?;
+                let mut elements = Vec::new();
+                if self.peek()?.tok != Tok::RBracket {
+                    loop {
+                        elements.push(self.expr(depth + 1)?);
+                        if self.peek()?.tok == Tok::Comma {
+                            self.next()?;
+                        } else {
+                            break;
+                        }
+                    }
+                }
+                let t = self.next()?;
+                if t.tok != Tok::RBracket {
+                    return Err(err(
+                        t.span,
+                        format!("expected `,` or `]` to close the `[` at {span}, found {}", t.tok.describe()),
+                    ));
+                }
+                ExprKind::Vector(elements)
             }
             other => {
                 return Err(err(span, format!("expected an expression, found {}", other.describe())));

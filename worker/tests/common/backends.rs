@@ -37,7 +37,12 @@ impl Backend {
 /// Run `source` among `parties` with ring-encoded inputs (`inputs[p]`:
 /// party `p`'s name/value pairs) and check every output at every
 /// recipient against `program::plain`, exactly. Returns the outputs.
-pub async fn check(backend: Backend, parties: usize, source: &str, inputs: Vec<Vec<(&str, Vec<u64>)>>) -> Vec<JobOutput> {
+pub async fn check(
+    backend: Backend,
+    parties: usize,
+    source: &str,
+    inputs: Vec<Vec<(&str, Vec<u64>)>>,
+) -> Vec<JobOutput> {
     check_within(backend, parties, source, inputs, |_| 0).await
 }
 
@@ -65,7 +70,7 @@ pub async fn check_within(
         }
         own.push(o);
     }
-    let want = plain::evaluate(&circuit, &plain_inputs).expect("plain evaluates");
+    let want = plain::evaluate(&circuit, &plain_inputs).unwrap_or_else(|e| panic!("plain evaluates: {e}"));
     let circuit = Arc::new(circuit);
     let results = if backend == Backend::AdditiveOt {
         let consent = cohort_worker::local::consent_digest_for(source, &circuit.parties, Mode::Ot);
@@ -102,4 +107,3 @@ pub async fn check_within(
     }
     outs
 }
-

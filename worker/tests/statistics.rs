@@ -1,0 +1,161 @@
+//! Order statistics, grouping and joins (`sort`, `median`, `quantile`,
+//! `top_k`, `histogram`, `group_count`/`group_sum`, `join_count`,
+//! `join_sum`): the compiler's checks, and every construct under every
+//! protocol against `program::plain`, on random data and on the edges
+//! (ties, all equal, sorted and reverse-sorted, lengths 0, 1, 2).
+
+mod common;
+
+use cohort_worker::program::compile;
+use cohort_worker::ring::from_signed;
+use common::backends::{BACKENDS, Backend, check, check_within};
+
+fn enc(v: &[i64]) -> Vec<u64> {
+    v.iter().map(|x| from_signed(*x)).collect()
+}
+
+fn parties(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("party-{i}")).collect()
+}
+
+/// A small deterministic generator (xorshift), so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> i64 {
+        (self.next() % n) as i64
+    }
+}
+
+#[test]
+fn the_compiler_checks_the_new_functions() {
+    let p = parties(3);
+    let cases: &[(&str, &str)] = &[
+        ("input x: int[] from party-0\noutput q = quantile(x, 1.5)", "constant q between 0 and 1"),
+        ("input x: int[] from party-0\ninput q: fixed from party-1\noutput y = quantile(x, q)", "constant q"),
+        ("input x: int[] from party-0\noutput h = histogram(x, [3])", "at least two constants"),
+        ("input x: int[] from party-0\noutput h = histogram(x, [3, 3])", "increase strictly"),
+        ("input x: int[] from party-0\ninput e: int from party-1\noutput h = histogram(x, [0, e])", "constants"),
+        ("input x: int[] from party-0\noutput c = group_count(x, 0)", "between 1 and 10^6"),
+        ("input x: int[] from party-0\noutput c = group_count(x, [1, 2, 1])", "twice"),
+        ("input x: int[] from party-0\noutput c = group_count(x)", "public domain"),
+        ("input x: fixed[] from party-0\noutput c = group_count(x, 3)", "int keys"),
+        ("input x: int[] from party-0\noutput c = top_k(x, -1)", "non-negative"),
+        ("input x: int[] from party-0\ninput k: int from party-1\noutput c = top_k(x, k)", "public"),
+        ("input x: bool[] from party-0\noutput s = sort(x)", "vector of numbers"),
+        ("input x: int from party-0\noutput s = sort(x)", "expects a vector"),
+        ("input a: int[] from party-0\ninput b: fixed[] from party-1\noutput j = join_count(a, b)", "int keys"),
+        ("output v = []", "empty vector"),
+        ("input x: int[] from party-0\noutput v = [x, 1]", "scalars"),
+        ("input x: int[] from party-0\noutput v = sort_by(x)", "takes 2 arguments"),
+    ];
+    for (source, needle) in cases {
+        let e = compile(source, &p).expect_err(source);
+        assert!(e.message.contains(needle), "{source}: {e}");
+    }
+    // Constants fold; a vector literal is a vector.
+    assert!(compile("output v = [1, 2.5, 3]", &p).is_ok());
+    assert!(compile("output v = sqrt(2)", &p).is_ok());
+}
+
+/// The data shapes the suites run on: random, ties, all equal, sorted,
+/// reverse-sorted, and the shortest lengths.
+fn shapes(rng: &mut Rng, n: usize) -> Vec<Vec<i64>> {
+    let random: Vec<i64> = (0..n).map(|_| rng.below(2000) - 1000).collect();
+    let ties: Vec<i64> = (0..n).map(|_| rng.below(4)).collect();
+    let mut sorted = random.clone();
+    sorted.sort_unstable();
+    let reverse: Vec<i64> = sorted.iter().rev().copied().collect();
+    vec![random, ties, vec![7; n], sorted, reverse, vec![], vec![-3], vec![5, -5]]
+}
+
+async fn order_statistics(backend: Backend, parties: usize) {
+    let source = "input x: int[] from party-0\ninput y: fixed[] from party-1\n\
+                  output s = sort(x)\noutput d = sort_desc(y)\noutput b = sort_by(x, y)\n\
+                  output t = top_k(x, len(x))\noutput t0 = top_k(y, 0)\n";
+    let stats = "input x: int[] from party-0\ninput y: fixed[] from party-1\n\
+                 output m = median(x)\noutput q0 = quantile(y, 0)\noutput q1 = quantile(y, 1)\n\
+                 output q3 = quantile(x, 0.75)\noutput my = median(y)\noutput t1 = top_k(y, 1)\n";
+    let mut rng = Rng(0x5eed ^ parties as u64);
+    for x in shapes(&mut rng, 9) {
+        let y: Vec<i64> = x.iter().map(|v| v * 65536 + rng.below(65536)).collect();
+        let mut inputs = vec![vec![("x", enc(&x))], vec![("y", enc(&y))]];
+        inputs.resize(parties, vec![]);
+        check(backend, parties, source, inputs.clone()).await;
+        if !x.is_empty() {
+            // Interpolated quantiles truncate once: within one unit.
+            check_within(backend, parties, stats, inputs, |_| 1).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_statistics_under_every_protocol() {
+    for backend in BACKENDS {
+        order_statistics(backend, 3).await;
+    }
+    order_statistics(Backend::AdditiveDealer, 2).await;
+}
+
+async fn grouping(backend: Backend, parties: usize) {
+    let source = "input age: int[] from party-0\ninput ward: int[] from party-1\ninput stay: fixed[] from party-2\n\
+                  output h = histogram(age, [0, 18, 40, 65, 120])\n\
+                  output hf = histogram(stay, [0.5, 2, 7.25])\n\
+                  output n = group_count(ward, 4)\n\
+                  output s = group_sum(ward, stay, [3, 0, 9])\n\
+                  output si = group_sum(ward, age, 4)\n";
+    let mut rng = Rng(0xbeef);
+    for n in [0usize, 1, 2, 17] {
+        let age: Vec<i64> = (0..n).map(|i| if i == 0 { 18 } else { rng.below(130) - 5 }).collect();
+        let ward: Vec<i64> = (0..n).map(|_| rng.below(5)).collect();
+        let stay: Vec<i64> = (0..n).map(|i| if i == 1 { 2 * 65536 } else { rng.below(10 * 65536) }).collect();
+        let mut inputs = vec![vec![("age", enc(&age))], vec![("ward", enc(&ward))], vec![("stay", enc(&stay))]];
+        inputs.resize(parties, vec![]);
+        check(backend, parties, source, inputs).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grouping_under_every_protocol() {
+    for backend in BACKENDS {
+        grouping(backend, 3).await;
+    }
+    grouping(Backend::AdditiveDealer, 5).await;
+}
+
+async fn joins(backend: Backend, parties: usize) {
+    let source = "input seen: int[] from party-0\ninput bought: int[] from party-1\ninput amount: fixed[] from party-1\n\
+                  output users = join_count(seen, bought)\noutput value = join_sum(seen, bought, amount)\n\
+                  output again = join_sum(bought, seen, seen)\n";
+    let mut rng = Rng(0x101);
+    let cases: Vec<(Vec<i64>, Vec<i64>)> = vec![
+        (vec![], vec![]),
+        (vec![1, 2], vec![]),
+        (vec![], vec![4]),
+        (vec![1, 2, 3], vec![4, 5]),             // no overlap
+        (vec![5, 5, 1], vec![5, 5, 2, 1, 1, 9]), // duplicates on both sides
+        (vec![3], vec![3]),
+        (vec![7; 6], vec![7; 4]),
+        ((0..20).map(|_| rng.below(12)).collect(), (0..15).map(|_| rng.below(12)).collect()),
+    ];
+    for (seen, bought) in cases {
+        let amount: Vec<i64> = bought.iter().map(|_| rng.below(1000 * 65536)).collect();
+        let mut inputs = vec![vec![("seen", enc(&seen))], vec![("bought", enc(&bought)), ("amount", enc(&amount))]];
+        inputs.resize(parties, vec![]);
+        check(backend, parties, source, inputs).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_under_every_protocol() {
+    for backend in BACKENDS {
+        joins(backend, 3).await;
+    }
+    joins(Backend::AdditiveDealer, 2).await;
+}
