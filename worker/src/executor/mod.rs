@@ -27,7 +27,8 @@ pub mod netlist;
 mod nonlinear;
 pub mod plan;
 pub mod run;
-mod sort;
+pub mod shuffle;
+pub mod sort;
 mod statistics;
 
 pub use plan::{InputLengths, Instance, Layer, Lowering, PlanError, Quotients};

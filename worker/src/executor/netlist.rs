@@ -113,12 +113,49 @@ pub enum GateOp {
     /// bits of `v = -(the other two components of x)`, which one party
     /// holds and inputs (one round).
     SplitInput(GateId),
+    /// Element `indices[k]` of a ring vector at position `k`: a public
+    /// wiring (a sort's gather of elements and pivots, its final order).
+    Gather {
+        a: GateId,
+        indices: std::sync::Arc<[u32]>,
+    },
+    /// The elements `x` of a ring vector with bit `stride` of `x` clear
+    /// (`upper`: `x + stride` for each such `x`), in order: one side of
+    /// every switch of a butterfly stage of a Beneš network
+    /// ([`super::shuffle`]).
+    Pairs {
+        a: GateId,
+        stride: usize,
+        upper: bool,
+    },
+    /// The inverse of the two [`GateOp::Pairs`]: `lo` and `hi` back at
+    /// their positions `x` and `x + stride`.
+    Unpair {
+        lo: GateId,
+        hi: GateId,
+        stride: usize,
+    },
+    /// A value a dynamic step's driver provides (public or secret): entry
+    /// `index` of what it passes in ([`super::sort`]).
+    External {
+        index: usize,
+        secret: bool,
+    },
+    /// The columns, each reordered by the signed order of `key`, stable
+    /// (ascending, or descending), concatenated: a dynamic step run by
+    /// [`super::sort`] between the layers (a shuffle, then quicksort with
+    /// opened comparisons). Interactive when any operand is secret.
+    Sort {
+        key: GateId,
+        columns: Vec<GateId>,
+        descending: bool,
+    },
 }
 
 impl GateOp {
     pub fn operands(&self) -> Vec<GateId> {
         match self {
-            GateOp::Public(_) | GateOp::Input { .. } => Vec::new(),
+            GateOp::Public(_) | GateOp::Input { .. } | GateOp::External { .. } => Vec::new(),
             GateOp::Neg(a)
             | GateOp::Div(a, _)
             | GateOp::Sum(a)
@@ -129,14 +166,18 @@ impl GateOp {
             | GateOp::Not(a)
             | GateOp::Planes(a, _)
             | GateOp::SplitLocal(a)
-            | GateOp::SplitInput(a) => vec![*a],
+            | GateOp::SplitInput(a)
+            | GateOp::Gather { a, .. }
+            | GateOp::Pairs { a, .. } => vec![*a],
             GateOp::Add(a, b)
             | GateOp::Sub(a, b)
             | GateOp::Mul(a, b)
             | GateOp::Xor(a, b)
             | GateOp::And(a, b)
-            | GateOp::Inject(a, b) => vec![*a, *b],
+            | GateOp::Inject(a, b)
+            | GateOp::Unpair { lo: a, hi: b, .. } => vec![*a, *b],
             GateOp::Concat(parts) | GateOp::Stack(parts) => parts.clone(),
+            GateOp::Sort { key, columns, .. } => std::iter::once(*key).chain(columns.iter().copied()).collect(),
         }
     }
 }
@@ -170,6 +211,9 @@ pub struct Netlist {
     pub gates: Vec<Gate>,
     /// The protocol's choices the gates follow.
     pub lowering: Lowering,
+    /// The number of parties of the job (a sort's shuffle has one pass
+    /// per party).
+    pub parties: usize,
 }
 
 /// Why a gate cannot be built: an internal inconsistency or a shape error,
@@ -186,11 +230,13 @@ impl Netlist {
         let secret = match &op {
             GateOp::Public(_) | GateOp::MaskedOpen(_) => false,
             GateOp::Input { .. } | GateOp::MaskBits(_) | GateOp::SplitLocal(_) | GateOp::SplitInput(_) => true,
+            GateOp::External { secret, .. } => *secret,
             _ => operands.iter().any(secret_of),
         };
         let interactive = match &op {
             GateOp::Mul(a, b) | GateOp::And(a, b) => secret_of(a) && secret_of(b),
             GateOp::Div(a, _) | GateOp::MaskedOpen(a) | GateOp::Inject(a, _) | GateOp::SplitInput(a) => secret_of(a),
+            GateOp::Sort { .. } => operands.iter().any(secret_of),
             _ => false,
         };
         let below = operands.iter().map(|g| self.gates[*g].depth).max().unwrap_or(0);
@@ -246,13 +292,38 @@ impl Netlist {
         circuits::compare::equal(&mut ops, &c, &r)
     }
 
+    /// `([x < 0], [x == 0])` from one conversion to binary: the sign by
+    /// the borrow circuit, equality by the AND tree, both on the same
+    /// `(c, r)` (one edaBit, or one split, for both).
+    pub fn sign_and_zero(&mut self, x: GateId, span: Span) -> (GateId, GateId) {
+        let (c, r) = self.in_binary(x, span);
+        let mut ops = Recorder { net: self, span };
+        let sign = circuits::compare::msb_of_difference(&mut ops, &c, &r);
+        let zero = circuits::compare::equal(&mut ops, &c, &r);
+        (sign, zero)
+    }
+
+    /// `[x < 0]` for a ring value known to satisfy `|x| < 2^(bits - 1)`:
+    /// bit `bits - 1` of `x`, i.e. the top bit of the `bits`-bit difference
+    /// of the low planes of `(c, r)` (the low bits of a difference depend
+    /// only on the low bits of its operands): a circuit of `bits` planes
+    /// instead of 64.
+    pub fn sign_small(&mut self, x: GateId, bits: usize, span: Span) -> GateId {
+        let bits = bits.clamp(2, 64);
+        let (c, r) = self.in_binary(x, span);
+        let low: Vec<usize> = (0..bits).collect();
+        let mut ops = Recorder { net: self, span };
+        let (c, r) = (ops.gather(&c, &low), ops.gather(&r, &low));
+        circuits::compare::msb_of_difference(&mut ops, &c, &r)
+    }
+
     /// A ring value in binary as a pair of 64-plane bundles `(c, r)` with
     /// `x = c - r`, by the protocol's conversion: under additive sharing
     /// `c` is public (a masked opening) and `r` the secret bits of an
     /// edaBit; under replicated sharing both are secret ([`GateOp::SplitLocal`],
     /// [`GateOp::SplitInput`]) and the circuits' first level of ANDs is
     /// interactive. A public `x` needs neither: `(x, 0)`.
-    fn in_binary(&mut self, x: GateId, span: Span) -> (GateId, GateId) {
+    pub(crate) fn in_binary(&mut self, x: GateId, span: Span) -> (GateId, GateId) {
         let len = self.gates[x].len;
         let bits = Kind::Bits(64);
         if !self.gates[x].secret {

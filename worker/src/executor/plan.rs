@@ -126,6 +126,17 @@ pub struct Layer {
     /// Replicated sharing's arithmetic-to-binary splits: the input of the
     /// bits one party can compute ([`GateOp::SplitInput`]).
     pub splits: Vec<GateId>,
+    /// Sorts ([`GateOp::Sort`]): dynamic steps run after the layer's
+    /// round, each with its own rounds ([`super::sort`]).
+    pub sorts: Vec<GateId>,
+}
+
+/// Where a sort's material budget sits in the plan: the entries
+/// `first .. first + chunks.len()`, right after its layer's own.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SortBudget {
+    pub first: usize,
+    pub chunks: Vec<Demand>,
 }
 
 /// A circuit together with everything its public shape determines.
@@ -137,8 +148,13 @@ pub struct Instance {
     pub node_gate: Vec<GateId>,
     /// Layers 1..=D (index 0 is layer 1).
     pub layers: Vec<Layer>,
-    /// What the layers consume, in the same order.
+    /// What the layers consume, in order: each layer's [`Demand`], then
+    /// the material budgets of the layer's sorts.
     pub plan: MaterialPlan,
+    /// Per layer: the index of its [`Demand`] in `plan.layers`.
+    pub material_index: Vec<usize>,
+    /// Per sort gate: its material budget (empty without material).
+    pub sort_budgets: BTreeMap<GateId, SortBudget>,
     /// Per gate: the depth after whose local evaluation no gate reads it
     /// any more (`usize::MAX` for outputs). An interactive reader at depth
     /// `d` runs before the local gates of depth `d`.
@@ -197,7 +213,15 @@ impl Instance {
                 });
             }
         }
-        let (layers, plan) = schedule(&netlist);
+        let outputs: Vec<GateId> = circuit.outputs.iter().map(|o| node_gate[o.value]).collect();
+        Ok(Instance::from_netlist(netlist, node_gate, &outputs))
+    }
+
+    /// The instance of a netlist whose gates `outputs` are read at the end
+    /// (a circuit's, or a dynamic step's sub-instance: a sort's shuffle or
+    /// one level of its quicksort, with `node_gate` its outputs).
+    pub fn from_netlist(netlist: Netlist, node_gate: Vec<GateId>, outputs: &[GateId]) -> Instance {
+        let (layers, plan, material_index, sort_budgets) = schedule(&netlist);
         let mut last_use = vec![0; netlist.gates.len()];
         for gate in &netlist.gates {
             for operand in gate.op.operands() {
@@ -210,17 +234,19 @@ impl Instance {
                 readers[operand] = readers[operand].saturating_add(1);
             }
         }
-        for output in &circuit.outputs {
-            last_use[node_gate[output.value]] = usize::MAX;
-            readers[node_gate[output.value]] = u32::MAX;
+        for &output in outputs {
+            last_use[output] = usize::MAX;
+            readers[output] = u32::MAX;
         }
-        Ok(Instance { netlist, node_gate, layers, plan, last_use, readers })
+        Instance { netlist, node_gate, layers, plan, material_index, sort_budgets, last_use, readers }
     }
 }
 
 /// Group the interactive gates by depth into layers and count what each
-/// layer consumes.
-fn schedule(netlist: &Netlist) -> (Vec<Layer>, MaterialPlan) {
+/// layer consumes (and where each layer's and each sort's material sits in
+/// the plan).
+#[allow(clippy::type_complexity)]
+fn schedule(netlist: &Netlist) -> (Vec<Layer>, MaterialPlan, Vec<usize>, BTreeMap<GateId, SortBudget>) {
     let gates = &netlist.gates;
     let max_depth = gates.iter().map(|g| g.depth).max().unwrap_or(0);
     let mut layers = vec![Layer::default(); max_depth];
@@ -236,6 +262,7 @@ fn schedule(netlist: &Netlist) -> (Vec<Layer>, MaterialPlan) {
             GateOp::MaskedOpen(_) => layers[layer].opens.push(id),
             GateOp::Inject(..) => layers[layer].injects.push(id),
             GateOp::SplitInput(_) => layers[layer].splits.push(id),
+            GateOp::Sort { .. } => layers[layer].sorts.push(id),
             GateOp::Div(_, division) => {
                 let rounds = netlist.lowering.division_rounds(division);
                 let first = layer + 1 - rounds;
@@ -254,11 +281,17 @@ fn schedule(netlist: &Netlist) -> (Vec<Layer>, MaterialPlan) {
     }
     let width = |id: &GateId| gates[*id].width();
     let mut plan = MaterialPlan::default();
+    let mut material_index = Vec::with_capacity(layers.len());
+    let mut sort_budgets = BTreeMap::new();
     let takes_material = netlist.lowering.protocol.uses_preprocessing();
     for (layer, groups) in layers.iter_mut().zip(grouped) {
         layer.divs = groups.into_values().collect();
+        material_index.push(plan.layers.len());
         if !takes_material {
             plan.layers.push(Demand::default());
+            for &sort in &layer.sorts {
+                sort_budgets.insert(sort, SortBudget { first: plan.layers.len(), chunks: Vec::new() });
+            }
             continue;
         }
         let secret_injected = |id: &&GateId| match gates[**id].op {
@@ -282,8 +315,13 @@ fn schedule(netlist: &Netlist) -> (Vec<Layer>, MaterialPlan) {
             edabits: layer.opens.iter().map(width).sum(),
             dabits: layer.injects.iter().map(width).sum(),
         });
+        for &sort in &layer.sorts {
+            let chunks = super::sort::sort_demands(netlist, sort);
+            sort_budgets.insert(sort, SortBudget { first: plan.layers.len(), chunks: chunks.clone() });
+            plan.layers.extend(chunks);
+        }
     }
-    (layers, plan)
+    (layers, plan, material_index, sort_budgets)
 }
 
 /// The bit triples an AND gate consumes: one per plane per element. A
@@ -301,7 +339,7 @@ pub fn and_bits(gate: &Gate) -> usize {
 fn lower(circuit: &Circuit, lengths: &InputLengths, lowering: Lowering) -> Result<(Netlist, Vec<GateId>), PlanError> {
     let n = circuit.nodes.len();
     let is_bool = circuit.bool_nodes();
-    let mut net = Netlist { lowering, ..Netlist::default() };
+    let mut net = Netlist { lowering, parties: circuit.parties.len(), ..Netlist::default() };
     let mut node_gate: Vec<GateId> = Vec::with_capacity(n);
     // Per node: its value when public at plan time (bools as 0 or 1).
     let mut public: Vec<Option<Vec<u64>>> = Vec::with_capacity(n);

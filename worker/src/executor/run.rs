@@ -327,7 +327,11 @@ where
         );
         async {
             evaluate_local(&mut protocol, &instance, layer, &mut values);
-            protocol.run_layer(&mut net, &instance, layer, &mut values).await
+            protocol.run_layer(&mut net, &instance, layer, &mut values).await?;
+            for &sort in &l.sorts {
+                values[sort] = Some(run_dynamic_sort(&mut protocol, &mut net, &instance, sort, &values).await?);
+            }
+            Ok::<(), JobError>(())
         }
         .instrument(span)
         .await?;
@@ -347,6 +351,46 @@ where
     };
     debug!(rounds = stats.rounds, bytes_sent = stats.bytes_sent, "job finished");
     Ok(JobOutput { outputs, stats })
+}
+
+/// A sort gate's dynamic step ([`super::sort`]), inside its material
+/// budget: the budget's unused part is drawn and discarded even when the
+/// sort fails, so the error is the sort's.
+async fn run_dynamic_sort<P: Protocol>(
+    protocol: &mut P,
+    net: &mut Net<'_>,
+    instance: &Instance,
+    sort: GateId,
+    values: &[Option<Value>],
+) -> Result<Value, JobError> {
+    let budget = instance.sort_budgets.get(&sort).cloned().unwrap_or_default();
+    protocol.begin_dynamic(budget.first, &budget.chunks);
+    let span = info_span!("sort", comparisons = field::Empty, levels = field::Empty, rounds = field::Empty);
+    let before = net.rounds;
+    let result = super::sort::run_sort(protocol, net, instance, sort, values).instrument(span.clone()).await;
+    let ended = protocol.end_dynamic().await;
+    let (value, stats) = result?;
+    ended?;
+    span.record("comparisons", stats.comparisons);
+    span.record("levels", stats.levels);
+    span.record("rounds", net.rounds - before);
+    Ok(value)
+}
+
+/// Run a dynamic step's sub-instance (its externals already in `values`):
+/// its layers through the same protocol, as a job's.
+pub async fn run_sub<P: Protocol>(
+    protocol: &mut P,
+    net: &mut Net<'_>,
+    sub: &Instance,
+    values: &mut [Option<Value>],
+) -> Result<(), JobError> {
+    for layer in 0..sub.depth() {
+        evaluate_local(protocol, sub, layer, values);
+        protocol.run_layer(net, sub, layer, values).await?;
+    }
+    evaluate_local(protocol, sub, sub.depth(), values);
+    Ok(())
 }
 
 fn check_own_inputs(circuit: &Circuit, me: PartyIndex, inputs: &OwnInputs) -> Result<(), JobError> {
@@ -624,6 +668,28 @@ fn public_gate(instance: &Instance, id: GateId, values: &[Option<Value>]) -> Val
             let v = operand(values, *a).public();
             Value::Public((0..*count).map(|k| v[start + k * step]).collect())
         }
+        // Rewirings: the operands at their own widths.
+        GateOp::Gather { a, indices } => Value::Public(gather(operand(values, *a).public(), indices)),
+        GateOp::Pairs { a, stride, upper } => Value::Public(pairs(operand(values, *a).public(), *stride, *upper)),
+        GateOp::Unpair { lo, hi, stride } => {
+            Value::Public(unpair(operand(values, *lo).public(), operand(values, *hi).public(), *stride))
+        }
+        GateOp::Sort { key, columns, descending } => {
+            let n = width / columns.len().max(1);
+            let key = broadcast_ring(operand(values, *key).public(), n);
+            Value::Public(
+                columns
+                    .iter()
+                    .flat_map(|c| {
+                        crate::program::plain::sort_by(
+                            &key,
+                            &broadcast_ring(operand(values, *c).public(), n),
+                            *descending,
+                        )
+                    })
+                    .collect(),
+            )
+        }
         GateOp::Decompose(a) => Value::PublicBits(Bits::decompose(&ring(a), 64)),
         GateOp::Xor(a, b) | GateOp::And(a, b) => {
             let mut x = bits(a).into_owned();
@@ -670,6 +736,15 @@ fn ring_part(instance: &Instance, id: GateId, values: &[Option<Value>], j: usize
         }
     };
     let public = |g: &GateId| broadcast_ring(operand(values, *g).public(), width);
+    // An operand as this component, at its own width.
+    let own = |g: &GateId| -> Cow<'_, [u64]> {
+        match operand(values, *g) {
+            Value::Secret(s) => Cow::Borrowed(s[j].expose()),
+            Value::Public(p) if enters => Cow::Borrowed(p),
+            Value::Public(p) => Cow::Owned(vec![0; p.len()]),
+            _ => unreachable!("a ring operand"),
+        }
+    };
     let out = match &gate.op {
         GateOp::Add(a, b) => {
             let mut x = part(a);
@@ -710,6 +785,10 @@ fn ring_part(instance: &Instance, id: GateId, values: &[Option<Value>], j: usize
             let v = operand(values, *a).shares()[j].expose();
             (0..*count).map(|k| v[start + k * step]).collect()
         }
+        // Rewirings: the operands at their own widths.
+        GateOp::Gather { a, indices } => gather(&own(a), indices),
+        GateOp::Pairs { a, stride, upper } => pairs(&own(a), *stride, *upper),
+        GateOp::Unpair { lo, hi, stride } => unpair(&own(lo), &own(hi), *stride),
         GateOp::Inject(b, x) => {
             // A public bit: keep `x` where it is set.
             let bit = match operand(values, *b) {
@@ -785,6 +864,32 @@ fn bits_part(instance: &Instance, id: GateId, values: &[Option<Value>], j: usize
         }
         op => unreachable!("a secret local bits gate {op:?}"),
     }
+}
+
+/// `v[indices[k]]` at `k`.
+fn gather(v: &[u64], indices: &[u32]) -> Vec<u64> {
+    indices.iter().map(|i| v[*i as usize]).collect()
+}
+
+/// The elements `x` of `v` with `x & stride == 0` (or `x + stride` for
+/// each, `upper`), in order ([`GateOp::Pairs`]).
+fn pairs(v: &[u64], stride: usize, upper: bool) -> Vec<u64> {
+    let offset = if upper { stride } else { 0 };
+    let mut out = Vec::with_capacity(v.len() / 2);
+    for block in v.chunks_exact(2 * stride) {
+        out.extend_from_slice(&block[offset..offset + stride]);
+    }
+    out
+}
+
+/// The inverse of [`pairs`]: `lo` and `hi` back at `x` and `x + stride`.
+fn unpair(lo: &[u64], hi: &[u64], stride: usize) -> Vec<u64> {
+    let mut out = Vec::with_capacity(2 * lo.len());
+    for (l, h) in lo.chunks_exact(stride).zip(hi.chunks_exact(stride)) {
+        out.extend_from_slice(l);
+        out.extend_from_slice(h);
+    }
+    out
 }
 
 /// Zero the elements of `v` whose bit in the one-plane `bit` is clear.

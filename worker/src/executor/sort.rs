@@ -1,18 +1,57 @@
-//! Sorting secret vectors: [`Netlist::sort`].
+//! Sorting secret vectors: [`Netlist::sort`], and the dynamic step that
+//! runs it ([`run_sort`]).
 //!
-//! Placeholder construction: odd-even transposition (a stable network of
-//! `n` rounds of adjacent compare-exchanges, each swapping only a strictly
-//! out-of-order pair). Correct under every protocol; its depth is linear
-//! in `n`.
+//! Construction: shuffle, then quicksort with opened comparisons (Hamada,
+//! Kikuchi, Ikarashi, Chida, "Practically efficient multi-party sorting
+//! protocols from comparison sort algorithms", ICISC 2012), see
+//! `docs/sorting.md`:
+//!
+//! 1. every element gets a tag, its original index, so that all
+//!    `(key, tag)` pairs are distinct and their order is the stable order;
+//!    descending sorts the key `-key` (stable too);
+//! 2. the key, the tags and every column are shuffled together
+//!    ([`super::shuffle`]: one Beneš network per party, each routing a
+//!    uniform permutation of that party's choice);
+//! 3. quicksort runs on the shuffled elements, one level at a time: every
+//!    element of every unfinished partition is compared with its
+//!    partition's pivot (its first element) in ONE sub-instance, and the
+//!    comparison bits are opened. Opening is safe: after a uniform shuffle
+//!    of distinct elements, the outcomes of quicksort's comparisons depend
+//!    only on a uniformly random permutation, not on the data;
+//! 4. the order found (public) is applied locally to every column.
+//!
+//! The comparison is lexicographic: `[(ka, ta) < (kb, tb)] = [ka < kb] ⊕
+//! ([ka == kb] ∧ [ta < tb])`, the key's sign and zero test sharing one
+//! conversion to binary, the tags' sign on `ceil(log2 n) + 1` bits.
+//!
+//! The number of comparisons is random (public, independent of the data),
+//! so the sort runs as a dynamic step between the layers: sub-instances
+//! built and run through the same [`Protocol`]. Under a protocol that
+//! takes material its budget is planned ahead ([`sort_demands`]).
 
+use super::net::Net;
 use super::netlist::{GateId, GateOp, Kind, Netlist};
-use super::plan::PlanError;
-use crate::program::ir::Span;
+use super::plan::{Instance, PlanError};
+use super::run::{JobError, Value, broadcast_ring, run_sub};
+use super::shuffle;
+use crate::preprocessing::Demand;
+use crate::program::ir::{Circuit, ElemType, OutputDecl, Span};
+use crate::protocol::Protocol;
+use crate::ring;
+use crate::sharing::{Secret, Share};
+
+/// Comparisons per chunk of a sort's material budget (a multiple of 64,
+/// so a chunk's bit triples fill whole words).
+pub const CHUNK_COMPARISONS: usize = 1 << 16;
+
+/// The budget's margin over the expected number of comparisons, in units
+/// of `n` (see [`comparison_budget`]).
+pub const BUDGET_MARGIN: f64 = 4.0;
 
 impl Netlist {
     /// Sort `columns` (ring vectors, each as long as `key`) by the signed
     /// order of `key`, ascending or `descending`, stable: one sorted gate
-    /// per column, in order.
+    /// per column, in order. A column may be the key itself.
     pub fn sort(
         &mut self,
         key: GateId,
@@ -20,69 +59,406 @@ impl Netlist {
         descending: bool,
         span: Span,
     ) -> Result<Vec<GateId>, PlanError> {
-        let n = self.gate(key).width();
+        let mut n = self.gate(key).width();
         for c in columns {
-            self.elementwise(key, *c, span, "sort_by")?;
-        }
-        let mut key = key;
-        let mut columns = columns.to_vec();
-        for round in 0..n {
-            let start = round % 2;
-            let pairs = (n - start) / 2;
-            if pairs == 0 {
-                continue;
-            }
-            let take = |net: &mut Netlist, a: GateId, from: usize, count: usize, step: usize| {
-                net.push(GateOp::Strided { a, start: from, step, count }, span, Some(count), Kind::Ring)
-            };
-            let lo_k = take(self, key, start, pairs, 2);
-            let hi_k = take(self, key, start + 1, pairs, 2);
-            // Swap when the lower element must come after the upper one.
-            let diff = if descending {
-                self.ring2(GateOp::Sub, lo_k, hi_k, span)
-            } else {
-                self.ring2(GateOp::Sub, hi_k, lo_k, span)
-            };
-            let swap = self.sign(diff, span);
-            let reorder = |net: &mut Netlist, v: GateId| -> Result<GateId, PlanError> {
-                let lo = take(net, v, start, pairs, 2);
-                let hi = take(net, v, start + 1, pairs, 2);
-                let new_lo = net.select(swap, hi, lo, span)?;
-                let both = net_sum(net, lo, hi, span);
-                let new_hi = net.ring2(GateOp::Sub, both, new_lo, span);
-                // Interleave back, with the untouched ends.
-                let mut parts = Vec::new();
-                if start == 1 {
-                    parts.push(take(net, v, 0, 1, 1));
-                }
-                let pairs_vec = interleave(net, new_lo, new_hi, pairs, span);
-                parts.push(pairs_vec);
-                let end = start + 2 * pairs;
-                if end < n {
-                    parts.push(take(net, v, end, n - end, 1));
-                }
-                Ok(net.push(GateOp::Concat(parts), span, Some(n), Kind::Ring))
-            };
-            key = reorder(self, key)?;
-            for c in columns.iter_mut() {
-                *c = reorder(self, *c)?;
+            if let Some(len) = self.elementwise(key, *c, span, "sort_by")? {
+                n = n.max(len);
             }
         }
-        Ok(columns)
+        let cols = columns.len();
+        let sorted =
+            self.push(GateOp::Sort { key, columns: columns.to_vec(), descending }, span, Some(n * cols), Kind::Ring);
+        Ok((0..cols)
+            .map(|c| {
+                self.push(GateOp::Strided { a: sorted, start: c * n, step: 1, count: n }, span, Some(n), Kind::Ring)
+            })
+            .collect())
     }
 }
 
-fn net_sum(net: &mut Netlist, a: GateId, b: GateId, span: Span) -> GateId {
-    net.ring2(GateOp::Add, a, b, span)
+/// The shape of one sort: what is shuffled and how.
+struct Layout {
+    /// Elements.
+    n: usize,
+    /// The network has `2^k >= n` slots.
+    k: u32,
+    /// The columns other than the key, once each, in order.
+    others: Vec<GateId>,
+    /// Whether a dummy flag is shuffled along (when `n` is not a power of
+    /// two, the padding's positions are opened after the shuffle).
+    flag: bool,
 }
 
-/// `[a0, b0, a1, b1, …]` of two vectors of `pairs` elements.
-fn interleave(net: &mut Netlist, a: GateId, b: GateId, pairs: usize, span: Span) -> GateId {
-    let mut parts = Vec::with_capacity(2 * pairs);
-    for i in 0..pairs {
-        for v in [a, b] {
-            parts.push(net.push(GateOp::Strided { a: v, start: i, step: 1, count: 1 }, span, Some(1), Kind::Ring));
+impl Layout {
+    fn of(netlist: &Netlist, id: GateId) -> (Layout, GateId, Vec<GateId>, bool) {
+        let GateOp::Sort { key, columns, descending } = &netlist.gates[id].op else {
+            unreachable!("a sort gate");
+        };
+        let n =
+            if columns.is_empty() { netlist.gates[*key].width() } else { netlist.gates[id].width() / columns.len() };
+        let mut others: Vec<GateId> = Vec::new();
+        for c in columns {
+            if c != key && !others.contains(c) {
+                others.push(*c);
+            }
+        }
+        let slots = n.next_power_of_two();
+        let k = slots.trailing_zeros();
+        (Layout { n, k, others, flag: slots != n }, *key, columns.clone(), *descending)
+    }
+
+    fn slots(&self) -> usize {
+        1 << self.k
+    }
+
+    /// Shuffled columns: the key, the tags, the others, the flag.
+    fn shuffled(&self) -> usize {
+        2 + self.others.len() + usize::from(self.flag)
+    }
+
+    /// Bits `ceil(log2 n) + 1` of a tag difference (`|ta − tb| < n`).
+    fn tag_bits(&self) -> usize {
+        self.n.next_power_of_two().trailing_zeros() as usize + 1
+    }
+}
+
+/// The expected number of quicksort comparisons on `n` distinct elements
+/// in random order, `2(n+1)H_n − 4n`, plus `BUDGET_MARGIN · n`, rounded up
+/// to a multiple of 64. The number of comparisons `C_n` has standard
+/// deviation `≈ 0.65 n` and a right tail that decays faster than
+/// exponentially in `(C_n − E C_n) / n` (Rösler's limit law); see
+/// `docs/sorting.md` for the measured probability of exceeding it.
+pub fn comparison_budget(n: usize) -> usize {
+    if n < 2 {
+        return 0;
+    }
+    let nf = n as f64;
+    let harmonic: f64 = (1..=n).map(|i| 1.0 / i as f64).sum();
+    let expected = 2.0 * (nf + 1.0) * harmonic - 4.0 * nf;
+    let budget = (expected + BUDGET_MARGIN * nf).ceil() as usize;
+    budget.div_ceil(64) * 64
+}
+
+/// One level's comparisons of `w` pairs: externals `ka, kb, ta, tb` (in
+/// that order, secret), the opened bit `[(ka, ta) < (kb, tb)]`.
+fn level_netlist(template: &Netlist, w: usize, tag_bits: usize) -> (Netlist, GateId) {
+    let span = Span::default();
+    let mut net = Netlist { lowering: template.lowering, parties: template.parties, ..Netlist::default() };
+    let ext: Vec<GateId> =
+        (0..4).map(|index| net.push(GateOp::External { index, secret: true }, span, Some(w), Kind::Ring)).collect();
+    let dk = net.ring2(GateOp::Sub, ext[0], ext[1], span);
+    let dt = net.ring2(GateOp::Sub, ext[2], ext[3], span);
+    let (key_less, key_equal) = net.sign_and_zero(dk, span);
+    let tag_less = net.sign_small(dt, tag_bits, span);
+    let tie = net.push(GateOp::And(key_equal, tag_less), span, Some(w), Kind::Bits(1));
+    let less = net.push(GateOp::Xor(key_less, tie), span, Some(w), Kind::Bits(1));
+    (net, less)
+}
+
+/// What one comparison consumes under a protocol with material: edaBits
+/// and bit triples (both linear in the number of comparisons).
+fn comparison_cost(template: &Netlist, tag_bits: usize) -> (usize, usize) {
+    let (net, _) = level_netlist(template, 1, tag_bits);
+    let mut edabits = 0;
+    let mut and_bits = 0;
+    for gate in net.gates.iter().filter(|g| g.interactive) {
+        match gate.op {
+            GateOp::MaskedOpen(_) => edabits += gate.width(),
+            GateOp::And(..) => and_bits += super::plan::and_bits(gate),
+            _ => {}
         }
     }
-    net.push(GateOp::Concat(parts), span, Some(2 * pairs), Kind::Ring)
+    (edabits, and_bits)
+}
+
+/// A sort's material budget as plan entries: the shuffle's triples exactly
+/// (one entry per stage of each party's network), then the comparisons'
+/// edaBits and bit triples for [`comparison_budget`] comparisons, in
+/// chunks of [`CHUNK_COMPARISONS`]. Empty for a protocol without material
+/// or a sort that needs none.
+pub fn sort_demands(netlist: &Netlist, id: GateId) -> Vec<Demand> {
+    let (layout, key, _, _) = Layout::of(netlist, id);
+    if !netlist.lowering.protocol.uses_preprocessing() || !netlist.gates[key].secret || layout.n < 2 {
+        return Vec::new();
+    }
+    let per_stage = layout.shuffled() * layout.slots() / 2;
+    let mut demands = Vec::new();
+    for _ in 0..netlist.parties * shuffle::stages(layout.k) {
+        demands.push(Demand { triples: per_stage, ..Demand::default() });
+    }
+    let (edabits, and_bits) = comparison_cost(netlist, layout.tag_bits());
+    let mut left = comparison_budget(layout.n);
+    while left > 0 {
+        let c = left.min(CHUNK_COMPARISONS);
+        demands.push(Demand { edabits: c * edabits, bit_triple_words: c * and_bits / 64, ..Demand::default() });
+        left -= c;
+    }
+    demands
+}
+
+/// This party's components of `v` over `width` elements: a secret's own,
+/// a public value in the components it enters (zeros elsewhere).
+fn components(v: &Value, public_parts: &[bool], width: usize) -> Vec<Vec<u64>> {
+    match v {
+        Value::Secret(parts) => parts.iter().map(|p| broadcast_ring(p.expose(), width)).collect(),
+        Value::Public(p) => {
+            public_parts.iter().map(|e| if *e { broadcast_ring(p, width) } else { vec![0; width] }).collect()
+        }
+        _ => unreachable!("a ring value"),
+    }
+}
+
+fn gather<T: AsRef<[u64]>>(parts: &[T], indices: &[u32]) -> Vec<Share> {
+    parts.iter().map(|p| Share::new(indices.iter().map(|i| p.as_ref()[*i as usize]).collect())).collect()
+}
+
+/// A circuit that reveals `count` sub-instance outputs (nodes `0..count`)
+/// to every party.
+fn reveal_to_all(parties: usize, count: usize) -> Circuit {
+    Circuit {
+        frac_bits: 0,
+        parties: vec![String::new(); parties],
+        inputs: Vec::new(),
+        nodes: Vec::new(),
+        outputs: (0..count)
+            .map(|value| OutputDecl {
+                name: "sort".into(),
+                value,
+                elem: ElemType::Int,
+                recipients: (0..parties).collect(),
+                span: Span::default(),
+            })
+            .collect(),
+    }
+}
+
+/// What one sort did (public).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SortStats {
+    pub comparisons: usize,
+    pub levels: usize,
+}
+
+/// Run sort gate `id` of `instance` for this party: the shuffle, quicksort
+/// level by level, the local reordering. Returns the gate's value (the
+/// sorted columns, concatenated).
+pub async fn run_sort<P: Protocol>(
+    protocol: &mut P,
+    net: &mut Net<'_>,
+    instance: &Instance,
+    id: GateId,
+    values: &[Option<Value>],
+) -> Result<(Value, SortStats), JobError> {
+    let netlist = &instance.netlist;
+    let (layout, key, columns, descending) = Layout::of(netlist, id);
+    let public_parts = protocol.public_parts().to_vec();
+    let n = layout.n;
+    let value_of = |g: GateId| values[g].as_ref().expect("a sort's operands are ready");
+    let mut stats = SortStats::default();
+
+    // A public key (secret columns): the order is public, apply it.
+    if let Value::Public(k) = value_of(key) {
+        let k = broadcast_ring(k, n);
+        let order: Vec<u32> = if descending {
+            let mut o: Vec<u32> = (0..n as u32).collect();
+            o.sort_by_key(|&i| std::cmp::Reverse(ring::to_signed(k[i as usize])));
+            o
+        } else {
+            let mut o: Vec<u32> = (0..n as u32).collect();
+            o.sort_by_key(|&i| ring::to_signed(k[i as usize]));
+            o
+        };
+        let parts: Vec<Vec<Share>> =
+            columns.iter().map(|c| gather(&components(value_of(*c), &public_parts, n), &order)).collect();
+        return Ok((concat(parts, public_parts.len()), stats));
+    }
+    if n < 2 {
+        let parts: Vec<Vec<Share>> = columns
+            .iter()
+            .map(|c| components(value_of(*c), &public_parts, n).into_iter().map(Share::new).collect())
+            .collect();
+        return Ok((concat(parts, public_parts.len()), stats));
+    }
+
+    // 1. The shuffled columns, padded to the network's slots: the key (or
+    // its negation), the tags, the others, the padding flag.
+    let slots = layout.slots();
+    let mut key_parts = components(value_of(key), &public_parts, n);
+    if descending {
+        key_parts.iter_mut().for_each(|p| ring::neg_assign(p));
+    }
+    let tags = Value::Public((0..n as u64).collect());
+    let mut columns_in = vec![key_parts, components(&tags, &public_parts, n)];
+    for c in &layout.others {
+        columns_in.push(components(value_of(*c), &public_parts, n));
+    }
+    if layout.flag {
+        columns_in.push(components(&Value::Public(vec![0; n]), &public_parts, n));
+    }
+    let width = layout.shuffled() * slots;
+    let mut joined: Vec<Vec<u64>> = (0..public_parts.len()).map(|_| Vec::with_capacity(width)).collect();
+    for (c, column) in columns_in.into_iter().enumerate() {
+        let is_flag = layout.flag && c == layout.shuffled() - 1;
+        for (j, mut part) in column.into_iter().enumerate() {
+            // Padding: zeros, and a flag of 1 (entering once).
+            let pad = if is_flag && public_parts[j] { 1 } else { 0 };
+            part.resize(slots, pad);
+            joined[j].extend_from_slice(&part);
+            crate::memory::wipe_vec(&mut part);
+        }
+    }
+
+    // 2. The shuffle: every party's switch settings in one round, then
+    // the networks one after the other.
+    let stages = shuffle::stages(layout.k);
+    let switches = stages * slots / 2;
+    let mine = shuffle::route(layout.k, &shuffle::random_permutation(slots)?);
+    let settings = protocol.private_inputs(net, &vec![switches; net.n], &Secret::new(mine)).await?;
+    let span = Span::default();
+    let mut sub = Netlist { lowering: netlist.lowering, parties: netlist.parties, ..Netlist::default() };
+    let input = sub.push(GateOp::External { index: 0, secret: true }, span, Some(width), Kind::Ring);
+    let mut u = input;
+    let mut setting_gates = Vec::with_capacity(net.n);
+    for p in 0..net.n {
+        let bits = sub.push(GateOp::External { index: 1 + p, secret: true }, span, Some(switches), Kind::Ring);
+        setting_gates.push(bits);
+        let half = slots / 2;
+        for t in 0..stages {
+            let stride = shuffle::stride(layout.k, t);
+            let b = sub.push(
+                GateOp::Strided { a: bits, start: t * half, step: 1, count: half },
+                span,
+                Some(half),
+                Kind::Ring,
+            );
+            let b = sub.push(GateOp::Concat(vec![b; layout.shuffled()]), span, Some(width / 2), Kind::Ring);
+            let lo = sub.push(GateOp::Pairs { a: u, stride, upper: false }, span, Some(width / 2), Kind::Ring);
+            let hi = sub.push(GateOp::Pairs { a: u, stride, upper: true }, span, Some(width / 2), Kind::Ring);
+            let d = sub.ring2(GateOp::Sub, hi, lo, span);
+            let m = sub.ring2(GateOp::Mul, b, d, span);
+            let lo = sub.ring2(GateOp::Add, lo, m, span);
+            let hi = sub.ring2(GateOp::Sub, hi, m, span);
+            u = sub.push(GateOp::Unpair { lo, hi, stride }, span, Some(width), Kind::Ring);
+        }
+    }
+    let flag_at = (layout.shuffled() - 1) * slots;
+    let flag = sub.push(GateOp::Strided { a: u, start: flag_at, step: 1, count: slots }, span, Some(slots), Kind::Ring);
+    let shuffle = Instance::from_netlist(sub, vec![flag, u], &[flag, u]);
+    let mut sub_values: Vec<Option<Value>> = (0..shuffle.netlist.gates.len()).map(|_| None).collect();
+    sub_values[input] = Some(Value::Secret(joined.into_iter().map(Share::new).collect()));
+    for (g, setting) in setting_gates.iter().zip(settings) {
+        sub_values[*g] = Some(setting);
+    }
+    run_sub(protocol, net, &shuffle, &mut sub_values).await?;
+
+    // 3. Drop the padding: its positions after a uniform shuffle are a
+    // uniformly random set, independent of the data.
+    let real: Vec<u32> = if layout.flag {
+        let opened = protocol.reveal_outputs(net, &shuffle, &reveal_to_all(net.n, 1), &sub_values).await?;
+        let flags = opened.into_iter().next().flatten().expect("opened to every party");
+        let real: Vec<u32> = (0..slots as u32).filter(|x| flags.expose()[*x as usize] == 0).collect();
+        if real.len() != n {
+            return Err(JobError::Protocol {
+                party: "(every party)".into(),
+                step: crate::transport::Step::Output,
+                reason: format!("the sort's shuffle kept {} of {n} elements", real.len()),
+            });
+        }
+        real
+    } else {
+        (0..n as u32).collect()
+    };
+    let Some(Value::Secret(shuffled)) = sub_values[u].take() else { unreachable!("the shuffled columns") };
+    drop(sub_values);
+    let column = |c: usize| -> Vec<Vec<u64>> {
+        let at: Vec<u32> = real.iter().map(|x| x + (c * slots) as u32).collect();
+        gather(&shuffled.iter().map(Share::expose).collect::<Vec<_>>(), &at)
+            .into_iter()
+            .map(Share::into_inner)
+            .collect()
+    };
+    let keys = column(0);
+    let tags = column(1);
+
+    // 4. Quicksort, a level at a time: `order` holds the elements (indices
+    // into the shuffled columns) with every partition contiguous, its
+    // pivot first.
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    let mut partitions: Vec<(usize, usize)> = vec![(0, n)];
+    while !partitions.is_empty() {
+        let mut elements = Vec::new();
+        let mut pivots = Vec::new();
+        for &(start, len) in &partitions {
+            for i in start + 1..start + len {
+                elements.push(order[i]);
+                pivots.push(order[start]);
+            }
+        }
+        let w = elements.len();
+        let (level, less) = level_netlist(netlist, w, layout.tag_bits());
+        let level = Instance::from_netlist(level, vec![less], &[less]);
+        let mut level_values: Vec<Option<Value>> = (0..level.netlist.gates.len()).map(|_| None).collect();
+        for (g, (parts, at)) in
+            [(&keys, &elements), (&keys, &pivots), (&tags, &elements), (&tags, &pivots)].into_iter().enumerate()
+        {
+            level_values[g] = Some(Value::Secret(gather(parts, at)));
+        }
+        run_sub(protocol, net, &level, &mut level_values).await?;
+        let opened = protocol.reveal_outputs(net, &level, &reveal_to_all(net.n, 1), &level_values).await?;
+        let less = opened.into_iter().next().flatten().expect("opened to every party");
+        let less = less.expose();
+        stats.comparisons += w;
+        stats.levels += 1;
+        let mut next = Vec::new();
+        let mut at = 0;
+        for &(start, len) in &partitions {
+            let pivot = order[start];
+            let (mut below, mut above) = (Vec::new(), Vec::new());
+            for &e in &order[start + 1..start + len] {
+                if less[at] == 1 {
+                    below.push(e)
+                } else {
+                    above.push(e)
+                }
+                at += 1;
+            }
+            let b = below.len();
+            order[start..start + b].copy_from_slice(&below);
+            order[start + b] = pivot;
+            order[start + b + 1..start + len].copy_from_slice(&above);
+            if b >= 2 {
+                next.push((start, b));
+            }
+            if above.len() >= 2 {
+                next.push((start + b + 1, above.len()));
+            }
+        }
+        partitions = next;
+    }
+
+    // 5. Every column in the order found.
+    let mut out = Vec::with_capacity(columns.len());
+    for c in &columns {
+        let mut parts = if *c == key {
+            gather(&keys, &order)
+        } else {
+            let at = 2 + layout.others.iter().position(|o| o == c).expect("a shuffled column");
+            gather(&column(at), &order)
+        };
+        if *c == key && descending {
+            parts.iter_mut().for_each(|p| ring::neg_assign(p.expose_mut()));
+        }
+        out.push(parts);
+    }
+    Ok((concat(out, public_parts.len()), stats))
+}
+
+fn concat(columns: Vec<Vec<Share>>, components: usize) -> Value {
+    let mut out: Vec<Vec<u64>> = vec![Vec::new(); components];
+    for column in columns {
+        for (j, part) in column.into_iter().enumerate() {
+            out[j].extend_from_slice(part.expose());
+        }
+    }
+    Value::Secret(out.into_iter().map(Share::new).collect())
 }

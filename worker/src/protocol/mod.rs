@@ -32,6 +32,7 @@ use crate::executor::Instance;
 use crate::executor::net::Net;
 use crate::executor::netlist::GateId;
 use crate::executor::run::{JobError, OwnInputs, Value};
+use crate::preprocessing::Demand;
 use crate::program::ir::Circuit;
 use crate::sharing::Secret;
 
@@ -161,4 +162,26 @@ pub trait Protocol {
         circuit: &Circuit,
         values: &[Option<Value>],
     ) -> Result<Vec<Option<Secret>>, JobError>;
+
+    /// A dynamic step begins (a sort, [`crate::executor::sort`]): the
+    /// sub-instances it runs number their gates from 0, so the protocol
+    /// sets aside what it keeps of the outer instance by gate id. Under a
+    /// protocol that takes material, the step's budget is `chunks`, the
+    /// plan's entries from `first` on, drawn as the sub-instances need it.
+    fn begin_dynamic(&mut self, first: usize, chunks: &[Demand]);
+
+    /// The dynamic step ends: the outer state comes back, and the material
+    /// of the budget the step did not use is drawn and discarded, so that
+    /// the next layer's material follows in order.
+    async fn end_dynamic(&mut self) -> Result<(), JobError>;
+
+    /// Private ring inputs inside a dynamic step (a shuffle's switch
+    /// settings): `lens[p]` elements from each party `p`, this party's own
+    /// in `mine`, shared in one round. Per party, this party's share.
+    async fn private_inputs(
+        &mut self,
+        net: &mut Net<'_>,
+        lens: &[usize],
+        mine: &Secret,
+    ) -> Result<Vec<Value>, JobError>;
 }

@@ -34,5 +34,6 @@ pub mod boolean;
 pub mod conversion;
 pub mod division;
 pub mod online;
+pub mod reservoir;
 
 pub use online::Additive;

@@ -5,15 +5,17 @@
 //! or the pool).
 
 use super::division::{CORRECTION_DIVISOR, Division};
+use super::reservoir::Reservoir;
 use super::{beaver, boolean, conversion};
 use crate::executor::net::Net;
 use crate::executor::netlist::{GateId, GateOp, Kind};
+use crate::executor::plan::and_bits;
 use crate::executor::run::{
     JobError, OwnInputs, Value, broadcast_bits, broadcast_ring, preprocessing_failed, reveal_by_parts,
 };
 use crate::executor::{Instance, Layer};
 use crate::gf2::{Bits, Packed, words_for};
-use crate::preprocessing::{MaterialSource, MaterialTag, PreprocessingError};
+use crate::preprocessing::{Demand, MaterialSource, MaterialTag, PreprocessingError};
 use crate::prg::Seed;
 use crate::program::ir::{Circuit, PartyIndex};
 use crate::protocol::Protocol;
@@ -35,11 +37,23 @@ pub struct Additive<S> {
     /// The bits of each masked opening's edaBit, from its layer until the
     /// gate that reads them.
     mask_bits: BTreeMap<GateId, Bits>,
+    /// Inside a dynamic step: its material budget, and the outer
+    /// instance's `pending` and `mask_bits`, set aside.
+    dynamic: Option<(Reservoir, Outer)>,
 }
+
+/// What an [`Additive`] keeps of the outer instance by gate id.
+type Outer = (BTreeMap<GateId, (Share, Share)>, BTreeMap<GateId, Bits>);
 
 impl<S: MaterialSource> Additive<S> {
     pub fn new(source: S, me: PartyIndex) -> Additive<S> {
-        Additive { source, public_parts: [me == 0], pending: BTreeMap::new(), mask_bits: BTreeMap::new() }
+        Additive {
+            source,
+            public_parts: [me == 0],
+            pending: BTreeMap::new(),
+            mask_bits: BTreeMap::new(),
+            dynamic: None,
+        }
     }
 }
 
@@ -151,9 +165,19 @@ impl<S: MaterialSource> Protocol for Additive<S> {
         let gates = &instance.netlist.gates;
         let step = Step::Layer(index as u32 + 1);
         let first = net.me == 0;
-        let demand = &instance.plan.layers[index];
-        let mut material =
-            self.source.next_layer(index, demand).await.map_err(|source| preprocessing_failed(step, source))?;
+        let mut material = match &mut self.dynamic {
+            // A sort's sub-instance: its layer's share of the budget.
+            Some((reservoir, _)) => {
+                let bits = layer.ands.iter().map(|id| and_bits(&gates[*id])).sum();
+                reservoir.layer(&mut self.source, &instance.plan.layers[index], bits).await
+            }
+            None => {
+                let at = instance.material_index[index];
+                self.source.next_layer(at, &instance.plan.layers[at]).await
+            }
+        }
+        .map_err(|source| preprocessing_failed(step, source))?;
+        let demand = &instance.plan.layers[instance.material_index[index]];
         check_div_material(layer, &demand.div_pairs, &material.div_pairs)
             .and_then(|()| check_binary_material(demand, &material))
             .map_err(|source| JobError::Preprocessing { step, source })?;
@@ -463,6 +487,55 @@ impl<S: MaterialSource> Protocol for Additive<S> {
     ) -> Result<Vec<Option<Secret>>, JobError> {
         let n = net.n;
         reveal_by_parts(net, instance, circuit, values, |_| Some(0), |r| (0..n).filter(|p| *p != r).collect()).await
+    }
+
+    fn begin_dynamic(&mut self, first: usize, chunks: &[Demand]) {
+        let outer = (std::mem::take(&mut self.pending), std::mem::take(&mut self.mask_bits));
+        self.dynamic = Some((Reservoir::new(first, chunks), outer));
+    }
+
+    async fn end_dynamic(&mut self) -> Result<(), JobError> {
+        let (reservoir, (pending, mask_bits)) = self.dynamic.take().expect("inside a dynamic step");
+        (self.pending, self.mask_bits) = (pending, mask_bits);
+        let unused = reservoir.drain(&mut self.source).await.map_err(|e| preprocessing_failed(Step::Output, e))?;
+        tracing::debug!(unused_chunks = unused, "sort finished");
+        Ok(())
+    }
+
+    /// Each party shares its vector as its inputs are shared: a fresh PRG
+    /// seed per peer, one round.
+    async fn private_inputs(
+        &mut self,
+        net: &mut Net<'_>,
+        lens: &[usize],
+        mine: &Secret,
+    ) -> Result<Vec<Value>, JobError> {
+        let me = net.me;
+        let seeds: Vec<Seed> = net.peers().map(|_| Seed::random()).collect::<Result<_, _>>()?;
+        let mut messages = vec![Vec::new(); net.n];
+        for (peer, seed) in net.peers().zip(&seeds) {
+            messages[peer] = seed.as_bytes().to_vec();
+        }
+        let sent = Net::per_peer(messages);
+        let received = net.exchange(Step::Input, sent.clone()).await?;
+        let mut out = Vec::with_capacity(net.n);
+        for (p, len) in lens.iter().enumerate() {
+            let share = if p == me {
+                sharing::share_with_seeds(mine, &seeds)
+            } else {
+                let seed: [u8; 16] = received[p].as_slice().try_into().map_err(|_| {
+                    net.protocol_error(
+                        p,
+                        Step::Input,
+                        format!("expected a 16-byte seed, got {} bytes", received[p].len()),
+                    )
+                })?;
+                sharing::share_from_seed(&Seed::from_bytes(seed), *len)
+            };
+            out.push(Value::Secret(vec![share]));
+        }
+        net.wipe(received, sent);
+        Ok(out)
     }
 }
 

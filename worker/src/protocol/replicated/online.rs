@@ -19,6 +19,7 @@ use crate::executor::run::{JobError, OwnInputs, Value, broadcast_bits, broadcast
 use crate::executor::{Instance, Layer};
 use crate::gf2::{Bits, Packed, words_for};
 use crate::memory::zeroed;
+use crate::preprocessing::Demand;
 use crate::prg::{Prg, SEED_BYTES, Seed};
 use crate::program::ir::{Circuit, PartyIndex};
 use crate::protocol::Protocol;
@@ -43,6 +44,8 @@ pub struct Replicated {
     dabits: DaBits,
     /// Divisions between their two rounds.
     pending: BTreeMap<GateId, PendingDivision>,
+    /// The outer instance's `pending`, set aside during a dynamic step.
+    outer: Option<BTreeMap<GateId, PendingDivision>>,
 }
 
 /// Random bits shared both ways: `bits` (one plane, XOR parts) and
@@ -83,6 +86,7 @@ impl Replicated {
                 used: 0,
             },
             pending: BTreeMap::new(),
+            outer: None,
         })
     }
 
@@ -668,5 +672,55 @@ impl Protocol for Replicated {
     ) -> Result<Vec<Option<Secret>>, JobError> {
         let me = self.me;
         reveal_by_parts(net, instance, circuit, values, |r| (r == prev(me)).then_some(1), |r| vec![next(r)]).await
+    }
+
+    fn begin_dynamic(&mut self, _: usize, _: &[Demand]) {
+        self.outer = Some(std::mem::take(&mut self.pending));
+    }
+
+    async fn end_dynamic(&mut self) -> Result<(), JobError> {
+        self.pending = self.outer.take().expect("inside a dynamic step");
+        Ok(())
+    }
+
+    /// Each party inputs its vector as in the input round (masked with its
+    /// own key, the rest to the next party); the keys are not exchanged
+    /// again.
+    async fn private_inputs(
+        &mut self,
+        net: &mut Net<'_>,
+        lens: &[usize],
+        mine: &Secret,
+    ) -> Result<Vec<Value>, JobError> {
+        let me = self.me;
+        let own = self.input_ring(me, Some(mine.expose()), None, mine.len());
+        let mut messages = vec![Vec::new(); PARTIES];
+        ring::extend_le_bytes(&mut messages[next(me)], &own[1]);
+        let sent = Net::per_peer(messages);
+        let received = net.exchange(Step::Input, sent.clone()).await?;
+        let mut out: Vec<Option<Value>> = (0..PARTIES).map(|_| None).collect();
+        out[me] = Some(Value::Secret(own.map(Share::new).into()));
+        // In a fixed order at every party, so the key streams stay in step.
+        for owner in (0..PARTIES).filter(|p| *p != me) {
+            let len = lens[owner];
+            let parts = match InputRole::of(me, owner) {
+                InputRole::Receiver => {
+                    let msg = &received[owner];
+                    let mut at = 0;
+                    let words = take_words(msg, &mut at, len).filter(|_| at == msg.len()).ok_or_else(|| {
+                        net.protocol_error(
+                            owner,
+                            Step::Input,
+                            format!("expected {len} input elements, got {} bytes", msg.len()),
+                        )
+                    })?;
+                    self.input_ring(owner, None, Some(words), len)
+                }
+                _ => self.input_ring(owner, None, None, len),
+            };
+            out[owner] = Some(Value::Secret(parts.map(Share::new).into()));
+        }
+        net.wipe(received, sent);
+        Ok(out.into_iter().map(|v| v.expect("every party's input")).collect())
     }
 }

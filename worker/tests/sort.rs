@@ -1,0 +1,134 @@
+//! Sorting (shuffle, then quicksort with opened comparisons;
+//! `docs/sorting.md`) under every protocol and material source, against
+//! `program::plain`: random data and the edges (ties, all equal, sorted,
+//! reverse, lengths around the bit-slicing and padding boundaries), 2, 3
+//! and 5 parties; the shuffle's routing and uniformity; the rounds.
+
+mod common;
+
+use cohort_worker::executor::shuffle;
+use cohort_worker::ring::from_signed;
+use common::backends::{BACKENDS, Backend, check};
+
+fn enc(v: &[i64]) -> Vec<u64> {
+    v.iter().map(|x| from_signed(*x)).collect()
+}
+
+/// Deterministic pseudorandom ints in `[-bound, bound]`.
+fn ints(len: usize, bound: i64, seed: u64) -> Vec<i64> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % (2 * bound as u64 + 1)) as i64 - bound
+        })
+        .collect()
+}
+
+/// Every sort form on key `k` (party 0) and values `v` (the last party).
+async fn sorts(backend: Backend, parties: usize, k: &[i64], v: &[i64]) {
+    let last = format!("party-{}", parties - 1);
+    let source = format!(
+        "input k: int[] from party-0\ninput v: int[] from {last}\n\
+         output up = sort(k)\noutput down = sort_desc(k)\noutput by = sort_by(k, v)\n\
+         output byd = sort_by_desc(k, v)\noutput both = sort_by(k, v + k)\n"
+    );
+    let mut inputs = vec![Vec::new(); parties];
+    inputs[0].push(("k", enc(k)));
+    inputs[parties - 1].push(("v", enc(v)));
+    check(backend, parties, &source, inputs).await;
+}
+
+/// The edge inputs of length `n`.
+fn edge_cases(n: usize) -> Vec<(&'static str, Vec<i64>)> {
+    let bound = 1i64 << 61;
+    vec![
+        ("random", ints(n, bound, n as u64 + 1)),
+        ("ties", ints(n, 3, n as u64 + 2)),
+        ("equal", vec![-7; n]),
+        ("sorted", (0..n as i64).map(|i| i * 5 - 100).collect()),
+        ("reverse", (0..n as i64).rev().map(|i| i * 5 - 100).collect()),
+        ("extremes", (0..n).map(|i| if i % 2 == 0 { bound - 1 } else { 1 - bound }).collect()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sorts_match_plain_under_every_protocol() {
+    for backend in BACKENDS {
+        for n in [0, 1, 2, 3, 63, 64, 65] {
+            for (_, k) in edge_cases(n) {
+                let v: Vec<i64> = (0..n as i64).collect();
+                sorts(backend, 3, &k, &v).await;
+            }
+        }
+        let k = ints(300, 40, 9);
+        sorts(backend, 3, &k, &ints(300, 1 << 40, 10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sorts_match_plain_with_two_and_five_parties() {
+    for parties in [2, 5] {
+        for backend in [Backend::AdditiveDealer, Backend::AdditiveOt] {
+            for n in [0, 1, 2, 65, 200] {
+                let k = ints(n, 9, n as u64);
+                sorts(backend, parties, &k, &ints(n, 1000, 3)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_few_hundred_elements_with_several_columns_by_one_key() {
+    // Several columns sorted by one key in one program (each `sort_by` of
+    // the same key and direction), a secret key under a public column.
+    let source = "input k: int[] from party-0\ninput a: int[] from party-1\ninput b: int[] from party-2\n\
+                  output sa = sort_by(k, a)\noutput sb = sort_by(k, b)\noutput sk = sort_by(k, k * 2)\n\
+                  output pub = sort_by_desc(k, a * 0 + 1)\n";
+    for backend in BACKENDS {
+        let n = 400;
+        let inputs = vec![
+            vec![("k", enc(&ints(n, 50, 1)))],
+            vec![("a", enc(&ints(n, 1 << 50, 2)))],
+            vec![("b", enc(&ints(n, 7, 3)))],
+        ];
+        check(backend, 3, source, inputs).await;
+    }
+}
+
+/// Chi-square statistic of observed counts against a uniform expectation.
+fn chi_square(counts: &[u64]) -> f64 {
+    let total: u64 = counts.iter().sum();
+    let expected = total as f64 / counts.len() as f64;
+    counts.iter().map(|c| (*c as f64 - expected).powi(2) / expected).sum()
+}
+
+#[test]
+fn the_routed_network_realizes_a_uniform_permutation() {
+    // The permutations of 4 slots (24 orders) a party's network applies,
+    // over many draws: every draw is a permutation (checked by applying
+    // it), and the orders are uniform (chi-square, 23 degrees of freedom:
+    // the 99.99th percentile is about 57; the threshold is generous).
+    let mut counts = [0u64; 24];
+    let trials = 24_000;
+    for _ in 0..trials {
+        let sigma = shuffle::random_permutation(4).unwrap();
+        let bits = shuffle::route(2, &sigma);
+        let mut v: Vec<u64> = (0..4).collect();
+        shuffle::apply(2, &bits, &mut v);
+        let mut seen = v.clone();
+        seen.sort();
+        assert_eq!(seen, vec![0, 1, 2, 3], "a permutation");
+        // Lehmer code of the order.
+        let mut code = 0;
+        for i in 0..4 {
+            let smaller = v[i + 1..].iter().filter(|x| **x < v[i]).count();
+            code = code * (4 - i) + smaller;
+        }
+        counts[code] += 1;
+    }
+    let chi = chi_square(&counts);
+    assert!(chi < 80.0, "chi-square {chi} over the 24 orders: {counts:?}");
+}
