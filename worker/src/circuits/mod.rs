@@ -21,6 +21,7 @@
 //! level into one call so that an evaluator opens them in one round.
 
 pub mod compare;
+pub mod fixed_point;
 
 use crate::gf2::Bits;
 

@@ -235,7 +235,8 @@ pub fn div_secret(a: u64, b: u64, frac_bits: u32) -> u64 {
     if b == 0 {
         return 0;
     }
-    let q = (a << frac_bits).div_euclid(b);
+    // Floor for either sign of b (div_euclid alone rounds up for b < 0).
+    let q = if b < 0 { (-(a << frac_bits)).div_euclid(-b) } else { (a << frac_bits).div_euclid(b) };
     q.clamp(-(FUNC_LIMIT as i128), FUNC_LIMIT as i128) as i64 as u64
 }
 
