@@ -370,22 +370,24 @@ impl Netlist {
         w
     }
 
-    /// `x · log2(e)` at [`P`] bits for `x` at `frac_bits` (in the domain
-    /// `|x| < 64`): the constant in two 30-bit limbs, each product
-    /// truncated once (in parallel). `wide`: `x` up to 2^6 (exp) rather
-    /// than 2^5 (sigmoid).
+    /// `x · log2(e)` at [`P`] bits for `x` at `frac_bits` with
+    /// `|x| < 2^(46 - frac_bits)` (the clamped domains): the constant
+    /// `log2(e)·2^60` in four 16-bit limbs, each product below 2^62 and
+    /// truncated once (in parallel); a limb worth less than 2^-8 units is
+    /// dropped.
     fn times_log2e(&mut self, x: GateId, frac_bits: u32, span: Span) -> GateId {
-        // Keep at most 25 fractional bits so that x·2^31 fits.
-        let kept = frac_bits.min(25);
-        let x = self.trunc(x, frac_bits - kept, span);
-        let hi = (LOG2E_2_60 >> 30) as i64;
-        let lo = (LOG2E_2_60 & ((1 << 30) - 1)) as i64;
-        // y·2^P = x·2^kept · L / 2^(60 + kept - P), L = hi·2^30 + lo.
-        let a = self.scale(x, hi, span);
-        let a = self.shift(a, P as i32 - 30 - kept as i32, span);
-        let b = self.scale(x, lo, span);
-        let b = self.shift(b, P as i32 - 60 - kept as i32, span);
-        self.add(a, b, span)
+        let mut terms = Vec::new();
+        for j in 0..4 {
+            let limb = ((LOG2E_2_60 >> (16 * j)) & 0xffff) as i64;
+            // x·2^f · limb·2^(16j) / 2^60 · 2^P
+            let shift = 16 * j as i32 + P as i32 - frac_bits as i32 - 60;
+            if shift < -62 {
+                continue;
+            }
+            let product = self.scale(x, limb, span);
+            terms.push(self.shift(product, shift, span));
+        }
+        self.sum(&terms, span)
     }
 
     /// `2^y` at `out_bits` fractional bits for `y` at [`P`] bits whose
@@ -852,5 +854,88 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Inputs for `f` at `frac_bits`: edges and log-uniform magnitudes
+    /// over the domain (`exp`: |x| < 64; sigmoid: anything; log and sqrt:
+    /// the whole range, negatives included).
+    fn func_inputs(f: Func, frac_bits: u32, seed: u64) -> Vec<i64> {
+        let unit = 1i64 << frac_bits;
+        let top = (1i64 << 62) - 1;
+        let (lo, hi) = exp_limits(frac_bits);
+        let mut v = match f {
+            Func::Exp => {
+                let mut v = vec![0, 1, -1, unit, -unit, lo, lo - 1, lo + 1, hi, hi + 1, hi - 1, top, -top];
+                v.extend(magnitudes(3000, frac_bits + 6, seed, true));
+                v
+            }
+            Func::Sigmoid => {
+                let mut v = vec![0, 1, -1, unit, -unit, top, -top, 40 * unit, -40 * unit];
+                v.extend(magnitudes(3000, (frac_bits + 6).min(61), seed, true));
+                v.extend(magnitudes(300, 61, seed + 1, true));
+                v
+            }
+            Func::Log | Func::Sqrt => {
+                let mut v = vec![0, 1, -1, 2, unit, unit - 1, unit + 1, top, -top, top - 1];
+                v.extend(magnitudes(3000, 61, seed, true));
+                v
+            }
+        };
+        v.truncate(3000);
+        v
+    }
+
+    /// Check `f` against plain within `|want|·2^rel + 2 ulps + 2^-abs`
+    /// (absolute, in reals) and print the worst errors seen.
+    fn measure(f: Func, rel: i32, abs: u32) {
+        for frac_bits in [16u32, 0, 8, 24, 32, 40] {
+            for protocol in PROTOCOLS {
+                let x = func_inputs(f, frac_bits, 3 + u64::from(frac_bits));
+                let (y, depth) =
+                    run(protocol, &[x.clone()], 9, |net, ids| net.func(f, ids[0], frac_bits, Span::default()).unwrap());
+                let mut worst_abs = 0i64;
+                let mut worst_rel: f64 = 0.0;
+                for i in 0..x.len() {
+                    let want = to_signed(plain::func(f, from_signed(x[i]), frac_bits));
+                    let err = (y[i] - want).abs();
+                    let allowed = (want.abs() as f64 * f64::from(rel).exp2()) as i64
+                        + 2
+                        + if frac_bits > abs { 1 << (frac_bits - abs) } else { 0 };
+                    assert!(err <= allowed, "{f:?} f {frac_bits} {protocol:?}: x {} got {} want {want}", x[i], y[i]);
+                    if want.abs() < 1 << 34 {
+                        worst_abs = worst_abs.max(err);
+                    } else if err as f64 / want.abs() as f64 > worst_rel {
+                        worst_rel = err as f64 / want.abs() as f64;
+                        if std::env::var("SHOW").is_ok() {
+                            println!("  x {} got {} want {want}", x[i], y[i]);
+                        }
+                    }
+                }
+                println!(
+                    "{f:?} f {frac_bits} {protocol:?}: depth {depth}, worst abs (|y| < 2^34) {worst_abs}, worst rel 2^{:.1}",
+                    worst_rel.log2()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn exp_measured() {
+        measure(Func::Exp, -26, 64);
+    }
+
+    #[test]
+    fn sigmoid_measured() {
+        measure(Func::Sigmoid, -60, 27);
+    }
+
+    #[test]
+    fn log_measured() {
+        measure(Func::Log, -60, 27);
+    }
+
+    #[test]
+    fn sqrt_measured() {
+        measure(Func::Sqrt, -27, 64);
     }
 }

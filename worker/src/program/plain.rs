@@ -225,9 +225,6 @@ pub fn join_sum(a: &[u64], b: &[u64], values: &[u64]) -> u64 {
     b.iter().zip(values).filter(|(k, _)| left.contains(k)).fold(0u64, |acc, (_, v)| acc.wrapping_add(*v))
 }
 
-/// The largest magnitude a fixed-point function's result is clamped to.
-const FUNC_LIMIT: f64 = (SAFE_BOUND - 1) as f64;
-
 /// `a / b` of fixed-point encodings ([`Op::DivSecret`]): the exact
 /// quotient floored to the grid; 0 when `b` is 0.
 pub fn div_secret(a: u64, b: u64, frac_bits: u32) -> u64 {
@@ -237,7 +234,9 @@ pub fn div_secret(a: u64, b: u64, frac_bits: u32) -> u64 {
     }
     // Floor for either sign of b (div_euclid alone rounds up for b < 0).
     let q = if b < 0 { (-(a << frac_bits)).div_euclid(-b) } else { (a << frac_bits).div_euclid(b) };
-    q.clamp(-(FUNC_LIMIT as i128), FUNC_LIMIT as i128) as i64 as u64
+    // Results are clamped to the range |v| < 2^62.
+    let limit = i128::from(SAFE_BOUND) - 1;
+    q.clamp(-limit, limit) as i64 as u64
 }
 
 /// A fixed-point function of an encoding ([`Op::Func`]): the exact value
@@ -245,7 +244,18 @@ pub fn div_secret(a: u64, b: u64, frac_bits: u32) -> u64 {
 /// `log` of a non-positive value are 0.
 pub fn func(f: Func, x: u64, frac_bits: u32) -> u64 {
     let scale = (frac_bits as f64).exp2();
-    let real = to_signed(x) as f64 / scale;
+    let mut x = to_signed(x);
+    if f == Func::Exp {
+        // `exp` saturates where the circuit clamps its argument: at the
+        // largest grid point with x·log2(e) <= 62 - f - 2^-22 (exactly
+        // `executor::nonlinear::exp_limits`: ln 2 at 2^-60), so that the
+        // result stays below 2^(62-f) by a margin the circuit's error cannot
+        // cross.
+        let f = i128::from(frac_bits);
+        let hi_y = ((62 - f) << 60) - (1 << 38);
+        x = x.min(((hi_y * 799_144_290_325_165_979) >> (120 - f)) as i64);
+    }
+    let real = x as f64 / scale;
     let y = match f {
         Func::Sqrt if real <= 0.0 => 0.0,
         Func::Log if real <= 0.0 => 0.0,
@@ -254,7 +264,10 @@ pub fn func(f: Func, x: u64, frac_bits: u32) -> u64 {
         Func::Exp => real.exp(),
         Func::Sigmoid => 1.0 / (1.0 + (-real).exp()),
     };
-    from_signed((y * scale).round().clamp(-FUNC_LIMIT, FUNC_LIMIT) as i64)
+    // Clamped to the range |v| < 2^62 in integers (2^62 - 1 as an f64 is
+    // 2^62 itself); `as` saturates.
+    let limit = (SAFE_BOUND - 1) as i64;
+    from_signed(((y * scale).round() as i64).clamp(-limit, limit))
 }
 
 /// Ring arithmetic for a secret result (wrapping), checked arithmetic in
