@@ -111,6 +111,9 @@ enum Command {
         /// with a dealer, 100000 with OT).
         #[arg(long)]
         comparisons: Option<usize>,
+        /// Keys sorted (`--op sort` only; default 100000).
+        #[arg(long)]
+        n: Option<usize>,
         /// What to measure: `dealer` measures the online phase with a
         /// trusted dealer's material; `ot` (the default) measures dealer-free
         /// generation of Beaver triples with OT extension (triples per
@@ -143,6 +146,8 @@ enum Command {
 enum BenchOp {
     Mul,
     Compare,
+    /// `sort(x + y)` of `--n` secret keys, in process (docs/sorting.md).
+    Sort,
 }
 
 /// Where preprocessing material comes from.
@@ -164,6 +169,37 @@ enum Format {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Bench { op, n: Some(_), .. } if op != BenchOp::Sort => refuse("--n sets the keys of --op sort"),
+        Command::Bench { op: BenchOp::Sort, mults, comparisons, triples, tls_mib, .. }
+            if mults.is_some() || comparisons.is_some() || triples.is_some() || tls_mib.is_some() =>
+        {
+            refuse("--op sort takes --n N (not --mults, --comparisons, --triples or --tls-mib)")
+        }
+        Command::Bench { op: BenchOp::Sort, protocol, parties, .. } if protocol.check_parties(parties).is_err() => {
+            refuse(&protocol.check_parties(parties).err().unwrap_or_default())
+        }
+        Command::Bench { op: BenchOp::Sort, protocol, preprocessing: Some(_), .. }
+            if !protocol.uses_preprocessing() =>
+        {
+            refuse(&format!("--preprocessing: {protocol} takes no preprocessing material; drop the flag"))
+        }
+        Command::Bench { op: BenchOp::Sort, parties, repeats, format, preprocessing, n, protocol, .. } => {
+            let mode = match preprocessing {
+                Some(Preprocessing::Ot) => Mode::Ot,
+                Some(Preprocessing::Dealer) | None => Mode::Dealer,
+            };
+            let n = n.unwrap_or(DEFAULT_COUNT / 10);
+            let options = cohort_worker::bench::sort::SortBenchOptions { parties, n, repeats, mode, protocol };
+            let what = if protocol.uses_preprocessing() { format!("{mode} material") } else { protocol.to_string() };
+            eprintln!("cohort bench: {parties} parties, sort of {n} keys, {what}, {repeats} runs");
+            match cohort_worker::bench::sort::run(&options).await {
+                Ok(report) => print_report("cohort bench", format, &report, sort_text),
+                Err(e) => {
+                    eprintln!("cohort bench: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Bench { op: BenchOp::Mul, comparisons: Some(_), .. } => {
             refuse("--comparisons sets the comparisons of --op compare")
         }
@@ -590,4 +626,28 @@ fn print_report<T: serde::Serialize>(command: &str, format: Format, report: &T, 
         Format::Text => print!("{}", text(report)),
     }
     ExitCode::SUCCESS
+}
+
+/// The sort benchmark as text.
+fn sort_text(r: &cohort_worker::bench::sort::SortBenchReport) -> String {
+    let material = r.preprocessing.map_or(String::from("no material"), |m| format!("{m} material"));
+    format!(
+        "sort of {} keys, {} parties, {}, {material}\n  job: {:.3} s ({:.0} keys/s), online {:.3} s, {} rounds\n  \
+         {:.1} bytes per key per party, peak RSS {:.1} MiB ({:.1} MiB per party)\n  material: {} triples, {} \
+         edaBits, {} bit triples\n  cpu: {}\n",
+        r.n,
+        r.parties,
+        r.protocol,
+        r.seconds,
+        r.keys_per_second,
+        r.online_seconds,
+        r.rounds,
+        r.bytes_per_key_per_party,
+        r.peak_rss_bytes as f64 / 1048576.0,
+        r.peak_rss_bytes_per_party as f64 / 1048576.0,
+        r.triples,
+        r.edabits,
+        r.bit_triples,
+        r.cpu.model
+    )
 }

@@ -82,6 +82,7 @@
 
 pub mod compare;
 pub mod ot;
+pub mod sort;
 
 use crate::executor::{ExecuteOptions, InputLengths, Instance, JobError, OwnInputs, execute};
 use crate::local::{DealerHub, LocalFederation};
@@ -291,7 +292,7 @@ pub async fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     let x = Arc::new(input_values(mults, 1));
     let y = Arc::new(input_values(mults, 2));
     let expected = x.iter().zip(y.iter()).fold(0u64, |acc, (a, b)| acc.wrapping_add(a.wrapping_mul(*b)));
-    let job = JobSpec { circuit, consent: federation.consent(&source), x, y, expected, protocol };
+    let job = JobSpec { circuit, consent: federation.consent(&source), x, y, expected: vec![expected], protocol };
 
     let (mut online, mut e2e, mut drain, mut setup) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut rounds = 0;
@@ -380,7 +381,8 @@ struct JobSpec {
     consent: [u8; 32],
     x: Arc<Vec<u64>>,
     y: Arc<Vec<u64>>,
-    expected: u64,
+    /// The first output's value at every party.
+    expected: Vec<u64>,
     protocol: ProtocolName,
 }
 
@@ -481,7 +483,7 @@ async fn one_job(federation: &LocalFederation, job: &JobSpec, material: Material
     for (me, task) in tasks.into_iter().enumerate() {
         let (out, done, bytes) = task.await.map_err(|e| BenchError::Task(e.to_string()))??;
         let value = out.outputs.first().and_then(|o| o.value.as_ref()).map(|v| v.expose().to_vec());
-        if value != Some(vec![job.expected]) {
+        if value.as_ref() != Some(&job.expected) {
             return Err(BenchError::WrongResult(me));
         }
         last = last.max(done);

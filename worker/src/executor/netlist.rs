@@ -292,15 +292,43 @@ impl Netlist {
         circuits::compare::equal(&mut ops, &c, &r)
     }
 
-    /// `([x < 0], [x == 0])` from one conversion to binary: the sign by
-    /// the borrow circuit, equality by the AND tree, both on the same
-    /// `(c, r)` (one edaBit, or one split, for both).
-    pub fn sign_and_zero(&mut self, x: GateId, span: Span) -> (GateId, GateId) {
-        let (c, r) = self.in_binary(x, span);
+    /// `[(k, t) < (0, 0)]` lexicographically for a key difference `dk`
+    /// and a tag difference `dt` with `|dt| < 2^(tag_bits - 1)`: `[dk < 0]
+    /// ⊕ ([dk == 0] ∧ [dt < 0])`. The key's zero test costs almost nothing
+    /// beyond its sign: the borrow circuit's carry tree carries the group
+    /// propagate of every segment along (one AND more per level), and the
+    /// propagate of all 63 low positions is `[c_low == r_low]`; the top
+    /// position's agreement is `!(c_63 ⊕ r_63)`, already computed for the
+    /// sign. Depth: the conversion, the carry tree, one AND.
+    pub fn lexicographic_less(&mut self, dk: GateId, dt: GateId, tag_bits: usize, span: Span) -> GateId {
+        let (c, r) = self.in_binary(dk, span);
+        let tag_less = self.sign_small(dt, tag_bits, span);
         let mut ops = Recorder { net: self, span };
-        let sign = circuits::compare::msb_of_difference(&mut ops, &c, &r);
-        let zero = circuits::compare::equal(&mut ops, &c, &r);
-        (sign, zero)
+        let c_top = ops.gather(&c, &[63]);
+        let r_top = ops.gather(&r, &[63]);
+        let msb = ops.xor(&c_top, &r_top);
+        let low: Vec<usize> = (0..63).collect();
+        let c_low = ops.gather(&c, &low);
+        let r_low = ops.gather(&r, &low);
+        // c_low − r_low borrows when c_low + !r_low + 1 carries out of no
+        // position (as `circuits::compare::less_than`).
+        let not_r = ops.not(&r_low);
+        let g = ops.and(&c_low, &not_r);
+        let p = ops.xor(&c_low, &not_r);
+        let g0 = {
+            let g0 = ops.gather(&g, &[0]);
+            let p0 = ops.gather(&p, &[0]);
+            ops.xor(&g0, &p0)
+        };
+        let g_rest = ops.gather(&g, &(1..63).collect::<Vec<_>>());
+        let g = ops.concat(&[&g0, &g_rest]);
+        let (carry, low_equal) = carry_and_propagate(&mut ops, &g, &p);
+        let borrow = ops.not(&carry);
+        let key_less = ops.xor(&msb, &borrow);
+        let top_equal = ops.not(&msb);
+        let tie_low = ops.and(&top_equal, &tag_less);
+        let tie = ops.and(&low_equal, &tie_low);
+        ops.xor(&key_less, &tie)
     }
 
     /// `[x < 0]` for a ring value known to satisfy `|x| < 2^(bits - 1)`:
@@ -478,4 +506,44 @@ impl BinaryOps for Recorder<'_> {
         let like = *parts[0];
         self.bits(GateOp::Stack(parts.iter().map(|p| **p).collect()), like, width)
     }
+}
+
+/// The carry out of the top position (as [`circuits::compare::carry_out`])
+/// and the group propagate of all positions, `∧ p_i`: the same balanced
+/// tree, with every segment's propagate kept (one AND more per level than
+/// the carry alone).
+fn carry_and_propagate<O: BinaryOps>(ops: &mut O, g: &O::Bits, p: &O::Bits) -> (O::Bits, O::Bits) {
+    let mut g = g.clone();
+    let mut p = p.clone();
+    let mut segments = ops.width(&g);
+    while segments > 1 {
+        let pairs = segments / 2;
+        let lower: Vec<usize> = (0..pairs).map(|k| 2 * k).collect();
+        let upper: Vec<usize> = (0..pairs).map(|k| 2 * k + 1).collect();
+        // One AND call per level: P_hi & G_lo and P_hi & P_lo.
+        let left = {
+            let a = ops.gather(&p, &upper);
+            ops.concat(&[&a, &a])
+        };
+        let right = {
+            let a = ops.gather(&g, &lower);
+            let b = ops.gather(&p, &lower);
+            ops.concat(&[&a, &b])
+        };
+        let products = ops.and(&left, &right);
+        let carried = ops.gather(&products, &(0..pairs).collect::<Vec<_>>());
+        let hi_g = ops.gather(&g, &upper);
+        let mut next_g = ops.xor(&hi_g, &carried);
+        let mut next_p = ops.gather(&products, &(pairs..2 * pairs).collect::<Vec<_>>());
+        if segments % 2 == 1 {
+            let top_g = ops.gather(&g, &[segments - 1]);
+            let top_p = ops.gather(&p, &[segments - 1]);
+            next_g = ops.concat(&[&next_g, &top_g]);
+            next_p = ops.concat(&[&next_p, &top_p]);
+        }
+        g = next_g;
+        p = next_p;
+        segments = pairs + segments % 2;
+    }
+    (g, p)
 }

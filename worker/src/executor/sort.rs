@@ -84,7 +84,7 @@ struct Layout {
     k: u32,
     /// The columns other than the key, once each, in order.
     others: Vec<GateId>,
-    /// Whether a dummy flag is shuffled along (when `n` is not a power of
+    /// Whether the network has padding (when `n` is not a power of
     /// two, the padding's positions are opened after the shuffle).
     flag: bool,
 }
@@ -111,9 +111,9 @@ impl Layout {
         1 << self.k
     }
 
-    /// Shuffled columns: the key, the tags, the others, the flag.
+    /// Shuffled columns: the key, the tags, the others.
     fn shuffled(&self) -> usize {
-        2 + self.others.len() + usize::from(self.flag)
+        2 + self.others.len()
     }
 
     /// Bits `ceil(log2 n) + 1` of a tag difference (`|ta − tb| < n`).
@@ -148,17 +148,26 @@ fn level_netlist(template: &Netlist, w: usize, tag_bits: usize) -> (Netlist, Gat
         (0..4).map(|index| net.push(GateOp::External { index, secret: true }, span, Some(w), Kind::Ring)).collect();
     let dk = net.ring2(GateOp::Sub, ext[0], ext[1], span);
     let dt = net.ring2(GateOp::Sub, ext[2], ext[3], span);
-    let (key_less, key_equal) = net.sign_and_zero(dk, span);
-    let tag_less = net.sign_small(dt, tag_bits, span);
-    let tie = net.push(GateOp::And(key_equal, tag_less), span, Some(w), Kind::Bits(1));
-    let less = net.push(GateOp::Xor(key_less, tie), span, Some(w), Kind::Bits(1));
+    let less = net.lexicographic_less(dk, dt, tag_bits, span);
     (net, less)
 }
 
-/// What one comparison consumes under a protocol with material: edaBits
-/// and bit triples (both linear in the number of comparisons).
-fn comparison_cost(template: &Netlist, tag_bits: usize) -> (usize, usize) {
-    let (net, _) = level_netlist(template, 1, tag_bits);
+/// `[tag < n]` for the network's shuffled tags (external 0, `slots`
+/// elements): the padding is what has a tag of `n` or more.
+fn padding_netlist(template: &Netlist, layout: &Layout) -> (Netlist, GateId) {
+    let span = Span::default();
+    let slots = layout.slots();
+    let mut net = Netlist { lowering: template.lowering, parties: template.parties, ..Netlist::default() };
+    let tags = net.push(GateOp::External { index: 0, secret: true }, span, Some(slots), Kind::Ring);
+    let n = net.constant(layout.n as u64, span);
+    let d = net.ring2(GateOp::Sub, tags, n, span);
+    // |tag − n| <= 2^k.
+    let real = net.sign_small(d, layout.k as usize + 2, span);
+    (net, real)
+}
+
+/// The edaBits and bit triples a netlist's interactive gates consume.
+fn binary_cost(net: &Netlist) -> (usize, usize) {
     let mut edabits = 0;
     let mut and_bits = 0;
     for gate in net.gates.iter().filter(|g| g.interactive) {
@@ -169,6 +178,12 @@ fn comparison_cost(template: &Netlist, tag_bits: usize) -> (usize, usize) {
         }
     }
     (edabits, and_bits)
+}
+
+/// What one comparison consumes under a protocol with material: edaBits
+/// and bit triples (both linear in the number of comparisons).
+fn comparison_cost(template: &Netlist, tag_bits: usize) -> (usize, usize) {
+    binary_cost(&level_netlist(template, 1, tag_bits).0)
 }
 
 /// A sort's material budget as plan entries: the shuffle's triples exactly
@@ -185,6 +200,11 @@ pub fn sort_demands(netlist: &Netlist, id: GateId) -> Vec<Demand> {
     let mut demands = Vec::new();
     for _ in 0..netlist.parties * shuffle::stages(layout.k) {
         demands.push(Demand { triples: per_stage, ..Demand::default() });
+    }
+    if layout.flag {
+        // The padding's opening: its layers' bit triples rounded to words.
+        let (edabits, and_bits) = binary_cost(&padding_netlist(netlist, &layout).0);
+        demands.push(Demand { edabits, bit_triple_words: and_bits.div_ceil(64), ..Demand::default() });
     }
     let (edabits, and_bits) = comparison_cost(netlist, layout.tag_bits());
     let mut left = comparison_budget(layout.n);
@@ -280,9 +300,8 @@ pub async fn run_sort<P: Protocol>(
         return Ok((concat(parts, public_parts.len()), stats));
     }
 
-    // 1. The shuffled columns, padded to the network's slots: the key (or
-    // its negation), the tags, the others, the padding flag.
-    let slots = layout.slots();
+    // 1. The columns to shuffle: the key (or its negation), the tags,
+    // the others.
     let mut key_parts = components(value_of(key), &public_parts, n);
     if descending {
         key_parts.iter_mut().for_each(|p| ring::neg_assign(p));
@@ -292,86 +311,20 @@ pub async fn run_sort<P: Protocol>(
     for c in &layout.others {
         columns_in.push(components(value_of(*c), &public_parts, n));
     }
-    if layout.flag {
-        columns_in.push(components(&Value::Public(vec![0; n]), &public_parts, n));
-    }
-    let width = layout.shuffled() * slots;
-    let mut joined: Vec<Vec<u64>> = (0..public_parts.len()).map(|_| Vec::with_capacity(width)).collect();
-    for (c, column) in columns_in.into_iter().enumerate() {
-        let is_flag = layout.flag && c == layout.shuffled() - 1;
-        for (j, mut part) in column.into_iter().enumerate() {
-            // Padding: zeros, and a flag of 1 (entering once).
-            let pad = if is_flag && public_parts[j] { 1 } else { 0 };
-            part.resize(slots, pad);
-            joined[j].extend_from_slice(&part);
-            crate::memory::wipe_vec(&mut part);
-        }
-    }
 
-    // 2. The shuffle: every party's switch settings in one round, then
-    // the networks one after the other.
-    let stages = shuffle::stages(layout.k);
-    let switches = stages * slots / 2;
-    let mine = shuffle::route(layout.k, &shuffle::random_permutation(slots)?);
-    let settings = protocol.private_inputs(net, &vec![switches; net.n], &Secret::new(mine)).await?;
-    let span = Span::default();
-    let mut sub = Netlist { lowering: netlist.lowering, parties: netlist.parties, ..Netlist::default() };
-    let input = sub.push(GateOp::External { index: 0, secret: true }, span, Some(width), Kind::Ring);
-    let mut u = input;
-    let mut setting_gates = Vec::with_capacity(net.n);
-    for p in 0..net.n {
-        let bits = sub.push(GateOp::External { index: 1 + p, secret: true }, span, Some(switches), Kind::Ring);
-        setting_gates.push(bits);
-        let half = slots / 2;
-        for t in 0..stages {
-            let stride = shuffle::stride(layout.k, t);
-            let b = sub.push(
-                GateOp::Strided { a: bits, start: t * half, step: 1, count: half },
-                span,
-                Some(half),
-                Kind::Ring,
-            );
-            let b = sub.push(GateOp::Concat(vec![b; layout.shuffled()]), span, Some(width / 2), Kind::Ring);
-            let lo = sub.push(GateOp::Pairs { a: u, stride, upper: false }, span, Some(width / 2), Kind::Ring);
-            let hi = sub.push(GateOp::Pairs { a: u, stride, upper: true }, span, Some(width / 2), Kind::Ring);
-            let d = sub.ring2(GateOp::Sub, hi, lo, span);
-            let m = sub.ring2(GateOp::Mul, b, d, span);
-            let lo = sub.ring2(GateOp::Add, lo, m, span);
-            let hi = sub.ring2(GateOp::Sub, hi, m, span);
-            u = sub.push(GateOp::Unpair { lo, hi, stride }, span, Some(width), Kind::Ring);
-        }
-    }
-    let flag_at = (layout.shuffled() - 1) * slots;
-    let flag = sub.push(GateOp::Strided { a: u, start: flag_at, step: 1, count: slots }, span, Some(slots), Kind::Ring);
-    let shuffle = Instance::from_netlist(sub, vec![flag, u], &[flag, u]);
-    let mut sub_values: Vec<Option<Value>> = (0..shuffle.netlist.gates.len()).map(|_| None).collect();
-    sub_values[input] = Some(Value::Secret(joined.into_iter().map(Share::new).collect()));
-    for (g, setting) in setting_gates.iter().zip(settings) {
-        sub_values[*g] = Some(setting);
-    }
-    run_sub(protocol, net, &shuffle, &mut sub_values).await?;
-
-    // 3. Drop the padding: its positions after a uniform shuffle are a
-    // uniformly random set, independent of the data.
-    let real: Vec<u32> = if layout.flag {
-        let opened = protocol.reveal_outputs(net, &shuffle, &reveal_to_all(net.n, 1), &sub_values).await?;
-        let flags = opened.into_iter().next().flatten().expect("opened to every party");
-        let real: Vec<u32> = (0..slots as u32).filter(|x| flags.expose()[*x as usize] == 0).collect();
-        if real.len() != n {
-            return Err(JobError::Protocol {
-                party: "(every party)".into(),
-                step: crate::transport::Step::Output,
-                reason: format!("the sort's shuffle kept {} of {n} elements", real.len()),
-            });
-        }
-        real
+    // 2. The shuffle: the protocol's own, or the generic networks.
+    let mut joined: Vec<Share> = (0..public_parts.len())
+        .map(|j| Share::new(columns_in.iter().flat_map(|c| c[j].iter().copied()).collect()))
+        .collect();
+    let (shuffled, real, stride) = if protocol.shuffle(net, &mut joined, n).await? {
+        drop(columns_in);
+        (joined, (0..n as u32).collect(), n)
     } else {
-        (0..n as u32).collect()
+        drop(joined);
+        benes_shuffle(protocol, net, netlist, &layout, columns_in).await?
     };
-    let Some(Value::Secret(shuffled)) = sub_values[u].take() else { unreachable!("the shuffled columns") };
-    drop(sub_values);
     let column = |c: usize| -> Vec<Vec<u64>> {
-        let at: Vec<u32> = real.iter().map(|x| x + (c * slots) as u32).collect();
+        let at: Vec<u32> = real.iter().map(|x| x + (c * stride) as u32).collect();
         gather(&shuffled.iter().map(Share::expose).collect::<Vec<_>>(), &at)
             .into_iter()
             .map(Share::into_inner)
@@ -451,6 +404,109 @@ pub async fn run_sort<P: Protocol>(
         out.push(parts);
     }
     Ok((concat(out, public_parts.len()), stats))
+}
+
+/// The generic shuffle ([`super::shuffle`]): the columns padded to the
+/// network's `2^k` slots (zeros, and a flag column marking the padding),
+/// every party's switch settings in one round, its network after the
+/// previous party's, then the flags opened to drop the padding. Returns
+/// the shuffled columns (`slots` apart), the real elements' slots, and
+/// `slots`.
+async fn benes_shuffle<P: Protocol>(
+    protocol: &mut P,
+    net: &mut Net<'_>,
+    netlist: &Netlist,
+    layout: &Layout,
+    columns_in: Vec<Vec<Vec<u64>>>,
+) -> Result<(Vec<Share>, Vec<u32>, usize), JobError> {
+    let n = layout.n;
+    let public_parts = protocol.public_parts().to_vec();
+    let slots = layout.slots();
+    let width = layout.shuffled() * slots;
+    let mut joined: Vec<Vec<u64>> = (0..public_parts.len()).map(|_| Vec::with_capacity(width)).collect();
+    for (c, column) in columns_in.into_iter().enumerate() {
+        for (j, mut part) in column.into_iter().enumerate() {
+            // Padding: zeros, except the tags, which go on past `n` (a
+            // public value, entering once): the padding is what has a tag
+            // of at least `n`.
+            if c == 1 && public_parts[j] {
+                part.extend(n as u64..slots as u64);
+            } else {
+                part.resize(slots, 0);
+            }
+            joined[j].extend_from_slice(&part);
+            crate::memory::wipe_vec(&mut part);
+        }
+    }
+
+    // Every party's switch settings in one round, then the networks one
+    // after the other.
+    let stages = shuffle::stages(layout.k);
+    let switches = stages * slots / 2;
+    let mine = shuffle::route(layout.k, &shuffle::random_permutation(slots)?);
+    let settings = protocol.private_inputs(net, &vec![switches; net.n], &Secret::new(mine)).await?;
+    let span = Span::default();
+    let mut sub = Netlist { lowering: netlist.lowering, parties: netlist.parties, ..Netlist::default() };
+    let input = sub.push(GateOp::External { index: 0, secret: true }, span, Some(width), Kind::Ring);
+    let mut u = input;
+    let mut setting_gates = Vec::with_capacity(net.n);
+    for p in 0..net.n {
+        let bits = sub.push(GateOp::External { index: 1 + p, secret: true }, span, Some(switches), Kind::Ring);
+        setting_gates.push(bits);
+        let half = slots / 2;
+        for t in 0..stages {
+            let stride = shuffle::stride(layout.k, t);
+            let b = sub.push(
+                GateOp::Strided { a: bits, start: t * half, step: 1, count: half },
+                span,
+                Some(half),
+                Kind::Ring,
+            );
+            let b = sub.push(GateOp::Concat(vec![b; layout.shuffled()]), span, Some(width / 2), Kind::Ring);
+            let lo = sub.push(GateOp::Pairs { a: u, stride, upper: false }, span, Some(width / 2), Kind::Ring);
+            let hi = sub.push(GateOp::Pairs { a: u, stride, upper: true }, span, Some(width / 2), Kind::Ring);
+            let d = sub.ring2(GateOp::Sub, hi, lo, span);
+            let m = sub.ring2(GateOp::Mul, b, d, span);
+            let lo = sub.ring2(GateOp::Add, lo, m, span);
+            let hi = sub.ring2(GateOp::Sub, hi, m, span);
+            u = sub.push(GateOp::Unpair { lo, hi, stride }, span, Some(width), Kind::Ring);
+        }
+    }
+    let shuffle = Instance::from_netlist(sub, vec![u], &[u]);
+    let mut sub_values: Vec<Option<Value>> = (0..shuffle.netlist.gates.len()).map(|_| None).collect();
+    sub_values[input] = Some(Value::Secret(joined.into_iter().map(Share::new).collect()));
+    for (g, setting) in setting_gates.iter().zip(settings) {
+        sub_values[*g] = Some(setting);
+    }
+    run_sub(protocol, net, &shuffle, &mut sub_values).await?;
+
+    let Some(Value::Secret(shuffled)) = sub_values[u].take() else { unreachable!("the shuffled columns") };
+    drop(sub_values);
+
+    // Drop the padding: open `[tag < n]` (its positions after a uniform
+    // shuffle are a uniformly random set, independent of the data).
+    let real: Vec<u32> = if layout.flag {
+        let (padding, real_bit) = padding_netlist(netlist, layout);
+        let padding = Instance::from_netlist(padding, vec![real_bit], &[real_bit]);
+        let mut values: Vec<Option<Value>> = (0..padding.netlist.gates.len()).map(|_| None).collect();
+        let tags: Vec<Share> = shuffled.iter().map(|s| Share::new(s.expose()[slots..2 * slots].to_vec())).collect();
+        values[0] = Some(Value::Secret(tags));
+        run_sub(protocol, net, &padding, &mut values).await?;
+        let opened = protocol.reveal_outputs(net, &padding, &reveal_to_all(net.n, 1), &values).await?;
+        let bits = opened.into_iter().next().flatten().expect("opened to every party");
+        let real: Vec<u32> = (0..slots as u32).filter(|x| bits.expose()[*x as usize] == 1).collect();
+        if real.len() != n {
+            return Err(JobError::Protocol {
+                party: "(every party)".into(),
+                step: crate::transport::Step::Output,
+                reason: format!("the sort's shuffle kept {} of {n} elements", real.len()),
+            });
+        }
+        real
+    } else {
+        (0..n as u32).collect()
+    };
+    Ok((shuffled, real, slots))
 }
 
 fn concat(columns: Vec<Vec<Share>>, components: usize) -> Value {

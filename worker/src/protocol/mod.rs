@@ -34,7 +34,7 @@ use crate::executor::netlist::GateId;
 use crate::executor::run::{JobError, OwnInputs, Value};
 use crate::preprocessing::Demand;
 use crate::program::ir::Circuit;
-use crate::sharing::Secret;
+use crate::sharing::{Secret, Share};
 
 /// Wire name of the additive protocol, carried in the transport's version
 /// hello ([`ProtocolName::as_str`]).
@@ -184,4 +184,12 @@ pub trait Protocol {
         lens: &[usize],
         mine: &Secret,
     ) -> Result<Vec<Value>, JobError>;
+
+    /// A protocol's own oblivious shuffle, if it has one cheaper than the
+    /// generic one (a Beneš network per party, [`crate::executor::shuffle`]):
+    /// permute the `parts.len() / len` columns of `len` elements each,
+    /// concatenated in `parts` (this party's components), by one uniformly
+    /// random permutation no single party learns. `false` (and `parts`
+    /// untouched) when the protocol has none.
+    async fn shuffle(&mut self, net: &mut Net<'_>, parts: &mut [Share], len: usize) -> Result<bool, JobError>;
 }

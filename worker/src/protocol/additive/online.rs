@@ -502,6 +502,12 @@ impl<S: MaterialSource> Protocol for Additive<S> {
         Ok(())
     }
 
+    /// None cheaper than the generic Beneš networks (a permutation
+    /// correlation would need a material kind of its own).
+    async fn shuffle(&mut self, _: &mut Net<'_>, _: &mut [Share], _: usize) -> Result<bool, JobError> {
+        Ok(false)
+    }
+
     /// Each party shares its vector as its inputs are shared: a fresh PRG
     /// seed per peer, one round.
     async fn private_inputs(

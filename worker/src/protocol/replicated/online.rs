@@ -683,6 +683,96 @@ impl Protocol for Replicated {
         Ok(())
     }
 
+    /// The resharing shuffle (in the style of Asharov, Hamada, Ikarashi,
+    /// Kikuchi, Nof, Pinkas, Tsuchida, "Efficient secure three-party sorting
+    /// with applications to data analysis and heavy hitters", CCS 2022):
+    /// for each key `k_t`, its two holders `A = t − 1` and `B = t` turn
+    /// their parts into a two-out-of-two sharing (`A`: `x_{t−1} + x_t`,
+    /// `B`: `x_{t+1}`), both permute it by a permutation drawn from `k_t`,
+    /// and reshare: the fresh `y_t` from `k_t`, `y_{t−1}` from `k_{t−1}`
+    /// (held by `A` and `C = t + 1`), and `y_{t+1} = y − y_{t−1} − y_t`
+    /// sent by `A` to `B` masked, then by `B` to `C`. Each party misses one
+    /// of the three permutations, so to it the composition is uniform;
+    /// every message is masked by a component it does not hold. Two rounds
+    /// per permutation, `len` elements per column per message.
+    async fn shuffle(&mut self, net: &mut Net<'_>, parts: &mut [Share], len: usize) -> Result<bool, JobError> {
+        let me = self.me;
+        let total = parts[0].len();
+        for t in 0..PARTIES {
+            let (a, b, c) = (prev(t), t, next(t));
+            let permutation = |keys: &mut Keys, part: usize| {
+                let words = keys.draw(part, 2);
+                let mut seed = [0u8; SEED_BYTES];
+                seed[..8].copy_from_slice(&words[0].to_le_bytes());
+                seed[8..].copy_from_slice(&words[1].to_le_bytes());
+                permutation_from(&Seed::from_bytes(seed), len)
+            };
+            let permute = |v: &[u64], pi: &[u32]| -> Vec<u64> {
+                let mut out = zeroed(v.len());
+                for (column, from) in out.chunks_exact_mut(len).zip(v.chunks_exact(len)) {
+                    for (i, x) in from.iter().enumerate() {
+                        column[pi[i] as usize] = *x;
+                    }
+                }
+                out
+            };
+            // Round 1: A to B. Round 2: B to C.
+            let mut first = vec![Vec::new(); PARTIES];
+            let (mut kept, mut pending) = (None, None);
+            if me == a {
+                let pi = permutation(&mut self.keys, 1);
+                let mut u = parts[0].expose().to_vec();
+                ring::add_assign(&mut u, parts[1].expose());
+                let mut w = permute(&u, &pi);
+                crate::memory::wipe_vec(&mut u);
+                let y_t = self.keys.draw(1, total);
+                let y_before = self.keys.draw(0, total);
+                ring::sub_assign(&mut w, &y_t);
+                ring::sub_assign(&mut w, &y_before);
+                ring::extend_le_bytes(&mut first[b], &w);
+                crate::memory::wipe_vec(&mut w);
+                kept = Some([y_before, y_t]);
+            } else if me == b {
+                let pi = permutation(&mut self.keys, 0);
+                let v = permute(parts[1].expose(), &pi);
+                let y_t = self.keys.draw(0, total);
+                pending = Some((y_t, v));
+            } else {
+                let y_before = self.keys.draw(1, total);
+                pending = Some((y_before, Vec::new()));
+            }
+            let sent = Net::per_peer(first);
+            let received = net.exchange(Step::Input, sent.clone()).await?;
+            let mut second = vec![Vec::new(); PARTIES];
+            if me == b {
+                let (y_t, mut v) = pending.take().expect("B's state");
+                let mut at = 0;
+                let w = take_words(&received[a], &mut at, total)
+                    .filter(|_| at == received[a].len())
+                    .ok_or_else(|| net.protocol_error(a, Step::Input, format!("expected {total} shuffled elements")))?;
+                ring::add_assign(&mut v, &w);
+                ring::extend_le_bytes(&mut second[c], &v);
+                kept = Some([y_t, v]);
+            }
+            net.wipe(received, sent);
+            let sent = Net::per_peer(second);
+            let received = net.exchange(Step::Input, sent.clone()).await?;
+            if me == c {
+                let (y_before, _) = pending.take().expect("C's state");
+                let mut at = 0;
+                let y_after = take_words(&received[b], &mut at, total)
+                    .filter(|_| at == received[b].len())
+                    .ok_or_else(|| net.protocol_error(b, Step::Input, format!("expected {total} shuffled elements")))?;
+                kept = Some([y_after, y_before]);
+            }
+            net.wipe(received, sent);
+            let [p0, p1] = kept.expect("every party's new parts");
+            parts[0] = Share::new(p0);
+            parts[1] = Share::new(p1);
+        }
+        Ok(true)
+    }
+
     /// Each party inputs its vector as in the input round (masked with its
     /// own key, the rest to the next party); the keys are not exchanged
     /// again.
@@ -723,4 +813,17 @@ impl Protocol for Replicated {
         net.wipe(received, sent);
         Ok(out.into_iter().map(|v| v.expect("every party's input")).collect())
     }
+}
+
+/// A uniformly random permutation of `0..n` from a seed both holders of a
+/// key draw (Fisher–Yates; Lemire's multiply-shift index, bias below
+/// `n / 2^64`).
+fn permutation_from(seed: &Seed, n: usize) -> Vec<u32> {
+    let mut prg = Prg::new(seed);
+    let mut p: Vec<u32> = (0..n as u32).collect();
+    for i in (1..n).rev() {
+        let j = ((u128::from(prg.next_u64()) * (i as u128 + 1)) >> 64) as usize;
+        p.swap(i, j);
+    }
+    p
 }
