@@ -129,11 +129,13 @@ fn check_example_with(dir_name: &str, recipients: &[(&str, &[&str])], how: How) 
     let dabits =
         lowering.protocol == ProtocolName::Replicated3 && instance.layers.iter().any(|layer| !layer.injects.is_empty());
     let rounds = report["stats"]["rounds"].as_u64().expect("rounds");
-    assert_eq!(
-        rounds,
-        3 + instance.depth() as u64 + u64::from(dabits),
-        "{dir}: rounds = setup + inputs (+ daBits) + layers + output"
-    );
+    let planned = 3 + instance.depth() as u64 + u64::from(dabits);
+    if instance.layers.iter().all(|layer| layer.sorts.is_empty()) {
+        assert_eq!(rounds, planned, "{dir}: rounds = setup + inputs (+ daBits) + layers + output");
+    } else {
+        // A sort's quicksort levels are known only as it runs.
+        assert!(rounds > planned, "{dir}: rounds {rounds} = the planned {planned} and the sorts' levels");
+    }
     let per_party = report["stats"]["bytes_sent_per_party"].as_object().expect("bytes per party");
     assert_eq!(per_party.len(), run.parties.len());
     assert!(per_party.values().all(|b| b.as_u64().is_some_and(|b| b > 0)));
@@ -168,6 +170,38 @@ fn secure_aggregation_five_parties_of_100k_elements() {
     check_example("aggregation", &[("total", &["hospital-1", "hospital-2", "hospital-3", "hospital-4", "hospital-5"])]);
 }
 
+/// Issue 18: medians, quartiles, a histogram and a group-by over a public
+/// ward list, from three hospitals' patient records.
+#[test]
+fn hospital_statistics_three_hospitals() {
+    check_example("hospital-stats", HOSPITALS);
+}
+
+const HOSPITALS: &[(&str, &[&str])] = &[
+    ("median_age", &["st-mary", "city-general", "northside"]),
+    ("by_age_band", &["st-mary", "city-general", "northside"]),
+    ("mean_stay_per_ward", &["st-mary", "city-general", "northside"]),
+];
+
+/// Issue 18: an advertiser's exposed users joined with a merchant's
+/// purchases; only the advertiser learns the two totals.
+#[test]
+fn ad_conversions_join_learned_by_the_advertiser_only() {
+    check_example(
+        "ad-conversions",
+        &[("converted_users", &["advertiser"]), ("conversion_value", &["advertiser"])],
+    );
+}
+
+/// Issue 18: a logistic-regression score over two banks' features.
+#[test]
+fn fraud_model_sigmoid_score_over_two_banks() {
+    check_example(
+        "fraud-model",
+        &[("scores", &["bank-a"]), ("flags", &["bank-a"]), ("flagged_count", &["bank-a", "bank-b"])],
+    );
+}
+
 /// Issue 17: every three-party example under replicated-3 (no dealer, no
 /// pool, no preprocessing) matches the plaintext evaluation, chosen by the
 /// run file's `protocol:` and by `--protocol`.
@@ -185,12 +219,13 @@ fn three_party_examples_under_replicated_3() {
         let recipients = match name.as_str() {
             "salary-stats" => salary,
             "fraud-flags" => fraud,
+            "hospital-stats" => HOSPITALS,
             other => panic!("a new three-party example, {other}: add its recipients here"),
         };
         check_example_with(&name, recipients, How::Rep3File);
         three_party += 1;
     }
-    assert_eq!(three_party, 2, "salary-stats and fraud-flags");
+    assert_eq!(three_party, 3, "salary-stats, fraud-flags and hospital-stats");
     // --protocol on a run file without `preprocessing`.
     check_example_with("fraud-flags", fraud, How::Rep3Flag);
     // A run file that names a preprocessing mode is refused under
