@@ -159,3 +159,19 @@ async fn joins_under_every_protocol() {
     }
     joins(Backend::AdditiveDealer, 2).await;
 }
+
+/// `sort_by` on one key, `sort` of it and its quantiles plan one sort,
+/// with a column per value.
+#[test]
+fn sorts_by_one_key_share_one_sort() {
+    use cohort_worker::executor::{InputLengths, Instance};
+    let p = parties(2);
+    let source = "input k: int[] from party-0\ninput a: int[] from party-1\ninput b: fixed[] from party-1\n\
+                  output x = sort_by(k, a)\noutput y = sort_by(k, b)\noutput m = median(k)\n\
+                  output q = quantile(k, 0.9)\noutput s = sort(k)\noutput d = sort_by_desc(k, a)\n";
+    let circuit = compile(source, &p).expect("compiles");
+    let lengths = InputLengths(vec![vec![Some(40), None], vec![None, Some(40)], vec![None, Some(40)]]);
+    let instance = Instance::new(&circuit, &lengths).expect("plans");
+    let sorts: usize = instance.layers.iter().map(|l| l.sorts.len()).sum();
+    assert_eq!(sorts, 2, "one ascending sort for x, y, m, q and s; one descending for d");
+}

@@ -341,6 +341,8 @@ fn lower(circuit: &Circuit, lengths: &InputLengths, lowering: Lowering) -> Resul
     let is_bool = circuit.bool_nodes();
     let mut net = Netlist { lowering, parties: circuit.parties.len(), ..Netlist::default() };
     let mut node_gate: Vec<GateId> = Vec::with_capacity(n);
+    // Sorts lowered ahead as columns of an earlier sort by the same key.
+    let mut shared_sorts: std::collections::HashMap<ValueId, GateId> = std::collections::HashMap::new();
     // Per node: its value when public at plan time (bools as 0 or 1).
     let mut public: Vec<Option<Vec<u64>>> = Vec::with_capacity(n);
     let mut shapes: Vec<Option<usize>> = Vec::with_capacity(n);
@@ -514,10 +516,34 @@ fn lower(circuit: &Circuit, lengths: &InputLengths, lowering: Lowering) -> Resul
                         (value, None) => value,
                     }
                 }
-                Op::SortBy { key, value, descending } => {
-                    let columns = net.sort(g(key), &[g(value)], *descending, span)?;
-                    columns[0]
-                }
+                Op::SortBy { key, value, descending } => match shared_sorts.remove(&id) {
+                    Some(gate) => gate,
+                    None => {
+                        // Later sorts by the same key and direction whose
+                        // values are already lowered ride on this one, one
+                        // more column each (`sort_by(k, a)`, `sort_by(k, b)`).
+                        let riders: Vec<(ValueId, ValueId)> = (id + 1..n)
+                            .filter_map(|j| match circuit.nodes[j].op {
+                                Op::SortBy { key: k, value: v, descending: d }
+                                    if k == *key
+                                        && d == *descending
+                                        && v < id
+                                        && (public[v].is_none() || public[k].is_none()) =>
+                                {
+                                    Some((j, v))
+                                }
+                                _ => None,
+                            })
+                            .collect();
+                        let mut columns = vec![g(value)];
+                        columns.extend(riders.iter().map(|(_, v)| g(v)));
+                        let sorted = net.sort(g(key), &columns, *descending, span)?;
+                        for ((j, _), gate) in riders.iter().zip(&sorted[1..]) {
+                            shared_sorts.insert(*j, *gate);
+                        }
+                        sorted[0]
+                    }
+                },
                 Op::Slice { v, start, .. } => {
                     let start = public[*start].as_deref().map_or(0, |s| s[0] as usize);
                     let count = shape.unwrap_or(0);

@@ -180,7 +180,9 @@ pub enum Op {
     /// `count` are public scalar integers (checked at run time against the
     /// vector's length).
     Slice { v: ValueId, start: ValueId, count: ValueId },
-    /// The `q`-quantile of a non-empty fixed-point vector (linear
+    /// The `q`-quantile of a non-empty fixed-point vector, given sorted
+    /// ascending (the compiler passes `SortBy(v, v)`, so that quantiles of
+    /// one vector share its sort; `plain` sorts it again) (linear
     /// interpolation between the closest ranks, as numpy's default): with
     /// `s` sorted ascending, `h = (n - 1)·q`, the result is
     /// `s[⌊h⌋] + (h - ⌊h⌋)·(s[⌊h⌋ + 1] - s[⌊h⌋])`. `q` is a public fixed-point

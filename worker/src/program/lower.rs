@@ -1002,8 +1002,12 @@ impl Lowerer {
     /// The `q`-quantile of a vector of numbers, as `fixed`.
     fn quantile(&mut self, f: &str, span: Span, v: &Val, vs: Span, q: f64) -> Result<Val, CompileError> {
         let v = self.numbers(f, v, vs)?;
-        let x = self.operand(&self.val(v), vs, Some(ElemType::Fixed))?;
         let q = self.encode_const(Const::Fixed(q), ElemType::Fixed, span)?;
+        // Quantiles of one vector (and its `sort`, and `sort_by` on it)
+        // share one sort; an `int` vector is scaled to `fixed` after it.
+        let sorted = self.push(Op::SortBy { key: v.id, value: v.id, descending: false }, span);
+        let sorted = Val::Node { id: sorted, elem: v.elem, shape: Shape::Vector };
+        let x = self.operand(&sorted, vs, Some(ElemType::Fixed))?;
         let id = self.push(Op::Quantile { v: x.id, q }, span);
         Ok(Val::Node { id, elem: ElemType::Fixed, shape: Shape::Scalar })
     }
