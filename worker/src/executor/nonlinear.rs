@@ -377,10 +377,10 @@ impl Netlist {
     /// dropped.
     fn times_log2e(&mut self, x: GateId, frac_bits: u32, span: Span) -> GateId {
         let mut terms = Vec::new();
-        for j in 0..4 {
+        for j in 0..4i32 {
             let limb = ((LOG2E_2_60 >> (16 * j)) & 0xffff) as i64;
             // x·2^f · limb·2^(16j) / 2^60 · 2^P
-            let shift = 16 * j as i32 + P as i32 - frac_bits as i32 - 60;
+            let shift = 16 * j + P as i32 - frac_bits as i32 - 60;
             if shift < -62 {
                 continue;
             }
@@ -891,8 +891,9 @@ mod tests {
         for frac_bits in [16u32, 0, 8, 24, 32, 40] {
             for protocol in PROTOCOLS {
                 let x = func_inputs(f, frac_bits, 3 + u64::from(frac_bits));
-                let (y, depth) =
-                    run(protocol, &[x.clone()], 9, |net, ids| net.func(f, ids[0], frac_bits, Span::default()).unwrap());
+                let (y, depth) = run(protocol, std::slice::from_ref(&x), 9, |net, ids| {
+                    net.func(f, ids[0], frac_bits, Span::default()).unwrap()
+                });
                 let mut worst_abs = 0i64;
                 let mut worst_rel: f64 = 0.0;
                 for i in 0..x.len() {
