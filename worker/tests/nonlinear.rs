@@ -357,3 +357,45 @@ fn rounds_and_material_per_element() {
         }
     }
 }
+
+/// Every function with 2 and 5 parties under the additive protocol (dealt
+/// and OT-generated material), through the language: arguments where every
+/// bound is a few ulps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_and_five_parties() {
+    use common::backends::{Backend as B, check_within};
+    let fp = cohort_worker::fixed::FixedPoint::default();
+    let enc = |v: &[f64]| -> Vec<u64> { v.iter().map(|x| fp.encode(*x).unwrap()).collect() };
+    let x: Vec<f64> = common::sample(150, 1000.0, 5);
+    let y: Vec<f64> = common::sample(150, 1000.0, 6).iter().map(|v| if v.abs() < 1.0 { v + 2.0 } else { *v }).collect();
+    let small: Vec<f64> = x.iter().map(|v| v / 200.0).collect();
+    for parties in [2usize, 5] {
+        let last = format!("party-{}", parties - 1);
+        let source = format!(
+            "input x: fixed[] from party-0\ninput y: fixed[] from {last}\ninput s: fixed[] from party-0\n\
+             output q = x / y\noutput e = exp(s)\noutput g = sigmoid(s)\noutput l = log(x)\noutput r = sqrt(y)\n"
+        );
+        for backend in [B::AdditiveDealer, B::AdditiveOt] {
+            let mut inputs = vec![Vec::new(); parties];
+            inputs[0] = vec![("x", enc(&x)), ("s", enc(&small))];
+            inputs[parties - 1].push(("y", enc(&y)));
+            check_within(backend, parties, &source, inputs, |_| 4).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a timing, run by hand"]
+async fn timing_by_hand() {
+    let n = 100_000;
+    let x = values(n, 30, 1, true, &[]);
+    let y: Vec<i64> = values(n, 30, 2, true, &[]).iter().map(|v| v | 1).collect();
+    for expr in ["x / y", "sigmoid(x) + y", "exp(x / 65536) + y", "log(x) + y", "sqrt(x) + y"] {
+        for backend in [Backend::AdditiveDealer, Backend::Replicated] {
+            let (c, source) = circuit(16, expr, "[]");
+            let start = std::time::Instant::now();
+            let _ = run(backend, c, &source, &x, &y).await;
+            println!("{expr} {backend:?} n={n}: {:.2} s", start.elapsed().as_secs_f64());
+        }
+    }
+}
