@@ -251,6 +251,9 @@ async fn scalars_broadcasts_and_empty_vectors() {
             ("x / y", "", vec![7 * unit], vec![-2 * unit]),
             ("sqrt(x) + exp(y) + log(x) + sigmoid(y)", "", vec![9 * unit], vec![unit / 2]),
             ("x / y", "[]", vec![], vec![]),
+            // A public dividend (a reciprocal) and a public argument mixed in.
+            ("1 / y + 2.5 / (y + x)", "[]", vec![unit, 3 * unit, -5], vec![3 * unit, -unit / 4, 7 * unit]),
+            ("1 / y", "", vec![0], vec![-3 * unit]),
             ("sqrt(x) + exp(y) + log(x) + sigmoid(y)", "[]", vec![], vec![]),
         ] {
             let (c, source) = circuit(16, expr, shape);
