@@ -132,3 +132,38 @@ fn the_routed_network_realizes_a_uniform_permutation() {
     let chi = chi_square(&counts);
     assert!(chi < 80.0, "chi-square {chi} over the 24 orders: {counts:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sort_takes_logarithmically_many_rounds() {
+    use cohort_worker::executor::plan::Lowering;
+    use cohort_worker::executor::sort::SortRounds;
+    use cohort_worker::executor::{InputLengths, Instance, Quotients};
+    use cohort_worker::preprocessing::Mode;
+    let source = "input k: int[] from party-0\noutput s = sort(k)\n";
+    let names: Vec<String> = (0..3).map(|p| format!("party-{p}")).collect();
+    let circuit = cohort_worker::program::compile(source, &names).expect("compiles");
+    for backend in BACKENDS {
+        let mode = if backend == Backend::AdditiveOt { Mode::Ot } else { Mode::Dealer };
+        let lowering = Lowering { protocol: backend.protocol(), quotients: Quotients::of(mode) };
+        for n in [64usize, 300, 1000] {
+            let outs =
+                check(backend, 3, source, vec![vec![("k", enc(&ints(n, 1 << 40, n as u64)))], vec![], vec![]]).await;
+            let lengths = InputLengths(vec![vec![Some(n), None, None]]);
+            let fixed = Instance::plan(&circuit, &lengths, lowering).expect("plans").job_rounds();
+            let r = SortRounds::of(lowering, 3, n, 0);
+            for out in &outs {
+                let rounds = out.stats.rounds as usize;
+                let dynamic = rounds - fixed - r.shuffle - r.padding;
+                assert_eq!(dynamic % r.per_level, 0, "{backend:?}, n {n}: {rounds} rounds, {r:?}, {fixed} fixed");
+                let levels = dynamic / r.per_level;
+                let log = n.next_power_of_two().trailing_zeros() as usize;
+                // At least the height of a balanced recursion; at most a
+                // generous multiple of log2 n (expected about 3 log2 n).
+                assert!(
+                    levels + 1 >= log && levels <= 4 * log + 8,
+                    "{backend:?}, n {n}: {levels} quicksort levels ({rounds} rounds, {r:?})"
+                );
+            }
+        }
+    }
+}

@@ -216,6 +216,38 @@ pub fn sort_demands(netlist: &Netlist, id: GateId) -> Vec<Demand> {
     demands
 }
 
+/// The rounds of one sort of `n >= 2` elements with a secret key, with
+/// `others` columns besides the key: `shuffle + padding + levels ·
+/// per_level`, where `levels` is the height of quicksort's recursion (the
+/// levels with a partition of two or more elements; random, expected about
+/// `4.311 ln n`, Devroye 1986, and at least `floor(log2 n)`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SortRounds {
+    /// The shuffle: `replicated-3`'s resharing, 2 per party; the generic
+    /// networks, 1 for the switch settings and `2⌈log2 n⌉ − 1` per party.
+    pub shuffle: usize,
+    /// Opening which slots are padding (generic networks, `n` not a power
+    /// of two): the `[tag < n]` circuit's layers and the opening.
+    pub padding: usize,
+    /// One quicksort level: the comparison's layers and the opening.
+    pub per_level: usize,
+}
+
+impl SortRounds {
+    pub fn of(lowering: super::plan::Lowering, parties: usize, n: usize, others: usize) -> SortRounds {
+        let slots = n.next_power_of_two();
+        let layout = Layout { n, k: slots.trailing_zeros(), others: vec![0; others], flag: slots != n };
+        let template = Netlist { lowering, parties, ..Netlist::default() };
+        let depth = |net: &Netlist| net.gates.iter().map(|g| g.depth).max().unwrap_or(0);
+        let resharing = !lowering.protocol.uses_preprocessing();
+        SortRounds {
+            shuffle: if resharing { 2 * parties } else { 1 + parties * shuffle::stages(layout.k) },
+            padding: if layout.flag && !resharing { depth(&padding_netlist(&template, &layout).0) + 1 } else { 0 },
+            per_level: depth(&level_netlist(&template, 1, layout.tag_bits()).0) + 1,
+        }
+    }
+}
+
 /// This party's components of `v` over `width` elements: a secret's own,
 /// a public value in the components it enters (zeros elsewhere).
 fn components(v: &Value, public_parts: &[bool], width: usize) -> Vec<Vec<u64>> {
@@ -249,6 +281,7 @@ fn reveal_to_all(parties: usize, count: usize) -> Circuit {
                 span: Span::default(),
             })
             .collect(),
+        checks: Vec::new(),
     }
 }
 
