@@ -30,36 +30,63 @@ pub struct Reservoir {
     tag: u64,
     served: u64,
     triples: [Vec<u64>; 3],
-    /// Bit triples (`a`, `b`, `c`, one plane each), in pieces joined when
-    /// taken: one copy per layer, not one per chunk.
-    bit_triples: [Vec<Bits>; 3],
+    /// Bit triples (`a`, `b`, `c`, one plane each).
+    bit_triples: [BitQueue; 3],
     eda_r: Vec<u64>,
-    eda_bits: Vec<Bits>,
+    eda_bits: BitQueue,
 }
 
-/// The elements of `pieces` (one width), joined into one bundle in place.
-fn joined(pieces: &mut Vec<Bits>, width: usize) -> &mut Bits {
-    if pieces.len() != 1 {
-        let whole = if pieces.is_empty() {
-            Bits::zeros(width, 0)
-        } else {
-            Bits::concat_elements(&pieces.iter().collect::<Vec<_>>())
-        };
-        *pieces = vec![whole];
+/// Bundles of one width, taken from the front element by element: a take
+/// copies what it takes (and slices only the pieces it cuts), never what
+/// stays.
+#[derive(Default)]
+struct BitQueue {
+    pieces: VecDeque<Bits>,
+    /// Elements of the front piece already taken.
+    offset: usize,
+}
+
+impl BitQueue {
+    fn push(&mut self, b: Bits) {
+        if !b.is_empty() {
+            self.pieces.push_back(b);
+        }
     }
-    &mut pieces[0]
-}
 
-/// The first `count` elements of `pieces`, leaving the rest.
-fn take_bits(pieces: &mut Vec<Bits>, width: usize, count: usize) -> Bits {
-    let whole = joined(pieces, width);
-    let taken = whole.slice(0..count);
-    *whole = whole.slice(count..whole.len());
-    taken
-}
+    fn held(&self) -> usize {
+        self.pieces.iter().map(Bits::len).sum::<usize>() - self.offset
+    }
 
-fn held(pieces: &[Bits]) -> usize {
-    pieces.iter().map(Bits::len).sum()
+    /// The first `count` elements (`count <= held()`), of `width` planes.
+    fn take(&mut self, width: usize, count: usize) -> Bits {
+        let mut parts = Vec::new();
+        let mut left = count;
+        while left > 0 {
+            let front_len = self.pieces[0].len();
+            let t = left.min(front_len - self.offset);
+            if self.offset == 0 && t == front_len {
+                parts.push(self.pieces.pop_front().expect("a piece"));
+            } else {
+                parts.push(self.pieces[0].slice(self.offset..self.offset + t));
+                self.offset += t;
+                if self.offset == front_len {
+                    self.pieces.pop_front();
+                    self.offset = 0;
+                }
+            }
+            left -= t;
+        }
+        match parts.len() {
+            0 => Bits::zeros(width, 0),
+            1 => parts.pop().expect("one part"),
+            _ => Bits::concat_elements(&parts.iter().collect::<Vec<_>>()),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.pieces.clear();
+        self.offset = 0;
+    }
 }
 
 impl Reservoir {
@@ -72,7 +99,7 @@ impl Reservoir {
             triples: Default::default(),
             bit_triples: Default::default(),
             eda_r: Vec::new(),
-            eda_bits: Vec::new(),
+            eda_bits: BitQueue::default(),
         }
     }
 
@@ -120,7 +147,7 @@ impl Reservoir {
             ));
         }
         while self.triples[0].len() < demand.triples
-            || held(&self.bit_triples[0]) < and_bits
+            || self.bit_triples[0].held() < and_bits
             || self.eda_r.len() < demand.edabits
         {
             self.pull(source).await?;
@@ -132,10 +159,12 @@ impl Reservoir {
         let bit_triples = if and_bits == 0 {
             BitTripleShares::default()
         } else {
-            let pad = Bits::zeros(1, 64 * demand.bit_triple_words - and_bits);
+            let words = demand.bit_triple_words;
             let [a, b, c] = self.bit_triples.each_mut().map(|have| {
-                let taken = take_bits(have, 1, and_bits);
-                Bits::concat_elements(&[&taken, &pad])
+                // The tail of the last word: zeros (a triple of zeros).
+                let mut w = have.take(1, and_bits).words().to_vec();
+                w.resize(words, 0);
+                Bits::from_words(1, 64 * words, w).expect("one plane of whole words")
             });
             BitTripleShares { a, b, c }
         };
@@ -143,7 +172,7 @@ impl Reservoir {
             EdaBitShares::default()
         } else {
             let r = Share::new(self.eda_r.drain(..demand.edabits).collect());
-            let bits = take_bits(&mut self.eda_bits, 64, demand.edabits);
+            let bits = self.eda_bits.take(64, demand.edabits);
             EdaBitShares { r, bits }
         };
         self.served += 1;
@@ -168,7 +197,7 @@ impl Reservoir {
             self.triples.iter_mut().for_each(|v| crate::memory::wipe_vec(v));
             crate::memory::wipe_vec(&mut self.eda_r);
             self.eda_bits.clear();
-            self.bit_triples.iter_mut().for_each(Vec::clear);
+            self.bit_triples.iter_mut().for_each(BitQueue::clear);
         }
         Ok(unused)
     }
