@@ -187,10 +187,7 @@ const HOSPITALS: &[(&str, &[&str])] = &[
 /// purchases; only the advertiser learns the two totals.
 #[test]
 fn ad_conversions_join_learned_by_the_advertiser_only() {
-    check_example(
-        "ad-conversions",
-        &[("converted_users", &["advertiser"]), ("conversion_value", &["advertiser"])],
-    );
+    check_example("ad-conversions", &[("converted_users", &["advertiser"]), ("conversion_value", &["advertiser"])]);
 }
 
 /// Issue 18: a logistic-regression score over two banks' features.

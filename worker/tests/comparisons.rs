@@ -29,6 +29,7 @@ impl Builder {
                 inputs: Vec::new(),
                 nodes: Vec::new(),
                 outputs: Vec::new(),
+                checks: Vec::new(),
             },
         }
     }

@@ -22,6 +22,7 @@
 //! A job therefore takes `3 + D` rounds, `D` the circuit's interactive
 //! depth, independent of vector lengths.
 
+mod checks;
 pub mod net;
 pub mod netlist;
 mod nonlinear;

@@ -213,7 +213,14 @@ impl Instance {
                 });
             }
         }
-        let outputs: Vec<GateId> = circuit.outputs.iter().map(|o| node_gate[o.value]).collect();
+        // Outputs and range checks are read after the last layer.
+        let outputs: Vec<GateId> = circuit
+            .outputs
+            .iter()
+            .map(|o| o.value)
+            .chain(circuit.checks.iter().map(|c| c.value))
+            .map(|value| node_gate[value])
+            .collect();
         Ok(Instance::from_netlist(netlist, node_gate, &outputs))
     }
 
@@ -430,7 +437,8 @@ fn lower(circuit: &Circuit, lengths: &InputLengths, lowering: Lowering) -> Resul
                 None
             }
             Op::DivSecret(a, b) => elementwise(*a, *b, "division")?,
-            Op::Func(_, a) => shapes[*a],
+            Op::Func(_, a) | Op::InRange(a) => shapes[*a],
+            Op::ProductFits(a, b) => elementwise(*a, *b, "a range check")?,
         };
         // A length is public whatever its vector is.
         let all_public = matches!(node.op, Op::Len(_))
@@ -554,6 +562,10 @@ fn lower(circuit: &Circuit, lengths: &InputLengths, lowering: Lowering) -> Resul
                 Op::JoinSum(a, b, c) => net.join(g(a), g(b), Some(g(c)), span)?,
                 Op::DivSecret(a, b) => net.div_secret(g(a), g(b), circuit.frac_bits, span)?,
                 Op::Func(f, a) => net.func(*f, g(a), circuit.frac_bits, span)?,
+                Op::InRange(a) => net.in_range(g(a), span),
+                Op::ProductFits(a, b) => {
+                    net.product_fits(g(a), g(b), public[*a].as_deref(), public[*b].as_deref(), span)?
+                }
                 Op::Const(_) | Op::Len(_) | Op::Bool(_) => unreachable!("public nodes are folded"),
             }
         };
@@ -669,5 +681,7 @@ fn evaluate_public(
         Op::JoinSum(a, b, c) => vec![plain::join_sum(value(a), value(b), value(c))],
         Op::DivSecret(a, b) => zip_raw_f(a, b, &|x, y| plain::div_secret(x, y, frac_bits)),
         Op::Func(f, a) => value(a).iter().map(|x| plain::func(*f, *x, frac_bits)).collect(),
+        Op::InRange(a) => value(a).iter().map(|x| u64::from(plain::in_range(*x))).collect(),
+        Op::ProductFits(a, b) => zip_raw_f(a, b, &|x, y| u64::from(plain::product_fits(x, y, false))),
     })
 }

@@ -6,7 +6,7 @@ use super::plan::{InputLengths, Instance, Lowering, PlanError, Quotients};
 use crate::fixed::{self, EncodeError, FixedPoint};
 use crate::gf2::Bits;
 use crate::preprocessing::{MaterialPlan, MaterialSource, PreprocessingError};
-use crate::program::ir::{Circuit, ElemType, PartyIndex};
+use crate::program::ir::{Circuit, ElemType, OutputDecl, PartyIndex};
 use crate::protocol::additive::Additive;
 use crate::protocol::replicated::Replicated;
 use crate::protocol::{Protocol, ProtocolName};
@@ -337,6 +337,11 @@ where
         .await?;
     }
     evaluate_local(&mut protocol, &instance, instance.depth(), &mut values);
+    if !circuit.checks.is_empty() {
+        reveal_checks(&mut protocol, &mut net, &instance, circuit, &values)
+            .instrument(info_span!("range_checks", checks = circuit.checks.len()))
+            .await?;
+    }
     let span = info_span!("output", outputs = circuit.outputs.len());
     let revealed = protocol.reveal_outputs(&mut net, &instance, circuit, &values).instrument(span).await?;
     let outputs = outputs_of(&instance, circuit, net.me, &values, revealed);
@@ -351,6 +356,54 @@ where
     };
     debug!(rounds = stats.rounds, bytes_sent = stats.bytes_sent, "job finished");
     Ok(JobOutput { outputs, stats })
+}
+
+/// Reveal the range checks (`range_check`) to every party, before any
+/// output, and fail the job at the first that did not hold: one round,
+/// one bit per checked operation.
+async fn reveal_checks<P: Protocol>(
+    protocol: &mut P,
+    net: &mut Net<'_>,
+    instance: &Instance,
+    circuit: &Circuit,
+    values: &[Option<Value>],
+) -> Result<(), JobError> {
+    let everyone: Vec<PartyIndex> = (0..circuit.parties.len()).collect();
+    let shadow = Circuit {
+        outputs: circuit
+            .checks
+            .iter()
+            .map(|c| OutputDecl {
+                name: "range check".into(),
+                value: c.value,
+                elem: ElemType::Bool,
+                recipients: everyone.clone(),
+                span: c.span,
+            })
+            .collect(),
+        checks: Vec::new(),
+        ..circuit.clone()
+    };
+    let revealed = protocol.reveal_outputs(net, instance, &shadow, values).await?;
+    for (check, opened) in circuit.checks.iter().zip(revealed) {
+        let held = match opened {
+            Some(bits) => bits.expose().iter().all(|b| *b & 1 == 1),
+            None => match operand(values, instance.node_gate[check.value]) {
+                Value::PublicBits(b) => bools_of(b).iter().all(|b| *b == 1),
+                _ => false,
+            },
+        };
+        if !held {
+            return Err(JobError::Plan(PlanError {
+                span: check.span,
+                reason:
+                    "a secret intermediate left the range at this operation (`range_check`; see \"Range checks\" in \
+                         docs/language.md)"
+                        .into(),
+            }));
+        }
+    }
+    Ok(())
 }
 
 /// A sort gate's dynamic step ([`super::sort`]), inside its material

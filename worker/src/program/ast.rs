@@ -10,6 +10,8 @@ use super::ir::{ElemType, InputShape, Span};
 pub struct Program {
     /// `fixed_point N`, if present (the value and where it is written).
     pub frac_bits: Option<(u32, Span)>,
+    /// `range_check`, if present (where it is written).
+    pub range_check: Option<Span>,
     pub stmts: Vec<Stmt>,
 }
 

@@ -200,6 +200,17 @@ pub enum Op {
     DivSecret(ValueId, ValueId),
     /// An elementwise function of a fixed-point value.
     Func(Func, ValueId),
+
+    // Range checks (`range_check`, see `docs/language.md`).
+    /// Elementwise: whether a ring value lies in `[-2^62, 2^62)` (signed).
+    InRange(ValueId),
+    /// Elementwise: whether the product of the operands fits the range.
+    /// With a public operand, exactly `|a·b| < 2^62`; with two secrets,
+    /// the bit-length rule `bits(a) + bits(b) <= 61`, where `bits(v)` is
+    /// the number of significant bits of `v` (of `-v - 1` for a negative
+    /// `v`), which accepts every product below 2^60 and refuses every one
+    /// of 2^62 or more.
+    ProductFits(ValueId, ValueId),
 }
 
 /// The fixed-point functions of [`Op::Func`]. Their results are fixed-point
@@ -244,10 +255,11 @@ impl Op {
             | Op::ArgMin(a)
             | Op::ArgMax(a)
             | Op::Quantile { v: a, .. }
-            | Op::Func(_, a) => vec![*a],
+            | Op::Func(_, a)
+            | Op::InRange(a) => vec![*a],
             Op::SortBy { key, value, .. } => vec![*key, *value],
             Op::Slice { v, start, count } => vec![*v, *start, *count],
-            Op::JoinCount(a, b) | Op::DivSecret(a, b) => vec![*a, *b],
+            Op::JoinCount(a, b) | Op::DivSecret(a, b) | Op::ProductFits(a, b) => vec![*a, *b],
             Op::JoinSum(a, b, c) => vec![*a, *b, *c],
             Op::Add(a, b)
             | Op::Sub(a, b)
@@ -269,7 +281,18 @@ impl Op {
     /// `Concat` or an `Input` yields what its parts or declaration are:
     /// see [`Circuit::is_bool`].
     pub fn yields_bool(&self) -> bool {
-        matches!(self, Op::Less(..) | Op::Equal(..) | Op::Bool(_) | Op::Not(_) | Op::And(..) | Op::Or(..) | Op::Xor(..))
+        matches!(
+            self,
+            Op::Less(..)
+                | Op::Equal(..)
+                | Op::Bool(_)
+                | Op::Not(_)
+                | Op::And(..)
+                | Op::Or(..)
+                | Op::Xor(..)
+                | Op::InRange(_)
+                | Op::ProductFits(..)
+        )
     }
 }
 
@@ -291,6 +314,15 @@ pub struct OutputDecl {
     pub span: Span,
 }
 
+/// A range check (`range_check`): a bool scalar, true when every element
+/// of the checked operation stayed in range, revealed to every party
+/// before any output; a false one fails the job at `span`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CheckDecl {
+    pub value: ValueId,
+    pub span: Span,
+}
+
 /// A compiled program, ready to be instantiated with input lengths and run.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Circuit {
@@ -301,6 +333,8 @@ pub struct Circuit {
     pub inputs: Vec<InputDecl>,
     pub nodes: Vec<Node>,
     pub outputs: Vec<OutputDecl>,
+    /// The range checks, in program order (empty without `range_check`).
+    pub checks: Vec<CheckDecl>,
 }
 
 impl Circuit {

@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use super::CompileError;
 use super::ast::{BinOp, Expr, ExprKind, Name, OwnerSpec, Program, Recipients, Stmt};
 use super::ir::{
-    Circuit, ElemType, Func, InputDecl, InputShape, Node, Op, OutputDecl, Owners, PartyIndex, Span, ValueId,
+    CheckDecl, Circuit, ElemType, Func, InputDecl, InputShape, Node, Op, OutputDecl, Owners, PartyIndex, Span, ValueId,
 };
 use crate::fixed::{FixedPoint, SAFE_BOUND};
 use crate::ring::from_signed;
@@ -209,7 +209,8 @@ pub fn lower(program: &Program, parties: &[String]) -> Result<Circuit, CompileEr
             ),
         });
     }
-    Ok(Circuit { frac_bits, parties: lw.parties, inputs: lw.inputs, nodes: lw.nodes, outputs: lw.outputs })
+    let checks = if program.range_check.is_some() { lw.range_checks() } else { Vec::new() };
+    Ok(Circuit { frac_bits, parties: lw.parties, inputs: lw.inputs, nodes: lw.nodes, outputs: lw.outputs, checks })
 }
 
 impl Lowerer {
@@ -974,6 +975,102 @@ impl Lowerer {
             }
             _ => Err(err(span, format!("unknown function `{f}`; the functions are: {}", FUNCTIONS.join(", ")))),
         }
+    }
+
+    // ---- range checks ------------------------------------------------
+
+    /// The checks `range_check` adds, after the whole program is lowered
+    /// (see "Range checks" in docs/language.md): every product with a
+    /// secret operand must fit the range ([`Op::ProductFits`]), and a
+    /// secret *sum* (the result of `+`, `-`, negation, `sum`, `aggregate`,
+    /// `join_sum`) must be in range ([`Op::InRange`]) where it is divided,
+    /// compared, sorted, passed to a fixed-point function or output.
+    /// Inputs are in range by their encoding, and products, divisions and
+    /// the other operations keep checked values in range, so nothing else
+    /// needs a check. Each check is reduced to one bool per operation.
+    fn range_checks(&mut self) -> Vec<CheckDecl> {
+        let summed = |lw: &Lowerer, id: ValueId| {
+            lw.secret[id]
+                && match &lw.nodes[id].op {
+                    Op::Add(..) | Op::Sub(..) | Op::Neg(_) | Op::Sum(_) | Op::JoinSum(..) => true,
+                    Op::Concat(parts) => {
+                        parts.iter().any(|p| lw.secret[*p] && !matches!(lw.nodes[*p].op, Op::Input { .. }))
+                    }
+                    _ => false,
+                }
+        };
+        let mut wanted: Vec<(Op, Span)> = Vec::new();
+        let original = self.nodes.len();
+        for id in 0..original {
+            if !self.secret[id] {
+                continue;
+            }
+            let span = self.nodes[id].span;
+            let op = self.nodes[id].op.clone();
+            match op {
+                Op::Mul(a, b) => wanted.push((Op::ProductFits(a, b), span)),
+                Op::DivPublic(a, _) if summed(self, a) => wanted.push((Op::InRange(a), span)),
+                Op::Less(..)
+                | Op::Equal(..)
+                | Op::Min(_)
+                | Op::Max(_)
+                | Op::ArgMin(_)
+                | Op::ArgMax(_)
+                | Op::SortBy { .. }
+                | Op::Quantile { .. }
+                | Op::JoinCount(..)
+                | Op::JoinSum(..)
+                | Op::DivSecret(..)
+                | Op::Func(..) => {
+                    for o in op.operands() {
+                        if summed(self, o) {
+                            wanted.push((Op::InRange(o), span));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        for output in self.outputs.clone() {
+            if summed(self, output.value) {
+                wanted.push((Op::InRange(output.value), output.span));
+            }
+        }
+        let mut checks: Vec<CheckDecl> = Vec::new();
+        let vectors = self.vector_nodes();
+        for (op, span) in wanted {
+            let vector = op.operands().iter().any(|o| vectors[*o]);
+            let ok = self.push(op, span);
+            let all = if vector {
+                let failed = self.push(Op::Not(ok), span);
+                let ones = self.push(Op::ToRing(failed), span);
+                let count = self.push(Op::Sum(ones), span);
+                let zero = self.konst(0, span);
+                self.push(Op::Equal(count, zero), span)
+            } else {
+                ok
+            };
+            if !checks.iter().any(|c| c.value == all) {
+                checks.push(CheckDecl { value: all, span });
+            }
+        }
+        checks
+    }
+
+    /// Per node: whether it is a vector, in one pass over the nodes.
+    fn vector_nodes(&self) -> Vec<bool> {
+        let mut out: Vec<bool> = Vec::with_capacity(self.nodes.len());
+        for node in &self.nodes {
+            let v = match &node.op {
+                Op::Input { input, .. } => self.inputs[*input].shape == InputShape::Vector,
+                Op::Const(_) | Op::Len(_) | Op::Bool(_) | Op::Sum(_) | Op::Quantile { .. } => false,
+                Op::Min(_) | Op::Max(_) | Op::ArgMin(_) | Op::ArgMax(_) | Op::JoinCount(..) | Op::JoinSum(..) => false,
+                Op::Concat(_) | Op::SortBy { .. } | Op::Slice { .. } => true,
+                op => op.operands().iter().any(|o| out[*o]),
+            };
+            out.push(v);
+        }
+        out
     }
 
     // ---- order statistics, grouping and joins -------------------------

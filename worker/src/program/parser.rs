@@ -90,6 +90,7 @@ impl Parser {
 
     fn program(&mut self) -> Result<Program, CompileError> {
         let mut frac_bits = None;
+        let mut range_check = None;
         let mut stmts = Vec::new();
         loop {
             self.operations = 0;
@@ -126,6 +127,15 @@ impl Parser {
                         }
                     }
                 }
+                Tok::RangeCheck => {
+                    if let Some(first) = range_check {
+                        return Err(err(t.span, format!("`range_check` is already set at {first}")));
+                    }
+                    if !stmts.is_empty() {
+                        return Err(err(t.span, "`range_check` must come before every other statement"));
+                    }
+                    range_check = Some(t.span);
+                }
                 Tok::Input => stmts.push(self.input(t.span)?),
                 Tok::Let => {
                     let name = self.ident("after `let`")?;
@@ -147,7 +157,7 @@ impl Parser {
                 }
             }
         }
-        Ok(Program { frac_bits, stmts })
+        Ok(Program { frac_bits, range_check, stmts })
     }
 
     fn input(&mut self, span: Span) -> Result<Stmt, CompileError> {

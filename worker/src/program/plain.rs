@@ -98,6 +98,10 @@ pub enum EvalErrorKind {
     SliceOutOfRange { start: i64, count: i64, len: usize },
     #[error("`{op}` needs a public scalar {what}")]
     NotPublicScalar { op: &'static str, what: &'static str },
+    #[error(
+        "a secret intermediate left the range at this operation (`range_check`; see \"Range checks\" in docs/language.md)"
+    )]
+    OutOfRange,
 }
 
 /// A value during evaluation: elements and whether it is a scalar.
@@ -270,6 +274,31 @@ pub fn func(f: Func, x: u64, frac_bits: u32) -> u64 {
     from_signed(((y * scale).round() as i64).clamp(-limit, limit))
 }
 
+/// Whether a ring value lies in `[-2^62, 2^62)` ([`Op::InRange`]).
+pub fn in_range(x: u64) -> bool {
+    let v = to_signed(x);
+    (-(SAFE_BOUND as i64)..SAFE_BOUND as i64).contains(&v)
+}
+
+/// The significant bits of a signed value: of `v`, or of `-v - 1` when
+/// negative (so `|v| <= 2^bits`).
+pub fn significant_bits(x: u64) -> u32 {
+    let v = to_signed(x);
+    let m = if v < 0 { !v } else { v };
+    64 - m.leading_zeros()
+}
+
+/// Whether the product of `a` and `b` fits the range ([`Op::ProductFits`]):
+/// exactly when one of them is public, by the bit-length rule when both
+/// are secret.
+pub fn product_fits(a: u64, b: u64, both_secret: bool) -> bool {
+    if both_secret {
+        significant_bits(a) + significant_bits(b) <= 61
+    } else {
+        (i128::from(to_signed(a)) * i128::from(to_signed(b))).unsigned_abs() < u128::from(SAFE_BOUND)
+    }
+}
+
 /// Ring arithmetic for a secret result (wrapping), checked arithmetic in
 /// the safe range for a public one.
 fn arith(
@@ -438,8 +467,30 @@ pub fn evaluate(circuit: &Circuit, inputs: &PlainInputs) -> Result<Vec<Vec<u64>>
                 let x = v(*a);
                 Value { data: x.data.iter().map(|&e| func(*f, e, circuit.frac_bits)).collect(), scalar: x.scalar }
             }
+            Op::InRange(a) => {
+                let x = v(*a);
+                Value { data: x.data.iter().map(|&e| u64::from(in_range(e))).collect(), scalar: x.scalar }
+            }
+            Op::ProductFits(a, b) => {
+                let both = secret[*a] && secret[*b];
+                elementwise(v(*a), v(*b), span, "range check", |x, y| Some(u64::from(product_fits(x, y, both))))?
+            }
         };
         values.push(value);
+    }
+    // Range checks come before any output, in program order, as the
+    // executor reveals them.
+    for check in &circuit.checks {
+        match values.get(check.value) {
+            Some(Value { data, .. }) if data.iter().all(|&ok| ok == 1) => {}
+            Some(_) => return Err(EvalError { span: check.span, kind: EvalErrorKind::OutOfRange }),
+            None => {
+                return Err(EvalError {
+                    span: check.span,
+                    kind: EvalErrorKind::InvalidCircuit(format!("a range check names unknown node {}", check.value)),
+                });
+            }
+        }
     }
     circuit
         .outputs
@@ -482,6 +533,7 @@ mod tests {
                 recipients: vec![0, 1],
                 span: Span::default(),
             }],
+            checks: Vec::new(),
         }
     }
 
