@@ -42,7 +42,7 @@ fn the_compiler_checks_the_new_functions() {
         ("input x: int[] from party-0\noutput h = histogram(x, [3])", "at least two constants"),
         ("input x: int[] from party-0\noutput h = histogram(x, [3, 3])", "increase strictly"),
         ("input x: int[] from party-0\ninput e: int from party-1\noutput h = histogram(x, [0, e])", "constants"),
-        ("input x: int[] from party-0\noutput c = group_count(x, 0)", "between 1 and 10^6"),
+        ("input x: int[] from party-0\noutput c = group_count(x, 0)", "between 1 and 1000"),
         ("input x: int[] from party-0\noutput c = group_count(x, [1, 2, 1])", "twice"),
         ("input x: int[] from party-0\noutput c = group_count(x)", "public domain"),
         ("input x: fixed[] from party-0\noutput c = group_count(x, 3)", "int keys"),
@@ -52,6 +52,20 @@ fn the_compiler_checks_the_new_functions() {
         ("input x: int from party-0\noutput s = sort(x)", "expects a vector"),
         ("input a: int[] from party-0\ninput b: fixed[] from party-1\noutput j = join_count(a, b)", "int keys"),
         ("output v = []", "empty vector"),
+        (
+            &format!(
+                "input x: int[] from party-0\noutput c = group_count(x, [{}])",
+                (0..1001).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+            ),
+            "at most 1000",
+        ),
+        (
+            &format!(
+                "input x: int[] from party-0\noutput h = histogram(x, [{}])",
+                (0..1002).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+            ),
+            "at most 1001",
+        ),
         ("input x: int[] from party-0\noutput v = [x, 1]", "scalars"),
         ("input x: int[] from party-0\noutput v = sort_by(x)", "takes 2 arguments"),
     ];

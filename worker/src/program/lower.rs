@@ -1159,6 +1159,9 @@ impl Lowerer {
                 ));
             }
         };
+        if edges.len() > 1001 {
+            return Err(err(spans[1], format!("`histogram` takes at most 1001 edges, found {}", edges.len())));
+        }
         if let Some(w) = edges.windows(2).find(|w| w[0].as_f64() >= w[1].as_f64()) {
             return Err(err(
                 spans[1],
@@ -1201,13 +1204,18 @@ impl Lowerer {
         let ds = spans[want - 1];
         let domain: Vec<i64> = match self.constants(&args[want - 1]).as_deref() {
             Some([Const::Int(k)]) if matches!(args[want - 1], Val::Const(_)) => {
-                if !(1..=1_000_000).contains(k) {
+                if !(1..=1000).contains(k) {
                     return Err(err(
                         ds,
-                        format!("`{f}`: the number of categories must be between 1 and 10^6, found {k}"),
+                        format!(
+                            "`{f}`: the number of categories must be between 1 and 1000, found {k} (each costs a comparison per element)"
+                        ),
                     ));
                 }
                 (0..*k).collect()
+            }
+            Some(list) if list.len() > 1000 => {
+                return Err(err(ds, format!("`{f}`: a domain lists at most 1000 categories, found {}", list.len())));
             }
             Some(list) if list.iter().all(|c| matches!(c, Const::Int(_))) => {
                 let ints: Vec<i64> = list.iter().map(|c| if let Const::Int(i) = c { *i } else { 0 }).collect();
