@@ -153,7 +153,7 @@ mod tests {
         // Every permutation of 8 slots (Heap's algorithm).
         let mut p: Vec<u32> = (0..8).collect();
         let mut c = [0usize; 8];
-        let mut check = |p: &[u32]| {
+        let check = |p: &[u32]| {
             let bits = route(3, p);
             let mut v: Vec<u64> = (0..8).collect();
             apply(3, &bits, &mut v);

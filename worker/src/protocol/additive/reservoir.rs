@@ -194,7 +194,7 @@ impl Reservoir {
             self.pull(source).await?;
             // Material is wiped when dropped (shares zeroize): keep
             // nothing.
-            self.triples.iter_mut().for_each(|v| crate::memory::wipe_vec(v));
+            self.triples.iter_mut().for_each(crate::memory::wipe_vec);
             crate::memory::wipe_vec(&mut self.eda_r);
             self.eda_bits.clear();
             self.bit_triples.iter_mut().for_each(BitQueue::clear);
