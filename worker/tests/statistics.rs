@@ -44,7 +44,8 @@ fn the_compiler_checks_the_new_functions() {
         ("input x: int[] from party-0\ninput e: int from party-1\noutput h = histogram(x, [0, e])", "constants"),
         ("input x: int[] from party-0\noutput c = group_count(x, 0)", "between 1 and 1000"),
         ("input x: int[] from party-0\noutput c = group_count(x, [1, 2, 1])", "twice"),
-        ("input x: int[] from party-0\noutput c = group_count(x)", "public domain"),
+        ("input x: int[] from party-0\noutput c = group_sum(x)", "takes 2 or 3 arguments"),
+        ("input x: int[] from party-0\noutput c = group_keys(x, 3)", "takes 1 argument"),
         ("input x: fixed[] from party-0\noutput c = group_count(x, 3)", "int keys"),
         ("input x: int[] from party-0\noutput c = top_k(x, -1)", "non-negative"),
         ("input x: int[] from party-0\ninput k: int from party-1\noutput c = top_k(x, k)", "public"),
@@ -143,6 +144,38 @@ async fn grouping_under_every_protocol() {
     grouping(Backend::AdditiveDealer, 5).await;
 }
 
+async fn group_by_secret_keys(backend: Backend, parties: usize) {
+    let source = "input zip: int[] from party-0\ninput spend: fixed[] from party-1\n\
+                  output keys = group_keys(zip)\noutput n = group_count(zip)\noutput total = group_sum(zip, spend)\n\
+                  output mean = group_mean(zip, spend)\noutput groups = count_distinct(zip)\n";
+    let mut rng = Rng(0x6b);
+    let cases: Vec<Vec<i64>> = vec![
+        vec![],
+        vec![42],
+        vec![5, 5],
+        vec![9, -3],
+        vec![7; 8],
+        (0..12).map(|i| 100 - i).collect(), // all distinct, reverse-sorted
+        (0..30).map(|_| rng.below(6) * 1000 - 2500).collect(),
+    ];
+    for zip in cases {
+        let spend: Vec<i64> = zip.iter().map(|_| rng.below(500 * 65536)).collect();
+        let mut inputs = vec![vec![("zip", enc(&zip))], vec![("spend", enc(&spend))]];
+        inputs.resize(parties, vec![]);
+        // The means divide by a secret count: within the division's bound
+        // (2^-25 of the quotient and 2 ulps: 3 ulps for these means).
+        check_within(backend, parties, source, inputs, |name| if name == "mean" { 3 } else { 0 }).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_by_secret_keys_under_every_protocol() {
+    for backend in BACKENDS {
+        group_by_secret_keys(backend, 3).await;
+    }
+    group_by_secret_keys(Backend::AdditiveDealer, 2).await;
+}
+
 async fn joins(backend: Backend, parties: usize) {
     let source = "input seen: int[] from party-0\ninput bought: int[] from party-1\ninput amount: fixed[] from party-1\n\
                   output users = join_count(seen, bought)\noutput value = join_sum(seen, bought, amount)\n\
@@ -188,4 +221,13 @@ fn sorts_by_one_key_share_one_sort() {
     let instance = Instance::new(&circuit, &lengths).expect("plans");
     let sorts: usize = instance.layers.iter().map(|l| l.sorts.len()).sum();
     assert_eq!(sorts, 2, "one ascending sort for x, y, m, q and s; one descending for d");
+    // Every group-by on one key column: the sort by key and the compaction.
+    let source = "input k: int[] from party-0\ninput a: int[] from party-1\n\
+                  output g = group_keys(k)\noutput c = group_count(k)\noutput s = group_sum(k, a)\n\
+                  output m = group_mean(k, a)\noutput d = count_distinct(k)\n";
+    let circuit = compile(source, &p).expect("compiles");
+    let lengths = InputLengths(vec![vec![Some(40), None], vec![None, Some(40)]]);
+    let instance = Instance::new(&circuit, &lengths).expect("plans");
+    let sorts: usize = instance.layers.iter().map(|l| l.sorts.len()).sum();
+    assert_eq!(sorts, 3, "one sort by key, one compaction of the keys and counts, one of the sums");
 }

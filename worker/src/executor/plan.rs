@@ -438,6 +438,8 @@ fn lower(circuit: &Circuit, lengths: &InputLengths, lowering: Lowering) -> Resul
             }
             Op::DivSecret(a, b) => elementwise(*a, *b, "division")?,
             Op::Func(_, a) | Op::InRange(a) => shapes[*a],
+            Op::RunEnds(a) | Op::RunTotals { keys: a, values: None } => Some(shapes[*a].unwrap_or(1)),
+            Op::RunTotals { keys, values: Some(v) } => Some(elementwise(*keys, *v, "a group-by")?.unwrap_or(1)),
             Op::ProductFits(a, b) => elementwise(*a, *b, "a range check")?,
         };
         // A length is public whatever its vector is.
@@ -563,6 +565,8 @@ fn lower(circuit: &Circuit, lengths: &InputLengths, lowering: Lowering) -> Resul
                 Op::DivSecret(a, b) => net.div_secret(g(a), g(b), circuit.frac_bits, span)?,
                 Op::Func(f, a) => net.func(*f, g(a), circuit.frac_bits, span)?,
                 Op::InRange(a) => net.in_range(g(a), span),
+                Op::RunEnds(a) => net.run_ends(g(a), span),
+                Op::RunTotals { keys, values } => net.run_totals(g(keys), values.map(|v| g(&v)), span),
                 Op::ProductFits(a, b) => {
                     net.product_fits(g(a), g(b), public[*a].as_deref(), public[*b].as_deref(), span)?
                 }
@@ -682,6 +686,8 @@ fn evaluate_public(
         Op::DivSecret(a, b) => zip_raw_f(a, b, &|x, y| plain::div_secret(x, y, frac_bits)),
         Op::Func(f, a) => value(a).iter().map(|x| plain::func(*f, *x, frac_bits)).collect(),
         Op::InRange(a) => value(a).iter().map(|x| u64::from(plain::in_range(*x))).collect(),
+        Op::RunEnds(a) => plain::run_ends(value(a)),
+        Op::RunTotals { keys, values } => plain::run_totals(value(keys), values.map(|v| value(&v))),
         Op::ProductFits(a, b) => zip_raw_f(a, b, &|x, y| u64::from(plain::product_fits(x, y, false))),
     })
 }

@@ -164,6 +164,80 @@ impl Netlist {
         x
     }
 
+    /// `[a run of equal keys ends here]` over a sorted vector, as ring 0/1:
+    /// one equality of neighbours per element and one bit injection.
+    pub fn run_ends(&mut self, keys: GateId, span: Span) -> GateId {
+        let n = self.gate(keys).width();
+        let last = self.push(GateOp::Public(PublicValue::Ring(vec![1])), span, Some(1), Kind::Ring);
+        if n <= 1 {
+            return if n == 1 {
+                last
+            } else {
+                self.push(GateOp::Public(PublicValue::Ring(Vec::new())), span, Some(0), Kind::Ring)
+            };
+        }
+        let differs = self.differs_from_next(keys, span);
+        self.push(GateOp::Concat(vec![differs, last]), span, Some(n), Kind::Ring)
+    }
+
+    /// `[keys[p] != keys[p + 1]]` for `p < n - 1`, as ring 0/1.
+    fn differs_from_next(&mut self, keys: GateId, span: Span) -> GateId {
+        let n = self.gate(keys).width();
+        let prev = self.range(keys, 0, n - 1, span);
+        let next = self.range(keys, 1, n - 1, span);
+        let diff = self.ring2(GateOp::Sub, next, prev, span);
+        let same = self.is_zero(diff, span);
+        let differs = self.push(GateOp::Not(same), span, Some(n - 1), Kind::Bits(1));
+        let one = self.constant(1, span);
+        self.push(GateOp::Inject(differs, one), span, Some(n - 1), Kind::Ring)
+    }
+
+    /// Running sums (counts without `values`) within runs of equal keys
+    /// of a sorted vector (`Op::RunTotals`): the run starts, then a
+    /// segmented Hillis–Steele scan of `⌈log2 n⌉` rounds,
+    /// `x ← x + (1 - s)·x[p-d]`, `s ← s ∨ s[p-d]` (two products per element
+    /// and round).
+    pub fn run_totals(&mut self, keys: GateId, values: Option<GateId>, span: Span) -> GateId {
+        let n = self.gate(keys).width();
+        let mut x = match values {
+            Some(v) => v,
+            None => {
+                let ones = self.push(GateOp::Public(PublicValue::Ring(vec![1; n])), span, Some(n), Kind::Ring);
+                // Secret, like the values it stands for, so the scan's
+                // products are interactive whatever the keys' visibility.
+                let zero = self.constant(0, span);
+                let hidden = self.ring2(GateOp::Mul, keys, zero, span);
+                self.ring2(GateOp::Add, hidden, ones, span)
+            }
+        };
+        if n <= 1 {
+            return x;
+        }
+        let differs = self.differs_from_next(keys, span);
+        let first = self.push(GateOp::Public(PublicValue::Ring(vec![1])), span, Some(1), Kind::Ring);
+        let mut flags = self.push(GateOp::Concat(vec![first, differs]), span, Some(n), Kind::Ring);
+        let one = self.constant(1, span);
+        let mut d = 1;
+        while d < n {
+            let step = |net: &mut Netlist, v: GateId, merged: GateId| {
+                let head = net.range(v, 0, d, span);
+                net.push(GateOp::Concat(vec![head, merged]), span, Some(n), Kind::Ring)
+            };
+            let (cur_x, back_x) = (self.range(x, d, n - d, span), self.range(x, 0, n - d, span));
+            let (cur_f, back_f) = (self.range(flags, d, n - d, span), self.range(flags, 0, n - d, span));
+            let open = self.ring2(GateOp::Sub, one, cur_f, span);
+            let carried = self.ring2(GateOp::Mul, open, back_x, span);
+            let summed = self.ring2(GateOp::Add, cur_x, carried, span);
+            let both = self.ring2(GateOp::Mul, cur_f, back_f, span);
+            let sum = self.ring2(GateOp::Add, cur_f, back_f, span);
+            let either = self.ring2(GateOp::Sub, sum, both, span);
+            x = step(self, x, summed);
+            flags = step(self, flags, either);
+            d *= 2;
+        }
+        x
+    }
+
     /// The division by the public divisor `d` this netlist's protocol and
     /// material use.
     fn division_by(&self, d: u64, span: Span) -> Result<Division, PlanError> {

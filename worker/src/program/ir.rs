@@ -201,6 +201,15 @@ pub enum Op {
     /// An elementwise function of a fixed-point value.
     Func(Func, ValueId),
 
+    /// Over a vector sorted by key: 1 where a run of equal keys ends (the
+    /// next key differs, or the last element), else 0. Ring values.
+    RunEnds(ValueId),
+    /// Over `keys` sorted (first operand) and `values` aligned with them:
+    /// at each element, the sum of `values` from the start of its run of
+    /// equal keys up to it (so the run's total at its end); with no
+    /// values, the count of elements so far in the run.
+    RunTotals { keys: ValueId, values: Option<ValueId> },
+
     // Range checks (`range_check`, see `docs/language.md`).
     /// Elementwise: whether a ring value lies in `[-2^62, 2^62)` (signed).
     InRange(ValueId),
@@ -256,7 +265,10 @@ impl Op {
             | Op::ArgMax(a)
             | Op::Quantile { v: a, .. }
             | Op::Func(_, a)
-            | Op::InRange(a) => vec![*a],
+            | Op::InRange(a)
+            | Op::RunEnds(a)
+            | Op::RunTotals { keys: a, values: None } => vec![*a],
+            Op::RunTotals { keys, values: Some(v) } => vec![*keys, *v],
             Op::SortBy { key, value, .. } => vec![*key, *value],
             Op::Slice { v, start, count } => vec![*v, *start, *count],
             Op::JoinCount(a, b) | Op::DivSecret(a, b) | Op::ProductFits(a, b) => vec![*a, *b],

@@ -41,9 +41,11 @@ const FUNCTIONS: &[&str] = &[
     "clamp",
     "concat",
     "count",
+    "count_distinct",
     "dot",
     "exp",
     "group_count",
+    "group_keys",
     "group_mean",
     "group_sum",
     "histogram",
@@ -942,6 +944,10 @@ impl Lowerer {
                 self.histogram(span, args, spans)
             }
             "group_count" | "group_sum" | "group_mean" => self.group(f, span, args, spans),
+            "group_keys" | "count_distinct" => {
+                arity(1)?;
+                self.group_by_sorting(f, span, args, spans)
+            }
             "join_count" | "join_sum" => {
                 arity(if f == "join_count" { 2 } else { 3 })?;
                 let a = self.keys(f, &args[0], spans[0])?;
@@ -992,7 +998,9 @@ impl Lowerer {
         let summed = |lw: &Lowerer, id: ValueId| {
             lw.secret[id]
                 && match &lw.nodes[id].op {
-                    Op::Add(..) | Op::Sub(..) | Op::Neg(_) | Op::Sum(_) | Op::JoinSum(..) => true,
+                    Op::Add(..) | Op::Sub(..) | Op::Neg(_) | Op::Sum(_) | Op::JoinSum(..) | Op::RunTotals { .. } => {
+                        true
+                    }
                     Op::Concat(parts) => {
                         parts.iter().any(|p| lw.secret[*p] && !matches!(lw.nodes[*p].op, Op::Input { .. }))
                     }
@@ -1142,6 +1150,56 @@ impl Lowerer {
         }
     }
 
+    /// The group-by of secret keys of unknown domain, through sorting:
+    /// `group_keys(keys)`, `group_count(keys)`, `group_sum(keys, values)`,
+    /// `group_mean(keys, values)`, `count_distinct(keys)`. The keys are
+    /// sorted (values along), the end of each run of equal keys marked,
+    /// the runs totalled by a segmented scan, and the run ends moved to
+    /// the front by a stable sort on "not an end" (the other rows zeroed
+    /// first): `len(keys)` results, the groups' in ascending key order,
+    /// then zeros. All of one program's group-bys on the same keys share
+    /// both sorts.
+    fn group_by_sorting(&mut self, f: &str, span: Span, args: &[Val], spans: &[Span]) -> Result<Val, CompileError> {
+        let keys = self.keys(f, &args[0], spans[0])?;
+        let sorted = self.push(Op::SortBy { key: keys, value: keys, descending: false }, span);
+        let ends = self.push(Op::RunEnds(sorted), span);
+        if f == "count_distinct" {
+            let id = self.push(Op::Sum(ends), span);
+            return Ok(Val::Node { id, elem: ElemType::Int, shape: Shape::Scalar });
+        }
+        let one = self.konst(1, span);
+        let later = self.push(Op::Sub(one, ends), span);
+        let compact = |lw: &mut Lowerer, x: ValueId| {
+            let kept = lw.push(Op::Mul(ends, x), span);
+            lw.push(Op::SortBy { key: later, value: kept, descending: false }, span)
+        };
+        // The keys and counts are made together, so that they share one
+        // compaction whichever is asked for first.
+        let counts = self.push(Op::RunTotals { keys: sorted, values: None }, span);
+        let kept_keys = self.push(Op::Mul(ends, sorted), span);
+        let kept_counts = self.push(Op::Mul(ends, counts), span);
+        let group_keys = self.push(Op::SortBy { key: later, value: kept_keys, descending: false }, span);
+        let group_counts = self.push(Op::SortBy { key: later, value: kept_counts, descending: false }, span);
+        let (id, elem) = match f {
+            "group_keys" => (group_keys, ElemType::Int),
+            "group_count" => (group_counts, ElemType::Int),
+            _ => {
+                let v = self.numbers(f, &args[1], spans[1])?;
+                let along = self.push(Op::SortBy { key: keys, value: v.id, descending: false }, span);
+                let totals = self.push(Op::RunTotals { keys: sorted, values: Some(along) }, span);
+                if f == "group_sum" {
+                    (compact(self, totals), v.elem)
+                } else {
+                    let sum = Val::Node { id: compact(self, totals), elem: v.elem, shape: Shape::Vector };
+                    let sum = self.operand(&sum, spans[1], Some(ElemType::Fixed))?;
+                    let count = self.mul_const(group_counts, self.scale(), span);
+                    (self.push(Op::DivSecret(sum.id, count), span), ElemType::Fixed)
+                }
+            }
+        };
+        Ok(Val::Node { id, elem, shape: Shape::Vector })
+    }
+
     /// `histogram(v, edges)`: per bucket `[e_j, e_{j+1})`, how many
     /// elements of `v` fall in it.
     fn histogram(&mut self, span: Span, args: &[Val], spans: &[Span]) -> Result<Val, CompileError> {
@@ -1189,13 +1247,21 @@ impl Lowerer {
     /// public domain (`K` for 0..K-1, or a list of int constants).
     fn group(&mut self, f: &str, span: Span, args: &[Val], spans: &[Span]) -> Result<Val, CompileError> {
         let want = if f == "group_count" { 2 } else { 3 };
+        if args.len() == want - 1 {
+            return self.group_by_sorting(f, span, args, spans);
+        }
         if args.len() != want {
-            let form = if f == "group_count" { "group_count(keys, domain)" } else { "group_sum(keys, values, domain)" };
+            let form = if f == "group_count" {
+                "group_count(keys) or group_count(keys, domain)"
+            } else {
+                "group_sum(keys, values) or group_sum(keys, values, domain)"
+            };
             return Err(err(
                 span,
                 format!(
-                    "`{f}` takes {want} arguments, found {}: {form}, with a public domain (K for the keys 0..K-1, \
-                     or a list of int constants)",
+                    "`{f}` takes {} or {want} arguments, found {}: {form}, the domain public (K for the keys \
+                     0..K-1, or a list of int constants) or left out (the groups are found by sorting)",
+                    want - 1,
                     args.len()
                 ),
             ));

@@ -274,6 +274,26 @@ pub fn func(f: Func, x: u64, frac_bits: u32) -> u64 {
     from_signed(((y * scale).round() as i64).clamp(-limit, limit))
 }
 
+/// [`Op::RunEnds`] of a sorted vector.
+pub fn run_ends(keys: &[u64]) -> Vec<u64> {
+    (0..keys.len()).map(|i| u64::from(i + 1 == keys.len() || keys[i + 1] != keys[i])).collect()
+}
+
+/// [`Op::RunTotals`]: running sums (or counts, with no values) within
+/// runs of equal keys, wrapping in the ring.
+pub fn run_totals(keys: &[u64], values: Option<&[u64]>) -> Vec<u64> {
+    let mut out = Vec::with_capacity(keys.len());
+    let mut acc = 0u64;
+    for i in 0..keys.len() {
+        if i == 0 || keys[i] != keys[i - 1] {
+            acc = 0;
+        }
+        acc = acc.wrapping_add(values.map_or(1, |v| v[i]));
+        out.push(acc);
+    }
+    out
+}
+
 /// Whether a ring value lies in `[-2^62, 2^62)` ([`Op::InRange`]).
 pub fn in_range(x: u64) -> bool {
     let v = to_signed(x);
@@ -466,6 +486,19 @@ pub fn evaluate(circuit: &Circuit, inputs: &PlainInputs) -> Result<Vec<Vec<u64>>
             Op::Func(f, a) => {
                 let x = v(*a);
                 Value { data: x.data.iter().map(|&e| func(*f, e, circuit.frac_bits)).collect(), scalar: x.scalar }
+            }
+            Op::RunEnds(a) => Value { data: run_ends(&v(*a).data), scalar: false },
+            Op::RunTotals { keys, values } => {
+                let k = &v(*keys).data;
+                if let Some(x) = values
+                    && v(*x).data.len() != k.len()
+                {
+                    return Err(EvalError {
+                        span,
+                        kind: EvalErrorKind::LengthMismatch { left: k.len(), right: v(*x).data.len() },
+                    });
+                }
+                Value { data: run_totals(k, values.map(|x| v(x).data.as_slice())), scalar: false }
             }
             Op::InRange(a) => {
                 let x = v(*a);
