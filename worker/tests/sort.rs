@@ -167,3 +167,72 @@ async fn a_sort_takes_logarithmically_many_rounds() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replicated_resharing_shuffle_is_a_uniform_permutation() {
+    // Over real TLS: the three parties shuffle a secret [0, 1, 2, 3] many
+    // times; every result is a permutation of it, and the 24 orders are
+    // uniform (chi-square, 23 degrees of freedom, generous threshold).
+    use cohort_worker::executor::net::Net;
+    use cohort_worker::executor::{InputLengths, Instance, OwnInputs};
+    use cohort_worker::protocol::Protocol;
+    use cohort_worker::protocol::replicated::Replicated;
+    use cohort_worker::sharing::{Secret, Share};
+    const TRIALS: usize = 2400;
+    let names: Vec<String> = (0..3).map(|p| format!("party-{p}")).collect();
+    let source = "input x: int from party-0\noutput y = x\n";
+    let circuit = std::sync::Arc::new(cohort_worker::program::compile(source, &names).expect("compiles"));
+    let results = common::each_party(3, move |mesh| {
+        let circuit = circuit.clone();
+        Box::pin(async move {
+            let me = mesh.self_index();
+            let mut net = Net::new(&mesh, std::time::Duration::from_secs(120));
+            let mut protocol = Replicated::new(me, 3).expect("three parties");
+            // The input round exchanges the pairwise keys.
+            let lengths = InputLengths(vec![vec![Some(1), None, None]]);
+            let lowering = cohort_worker::executor::Lowering {
+                protocol: cohort_worker::protocol::ProtocolName::Replicated3,
+                quotients: cohort_worker::executor::Quotients::Exact,
+            };
+            let instance = Instance::plan(&circuit, &lengths, lowering).expect("plans");
+            let mut own = OwnInputs::new();
+            if me == 0 {
+                own.insert_encoded(&circuit, "x", Secret::new(vec![7])).expect("input");
+            }
+            let mut values: Vec<Option<_>> = (0..instance.netlist.gates.len()).map(|_| None).collect();
+            protocol.share_inputs(&mut net, &instance, &circuit, &own, &mut values).await.expect("keys");
+            let mut parts_seen = Vec::with_capacity(TRIALS);
+            for _ in 0..TRIALS {
+                // [0, 1, 2, 3] as a public value: component 0 (party 0's
+                // part 0, party 2's part 1).
+                let public: Vec<u64> = (0..4).collect();
+                let zero = vec![0u64; 4];
+                let parts = match me {
+                    0 => [public.clone(), zero.clone()],
+                    2 => [zero.clone(), public.clone()],
+                    _ => [zero.clone(), zero.clone()],
+                };
+                let mut shares: Vec<Share> = parts.into_iter().map(Share::new).collect();
+                assert!(protocol.shuffle(&mut net, &mut shares, 4).await.expect("shuffle"));
+                parts_seen.push(shares[0].expose().to_vec());
+            }
+            (parts_seen, mesh)
+        })
+    })
+    .await;
+    let mut counts = [0u64; 24];
+    for t in 0..TRIALS {
+        // x = x_0 + x_1 + x_2, component i being party i's part 0.
+        let v: Vec<u64> = (0..4).map(|i| (0..3).fold(0u64, |acc, p| acc.wrapping_add(results[p][t][i]))).collect();
+        let mut seen = v.clone();
+        seen.sort();
+        assert_eq!(seen, vec![0, 1, 2, 3], "trial {t}: a permutation");
+        let mut code = 0;
+        for i in 0..4 {
+            code = code * (4 - i) + v[i + 1..].iter().filter(|x| **x < v[i]).count();
+        }
+        counts[code] += 1;
+    }
+    let chi = chi_square(&counts);
+    assert!(chi < 80.0, "chi-square {chi} over the 24 orders: {counts:?}");
+}

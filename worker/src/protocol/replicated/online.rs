@@ -827,3 +827,30 @@ fn permutation_from(seed: &Seed, n: usize) -> Vec<u32> {
     }
     p
 }
+
+#[cfg(test)]
+mod shuffle_tests {
+    use super::*;
+
+    /// The permutations a key's holders draw are permutations, and uniform
+    /// over the 24 orders of 4 elements (chi-square with 23 degrees of
+    /// freedom; its 99.99th percentile is about 57, the threshold is
+    /// generous).
+    #[test]
+    fn drawn_permutations_are_uniform() {
+        let mut counts = [0u64; 24];
+        for _ in 0..24_000 {
+            let p = permutation_from(&Seed::random().unwrap(), 4);
+            let mut seen = p.clone();
+            seen.sort();
+            assert_eq!(seen, vec![0, 1, 2, 3]);
+            let mut code = 0;
+            for i in 0..4 {
+                code = code * (4 - i) + p[i + 1..].iter().filter(|x| **x < p[i]).count();
+            }
+            counts[code] += 1;
+        }
+        let chi: f64 = counts.iter().map(|c| (*c as f64 - 1000.0).powi(2) / 1000.0).sum();
+        assert!(chi < 80.0, "chi-square {chi}: {counts:?}");
+    }
+}
