@@ -108,13 +108,8 @@ impl Netlist {
         let (keys, from_a) = (sorted[0], sorted[1]);
         // starts[p]: row p begins a run (p = 0, or its key differs from
         // the previous row's).
-        let prev = self.range(keys, 0, n - 1, span);
-        let next = self.range(keys, 1, n - 1, span);
-        let diff = self.ring2(GateOp::Sub, next, prev, span);
-        let same = self.is_zero(diff, span);
-        let differs = self.push(GateOp::Not(same), span, Some(n - 1), Kind::Bits(1));
+        let differs = self.differs_from_next(keys, span);
         let one = self.constant(1, span);
-        let differs = self.push(GateOp::Inject(differs, one), span, Some(n - 1), Kind::Ring);
         let edge = self.push(GateOp::Public(PublicValue::Ring(vec![1])), span, Some(1), Kind::Ring);
         let starts = self.push(GateOp::Concat(vec![edge, differs]), span, Some(n), Kind::Ring);
         let has = self.propagate(starts, from_a, span);
@@ -141,6 +136,25 @@ impl Netlist {
     /// `s ∨ s[p-d] = s + s[p-d] - s·s[p-d]`: two products per element, in
     /// the same round.
     pub fn propagate(&mut self, starts: GateId, values: GateId, span: Span) -> GateId {
+        self.segmented_scan(starts, values, span, |net, start, cur, back| {
+            let delta = net.ring2(GateOp::Sub, cur, back, span);
+            let kept = net.ring2(GateOp::Mul, start, delta, span);
+            net.ring2(GateOp::Add, back, kept, span)
+        })
+    }
+
+    /// A Hillis–Steele scan over runs: at distance `d = 1, 2, 4, …`, every
+    /// element from `d` on combines its value with the one `d` back
+    /// (`combine(start, value, value d back)`, where `start` says a run
+    /// begins between them) and its flag becomes `s ∨ s[p-d]`
+    /// (`s + s' - s·s'`), both in the same round: `⌈log2 n⌉` rounds.
+    fn segmented_scan(
+        &mut self,
+        starts: GateId,
+        values: GateId,
+        span: Span,
+        combine: impl Fn(&mut Netlist, GateId, GateId, GateId) -> GateId,
+    ) -> GateId {
         let n = self.gate(values).width();
         let (mut flags, mut x) = (starts, values);
         let mut d = 1;
@@ -151,13 +165,11 @@ impl Netlist {
             };
             let (cur_x, back_x) = (self.range(x, d, n - d, span), self.range(x, 0, n - d, span));
             let (cur_f, back_f) = (self.range(flags, d, n - d, span), self.range(flags, 0, n - d, span));
-            let delta = self.ring2(GateOp::Sub, cur_x, back_x, span);
-            let kept = self.ring2(GateOp::Mul, cur_f, delta, span);
-            let moved = self.ring2(GateOp::Add, back_x, kept, span);
+            let merged = combine(self, cur_f, cur_x, back_x);
             let both = self.ring2(GateOp::Mul, cur_f, back_f, span);
             let sum = self.ring2(GateOp::Add, cur_f, back_f, span);
             let either = self.ring2(GateOp::Sub, sum, both, span);
-            x = step(self, x, moved);
+            x = step(self, x, merged);
             flags = step(self, flags, either);
             d *= 2;
         }
@@ -199,7 +211,7 @@ impl Netlist {
     /// and round).
     pub fn run_totals(&mut self, keys: GateId, values: Option<GateId>, span: Span) -> GateId {
         let n = self.gate(keys).width();
-        let mut x = match values {
+        let x = match values {
             Some(v) => v,
             None => {
                 let ones = self.push(GateOp::Public(PublicValue::Ring(vec![1; n])), span, Some(n), Kind::Ring);
@@ -215,27 +227,13 @@ impl Netlist {
         }
         let differs = self.differs_from_next(keys, span);
         let first = self.push(GateOp::Public(PublicValue::Ring(vec![1])), span, Some(1), Kind::Ring);
-        let mut flags = self.push(GateOp::Concat(vec![first, differs]), span, Some(n), Kind::Ring);
+        let starts = self.push(GateOp::Concat(vec![first, differs]), span, Some(n), Kind::Ring);
         let one = self.constant(1, span);
-        let mut d = 1;
-        while d < n {
-            let step = |net: &mut Netlist, v: GateId, merged: GateId| {
-                let head = net.range(v, 0, d, span);
-                net.push(GateOp::Concat(vec![head, merged]), span, Some(n), Kind::Ring)
-            };
-            let (cur_x, back_x) = (self.range(x, d, n - d, span), self.range(x, 0, n - d, span));
-            let (cur_f, back_f) = (self.range(flags, d, n - d, span), self.range(flags, 0, n - d, span));
-            let open = self.ring2(GateOp::Sub, one, cur_f, span);
-            let carried = self.ring2(GateOp::Mul, open, back_x, span);
-            let summed = self.ring2(GateOp::Add, cur_x, carried, span);
-            let both = self.ring2(GateOp::Mul, cur_f, back_f, span);
-            let sum = self.ring2(GateOp::Add, cur_f, back_f, span);
-            let either = self.ring2(GateOp::Sub, sum, both, span);
-            x = step(self, x, summed);
-            flags = step(self, flags, either);
-            d *= 2;
-        }
-        x
+        self.segmented_scan(starts, x, span, |net, start, cur, back| {
+            let open = net.ring2(GateOp::Sub, one, start, span);
+            let carried = net.ring2(GateOp::Mul, open, back, span);
+            net.ring2(GateOp::Add, cur, carried, span)
+        })
     }
 
     /// The division by the public divisor `d` this netlist's protocol and
