@@ -223,7 +223,8 @@ async fn the_replicated_resharing_shuffle_is_a_uniform_permutation() {
     let mut counts = [0u64; 24];
     for t in 0..TRIALS {
         // x = x_0 + x_1 + x_2, component i being party i's part 0.
-        let v: Vec<u64> = (0..4).map(|i| (0..3).fold(0u64, |acc, p| acc.wrapping_add(results[p][t][i]))).collect();
+        let v: Vec<u64> =
+            (0..4).map(|i| results.iter().fold(0u64, |acc, party| acc.wrapping_add(party[t][i]))).collect();
         let mut seen = v.clone();
         seen.sort();
         assert_eq!(seen, vec![0, 1, 2, 3], "trial {t}: a permutation");
