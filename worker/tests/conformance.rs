@@ -197,11 +197,17 @@ impl RandomProgram<'_> {
 
     fn int(&mut self, depth: u32) -> String {
         if depth == 0 {
-            return match self.pick(5) {
+            return match self.pick(9) {
                 0 => "x".into(),
                 1 => "y".into(),
                 2 => "t".into(),
                 3 => format!("{}", self.pick(7) as i64 - 3),
+                // Vectors of the inputs' length from the order statistics
+                // and group-bys (issue 18): they combine elementwise.
+                4 => "sort(x)".into(),
+                5 => "sort_by_desc(x, y)".into(),
+                6 => "group_count(y)".into(),
+                7 => "group_sum(x, y)".into(),
                 _ => "(x - y)".into(),
             };
         }
@@ -249,7 +255,8 @@ impl RandomProgram<'_> {
     }
 }
 
-/// Random programs of the comparison family under every protocol (3
+/// Random programs of the comparison family, with sorts and group-bys
+/// among their leaves, under every protocol (3
 /// parties; the additive protocol with dealt material) against
 /// `program::plain` on edge and random inputs: every output equal, element
 /// by element.
