@@ -132,30 +132,9 @@ impl Netlist {
             let sum = fixed_point::add(&mut ops, &a8, &b8, false);
             fixed_point::add(&mut ops, &sum, &offset, false)
         };
-        let (lo, hi) = {
-            let mut ops = Recorder { net: self, span };
-            let low = ops.gather(&kappa, &[0, 1, 2]);
-            let high = ops.gather(&kappa, &[3, 4, 5, 6, 7]);
-            let eight: Vec<u64> = (0..8).collect();
-            (fixed_point::decode(&mut ops, &low, &eight), fixed_point::decode(&mut ops, &high, &eight))
-        };
-        let lo = self.inject_planes(lo, &(0..8).collect::<Vec<_>>(), span);
-        let hi = self.inject_planes(hi, &(0..8).collect::<Vec<_>>(), span);
-        // The quotient is (ma/mb)·2^κ = ratio·2^κ_lo·2^(8κ_hi - P): below
-        // half a unit for κ < 0 (κ_hi matches nothing: 0), out of the
-        // domain above 61.
-        let lo_terms: Vec<GateId> = lo.iter().enumerate().map(|(b, h)| self.scale(*h, 1 << b, span)).collect();
-        let v_lo = self.sum(&lo_terms, span);
-        let r = self.mul(ratio, v_lo, span);
-        let parts: Vec<GateId> = hi
-            .iter()
-            .enumerate()
-            .map(|(k, h)| {
-                let t = self.shift(r, 8 * k as i32 - P as i32, span);
-                self.mul(*h, t, span)
-            })
-            .collect();
-        let q = self.sum(&parts, span);
+        // The quotient is (ma/mb)·2^κ = ratio·2^(κ - P): below half a unit
+        // for κ < 0, out of the domain above 61.
+        let q = self.scale_by_exponent(ratio, kappa, span);
         Ok(self.narrow(q, len, span))
     }
 
@@ -477,11 +456,52 @@ impl Netlist {
         let whole = self.sum(&terms, span);
         let u = self.sub(y, whole, span);
         let p = self.polynomial_unsigned(u, &EXP2, span);
+        if ks.len() > 40 {
+            // Many exponents (exp): κ = k + out_bits on 8 bits (an adder
+            // with a public operand, in parallel with the polynomial), then
+            // two 8-way one-hots: 16 injections instead of one per value.
+            let offset = self.public_bits(out_bits as u64 & 0xff, 8, k, span);
+            let kappa = {
+                let mut ops = Recorder { net: self, span };
+                fixed_point::add(&mut ops, &k, &offset, false)
+            };
+            return self.scale_by_exponent(p, kappa, span);
+        }
         let values: Vec<u64> = ks.iter().map(|k| (*k as u64) & 0xff).collect();
         let hot = self.decode_ring(k, &values, span);
         let exps: Vec<(GateId, i32)> =
             hot.into_iter().zip(ks).map(|(h, k)| (h, *k as i32 + out_bits - P as i32)).collect();
         self.scale_by_power(p, P + 2, &exps, span)
+    }
+
+    /// `m · 2^(κ - P)` for `|m| <= 2^(P+2)` and `κ` in `[0, 63]` given as 8
+    /// two's-complement planes (any other κ gives 0): κ's low 3 and high 5
+    /// bits decoded to two 8-way one-hots (16 injections), `r = m·2^κ_lo`
+    /// (one product, below 2^39), then for each value of `κ_hi` its
+    /// truncation or public product by `2^(8κ_hi - P)` and one product by
+    /// its one-hot bit. Three rounds after `m`.
+    fn scale_by_exponent(&mut self, m: GateId, kappa: GateId, span: Span) -> GateId {
+        let (lo, hi) = {
+            let mut ops = Recorder { net: self, span };
+            let low = ops.gather(&kappa, &[0, 1, 2]);
+            let high = ops.gather(&kappa, &[3, 4, 5, 6, 7]);
+            let eight: Vec<u64> = (0..8).collect();
+            (fixed_point::decode(&mut ops, &low, &eight), fixed_point::decode(&mut ops, &high, &eight))
+        };
+        let lo = self.inject_planes(lo, &(0..8).collect::<Vec<_>>(), span);
+        let hi = self.inject_planes(hi, &(0..8).collect::<Vec<_>>(), span);
+        let lo_terms: Vec<GateId> = lo.iter().enumerate().map(|(b, h)| self.scale(*h, 1 << b, span)).collect();
+        let v_lo = self.sum(&lo_terms, span);
+        let r = self.mul(m, v_lo, span);
+        let parts: Vec<GateId> = hi
+            .iter()
+            .enumerate()
+            .map(|(k, h)| {
+                let t = self.shift(r, 8 * k as i32 - P as i32, span);
+                self.mul(*h, t, span)
+            })
+            .collect();
+        self.sum(&parts, span)
     }
 
     /// The powers `t^1..t^d` of `t` at [`P`] bits (`|t| <= 2^P`), by a
