@@ -26,7 +26,10 @@
 //! - **scaling by a secret power of two**: a one-hot over the exponent
 //!   (from the normalization, or decoded from bits) selects public powers of
 //!   two; segments of 30 exponents each multiply the mantissa once and
-//!   truncate once, so no product leaves the ring's safe range.
+//!   truncate once, so no product leaves the ring's safe range. With many
+//!   exponents in bits (division, `exp`) the one-hot is factored into two
+//!   8-way ones (16 injections instead of one per exponent, one round
+//!   more).
 
 use super::netlist::{GateId, GateOp, Kind, Netlist, PublicValue, Recorder};
 use super::plan::PlanError;
