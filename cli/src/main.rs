@@ -148,6 +148,41 @@ enum BenchOp {
     Compare,
     /// `sort(x + y)` of `--n` secret keys, in process (docs/sorting.md).
     Sort,
+    /// `median(x + y)` of `--n` secret integers, in process.
+    Median,
+    /// `join_sum(x, y, y)` of two `--n`-row tables, in process.
+    JoinSum,
+    /// `group_sum(x, y)` (secret keys, no domain) over `--n` rows, in process.
+    GroupSum,
+    /// `x / y` of `--n` fixed-point pairs, `y` secret, in process.
+    Divide,
+    /// `sigmoid(x + y)` of `--n` fixed-point values, in process.
+    Sigmoid,
+    /// `exp(x + y)` of `--n` fixed-point values, in process.
+    Exp,
+    /// `log(x + y)` of `--n` fixed-point values, in process.
+    Log,
+    /// `sqrt(x + y)` of `--n` fixed-point values, in process.
+    Sqrt,
+}
+
+impl BenchOp {
+    /// The program `bench::sort` runs for this operation, if it is one.
+    fn program(self) -> Option<cohort_worker::bench::sort::ProgramOp> {
+        use cohort_worker::bench::sort::ProgramOp;
+        Some(match self {
+            BenchOp::Mul | BenchOp::Compare => return None,
+            BenchOp::Sort => ProgramOp::Sort,
+            BenchOp::Median => ProgramOp::Median,
+            BenchOp::JoinSum => ProgramOp::JoinSum,
+            BenchOp::GroupSum => ProgramOp::GroupSum,
+            BenchOp::Divide => ProgramOp::Divide,
+            BenchOp::Sigmoid => ProgramOp::Sigmoid,
+            BenchOp::Exp => ProgramOp::Exp,
+            BenchOp::Log => ProgramOp::Log,
+            BenchOp::Sqrt => ProgramOp::Sqrt,
+        })
+    }
 }
 
 /// Where preprocessing material comes from.
@@ -169,29 +204,40 @@ enum Format {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Bench { op, n: Some(_), .. } if op != BenchOp::Sort => refuse("--n sets the keys of --op sort"),
-        Command::Bench { op: BenchOp::Sort, mults, comparisons, triples, tls_mib, .. }
-            if mults.is_some() || comparisons.is_some() || triples.is_some() || tls_mib.is_some() =>
+        Command::Bench { op, n: Some(_), .. } if op.program().is_none() => refuse(
+            "--n sets the elements of --op sort, median, join-sum, group-sum, divide, sigmoid, exp, log and sqrt",
+        ),
+        Command::Bench { op, mults, comparisons, triples, tls_mib, .. }
+            if op.program().is_some()
+                && (mults.is_some() || comparisons.is_some() || triples.is_some() || tls_mib.is_some()) =>
         {
-            refuse("--op sort takes --n N (not --mults, --comparisons, --triples or --tls-mib)")
+            refuse(
+                "--op sort (median, join-sum, group-sum, divide, sigmoid, exp, log, sqrt) takes --n N (not --mults, \
+                 --comparisons, --triples or --tls-mib)",
+            )
         }
-        Command::Bench { op: BenchOp::Sort, protocol, parties, .. } if protocol.check_parties(parties).is_err() => {
+        Command::Bench { op, protocol, parties, .. }
+            if op.program().is_some() && protocol.check_parties(parties).is_err() =>
+        {
             refuse(&protocol.check_parties(parties).err().unwrap_or_default())
         }
-        Command::Bench { op: BenchOp::Sort, protocol, preprocessing: Some(_), .. }
-            if !protocol.uses_preprocessing() =>
+        Command::Bench { op, protocol, preprocessing: Some(_), .. }
+            if op.program().is_some() && !protocol.uses_preprocessing() =>
         {
             refuse(&format!("--preprocessing: {protocol} takes no preprocessing material; drop the flag"))
         }
-        Command::Bench { op: BenchOp::Sort, parties, repeats, format, preprocessing, n, protocol, .. } => {
+        Command::Bench { op, parties, repeats, format, preprocessing, n, protocol, .. }
+            if let Some(program) = op.program() =>
+        {
             let mode = match preprocessing {
                 Some(Preprocessing::Ot) => Mode::Ot,
                 Some(Preprocessing::Dealer) | None => Mode::Dealer,
             };
             let n = n.unwrap_or(DEFAULT_COUNT / 10);
-            let options = cohort_worker::bench::sort::SortBenchOptions { parties, n, repeats, mode, protocol };
+            let options =
+                cohort_worker::bench::sort::SortBenchOptions { op: program, parties, n, repeats, mode, protocol };
             let what = if protocol.uses_preprocessing() { format!("{mode} material") } else { protocol.to_string() };
-            eprintln!("cohort bench: {parties} parties, sort of {n} keys, {what}, {repeats} runs");
+            eprintln!("cohort bench: {parties} parties, {program:?} of {n} elements, {what}, {repeats} runs");
             match cohort_worker::bench::sort::run(&options).await {
                 Ok(report) => print_report("cohort bench", format, &report, sort_text),
                 Err(e) => {
@@ -632,9 +678,10 @@ fn print_report<T: serde::Serialize>(command: &str, format: Format, report: &T, 
 fn sort_text(r: &cohort_worker::bench::sort::SortBenchReport) -> String {
     let material = r.preprocessing.map_or(String::from("no material"), |m| format!("{m} material"));
     format!(
-        "sort of {} keys, {} parties, {}, {material}\n  job: {:.3} s ({:.0} keys/s), online {:.3} s, {} rounds\n  \
-         {:.1} bytes per key per party, peak RSS {:.1} MiB ({:.1} MiB per party)\n  material: {} triples, {} \
-         edaBits, {} bit triples\n  cpu: {}\n",
+        "{:?} of {} elements, {} parties, {}, {material}\n  job: {:.3} s ({:.0} elements/s), online {:.3} s, {} \
+         rounds\n  {:.1} bytes per element per party, peak RSS {:.1} MiB ({:.1} MiB per party)\n  material: {} \
+         triples, {} edaBits, {} bit triples\n  cpu: {}\n",
+        r.op,
         r.n,
         r.parties,
         r.protocol,

@@ -292,7 +292,15 @@ pub async fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     let x = Arc::new(input_values(mults, 1));
     let y = Arc::new(input_values(mults, 2));
     let expected = x.iter().zip(y.iter()).fold(0u64, |acc, (a, b)| acc.wrapping_add(a.wrapping_mul(*b)));
-    let job = JobSpec { circuit, consent: federation.consent(&source), x, y, expected: vec![expected], protocol };
+    let job = JobSpec {
+        circuit,
+        consent: federation.consent(&source),
+        x,
+        y,
+        expected: vec![expected],
+        tolerance: exact,
+        protocol,
+    };
 
     let (mut online, mut e2e, mut drain, mut setup) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut rounds = 0;
@@ -383,7 +391,28 @@ struct JobSpec {
     y: Arc<Vec<u64>>,
     /// The first output's value at every party.
     expected: Vec<u64>,
+    /// How far an element may be from `expected`, in ring units: the
+    /// documented bound of an approximate operation (0: exact).
+    tolerance: fn(u64) -> u64,
     protocol: ProtocolName,
+}
+
+/// The tolerance of an exact operation.
+fn exact(_: u64) -> u64 {
+    0
+}
+
+impl JobSpec {
+    /// Whether `got` is the expected value within the tolerance.
+    fn accepts(&self, got: Option<&[u64]>) -> bool {
+        got.is_some_and(|got| {
+            got.len() == self.expected.len()
+                && got
+                    .iter()
+                    .zip(&self.expected)
+                    .all(|(g, w)| crate::ring::to_signed(g.wrapping_sub(*w)).unsigned_abs() <= (self.tolerance)(*w))
+        })
+    }
 }
 
 struct JobRun {
@@ -483,7 +512,7 @@ async fn one_job(federation: &LocalFederation, job: &JobSpec, material: Material
     for (me, task) in tasks.into_iter().enumerate() {
         let (out, done, bytes) = task.await.map_err(|e| BenchError::Task(e.to_string()))??;
         let value = out.outputs.first().and_then(|o| o.value.as_ref()).map(|v| v.expose().to_vec());
-        if value.as_ref() != Some(&job.expected) {
+        if !job.accepts(value.as_deref()) {
             return Err(BenchError::WrongResult(me));
         }
         last = last.max(done);

@@ -386,19 +386,3 @@ async fn two_and_five_parties() {
         }
     }
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a timing, run by hand"]
-async fn timing_by_hand() {
-    let n = 100_000;
-    let x = values(n, 30, 1, true, &[]);
-    let y: Vec<i64> = values(n, 30, 2, true, &[]).iter().map(|v| v | 1).collect();
-    for expr in ["x / y", "sigmoid(x) + y", "exp(x / 65536) + y", "log(x) + y", "sqrt(x) + y"] {
-        for backend in [Backend::AdditiveDealer, Backend::Replicated] {
-            let (c, source) = circuit(16, expr, "[]");
-            let start = std::time::Instant::now();
-            let _ = run(backend, c, &source, &x, &y).await;
-            println!("{expr} {backend:?} n={n}: {:.2} s", start.elapsed().as_secs_f64());
-        }
-    }
-}

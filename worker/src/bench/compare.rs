@@ -138,7 +138,15 @@ pub async fn run(options: &CompareBenchOptions) -> Result<CompareBenchReport, Be
     let expected =
         x.iter().zip(&y).filter(|(a, b)| crate::ring::to_signed(**a) < crate::ring::to_signed(**b)).count() as u64;
     let consent = crate::local::job_consent_digest(protocol, &source, &federation.names, mode);
-    let job = JobSpec { circuit, consent, x: Arc::new(x), y: Arc::new(y), expected: vec![expected], protocol };
+    let job = JobSpec {
+        circuit,
+        consent,
+        x: Arc::new(x),
+        y: Arc::new(y),
+        expected: vec![expected],
+        tolerance: super::exact,
+        protocol,
+    };
     let during = match mode {
         _ if !material => Material::None,
         Mode::Ot => Material::Ot,

@@ -1,10 +1,13 @@
-//! `cohort bench --op sort`: how fast the parties sort `n` secret 64-bit
-//! keys (`docs/sorting.md`), in process over real loopback mTLS.
+//! `cohort bench --op sort` (and `median`, `join-sum`, `group-sum`,
+//! `divide`, `sigmoid`): how fast the parties sort `n` secret 64-bit keys
+//! (`docs/sorting.md`), or run one of the operations built on the sort
+//! and the fixed-point functions, in process over real loopback mTLS.
 //!
-//! The job is `output s = sort(x + y)` with `x` (party-0) and `y`
+//! The sort's job is `output s = sort(x + y)` with `x` (party-0) and `y`
 //! (party-1) vectors of `n` integers, so that every key is a secret no
-//! party holds; the sorted vector is opened to every party and checked
-//! against the plaintext sort at every run.
+//! party holds; the result is opened to every party and checked against
+//! `program::plain` at every run (within the documented bound for the
+//! approximate operations). The other operations: [`ProgramOp`].
 //!
 //! - **job** (`seconds`, `keys_per_second`): the whole job, meshes
 //!   established to outputs at every party, with the material produced
@@ -37,9 +40,110 @@ use crate::program::compile;
 use crate::protocol::ProtocolName;
 use std::sync::Arc;
 
+/// The operation measured: a sort, or one of the operations of issue 18
+/// built on it or beside it. Each is one job over `n` elements of `x`
+/// (party 0) and `y` (party 1), its result checked against
+/// `program::plain` within the operation's documented bound.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProgramOp {
+    /// `sort(x + y)`.
+    #[default]
+    Sort,
+    /// `median(x + y)`.
+    Median,
+    /// `join_sum(x, y, y)`: two tables of `n` rows with overlapping keys.
+    JoinSum,
+    /// `group_sum(x, y)`: the group-by of secret keys (with ties) through
+    /// sorting.
+    GroupSum,
+    /// `x / y` of fixed-point values, `y` secret.
+    Divide,
+    /// `sigmoid(x + y)` of fixed-point values.
+    Sigmoid,
+    /// `exp(x + y)` of fixed-point values.
+    Exp,
+    /// `log(x + y)` of fixed-point values.
+    Log,
+    /// `sqrt(x + y)` of fixed-point values.
+    Sqrt,
+}
+
+impl ProgramOp {
+    /// The program's output expression and the inputs' element type.
+    fn program(self) -> (&'static str, &'static str) {
+        match self {
+            ProgramOp::Sort => ("sort(x + y)", "int"),
+            ProgramOp::Median => ("median(x + y)", "int"),
+            ProgramOp::JoinSum => ("join_sum(x, y, y)", "int"),
+            ProgramOp::GroupSum => ("group_sum(x, y)", "int"),
+            ProgramOp::Divide => ("x / y", "fixed"),
+            ProgramOp::Sigmoid => ("sigmoid(x + y)", "fixed"),
+            ProgramOp::Exp => ("exp(x + y)", "fixed"),
+            ProgramOp::Log => ("log(x + y)", "fixed"),
+            ProgramOp::Sqrt => ("sqrt(x + y)", "fixed"),
+        }
+    }
+
+    /// The documented error bound, in ring units, of a result element.
+    fn tolerance(self) -> fn(u64) -> u64 {
+        match self {
+            ProgramOp::Sort | ProgramOp::JoinSum | ProgramOp::GroupSum => super::exact,
+            // One truncation when the middle falls between two elements.
+            ProgramOp::Median => |_| 1,
+            // docs/fixed-point-functions.md: 2^-25 of the quotient and 2 ulps.
+            ProgramOp::Divide => |w| 2 + (crate::ring::to_signed(w).unsigned_abs() >> 25),
+            ProgramOp::Sigmoid | ProgramOp::Log => |_| 3,
+            ProgramOp::Exp => |w| 2 + (crate::ring::to_signed(w).unsigned_abs() >> 26),
+            ProgramOp::Sqrt => |w| 2 + (crate::ring::to_signed(w).unsigned_abs() >> 27),
+        }
+    }
+
+    /// The inputs: `x` and `y`, `n` elements each.
+    fn inputs(self, n: usize) -> (Vec<u64>, Vec<u64>) {
+        let mix = |i: u64, salt: u64| (i ^ salt).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        match self {
+            ProgramOp::Sort | ProgramOp::GroupSum => inputs(n),
+            // The median is `fixed`: keys below 2^40, so that 2^f times
+            // them stays in range.
+            ProgramOp::Median => {
+                let (x, y) = inputs(n);
+                let small = |v: Vec<u64>| {
+                    v.into_iter().map(|e| crate::ring::from_signed(crate::ring::to_signed(e) >> 21)).collect()
+                };
+                (small(x), small(y))
+            }
+            // Keys below 2n on both sides: about 40 % of the rows match.
+            ProgramOp::JoinSum => {
+                let key = |i: u64, salt: u64| mix(i, salt) % (2 * n as u64);
+                ((0..n as u64).map(|i| key(i, 1)).collect(), (0..n as u64).map(|i| key(i, 2)).collect())
+            }
+            // |x| < 2^36 (reals below 2^20 at f = 16), 2^16 <= |y| < 2^30.
+            ProgramOp::Divide => {
+                let x = (0..n as u64).map(|i| crate::ring::from_signed((mix(i, 3) >> 27) as i64 - (1 << 36))).collect();
+                let y = (0..n as u64)
+                    .map(|i| {
+                        let m = (1u64 << 16) + (mix(i, 4) >> 35);
+                        if i % 2 == 0 { m } else { m.wrapping_neg() }
+                    })
+                    .collect();
+                (x, y)
+            }
+            // |x + y| < 2^21 (reals below 32 at f = 16): the whole curve
+            // of the sigmoid, exp up to e^32, log and sqrt of both signs.
+            ProgramOp::Sigmoid | ProgramOp::Exp | ProgramOp::Log | ProgramOp::Sqrt => {
+                let v = |i: u64, salt: u64| crate::ring::from_signed((mix(i, salt) >> 44) as i64 - (1 << 19));
+                ((0..n as u64).map(|i| v(i, 5)).collect(), (0..n as u64).map(|i| v(i, 6)).collect())
+            }
+        }
+    }
+}
+
 /// What to measure.
 #[derive(Clone, Debug)]
 pub struct SortBenchOptions {
+    /// The operation (`sort` by default).
+    pub op: ProgramOp,
     /// Number of parties (at least 2; 3 under `replicated-3`).
     pub parties: usize,
     /// Keys to sort (at least 2).
@@ -55,7 +159,7 @@ pub struct SortBenchOptions {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct SortBenchReport {
     pub cpu: CpuInfo,
-    pub op: &'static str,
+    pub op: ProgramOp,
     pub protocol: ProtocolName,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub preprocessing: Option<Mode>,
@@ -117,7 +221,7 @@ fn peak_rss() -> u64 {
 
 /// Run the sort benchmark (see the module documentation).
 pub async fn run(options: &SortBenchOptions) -> Result<SortBenchReport, BenchError> {
-    let SortBenchOptions { parties, n, repeats, mode, protocol } = *options;
+    let SortBenchOptions { op, parties, n, repeats, mode, protocol } = *options;
     protocol.check_parties(parties).map_err(BenchError::Options)?;
     if n < 2 || repeats == 0 {
         return Err(BenchError::Options("n must be at least 2 and repeats at least 1".into()));
@@ -130,7 +234,9 @@ pub async fn run(options: &SortBenchOptions) -> Result<SortBenchReport, BenchErr
     }
     let federation = LocalFederation::with_parties(parties).await?.with_protocol(protocol);
     let names = &federation.names;
-    let source = format!("input x: int[] from {}\ninput y: int[] from {}\noutput s = sort(x + y)", names[0], names[1]);
+    let (expression, elem) = op.program();
+    let source =
+        format!("input x: {elem}[] from {}\ninput y: {elem}[] from {}\noutput s = {expression}", names[0], names[1]);
     let circuit = Arc::new(compile(&source, names).map_err(|e| BenchError::Compile(e.to_string()))?);
     let mut lengths = InputLengths(vec![vec![None; parties]; 2]);
     lengths.0[0][0] = Some(n);
@@ -138,11 +244,14 @@ pub async fn run(options: &SortBenchOptions) -> Result<SortBenchReport, BenchErr
     let lowering = Lowering { protocol, quotients: crate::executor::Quotients::of(mode) };
     let instance = Instance::plan(&circuit, &lengths, lowering).map_err(|e| BenchError::Compile(e.to_string()))?;
     let totals = if material { instance.plan.totals() } else { Default::default() };
-    let (x, y) = inputs(n);
-    let keys: Vec<u64> = x.iter().zip(&y).map(|(a, b)| a.wrapping_add(*b)).collect();
-    let expected = crate::program::plain::sort_by(&keys, &keys, false);
+    let (x, y) = op.inputs(n);
+    let plain_inputs = crate::program::plain::PlainInputs::new().set(0, 0, x.clone()).set(1, 1, y.clone());
+    let expected = crate::program::plain::evaluate(&circuit, &plain_inputs)
+        .map_err(|e| BenchError::Compile(format!("plaintext evaluation: {e}")))?
+        .swap_remove(0);
     let consent = crate::local::job_consent_digest(protocol, &source, names, mode);
-    let job = JobSpec { circuit, consent, x: Arc::new(x), y: Arc::new(y), expected, protocol };
+    let job =
+        JobSpec { circuit, consent, x: Arc::new(x), y: Arc::new(y), expected, tolerance: op.tolerance(), protocol };
     let during = match mode {
         _ if !material => Material::None,
         Mode::Ot => Material::Ot,
@@ -173,7 +282,7 @@ pub async fn run(options: &SortBenchOptions) -> Result<SortBenchReport, BenchErr
     let peak = median(&peaks) as u64;
     Ok(SortBenchReport {
         cpu: CpuInfo::current(),
-        op: "sort",
+        op,
         protocol,
         preprocessing: material.then_some(mode),
         parties,

@@ -29,7 +29,9 @@ impl Netlist {
     /// (`Op::Quantile`): pick the two closest ranks (public positions), interpolate with the
     /// public fraction. With `h = (n - 1)·q` on the grid, `s[⌊h⌋]` exactly
     /// when `h` is whole, else `s[⌊h⌋] + trunc((s[⌊h⌋+1] - s[⌊h⌋])·frac)`:
-    /// one truncation (error at most one unit in the last place).
+    /// one truncation (error at most one unit in the last place). The
+    /// fraction is reduced to `a/2^b` first, so the product is `a` times
+    /// the gap (once the gap itself for a median).
     pub fn quantile(&mut self, v: GateId, q: u64, frac_bits: u32, span: Span) -> Result<GateId, PlanError> {
         let n = self.gate(v).width();
         if n == 0 {
@@ -46,9 +48,12 @@ impl Netlist {
         }
         let high = self.element(sorted, lo + 1, span);
         let step = self.ring2(GateOp::Sub, high, low, span);
-        let weight = self.constant(frac, span);
+        // The fraction in lowest terms, a/2^b: the product a·step stays
+        // small (the median's is the step itself, halved).
+        let shift = frac.trailing_zeros();
+        let weight = self.constant(frac >> shift, span);
         let scaled = self.ring2(GateOp::Mul, step, weight, span);
-        let scale = self.constant(1u64 << frac_bits, span);
+        let scale = self.constant(1u64 << (frac_bits - shift), span);
         let interpolated = self.divide(scaled, scale, span)?;
         Ok(self.ring2(GateOp::Add, low, interpolated, span))
     }
