@@ -231,3 +231,17 @@ fn sorts_by_one_key_share_one_sort() {
     let sorts: usize = instance.layers.iter().map(|l| l.sorts.len()).sum();
     assert_eq!(sorts, 3, "one sort by key, one compaction of the keys and counts, one of the sums");
 }
+
+/// A median does not depend on the program's fixed point: at
+/// `fixed_point 0` the middle of an even length is the halved sum,
+/// floored to the grid, not the maximum.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_median_at_fixed_point_zero() {
+    let source = "fixed_point 0\ninput x: int[] from party-0\noutput m = median(x)\noutput q = quantile(x, 0.25)\n";
+    for backend in BACKENDS {
+        let inputs = vec![vec![("x", enc(&[9, 1, 4, 6]))], vec![], vec![]];
+        let outs = check_within(backend, 3, source, inputs, |_| 1).await;
+        let m = outs[0].outputs.iter().find(|o| o.name == "m").and_then(|o| o.value.as_ref()).expect("median");
+        assert!((4..=5).contains(&m.expose()[0]), "{backend:?}: the median of 1 4 6 9 is 5, floored within one unit");
+    }
+}

@@ -559,7 +559,7 @@ fn lower(circuit: &Circuit, lengths: &InputLengths, lowering: Lowering) -> Resul
                     let count = shape.unwrap_or(0);
                     net.push(GateOp::Strided { a: g(v), start, step: 1, count }, span, shape, ring)
                 }
-                Op::Quantile { v, q } => net.quantile(g(v), *q, circuit.frac_bits, span)?,
+                Op::Quantile { v, q } => net.quantile(g(v), *q, crate::program::ir::QUANTILE_BITS, span)?,
                 Op::JoinCount(a, b) => net.join(g(a), g(b), None, span)?,
                 Op::JoinSum(a, b, c) => net.join(g(a), g(b), Some(g(c)), span)?,
                 Op::DivSecret(a, b) => net.div_secret(g(a), g(b), circuit.frac_bits, span)?,
@@ -680,7 +680,9 @@ fn evaluate_public(
             let (start, count) = (ring::to_signed(value(start)[0]), ring::to_signed(value(count)[0]));
             plain::slice(value(v), start, count).ok_or("slice out of range")?
         }
-        Op::Quantile { v, q } => vec![plain::quantile(value(v), *q, frac_bits).ok_or("`quantile` of an empty vector")?],
+        Op::Quantile { v, q } => vec![
+            plain::quantile(value(v), *q, crate::program::ir::QUANTILE_BITS).ok_or("`quantile` of an empty vector")?,
+        ],
         Op::JoinCount(a, b) => vec![plain::join_count(value(a), value(b))],
         Op::JoinSum(a, b, c) => vec![plain::join_sum(value(a), value(b), value(c))],
         Op::DivSecret(a, b) => zip_raw_f(a, b, &|x, y| plain::div_secret(x, y, frac_bits)),

@@ -25,21 +25,22 @@ impl Netlist {
         self.push(GateOp::Add(one, zero), span, None, Kind::Ring)
     }
 
-    /// The `q`-quantile of a fixed-point vector sorted ascending
+    /// The `q`-quantile (`q` in units of `2^-q_bits`) of a fixed-point
+    /// vector sorted ascending
     /// (`Op::Quantile`): pick the two closest ranks (public positions), interpolate with the
     /// public fraction. With `h = (n - 1)·q` on the grid, `s[⌊h⌋]` exactly
     /// when `h` is whole, else `s[⌊h⌋] + trunc((s[⌊h⌋+1] - s[⌊h⌋])·frac)`:
     /// one truncation (error at most one unit in the last place). The
     /// fraction is reduced to `a/2^b` first, so the product is `a` times
     /// the gap (once the gap itself for a median).
-    pub fn quantile(&mut self, v: GateId, q: u64, frac_bits: u32, span: Span) -> Result<GateId, PlanError> {
+    pub fn quantile(&mut self, v: GateId, q: u64, q_bits: u32, span: Span) -> Result<GateId, PlanError> {
         let n = self.gate(v).width();
         if n == 0 {
             return Err(PlanError { span, reason: "`quantile` of an empty vector".into() });
         }
         let h = (n as u128 - 1) * u128::from(q);
-        let lo = ((h >> frac_bits) as usize).min(n - 1);
-        let frac = if lo == n - 1 { 0 } else { (h & ((1u128 << frac_bits) - 1)) as u64 };
+        let lo = ((h >> q_bits) as usize).min(n - 1);
+        let frac = if lo == n - 1 { 0 } else { (h & ((1u128 << q_bits) - 1)) as u64 };
         // `v` is sorted already (see `Op::Quantile`).
         let sorted = v;
         let low = self.element(sorted, lo, span);
@@ -53,7 +54,7 @@ impl Netlist {
         let shift = frac.trailing_zeros();
         let weight = self.constant(frac >> shift, span);
         let scaled = self.ring2(GateOp::Mul, step, weight, span);
-        let scale = self.constant(1u64 << (frac_bits - shift), span);
+        let scale = self.constant(1u64 << (q_bits - shift), span);
         let interpolated = self.divide(scaled, scale, span)?;
         Ok(self.ring2(GateOp::Add, low, interpolated, span))
     }

@@ -182,11 +182,12 @@ pub enum Op {
     Slice { v: ValueId, start: ValueId, count: ValueId },
     /// The `q`-quantile of a non-empty fixed-point vector, given sorted
     /// ascending (the compiler passes `SortBy(v, v)`, so that quantiles of
-    /// one vector share its sort; `plain` sorts it again) (linear
-    /// interpolation between the closest ranks, as numpy's default): with
-    /// `s` sorted ascending, `h = (n - 1)·q`, the result is
-    /// `s[⌊h⌋] + (h - ⌊h⌋)·(s[⌊h⌋ + 1] - s[⌊h⌋])`. `q` is a public fixed-point
-    /// encoding (`0 <= q <= 2^f`), so `h` is exact.
+    /// one vector share its sort; `plain` sorts it again), with linear
+    /// interpolation between the closest ranks, as numpy's default: with
+    /// `s` sorted, `h = (n - 1)·q`, the result is
+    /// `s[⌊h⌋] + ⌊(h - ⌊h⌋)·(s[⌊h⌋ + 1] - s[⌊h⌋])⌋`. `q` is public, in units
+    /// of 2^-[`QUANTILE_BITS`] (`0 <= q <= 2^QUANTILE_BITS`), whatever the
+    /// program's `fixed_point`, so `h` is exact.
     Quantile { v: ValueId, q: u64 },
     /// The number of distinct keys present in both ring vectors (an inner
     /// join's matched keys; duplicates within a side do not count twice).
@@ -221,6 +222,11 @@ pub enum Op {
     /// of 2^62 or more.
     ProductFits(ValueId, ValueId),
 }
+
+/// The precision of a quantile's `q` ([`Op::Quantile`]): fractional bits,
+/// independent of the program's fixed point (a median at `fixed_point 0`
+/// is still the middle).
+pub const QUANTILE_BITS: u32 = 16;
 
 /// The fixed-point functions of [`Op::Func`]. Their results are fixed-point
 /// approximations with the error bounds `docs/language.md` documents over

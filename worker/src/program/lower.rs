@@ -1107,7 +1107,7 @@ impl Lowerer {
     /// The `q`-quantile of a vector of numbers, as `fixed`.
     fn quantile(&mut self, f: &str, span: Span, v: &Val, vs: Span, q: f64) -> Result<Val, CompileError> {
         let v = self.numbers(f, v, vs)?;
-        let q = self.encode_const(Const::Fixed(q), ElemType::Fixed, span)?;
+        let q = (q * (1u64 << super::ir::QUANTILE_BITS) as f64).round() as u64;
         // Quantiles of one vector (and its `sort`, and `sort_by` on it)
         // share one sort; an `int` vector is scaled to `fixed` after it.
         let sorted = self.push(Op::SortBy { key: v.id, value: v.id, descending: false }, span);

@@ -195,22 +195,22 @@ pub fn slice(v: &[u64], start: i64, count: i64) -> Option<Vec<u64>> {
     v.get(start..start.checked_add(count)?).map(<[u64]>::to_vec)
 }
 
-/// The `q`-quantile of `v` ([`Op::Quantile`]): `q` and the elements are
-/// fixed-point encodings with `frac_bits` fractional bits; the
-/// interpolation is floored to the grid. `None` for an empty vector.
-pub fn quantile(v: &[u64], q: u64, frac_bits: u32) -> Option<u64> {
+/// The `q`-quantile of `v` ([`Op::Quantile`]): `q` in units of
+/// `2^-q_bits`, the interpolation floored to the elements' grid. `None` for
+/// an empty vector.
+pub fn quantile(v: &[u64], q: u64, q_bits: u32) -> Option<u64> {
     let sorted = sort_by(v, v, false);
     let n = sorted.len() as u128;
     let last = n.checked_sub(1)?;
     let h = last * u128::from(q);
-    let lo = ((h >> frac_bits) as usize).min(last as usize);
-    let frac = if lo == last as usize { 0 } else { (h & ((1u128 << frac_bits) - 1)) as i128 };
+    let lo = ((h >> q_bits) as usize).min(last as usize);
+    let frac = if lo == last as usize { 0 } else { (h & ((1u128 << q_bits) - 1)) as i128 };
     let low = i128::from(to_signed(sorted[lo]));
     if frac == 0 {
         return Some(sorted[lo]);
     }
     let high = i128::from(to_signed(sorted[lo + 1]));
-    let step = ((high - low) * frac).div_euclid(1i128 << frac_bits);
+    let step = ((high - low) * frac).div_euclid(1i128 << q_bits);
     Some((low + step) as u64)
 }
 
@@ -464,7 +464,7 @@ pub fn evaluate(circuit: &Circuit, inputs: &PlainInputs) -> Result<Vec<Vec<u64>>
             Op::Quantile { v: a, q } => {
                 let op = "quantile";
                 Value::scalar(
-                    quantile(&v(*a).data, *q, circuit.frac_bits)
+                    quantile(&v(*a).data, *q, super::ir::QUANTILE_BITS)
                         .ok_or(EvalError { span, kind: EvalErrorKind::EmptyVector { op } })?,
                 )
             }
