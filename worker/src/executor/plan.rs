@@ -90,6 +90,17 @@ impl Lowering {
         Lowering { protocol: ProtocolName::AdditiveSemiHonest, quotients }
     }
 
+    /// The division by the public divisor `d` (1 to 2^62) its protocol and
+    /// material use: dealt pairs have exact quotients, generated ones
+    /// linear quotients (the correction round), replicated sharing its own.
+    pub fn division(&self, d: u64) -> Option<Division> {
+        match self.quotients {
+            _ if !self.protocol.uses_preprocessing() => Division::new(d),
+            Quotients::Exact => Division::new(d),
+            Quotients::Linear => Division::with_linear_quotient(d),
+        }
+    }
+
     /// Whether a secret division takes two rounds: always under replicated
     /// sharing (`protocol::replicated::division`), and under additive
     /// sharing for a pair without an exact quotient.
@@ -486,12 +497,7 @@ fn lower(circuit: &Circuit, lengths: &InputLengths, lowering: Lowering) -> Resul
                     if d <= 0 || d as u64 > MAX_DIVISOR {
                         return Err(err(format!("division by {d}: the divisor must be between 1 and 2^62")));
                     }
-                    let division = match lowering.quotients {
-                        _ if !lowering.protocol.uses_preprocessing() => Division::new(d as u64),
-                        Quotients::Exact => Division::new(d as u64),
-                        Quotients::Linear => Division::with_linear_quotient(d as u64),
-                    }
-                    .expect("checked range");
+                    let division = lowering.division(d as u64).expect("checked range");
                     net.push(GateOp::Div(g(a), division), span, shape, ring)
                 }
                 Op::Less(a, b) => {

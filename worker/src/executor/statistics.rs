@@ -8,9 +8,7 @@
 
 use super::netlist::{GateId, GateOp, Kind, Netlist, PublicValue};
 use super::plan::PlanError;
-use super::plan::Quotients;
 use crate::program::ir::Span;
-use crate::protocol::additive::division::Division;
 
 impl Netlist {
     /// Elements `start, …, start + count - 1` of a ring vector.
@@ -65,7 +63,10 @@ impl Netlist {
             GateOp::Public(PublicValue::Ring(v)) if v.len() == 1 => v[0],
             _ => return Err(PlanError { span, reason: "internal: a divisor must be a public scalar".into() }),
         };
-        let division = self.division_by(d, span)?;
+        let division = self
+            .lowering
+            .division(d)
+            .ok_or_else(|| PlanError { span, reason: format!("internal: no division by {d}") })?;
         let len = self.gate(x).len;
         Ok(self.push(GateOp::Div(x, division), span, len, Kind::Ring))
     }
@@ -240,16 +241,5 @@ impl Netlist {
             let carried = net.ring2(GateOp::Mul, open, back, span);
             net.ring2(GateOp::Add, cur, carried, span)
         })
-    }
-
-    /// The division by the public divisor `d` this netlist's protocol and
-    /// material use.
-    fn division_by(&self, d: u64, span: Span) -> Result<Division, PlanError> {
-        let division = match self.lowering.quotients {
-            _ if !self.lowering.protocol.uses_preprocessing() => Division::new(d),
-            Quotients::Exact => Division::new(d),
-            Quotients::Linear => Division::with_linear_quotient(d),
-        };
-        division.ok_or_else(|| PlanError { span, reason: format!("internal: no division by {d}") })
     }
 }
