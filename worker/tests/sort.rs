@@ -9,22 +9,10 @@ mod common;
 use cohort_worker::executor::shuffle;
 use cohort_worker::ring::from_signed;
 use common::backends::{BACKENDS, Backend, check};
+use common::ints;
 
 fn enc(v: &[i64]) -> Vec<u64> {
     v.iter().map(|x| from_signed(*x)).collect()
-}
-
-/// Deterministic pseudorandom ints in `[-bound, bound]`.
-fn ints(len: usize, bound: i64, seed: u64) -> Vec<i64> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % (2 * bound as u64 + 1)) as i64 - bound
-        })
-        .collect()
 }
 
 /// Every sort form on key `k` (party 0) and values `v` (the last party).

@@ -82,14 +82,32 @@ pub fn output(result: &JobOutput, name: &str, frac_bits: u32) -> Option<Vec<f64>
     result.outputs.iter().find(|o| o.name == name).expect("output exists").decode(frac_bits)
 }
 
+/// The tests' deterministic generator (xorshift64), seeded so that
+/// failures reproduce: the next value of `state` (never 0).
+pub fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// A xorshift state from a seed (any seed, 0 included).
+pub fn seeded(seed: u64) -> u64 {
+    seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1
+}
+
+/// Deterministic pseudorandom ints in `[-bound, bound]`.
+pub fn ints(len: usize, bound: i64, seed: u64) -> Vec<i64> {
+    let mut state = seeded(seed);
+    (0..len).map(|_| (xorshift(&mut state) % (2 * bound as u64 + 1)) as i64 - bound).collect()
+}
+
 /// Deterministic pseudorandom reals in `[-bound, bound]` with 2^-8 steps.
 pub fn sample(len: usize, bound: f64, seed: u64) -> Vec<f64> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut state = seeded(seed);
     (0..len)
         .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
+            let state = xorshift(&mut state);
             let unit = (state >> 11) as f64 / (1u64 << 53) as f64;
             ((unit * 2.0 - 1.0) * bound * 256.0).round() / 256.0
         })
