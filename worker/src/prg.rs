@@ -178,6 +178,20 @@ impl Prg {
         self.fill(&mut x);
         x[0]
     }
+
+    /// A uniformly random permutation of `0..n` from the stream
+    /// (Fisher–Yates; Lemire's multiply-shift index, whose bias is below
+    /// `n / 2^64`). `n` is below 2^32.
+    pub fn permutation(&mut self, n: usize) -> Vec<u32> {
+        let mut draws = self.next_vec(n.saturating_sub(1));
+        let mut p: Vec<u32> = (0..n as u32).collect();
+        for (i, r) in (1..n).rev().zip(&draws) {
+            let j = ((u128::from(*r) * (i as u128 + 1)) >> 64) as usize;
+            p.swap(i, j);
+        }
+        crate::memory::wipe_vec(&mut draws);
+        p
+    }
 }
 
 #[cfg(test)]

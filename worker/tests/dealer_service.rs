@@ -505,8 +505,11 @@ let all = concat(x)
 output mean = mean(all)
 output variance = variance(all)
 output dot = sum(x[party-0] * x[party-1])
+output median = median(all)
 ";
     // `x[party-0] * x[party-1]` needs equal lengths; parties 0 and 1 bring 30 values.
+    // The median sorts: a permutation step per party, each one batch of
+    // 77 elements × 2 columns, larger than the 64 items per batch.
     let data = [sample(30, 1000.0, 11), sample(30, 1000.0, 12), sample(17, 1000.0, 13)];
     let circuit = Arc::new(compile(source, &fed.names).expect("compiles"));
     let consent = local.consent(source);
@@ -531,12 +534,16 @@ output dot = sum(x[party-0] * x[party-1])
     let mean = all.iter().sum::<f64>() / all.len() as f64;
     let var = all.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / all.len() as f64;
     let dot: f64 = data[0].iter().zip(&data[1]).map(|(a, b)| a * b).sum();
+    let mut sorted = all.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
     for t in tasks {
         let out = t.await.unwrap().expect("job succeeds");
         let got = |name| output(&out, name, 16).unwrap()[0];
         assert!((got("mean") - mean).abs() < 1e-3, "mean {} vs {mean}", got("mean"));
         assert!((got("variance") - var).abs() < 1.0, "variance {} vs {var}", got("variance"));
         assert!((got("dot") - dot).abs() < 1.0, "dot {} vs {dot}", got("dot"));
+        assert!((got("median") - median).abs() < 1e-4, "median {} vs {median}", got("median"));
     }
     server.shutdown().await;
 }

@@ -55,6 +55,8 @@ pub struct InputLengths(pub Vec<Vec<Option<usize>>>);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Quotients {
     /// Dealt pairs: `q = floor(r_low / d)`; every division takes one round.
+    /// A trusted dealer's material, which also holds permutation
+    /// correlations ([`Lowering::dealt_shuffles`]).
     #[default]
     Exact,
     /// Generated pairs: `q` linear in the bits of `r`; a division by a
@@ -99,6 +101,15 @@ impl Lowering {
             Quotients::Exact => Division::new(d),
             Quotients::Linear => Division::with_linear_quotient(d),
         }
+    }
+
+    /// Whether a sort's shuffle takes permutation correlations (one round
+    /// per party, `protocol::additive::shuffle`) rather than the generic
+    /// Beneš networks: under the additive protocol with a trusted dealer's
+    /// material, the only source that deals them (the one with exact
+    /// quotients, [`Quotients::of`]).
+    pub fn dealt_shuffles(&self) -> bool {
+        self.protocol.uses_preprocessing() && self.quotients == Quotients::Exact
     }
 
     /// Whether a secret division takes two rounds: always under replicated
@@ -332,6 +343,7 @@ fn schedule(netlist: &Netlist) -> (Vec<Layer>, MaterialPlan, Vec<usize>, BTreeMa
             bit_triple_words: words_for(layer.ands.iter().map(|id| and_bits(&gates[*id])).sum()),
             edabits: layer.opens.iter().map(width).sum(),
             dabits: layer.injects.iter().map(width).sum(),
+            permutation: None,
         });
         for &sort in &layer.sorts {
             let chunks = super::sort::sort_demands(netlist, sort);

@@ -39,13 +39,20 @@ pub fn stride(k: u32, t: usize) -> usize {
 /// stream from a fresh OS seed; Lemire's multiply-shift index, whose bias
 /// is below `n / 2^64`).
 pub fn random_permutation(n: usize) -> Result<Vec<u32>, EntropyError> {
-    let mut prg = Prg::new(&Seed::random()?);
-    let mut p: Vec<u32> = (0..n as u32).collect();
-    for i in (1..n).rev() {
-        let j = ((u128::from(prg.next_u64()) * (i as u128 + 1)) >> 64) as usize;
-        p.swap(i, j);
+    Ok(Prg::new(&Seed::random()?).permutation(n))
+}
+
+/// `columns` (each `len` elements, one after the other) with element `i`
+/// of each moved to position `pi[i]` (`pi` a permutation of `0..len`).
+pub fn permute_columns(columns: &[u64], pi: &[u32], len: usize) -> Vec<u64> {
+    // Written, not requested zeroed (see `memory::zeroed`).
+    let mut out = crate::memory::zeroed(columns.len());
+    for (to, from) in out.chunks_exact_mut(len.max(1)).zip(columns.chunks_exact(len.max(1))) {
+        for (x, &p) in from.iter().zip(pi) {
+            to[p as usize] = *x;
+        }
     }
-    Ok(p)
+    out
 }
 
 /// The switch settings (0 or 1, stage after stage, `2^(k-1)` per stage)

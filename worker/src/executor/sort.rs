@@ -9,9 +9,12 @@
 //! 1. every element gets a tag, its original index, so that all
 //!    `(key, tag)` pairs are distinct and their order is the stable order;
 //!    descending sorts the key `-key` (stable too);
-//! 2. the key, the tags and every column are shuffled together
-//!    ([`super::shuffle`]: one Beneš network per party, each routing a
-//!    uniform permutation of that party's choice);
+//! 2. the key, the tags and every column are shuffled together: by the
+//!    protocol's own shuffle where it has one (replicated-3's resharing,
+//!    the additive protocol's dealt permutation correlations,
+//!    `protocol::additive::shuffle`), else by [`super::shuffle`]: one
+//!    Beneš network per party, each routing a uniform permutation of that
+//!    party's choice;
 //! 3. quicksort runs on the shuffled elements, one level at a time: every
 //!    element of every unfinished partition is compared with its
 //!    partition's pivot (its first element) in ONE sub-instance, and the
@@ -34,7 +37,8 @@ use super::netlist::{GateId, GateOp, Kind, Netlist};
 use super::plan::{Instance, PlanError};
 use super::run::{JobError, Value, broadcast_ring, run_sub};
 use super::shuffle;
-use crate::preprocessing::Demand;
+use crate::preprocessing::dealer::MAX_BATCH_ITEMS;
+use crate::preprocessing::{Demand, PermutationDemand};
 use crate::program::ir::{Circuit, ElemType, OutputDecl, Span};
 use crate::protocol::Protocol;
 use crate::ring;
@@ -116,6 +120,14 @@ impl Layout {
         2 + self.others.len()
     }
 
+    /// Whether the shuffle takes dealt permutation correlations
+    /// ([`super::plan::Lowering::dealt_shuffles`]), which one batch holds:
+    /// a step of at most `MAX_BATCH_ITEMS` elements; a larger sort takes
+    /// the networks.
+    fn dealt(&self, lowering: &super::plan::Lowering) -> bool {
+        lowering.dealt_shuffles() && self.n.saturating_mul(self.shuffled()) <= MAX_BATCH_ITEMS
+    }
+
     /// Bits `ceil(log2 n) + 1` of a tag difference (`|ta − tb| < n`).
     fn tag_bits(&self) -> usize {
         self.n.next_power_of_two().trailing_zeros() as usize + 1
@@ -186,8 +198,9 @@ fn comparison_cost(template: &Netlist, tag_bits: usize) -> (usize, usize) {
     binary_cost(&level_netlist(template, 1, tag_bits).0)
 }
 
-/// A sort's material budget as plan entries: the shuffle's triples exactly
-/// (one entry per stage of each party's network), then the comparisons'
+/// A sort's material budget as plan entries: the shuffle's permutation
+/// steps (one per party) under a trusted dealer, or else its triples
+/// exactly (one entry per stage of each party's network), then the comparisons'
 /// edaBits and bit triples for [`comparison_budget`] comparisons, in
 /// chunks of [`CHUNK_COMPARISONS`]. Empty for a protocol without material
 /// or a sort that needs none.
@@ -196,12 +209,19 @@ pub fn sort_demands(netlist: &Netlist, id: GateId) -> Vec<Demand> {
     if !netlist.lowering.protocol.uses_preprocessing() || !netlist.gates[key].secret || layout.n < 2 {
         return Vec::new();
     }
-    let per_stage = layout.shuffled() * layout.slots() / 2;
     let mut demands = Vec::new();
-    for _ in 0..netlist.parties * shuffle::stages(layout.k) {
-        demands.push(Demand { triples: per_stage, ..Demand::default() });
+    if layout.dealt(&netlist.lowering) {
+        for permuter in 0..netlist.parties {
+            let step = PermutationDemand { permuter, len: layout.n, columns: layout.shuffled() };
+            demands.push(Demand { permutation: Some(step), ..Demand::default() });
+        }
+    } else {
+        let per_stage = layout.shuffled() * layout.slots() / 2;
+        for _ in 0..netlist.parties * shuffle::stages(layout.k) {
+            demands.push(Demand { triples: per_stage, ..Demand::default() });
+        }
     }
-    if layout.flag {
+    if layout.flag && !layout.dealt(&netlist.lowering) {
         // The padding's opening: its layers' bit triples rounded to words.
         let (edabits, and_bits) = binary_cost(&padding_netlist(netlist, &layout).0);
         demands.push(Demand { edabits, bit_triple_words: and_bits.div_ceil(64), ..Demand::default() });
@@ -223,8 +243,9 @@ pub fn sort_demands(netlist: &Netlist, id: GateId) -> Vec<Demand> {
 /// `4.311 ln n`, Devroye 1986, and at least `floor(log2 n)`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SortRounds {
-    /// The shuffle: `replicated-3`'s resharing, 2 per party; the generic
-    /// networks, 1 for the switch settings and `2⌈log2 n⌉ − 1` per party.
+    /// The shuffle: `replicated-3`'s resharing, 2 per party; dealt
+    /// permutation correlations, 1 per party; the generic networks, 1 for
+    /// the switch settings and `2⌈log2 n⌉ − 1` per party.
     pub shuffle: usize,
     /// Opening which slots are padding (generic networks, `n` not a power
     /// of two): the `[tag < n]` circuit's layers and the opening.
@@ -240,9 +261,17 @@ impl SortRounds {
         let template = Netlist { lowering, parties, ..Netlist::default() };
         let depth = |net: &Netlist| net.gates.iter().map(|g| g.depth).max().unwrap_or(0);
         let resharing = !lowering.protocol.uses_preprocessing();
+        let dealt = layout.dealt(&lowering);
+        let networks = !resharing && !dealt;
         SortRounds {
-            shuffle: if resharing { 2 * parties } else { 1 + parties * shuffle::stages(layout.k) },
-            padding: if layout.flag && !resharing { depth(&padding_netlist(&template, &layout).0) + 1 } else { 0 },
+            shuffle: if resharing {
+                2 * parties
+            } else if dealt {
+                parties
+            } else {
+                1 + parties * shuffle::stages(layout.k)
+            },
+            padding: if layout.flag && networks { depth(&padding_netlist(&template, &layout).0) + 1 } else { 0 },
             per_level: depth(&level_netlist(&template, 1, layout.tag_bits()).0) + 1,
         }
     }

@@ -85,7 +85,10 @@ mod wire;
 pub use source::{BatchReceiver, BatchSender, DealerSource, spawn_local_dealer};
 pub use wire::{WIRE_HEADER_BYTES, WIRE_VERSION, WIRE_VERSION_ARITHMETIC};
 
-use super::{BitTripleShares, DaBitShares, Demand, DivPairShares, EdaBitShares, PreprocessingError, TripleShares};
+use super::{
+    BitTripleShares, DaBitShares, Demand, DivPairShares, EdaBitShares, PermutationShares, PreprocessingError,
+    TripleShares,
+};
 use crate::gf2::{Bits, words_for};
 use crate::prg::{Prg, SEED_BYTES, Seed};
 use crate::sharing::Share;
@@ -123,6 +126,16 @@ struct Corrections {
     eda_bits: Zeroizing<Vec<u64>>,
     /// The last party's additive share of each daBit.
     da_arith: Share,
+    /// A permutation step's `Δ = B − π(A)`, for its permuter (which
+    /// receives the corrections of a permutation batch, see
+    /// [`corrected_party`]).
+    delta: Share,
+}
+
+/// The party that receives a batch's corrections: a permutation step's
+/// permuter, the last party otherwise.
+pub(crate) fn corrected_party(shape: &Demand, parties: usize) -> usize {
+    shape.permutation.map_or(parties - 1, |p| p.permuter)
 }
 
 /// One party's part of a batch of dealt material: a seed, and for the last
@@ -161,6 +174,7 @@ pub struct BatchMaterial {
     pub bit_triples: BitTripleShares,
     pub edabits: EdaBitShares,
     pub dabits: DaBitShares,
+    pub permutation: Option<PermutationShares>,
 }
 
 impl DealerBatch {
@@ -180,7 +194,7 @@ impl DealerBatch {
         &self.shape
     }
     /// Whether the batch carries explicit corrections (it does exactly when
-    /// it is for the last party).
+    /// it is for the last party, or a permutation step's permuter).
     pub fn has_corrections(&self) -> bool {
         self.corrections.is_some()
     }
@@ -210,8 +224,8 @@ impl DealerBatch {
         let id = self.id;
         let mut asm = Assembly::new(expected);
         self.expand_into(&mut asm);
-        let Parts { triples, div_pairs, bit_triples, edabits, dabits } = asm.finish();
-        Ok(BatchMaterial { id, triples, div_pairs, bit_triples, edabits, dabits })
+        let Parts { triples, div_pairs, bit_triples, edabits, dabits, permutation } = asm.finish();
+        Ok(BatchMaterial { id, triples, div_pairs, bit_triples, edabits, dabits, permutation })
     }
 
     /// Append this batch's shares to `asm`. The caller has checked the
@@ -219,11 +233,26 @@ impl DealerBatch {
     pub(crate) fn expand_into(self, asm: &mut Assembly) {
         let DealerBatch { shape, seed, corrections, .. } = self;
         let seeds = component_seeds(&seed, shape.div_pairs.len());
+        if let Some(p) = shape.permutation {
+            // A permutation batch holds nothing else (`validate_demand`).
+            let g = shape.div_pairs.len();
+            asm.permutation = Some(match corrections {
+                Some(c) => PermutationShares::Permuter {
+                    perm: Zeroizing::new(Prg::new(&seeds[comp_binary(g, PERM_PI)]).permutation(p.len)),
+                    delta: c.delta,
+                },
+                None => PermutationShares::Other {
+                    a: Share::new(Prg::new(&seeds[comp_binary(g, PERM_A)]).next_vec(p.elements())),
+                    b: Share::new(Prg::new(&seeds[comp_binary(g, PERM_B)]).next_vec(p.elements())),
+                },
+            });
+            return;
+        }
         let t = shape.triples;
         append_prg(&mut asm.triples.a, &seeds[COMP_A], t);
         append_prg(&mut asm.triples.b, &seeds[COMP_B], t);
         let mut div_corr = match corrections {
-            Some(Corrections { c, div, bit_c, eda_bits, da_arith }) => {
+            Some(Corrections { c, div, bit_c, eda_bits, da_arith, .. }) => {
                 append_share(&mut asm.triples.c, c);
                 append_words(&mut asm.bit_c, &bit_c);
                 append_words(&mut asm.eda_bits, &eda_bits);
@@ -291,6 +320,9 @@ pub(crate) struct Assembly {
     /// Packed, `da_len` bits so far.
     da_bits: Zeroizing<Vec<u64>>,
     da_len: usize,
+    /// A permutation step's correlation (the whole of its layer).
+    permutation_demand: Option<super::PermutationDemand>,
+    permutation: Option<PermutationShares>,
 }
 
 /// One party's shares of a whole demand, per kind.
@@ -300,6 +332,7 @@ pub(crate) struct Parts {
     pub(crate) bit_triples: BitTripleShares,
     pub(crate) edabits: EdaBitShares,
     pub(crate) dabits: DaBitShares,
+    pub(crate) permutation: Option<PermutationShares>,
 }
 
 impl Assembly {
@@ -326,6 +359,8 @@ impl Assembly {
             da_arith: cap(demand.dabits),
             da_bits: words(words_for(demand.dabits)),
             da_len: 0,
+            permutation_demand: demand.permutation,
+            permutation: None,
         }
     }
 
@@ -333,6 +368,16 @@ impl Assembly {
     pub(crate) fn check_fits(&self, id: BatchId, shape: &Demand) -> Result<(), PreprocessingError> {
         let mismatch =
             |what: String| PreprocessingError::Mismatch(format!("batch {id} does not fit the layer: {what}"));
+        if shape.permutation.is_some() || self.permutation_demand.is_some() {
+            // A permutation step is one batch, and its layer's only one.
+            if shape.permutation != self.permutation_demand || self.permutation.is_some() {
+                return Err(mismatch(format!(
+                    "a permutation step {:?}, the layer wants {:?}",
+                    shape.permutation, self.permutation_demand
+                )));
+            }
+            return Ok(());
+        }
         let missing = self.triples_total - self.triples.a.len();
         if shape.triples > missing {
             return Err(mismatch(format!("{} triples, only {missing} still needed", shape.triples)));
@@ -366,6 +411,7 @@ impl Assembly {
             && self.bit_a.len() == self.bit_words_total
             && self.eda_r.len() == self.eda_total
             && self.da_arith.len() == self.da_total
+            && self.permutation.is_some() == self.permutation_demand.is_some()
     }
 
     pub(crate) fn finish(mut self) -> Parts {
@@ -386,7 +432,14 @@ impl Assembly {
             bits: if self.eda_bits.is_empty() { Bits::default() } else { Bits::decompose(&self.eda_bits, 64) },
         };
         let dabits = DaBitShares { arith: self.da_arith, bits: plane(&mut self.da_bits, self.da_len) };
-        Parts { triples: self.triples, div_pairs: self.div_pairs, bit_triples, edabits, dabits }
+        Parts {
+            triples: self.triples,
+            div_pairs: self.div_pairs,
+            bit_triples,
+            edabits,
+            dabits,
+            permutation: self.permutation.take(),
+        }
     }
 }
 
@@ -485,15 +538,20 @@ const EDA_R: usize = 3;
 const EDA_BITS: usize = 4;
 const DA_BITS: usize = 5;
 const DA_ARITH: usize = 6;
-const BINARY_COMPONENTS: usize = 7;
+/// A permutation step's components (after the binary ones).
+const PERM_A: usize = 7;
+const PERM_B: usize = 8;
+const PERM_PI: usize = 9;
+const BINARY_COMPONENTS: usize = 10;
 fn comp_binary(groups: usize, which: usize) -> usize {
     3 + 3 * groups + which
 }
 
 /// The component seeds of a batch seed with `groups` divisor groups, in the
 /// documented order: consecutive 16-byte blocks of `PRG(seed)`. The binary
-/// components follow the arithmetic ones, so a batch without binary kinds
-/// expands exactly as it did before they existed.
+/// components follow the arithmetic ones, and the permutation's the binary
+/// ones, so a batch without the later kinds expands exactly as it did
+/// before they existed.
 fn component_seeds(seed: &Seed, groups: usize) -> Vec<Seed> {
     let count = 3 + 3 * groups + BINARY_COMPONENTS;
     let words = SEED_BYTES / 8;
@@ -538,6 +596,18 @@ pub(crate) fn validate_demand(demand: &Demand) -> Result<usize, PreprocessingErr
     for count in [demand.bit_triple_words, demand.edabits, demand.dabits] {
         total = total.checked_add(count).ok_or_else(|| bad("item count overflows".into()))?;
     }
+    if let Some(p) = demand.permutation {
+        if total != 0 {
+            return Err(bad("a permutation step holds nothing else".into()));
+        }
+        if p.len == 0 || p.columns == 0 || u32::try_from(p.len).is_err() {
+            return Err(bad(format!("a permutation of {} elements in {} columns", p.len, p.columns)));
+        }
+        if p.elements() > MAX_BATCH_ITEMS {
+            return Err(bad(format!("a permutation step of {} elements, at most {MAX_BATCH_ITEMS}", p.elements())));
+        }
+        total = p.elements();
+    }
     Ok(total)
 }
 
@@ -554,8 +624,13 @@ enum Item {
 /// Split `demand` into consecutive demands of at most `max_items` items each
 /// (triples first, then the divisor groups in order, then bit-triple words,
 /// edaBits and daBits; see [`MAX_BATCH_ITEMS`] for what an item is);
-/// `max_items` of 0 counts as 1. An empty demand splits into no pieces.
+/// `max_items` of 0 counts as 1. An empty demand splits into no pieces; a
+/// permutation step is never split.
 pub fn split_demand(demand: &Demand, max_items: usize) -> Vec<Demand> {
+    if demand.permutation.is_some() {
+        // One permutation, one batch (`validate_demand` bounds its size).
+        return vec![demand.clone()];
+    }
     let max = max_items.max(1);
     let mut out = Vec::new();
     let mut cur = Demand::default();
@@ -716,12 +791,23 @@ impl TrustedDealer {
             )));
         }
         let n = self.parties;
+        if let Some(p) = demand.permutation.filter(|p| p.permuter >= n) {
+            return Err(PreprocessingError::Mismatch(format!(
+                "a permutation step for party {}, this dealer deals to {n} parties",
+                p.permuter
+            )));
+        }
         let seeds = (0..n).map(|_| Seed::random()).collect::<Result<Vec<_>, _>>()?;
         let id = BatchId { session: self.session, seq: self.next_seq };
         self.next_seq += 1;
 
         let groups = demand.div_pairs.len();
         let comps: Vec<Vec<Seed>> = seeds.iter().map(|s| component_seeds(s, groups)).collect();
+        if let Some(p) = demand.permutation {
+            let delta = deal_permutation(&p, &comps, groups);
+            let corrections = Corrections { delta, ..Corrections::empty() };
+            return Ok(batches(id, seeds, demand, p.permuter, corrections));
+        }
         let prgs = |k: usize, upto: usize| -> Vec<Prg> { comps[..upto].iter().map(|c| Prg::new(&c[k])).collect() };
 
         let c = self.deal_triples(demand.triples, prgs(COMP_A, n), prgs(COMP_B, n), prgs(COMP_C, n - 1));
@@ -743,19 +829,8 @@ impl TrustedDealer {
         self.scratch_b[..used].zeroize();
         self.scratch_t[..used].zeroize();
 
-        let mut corrections = Some(Corrections { c: Share::new(c), div, bit_c, eda_bits, da_arith });
-        Ok(seeds
-            .into_iter()
-            .enumerate()
-            .map(|(party, seed)| DealerBatch {
-                id,
-                party,
-                parties: n,
-                shape: demand.clone(),
-                seed,
-                corrections: if party == n - 1 { corrections.take() } else { None },
-            })
-            .collect())
+        let corrections = Corrections { c: Share::new(c), div, bit_c, eda_bits, da_arith, delta: Share::default() };
+        Ok(batches(id, seeds, demand, n - 1, corrections))
     }
 
     /// `c_{n-1}` for `count` triples, chunk by chunk: `a = sum_i a_i`,
@@ -878,10 +953,66 @@ impl TrustedDealer {
     }
 }
 
+impl Corrections {
+    fn empty() -> Corrections {
+        Corrections {
+            c: Share::default(),
+            div: Vec::new(),
+            bit_c: Zeroizing::new(Vec::new()),
+            eda_bits: Zeroizing::new(Vec::new()),
+            da_arith: Share::default(),
+            delta: Share::default(),
+        }
+    }
+}
+
+/// One batch per party, the corrections for `corrected`.
+fn batches(id: BatchId, seeds: Vec<Seed>, demand: &Demand, corrected: usize, c: Corrections) -> Vec<DealerBatch> {
+    let parties = seeds.len();
+    let mut corrections = Some(c);
+    seeds
+        .into_iter()
+        .enumerate()
+        .map(|(party, seed)| DealerBatch {
+            id,
+            party,
+            parties,
+            shape: demand.clone(),
+            seed,
+            corrections: if party == corrected { corrections.take() } else { None },
+        })
+        .collect()
+}
+
+/// The permuter's `Δ = B − π(A)` of a permutation step, column by column:
+/// `π` from the permuter's seed, `A` and `B` the sums of the other
+/// parties' `a_j` and `b_j` streams. The dealer sees `π`, as it sees every
+/// triple; no party but the permuter learns it.
+fn deal_permutation(p: &super::PermutationDemand, comps: &[Vec<Seed>], groups: usize) -> Share {
+    let others: Vec<&Vec<Seed>> = comps.iter().enumerate().filter(|(j, _)| *j != p.permuter).map(|(_, c)| c).collect();
+    let mut pa: Vec<Prg> = others.iter().map(|c| Prg::new(&c[comp_binary(groups, PERM_A)])).collect();
+    let mut pb: Vec<Prg> = others.iter().map(|c| Prg::new(&c[comp_binary(groups, PERM_B)])).collect();
+    let pi = Zeroizing::new(Prg::new(&comps[p.permuter][comp_binary(groups, PERM_PI)]).permutation(p.len));
+    let mut delta = vec![0u64; p.elements()];
+    let (mut a, mut t) = (vec![0u64; p.len], vec![0u64; p.len]);
+    for column in delta.chunks_exact_mut(p.len) {
+        // Δ = B, then Δ[π(i)] −= A[i].
+        sum_streams(&mut pb, column, &mut t);
+        sum_streams(&mut pa, &mut a, &mut t);
+        for (x, &to) in a.iter().zip(pi.iter()) {
+            let d = &mut column[to as usize];
+            *d = d.wrapping_sub(*x);
+        }
+    }
+    a.zeroize();
+    t.zeroize();
+    Share::new(delta)
+}
+
 /// `acc = sum of the next acc.len() elements of every stream` (`tmp` is
 /// scratch of the same length).
 fn sum_streams(prgs: &mut [Prg], acc: &mut [u64], tmp: &mut [u64]) {
-    let (first, rest) = prgs.split_first_mut().expect("at least two parties");
+    let (first, rest) = prgs.split_first_mut().expect("at least one stream");
     first.fill(acc);
     for p in rest {
         p.fill(tmp);
@@ -903,6 +1034,7 @@ fn xor_streams(prgs: &mut [Prg], acc: &mut [u64], tmp: &mut [u64]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::preprocessing::PermutationDemand;
     use proptest::prelude::*;
 
     fn reconstruct(parts: &[&Share]) -> Vec<u64> {
@@ -1036,10 +1168,62 @@ mod tests {
             Demand { triples: 1, div_pairs: vec![(4, 1), (2, 1)], ..Default::default() },
             Demand { triples: 1, div_pairs: vec![(4, 1), (4, 1)], ..Default::default() },
             Demand { triples: MAX_BATCH_ITEMS + 1, div_pairs: vec![], ..Default::default() },
+            permutation(0, 0, 1, 0),
+            permutation(0, 3, 0, 0),
+            permutation(2, 3, 1, 0),
+            permutation(0, MAX_BATCH_ITEMS / 2 + 1, 2, 0),
+            permutation(0, 3, 1, 1),
         ] {
             assert!(matches!(dealer.deal(&bad), Err(PreprocessingError::Mismatch(_))), "{bad:?}");
         }
         assert!(matches!(TrustedDealer::new(1), Err(PreprocessingError::Mismatch(_))));
+    }
+
+    fn permutation(permuter: usize, len: usize, columns: usize, triples: usize) -> Demand {
+        Demand { triples, permutation: Some(PermutationDemand { permuter, len, columns }), ..Default::default() }
+    }
+
+    /// A permutation step: the permuter's `π` and `Δ`, the others' `a_j`
+    /// and `b_j`, with `Δ = B − π(A)` column by column, and the batch is
+    /// never split.
+    #[test]
+    fn permutation_steps_satisfy_their_definition() {
+        for (parties, permuter, len, columns) in [(2, 0, 1, 1), (2, 1, 9, 2), (3, 2, 100, 3), (5, 1, 33, 1)] {
+            let shape = permutation(permuter, len, columns, 0);
+            assert_eq!(split_demand(&shape, 1), vec![shape.clone()]);
+            let mut dealer = TrustedDealer::new(parties).unwrap();
+            let parts: Vec<PermutationShares> = dealer
+                .deal(&shape)
+                .unwrap()
+                .into_iter()
+                .enumerate()
+                .map(|(p, b)| {
+                    assert_eq!(b.has_corrections(), p == permuter);
+                    b.expand(p, parties, &shape).unwrap().permutation.unwrap()
+                })
+                .collect();
+            let (mut a, mut b) = (vec![0u64; len * columns], vec![0u64; len * columns]);
+            let mut held = None;
+            for part in &parts {
+                match part {
+                    PermutationShares::Other { a: aj, b: bj } => {
+                        crate::ring::add_assign(&mut a, aj.expose());
+                        crate::ring::add_assign(&mut b, bj.expose());
+                    }
+                    PermutationShares::Permuter { perm, delta } => held = Some((perm, delta)),
+                }
+            }
+            let (perm, delta) = held.expect("the permuter's part");
+            let mut sorted = perm.to_vec();
+            sorted.sort_unstable();
+            assert_eq!(sorted, (0..len as u32).collect::<Vec<_>>(), "a permutation");
+            for c in 0..columns {
+                for i in 0..len {
+                    let to = c * len + perm[i] as usize;
+                    assert_eq!(delta.expose()[to], b[to].wrapping_sub(a[c * len + i]), "column {c}, element {i}");
+                }
+            }
+        }
     }
 
     /// Dividing an empty vector puts a divisor with no pairs in the plan

@@ -108,6 +108,31 @@ pub struct Demand {
     pub edabits: usize,
     /// daBits for the layer's bit injections ([`DaBitShares`]).
     pub dabits: usize,
+    /// One step of a dealt oblivious shuffle ([`PermutationShares`]). A
+    /// demand that holds one holds nothing else, and is dealt as one batch.
+    pub permutation: Option<PermutationDemand>,
+}
+
+/// One step of a shuffle from a permutation correlation: party `permuter`
+/// receives a uniformly random permutation `π` of `0..len` and, for each of
+/// `columns` columns, `Δ = B − π(A)`; every other party `j` receives
+/// uniform `a_j` and `b_j` (`A = Σ a_j`, `B = Σ b_j` over `j ≠ permuter`).
+/// Only a trusted dealer makes it (it knows `π`, as it knows every triple);
+/// see `protocol::additive::shuffle`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PermutationDemand {
+    pub permuter: usize,
+    /// Elements per column (at least 1).
+    pub len: usize,
+    /// Columns permuted together by the same `π` (at least 1).
+    pub columns: usize,
+}
+
+impl PermutationDemand {
+    /// Ring elements per share vector (`len · columns`).
+    pub fn elements(&self) -> usize {
+        self.len.saturating_mul(self.columns)
+    }
 }
 
 impl Demand {
@@ -117,6 +142,7 @@ impl Demand {
             && self.bit_triple_words == 0
             && self.edabits == 0
             && self.dabits == 0
+            && self.permutation.is_none()
     }
 
     /// Whether the layer needs any of the binary kinds (bit triples,
@@ -152,6 +178,10 @@ impl MaterialPlan {
     /// Whether any layer needs a binary kind.
     pub fn has_binary(&self) -> bool {
         self.layers.iter().any(Demand::has_binary)
+    }
+    /// Whether any layer is a step of a dealt shuffle.
+    pub fn has_permutations(&self) -> bool {
+        self.layers.iter().any(|l| l.permutation.is_some())
     }
     /// What the whole plan consumes, per kind.
     pub fn totals(&self) -> MaterialTotals {
@@ -258,6 +288,25 @@ pub struct DaBitShares {
     pub bits: Bits,
 }
 
+/// One party's part of a permutation correlation ([`PermutationDemand`]).
+/// Share vectors hold the columns one after the other.
+pub enum PermutationShares {
+    /// At the permuter: `π` (element `i` moves to position `perm[i]`) and
+    /// `Δ = B − π(A)`, column by column.
+    Permuter { perm: zeroize::Zeroizing<Vec<u32>>, delta: Share },
+    /// At every other party: its `a_j` and `b_j`.
+    Other { a: Share, b: Share },
+}
+
+impl fmt::Debug for PermutationShares {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PermutationShares::Permuter { perm, .. } => write!(f, "Permuter({} elements, <redacted>)", perm.len()),
+            PermutationShares::Other { a, .. } => write!(f, "Other({} elements, <redacted>)", a.len()),
+        }
+    }
+}
+
 /// Everything one layer consumes, for one party.
 #[derive(Debug)]
 pub struct LayerMaterial {
@@ -268,6 +317,8 @@ pub struct LayerMaterial {
     pub bit_triples: BitTripleShares,
     pub edabits: EdaBitShares,
     pub dabits: DaBitShares,
+    /// A dealt shuffle step's correlation (its layer holds nothing else).
+    pub permutation: Option<PermutationShares>,
 }
 
 impl LayerMaterial {
@@ -280,6 +331,7 @@ impl LayerMaterial {
             bit_triples: BitTripleShares::default(),
             edabits: EdaBitShares::default(),
             dabits: DaBitShares::default(),
+            permutation: None,
         }
     }
 

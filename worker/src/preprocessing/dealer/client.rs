@@ -134,7 +134,11 @@ pub async fn draw(
     let request =
         request.encode().map_err(|e| PreprocessingError::Mismatch(cx.msg(format!("invalid request: {e}"))))?;
     let max_groups = plan.layers.iter().map(|l| l.div_pairs.len()).max().unwrap_or(0);
-    let max_frame = max_batch_frame(max_batch_items, max_groups);
+    // A permutation step is one batch whatever the batch size: the
+    // permuter's `Δ` (and 20 bytes of shape) for the plan's largest.
+    let max_permutation = plan.layers.iter().filter_map(|l| l.permutation).map(|p| p.elements()).max().unwrap_or(0);
+    let permutation_frame = WIRE_HEADER_BYTES + 20 + SEED_BYTES + 8 * max_permutation.min(MAX_BATCH_ITEMS);
+    let max_frame = max_batch_frame(max_batch_items, max_groups).max(permutation_frame);
 
     let mut stream = connect(identity, dealer, &cx, options.connect).await?;
     match timeout(options.connect, stream.write_all(&request)).await {

@@ -27,7 +27,7 @@
 //! | size | field |
 //! |---|---|
 //! | 4 | magic `b"CHDQ"` |
-//! | 1 | version (`1`, or `2` when the plan has binary kinds) |
+//! | 1 | version (`1`; `2` when the plan has binary kinds; `3` when it has permutation steps) |
 //! | 4 | body length `L` (u32, at most [`DealerLimits::max_request_bytes`]) |
 //! | 16 | job id ([`JobId`]) |
 //! | 1 + k | the requesting party's name (length byte, 1..=63 bytes) |
@@ -35,7 +35,7 @@
 //! | P × (1 + k) | the job's parties in job order (length byte + name each) |
 //! | 8 | largest number of items per batch the party accepts (u64, 1..=[`MAX_BATCH_ITEMS`](super::MAX_BATCH_ITEMS)) |
 //! | 4 | number of layers `N` (u32, at most [`MAX_LAYERS`]) |
-//! | N × … | per layer: triples (u64), divisor groups `G` (u32, at most [`MAX_DIVISOR_GROUPS`](super::MAX_DIVISOR_GROUPS)), then `G` × (divisor u64, count u64); version 2 then bit-triple words, edaBits, daBits (u64 each) |
+//! | N × … | per layer: triples (u64), divisor groups `G` (u32, at most [`MAX_DIVISOR_GROUPS`](super::MAX_DIVISOR_GROUPS)), then `G` × (divisor u64, count u64); versions 2 and 3 then bit-triple words, edaBits, daBits (u64 each); version 3 then a permutation flag (u8, 0 or 1) and when 1 the permuter (u32), length and columns (u64 each) |
 //!
 //! The body must be exactly `L` bytes. A party writes version 1 when its
 //! plan has no binary kinds (bit triples, edaBits, daBits) and version 2
@@ -45,7 +45,9 @@
 //! kinds (see the batch format): so during a rolling upgrade an old party
 //! and a new dealer, or a new party and an old dealer, still run every job
 //! without comparisons; a job with them needs a dealer that speaks version
-//! 2 (an old one refuses the request as an unsupported version). The
+//! 2 (an old one refuses the request as an unsupported version), and a job
+//! with a dealt shuffle (a sort) one that speaks version 3. A version-3
+//! request without permutation steps is refused too. The
 //! dealer answers with the **response preamble** `b"CHDR"`, version (the
 //! request's), followed by **frames**
 //! `kind (u8) | length (u32) | body`:
@@ -88,7 +90,7 @@
 use super::journal::{Journal, plan_digest};
 use super::metrics::DealerMetrics;
 use super::{MAX_BATCH_ITEMS, MAX_DIVISOR_GROUPS, TrustedDealer, split_demand, validate_demand};
-use crate::preprocessing::{Demand, MaterialPlan};
+use crate::preprocessing::{Demand, MaterialPlan, PermutationDemand};
 use crate::transport::certs::{PartyIdentity, describe, party_identity, validate_name};
 use crate::transport::tls::ReportSlot;
 use crate::transport::{JobId, Role, SharedIdentity};
@@ -112,9 +114,12 @@ use zeroize::Zeroizing;
 pub(crate) const REQUEST_MAGIC: [u8; 4] = *b"CHDQ";
 /// Response magic.
 pub(crate) const RESPONSE_MAGIC: [u8; 4] = *b"CHDR";
-/// The newest version of the dealer protocol this build speaks (plans with
-/// binary kinds); it also speaks [`PROTOCOL_VERSION_ARITHMETIC`].
+/// The version of the dealer protocol for plans with binary kinds; this
+/// build also speaks [`PROTOCOL_VERSION_ARITHMETIC`] and
+/// [`PROTOCOL_VERSION_PERMUTATION`].
 pub const PROTOCOL_VERSION: u8 = 2;
+/// The version for plans with permutation steps (dealt shuffles).
+pub const PROTOCOL_VERSION_PERMUTATION: u8 = 3;
 /// The version for plans without binary kinds, the only one builds before
 /// them speak.
 pub const PROTOCOL_VERSION_ARITHMETIC: u8 = 1;
@@ -192,7 +197,13 @@ impl Request {
     /// The version this request is written in: the lowest that holds its
     /// plan.
     pub(crate) fn version(&self) -> u8 {
-        if self.plan.has_binary() { PROTOCOL_VERSION } else { PROTOCOL_VERSION_ARITHMETIC }
+        if self.plan.has_permutations() {
+            PROTOCOL_VERSION_PERMUTATION
+        } else if self.plan.has_binary() {
+            PROTOCOL_VERSION
+        } else {
+            PROTOCOL_VERSION_ARITHMETIC
+        }
     }
 
     /// Encode (header and body). Checks the bounds the dealer checks.
@@ -214,9 +225,21 @@ impl Request {
                 body.extend_from_slice(&d.to_le_bytes());
                 body.extend_from_slice(&(n as u64).to_le_bytes());
             }
-            if self.version() == PROTOCOL_VERSION {
+            if self.version() != PROTOCOL_VERSION_ARITHMETIC {
                 for n in [layer.bit_triple_words, layer.edabits, layer.dabits] {
                     body.extend_from_slice(&(n as u64).to_le_bytes());
+                }
+            }
+            if self.version() == PROTOCOL_VERSION_PERMUTATION {
+                match layer.permutation {
+                    None => body.push(0),
+                    Some(p) => {
+                        body.push(1);
+                        // `check_request` bounded the permuter by the parties.
+                        body.extend_from_slice(&(p.permuter as u32).to_le_bytes());
+                        body.extend_from_slice(&(p.len as u64).to_le_bytes());
+                        body.extend_from_slice(&(p.columns as u64).to_le_bytes());
+                    }
                 }
             }
         }
@@ -267,10 +290,17 @@ impl Request {
                 div_pairs.push((d, n));
             }
             let mut layer = Demand { triples, div_pairs, ..Default::default() };
-            if version == PROTOCOL_VERSION {
+            if version != PROTOCOL_VERSION_ARITHMETIC {
                 layer.bit_triple_words = r.count()?;
                 layer.edabits = r.count()?;
                 layer.dabits = r.count()?;
+            }
+            if version == PROTOCOL_VERSION_PERMUTATION {
+                layer.permutation = match r.u8()? {
+                    0 => None,
+                    1 => Some(PermutationDemand { permuter: r.u32()? as usize, len: r.count()?, columns: r.count()? }),
+                    other => return Err(format!("permutation flag {other}, expected 0 or 1")),
+                };
             }
             plan.layers.push(layer);
         }
@@ -279,6 +309,9 @@ impl Request {
         }
         if version == PROTOCOL_VERSION && !plan.has_binary() {
             return Err("a version 2 request whose plan has no binary kinds (version 1 encodes it)".into());
+        }
+        if version == PROTOCOL_VERSION_PERMUTATION && !plan.has_permutations() {
+            return Err("a version 3 request whose plan has no permutation steps (version 1 or 2 encodes it)".into());
         }
         let req = Request { job, party, parties, max_batch_items, plan };
         check_request(&req)?;
@@ -306,6 +339,13 @@ fn check_request(req: &Request) -> Result<(), String> {
     }
     for (i, layer) in req.plan.layers.iter().enumerate() {
         validate_demand(layer).map_err(|e| format!("layer {i}: {e}"))?;
+        if let Some(p) = layer.permutation.filter(|p| p.permuter >= req.parties.len()) {
+            return Err(format!(
+                "layer {i}: a permutation step for party {}, the job has {}",
+                p.permuter,
+                req.parties.len()
+            ));
+        }
     }
     Ok(())
 }
@@ -313,6 +353,9 @@ fn check_request(req: &Request) -> Result<(), String> {
 /// Items of one layer (triples, division pairs, bit-triple words, edaBits
 /// and daBits, as [`split_demand`] counts them), saturating.
 fn layer_items(l: &Demand) -> u64 {
+    if let Some(p) = l.permutation {
+        return p.elements() as u64;
+    }
     let binary = [l.bit_triple_words, l.edabits, l.dabits].iter().fold(0u64, |acc, &n| acc.saturating_add(n as u64));
     l.div_pairs.iter().fold((l.triples as u64).saturating_add(binary), |acc, &(_, n)| acc.saturating_add(n as u64))
 }
@@ -326,7 +369,9 @@ pub(crate) fn plan_items(plan: &MaterialPlan) -> u64 {
 /// layers yield none).
 pub(crate) fn batch_count(plan: &MaterialPlan, max_items: usize) -> u64 {
     let max = max_items.max(1) as u64;
-    plan.layers.iter().fold(0u64, |acc, l| acc.saturating_add(layer_items(l).div_ceil(max)))
+    // A permutation step is one batch (`split_demand`).
+    let batches = |l: &Demand| if l.permutation.is_some() { 1 } else { layer_items(l).div_ceil(max) };
+    plan.layers.iter().fold(0u64, |acc, l| acc.saturating_add(batches(l)))
 }
 
 fn put_name(out: &mut Vec<u8>, name: &str) {
@@ -1189,9 +1234,10 @@ async fn read_request<R: AsyncRead + Unpin>(r: &mut R, max_body: usize, version:
     if header[..4] != REQUEST_MAGIC {
         return Err("bad magic (not a dealer request)".into());
     }
-    if header[4] != PROTOCOL_VERSION && header[4] != PROTOCOL_VERSION_ARITHMETIC {
+    if ![PROTOCOL_VERSION_ARITHMETIC, PROTOCOL_VERSION, PROTOCOL_VERSION_PERMUTATION].contains(&header[4]) {
         return Err(format!(
-            "unsupported dealer protocol version {} (this dealer speaks {PROTOCOL_VERSION_ARITHMETIC} and {PROTOCOL_VERSION})",
+            "unsupported dealer protocol version {} (this dealer speaks {PROTOCOL_VERSION_ARITHMETIC} to \
+             {PROTOCOL_VERSION_PERMUTATION})",
             header[4]
         ));
     }
@@ -1255,6 +1301,39 @@ mod tests {
     }
 
     #[test]
+    fn requests_with_permutation_steps_are_version_3_and_round_trip() {
+        let mut req = sample();
+        req.plan.layers.push(Demand { edabits: 2, ..Default::default() });
+        for permuter in 0..2 {
+            let step = PermutationDemand { permuter, len: 1000, columns: 3 };
+            req.plan.layers.push(Demand { permutation: Some(step), ..Default::default() });
+        }
+        let bytes = req.encode().unwrap();
+        assert_eq!(bytes[4], PROTOCOL_VERSION_PERMUTATION);
+        assert_eq!(Request::decode_body(3, &bytes[REQUEST_HEADER..]).unwrap(), req);
+        for version in [1, 2] {
+            assert!(Request::decode_body(version, &bytes[REQUEST_HEADER..]).is_err());
+        }
+        for cut in REQUEST_HEADER..bytes.len() {
+            assert!(Request::decode_body(3, &bytes[REQUEST_HEADER..cut]).is_err());
+        }
+        assert_eq!(plan_items(&req.plan), 3 + 5 + 1 + 2 + 2 * 3000);
+        // One batch per step, whatever the batch size.
+        for max in [1, 7, 100] {
+            let pieces: usize = req.plan.layers.iter().map(|l| split_demand(l, max).len()).sum();
+            assert_eq!(batch_count(&req.plan, max), pieces as u64);
+        }
+        // A permuter outside the job, and a step that holds more.
+        let mut outside = req.clone();
+        outside.plan.layers[3].permutation = Some(PermutationDemand { permuter: 2, len: 4, columns: 1 });
+        let mut mixed = req.clone();
+        mixed.plan.layers[3].triples = 1;
+        for r in [outside, mixed] {
+            assert!(r.encode().is_err(), "{r:?}");
+        }
+    }
+
+    #[test]
     fn invalid_requests_are_refused() {
         let mut dup = sample();
         dup.parties = vec!["bank-a".into(), "bank-a".into()];
@@ -1281,7 +1360,7 @@ mod tests {
         fn random_bodies_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             let mut prefixed = sample().encode().unwrap()[REQUEST_HEADER..REQUEST_HEADER + 30].to_vec();
             prefixed.extend_from_slice(&bytes);
-            for version in [1, 2] {
+            for version in [1, 2, 3] {
                 let _ = Request::decode_body(version, &bytes);
                 let _ = Request::decode_body(version, &prefixed);
             }

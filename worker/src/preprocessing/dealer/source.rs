@@ -97,8 +97,8 @@ impl DealerSource {
             ids.push(id);
             batch.expand_into(&mut asm);
         }
-        let super::Parts { triples, div_pairs, bit_triples, edabits, dabits } = asm.finish();
-        Ok(LayerMaterial { tag: layer_tag(layer, &ids), triples, div_pairs, bit_triples, edabits, dabits })
+        let super::Parts { triples, div_pairs, bit_triples, edabits, dabits, permutation } = asm.finish();
+        Ok(LayerMaterial { tag: layer_tag(layer, &ids), triples, div_pairs, bit_triples, edabits, dabits, permutation })
     }
 }
 

@@ -1,12 +1,12 @@
 //! The wire format of a [`DealerBatch`], as the `cohort-dealer` process (a
 //! TRUSTED THIRD PARTY) sends it to one party.
 //!
-//! All integers are little-endian. Layout, versions 1 and 2:
+//! All integers are little-endian. Layout, versions 1 to 3:
 //!
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0  | 4  | magic `b"CHDB"` |
-//! | 4  | 1  | version (`1` or `2`) |
+//! | 4  | 1  | version (`1`, `2` or `3`) |
 //! | 5  | 1  | flags: bit 0 = corrections present; other bits must be 0 |
 //! | 6  | 4  | `parties` (u32, >= 2) |
 //! | 10 | 4  | `party` (u32, < parties) |
@@ -16,10 +16,16 @@
 //! | 46 | 4  | divisor groups `G` (u32, <= [`MAX_DIVISOR_GROUPS`]) |
 //! | 50 | 16·G | per group: divisor (u64), count (u64) |
 //! | ..  | 24 | version 2 only: bit-triple words `W`, edaBits `E`, daBits `D` (u64 each) |
+//! | ..  | 20 | version 3 only: a permutation step's permuter (u32), length `L` and columns `C` (u64 each); `T` and `G` are 0 |
 //! | ..  | 16 | the party's batch seed |
 //! | ..  | 8·(T + 2·ΣP [+ W + E + D]) | corrections, only when flagged: `c` (T elements), then per group `msb` then `q` (count elements each); version 2 then the bit triples' `c` (W words), the edaBits' bits (E words, bit `k` of word `t` is bit `k` of edaBit `t`), the daBits' arithmetic shares (D elements) |
 //!
-//! Corrections are present exactly when `party == parties - 1`. The shape
+//! Version 3 carries one step of a dealt shuffle and nothing else: its
+//! corrections are the permuter's `Δ` (`L·C` elements, column after
+//! column), present exactly for the permuter.
+//!
+//! Corrections are present exactly when `party == parties - 1` (version 3:
+//! `party == permuter`). The shape
 //! must satisfy [`Demand`]'s invariants (divisors positive, ascending,
 //! distinct; counts positive) and hold at most [`MAX_BATCH_ITEMS`] items.
 //! The length must match the header exactly. Anything else is
@@ -28,24 +34,31 @@
 //!
 //! **Versions.** A batch is written in the lowest version that can hold
 //! it: version 1 (byte for byte what builds before the binary kinds wrote)
-//! when it holds none of them, version 2 otherwise; a version-2 batch
-//! without binary kinds is refused, so every batch has one encoding. This
-//! build reads both. So during a rolling upgrade a new dealer still serves
+//! when it holds none of them, version 2 when it holds binary kinds,
+//! version 3 for a permutation step; a version-2 batch without binary
+//! kinds is refused, so every batch has one encoding. This build reads all
+//! three (a permutation step only reaches a build that plans dealt
+//! shuffles, which reads it). So during a rolling upgrade a new dealer still serves
 //! jobs without comparisons to old workers, and new workers draw such jobs
 //! from an old dealer; only a job that needs binary material needs both
 //! ends upgraded (an old party cannot compile such a job anyway).
 
 use super::{BatchId, Corrections, DealerBatch, MAX_BATCH_ITEMS, MAX_DIVISOR_GROUPS, validate_demand};
-use crate::preprocessing::{Demand, PreprocessingError};
+use crate::preprocessing::{Demand, PermutationDemand, PreprocessingError};
 use crate::prg::{SEED_BYTES, Seed};
 use crate::sharing::Share;
 use zeroize::{Zeroize, Zeroizing};
 
 const MAGIC: [u8; 4] = *b"CHDB";
 
-/// The newest version of the batch wire format, written for batches with
-/// binary kinds; this build reads it and [`WIRE_VERSION_ARITHMETIC`].
+/// The version of the batch wire format written for batches with binary
+/// kinds; this build reads it, [`WIRE_VERSION_ARITHMETIC`] and
+/// [`WIRE_VERSION_PERMUTATION`].
 pub const WIRE_VERSION: u8 = 2;
+
+/// The version written for a permutation step (one step of a dealt
+/// shuffle).
+pub const WIRE_VERSION_PERMUTATION: u8 = 3;
 
 /// The version written for batches without binary kinds (and the only one
 /// builds before the binary kinds read).
@@ -65,17 +78,25 @@ impl DealerBatch {
                     + c.div.iter().map(|(m, q)| m.len() + q.len()).sum::<usize>()
                     + c.bit_c.len()
                     + c.eda_bits.len()
-                    + c.da_arith.len())
+                    + c.da_arith.len()
+                    + c.delta.len())
             }
             None => 0,
         };
         let binary = if self.shape.has_binary() { 24 } else { 0 };
-        WIRE_HEADER_BYTES + 16 * self.shape.div_pairs.len() + binary + SEED_BYTES + corrections
+        let permutation = if self.shape.permutation.is_some() { 20 } else { 0 };
+        WIRE_HEADER_BYTES + 16 * self.shape.div_pairs.len() + binary + permutation + SEED_BYTES + corrections
     }
 
     /// The version this batch is written in (see the module documentation).
     pub fn wire_version(&self) -> u8 {
-        if self.shape.has_binary() { WIRE_VERSION } else { WIRE_VERSION_ARITHMETIC }
+        if self.shape.permutation.is_some() {
+            WIRE_VERSION_PERMUTATION
+        } else if self.shape.has_binary() {
+            WIRE_VERSION
+        } else {
+            WIRE_VERSION_ARITHMETIC
+        }
     }
 
     /// Encode the batch (layout in the module documentation). The bytes hold
@@ -101,6 +122,12 @@ impl DealerBatch {
                 out.extend_from_slice(&(n as u64).to_le_bytes());
             }
         }
+        if let Some(p) = self.shape.permutation {
+            // The permuter is below `parties`, which fits in u32.
+            out.extend_from_slice(&(p.permuter as u32).to_le_bytes());
+            out.extend_from_slice(&(p.len as u64).to_le_bytes());
+            out.extend_from_slice(&(p.columns as u64).to_le_bytes());
+        }
         out.extend_from_slice(self.seed.as_bytes());
         if let Some(c) = &self.corrections {
             put_elements(&mut out, c.c.expose());
@@ -111,6 +138,7 @@ impl DealerBatch {
             put_elements(&mut out, &c.bit_c);
             put_elements(&mut out, &c.eda_bits);
             put_elements(&mut out, c.da_arith.expose());
+            put_elements(&mut out, c.delta.expose());
         }
         debug_assert_eq!(out.len(), self.wire_len());
         out
@@ -123,7 +151,7 @@ impl DealerBatch {
             return Err(malformed("bad magic"));
         }
         let version = r.u8()?;
-        if version != WIRE_VERSION && version != WIRE_VERSION_ARITHMETIC {
+        if ![WIRE_VERSION_ARITHMETIC, WIRE_VERSION, WIRE_VERSION_PERMUTATION].contains(&version) {
             return Err(malformed(&format!("unsupported version {version}")));
         }
         let flags = r.u8()?;
@@ -139,9 +167,6 @@ impl DealerBatch {
             return Err(malformed("party index out of range"));
         }
         let has_corrections = flags & FLAG_CORRECTIONS != 0;
-        if has_corrections != (party == parties - 1) {
-            return Err(malformed("corrections must be present exactly for the last party"));
-        }
         let session: [u8; 16] = r.take(16)?.try_into().expect("16 bytes");
         let seq = r.u64()?;
         let triples = r.count()?;
@@ -164,6 +189,20 @@ impl DealerBatch {
                 return Err(malformed("a version 2 batch without binary material (version 1 encodes it)"));
             }
         }
+        if version == WIRE_VERSION_PERMUTATION {
+            let permuter = r.u32()? as usize;
+            let len = r.count()?;
+            let columns = r.count()?;
+            if permuter >= parties {
+                return Err(malformed("permuter index out of range"));
+            }
+            shape.permutation = Some(PermutationDemand { permuter, len, columns });
+        }
+        if has_corrections != (party == super::corrected_party(&shape, parties)) {
+            return Err(malformed(
+                "corrections must be present exactly for the last party (a permutation step's permuter)",
+            ));
+        }
         let items = validate_demand(&shape).map_err(|e| malformed(&format!("bad shape ({e})")))?;
         if items > MAX_BATCH_ITEMS {
             return Err(malformed("too many items"));
@@ -174,7 +213,9 @@ impl DealerBatch {
         let corrections = if has_corrections {
             // items <= MAX_BATCH_ITEMS, so none of this overflows.
             let binary = shape.bit_triple_words + shape.edabits + shape.dabits;
-            let elements = triples + 2 * (items - triples - binary) + binary;
+            // A permutation step's items are its `Δ` elements (and nothing else).
+            let elements =
+                if shape.permutation.is_some() { items } else { triples + 2 * (items - triples - binary) + binary };
             if r.remaining() != 8 * elements {
                 return Err(malformed("correction length does not match the shape"));
             }
@@ -188,7 +229,8 @@ impl DealerBatch {
             let bit_c = Zeroizing::new(r.elements(shape.bit_triple_words)?.into_inner());
             let eda_bits = Zeroizing::new(r.elements(shape.edabits)?.into_inner());
             let da_arith = r.elements(shape.dabits)?;
-            Some(Corrections { c, div, bit_c, eda_bits, da_arith })
+            let delta = r.elements(shape.permutation.map_or(0, |p| p.elements()))?;
+            Some(Corrections { c, div, bit_c, eda_bits, da_arith, delta })
         } else {
             None
         };
@@ -286,6 +328,33 @@ mod tests {
             longer.push(0);
             assert!(matches!(DealerBatch::from_bytes(&longer), Err(PreprocessingError::Malformed(_))));
         }
+    }
+
+    #[test]
+    fn permutation_steps_round_trip_in_version_3() {
+        let mut d = TrustedDealer::new(3).unwrap();
+        let shape =
+            Demand { permutation: Some(PermutationDemand { permuter: 1, len: 7, columns: 2 }), ..Default::default() };
+        let batches = d.deal(&shape).unwrap();
+        for b in &batches {
+            let bytes = b.to_bytes();
+            assert_eq!(bytes[4], WIRE_VERSION_PERMUTATION);
+            assert_eq!(bytes[5] == FLAG_CORRECTIONS, b.party() == 1, "corrections for the permuter only");
+            assert_eq!(bytes.len(), 50 + 20 + 16 + if b.party() == 1 { 8 * 14 } else { 0 });
+            let parsed = DealerBatch::from_bytes(&bytes).unwrap();
+            assert_eq!(parsed.shape(), &shape);
+            assert_eq!(parsed.to_bytes().to_vec(), bytes.to_vec());
+            for cut in 0..bytes.len() {
+                assert!(matches!(DealerBatch::from_bytes(&bytes[..cut]), Err(PreprocessingError::Malformed(_))));
+            }
+        }
+        // A permuter out of range, and corrections at the wrong party.
+        let mut bad = batches[1].to_bytes().to_vec();
+        bad[50..54].copy_from_slice(&3u32.to_le_bytes());
+        assert!(DealerBatch::from_bytes(&bad).is_err());
+        let mut bad = batches[1].to_bytes().to_vec();
+        bad[50..54].copy_from_slice(&2u32.to_le_bytes());
+        assert!(DealerBatch::from_bytes(&bad).is_err());
     }
 
     proptest! {

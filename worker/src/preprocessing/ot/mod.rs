@@ -76,8 +76,9 @@ const DABITS_PER_CALL: usize = 64 * DIV_PAIRS_PER_CALL;
 pub const MAX_BINARY_PER_PLAN: usize = 1 << 32;
 
 /// Check that OT-based generation can serve `plan`: every divisor is in
-/// `1..=2^62` (any such divisor: see [`session::pairs_from_bits`]), and
-/// the binary kinds are within [`MAX_BINARY_PER_PLAN`]. Every party
+/// `1..=2^62` (any such divisor: see [`session::pairs_from_bits`]), the
+/// binary kinds are within [`MAX_BINARY_PER_PLAN`], and no layer is a
+/// permutation step (only a dealer makes those). Every party
 /// computes the same plan, so every party refuses the same job, before any
 /// message.
 pub fn check_plan(plan: &MaterialPlan) -> Result<(), PreprocessingError> {
@@ -94,6 +95,12 @@ pub fn check_plan(plan: &MaterialPlan) -> Result<(), PreprocessingError> {
         }
     }
     for (layer, demand) in plan.layers.iter().enumerate() {
+        if demand.permutation.is_some() {
+            return Err(PreprocessingError::Mismatch(format!(
+                "layer {layer} is a step of a dealt shuffle; permutation correlations come from a trusted dealer \
+                 only (OT and pool jobs shuffle through Beneš networks)"
+            )));
+        }
         for &(divisor, _) in &demand.div_pairs {
             if divisor == 0 || divisor > crate::protocol::additive::division::MAX_DIVISOR {
                 return Err(PreprocessingError::Mismatch(format!(

@@ -25,6 +25,10 @@
 //! - [`conversion`]: arithmetic to binary by a masked opening with an
 //!   edaBit, binary to arithmetic (fused with a product) with a daBit.
 //!
+//! And [`shuffle`]: an oblivious shuffle from permutation correlations a
+//! trusted dealer deals, one round per party (material from OT or the pool
+//! shuffles through the generic Beneš networks instead).
+//!
 //! The step functions in the submodules are pure: they take this party's
 //! shares and the opened values and return shares. [`online`] runs them
 //! for the executor ([`super::Protocol`]) and does the communication.
@@ -35,5 +39,6 @@ pub mod conversion;
 pub mod division;
 pub mod online;
 pub mod reservoir;
+pub mod shuffle;
 
 pub use online::Additive;

@@ -6,7 +6,7 @@
 
 use super::division::{CORRECTION_DIVISOR, Division};
 use super::reservoir::Reservoir;
-use super::{beaver, boolean, conversion};
+use super::{beaver, boolean, conversion, shuffle};
 use crate::executor::net::Net;
 use crate::executor::netlist::{GateId, GateOp, Kind};
 use crate::executor::plan::and_bits;
@@ -15,7 +15,9 @@ use crate::executor::run::{
 };
 use crate::executor::{Instance, Layer};
 use crate::gf2::{Bits, Packed, words_for};
-use crate::preprocessing::{Demand, MaterialSource, MaterialTag, PreprocessingError};
+use crate::preprocessing::{
+    Demand, MaterialSource, MaterialTag, PermutationDemand, PermutationShares, PreprocessingError,
+};
 use crate::prg::Seed;
 use crate::program::ir::{Circuit, PartyIndex};
 use crate::protocol::Protocol;
@@ -502,10 +504,73 @@ impl<S: MaterialSource> Protocol for Additive<S> {
         Ok(())
     }
 
-    /// None cheaper than the generic Beneš networks (a permutation
-    /// correlation would need a material kind of its own).
-    async fn shuffle(&mut self, _: &mut Net<'_>, _: &mut [Share], _: usize) -> Result<bool, JobError> {
-        Ok(false)
+    /// With a trusted dealer's permutation correlations ([`super::shuffle`]):
+    /// one step per party, each one round from the other parties to the
+    /// step's permuter. Material from OT or the pool has none: the
+    /// generic Beneš networks shuffle then (`false`).
+    async fn shuffle(&mut self, net: &mut Net<'_>, parts: &mut [Share], len: usize) -> Result<bool, JobError> {
+        let Some((reservoir, _)) = &mut self.dynamic else { return Ok(false) };
+        if !reservoir.next_is_permutation() {
+            return Ok(false);
+        }
+        let step = Step::Input;
+        let x = &mut parts[0];
+        let columns = x.len() / len.max(1);
+        for permuter in 0..net.n {
+            let (shape, material) =
+                reservoir.permutation(&mut self.source).await.map_err(|e| preprocessing_failed(step, e))?;
+            if shape != (PermutationDemand { permuter, len, columns }) {
+                return Err(JobError::Preprocessing {
+                    step,
+                    source: PreprocessingError::Mismatch(format!(
+                        "a permutation step {shape:?} where the shuffle of {columns} columns of {len} takes party \
+                         {permuter}'s"
+                    )),
+                });
+            }
+            *x = match material {
+                PermutationShares::Other { a, b } if net.me != permuter => {
+                    let mut m = shuffle::masked(x, &a);
+                    let sent = vec![(permuter, Arc::new(ring::to_le_bytes(&m)))];
+                    crate::memory::wipe_vec(&mut m);
+                    let received = net.round(step, sent.clone(), &[]).await?;
+                    net.wipe(received, sent.into_iter().map(|(_, m)| m).collect());
+                    shuffle::after_step(b)
+                }
+                PermutationShares::Permuter { perm, delta } if net.me == permuter => {
+                    let from: Vec<usize> = net.peers().collect();
+                    let received = net.round(step, Vec::new(), &from).await?;
+                    let mut sum = crate::memory::zeroed(x.len());
+                    for p in &from {
+                        if received[*p].len() != 8 * x.len() {
+                            return Err(net.protocol_error(
+                                *p,
+                                step,
+                                format!(
+                                    "expected {} masked elements for the shuffle, got {} bytes",
+                                    x.len(),
+                                    received[*p].len()
+                                ),
+                            ));
+                        }
+                        ring::add_le_bytes(&mut sum, &received[*p]);
+                    }
+                    net.wipe(received, Vec::new());
+                    let y = shuffle::permuted(x, &sum, &perm, &delta, len);
+                    crate::memory::wipe_vec(&mut sum);
+                    y
+                }
+                _ => {
+                    return Err(JobError::Preprocessing {
+                        step,
+                        source: PreprocessingError::Mismatch(format!(
+                            "this party's permutation material is for another role in party {permuter}'s step"
+                        )),
+                    });
+                }
+            };
+        }
+        Ok(true)
     }
 
     /// Each party shares its vector as its inputs are shared: a fresh PRG

@@ -14,8 +14,8 @@
 
 use crate::gf2::{Bits, words_for};
 use crate::preprocessing::{
-    BitTripleShares, DaBitShares, Demand, EdaBitShares, LayerMaterial, MaterialSource, MaterialTag, PreprocessingError,
-    TripleShares,
+    BitTripleShares, DaBitShares, Demand, EdaBitShares, LayerMaterial, MaterialSource, MaterialTag, PermutationDemand,
+    PermutationShares, PreprocessingError, TripleShares,
 };
 use crate::sharing::Share;
 use std::collections::VecDeque;
@@ -115,6 +115,9 @@ impl Reservoir {
         let mut m = source.next_layer(self.next, &demand).await?;
         self.next += 1;
         self.tag = self.tag.rotate_left(13) ^ m.tag.0;
+        // A permutation step left unused (never: a shuffle takes them
+        // first) is dropped, and wiped with its shares.
+        drop(m.permutation.take());
         let t = &mut m.triples;
         for (have, new) in self.triples.iter_mut().zip([&mut t.a, &mut t.b, &mut t.c]) {
             have.extend_from_slice(new.expose());
@@ -130,6 +133,29 @@ impl Reservoir {
             self.eda_bits.push(m.edabits.bits);
         }
         Ok(())
+    }
+
+    /// Whether the budget's next chunk is a permutation step (a sort's
+    /// shuffle from dealt correlations).
+    pub fn next_is_permutation(&self) -> bool {
+        self.chunks.front().is_some_and(|d| d.permutation.is_some())
+    }
+
+    /// The next chunk, a permutation step: its shape and this party's
+    /// correlation. Its tag enters the tags of the layers after it, so
+    /// parties holding different steps disagree at the next opening.
+    pub async fn permutation<S: MaterialSource>(
+        &mut self,
+        source: &mut S,
+    ) -> Result<(PermutationDemand, PermutationShares), PreprocessingError> {
+        let mismatch = || PreprocessingError::Mismatch("the sort's budget has no permutation step here".into());
+        let demand = self.chunks.front().filter(|d| d.permutation.is_some()).cloned().ok_or_else(mismatch)?;
+        self.chunks.pop_front();
+        let m = source.next_layer(self.next, &demand).await?;
+        self.next += 1;
+        self.tag = self.tag.rotate_left(13) ^ m.tag.0;
+        let shape = demand.permutation.ok_or_else(mismatch)?;
+        Ok((shape, m.permutation.ok_or_else(mismatch)?))
     }
 
     /// The material of one sub-instance layer: `demand`'s triples and
@@ -183,6 +209,7 @@ impl Reservoir {
             bit_triples,
             edabits,
             dabits: DaBitShares::default(),
+            permutation: None,
         })
     }
 

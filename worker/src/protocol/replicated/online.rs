@@ -16,6 +16,7 @@ use super::{PARTIES, conversion, division, next, prev};
 use crate::executor::net::Net;
 use crate::executor::netlist::{GateId, GateOp, Kind};
 use crate::executor::run::{JobError, OwnInputs, Value, broadcast_bits, broadcast_ring, reveal_by_parts};
+use crate::executor::shuffle::permute_columns;
 use crate::executor::{Instance, Layer};
 use crate::gf2::{Bits, Packed, words_for};
 use crate::memory::zeroed;
@@ -707,15 +708,7 @@ impl Protocol for Replicated {
                 seed[8..].copy_from_slice(&words[1].to_le_bytes());
                 permutation_from(&Seed::from_bytes(seed), len)
             };
-            let permute = |v: &[u64], pi: &[u32]| -> Vec<u64> {
-                let mut out = zeroed(v.len());
-                for (column, from) in out.chunks_exact_mut(len).zip(v.chunks_exact(len)) {
-                    for (i, x) in from.iter().enumerate() {
-                        column[pi[i] as usize] = *x;
-                    }
-                }
-                out
-            };
+            let permute = |v: &[u64], pi: &[u32]| permute_columns(v, pi, len);
             // Round 1: A to B. Round 2: B to C.
             let mut first = vec![Vec::new(); PARTIES];
             let (mut kept, mut pending) = (None, None);
@@ -819,13 +812,7 @@ impl Protocol for Replicated {
 /// key draw (Fisher–Yates; Lemire's multiply-shift index, bias below
 /// `n / 2^64`).
 fn permutation_from(seed: &Seed, n: usize) -> Vec<u32> {
-    let mut prg = Prg::new(seed);
-    let mut p: Vec<u32> = (0..n as u32).collect();
-    for i in (1..n).rev() {
-        let j = ((u128::from(prg.next_u64()) * (i as u128 + 1)) >> 64) as usize;
-        p.swap(i, j);
-    }
-    p
+    Prg::new(seed).permutation(n)
 }
 
 #[cfg(test)]
