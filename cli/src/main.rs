@@ -680,7 +680,7 @@ fn sort_text(r: &cohort_worker::bench::sort::SortBenchReport) -> String {
     format!(
         "{:?} of {} elements, {} parties, {}, {material}\n  job: {:.3} s ({:.0} elements/s), online {:.3} s, {} \
          rounds\n  {:.1} bytes per element per party, peak RSS {:.1} MiB ({:.1} MiB per party)\n  material: {} \
-         triples, {} edaBits, {} bit triples\n  cpu: {}\n",
+         triples, {} edaBits, {} bit triples, {} permutation elements\n  cpu: {}\n",
         r.op,
         r.n,
         r.parties,
@@ -695,6 +695,7 @@ fn sort_text(r: &cohort_worker::bench::sort::SortBenchReport) -> String {
         r.triples,
         r.edabits,
         r.bit_triples,
+        r.permutation_elements,
         r.cpu.model
     )
 }

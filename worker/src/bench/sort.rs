@@ -27,9 +27,11 @@
 //!   `/proc/self/clear_refs`): every party, the dealer thread and the
 //!   transport together; `peak_rss_bytes_per_party` divides it by the
 //!   number of parties.
-//! - **material** (`triples`, `edabits`, `bit_triples`): what the job's
-//!   plan reserves (the shuffle's triples exactly, the comparisons'
-//!   budget: see `executor::sort::comparison_budget`).
+//! - **material** (`triples`, `edabits`, `bit_triples`,
+//!   `permutation_elements`): what the job's plan reserves (the shuffle's
+//!   material exactly — dealt permutation steps with `--preprocessing
+//!   dealer`, the Beneš networks' triples otherwise — and the
+//!   comparisons' budget: see `executor::sort::comparison_budget`).
 
 use super::{BenchError, CpuInfo, JobSpec, Material, median, one_job};
 use crate::executor::plan::Lowering;
@@ -184,6 +186,8 @@ pub struct SortBenchReport {
     pub triples: u64,
     pub edabits: u64,
     pub bit_triples: u64,
+    /// Dealt permutation correlations, in elements over every step.
+    pub permutation_elements: u64,
     pub samples: Vec<f64>,
     pub online_samples: Vec<f64>,
 }
@@ -298,6 +302,7 @@ pub async fn run(options: &SortBenchOptions) -> Result<SortBenchReport, BenchErr
         triples: totals.triples,
         edabits: totals.edabits,
         bit_triples: totals.bit_triples,
+        permutation_elements: totals.permutations,
         samples,
         online_samples,
     })

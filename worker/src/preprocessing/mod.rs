@@ -191,6 +191,7 @@ impl MaterialPlan {
             bit_triples: self.total_bit_triples() as u64,
             edabits: self.total_edabits() as u64,
             dabits: self.total_dabits() as u64,
+            permutations: self.layers.iter().filter_map(|l| l.permutation).map(|p| p.elements() as u64).sum(),
         }
     }
 }
@@ -209,6 +210,9 @@ pub struct MaterialTotals {
     pub edabits: u64,
     /// daBits (one bit in both sharings).
     pub dabits: u64,
+    /// Permutation correlations (dealt shuffles), in elements: `len ·
+    /// columns` per step.
+    pub permutations: u64,
 }
 
 /// Identifies the material of one layer. Equal at every party exactly when

@@ -55,7 +55,7 @@ where
 /// dealing).
 pub const OUTCOMES: [&str; 2] = ["dealt", "failed"];
 /// Kinds of `material_dealt_total`.
-pub const KINDS: [&str; 5] = ["triple", "div_pair", "bit_triple", "edabit", "dabit"];
+pub const KINDS: [&str; 6] = ["triple", "div_pair", "bit_triple", "edabit", "dabit", "permutation_element"];
 /// Stages of `refusals_total`: a client certificate refused at the TLS
 /// handshake, or a request refused (malformed, unknown party, reused job
 /// id, limits).
@@ -84,7 +84,8 @@ impl DealerMetrics {
         let material = family(
             &mut registry,
             "material_dealt",
-            "Items of correlated randomness dealt, summed over parties (triple, div_pair, bit_triple, edabit, dabit)",
+            "Items of correlated randomness dealt, summed over parties (triple, div_pair, bit_triple, edabit, dabit, \
+             permutation_element)",
             &KINDS,
             |kind| Kind { kind },
         );
@@ -125,6 +126,7 @@ impl DealerMetrics {
             ("bit_triple", totals.bit_triples),
             ("edabit", totals.edabits),
             ("dabit", totals.dabits),
+            ("permutation_element", totals.permutations),
         ] {
             self.material.get_or_create(&Kind { kind }).inc_by(n.saturating_mul(parties));
         }
