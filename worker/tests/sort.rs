@@ -3,7 +3,8 @@
 //! `program::plain`: random data and the edges (ties, all equal, sorted,
 //! reverse, lengths around the bit-slicing and padding boundaries), 2, 3
 //! and 5 parties; the shuffles' routing and uniformity (networks, dealt
-//! correlations, resharing); the rounds.
+//! correlations, resharing); the rounds; ranks (`rank`, `rank_desc`),
+//! alone and sharing a sort's quicksort.
 
 mod common;
 
@@ -84,6 +85,104 @@ async fn a_few_hundred_elements_with_several_columns_by_one_key() {
             vec![("b", enc(&ints(n, 7, 3)))],
         ];
         check(backend, 3, source, inputs).await;
+    }
+}
+
+/// `rank` and `rank_desc` of a secret int key (party 0), of a secret
+/// fixed vector (the last party), of all-equal secret values and of a
+/// public vector.
+async fn ranks(backend: Backend, parties: usize, k: &[i64], v: &[i64]) {
+    let last = format!("party-{}", parties - 1);
+    let source = format!(
+        "input k: int[] from party-0\ninput f: fixed[] from {last}\n\
+         output up = rank(k)\noutput down = rank_desc(k)\noutput fu = rank(f)\noutput fd = rank_desc(f)\n\
+         output same = rank(k * 0 + 1)\noutput public = rank_desc([3, 1, 3, 2])\n"
+    );
+    let mut inputs = vec![Vec::new(); parties];
+    inputs[0].push(("k", enc(k)));
+    // Fixed point: the values scaled by 2^16, ties kept.
+    let f: Vec<i64> = v.iter().map(|x| x << 16).collect();
+    inputs[parties - 1].push(("f", enc(&f)));
+    check(backend, parties, &source, inputs).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranks_match_plain_under_every_protocol() {
+    for backend in BACKENDS {
+        for n in [0, 1, 2, 3, 63, 64, 65] {
+            for (_, k) in edge_cases(n) {
+                let v: Vec<i64> = k.iter().rev().map(|x| x >> 20).collect();
+                ranks(backend, 3, &k, &v).await;
+            }
+        }
+        ranks(backend, 3, &ints(300, 40, 11), &ints(300, 1 << 20, 12)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranks_match_plain_with_two_and_five_parties() {
+    for parties in [2, 5] {
+        for backend in [Backend::AdditiveDealer, Backend::AdditiveOt] {
+            for n in [0, 1, 2, 64, 65, 200] {
+                ranks(backend, parties, &ints(n, 9, n as u64), &ints(n, 3, 5)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rank_and_a_sort_of_one_key_run_one_quicksort() {
+    use cohort_worker::executor::netlist::GateOp;
+    use cohort_worker::executor::plan::Lowering;
+    use cohort_worker::executor::sort::SortRounds;
+    use cohort_worker::executor::{InputLengths, Instance, Quotients};
+    use cohort_worker::preprocessing::Mode;
+    let names: Vec<String> = (0..3).map(|p| format!("party-{p}")).collect();
+    let sorts = |source: &str, lowering: Lowering, n: usize| {
+        let circuit = cohort_worker::program::compile(source, &names).expect("compiles");
+        let lengths = InputLengths(vec![vec![Some(n), None, None], vec![None, Some(n), None]]);
+        let instance = Instance::plan(&circuit, &lengths, lowering).expect("plans");
+        let sorts: Vec<bool> = instance
+            .netlist
+            .gates
+            .iter()
+            .filter_map(|g| match g.op {
+                GateOp::Sort { ranks, .. } => Some(ranks),
+                _ => None,
+            })
+            .collect();
+        (sorts, instance.job_rounds())
+    };
+    let head = "input k: int[] from party-0\ninput v: int[] from party-1\n";
+    let shared = format!("{head}output r = rank(k)\noutput s = sort(k)\noutput b = sort_by(k, v)\n");
+    for backend in BACKENDS {
+        let mode = if backend == Backend::AdditiveOt { Mode::Ot } else { Mode::Dealer };
+        let lowering = Lowering { protocol: backend.protocol(), quotients: Quotients::of(mode) };
+        // One sort, with ranks, whichever comes first; the other
+        // direction is a sort of its own.
+        assert_eq!(sorts(&shared, lowering, 10).0, vec![true]);
+        let after = format!("{head}output s = sort_by_desc(k, v)\noutput t = top_k(k, 3)\noutput r = rank_desc(k)\n");
+        assert_eq!(sorts(&after, lowering, 10).0, vec![true]);
+        let both = format!("{head}output r = rank(k)\noutput d = rank_desc(k)\n");
+        assert_eq!(sorts(&both, lowering, 10).0, vec![true, true]);
+        for n in [64usize, 300] {
+            let inputs = vec![vec![("k", enc(&ints(n, 1 << 40, n as u64)))], vec![("v", enc(&ints(n, 50, 2)))], vec![]];
+            let outs = check(backend, 3, &shared, inputs).await;
+            let (_, fixed) = sorts(&shared, lowering, n);
+            // The key's sort carries `v` (one column besides the key).
+            let r = SortRounds::of(lowering, 3, n, 1);
+            for out in &outs {
+                let rounds = out.stats.rounds as usize;
+                let dynamic = rounds - fixed - r.shuffle - r.padding - r.ranks;
+                assert_eq!(dynamic % r.per_level, 0, "{backend:?}, n {n}: {rounds} rounds, {r:?}, {fixed} fixed");
+                let levels = dynamic / r.per_level;
+                let log = n.next_power_of_two().trailing_zeros() as usize;
+                assert!(
+                    levels + 1 >= log && levels <= 4 * log + 8,
+                    "{backend:?}, n {n}: {levels} quicksort levels ({rounds} rounds, {r:?})"
+                );
+            }
+        }
     }
 }
 

@@ -145,10 +145,13 @@ pub enum GateOp {
     /// (ascending, or descending), concatenated: a dynamic step run by
     /// [`super::sort`] between the layers (a shuffle, then quicksort with
     /// opened comparisons). Interactive when any operand is secret.
+    /// With `ranks`, one more vector follows the columns: each element's
+    /// position in that order (`Op::Rank`).
     Sort {
         key: GateId,
         columns: Vec<GateId>,
         descending: bool,
+        ranks: bool,
     },
 }
 

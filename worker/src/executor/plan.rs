@@ -154,11 +154,16 @@ pub struct Layer {
 }
 
 /// Where a sort's material budget sits in the plan: the entries
-/// `first .. first + chunks.len()`, right after its layer's own.
+/// `first .. first + chunks.len()`, right after its layer's own, then
+/// those of its ranks, if it outputs them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SortBudget {
     pub first: usize,
     pub chunks: Vec<Demand>,
+    /// The ranks' shuffle: a dynamic step of its own after the sort's
+    /// (`sort::rank_step`), so that its material follows the sort's
+    /// unused comparison material, drawn and discarded first.
+    pub ranks: Vec<Demand>,
 }
 
 /// A circuit together with everything its public shape determines.
@@ -319,7 +324,7 @@ fn schedule(netlist: &Netlist) -> (Vec<Layer>, MaterialPlan, Vec<usize>, BTreeMa
         if !takes_material {
             plan.layers.push(Demand::default());
             for &sort in &layer.sorts {
-                sort_budgets.insert(sort, SortBudget { first: plan.layers.len(), chunks: Vec::new() });
+                sort_budgets.insert(sort, SortBudget { first: plan.layers.len(), ..SortBudget::default() });
             }
             continue;
         }
@@ -346,9 +351,11 @@ fn schedule(netlist: &Netlist) -> (Vec<Layer>, MaterialPlan, Vec<usize>, BTreeMa
             permutation: None,
         });
         for &sort in &layer.sorts {
-            let chunks = super::sort::sort_demands(netlist, sort);
-            sort_budgets.insert(sort, SortBudget { first: plan.layers.len(), chunks: chunks.clone() });
+            let (chunks, ranks) = super::sort::budget_parts(netlist, sort);
+            let budget = SortBudget { first: plan.layers.len(), chunks: chunks.clone(), ranks: ranks.clone() };
+            sort_budgets.insert(sort, budget);
             plan.layers.extend(chunks);
+            plan.layers.extend(ranks);
         }
     }
     (layers, plan, material_index, sort_budgets)
@@ -440,6 +447,7 @@ fn lower(circuit: &Circuit, lengths: &InputLengths, lowering: Lowering) -> Resul
             }
             Op::Concat(parts) => Some(parts.iter().map(|p| shapes[*p].unwrap_or(1)).sum()),
             Op::SortBy { key, value, .. } => Some(elementwise(*key, *value, "sort_by")?.unwrap_or(1)),
+            Op::Rank { v, .. } => Some(shapes[*v].unwrap_or(1)),
             Op::Slice { v, start, count } => {
                 let bound = |id: &ValueId, what: &str| match (public[*id].as_deref(), shapes[*id]) {
                     (Some([x]), None) => Ok(ring::to_signed(*x)),
@@ -544,34 +552,54 @@ fn lower(circuit: &Circuit, lengths: &InputLengths, lowering: Lowering) -> Resul
                         (value, None) => value,
                     }
                 }
-                Op::SortBy { key, value, descending } => match shared_sorts.remove(&id) {
-                    Some(gate) => gate,
-                    None => {
-                        // Later sorts by the same key and direction whose
-                        // values are already lowered ride on this one, one
-                        // more column each (`sort_by(k, a)`, `sort_by(k, b)`).
-                        let riders: Vec<(ValueId, ValueId)> = (id + 1..n)
-                            .filter_map(|j| match circuit.nodes[j].op {
-                                Op::SortBy { key: k, value: v, descending: d }
-                                    if k == *key
-                                        && d == *descending
-                                        && v < id
-                                        && (public[v].is_none() || public[k].is_none()) =>
-                                {
-                                    Some((j, v))
+                Op::SortBy { key, descending, .. } | Op::Rank { v: key, descending } => {
+                    match shared_sorts.remove(&id) {
+                        Some(gate) => gate,
+                        None => {
+                            // Later sorts by the same key and direction
+                            // whose values are already lowered ride on
+                            // this one, one more column each (`sort_by(k,
+                            // a)`, `sort_by(k, b)`), and so do its ranks
+                            // (`rank(k)`, a secret `k`): one quicksort.
+                            let mut columns = Vec::new();
+                            if let Op::SortBy { value, .. } = node.op {
+                                columns.push(g(&value));
+                            }
+                            let primary_rank = matches!(node.op, Op::Rank { .. });
+                            let mut riders: Vec<(ValueId, ValueId)> = Vec::new();
+                            let mut rank_riders: Vec<ValueId> = Vec::new();
+                            for j in id + 1..n {
+                                match circuit.nodes[j].op {
+                                    Op::SortBy { key: k, value: v, descending: d }
+                                        if k == *key
+                                            && d == *descending
+                                            && v < id
+                                            && (public[v].is_none() || public[k].is_none()) =>
+                                    {
+                                        riders.push((j, v))
+                                    }
+                                    Op::Rank { v: k, descending: d }
+                                        if k == *key && d == *descending && public[k].is_none() =>
+                                    {
+                                        rank_riders.push(j)
+                                    }
+                                    _ => {}
                                 }
-                                _ => None,
-                            })
-                            .collect();
-                        let mut columns = vec![g(value)];
-                        columns.extend(riders.iter().map(|(_, v)| g(v)));
-                        let sorted = net.sort(g(key), &columns, *descending, span)?;
-                        for ((j, _), gate) in riders.iter().zip(&sorted[1..]) {
-                            shared_sorts.insert(*j, *gate);
+                            }
+                            columns.extend(riders.iter().map(|(_, v)| g(v)));
+                            let ranks = primary_rank || !rank_riders.is_empty();
+                            let (sorted, rank) = net.sort_ranked(g(key), &columns, *descending, ranks, span)?;
+                            let first = usize::from(!primary_rank);
+                            for ((j, _), gate) in riders.iter().zip(&sorted[first..]) {
+                                shared_sorts.insert(*j, *gate);
+                            }
+                            for j in rank_riders {
+                                shared_sorts.insert(j, rank.expect("a sort with ranks"));
+                            }
+                            if primary_rank { rank.expect("a sort with ranks") } else { sorted[0] }
                         }
-                        sorted[0]
                     }
-                },
+                }
                 Op::Slice { v, start, .. } => {
                     let start = public[*start].as_deref().map_or(0, |s| s[0] as usize);
                     let count = shape.unwrap_or(0);
@@ -694,6 +722,7 @@ fn evaluate_public(
             if matches!(op, Op::Min(_) | Op::Max(_)) { vec![v[best]] } else { vec![best as u64] }
         }
         Op::SortBy { key, value: v, descending } => plain::sort_by(value(key), value(v), *descending),
+        Op::Rank { v, descending } => plain::rank(value(v), *descending),
         Op::Slice { v, start, count } => {
             let (start, count) = (ring::to_signed(value(start)[0]), ring::to_signed(value(count)[0]));
             plain::slice(value(v), start, count).ok_or("slice out of range")?

@@ -727,21 +727,19 @@ fn public_gate(instance: &Instance, id: GateId, values: &[Option<Value>]) -> Val
         GateOp::Unpair { lo, hi, stride } => {
             Value::Public(unpair(operand(values, *lo).public(), operand(values, *hi).public(), *stride))
         }
-        GateOp::Sort { key, columns, descending } => {
-            let n = width / columns.len().max(1);
+        GateOp::Sort { key, columns, descending, ranks } => {
+            let n = width / (columns.len() + usize::from(*ranks)).max(1);
             let key = broadcast_ring(operand(values, *key).public(), n);
-            Value::Public(
-                columns
-                    .iter()
-                    .flat_map(|c| {
-                        crate::program::plain::sort_by(
-                            &key,
-                            &broadcast_ring(operand(values, *c).public(), n),
-                            *descending,
-                        )
-                    })
-                    .collect(),
-            )
+            let mut sorted: Vec<u64> = columns
+                .iter()
+                .flat_map(|c| {
+                    crate::program::plain::sort_by(&key, &broadcast_ring(operand(values, *c).public(), n), *descending)
+                })
+                .collect();
+            if *ranks {
+                sorted.extend(crate::program::plain::rank(&key, *descending));
+            }
+            Value::Public(sorted)
         }
         GateOp::Decompose(a) => Value::PublicBits(Bits::decompose(&ring(a), 64)),
         GateOp::Xor(a, b) | GateOp::And(a, b) => {

@@ -21,7 +21,15 @@
 //!    comparison bits are opened. Opening is safe: after a uniform shuffle
 //!    of distinct elements, the outcomes of quicksort's comparisons depend
 //!    only on a uniformly random permutation, not on the data;
-//! 4. the order found (public) is applied locally to every column.
+//! 4. the order found (public) is applied locally to every column;
+//! 5. ranks (`Op::Rank`), when the gate outputs them: sorted position `i`
+//!    holds the secret tag of the element at `i`; the pairs (position,
+//!    tag) are shuffled again by the same machinery and the shuffled tags
+//!    opened: they are a uniformly random permutation of `0..n` (of the
+//!    network's slots), independent of the data and of the order found,
+//!    so they reveal nothing; each shuffled position is then placed at
+//!    its opened tag, `rank[tag] = position`, a local gather. One more
+//!    shuffle of two columns and one opening.
 //!
 //! The comparison is lexicographic: `[(ka, ta) < (kb, tb)] = [ka < kb] ⊕
 //! ([ka == kb] ∧ [ta < tb])`, the key's sign and zero test sharing one
@@ -63,6 +71,19 @@ impl Netlist {
         descending: bool,
         span: Span,
     ) -> Result<Vec<GateId>, PlanError> {
+        Ok(self.sort_ranked(key, columns, descending, false, span)?.0)
+    }
+
+    /// As [`Netlist::sort`]; with `ranks`, one sort gives also the rank of
+    /// every element of `key` in that order (its last gate).
+    pub fn sort_ranked(
+        &mut self,
+        key: GateId,
+        columns: &[GateId],
+        descending: bool,
+        ranks: bool,
+        span: Span,
+    ) -> Result<(Vec<GateId>, Option<GateId>), PlanError> {
         let mut n = self.gate(key).width();
         for c in columns {
             if let Some(len) = self.elementwise(key, *c, span, "sort_by")? {
@@ -70,13 +91,15 @@ impl Netlist {
             }
         }
         let cols = columns.len();
-        let sorted =
-            self.push(GateOp::Sort { key, columns: columns.to_vec(), descending }, span, Some(n * cols), Kind::Ring);
-        Ok((0..cols)
-            .map(|c| {
-                self.push(GateOp::Strided { a: sorted, start: c * n, step: 1, count: n }, span, Some(n), Kind::Ring)
-            })
-            .collect())
+        let outputs = cols + usize::from(ranks);
+        let op = GateOp::Sort { key, columns: columns.to_vec(), descending, ranks };
+        let sorted = self.push(op, span, Some(n * outputs), Kind::Ring);
+        let mut strided = |c: usize| {
+            self.push(GateOp::Strided { a: sorted, start: c * n, step: 1, count: n }, span, Some(n), Kind::Ring)
+        };
+        let columns = (0..cols).map(&mut strided).collect();
+        let rank = ranks.then(|| strided(cols));
+        Ok((columns, rank))
     }
 }
 
@@ -91,15 +114,17 @@ struct Layout {
     /// Whether the network has padding (when `n` is not a power of
     /// two, the padding's positions are opened after the shuffle).
     flag: bool,
+    /// Whether the gate outputs ranks too (step 5).
+    ranks: bool,
 }
 
 impl Layout {
     fn of(netlist: &Netlist, id: GateId) -> (Layout, GateId, Vec<GateId>, bool) {
-        let GateOp::Sort { key, columns, descending } = &netlist.gates[id].op else {
+        let GateOp::Sort { key, columns, descending, ranks } = &netlist.gates[id].op else {
             unreachable!("a sort gate");
         };
-        let n =
-            if columns.is_empty() { netlist.gates[*key].width() } else { netlist.gates[id].width() / columns.len() };
+        let outputs = columns.len() + usize::from(*ranks);
+        let n = netlist.gates[id].width().checked_div(outputs).unwrap_or_else(|| netlist.gates[*key].width());
         let mut others: Vec<GateId> = Vec::new();
         for c in columns {
             if c != key && !others.contains(c) {
@@ -108,7 +133,13 @@ impl Layout {
         }
         let slots = n.next_power_of_two();
         let k = slots.trailing_zeros();
-        (Layout { n, k, others, flag: slots != n }, *key, columns.clone(), *descending)
+        (Layout { n, k, others, flag: slots != n, ranks: *ranks }, *key, columns.clone(), *descending)
+    }
+
+    /// The ranks' shuffle (step 5): two columns, the positions and the
+    /// tags, over the same elements.
+    fn ranking(&self) -> Layout {
+        Layout { others: Vec::new(), ranks: false, ..*self }
     }
 
     fn slots(&self) -> usize {
@@ -202,14 +233,18 @@ fn comparison_cost(template: &Netlist, tag_bits: usize) -> (usize, usize) {
 /// steps (one per party) under a trusted dealer, or else its triples
 /// exactly (one entry per stage of each party's network), then the comparisons'
 /// edaBits and bit triples for [`comparison_budget`] comparisons, in
-/// chunks of [`CHUNK_COMPARISONS`]. Empty for a protocol without material
-/// or a sort that needs none.
+/// chunks of [`CHUNK_COMPARISONS`]; with ranks, then the ranks' shuffle of
+/// two columns (dealt or networks as for the sort's, without a padding
+/// opening: the ranks' opening is the tags themselves). Empty for a
+/// protocol without material or a sort that needs none.
 pub fn sort_demands(netlist: &Netlist, id: GateId) -> Vec<Demand> {
-    let (layout, key, _, _) = Layout::of(netlist, id);
-    if !netlist.lowering.protocol.uses_preprocessing() || !netlist.gates[key].secret || layout.n < 2 {
-        return Vec::new();
-    }
-    let mut demands = Vec::new();
+    let (mut sort, ranks) = budget_parts(netlist, id);
+    sort.extend(ranks);
+    sort
+}
+
+/// A shuffle's material: its permutation steps, or its networks' triples.
+fn shuffle_demands(netlist: &Netlist, layout: &Layout, demands: &mut Vec<Demand>) {
     if layout.dealt(&netlist.lowering) {
         for permuter in 0..netlist.parties {
             let step = PermutationDemand { permuter, len: layout.n, columns: layout.shuffled() };
@@ -221,6 +256,19 @@ pub fn sort_demands(netlist: &Netlist, id: GateId) -> Vec<Demand> {
             demands.push(Demand { triples: per_stage, ..Demand::default() });
         }
     }
+}
+
+/// [`sort_demands`] in two parts: the sort's (shuffle, padding,
+/// comparisons) and the ranks' (their shuffle; empty without ranks). The
+/// ranks' part is a dynamic step of its own ([`rank_step`]), so that its
+/// permutation steps come first in its budget.
+pub fn budget_parts(netlist: &Netlist, id: GateId) -> (Vec<Demand>, Vec<Demand>) {
+    let (layout, key, _, _) = Layout::of(netlist, id);
+    if !netlist.lowering.protocol.uses_preprocessing() || !netlist.gates[key].secret || layout.n < 2 {
+        return (Vec::new(), Vec::new());
+    }
+    let mut demands = Vec::new();
+    shuffle_demands(netlist, &layout, &mut demands);
     if layout.flag && !layout.dealt(&netlist.lowering) {
         // The padding's opening: its layers' bit triples rounded to words.
         let (edabits, and_bits) = binary_cost(&padding_netlist(netlist, &layout).0);
@@ -233,12 +281,16 @@ pub fn sort_demands(netlist: &Netlist, id: GateId) -> Vec<Demand> {
         demands.push(Demand { edabits: c * edabits, bit_triple_words: c * and_bits / 64, ..Demand::default() });
         left -= c;
     }
-    demands
+    let mut ranks = Vec::new();
+    if layout.ranks {
+        shuffle_demands(netlist, &layout.ranking(), &mut ranks);
+    }
+    (demands, ranks)
 }
 
 /// The rounds of one sort of `n >= 2` elements with a secret key, with
 /// `others` columns besides the key: `shuffle + padding + levels ·
-/// per_level`, where `levels` is the height of quicksort's recursion (the
+/// per_level` (`+ ranks` when the sort outputs ranks), where `levels` is the height of quicksort's recursion (the
 /// levels with a partition of two or more elements; random, expected about
 /// `4.311 ln n`, Devroye 1986, and at least `floor(log2 n)`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -252,27 +304,36 @@ pub struct SortRounds {
     pub padding: usize,
     /// One quicksort level: the comparison's layers and the opening.
     pub per_level: usize,
+    /// Ranks, when the sort outputs them: the second shuffle, of two
+    /// columns (as `shuffle`: 2 per party, 1 per party when dealt — the
+    /// two columns may fit a batch where the sort's did not — or the
+    /// networks' `1 + parties · (2⌈log2 n⌉ − 1)`), and 1 to open the
+    /// shuffled tags.
+    pub ranks: usize,
 }
 
 impl SortRounds {
     pub fn of(lowering: super::plan::Lowering, parties: usize, n: usize, others: usize) -> SortRounds {
         let slots = n.next_power_of_two();
-        let layout = Layout { n, k: slots.trailing_zeros(), others: vec![0; others], flag: slots != n };
+        let layout = Layout { n, k: slots.trailing_zeros(), others: vec![0; others], flag: slots != n, ranks: false };
         let template = Netlist { lowering, parties, ..Netlist::default() };
         let depth = |net: &Netlist| net.gates.iter().map(|g| g.depth).max().unwrap_or(0);
         let resharing = !lowering.protocol.uses_preprocessing();
-        let dealt = layout.dealt(&lowering);
-        let networks = !resharing && !dealt;
-        SortRounds {
-            shuffle: if resharing {
+        let networks = !resharing && !layout.dealt(&lowering);
+        let shuffle = |layout: &Layout| {
+            if resharing {
                 2 * parties
-            } else if dealt {
+            } else if layout.dealt(&lowering) {
                 parties
             } else {
                 1 + parties * shuffle::stages(layout.k)
-            },
+            }
+        };
+        SortRounds {
+            shuffle: shuffle(&layout),
             padding: if layout.flag && networks { depth(&padding_netlist(&template, &layout).0) + 1 } else { 0 },
             per_level: depth(&level_netlist(&template, 1, layout.tag_bits()).0) + 1,
+            ranks: shuffle(&layout.ranking()) + 1,
         }
     }
 }
@@ -350,15 +411,25 @@ pub async fn run_sort<P: Protocol>(
             o.sort_by_key(|&i| ring::to_signed(k[i as usize]));
             o
         };
-        let parts: Vec<Vec<Share>> =
+        let mut parts: Vec<Vec<Share>> =
             columns.iter().map(|c| gather(&components(value_of(*c), &public_parts, n), &order)).collect();
+        if layout.ranks {
+            let mut ranks = vec![0u64; n];
+            for (position, i) in order.iter().enumerate() {
+                ranks[*i as usize] = position as u64;
+            }
+            parts.push(public_shares(ranks, &public_parts));
+        }
         return Ok((concat(parts, public_parts.len()), stats));
     }
     if n < 2 {
-        let parts: Vec<Vec<Share>> = columns
+        let mut parts: Vec<Vec<Share>> = columns
             .iter()
             .map(|c| components(value_of(*c), &public_parts, n).into_iter().map(Share::new).collect())
             .collect();
+        if layout.ranks {
+            parts.push(public_shares(vec![0; n], &public_parts));
+        }
         return Ok((concat(parts, public_parts.len()), stats));
     }
 
@@ -383,7 +454,7 @@ pub async fn run_sort<P: Protocol>(
         (joined, (0..n as u32).collect(), n)
     } else {
         drop(joined);
-        benes_shuffle(protocol, net, netlist, &layout, columns_in).await?
+        benes_shuffle(protocol, net, netlist, &layout, columns_in, true).await?
     };
     let column = |c: usize| -> Vec<Vec<u64>> {
         let at: Vec<u32> = real.iter().map(|x| x + (c * stride) as u32).collect();
@@ -465,7 +536,99 @@ pub async fn run_sort<P: Protocol>(
         }
         out.push(parts);
     }
+
+    // 6. Ranks: the tags in the order found (sorted position `i` holds
+    // the tag of the element ranked `i`), then step 5 of the module's
+    // construction.
+    if layout.ranks {
+        let sorted_tags: Vec<Vec<u64>> = gather(&tags, &order).into_iter().map(Share::into_inner).collect();
+        drop(keys);
+        out.push(rank_step(protocol, net, instance, id, &layout, sorted_tags).await?);
+    }
     Ok((concat(out, public_parts.len()), stats))
+}
+
+/// A public value as shares: in the components it enters.
+fn public_shares(v: Vec<u64>, public_parts: &[bool]) -> Vec<Share> {
+    let n = v.len();
+    components(&Value::Public(v), public_parts, n).into_iter().map(Share::new).collect()
+}
+
+fn internal(reason: String) -> JobError {
+    JobError::Protocol { party: "(every party)".into(), step: crate::transport::Step::Output, reason }
+}
+
+/// The ranks from the tags in sorted order (`sorted_tags`, this party's
+/// components): the pairs (position, tag) shuffled again — the
+/// protocol's own shuffle, else the networks — and the shuffled tags
+/// opened to every party. Opening them is safe: the second shuffle is
+/// uniform and independent of everything before it, so the opened tags
+/// are a uniformly random permutation of `0..n` (with the networks, of
+/// their `2^k` slots, the padding's tags being `n..2^k`), independent of
+/// the data and of the order quicksort found; the positions stay secret.
+/// Each shuffled position then goes to its opened tag: `rank[tag] =
+/// position`. Under a protocol with material, the second shuffle is a
+/// dynamic step of its own: its budget ([`super::plan::SortBudget`]'s
+/// `ranks`) follows the comparisons' chunks, whose unused part is drawn
+/// and discarded first.
+async fn rank_step<P: Protocol>(
+    protocol: &mut P,
+    net: &mut Net<'_>,
+    instance: &Instance,
+    id: GateId,
+    layout: &Layout,
+    sorted_tags: Vec<Vec<u64>>,
+) -> Result<Vec<Share>, JobError> {
+    let netlist = &instance.netlist;
+    let n = layout.n;
+    let public_parts = protocol.public_parts().to_vec();
+    let budget = instance.sort_budgets.get(&id).ok_or_else(|| internal("a sort without a budget".into()))?;
+    if !budget.ranks.is_empty() {
+        protocol.end_dynamic().await?;
+        protocol.begin_dynamic(budget.first + budget.chunks.len(), &budget.ranks);
+    }
+
+    let positions = components(&Value::Public((0..n as u64).collect()), &public_parts, n);
+    let columns_in = vec![positions, sorted_tags];
+    let mut joined: Vec<Share> = (0..public_parts.len())
+        .map(|j| Share::new(columns_in.iter().flat_map(|c| c[j].iter().copied()).collect()))
+        .collect();
+    let (shuffled, stride) = if protocol.shuffle(net, &mut joined, n).await? {
+        drop(columns_in);
+        (joined, n)
+    } else {
+        drop(joined);
+        // No padding opening: the tags' opening below shows the padding.
+        let (shuffled, _, stride) = benes_shuffle(protocol, net, netlist, &layout.ranking(), columns_in, false).await?;
+        (shuffled, stride)
+    };
+
+    // Open the shuffled tags (column 1).
+    let mut opening = Netlist { lowering: netlist.lowering, parties: netlist.parties, ..Netlist::default() };
+    let tags_gate =
+        opening.push(GateOp::External { index: 0, secret: true }, Span::default(), Some(stride), Kind::Ring);
+    let opening = Instance::from_netlist(opening, vec![tags_gate], &[tags_gate]);
+    let tags: Vec<Share> = shuffled.iter().map(|s| Share::new(s.expose()[stride..2 * stride].to_vec())).collect();
+    let values = vec![Some(Value::Secret(tags))];
+    let opened = protocol.reveal_outputs(net, &opening, &reveal_to_all(net.n, 1), &values).await?;
+    let opened = opened.into_iter().next().flatten().expect("opened to every party");
+
+    // `at[t]`: the slot whose tag is `t`. The opened tags must be a
+    // permutation of the slots.
+    let mut at = vec![u32::MAX; stride];
+    for (slot, tag) in opened.expose().iter().enumerate() {
+        match at.get_mut(*tag as usize) {
+            Some(a) if *a == u32::MAX => *a = slot as u32,
+            _ => {
+                return Err(internal(format!(
+                    "the ranks' shuffle of {n} elements opened tags that are not a permutation"
+                )));
+            }
+        }
+    }
+    at.truncate(n);
+    let positions: Vec<Vec<u64>> = shuffled.iter().map(|s| s.expose()[..stride].to_vec()).collect();
+    Ok(gather(&positions, &at))
 }
 
 /// The generic shuffle ([`super::shuffle`]): the columns padded to the
@@ -473,13 +636,15 @@ pub async fn run_sort<P: Protocol>(
 /// every party's switch settings in one round, its network after the
 /// previous party's, then the flags opened to drop the padding. Returns
 /// the shuffled columns (`slots` apart), the real elements' slots, and
-/// `slots`.
+/// `slots`. Without `drop_padding` the padding stays (every slot is
+/// returned as real): the caller finds it otherwise.
 async fn benes_shuffle<P: Protocol>(
     protocol: &mut P,
     net: &mut Net<'_>,
     netlist: &Netlist,
     layout: &Layout,
     columns_in: Vec<Vec<Vec<u64>>>,
+    drop_padding: bool,
 ) -> Result<(Vec<Share>, Vec<u32>, usize), JobError> {
     let n = layout.n;
     let public_parts = protocol.public_parts().to_vec();
@@ -547,7 +712,7 @@ async fn benes_shuffle<P: Protocol>(
 
     // Drop the padding: open `[tag < n]` (its positions after a uniform
     // shuffle are a uniformly random set, independent of the data).
-    let real: Vec<u32> = if layout.flag {
+    let real: Vec<u32> = if layout.flag && drop_padding {
         let (padding, real_bit) = padding_netlist(netlist, layout);
         let padding = Instance::from_netlist(padding, vec![real_bit], &[real_bit]);
         let mut values: Vec<Option<Value>> = (0..padding.netlist.gates.len()).map(|_| None).collect();
@@ -566,7 +731,7 @@ async fn benes_shuffle<P: Protocol>(
         }
         real
     } else {
-        (0..n as u32).collect()
+        (0..if drop_padding { n } else { slots } as u32).collect()
     };
     Ok((shuffled, real, slots))
 }
@@ -579,4 +744,82 @@ fn concat(columns: Vec<Vec<Share>>, components: usize) -> Value {
         }
     }
     Value::Secret(out.into_iter().map(Share::new).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::plan::{Lowering, Quotients};
+    use crate::protocol::ProtocolName;
+
+    /// A sort gate with ranks of `n` secret elements, `others` columns
+    /// besides the key.
+    fn ranked(lowering: Lowering, parties: usize, n: usize, others: usize) -> (Netlist, GateId) {
+        let span = Span::default();
+        let mut net = Netlist { lowering, parties, ..Netlist::default() };
+        let external =
+            |net: &mut Netlist, index| net.push(GateOp::External { index, secret: true }, span, Some(n), Kind::Ring);
+        let key = external(&mut net, 0);
+        let mut columns = vec![key];
+        for i in 0..others {
+            columns.push(external(&mut net, 1 + i));
+        }
+        let (_, rank) = net.sort_ranked(key, &columns, false, true, span).expect("a sort");
+        let GateOp::Strided { a, .. } = net.gates[rank.expect("ranks")].op else { unreachable!("a column") };
+        (net, a)
+    }
+
+    #[test]
+    fn the_ranks_budget_is_one_more_shuffle_of_two_columns() {
+        let dealt = Lowering::additive(Quotients::Exact);
+        let generated = Lowering::additive(Quotients::Linear);
+        let permutations =
+            |demands: &[Demand]| -> Vec<PermutationDemand> { demands.iter().filter_map(|d| d.permutation).collect() };
+        let steps =
+            |len, columns| (0..3).map(|permuter| PermutationDemand { permuter, len, columns }).collect::<Vec<_>>();
+
+        // Dealt: the sort's steps of three columns, the ranks' of two.
+        let (net, id) = ranked(dealt, 3, 1000, 1);
+        let (sort, ranks) = budget_parts(&net, id);
+        assert_eq!(permutations(&sort), steps(1000, 3));
+        assert_eq!(ranks.iter().filter(|d| d.permutation.is_some()).count(), ranks.len());
+        assert_eq!(permutations(&ranks), steps(1000, 2));
+        assert_eq!(sort_demands(&net, id).len(), sort.len() + ranks.len());
+        let rounds = SortRounds::of(dealt, 3, 1000, 1);
+        assert_eq!((rounds.shuffle, rounds.ranks), (3, 4));
+
+        // Networks: the ranks' triples for two columns over 1024 slots,
+        // no padding opening (the opened tags show it).
+        let (net, id) = ranked(generated, 3, 1000, 1);
+        let (_, ranks) = budget_parts(&net, id);
+        let stages = shuffle::stages(10);
+        assert_eq!(ranks, vec![Demand { triples: 1024, ..Demand::default() }; 3 * stages]);
+        let rounds = SortRounds::of(generated, 3, 1000, 1);
+        assert_eq!(rounds.ranks, 1 + 3 * stages + 1);
+        assert_eq!(rounds.shuffle + 1, rounds.ranks);
+
+        // Two columns fit a dealer's batch where the sort's three do not:
+        // the sort takes the networks, its ranks dealt steps.
+        let n = MAX_BATCH_ITEMS / 3 + 1;
+        let (net, id) = ranked(dealt, 3, n, 1);
+        let (sort, ranks) = budget_parts(&net, id);
+        assert!(permutations(&sort).is_empty() && sort[0].triples > 0);
+        assert_eq!(permutations(&ranks), steps(n, 2));
+        let rounds = SortRounds::of(dealt, 3, n, 1);
+        assert_eq!(rounds.ranks, 3 + 1);
+        assert!(rounds.shuffle > 3);
+
+        // Resharing: no material; two rounds per party, and the opening.
+        let rep3 = Lowering { protocol: ProtocolName::Replicated3, quotients: Quotients::Exact };
+        let (net, id) = ranked(rep3, 3, 1000, 1);
+        assert_eq!(budget_parts(&net, id), (Vec::new(), Vec::new()));
+        assert_eq!(SortRounds::of(rep3, 3, 1000, 1).ranks, 7);
+
+        // A sort without ranks has no ranks' part.
+        let mut net = Netlist { lowering: dealt, parties: 3, ..Netlist::default() };
+        let key = net.push(GateOp::External { index: 0, secret: true }, Span::default(), Some(100), Kind::Ring);
+        let sorted = net.sort(key, &[key], false, Span::default()).expect("a sort");
+        let GateOp::Strided { a, .. } = net.gates[sorted[0]].op else { unreachable!("a column") };
+        assert!(budget_parts(&net, a).1.is_empty());
+    }
 }

@@ -176,6 +176,12 @@ pub enum Op {
     /// one length): ascending, or descending when `descending`; stable
     /// (elements with equal keys keep their order).
     SortBy { key: ValueId, value: ValueId, descending: bool },
+    /// The rank of every element of `v` (a ring vector): `rank[i]` is the
+    /// position (from 0) of element `i` in the stable ascending (or
+    /// `descending`) order of `v` by signed value, the order [`Op::SortBy`]
+    /// uses: equal elements keep their index order. A ring integer vector
+    /// (not scaled) of `v`'s length.
+    Rank { v: ValueId, descending: bool },
     /// Elements `start, …, start + count - 1` of a vector; `start` and
     /// `count` are public scalar integers (checked at run time against the
     /// vector's length).
@@ -270,6 +276,7 @@ impl Op {
             | Op::ArgMin(a)
             | Op::ArgMax(a)
             | Op::Quantile { v: a, .. }
+            | Op::Rank { v: a, .. }
             | Op::Func(_, a)
             | Op::InRange(a)
             | Op::RunEnds(a)

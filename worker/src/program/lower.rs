@@ -58,6 +58,8 @@ const FUNCTIONS: &[&str] = &[
     "median",
     "min",
     "quantile",
+    "rank",
+    "rank_desc",
     "select",
     "sigmoid",
     "sort",
@@ -902,6 +904,14 @@ impl Lowerer {
                 let op = Op::SortBy { key: key.id, value: v.id, descending: f == "sort_by_desc" };
                 Ok(Val::Node { id: self.push(op, span), elem: v.elem, shape: Shape::Vector })
             }
+            "rank" | "rank_desc" => {
+                arity(1)?;
+                let v = self.numbers(f, &args[0], spans[0])?;
+                // A rank and a sort of the same key and direction share
+                // one sort (`executor::plan`).
+                let id = self.push(Op::Rank { v: v.id, descending: f == "rank_desc" }, span);
+                Ok(Val::Node { id, elem: ElemType::Int, shape: Shape::Vector })
+            }
             "median" => {
                 arity(1)?;
                 self.quantile(f, span, &args[0], spans[0], 0.5)
@@ -1025,6 +1035,7 @@ impl Lowerer {
                 | Op::ArgMin(_)
                 | Op::ArgMax(_)
                 | Op::SortBy { .. }
+                | Op::Rank { .. }
                 | Op::Quantile { .. }
                 | Op::JoinCount(..)
                 | Op::JoinSum(..)

@@ -188,6 +188,22 @@ pub fn sort_by(key: &[u64], value: &[u64], descending: bool) -> Vec<u64> {
     order.into_iter().map(|i| value[i]).collect()
 }
 
+/// The rank of every element of `v` ([`Op::Rank`]): `rank[i]` is the
+/// position of element `i` in the stable order [`sort_by`] sorts by.
+pub fn rank(v: &[u64], descending: bool) -> Vec<u64> {
+    let mut order: Vec<usize> = (0..v.len()).collect();
+    if descending {
+        order.sort_by_key(|&i| std::cmp::Reverse(to_signed(v[i])));
+    } else {
+        order.sort_by_key(|&i| to_signed(v[i]));
+    }
+    let mut rank = vec![0u64; v.len()];
+    for (position, i) in order.into_iter().enumerate() {
+        rank[i] = position as u64;
+    }
+    rank
+}
+
 /// Elements `start .. start + count` of `v` ([`Op::Slice`]), `None` when
 /// they are not all within it.
 pub fn slice(v: &[u64], start: i64, count: i64) -> Option<Vec<u64>> {
@@ -450,6 +466,7 @@ pub fn evaluate(circuit: &Circuit, inputs: &PlainInputs) -> Result<Vec<Vec<u64>>
                 }
                 Value { data: sort_by(&k.data, &x.data, *descending), scalar: false }
             }
+            Op::Rank { v: a, descending } => Value { data: rank(&v(*a).data, *descending), scalar: false },
             Op::Slice { v: a, start, count } => {
                 let bound = |id: usize, what| match v(id) {
                     Value { data, scalar: true } if !secret[id] => Ok(to_signed(data[0])),
