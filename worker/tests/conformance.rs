@@ -197,7 +197,7 @@ impl RandomProgram<'_> {
 
     fn int(&mut self, depth: u32) -> String {
         if depth == 0 {
-            return match self.pick(9) {
+            return match self.pick(10) {
                 0 => "x".into(),
                 1 => "y".into(),
                 2 => "t".into(),
@@ -208,6 +208,7 @@ impl RandomProgram<'_> {
                 5 => "sort_by_desc(x, y)".into(),
                 6 => "group_count(y)".into(),
                 7 => "group_sum(x, y)".into(),
+                8 => ["rank(x)", "rank_desc(y)"][self.pick(2) as usize].into(),
                 _ => "(x - y)".into(),
             };
         }
@@ -255,8 +256,8 @@ impl RandomProgram<'_> {
     }
 }
 
-/// Random programs of the comparison family, with sorts and group-bys
-/// among their leaves, under every protocol (3
+/// Random programs of the comparison family, with sorts, ranks and
+/// group-bys among their leaves, under every protocol (3
 /// parties; the additive protocol with dealt material) against
 /// `program::plain` on edge and random inputs: every output equal, element
 /// by element.
