@@ -1,4 +1,4 @@
-//! Order statistics, grouping and joins (`sort`, `median`, `quantile`,
+//! Order statistics, grouping and joins (`sort`, `rank`, `median`, `quantile`,
 //! `top_k`, `histogram`, `group_count`/`group_sum`, `join_count`,
 //! `join_sum`): the compiler's checks, and every construct under every
 //! protocol against `program::plain`, on random data and on the edges
@@ -66,6 +66,10 @@ fn the_compiler_checks_the_new_functions() {
         ),
         ("input x: int[] from party-0\noutput v = [x, 1]", "scalars"),
         ("input x: int[] from party-0\noutput v = sort_by(x)", "takes 2 arguments"),
+        ("input x: bool[] from party-0\noutput r = rank(x)", "vector of numbers"),
+        ("input x: fixed from party-0\noutput r = rank_desc(x)", "expects a vector"),
+        ("input x: int[] from party-0\noutput r = rank(x, x)", "takes 1 argument"),
+        ("input x: int[] from party-0\noutput r = rank", "is a function"),
     ];
     for (source, needle) in cases {
         let e = compile(source, &p).expect_err(source);
@@ -240,5 +244,26 @@ async fn a_median_at_fixed_point_zero() {
         let outs = check_within(backend, 3, source, inputs, |_| 1).await;
         let m = outs[0].outputs.iter().find(|o| o.name == "m").and_then(|o| o.value.as_ref()).expect("median");
         assert!((4..=5).contains(&m.expose()[0]), "{backend:?}: the median of 1 4 6 9 is 5, floored within one unit");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rank_of_a_sum_is_range_checked() {
+    // `rank(x + y)` compares a secret sum: under `range_check` it is
+    // checked like `sort`'s key; in range the ranks are plain's, out of
+    // range every party fails at the rank, as plain does.
+    let source = "range_check\ninput x: int[] from party-0\ninput y: int[] from party-1\noutput r = rank(x + y)\n";
+    let big = 1i64 << 61;
+    for backend in BACKENDS {
+        let inputs = vec![vec![("x", enc(&[3, big - 1, -5, 3]))], vec![("y", enc(&[1, 0, 2, 1]))], vec![]];
+        check(backend, 3, source, inputs).await;
+        let over = vec![vec![("x", enc(&[big, 0]))], vec![("y", enc(&[big, 0]))], vec![]];
+        let run = common::backends::run(backend, 3, source, over).await;
+        let err = run.plain.expect_err("plain refuses");
+        assert_eq!(err.span.line, 4, "{err}");
+        for (party, result) in run.results.iter().enumerate() {
+            let e = result.as_ref().expect_err("the job fails").to_string();
+            assert!(e.contains("line 4") && e.contains("left the range"), "{backend:?} party {party}: {e}");
+        }
     }
 }
