@@ -260,8 +260,8 @@ fn shuffle_demands(netlist: &Netlist, layout: &Layout, demands: &mut Vec<Demand>
 
 /// [`sort_demands`] in two parts: the sort's (shuffle, padding,
 /// comparisons) and the ranks' (their shuffle; empty without ranks). The
-/// ranks' part is a dynamic step of its own ([`rank_step`]), so that its
-/// permutation steps come first in its budget.
+/// ranks' part is a dynamic step of its own (step 5, after the
+/// comparisons), so that its permutation steps come first in its budget.
 pub fn budget_parts(netlist: &Netlist, id: GateId) -> (Vec<Demand>, Vec<Demand>) {
     let (layout, key, _, _) = Layout::of(netlist, id);
     if !netlist.lowering.protocol.uses_preprocessing() || !netlist.gates[key].secret || layout.n < 2 {
@@ -383,8 +383,9 @@ pub struct SortStats {
 }
 
 /// Run sort gate `id` of `instance` for this party: the shuffle, quicksort
-/// level by level, the local reordering. Returns the gate's value (the
-/// sorted columns, concatenated).
+/// level by level, the local reordering, and the ranks if the gate
+/// outputs them. Returns the gate's value (the sorted columns, then the
+/// ranks, concatenated).
 pub async fn run_sort<P: Protocol>(
     protocol: &mut P,
     net: &mut Net<'_>,
