@@ -150,6 +150,8 @@ enum BenchOp {
     Sort,
     /// `median(x + y)` of `--n` secret integers, in process.
     Median,
+    /// `rank(x + y)` of `--n` secret integers, in process.
+    Rank,
     /// `join_sum(x, y, y)` of two `--n`-row tables, in process.
     JoinSum,
     /// `group_sum(x, y)` (secret keys, no domain) over `--n` rows, in process.
@@ -174,6 +176,7 @@ impl BenchOp {
             BenchOp::Mul | BenchOp::Compare => return None,
             BenchOp::Sort => ProgramOp::Sort,
             BenchOp::Median => ProgramOp::Median,
+            BenchOp::Rank => ProgramOp::Rank,
             BenchOp::JoinSum => ProgramOp::JoinSum,
             BenchOp::GroupSum => ProgramOp::GroupSum,
             BenchOp::Divide => ProgramOp::Divide,
@@ -205,14 +208,14 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Bench { op, n: Some(_), .. } if op.program().is_none() => refuse(
-            "--n sets the elements of --op sort, median, join-sum, group-sum, divide, sigmoid, exp, log and sqrt",
+            "--n sets the elements of --op sort, median, rank, join-sum, group-sum, divide, sigmoid, exp, log and sqrt",
         ),
         Command::Bench { op, mults, comparisons, triples, tls_mib, .. }
             if op.program().is_some()
                 && (mults.is_some() || comparisons.is_some() || triples.is_some() || tls_mib.is_some()) =>
         {
             refuse(
-                "--op sort (median, join-sum, group-sum, divide, sigmoid, exp, log, sqrt) takes --n N (not --mults, \
+                "--op sort (median, rank, join-sum, group-sum, divide, sigmoid, exp, log, sqrt) takes --n N (not --mults, \
                  --comparisons, --triples or --tls-mib)",
             )
         }

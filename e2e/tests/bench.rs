@@ -224,3 +224,28 @@ fn replicated_3_bench_refuses_preprocessing_and_other_party_counts() {
         assert!(out.stdout.is_empty(), "{args:?}: nothing measured");
     }
 }
+
+/// `cohort bench --op OP --n N ...` for every operation of issue 18: the
+/// run checks each result against `program::plain` itself (a wrong result
+/// fails the command), and the report names the operation and its
+/// material: a dealt shuffle's permutation steps under the dealer, the
+/// networks' triples under OT, nothing under replicated-3.
+#[test]
+fn operation_benches_check_their_results_and_report_their_material() {
+    let ops = ["sort", "median", "rank", "join-sum", "group-sum", "divide", "sigmoid", "exp", "log", "sqrt"];
+    for op in ops {
+        for how in [&["--preprocessing", "dealer"][..], &["--protocol", "replicated-3"]] {
+            let report = run_json(&[&["--op", op, "--n", "150"], how].concat());
+            assert_eq!(report["op"], op, "{how:?}");
+            assert_eq!(report["n"], 150, "{op} {how:?}");
+            assert!(report["seconds"].as_f64().is_some_and(|s| s > 0.0), "{op} {how:?}");
+            let sorts = !matches!(op, "divide" | "sigmoid" | "exp" | "log" | "sqrt");
+            let dealt = report["permutation_elements"].as_u64().expect("permutation_elements");
+            assert_eq!(dealt > 0, sorts && how[0] == "--preprocessing", "{op} {how:?}: {dealt} permutation elements");
+        }
+    }
+    // OT material: the networks' triples, no permutation step.
+    let report = run_json(&["--op", "rank", "--n", "40", "--preprocessing", "ot", "--parties", "2"]);
+    assert_eq!(report["permutation_elements"], 0);
+    assert!(report["triples"].as_u64().is_some_and(|t| t > 0), "{report}");
+}

@@ -193,32 +193,47 @@ fn chi_square(counts: &[u64]) -> f64 {
     counts.iter().map(|c| (*c as f64 - expected).powi(2) / expected).sum()
 }
 
-#[test]
-fn the_routed_network_realizes_a_uniform_permutation() {
-    // The permutations of 4 slots (24 orders) a party's network applies,
-    // over many draws: every draw is a permutation (checked by applying
-    // it), and the orders are uniform (chi-square, 23 degrees of freedom:
-    // the 99.99th percentile is about 57; the threshold is generous).
+/// The Lehmer code (0..24) of an order of `0..4`.
+fn lehmer(v: &[u64]) -> usize {
+    let mut code = 0;
+    for i in 0..4 {
+        code = code * (4 - i) + v[i + 1..].iter().filter(|x| **x < v[i]).count();
+    }
+    code
+}
+
+/// Every trial's opened vector (`results[party][trial]` summed over the
+/// parties' shares) is a permutation of `[0, 1, 2, 3]`, and the 24 orders
+/// are uniform (chi-square, 23 degrees of freedom: the 99.99th percentile
+/// is about 57; the threshold is generous).
+fn assert_uniform_orders(results: &[Vec<Vec<u64>>]) {
     let mut counts = [0u64; 24];
-    let trials = 24_000;
-    for _ in 0..trials {
-        let sigma = shuffle::random_permutation(4).unwrap();
-        let bits = shuffle::route(2, &sigma);
-        let mut v: Vec<u64> = (0..4).collect();
-        shuffle::apply(2, &bits, &mut v);
-        let mut seen = v.clone();
-        seen.sort();
-        assert_eq!(seen, vec![0, 1, 2, 3], "a permutation");
-        // Lehmer code of the order.
-        let mut code = 0;
-        for i in 0..4 {
-            let smaller = v[i + 1..].iter().filter(|x| **x < v[i]).count();
-            code = code * (4 - i) + smaller;
-        }
-        counts[code] += 1;
+    for t in 0..results[0].len() {
+        let v: Vec<u64> =
+            (0..4).map(|i| results.iter().fold(0u64, |acc, party| acc.wrapping_add(party[t][i]))).collect();
+        let mut sorted = v.clone();
+        sorted.sort();
+        assert_eq!(sorted, vec![0, 1, 2, 3], "trial {t}: a permutation");
+        counts[lehmer(&v)] += 1;
     }
     let chi = chi_square(&counts);
     assert!(chi < 80.0, "chi-square {chi} over the 24 orders: {counts:?}");
+}
+
+#[test]
+fn the_routed_network_realizes_a_uniform_permutation() {
+    // The permutations of 4 slots (24 orders) a party's network applies,
+    // over many draws: each a permutation, the orders uniform.
+    let orders: Vec<Vec<u64>> = (0..24_000)
+        .map(|_| {
+            let sigma = shuffle::random_permutation(4).unwrap();
+            let bits = shuffle::route(2, &sigma);
+            let mut v: Vec<u64> = (0..4).collect();
+            shuffle::apply(2, &bits, &mut v);
+            v
+        })
+        .collect();
+    assert_uniform_orders(&[orders]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -308,22 +323,8 @@ async fn the_replicated_resharing_shuffle_is_a_uniform_permutation() {
         })
     })
     .await;
-    let mut counts = [0u64; 24];
-    for t in 0..TRIALS {
-        // x = x_0 + x_1 + x_2, component i being party i's part 0.
-        let v: Vec<u64> =
-            (0..4).map(|i| results.iter().fold(0u64, |acc, party| acc.wrapping_add(party[t][i]))).collect();
-        let mut seen = v.clone();
-        seen.sort();
-        assert_eq!(seen, vec![0, 1, 2, 3], "trial {t}: a permutation");
-        let mut code = 0;
-        for i in 0..4 {
-            code = code * (4 - i) + v[i + 1..].iter().filter(|x| **x < v[i]).count();
-        }
-        counts[code] += 1;
-    }
-    let chi = chi_square(&counts);
-    assert!(chi < 80.0, "chi-square {chi} over the 24 orders: {counts:?}");
+    // x = x_0 + x_1 + x_2, component i being party i's part 0.
+    assert_uniform_orders(&results);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -370,19 +371,5 @@ async fn the_dealt_permutation_shuffle_is_a_uniform_permutation() {
         })
     })
     .await;
-    let mut counts = [0u64; 24];
-    for t in 0..TRIALS {
-        let v: Vec<u64> =
-            (0..4).map(|i| results.iter().fold(0u64, |acc, party| acc.wrapping_add(party[t][i]))).collect();
-        let mut sorted = v.clone();
-        sorted.sort();
-        assert_eq!(sorted, vec![0, 1, 2, 3], "trial {t}: a permutation");
-        let mut code = 0;
-        for i in 0..4 {
-            code = code * (4 - i) + v[i + 1..].iter().filter(|x| **x < v[i]).count();
-        }
-        counts[code] += 1;
-    }
-    let chi = chi_square(&counts);
-    assert!(chi < 80.0, "chi-square {chi} over the 24 orders: {counts:?}");
+    assert_uniform_orders(&results);
 }

@@ -1,4 +1,4 @@
-//! `cohort bench --op sort` (and `median`, `join-sum`, `group-sum`,
+//! `cohort bench --op sort` (and `median`, `rank`, `join-sum`, `group-sum`,
 //! `divide`, `sigmoid`): how fast the parties sort `n` secret 64-bit keys
 //! (`docs/sorting.md`), or run one of the operations built on the sort
 //! and the fixed-point functions, in process over real loopback mTLS.
@@ -54,6 +54,8 @@ pub enum ProgramOp {
     Sort,
     /// `median(x + y)`.
     Median,
+    /// `rank(x + y)`: each element's position in the stable order.
+    Rank,
     /// `join_sum(x, y, y)`: two tables of `n` rows with overlapping keys.
     JoinSum,
     /// `group_sum(x, y)`: the group-by of secret keys (with ties) through
@@ -77,6 +79,7 @@ impl ProgramOp {
         match self {
             ProgramOp::Sort => ("sort(x + y)", "int"),
             ProgramOp::Median => ("median(x + y)", "int"),
+            ProgramOp::Rank => ("rank(x + y)", "int"),
             ProgramOp::JoinSum => ("join_sum(x, y, y)", "int"),
             ProgramOp::GroupSum => ("group_sum(x, y)", "int"),
             ProgramOp::Divide => ("x / y", "fixed"),
@@ -90,7 +93,7 @@ impl ProgramOp {
     /// The documented error bound, in ring units, of a result element.
     fn tolerance(self) -> fn(u64) -> u64 {
         match self {
-            ProgramOp::Sort | ProgramOp::JoinSum | ProgramOp::GroupSum => super::exact,
+            ProgramOp::Sort | ProgramOp::Rank | ProgramOp::JoinSum | ProgramOp::GroupSum => super::exact,
             // One truncation when the middle falls between two elements.
             ProgramOp::Median => |_| 1,
             // docs/fixed-point-functions.md: 2^-25 of the quotient and 2 ulps.
@@ -105,7 +108,7 @@ impl ProgramOp {
     fn inputs(self, n: usize) -> (Vec<u64>, Vec<u64>) {
         let mix = |i: u64, salt: u64| (i ^ salt).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         match self {
-            ProgramOp::Sort | ProgramOp::GroupSum => inputs(n),
+            ProgramOp::Sort | ProgramOp::Rank | ProgramOp::GroupSum => inputs(n),
             // The median is `fixed`: keys below 2^40, so that 2^f times
             // them stays in range.
             ProgramOp::Median => {
