@@ -182,17 +182,33 @@ pub fn comparison_budget(n: usize) -> usize {
     budget.div_ceil(64) * 64
 }
 
-/// One level's comparisons of `w` pairs: externals `ka, kb, ta, tb` (in
-/// that order, secret), the opened bit `[(ka, ta) < (kb, tb)]`.
+/// One level's comparisons of `w` pairs `(a, b)`: externals `ka − kb`
+/// and `ta − tb` (secret; the differences are local, so the driver forms
+/// them as it reads the elements), the opened bit `[(ka, ta) < (kb, tb)]`.
 fn level_netlist(template: &Netlist, w: usize, tag_bits: usize) -> (Netlist, GateId) {
     let span = Span::default();
     let mut net = Netlist { lowering: template.lowering, parties: template.parties, ..Netlist::default() };
     let ext: Vec<GateId> =
-        (0..4).map(|index| net.push(GateOp::External { index, secret: true }, span, Some(w), Kind::Ring)).collect();
-    let dk = net.ring2(GateOp::Sub, ext[0], ext[1], span);
-    let dt = net.ring2(GateOp::Sub, ext[2], ext[3], span);
-    let less = net.lexicographic_less(dk, dt, tag_bits, span);
+        (0..2).map(|index| net.push(GateOp::External { index, secret: true }, span, Some(w), Kind::Ring)).collect();
+    let less = net.lexicographic_less(ext[0], ext[1], tag_bits, span);
     (net, less)
+}
+
+/// Each element's difference from its partition's pivot (the partition's
+/// first element), partition after partition, per component: `v` holds
+/// the elements in the quicksort's arrangement, so this reads in order.
+fn pivot_differences(v: &[Share], partitions: &[(usize, usize)], w: usize) -> Vec<Share> {
+    v.iter()
+        .map(|part| {
+            let p = part.expose();
+            let mut d = Vec::with_capacity(w);
+            for &(start, len) in partitions {
+                let pivot = p[start];
+                d.extend(p[start + 1..start + len].iter().map(|x| x.wrapping_sub(pivot)));
+            }
+            Share::new(d)
+        })
+        .collect()
 }
 
 /// `[tag < n]` for the network's shuffled tags (external 0, `slots`
@@ -350,6 +366,14 @@ fn components(v: &Value, public_parts: &[bool], width: usize) -> Vec<Vec<u64>> {
     }
 }
 
+/// `v[i] = v[arrangement[i]]` for every `i` (a permutation of `v`'s
+/// positions), through `scratch`.
+fn rearrange<T: Copy>(v: &mut [T], arrangement: &[u32], scratch: &mut Vec<T>) {
+    scratch.clear();
+    scratch.extend(arrangement.iter().map(|i| v[*i as usize]));
+    v.copy_from_slice(scratch);
+}
+
 fn gather<T: AsRef<[u64]>>(parts: &[T], indices: &[u32]) -> Vec<Share> {
     parts.iter().map(|p| Share::new(indices.iter().map(|i| p.as_ref()[*i as usize]).collect())).collect()
 }
@@ -464,32 +488,26 @@ pub async fn run_sort<P: Protocol>(
             .map(Share::into_inner)
             .collect()
     };
-    let keys = column(0);
-    let tags = column(1);
+    let keys: Vec<Share> = column(0).into_iter().map(Share::new).collect();
+    let tags: Vec<Share> = column(1).into_iter().map(Share::new).collect();
 
     // 4. Quicksort, a level at a time: `order` holds the elements (indices
     // into the shuffled columns) with every partition contiguous, its
-    // pivot first.
+    // pivot first, and `keys` and `tags` hold them in that arrangement
+    // (moved within a partition as it splits), so that a level reads its
+    // elements and pivots in order.
     let mut order: Vec<u32> = (0..n as u32).collect();
+    let (mut keys, mut tags) = (keys, tags);
     let mut partitions: Vec<(usize, usize)> = vec![(0, n)];
+    let mut arrangement: Vec<u32> = Vec::new();
+    let (mut moved, mut moved_order) = (Vec::new(), Vec::new());
     while !partitions.is_empty() {
-        let mut elements = Vec::new();
-        let mut pivots = Vec::new();
-        for &(start, len) in &partitions {
-            for i in start + 1..start + len {
-                elements.push(order[i]);
-                pivots.push(order[start]);
-            }
-        }
-        let w = elements.len();
+        let w: usize = partitions.iter().map(|&(_, len)| len - 1).sum();
         let (level, less) = level_netlist(netlist, w, layout.tag_bits());
         let level = Instance::from_netlist(level, vec![less], &[less]);
         let mut level_values: Vec<Option<Value>> = (0..level.netlist.gates.len()).map(|_| None).collect();
-        for (g, (parts, at)) in
-            [(&keys, &elements), (&keys, &pivots), (&tags, &elements), (&tags, &pivots)].into_iter().enumerate()
-        {
-            level_values[g] = Some(Value::Secret(gather(parts, at)));
-        }
+        level_values[0] = Some(Value::Secret(pivot_differences(&keys, &partitions, w)));
+        level_values[1] = Some(Value::Secret(pivot_differences(&tags, &partitions, w)));
         run_sub(protocol, net, &level, &mut level_values).await?;
         let opened = protocol.reveal_outputs(net, &level, &reveal_to_all(net.n, 1), &level_values).await?;
         let less = opened.into_iter().next().flatten().expect("opened to every party");
@@ -499,35 +517,38 @@ pub async fn run_sort<P: Protocol>(
         let mut next = Vec::new();
         let mut at = 0;
         for &(start, len) in &partitions {
-            let pivot = order[start];
-            let (mut below, mut above) = (Vec::new(), Vec::new());
-            for &e in &order[start + 1..start + len] {
-                if less[at] == 1 {
-                    below.push(e)
-                } else {
-                    above.push(e)
-                }
-                at += 1;
+            // The partition's new arrangement (offsets from `start`): the
+            // elements below the pivot, the pivot, the rest, each in their
+            // current order.
+            let bits = &less[at..at + len - 1];
+            at += len - 1;
+            arrangement.clear();
+            arrangement.extend((1..len as u32).filter(|i| bits[*i as usize - 1] == 1));
+            let b = arrangement.len();
+            arrangement.push(0);
+            arrangement.extend((1..len as u32).filter(|i| bits[*i as usize - 1] != 1));
+            let range = start..start + len;
+            rearrange(&mut order[range.clone()], &arrangement, &mut moved_order);
+            for part in keys.iter_mut().chain(tags.iter_mut()) {
+                rearrange(&mut part.expose_mut()[range.clone()], &arrangement, &mut moved);
             }
-            let b = below.len();
-            order[start..start + b].copy_from_slice(&below);
-            order[start + b] = pivot;
-            order[start + b + 1..start + len].copy_from_slice(&above);
             if b >= 2 {
                 next.push((start, b));
             }
-            if above.len() >= 2 {
-                next.push((start + b + 1, above.len()));
+            if len - b - 1 >= 2 {
+                next.push((start + b + 1, len - b - 1));
             }
         }
         partitions = next;
     }
+    // It held pieces of shares.
+    crate::memory::wipe_vec(&mut moved);
 
     // 5. Every column in the order found.
     let mut out = Vec::with_capacity(columns.len());
     for c in &columns {
         let mut parts = if *c == key {
-            gather(&keys, &order)
+            keys.clone()
         } else {
             let at = 2 + layout.others.iter().position(|o| o == c).expect("a shuffled column");
             gather(&column(at), &order)
@@ -542,8 +563,8 @@ pub async fn run_sort<P: Protocol>(
     // the tag of the element ranked `i`), then step 5 of the module's
     // construction.
     if layout.ranks {
-        let sorted_tags: Vec<Vec<u64>> = gather(&tags, &order).into_iter().map(Share::into_inner).collect();
-        drop(keys);
+        let sorted_tags: Vec<Vec<u64>> = tags.iter().map(|t| t.expose().to_vec()).collect();
+        drop((keys, tags));
         out.push(rank_step(protocol, net, instance, id, &layout, sorted_tags).await?);
     }
     Ok((concat(out, public_parts.len()), stats))

@@ -530,35 +530,12 @@ impl<S: MaterialSource> Protocol for Additive<S> {
             }
             *x = match material {
                 PermutationShares::Other { a, b } if net.me != permuter => {
-                    let mut m = shuffle::masked(x, &a);
-                    let sent = vec![(permuter, Arc::new(ring::to_le_bytes(&m)))];
-                    crate::memory::wipe_vec(&mut m);
-                    let received = net.round(step, sent.clone(), &[]).await?;
-                    net.wipe(received, sent.into_iter().map(|(_, m)| m).collect());
+                    send_masked(net, step, permuter, x, &a).await?;
                     shuffle::after_step(b)
                 }
                 PermutationShares::Permuter { perm, delta } if net.me == permuter => {
-                    let from: Vec<usize> = net.peers().collect();
-                    let received = net.round(step, Vec::new(), &from).await?;
-                    let mut sum = crate::memory::zeroed(x.len());
-                    for p in &from {
-                        if received[*p].len() != 8 * x.len() {
-                            return Err(net.protocol_error(
-                                *p,
-                                step,
-                                format!(
-                                    "expected {} masked elements for the shuffle, got {} bytes",
-                                    x.len(),
-                                    received[*p].len()
-                                ),
-                            ));
-                        }
-                        ring::add_le_bytes(&mut sum, &received[*p]);
-                    }
-                    net.wipe(received, Vec::new());
-                    let y = shuffle::permuted(x, &sum, &perm, &delta, len);
-                    crate::memory::wipe_vec(&mut sum);
-                    y
+                    let sum = receive_masked(net, step, x.len()).await?;
+                    shuffle::permuted(x, &sum, &perm, &delta, len)
                 }
                 _ => {
                     return Err(JobError::Preprocessing {
@@ -608,6 +585,37 @@ impl<S: MaterialSource> Protocol for Additive<S> {
         net.wipe(received, sent);
         Ok(out)
     }
+}
+
+/// A shuffle step at a party other than the permuter: send it `x_j + a_j`
+/// ([`shuffle::masked`]).
+async fn send_masked(net: &mut Net<'_>, step: Step, permuter: usize, x: &Share, a: &Share) -> Result<(), JobError> {
+    let mut m = shuffle::masked(x, a);
+    let sent = vec![(permuter, Arc::new(ring::to_le_bytes(&m)))];
+    crate::memory::wipe_vec(&mut m);
+    let received = net.round(step, sent.clone(), &[]).await?;
+    net.wipe(received, sent.into_iter().map(|(_, m)| m).collect());
+    Ok(())
+}
+
+/// A shuffle step at the permuter: `Σ m_j` over every other party's
+/// message of `len` elements.
+async fn receive_masked(net: &mut Net<'_>, step: Step, len: usize) -> Result<Share, JobError> {
+    let from: Vec<usize> = net.peers().collect();
+    let received = net.round(step, Vec::new(), &from).await?;
+    let mut sum = crate::memory::zeroed(len);
+    for p in &from {
+        if received[*p].len() != 8 * len {
+            return Err(net.protocol_error(
+                *p,
+                step,
+                format!("expected {len} masked elements for the shuffle, got {} bytes", received[*p].len()),
+            ));
+        }
+        ring::add_le_bytes(&mut sum, &received[*p]);
+    }
+    net.wipe(received, Vec::new());
+    Ok(Share::new(sum))
 }
 
 /// Check a layer's division pairs against what the layer will use: one

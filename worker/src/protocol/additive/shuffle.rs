@@ -44,9 +44,9 @@ pub fn after_step(b: Share) -> Share {
 
 /// Step 2 at the permuter: `π(x_p + Σ m_j) + Δ`, column by column
 /// (`sum_m` is `Σ m_j`, `len` elements per column).
-pub fn permuted(x: &Share, sum_m: &[u64], perm: &[u32], delta: &Share, len: usize) -> Share {
+pub fn permuted(x: &Share, sum_m: &Share, perm: &[u32], delta: &Share, len: usize) -> Share {
     let mut z = x.expose().to_vec();
-    ring::add_assign(&mut z, sum_m);
+    ring::add_assign(&mut z, sum_m.expose());
     let mut y = permute_columns(&z, perm, len);
     crate::memory::wipe_vec(&mut z);
     ring::add_assign(&mut y, delta.expose());
@@ -79,14 +79,14 @@ mod tests {
                     .enumerate()
                     .map(|(p, b)| b.expand(p, parties, &shape).unwrap().permutation.unwrap())
                     .collect();
-                let mut sum_m = vec![0u64; len * columns];
+                let mut sum_m = Share::new(vec![0u64; len * columns]);
                 let mut next: Vec<Option<Share>> = (0..parties).map(|_| None).collect();
                 let mut permuter_material = None;
                 for (p, m) in material.into_iter().enumerate() {
                     match m {
                         PermutationShares::Other { a, b } => {
                             assert_ne!(p, permuter);
-                            ring::add_assign(&mut sum_m, &masked(&shares[p], &a));
+                            ring::add_assign(sum_m.expose_mut(), &masked(&shares[p], &a));
                             next[p] = Some(after_step(b));
                         }
                         PermutationShares::Permuter { perm, delta } => {

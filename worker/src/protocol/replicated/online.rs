@@ -387,8 +387,10 @@ impl Protocol for Replicated {
                 if p.len() == w { Cow::Borrowed(p) } else { Cow::Owned(broadcast_ring(p, w)) }
             })
         };
-        let bits_at = |v: GateId, w: usize, j: usize| -> Bits {
-            broadcast_bits(&values[v].as_ref().expect("operand ready").bit_shares()[j], w).into_owned()
+        // Borrowed too: the ANDs' operands are packed from them, not copied
+        // first (a copy would be wiped again when dropped).
+        let bits_at = |v: GateId, w: usize, j: usize| -> Cow<'_, Bits> {
+            broadcast_bits(&values[v].as_ref().expect("operand ready").bit_shares()[j], w)
         };
 
         // The ring products: multiplications, injections of a secret value
@@ -456,7 +458,7 @@ impl Protocol for Replicated {
             let w = gates[id].width();
             let at = dabit_at[&id];
             for (j, e) in e_parts.iter_mut().enumerate() {
-                let mut bits = bits_at(b, w, j);
+                let mut bits = bits_at(b, w, j).into_owned();
                 bits.xor_assign(&self.dabits.bits[j].slice(at..at + w));
                 e.extend_from_slice(bits.words());
             }
