@@ -535,8 +535,9 @@ pub async fn run_sort<P: Protocol>(
             if b >= 2 {
                 next.push((start, b));
             }
-            if len - b - 1 >= 2 {
-                next.push((start + b + 1, len - b - 1));
+            let above = len - b - 1;
+            if above >= 2 {
+                next.push((start + b + 1, above));
             }
         }
         partitions = next;
