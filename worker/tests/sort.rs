@@ -9,6 +9,7 @@
 mod common;
 
 use cohort_worker::executor::shuffle;
+use cohort_worker::executor::sort::SortRounds;
 use cohort_worker::ring::from_signed;
 use common::backends::{BACKENDS, Backend, check};
 use common::ints;
@@ -134,7 +135,6 @@ async fn ranks_match_plain_with_two_and_five_parties() {
 async fn a_rank_and_a_sort_of_one_key_run_one_quicksort() {
     use cohort_worker::executor::netlist::GateOp;
     use cohort_worker::executor::plan::Lowering;
-    use cohort_worker::executor::sort::SortRounds;
     use cohort_worker::executor::{InputLengths, Instance, Quotients};
     use cohort_worker::preprocessing::Mode;
     let names: Vec<String> = (0..3).map(|p| format!("party-{p}")).collect();
@@ -172,18 +172,22 @@ async fn a_rank_and_a_sort_of_one_key_run_one_quicksort() {
             // The key's sort carries `v` (one column besides the key).
             let r = SortRounds::of(lowering, 3, n, 1);
             for out in &outs {
-                let rounds = out.stats.rounds as usize;
-                let dynamic = rounds - fixed - r.shuffle - r.padding - r.ranks;
-                assert_eq!(dynamic % r.per_level, 0, "{backend:?}, n {n}: {rounds} rounds, {r:?}, {fixed} fixed");
-                let levels = dynamic / r.per_level;
-                let log = n.next_power_of_two().trailing_zeros() as usize;
-                assert!(
-                    levels + 1 >= log && levels <= 4 * log + 8,
-                    "{backend:?}, n {n}: {levels} quicksort levels ({rounds} rounds, {r:?})"
-                );
+                assert_quicksort_rounds(&format!("{backend:?}, n {n}"), n, out.stats.rounds as usize, fixed, r, true);
             }
         }
     }
+}
+
+/// A job's `rounds` are its `fixed` ones, the sort's shuffle, padding and
+/// (when it has them) ranks, and whole quicksort levels: at least the height of a balanced
+/// recursion, at most a generous multiple of log2 n (expected about
+/// 3 log2 n).
+fn assert_quicksort_rounds(what: &str, n: usize, rounds: usize, fixed: usize, r: SortRounds, ranks: bool) {
+    let dynamic = rounds - fixed - r.shuffle - r.padding - if ranks { r.ranks } else { 0 };
+    assert_eq!(dynamic % r.per_level, 0, "{what}: {rounds} rounds, {r:?}, {fixed} fixed");
+    let levels = dynamic / r.per_level;
+    let log = n.next_power_of_two().trailing_zeros() as usize;
+    assert!(levels + 1 >= log && levels <= 4 * log + 8, "{what}: {levels} quicksort levels ({rounds} rounds, {r:?})");
 }
 
 /// Chi-square statistic of observed counts against a uniform expectation.
@@ -239,7 +243,6 @@ fn the_routed_network_realizes_a_uniform_permutation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sort_takes_logarithmically_many_rounds() {
     use cohort_worker::executor::plan::Lowering;
-    use cohort_worker::executor::sort::SortRounds;
     use cohort_worker::executor::{InputLengths, Instance, Quotients};
     use cohort_worker::preprocessing::Mode;
     let source = "input k: int[] from party-0\noutput s = sort(k)\n";
@@ -255,17 +258,7 @@ async fn a_sort_takes_logarithmically_many_rounds() {
             let fixed = Instance::plan(&circuit, &lengths, lowering).expect("plans").job_rounds();
             let r = SortRounds::of(lowering, 3, n, 0);
             for out in &outs {
-                let rounds = out.stats.rounds as usize;
-                let dynamic = rounds - fixed - r.shuffle - r.padding;
-                assert_eq!(dynamic % r.per_level, 0, "{backend:?}, n {n}: {rounds} rounds, {r:?}, {fixed} fixed");
-                let levels = dynamic / r.per_level;
-                let log = n.next_power_of_two().trailing_zeros() as usize;
-                // At least the height of a balanced recursion; at most a
-                // generous multiple of log2 n (expected about 3 log2 n).
-                assert!(
-                    levels + 1 >= log && levels <= 4 * log + 8,
-                    "{backend:?}, n {n}: {levels} quicksort levels ({rounds} rounds, {r:?})"
-                );
+                assert_quicksort_rounds(&format!("{backend:?}, n {n}"), n, out.stats.rounds as usize, fixed, r, false);
             }
         }
     }
