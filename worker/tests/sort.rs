@@ -366,3 +366,51 @@ async fn the_dealt_permutation_shuffle_is_a_uniform_permutation() {
     .await;
     assert_uniform_orders(&results);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_masked_vector_in_a_dealt_shuffle_is_refused_naming_its_sender() {
+    // Party 1 sends the permuter of the first step (party 0) 3 elements
+    // where the shuffle of 4 takes 4: party 0's job fails with an error
+    // that names party 1, the step and the lengths, never a share.
+    use cohort_worker::executor::net::Net;
+    use cohort_worker::executor::run::JobError;
+    use cohort_worker::preprocessing::dealer::{DealerSource, spawn_local_dealer};
+    use cohort_worker::preprocessing::{Demand, MaterialPlan, PermutationDemand};
+    use cohort_worker::protocol::Protocol;
+    use cohort_worker::protocol::additive::Additive;
+    use cohort_worker::sharing::Share;
+    use cohort_worker::transport::Step;
+    use std::sync::{Arc, Mutex};
+    let steps: Vec<Demand> = (0..3)
+        .map(|permuter| Demand {
+            permutation: Some(PermutationDemand { permuter, len: 4, columns: 1 }),
+            ..Default::default()
+        })
+        .collect();
+    let plan = MaterialPlan { layers: steps.clone() };
+    let sources: Vec<Option<DealerSource>> = spawn_local_dealer(plan, 3, 1 << 16).into_iter().map(Some).collect();
+    let sources = Arc::new(Mutex::new(sources));
+    let results = common::each_party(3, move |mesh| {
+        let (sources, steps) = (sources.clone(), steps.clone());
+        Box::pin(async move {
+            let me = mesh.self_index();
+            let source = sources.lock().unwrap()[me].take().expect("a source per party");
+            let mut net = Net::new(&mesh, std::time::Duration::from_secs(5));
+            let result = if me == 1 {
+                let short = Arc::new(vec![7u8; 8 * 3]);
+                net.round(Step::Input, vec![(0, short)], &[]).await.map(|_| ())
+            } else {
+                let mut protocol = Additive::new(source, me);
+                protocol.begin_dynamic(0, &steps);
+                let mut shares = vec![Share::new(vec![me as u64; 4])];
+                protocol.shuffle(&mut net, &mut shares, 4).await.map(|_| ())
+            };
+            (result.map_err(|e| (e.to_string(), matches!(e, JobError::Protocol { .. }))), mesh)
+        })
+    })
+    .await;
+    let (message, typed) = results[0].clone().expect_err("the permuter refuses the short vector");
+    assert!(typed, "a protocol error: {message}");
+    assert!(message.contains("party-1") && message.contains("expected 4 masked elements"), "{message}");
+    assert!(message.contains("24 bytes"), "{message}");
+}
