@@ -167,10 +167,10 @@ pub struct Sample {
 }
 
 /// The names of the material kinds, as `MaterialTotals` serializes them.
-pub const KINDS: [&str; 5] = ["triples", "divPairs", "bitTriples", "edabits", "dabits"];
+pub const KINDS: [&str; 6] = ["triples", "divPairs", "bitTriples", "edabits", "dabits", "permutations"];
 
 fn kind_count(t: &MaterialTotals, kind: usize) -> u64 {
-    [t.triples, t.div_pairs, t.bit_triples, t.edabits, t.dabits][kind]
+    [t.triples, t.div_pairs, t.bit_triples, t.edabits, t.dabits, t.permutations][kind]
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -695,8 +695,8 @@ fn cost_text(cost: &Cost) -> String {
                 .iter()
                 .map(|s| format!("n={}: {}", s.n, s.value.map_or("-".to_string(), |v| v.to_string())))
                 .collect();
-            // On its own line, under the formulas' column.
-            format!("not affine; with every vector of length n:\n{:16}{}", "", cells.join(", "))
+            // On its own line, under the formulas' column (4 + the widest kind, "permutations", + 2).
+            format!("not affine; with every vector of length n:\n{:18}{}", "", cells.join(", "))
         }
     }
 }

@@ -110,9 +110,9 @@ fn a_program_file_is_reviewed_for_the_parties_given() {
     assert!(text.contains("  weights   fixed[]  from advertiser\n"), "{text}");
     assert!(text.contains("  score     fixed    to publisher\n"), "{text}");
     assert!(text.contains("cost, with every vector input of length n"), "{text}");
-    assert!(text.contains("    triples     n\n"), "{text}");
+    assert!(text.contains("    triples       n\n"), "{text}");
     assert!(text.contains("exact, with features=1000, weights=1000 (preprocessing dealer, ot, pool)\n"), "{text}");
-    assert!(text.contains("    triples     1000\n"), "{text}");
+    assert!(text.contains("    triples       1000\n"), "{text}");
 
     // Without parties a program cannot be compiled; a run file names them.
     let out = cohort(&["check", program.to_str().unwrap()]);
@@ -206,6 +206,7 @@ fn a_comparison_program_is_reviewed_with_its_tables_and_exact_figures() {
             ("bitTriples", totals.bit_triples),
             ("edabits", totals.edabits),
             ("dabits", totals.dabits),
+            ("permutations", totals.permutations),
         ] {
             let cost = &group["material"][kind];
             if let Some(per) = cost["perLength"].as_object() {
