@@ -792,7 +792,7 @@ fn ring_part(instance: &Instance, id: GateId, values: &[Option<Value>], j: usize
         match operand(values, *g) {
             Value::Secret(s) => Cow::Borrowed(s[j].expose()),
             Value::Public(p) if enters => Cow::Borrowed(p),
-            Value::Public(p) => Cow::Owned(vec![0; p.len()]),
+            Value::Public(p) => Cow::Owned(crate::memory::zeroed(p.len())),
             _ => unreachable!("a ring operand"),
         }
     };

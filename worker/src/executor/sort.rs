@@ -359,9 +359,10 @@ impl SortRounds {
 fn components(v: &Value, public_parts: &[bool], width: usize) -> Vec<Vec<u64>> {
     match v {
         Value::Secret(parts) => parts.iter().map(|p| broadcast_ring(p.expose(), width)).collect(),
-        Value::Public(p) => {
-            public_parts.iter().map(|e| if *e { broadcast_ring(p, width) } else { vec![0; width] }).collect()
-        }
+        Value::Public(p) => public_parts
+            .iter()
+            .map(|e| if *e { broadcast_ring(p, width) } else { crate::memory::zeroed(width) })
+            .collect(),
         _ => unreachable!("a ring value"),
     }
 }

@@ -370,13 +370,14 @@ impl<S: MaterialSource> Protocol for Additive<S> {
             }
         }
 
-        // Open the tail of the ring section and the binary section.
-        let mut tail = vec![0u64; div_count + open_count];
+        // Open the tail of the ring section and the binary section (sums
+        // over zeros written, not requested: `memory::zeroed`).
+        let mut tail = crate::memory::zeroed(div_count + open_count);
         for m in &parts {
             ring::add_le_bytes(&mut tail, &m[16 * triples..8 * ring_len]);
         }
         let bit_len = 2 * and_words + inject_words;
-        let mut opened_bits = vec![0u64; bit_len];
+        let mut opened_bits = crate::memory::zeroed(bit_len);
         for m in &parts {
             for (o, chunk) in opened_bits.iter_mut().zip(m[8 * ring_len..].chunks_exact(8)) {
                 *o ^= u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
