@@ -320,6 +320,29 @@ async fn the_replicated_resharing_shuffle_is_a_uniform_permutation() {
     assert_uniform_orders(&results);
 }
 
+/// One dealt shuffle's budget among three parties: a permutation step of
+/// `len` elements (one column) for each party in turn.
+fn permutation_steps(len: usize) -> Vec<cohort_worker::preprocessing::Demand> {
+    use cohort_worker::preprocessing::{Demand, PermutationDemand};
+    (0..3)
+        .map(|permuter| Demand {
+            permutation: Some(PermutationDemand { permuter, len, columns: 1 }),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// A material source per party, each taken by its party once.
+type Sources = std::sync::Arc<std::sync::Mutex<Vec<Option<cohort_worker::preprocessing::dealer::DealerSource>>>>;
+
+/// `shuffles` times `steps` from an in-process trusted dealer.
+fn dealt(shuffles: usize, steps: &[cohort_worker::preprocessing::Demand]) -> Sources {
+    use cohort_worker::preprocessing::MaterialPlan;
+    use cohort_worker::preprocessing::dealer::spawn_local_dealer;
+    let plan = MaterialPlan { layers: (0..shuffles).flat_map(|_| steps.iter().cloned()).collect() };
+    std::sync::Arc::new(std::sync::Mutex::new(spawn_local_dealer(plan, 3, 1 << 16).into_iter().map(Some).collect()))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dealt_permutation_shuffle_is_a_uniform_permutation() {
     // Over real TLS, with a trusted dealer's permutation correlations:
@@ -328,22 +351,12 @@ async fn the_dealt_permutation_shuffle_is_a_uniform_permutation() {
     // and the 24 orders are uniform (chi-square, 23 degrees of freedom,
     // generous threshold). Each trial's steps are one sort's budget.
     use cohort_worker::executor::net::Net;
-    use cohort_worker::preprocessing::dealer::{DealerSource, spawn_local_dealer};
-    use cohort_worker::preprocessing::{Demand, MaterialPlan, PermutationDemand};
     use cohort_worker::protocol::Protocol;
     use cohort_worker::protocol::additive::Additive;
     use cohort_worker::sharing::Share;
-    use std::sync::{Arc, Mutex};
     const TRIALS: usize = 2400;
-    let steps: Vec<Demand> = (0..3)
-        .map(|permuter| Demand {
-            permutation: Some(PermutationDemand { permuter, len: 4, columns: 1 }),
-            ..Default::default()
-        })
-        .collect();
-    let plan = MaterialPlan { layers: (0..TRIALS).flat_map(|_| steps.clone()).collect() };
-    let sources: Vec<Option<DealerSource>> = spawn_local_dealer(plan, 3, 1 << 16).into_iter().map(Some).collect();
-    let sources = Arc::new(Mutex::new(sources));
+    let steps = permutation_steps(4);
+    let sources = dealt(TRIALS, &steps);
     let results = common::each_party(3, move |mesh| {
         let (sources, steps) = (sources.clone(), steps.clone());
         Box::pin(async move {
@@ -374,22 +387,13 @@ async fn a_short_masked_vector_in_a_dealt_shuffle_is_refused_naming_its_sender()
     // that names party 1, the step and the lengths, never a share.
     use cohort_worker::executor::net::Net;
     use cohort_worker::executor::run::JobError;
-    use cohort_worker::preprocessing::dealer::{DealerSource, spawn_local_dealer};
-    use cohort_worker::preprocessing::{Demand, MaterialPlan, PermutationDemand};
     use cohort_worker::protocol::Protocol;
     use cohort_worker::protocol::additive::Additive;
     use cohort_worker::sharing::Share;
     use cohort_worker::transport::Step;
-    use std::sync::{Arc, Mutex};
-    let steps: Vec<Demand> = (0..3)
-        .map(|permuter| Demand {
-            permutation: Some(PermutationDemand { permuter, len: 4, columns: 1 }),
-            ..Default::default()
-        })
-        .collect();
-    let plan = MaterialPlan { layers: steps.clone() };
-    let sources: Vec<Option<DealerSource>> = spawn_local_dealer(plan, 3, 1 << 16).into_iter().map(Some).collect();
-    let sources = Arc::new(Mutex::new(sources));
+    use std::sync::Arc;
+    let steps = permutation_steps(4);
+    let sources = dealt(1, &steps);
     let results = common::each_party(3, move |mesh| {
         let (sources, steps) = (sources.clone(), steps.clone());
         Box::pin(async move {
