@@ -11,6 +11,7 @@ use cohort_cli::launch::Options;
 use cohort_cli::run::{Interrupts, Overrides, render_text, run_file};
 use cohort_worker::bench::compare::{CompareBenchOptions, CompareBenchReport};
 use cohort_worker::bench::ot::{OtBenchOptions, OtBenchReport};
+use cohort_worker::bench::sort::ProgramOp;
 use cohort_worker::bench::{BenchOptions, BenchReport, CpuInfo};
 use cohort_worker::preprocessing::Mode;
 use cohort_worker::protocol::ProtocolName;
@@ -102,9 +103,10 @@ enum Command {
         #[arg(long)]
         tls_mib: Option<usize>,
         /// The operation measured: `mul` (the default: multiplications, or
-        /// triple generation with `--preprocessing ot`) or `compare`
+        /// triple generation with `--preprocessing ot`), `compare`
         /// (`count(x < y)` over `--comparisons` secret integers, with the
-        /// material dealt or generated during the job, and deployed).
+        /// material dealt or generated during the job, and deployed), or
+        /// one job of a program over `--n` elements in process (below).
         #[arg(long, value_enum, default_value_t = BenchOp::Mul)]
         op: BenchOp,
         /// Comparisons in the job (`--op compare` only; default 1000000
@@ -141,50 +143,45 @@ enum Command {
     },
 }
 
-/// What `cohort bench` measures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+/// What `cohort bench` measures: a layer of multiplications, comparisons,
+/// or one of the programs of `bench::sort` (`sort(x + y)`, `median`,
+/// `rank`, `join-sum`, `group-sum`, `divide`, `sigmoid`, `exp`, `log`,
+/// `sqrt`: one job over `--n` elements in process, named as
+/// [`ProgramOp`] names them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum BenchOp {
     Mul,
     Compare,
-    /// `sort(x + y)` of `--n` secret keys, in process (docs/sorting.md).
-    Sort,
-    /// `median(x + y)` of `--n` secret integers, in process.
-    Median,
-    /// `rank(x + y)` of `--n` secret integers, in process.
-    Rank,
-    /// `join_sum(x, y, y)` of two `--n`-row tables, in process.
-    JoinSum,
-    /// `group_sum(x, y)` (secret keys, no domain) over `--n` rows, in process.
-    GroupSum,
-    /// `x / y` of `--n` fixed-point pairs, `y` secret, in process.
-    Divide,
-    /// `sigmoid(x + y)` of `--n` fixed-point values, in process.
-    Sigmoid,
-    /// `exp(x + y)` of `--n` fixed-point values, in process.
-    Exp,
-    /// `log(x + y)` of `--n` fixed-point values, in process.
-    Log,
-    /// `sqrt(x + y)` of `--n` fixed-point values, in process.
-    Sqrt,
+    Program(ProgramOp),
+}
+
+impl ValueEnum for BenchOp {
+    fn value_variants<'a>() -> &'a [Self] {
+        static ALL: std::sync::LazyLock<Vec<BenchOp>> = std::sync::LazyLock::new(|| {
+            [BenchOp::Mul, BenchOp::Compare]
+                .into_iter()
+                .chain(ProgramOp::value_variants().iter().map(|p| BenchOp::Program(*p)))
+                .collect()
+        });
+        &ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        match self {
+            BenchOp::Mul => Some(clap::builder::PossibleValue::new("mul")),
+            BenchOp::Compare => Some(clap::builder::PossibleValue::new("compare")),
+            BenchOp::Program(p) => p.to_possible_value(),
+        }
+    }
 }
 
 impl BenchOp {
     /// The program `bench::sort` runs for this operation, if it is one.
-    fn program(self) -> Option<cohort_worker::bench::sort::ProgramOp> {
-        use cohort_worker::bench::sort::ProgramOp;
-        Some(match self {
-            BenchOp::Mul | BenchOp::Compare => return None,
-            BenchOp::Sort => ProgramOp::Sort,
-            BenchOp::Median => ProgramOp::Median,
-            BenchOp::Rank => ProgramOp::Rank,
-            BenchOp::JoinSum => ProgramOp::JoinSum,
-            BenchOp::GroupSum => ProgramOp::GroupSum,
-            BenchOp::Divide => ProgramOp::Divide,
-            BenchOp::Sigmoid => ProgramOp::Sigmoid,
-            BenchOp::Exp => ProgramOp::Exp,
-            BenchOp::Log => ProgramOp::Log,
-            BenchOp::Sqrt => ProgramOp::Sqrt,
-        })
+    fn program(self) -> Option<ProgramOp> {
+        match self {
+            BenchOp::Program(p) => Some(p),
+            BenchOp::Mul | BenchOp::Compare => None,
+        }
     }
 }
 

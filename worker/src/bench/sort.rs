@@ -46,7 +46,7 @@ use std::sync::Arc;
 /// built on it or beside it. Each is one job over `n` elements of `x`
 /// (party 0) and `y` (party 1), its result checked against
 /// `program::plain` within the operation's documented bound.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum ProgramOp {
     /// `sort(x + y)`.
