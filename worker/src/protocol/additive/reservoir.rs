@@ -112,12 +112,9 @@ impl Reservoir {
                     .into(),
             ));
         };
-        let mut m = source.next_layer(self.next, &demand).await?;
-        self.next += 1;
-        self.tag = self.tag.rotate_left(13) ^ m.tag.0;
-        // A permutation step left unused (never: a shuffle takes them
-        // first) is dropped, and wiped with its shares.
-        drop(m.permutation.take());
+        // A permutation step met here (never: a shuffle takes them first)
+        // is dropped with `m`, and wiped with its shares.
+        let mut m = self.draw(source, &demand).await?;
         let t = &mut m.triples;
         for (have, new) in self.triples.iter_mut().zip([&mut t.a, &mut t.b, &mut t.c]) {
             have.extend_from_slice(new.expose());
@@ -149,13 +146,23 @@ impl Reservoir {
         source: &mut S,
     ) -> Result<(PermutationDemand, PermutationShares), PreprocessingError> {
         let mismatch = || PreprocessingError::Mismatch("the sort's budget has no permutation step here".into());
-        let demand = self.chunks.front().filter(|d| d.permutation.is_some()).cloned().ok_or_else(mismatch)?;
-        self.chunks.pop_front();
-        let m = source.next_layer(self.next, &demand).await?;
+        let shape = self.chunks.front().and_then(|d| d.permutation).ok_or_else(mismatch)?;
+        let demand = self.chunks.pop_front().expect("the front chunk");
+        let m = self.draw(source, &demand).await?;
+        Ok((shape, m.permutation.ok_or_else(mismatch)?))
+    }
+
+    /// The material of the budget's next plan entry, its tag mixed into
+    /// the reservoir's.
+    async fn draw<S: MaterialSource>(
+        &mut self,
+        source: &mut S,
+        demand: &Demand,
+    ) -> Result<LayerMaterial, PreprocessingError> {
+        let m = source.next_layer(self.next, demand).await?;
         self.next += 1;
         self.tag = self.tag.rotate_left(13) ^ m.tag.0;
-        let shape = demand.permutation.ok_or_else(mismatch)?;
-        Ok((shape, m.permutation.ok_or_else(mismatch)?))
+        Ok(m)
     }
 
     /// The material of one sub-instance layer: `demand`'s triples and
