@@ -58,7 +58,7 @@ pub const CHUNK_COMPARISONS: usize = 1 << 16;
 
 /// The budget's margin over the expected number of comparisons, in units
 /// of `n` (see [`comparison_budget`]).
-pub const BUDGET_MARGIN: f64 = 4.0;
+pub const BUDGET_MARGIN: f64 = 6.0;
 
 impl Netlist {
     /// Sort `columns` (ring vectors, each as long as `key`) by the signed
