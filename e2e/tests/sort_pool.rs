@@ -26,10 +26,10 @@ async fn a_pool_job_sorts_with_its_budget_from_the_pool() {
     let federation = Federation::start(&names(), &options).await.expect("federation starts");
     // Per sort of 120 elements: a network of 128 slots, 3 parties × 13
     // stages × 128 triples, 128 edaBits to drop the padding, and a budget
-    // of 1,344 comparisons (2 edaBits and about 150 bit triples each).
+    // of 1,600 comparisons (2 edaBits and about 150 bit triples each).
     // Two sorts.
     for (kind, per_batch, batches) in
-        [(MaterialKind::Triples, 3000, 4), (MaterialKind::BitTriples, 2500, 3), (MaterialKind::EdaBits, 2000, 3)]
+        [(MaterialKind::Triples, 3000, 4), (MaterialKind::BitTriples, 2500, 4), (MaterialKind::EdaBits, 2000, 4)]
     {
         for status in federation.fill(kind, None, per_batch, batches).await.expect("fill") {
             assert_eq!(status.phase, Phase::Succeeded, "{status:?}");
